@@ -1,0 +1,114 @@
+//! The command-line interface as clap sees it. Only this file derives clap traits; the
+//! commands turn these into library calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// loopc: compile prompt programs against a metric, run them on a local model.
+#[derive(Debug, Parser)]
+#[command(name = "loopc", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// When to use colour in diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when writing to a terminal and `NO_COLOR` is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check `.loop` files; exit 1 if any has an error.
+    Check(CheckArgs),
+    /// Print a program's step graph as DOT, Mermaid or JSON.
+    Graph(GraphArgs),
+    /// Rewrite `.loop` files in canonical layout.
+    Fmt(FmtArgs),
+    /// Measure loopc's own speed and print the figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `loopc check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print diagnostics as JSON (one object with a list per file) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+/// `loopc graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The program.
+    pub file: PathBuf,
+    /// The output format.
+    #[arg(long, short, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+/// Graph output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// Nodes, edges and the concurrent schedule as JSON.
+    Json,
+}
+
+/// `loopc fmt`.
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// The files to format in place.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Change nothing; exit 1 if any file is not formatted.
+    #[arg(long)]
+    pub check: bool,
+    /// Print the formatted text instead of writing the files.
+    #[arg(long, conflicts_with = "check")]
+    pub stdout: bool,
+}
+
+/// `loopc bench`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Parse and check a generated program with many steps.
+    Parse(BenchParseArgs),
+}
+
+/// `loopc bench parse`.
+#[derive(Debug, Args)]
+pub struct BenchParseArgs {
+    /// How many steps the generated program has.
+    #[arg(long, default_value_t = 10_000)]
+    pub steps: usize,
+    /// How many times to repeat the measurement; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub iterations: usize,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,47 @@
+//! The `loopc` command line: parses arguments, calls the library, prints results and
+//! decides the exit code. Logic lives in the library; this layer only translates.
+//!
+//! Exit codes: 0 success, 1 the input was checked and found wanting (diagnostics, a failed
+//! `fmt --check`), 2 loopc could not do what was asked (unreadable file, bad arguments).
+
+mod args;
+mod bench;
+mod check;
+mod fmt;
+mod graph;
+mod report;
+mod source;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{BenchCommand, Cli, Command};
+
+/// What a command concluded, when it ran to the end.
+pub enum Outcome {
+    /// Everything was fine.
+    Success,
+    /// The command ran, and what it checked failed.
+    Failure,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = report::use_color(cli.color);
+    let result = match cli.command {
+        Command::Check(a) => check::run(&a, color),
+        Command::Graph(a) => graph::run(&a, color),
+        Command::Fmt(a) => fmt::run(&a, color),
+        Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failure) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

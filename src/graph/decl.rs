@@ -1,0 +1,124 @@
+//! The resolved parts of a program: fields, signatures, steps and where each step's inputs
+//! come from.
+
+use super::types::Type;
+use crate::syntax::Span;
+
+/// A named, typed field with an optional description for the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    /// The field's name.
+    pub name: String,
+    /// The field's type.
+    pub ty: Type,
+    /// What the field means, shown to the model.
+    pub description: Option<String>,
+}
+
+/// A task for the model: an instruction, typed inputs and typed outputs (DSPy's Signature).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    /// The signature's name.
+    pub name: String,
+    /// The task description (the compiler may replace it).
+    pub instruction: String,
+    /// What the model is given.
+    pub inputs: Vec<Field>,
+    /// What the model must produce.
+    pub outputs: Vec<Field>,
+    /// The declaration.
+    pub span: Span,
+}
+
+/// Indexes into the [`Dag`](super::Dag)'s tables.
+macro_rules! ids {
+    ($($(#[$doc:meta])* $name:ident),*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub usize);
+    )*};
+}
+ids!(
+    /// A step of a [`Dag`](super::Dag).
+    StepId,
+    /// A signature of a [`Dag`](super::Dag).
+    SignatureId,
+    /// A tool of a [`Dag`](super::Dag).
+    ToolId,
+    /// A model of a [`Dag`](super::Dag).
+    ModelId,
+    /// A metric of a [`Dag`](super::Dag).
+    MetricId
+);
+
+/// What a step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    /// Ask the model for the signature's outputs.
+    Predict,
+    /// Ask for a `reasoning` field first, then the outputs.
+    ChainOfThought,
+    /// Run a tool.
+    Call,
+}
+
+/// The signature or tool a step uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// For `predict` and `chain_of_thought`.
+    Signature(SignatureId),
+    /// For `call`.
+    Tool(ToolId),
+}
+
+/// One step of the program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The step's name.
+    pub name: String,
+    /// What the step does.
+    pub kind: StepKind,
+    /// The signature or tool it uses.
+    pub target: Target,
+    /// Where each input slot's value comes from, in the target's slot order.
+    pub bindings: Vec<Binding>,
+    /// The model that runs it (unused by `call` steps).
+    pub model: ModelId,
+    /// What the step produces: the signature's outputs (after `reasoning` for chain of
+    /// thought), or a tool's single `result`.
+    pub outputs: Vec<Field>,
+    /// The declaration.
+    pub span: Span,
+}
+
+/// The field name chain-of-thought steps add before the declared outputs.
+pub const REASONING: &str = "reasoning";
+/// The field name of a tool call's result.
+pub const RESULT: &str = "result";
+
+/// A slot and what fills it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binding {
+    /// The slot: a signature input, tool parameter, or program output.
+    pub slot: String,
+    /// What fills it.
+    pub source: Source,
+    /// Where the value is written.
+    pub span: Span,
+}
+
+/// Where a value comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// A program input: `input.NAME`.
+    Input(String),
+    /// An output of an earlier step: `STEP.FIELD`.
+    Step {
+        /// The producing step.
+        step: StepId,
+        /// The field of that step.
+        field: String,
+    },
+    /// A literal written in the program.
+    Const(serde_json::Value),
+}

@@ -1,0 +1,555 @@
+//! **Checking:** turns a syntax tree into a [`Dag`], resolving every name and checking every
+//! type, cycle and binding. All problems are collected in one pass.
+
+use std::collections::HashMap;
+
+use super::dag::{Dag, Wiring};
+use super::decl::*;
+use super::metric_spec::{self, MetricSpec};
+use super::model_spec::{self, ModelSpec};
+use super::optimizer_spec::{self, OptimizerSpec};
+use super::suggest::did_you_mean;
+use super::tool_spec::{self, ToolSpec};
+use super::types::{Type, TYPE_NAMES};
+use crate::syntax::ast::{self, Item, ValueKind};
+use crate::syntax::{format_value, has_errors, Diagnostic, Span};
+
+/// The result of checking a file: the DAG when there were no errors, and every diagnostic
+/// (warnings too) in source order.
+#[derive(Debug)]
+pub struct Lowered {
+    /// The checked program, present exactly when no diagnostic is an error.
+    pub dag: Option<Dag>,
+    /// Errors and warnings, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Names a program reserves for references; no step may take them.
+const RESERVED: [&str; 3] = ["input", "output", "example"];
+
+/// Checks `file` and builds its DAG.
+pub fn lower(file: &ast::File) -> Lowered {
+    let mut cx = Cx { diags: Vec::new() };
+    let dag = cx.file(file);
+    let mut diagnostics = cx.diags;
+    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+    let dag = if has_errors(&diagnostics) { None } else { dag };
+    Lowered { dag, diagnostics }
+}
+
+struct Cx {
+    diags: Vec<Diagnostic>,
+}
+
+/// A step's target and outputs, known before any binding is resolved so that steps may
+/// refer to steps declared after them.
+struct StepShape {
+    target: Target,
+    slots: Vec<Field>,
+    outputs: Vec<Field>,
+}
+
+impl Cx {
+    fn file(&mut self, file: &ast::File) -> Option<Dag> {
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        let (mut sig_decls, mut model_decls, mut tool_decls, mut step_decls, mut metric_decls) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut returns: Vec<&ast::ReturnDecl> = Vec::new();
+        let mut optimizes: Vec<&ast::OptimizeDecl> = Vec::new();
+        for item in &file.items {
+            match item {
+                Item::Input(f) => inputs.push(f),
+                Item::Output(f) => outputs.push(f),
+                Item::Model(m) => model_decls.push(m),
+                Item::Tool(t) => tool_decls.push(t),
+                Item::Signature(s) => sig_decls.push(s),
+                Item::Step(s) => step_decls.push(s),
+                Item::Return(r) => returns.push(r),
+                Item::Metric(m) => metric_decls.push(m),
+                Item::Optimize(o) => optimizes.push(o),
+            }
+        }
+        self.unique("input", inputs.iter().map(|f| &f.name));
+        self.unique("output", outputs.iter().map(|f| &f.name));
+        self.unique("signature", sig_decls.iter().map(|s| &s.name));
+        self.unique("model", model_decls.iter().map(|m| &m.name));
+        self.unique("tool", tool_decls.iter().map(|t| &t.name));
+        self.unique("step", step_decls.iter().map(|s| &s.name));
+        self.unique("metric", metric_decls.iter().map(|m| &m.name));
+        self.single("return", returns.iter().map(|r| r.span));
+        self.single("optimize", optimizes.iter().map(|o| o.span));
+        for o in &outputs {
+            if let Some(i) = inputs.iter().find(|i| i.name.name == o.name.name) {
+                self.diags.push(
+                    Diagnostic::error("duplicate-name", o.name.span, format!("`{}` is both an input and an output", o.name.name))
+                        .with_related(i.name.span, "declared as an input here")
+                        .with_hint("datasets hold inputs and outputs side by side, so each name must be unique"),
+                );
+            }
+        }
+
+        let inputs: Vec<Field> = inputs.iter().map(|f| self.field(f)).collect();
+        let outputs: Vec<Field> = outputs.iter().map(|f| self.field(f)).collect();
+        if outputs.is_empty() {
+            self.diags.push(
+                Diagnostic::error("missing-output", file.header.span, "the program declares no `output`")
+                    .with_hint("add e.g. `output answer: text` and bind it in `return { answer: step.field }`"),
+            );
+        }
+        let signatures: Vec<Signature> = sig_decls.iter().map(|s| self.signature(s)).collect();
+        let mut models: Vec<ModelSpec> =
+            model_decls.iter().filter_map(|m| model_spec::lower(m, &mut self.diags)).collect();
+        let default_model = match models.iter().position(|m| m.name == "default") {
+            Some(i) => Some(ModelId(i)),
+            None if models.len() == 1 => Some(ModelId(0)),
+            None if models.is_empty() && model_decls.is_empty() => {
+                models.push(ModelSpec::builtin_default());
+                Some(ModelId(0))
+            }
+            None => None,
+        };
+        let tools: Vec<ToolSpec> = tool_decls
+            .iter()
+            .map(|t| {
+                self.unique("parameter", t.params.iter().map(|p| &p.name));
+                let params = t.params.iter().map(|p| Field { name: p.name.name.clone(), ty: self.ty(&p.ty), description: None }).collect();
+                let returns = self.ty(&t.returns);
+                tool_spec::lower(t, params, returns, &mut self.diags)
+            })
+            .collect();
+
+        let shapes: Vec<Option<StepShape>> =
+            step_decls.iter().map(|s| self.step_shape(s, &signatures, &tools)).collect();
+        let step_names: Vec<&str> = step_decls.iter().map(|s| s.name.name.as_str()).collect();
+        let step_index: HashMap<&str, usize> = step_names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let lookup = Lookup { inputs: &inputs, step_names: &step_names, step_index: &step_index, shapes: &shapes };
+        let mut steps = Vec::new();
+        for (i, decl) in step_decls.iter().enumerate() {
+            let bindings = match &shapes[i] {
+                Some(shape) => self.bindings(&decl.bindings, &shape.slots, &lookup, &decl.target.name, decl.span),
+                None => Vec::new(),
+            };
+            let model = self.step_model(decl, &models, default_model);
+            if let (Some(shape), Some(model)) = (&shapes[i], model) {
+                steps.push(Step {
+                    name: decl.name.name.clone(),
+                    kind: match decl.kind {
+                        ast::StepKind::Predict => StepKind::Predict,
+                        ast::StepKind::ChainOfThought => StepKind::ChainOfThought,
+                        ast::StepKind::Call => StepKind::Call,
+                    },
+                    target: shape.target,
+                    bindings,
+                    model,
+                    outputs: shape.outputs.clone(),
+                    span: decl.span,
+                });
+            }
+        }
+
+        let return_bindings = match returns.first() {
+            Some(r) => self.bindings(&r.bindings, &outputs, &lookup, "the program", r.span),
+            None => {
+                self.diags.push(
+                    Diagnostic::error("missing-output", file.header.span, "the program has no `return`")
+                        .with_hint("add `return { output_name: step.field, ... }` to say where each output comes from"),
+                );
+                Vec::new()
+            }
+        };
+
+        let metric_scope = metric_spec::Scope { inputs: &inputs, outputs: &outputs, signatures: &signatures };
+        let metrics: Vec<MetricSpec> =
+            metric_decls.iter().filter_map(|m| metric_spec::lower(m, &metric_scope, &mut self.diags)).collect();
+        let metric_names: Vec<&str> = metric_decls.iter().map(|m| m.name.name.as_str()).collect();
+        let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        let optimizer: Option<OptimizerSpec> = optimizes
+            .first()
+            .and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
+
+        // Wiring needs every step; with any step unresolved, stop before graph checks.
+        if steps.len() != step_decls.len() {
+            return None;
+        }
+        let wiring = Wiring::connect(&steps, &return_bindings);
+        for cycle in wiring.cycles() {
+            self.cycle(&cycle, &steps);
+        }
+        // Unused-step warnings would only echo errors (a misspelt reference leaves its step
+        // unread), so they wait until the rest is clean.
+        let unused = if has_errors(&self.diags) { Vec::new() } else { wiring.unused_steps() };
+        for unused in unused {
+            let s = &steps[unused.0];
+            self.diags.push(
+                Diagnostic::warning("unused-step", step_decls[unused.0].name.span, format!("the results of step `{}` are never used", s.name))
+                    .with_label("computed but never read")
+                    .with_hint("use one of its fields in a later step or in `return`, or remove the step"),
+            );
+        }
+        Some(Dag {
+            name: file.header.name.name.clone(),
+            description: file.header.description.as_ref().map(|d| d.value.clone()),
+            inputs,
+            outputs,
+            models,
+            default_model: default_model.unwrap_or(ModelId(0)),
+            tools,
+            signatures,
+            steps,
+            returns: return_bindings,
+            metrics,
+            optimizer,
+            wiring,
+        })
+    }
+
+    /// Reports every name in `names` declared more than once.
+    fn unique<'a>(&mut self, what: &str, names: impl Iterator<Item = &'a ast::Ident>) {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for n in names {
+            if let Some(first) = seen.get(n.name.as_str()) {
+                self.diags.push(
+                    Diagnostic::error("duplicate-name", n.span, format!("the {what} `{}` is declared twice", n.name))
+                        .with_label("declared again here")
+                        .with_related(*first, "first declared here"),
+                );
+            } else {
+                seen.insert(&n.name, n.span);
+            }
+        }
+    }
+
+    fn single(&mut self, keyword: &str, spans: impl Iterator<Item = Span>) {
+        let spans: Vec<Span> = spans.collect();
+        for extra in spans.iter().skip(1) {
+            self.diags.push(
+                Diagnostic::error("duplicate-name", *extra, format!("a program has one `{keyword}`"))
+                    .with_related(spans[0], "the first one is here"),
+            );
+        }
+    }
+
+    fn field(&mut self, f: &ast::FieldDecl) -> Field {
+        Field { name: f.name.name.clone(), ty: self.ty(&f.ty), description: f.description.as_ref().map(|d| d.value.clone()) }
+    }
+
+    fn ty(&mut self, t: &ast::Type) -> Type {
+        match &t.kind {
+            ast::TypeKind::Named(n) => Type::from_name(n).unwrap_or_else(|| {
+                let hint = if n == "string" || n == "str" {
+                    Some("text is written `text`".to_string())
+                } else {
+                    did_you_mean(n, TYPE_NAMES)
+                };
+                self.diags.push(
+                    Diagnostic::error("unknown-name", t.span, format!("unknown type `{n}`"))
+                        .with_label("not a type")
+                        .with_hint_opt(hint)
+                        .with_hint("the types are text, int, float, bool, json, label(a, b, ...) and list<T>"),
+                );
+                Type::Json
+            }),
+            ast::TypeKind::List(inner) => Type::List(Box::new(self.ty(inner))),
+            ast::TypeKind::Label(labels) => {
+                let mut seen: Vec<&str> = Vec::new();
+                for l in labels {
+                    if l.value.trim().is_empty() {
+                        self.diags.push(Diagnostic::error("invalid-value", l.span, "a label cannot be empty"));
+                    } else if seen.contains(&l.value.as_str()) {
+                        self.diags.push(Diagnostic::error("duplicate-name", l.span, format!("the label `{}` is listed twice", l.value)));
+                    }
+                    seen.push(&l.value);
+                }
+                Type::Label(labels.iter().map(|l| l.value.clone()).collect())
+            }
+        }
+    }
+
+    fn signature(&mut self, s: &ast::SignatureDecl) -> Signature {
+        self.unique("field", s.fields.iter().map(|f| &f.field.name));
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        for f in &s.fields {
+            let field = self.field(&f.field);
+            match f.direction {
+                ast::Direction::In => inputs.push(field),
+                ast::Direction::Out => outputs.push(field),
+            }
+        }
+        if outputs.is_empty() {
+            self.diags.push(
+                Diagnostic::error("missing-output", s.name.span, format!("signature `{}` has no `out` field", s.name.name))
+                    .with_hint("add what the model should produce, e.g. `out answer: text`"),
+            );
+        }
+        Signature {
+            name: s.name.name.clone(),
+            instruction: s.instruction.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
+            inputs,
+            outputs,
+            span: s.span,
+        }
+    }
+
+    fn step_shape(&mut self, s: &ast::StepDecl, signatures: &[Signature], tools: &[ToolSpec]) -> Option<StepShape> {
+        if RESERVED.contains(&s.name.name.as_str()) {
+            self.diags.push(
+                Diagnostic::error("reserved-name", s.name.span, format!("`{}` cannot name a step", s.name.name))
+                    .with_hint(format!("`{}.FIELD` already means something; pick another name", s.name.name)),
+            );
+        }
+        let target = &s.target;
+        let sig = signatures.iter().position(|x| x.name == target.name);
+        let tool = tools.iter().position(|x| x.name == target.name);
+        match (s.kind, sig, tool) {
+            (ast::StepKind::Call, _, Some(t)) => {
+                let tool = &tools[t];
+                Some(StepShape {
+                    target: Target::Tool(ToolId(t)),
+                    slots: tool.params.clone(),
+                    outputs: vec![Field { name: RESULT.into(), ty: tool.returns.clone(), description: None }],
+                })
+            }
+            (ast::StepKind::Call, Some(_), None) => {
+                self.diags.push(
+                    Diagnostic::error("wrong-kind", target.span, format!("`{}` is a signature, and `call` runs a tool", target.name))
+                        .with_hint(format!("write `predict {}` to ask the model", target.name)),
+                );
+                None
+            }
+            (_, Some(i), _) => {
+                let sig = &signatures[i];
+                let mut outputs = Vec::new();
+                if s.kind == ast::StepKind::ChainOfThought {
+                    if sig.outputs.iter().any(|f| f.name == REASONING) {
+                        self.diags.push(
+                            Diagnostic::error("duplicate-name", target.span, format!("`{}` already has an output `reasoning`", sig.name))
+                                .with_related(sig.span, "declared here")
+                                .with_hint("`chain_of_thought` adds its own `reasoning` output; rename the signature's field"),
+                        );
+                    }
+                    outputs.push(Field {
+                        name: REASONING.into(),
+                        ty: Type::Text,
+                        description: Some("think step by step before answering".into()),
+                    });
+                }
+                outputs.extend(sig.outputs.iter().cloned());
+                Some(StepShape { target: Target::Signature(SignatureId(i)), slots: sig.inputs.clone(), outputs })
+            }
+            (_, None, Some(_)) => {
+                self.diags.push(
+                    Diagnostic::error("wrong-kind", target.span, format!("`{}` is a tool, and `{}` asks the model", target.name, s.kind.keyword()))
+                        .with_hint(format!("write `call {}` to run the tool", target.name)),
+                );
+                None
+            }
+            (kind, None, None) => {
+                let (what, names): (&str, Vec<&str>) = if kind == ast::StepKind::Call {
+                    ("tool", tools.iter().map(|t| t.name.as_str()).collect())
+                } else {
+                    ("signature", signatures.iter().map(|t| t.name.as_str()).collect())
+                };
+                self.diags.push(
+                    Diagnostic::error("unknown-name", target.span, format!("unknown {what} `{}`", target.name))
+                        .with_label(format!("no {what} has this name"))
+                        .with_hint_opt(did_you_mean(&target.name, names)),
+                );
+                None
+            }
+        }
+    }
+
+    fn step_model(&mut self, s: &ast::StepDecl, models: &[ModelSpec], default: Option<ModelId>) -> Option<ModelId> {
+        match &s.model {
+            Some(m) => match models.iter().position(|x| x.name == m.name) {
+                Some(i) => Some(ModelId(i)),
+                None => {
+                    self.diags.push(
+                        Diagnostic::error("unknown-name", m.span, format!("unknown model `{}`", m.name))
+                            .with_label("not declared")
+                            .with_hint_opt(did_you_mean(&m.name, models.iter().map(|x| x.name.as_str()))),
+                    );
+                    None
+                }
+            },
+            None => default.or_else(|| {
+                self.diags.push(
+                    Diagnostic::error("missing-setting", s.span, format!("step `{}` does not say which model runs it", s.name.name))
+                        .with_hint("name one model `default`, or add `using MODEL` to the step"),
+                );
+                None
+            }),
+        }
+    }
+
+    /// Resolves `{ slot: value, ... }` against the slots of `owner` (a signature, tool, or the
+    /// program's outputs), checking names, types and that every slot is filled.
+    fn bindings(
+        &mut self,
+        written: &[ast::Binding],
+        slots: &[Field],
+        lookup: &Lookup<'_>,
+        owner: &str,
+        span: Span,
+    ) -> Vec<Binding> {
+        let mut out = Vec::new();
+        self.unique("binding", written.iter().map(|b| &b.name));
+        for b in written {
+            let Some(slot) = slots.iter().find(|s| s.name == b.name.name) else {
+                let names: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+                let what = if owner == "the program" { "has no output".to_string() } else { format!("`{owner}` has no input") };
+                self.diags.push(
+                    Diagnostic::error("unknown-name", b.name.span, format!("{} `{}`", what.replacen('`', "`", 1), b.name.name))
+                        .with_label("unknown slot")
+                        .with_hint_opt(did_you_mean(&b.name.name, names.iter().copied()))
+                        .with_hint(format!("the slots are: {}", names.join(", "))),
+                );
+                continue;
+            };
+            let Some((source, ty)) = self.source(&b.value, lookup) else { continue };
+            if let Some(ty) = ty {
+                if !slot.ty.accepts(&ty) {
+                    let owner_text = if owner == "the program" { "the program output".to_string() } else { format!("`{owner}` input") };
+                    self.diags.push(
+                        Diagnostic::error(
+                            "type-mismatch",
+                            b.value.span,
+                            format!("`{}` is `{ty}`, but {owner_text} `{}` takes `{}`", format_value(&b.value), slot.name, slot.ty),
+                        )
+                        .with_label(format!("this is `{ty}`"))
+                        .with_hint(conversion_hint(&slot.ty, &ty)),
+                    );
+                }
+            }
+            out.push(Binding { slot: slot.name.clone(), source, span: b.value.span });
+        }
+        for slot in slots {
+            if !written.iter().any(|b| b.name.name == slot.name) {
+                let (code, msg) = if owner == "the program" {
+                    ("missing-output", format!("output `{}` is never produced", slot.name))
+                } else {
+                    ("unbound-input", format!("input `{}` of `{owner}` is not bound", slot.name))
+                };
+                self.diags.push(
+                    Diagnostic::error(code, span, msg)
+                        .with_label(format!("`{}` is missing here", slot.name))
+                        .with_hint(format!("add `{}: ...` (a `{}`) to the bindings", slot.name, slot.ty)),
+                );
+            }
+        }
+        // Keep the slot order of the target, whatever order they were written in.
+        out.sort_by_key(|b| slots.iter().position(|s| s.name == b.slot));
+        out
+    }
+
+    /// Resolves a bound value: a reference (with its type) or a literal.
+    fn source(&mut self, v: &ast::Value, lookup: &Lookup<'_>) -> Option<(Source, Option<Type>)> {
+        Some(match &v.kind {
+            ValueKind::Path(p) if p.len() == 2 => {
+                let (src, field) = (&p[0], &p[1]);
+                if src.name == "input" {
+                    match lookup.inputs.iter().find(|f| f.name == field.name) {
+                        Some(f) => (Source::Input(f.name.clone()), Some(f.ty.clone())),
+                        None => {
+                            self.unknown_field(field, "the program has no input", lookup.inputs);
+                            return None;
+                        }
+                    }
+                } else if src.name == "output" || src.name == "example" {
+                    self.diags.push(
+                        Diagnostic::error("unknown-name", src.span, format!("`{}` can only be read by metrics", src.name))
+                            .with_hint("steps read `input.FIELD` and `STEP.FIELD`"),
+                    );
+                    return None;
+                } else {
+                    let Some(&i) = lookup.step_index.get(src.name.as_str()) else {
+                        let mut names = lookup.step_names.to_vec();
+                        names.push("input");
+                        self.diags.push(
+                            Diagnostic::error("unknown-name", src.span, format!("unknown step `{}`", src.name))
+                                .with_label("no step has this name")
+                                .with_hint_opt(did_you_mean(&src.name, names)),
+                        );
+                        return None;
+                    };
+                    let shape = lookup.shapes[i].as_ref()?;
+                    match shape.outputs.iter().find(|f| f.name == field.name) {
+                        Some(f) => (Source::Step { step: StepId(i), field: f.name.clone() }, Some(f.ty.clone())),
+                        None => {
+                            self.unknown_field(field, &format!("step `{}` has no output", src.name), &shape.outputs);
+                            return None;
+                        }
+                    }
+                }
+            }
+            ValueKind::Path(_) => {
+                self.diags.push(
+                    Diagnostic::error("invalid-value", v.span, format!("`{}` is not a reference", format_value(v)))
+                        .with_label("expected `input.FIELD` or `STEP.FIELD`")
+                        .with_hint("a reference names where the value comes from, e.g. `input.ticket` or `classify.category`"),
+                );
+                return None;
+            }
+            ValueKind::Str(s) => (Source::Const(s.clone().into()), Some(Type::Text)),
+            ValueKind::Int(i) => (Source::Const((*i).into()), Some(Type::Int)),
+            ValueKind::Float(f) => (Source::Const(serde_json::json!(f)), Some(Type::Float)),
+            ValueKind::Bool(b) => (Source::Const((*b).into()), Some(Type::Bool)),
+            ValueKind::List(_) => (Source::Const(literal_json(v)), Some(Type::Json)),
+        })
+    }
+
+    fn unknown_field(&mut self, field: &ast::Ident, what: &str, fields: &[Field]) {
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        self.diags.push(
+            Diagnostic::error("unknown-name", field.span, format!("{what} `{}`", field.name))
+                .with_label("unknown field")
+                .with_hint_opt(did_you_mean(&field.name, names.iter().copied()))
+                .with_hint(format!("the fields are: {}", names.join(", "))),
+        );
+    }
+
+    fn cycle(&mut self, cycle: &[StepId], steps: &[Step]) {
+        let names: Vec<&str> = cycle.iter().map(|s| steps[s.0].name.as_str()).collect();
+        let mut path = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ");
+        path.push_str(&format!(" → `{}`", names[0]));
+        let first = &steps[cycle[0].0];
+        let mut d = Diagnostic::error("cycle", first.span, format!("steps form a cycle: {path}"))
+            .with_label("this step depends on itself through the cycle");
+        for s in &cycle[1..] {
+            d = d.with_related(steps[s.0].span, format!("`{}` is on the cycle", steps[s.0].name));
+        }
+        self.diags.push(d.with_hint("a step can only read the results of steps that do not depend on it"));
+    }
+}
+
+/// What a binding may refer to.
+struct Lookup<'a> {
+    inputs: &'a [Field],
+    step_names: &'a [&'a str],
+    step_index: &'a HashMap<&'a str, usize>,
+    shapes: &'a [Option<StepShape>],
+}
+
+fn conversion_hint(to: &Type, from: &Type) -> String {
+    match (to, from) {
+        (Type::Label(_), Type::Text) => "text never turns into a label by itself; classify it in a step with a `label(...)` output".into(),
+        (Type::Label(wide), Type::Label(narrow)) => {
+            let missing: Vec<&str> = narrow.iter().filter(|l| !wide.contains(l)).map(String::as_str).collect();
+            format!("these labels are not allowed in the slot: {}", missing.join(", "))
+        }
+        _ => format!("change the slot's type to `{from}`, or produce a `{to}`"),
+    }
+}
+
+fn literal_json(v: &ast::Value) -> serde_json::Value {
+    match &v.kind {
+        ValueKind::Str(s) => s.clone().into(),
+        ValueKind::Int(i) => (*i).into(),
+        ValueKind::Float(f) => serde_json::json!(f),
+        ValueKind::Bool(b) => (*b).into(),
+        ValueKind::List(items) => items.iter().map(literal_json).collect(),
+        ValueKind::Path(p) => p.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".").into(),
+    }
+}

@@ -1,0 +1,32 @@
+//! **Checking:** turns a syntax tree into a validated step graph ([`Dag`]).
+//!
+//! Every name is resolved, every binding type-checked, cycles rejected and a concurrent
+//! schedule computed before any model is called. The graph stage reads the syntax tree and
+//! knows nothing about models, prompts or the runtime.
+
+mod config;
+mod dag;
+mod decl;
+mod lower;
+mod metric_spec;
+mod model_spec;
+mod optimizer_spec;
+mod suggest;
+mod tool_spec;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::dag::{Dag, Edge, Node};
+pub use self::decl::{
+    Binding, Field, MetricId, ModelId, Signature, SignatureId, Source, Step, StepId, StepKind, Target, ToolId,
+    REASONING, RESULT,
+};
+pub use self::lower::{lower, Lowered};
+pub use self::metric_spec::{MetricKind, MetricSpec, Operand, METRIC_FUNCTIONS};
+pub use self::model_spec::{DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL};
+pub use self::optimizer_spec::{OptimizerKind, OptimizerSettings, OptimizerSpec, TEMPLATE_NAMES};
+pub use self::suggest::did_you_mean;
+pub use self::tool_spec::{Segment, Template, ToolKind, ToolOptions, ToolSpec};
+pub use self::types::Type;

@@ -1,0 +1,104 @@
+//! The types of fields, and which values may fill which slots.
+
+use std::fmt;
+
+/// The type of an input, output, signature field or tool parameter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Type {
+    /// Free text.
+    Text,
+    /// A whole number.
+    Int,
+    /// A number.
+    Float,
+    /// `true` or `false`.
+    Bool,
+    /// Any JSON value.
+    Json,
+    /// One of a fixed set of strings.
+    Label(Vec<String>),
+    /// A list of values of one type.
+    List(Box<Type>),
+}
+
+/// The type names a user can write; `label(...)` and `list<...>` have their own syntax.
+pub const TYPE_NAMES: [&str; 5] = ["text", "int", "float", "bool", "json"];
+
+impl Type {
+    /// The type a plain name stands for.
+    pub fn from_name(name: &str) -> Option<Type> {
+        Some(match name {
+            "text" => Type::Text,
+            "int" => Type::Int,
+            "float" => Type::Float,
+            "bool" => Type::Bool,
+            "json" => Type::Json,
+            _ => return None,
+        })
+    }
+
+    /// Whether a value of type `from` may fill a slot of this type.
+    ///
+    /// A label is text; a narrower label set fits a wider one; an int is a float; anything
+    /// fits `json`. Nothing converts implicitly to a label, int or bool: those must be
+    /// produced as such, so a prompt never sees a value its signature did not promise.
+    pub fn accepts(&self, from: &Type) -> bool {
+        match (self, from) {
+            (a, b) if a == b => true,
+            (Type::Json, _) => true,
+            (Type::Text, Type::Label(_)) => true,
+            (Type::Float, Type::Int) => true,
+            (Type::Label(wide), Type::Label(narrow)) => narrow.iter().all(|l| wide.contains(l)),
+            (Type::List(to), Type::List(from)) => to.accepts(from),
+            _ => false,
+        }
+    }
+
+    /// The allowed labels, for a label type.
+    pub fn labels(&self) -> Option<&[String]> {
+        match self {
+            Type::Label(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Type {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Type::Text => f.write_str("text"),
+            Type::Int => f.write_str("int"),
+            Type::Float => f.write_str("float"),
+            Type::Bool => f.write_str("bool"),
+            Type::Json => f.write_str("json"),
+            Type::Label(labels) => write!(f, "label({})", labels.join(", ")),
+            Type::List(inner) => write!(f, "list<{inner}>"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(ls: &[&str]) -> Type {
+        Type::Label(ls.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn labels_fit_text_and_wider_labels_but_not_the_reverse() {
+        assert!(Type::Text.accepts(&label(&["a", "b"])));
+        assert!(!label(&["a", "b"]).accepts(&Type::Text));
+        assert!(label(&["a", "b", "c"]).accepts(&label(&["b", "a"])));
+        assert!(!label(&["a"]).accepts(&label(&["a", "b"])));
+    }
+
+    #[test]
+    fn ints_widen_to_floats_and_everything_fits_json() {
+        assert!(Type::Float.accepts(&Type::Int));
+        assert!(!Type::Int.accepts(&Type::Float));
+        assert!(Type::Json.accepts(&Type::List(Box::new(Type::Bool))));
+        assert!(Type::List(Box::new(Type::Float)).accepts(&Type::List(Box::new(Type::Int))));
+        assert!(!Type::Text.accepts(&Type::Int));
+    }
+}

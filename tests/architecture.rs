@@ -1,0 +1,55 @@
+//! Architecture invariants that a grep can check (see ARCHITECTURE.md).
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn library_files() -> Vec<(PathBuf, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files
+        .into_iter()
+        .filter(|p| !p.starts_with(src.join("cli")) && !p.ends_with("main.rs"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect()
+}
+
+#[test]
+fn the_library_does_not_use_cli_crates() {
+    for (path, text) in library_files() {
+        for banned in ["clap::", "miette", "anyhow", "crate::cli"] {
+            assert!(!text.contains(banned), "{} uses `{banned}`; that belongs in src/cli", path.display());
+        }
+    }
+}
+
+#[test]
+fn syntax_knows_nothing_of_later_stages() {
+    for (path, text) in library_files() {
+        if path.components().any(|c| c.as_os_str() == "syntax") {
+            assert!(!text.contains("crate::graph"), "{} reaches forward into graph", path.display());
+        }
+    }
+}
+
+#[test]
+fn pest_types_stay_in_the_parser() {
+    for (path, text) in library_files() {
+        if !path.ends_with("parser.rs") {
+            assert!(!text.contains("pest::"), "{} uses pest types", path.display());
+        }
+    }
+}

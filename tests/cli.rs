@@ -1,0 +1,135 @@
+//! End-to-end tests of the `loopc` binary: exit codes, rendered diagnostics (snapshots),
+//! JSON output, graph formats and `fmt`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn loopc(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loopc"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the loopc binary runs")
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_every_example_program() {
+    let dir = root().join("programs");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = loopc(&["check", path.to_str().unwrap()], &dir);
+        assert!(out.status.success(), "{}: {}", path.display(), text(&out.stderr));
+        assert!(text(&out.stderr).starts_with("ok: "));
+    }
+}
+
+#[test]
+fn check_renders_each_error_kind_with_file_line_col_and_a_caret() {
+    insta::glob!("fixtures/err/*.loop", |path| {
+        let dir = path.parent().unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let out = loopc(&["check", "--deny-warnings", name], dir);
+        assert_eq!(out.status.code(), Some(1), "{name} should fail the check");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("[{name}:")), "names file:line:col: {stderr}");
+        insta::assert_snapshot!(stderr);
+    });
+}
+
+#[test]
+fn warnings_alone_pass_the_check() {
+    let out = loopc(&["check", "unused_step.loop"], &root().join("tests/fixtures/err"));
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("⚠ the results of step `spare` are never used"));
+}
+
+#[test]
+fn check_json_gives_positions_for_scripts() {
+    let out = loopc(&["check", "--json", "cycle.loop", "type_mismatch.loop"], &root().join("tests/fixtures/err"));
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let cycle = &files[0]["diagnostics"][0];
+    assert_eq!(cycle["code"], "cycle");
+    assert_eq!((cycle["line"].as_u64(), cycle["column"].as_u64()), (Some(11), Some(1)));
+    assert_eq!(cycle["message"], "steps form a cycle: `first` → `second` → `third` → `first`");
+    let mismatch = &files[1]["diagnostics"][0];
+    assert_eq!((mismatch["code"].as_str(), mismatch["line"].as_u64(), mismatch["column"].as_u64()), (Some("type-mismatch"), Some(13), Some(20)));
+}
+
+#[test]
+fn a_missing_file_is_an_error_with_exit_code_2() {
+    let out = loopc(&["check", "no_such_file.loop"], root());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read `no_such_file.loop`"));
+}
+
+#[test]
+fn graph_prints_dot_mermaid_and_json() {
+    let dir = root().join("programs");
+    let dot = loopc(&["graph", "support_triage.loop", "--format", "dot"], &dir);
+    assert!(dot.status.success());
+    let dot = text(&dot.stdout);
+    assert!(dot.starts_with("digraph \"support_triage\""));
+    assert!(dot.contains("step_classify -> step_draft [label=\"category\"]"), "{dot}");
+
+    let mermaid = text(&loopc(&["graph", "support_triage.loop", "--format", "mermaid"], &dir).stdout);
+    assert!(mermaid.starts_with("flowchart LR"));
+    assert!(mermaid.contains("step_notes -->|\"result → notes\"| step_draft"), "{mermaid}");
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&loopc(&["graph", "support_triage.loop", "--format", "json"], &dir).stdout).unwrap();
+    assert_eq!(json["schedule"], serde_json::json!([["classify", "notes"], ["draft"]]));
+}
+
+#[test]
+fn graph_of_an_invalid_program_fails_with_diagnostics() {
+    let out = loopc(&["graph", "cycle.loop"], &root().join("tests/fixtures/err"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("steps form a cycle"));
+}
+
+#[test]
+fn fmt_rewrites_in_place_and_check_reports_unformatted_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.loop");
+    std::fs::write(&file, "program p\ninput q:text output a:text\nsignature S{in x:text out y:text}\nstep s=predict S{x:input.q}\nreturn{a:s.y}\n").unwrap();
+    let check = loopc(&["fmt", "--check", "p.loop"], dir.path());
+    assert_eq!(check.status.code(), Some(1));
+    assert!(text(&check.stderr).contains("would reformat: p.loop"));
+
+    assert!(loopc(&["fmt", "p.loop"], dir.path()).status.success());
+    let formatted = std::fs::read_to_string(&file).unwrap();
+    assert!(formatted.contains("signature S {\n  in x: text\n  out y: text\n}"), "{formatted}");
+    assert!(loopc(&["fmt", "--check", "p.loop"], dir.path()).status.success());
+    assert!(loopc(&["check", "p.loop"], dir.path()).status.success());
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [vec!["--help"], vec!["check", "--help"], vec!["graph", "--help"], vec!["fmt", "--help"], vec!["bench", "parse", "--help"]] {
+        let out = loopc(&cmd, root());
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(text(&out.stdout).contains("Usage: loopc"), "{cmd:?}");
+    }
+}
+
+#[test]
+fn bench_parse_reports_figures_as_json() {
+    let out = loopc(&["bench", "parse", "--steps", "200", "--iterations", "1", "--json"], root());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"], 200);
+    assert!(v["parse_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["schedule_layers"].as_u64().unwrap() > 1);
+}

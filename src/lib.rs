@@ -22,4 +22,5 @@
 
 pub mod fs;
 pub mod graph;
+pub mod model;
 pub mod syntax;

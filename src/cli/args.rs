@@ -38,9 +38,86 @@ pub enum Command {
     Graph(GraphArgs),
     /// Rewrite `.loop` files in canonical layout.
     Fmt(FmtArgs),
+    /// Generate text with a local model (for quick checks).
+    Generate(GenerateArgs),
+    /// List, provision, import and describe local models.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Measure loopc's own speed and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `loopc generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The prompt.
+    pub prompt: String,
+    /// A model name (from `loopc model list`) or a model directory.
+    #[arg(long, short, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// Send the prompt as is, without the model's chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// A system message (chat mode only).
+    #[arg(long, conflicts_with = "raw")]
+    pub system: Option<String>,
+    /// The most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 decodes greedily.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Sample among the k likeliest tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample from the smallest set of tokens whose probability reaches p.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// The sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop at this text (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Inference threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the result and token counts as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc model ...`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// List installed models and models provisioned on demand.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Provision a known model (and ONNX Runtime) into the cache now.
+    Pull {
+        /// The model's name.
+        name: String,
+    },
+    /// Convert a llama-family GGUF file into a local model.
+    Import {
+        /// The GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K tensors).
+        file: PathBuf,
+        /// The name to install it under.
+        #[arg(long)]
+        name: String,
+    },
+    /// Show a model's shape, inputs, size and hash.
+    Info {
+        /// A model name or directory.
+        name: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `loopc check`.

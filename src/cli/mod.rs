@@ -8,7 +8,9 @@ mod args;
 mod bench;
 mod check;
 mod fmt;
+mod generate;
 mod graph;
+mod model;
 mod report;
 mod source;
 
@@ -34,6 +36,8 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(&a, color),
         Command::Graph(a) => graph::run(&a, color),
         Command::Fmt(a) => fmt::run(&a, color),
+        Command::Generate(a) => generate::run(&a),
+        Command::Model(c) => model::run(&c),
         Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),
     };
     match result {

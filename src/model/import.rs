@@ -1,0 +1,174 @@
+//! Converts a llama-family GGUF into a loopc model directory: `model.onnx` (+ external
+//! weights), `tokenizer.json`, and Hugging Face style `config.json` and
+//! `tokenizer_config.json`. The directory appears whole or not at all.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use sha2::Digest;
+
+use super::error::{io, ModelError};
+use super::gguf::{Gguf, MetaValue};
+use super::onnx::graph::GraphBuilder;
+use super::onnx::llama::{self, LlamaShape, Matrix, WeightSource};
+use super::tokenizer::tokenizer_json;
+
+/// The file names of a model directory.
+pub const MODEL_FILE: &str = "model.onnx";
+/// External weights of [`MODEL_FILE`].
+pub const DATA_FILE: &str = "model.onnx.data";
+/// The tokenizer.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Model hyper-parameters and special token ids.
+pub const CONFIG_FILE: &str = "config.json";
+/// Chat template and special tokens.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+
+/// What an import produced.
+#[derive(Debug)]
+pub struct Imported {
+    /// The model directory.
+    pub dir: PathBuf,
+    /// The model's shape.
+    pub shape: LlamaShape,
+    /// SHA-256 of the source GGUF.
+    pub source_sha256: String,
+}
+
+/// Reads the llama hyper-parameters of a GGUF.
+pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
+    let arch = g.meta_str("general.architecture")?;
+    if arch != "llama" {
+        return Err(ModelError::BadModel {
+            model: "gguf import".into(),
+            reason: format!("architecture `{arch}` is not supported (llama-family models are)"),
+        });
+    }
+    let n_embd = g.meta_u64("llama.embedding_length")? as usize;
+    let n_head = g.meta_u64("llama.attention.head_count")? as usize;
+    let head_dim = g.meta("llama.attention.key_length").and_then(MetaValue::as_u64).map_or(n_embd / n_head.max(1), |v| v as usize);
+    if let Some(rope_dim) = g.meta("llama.rope.dimension_count").and_then(MetaValue::as_u64) {
+        if rope_dim as usize != head_dim {
+            return Err(ModelError::BadModel {
+                model: "gguf import".into(),
+                reason: format!("partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported"),
+            });
+        }
+    }
+    let vocab = match g.meta("llama.vocab_size").and_then(MetaValue::as_u64) {
+        Some(v) => v as usize,
+        None => g.meta_strings("tokenizer.ggml.tokens")?.len(),
+    };
+    Ok(LlamaShape {
+        n_layer: g.meta_u64("llama.block_count")? as usize,
+        n_embd,
+        n_head,
+        n_head_kv: g.meta("llama.attention.head_count_kv").and_then(MetaValue::as_u64).map_or(n_head, |v| v as usize),
+        head_dim,
+        n_ff: g.meta_u64("llama.feed_forward_length")? as usize,
+        vocab,
+        rope_theta: g.meta("llama.rope.freq_base").and_then(MetaValue::as_f64).unwrap_or(10_000.0) as f32,
+        rms_eps: g.meta("llama.attention.layer_norm_rms_epsilon").and_then(MetaValue::as_f64).unwrap_or(1e-5) as f32,
+    })
+}
+
+struct GgufWeights<'a> {
+    gguf: &'a Gguf,
+    done: usize,
+    progress: &'a dyn Fn(usize, usize),
+}
+
+impl WeightSource for GgufWeights<'_> {
+    fn matrix(&mut self, name: &str) -> Result<Matrix, ModelError> {
+        let t = self.gguf.tensor(name).ok_or_else(|| ModelError::BadModel {
+            model: "gguf import".into(),
+            reason: format!("tensor `{name}` is missing"),
+        })?;
+        let data = self.gguf.dequantize(t)?;
+        let cols = t.dims.first().copied().unwrap_or(1) as usize;
+        self.done += 1;
+        (self.progress)(self.done, self.gguf.tensors.len());
+        Ok(Matrix { rows: data.len() / cols.max(1), cols, data })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.gguf.tensor(name).is_some()
+    }
+}
+
+/// Imports the GGUF at `gguf_path` into `out_dir`, calling `progress(done, total)` per tensor.
+/// An existing `out_dir` is replaced only once the new one is complete.
+pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, usize)) -> Result<Imported, ModelError> {
+    let bytes = std::fs::read(gguf_path).map_err(io("read", gguf_path))?;
+    let source_sha256 = hex(&sha2::Sha256::digest(&bytes));
+    let gguf = Gguf::parse(gguf_path, bytes)?;
+    let shape = llama_shape(&gguf)?;
+    let tokenizer = tokenizer_json(&gguf)?;
+
+    let parent = out_dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    let staging = tempfile::Builder::new().prefix(".import-").tempdir_in(parent).map_err(io("create a directory in", parent))?;
+    let dir = staging.path();
+
+    let mut g = GraphBuilder::external(&dir.join(DATA_FILE))?;
+    llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, &mut g)?;
+    let model = g.finish("llama")?;
+    write(&dir.join(MODEL_FILE), &model)?;
+    write(&dir.join(TOKENIZER_FILE), tokenizer.to_string().as_bytes())?;
+
+    let tokens = gguf.meta_strings("tokenizer.ggml.tokens")?;
+    let id = |key: &str| gguf.meta(key).and_then(MetaValue::as_u64);
+    let token = |key: &str| id(key).and_then(|i| tokens.get(i as usize)).map(|t| t.to_string());
+    let config = json!({
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "num_hidden_layers": shape.n_layer,
+        "hidden_size": shape.n_embd,
+        "num_attention_heads": shape.n_head,
+        "num_key_value_heads": shape.n_head_kv,
+        "head_dim": shape.head_dim,
+        "intermediate_size": shape.n_ff,
+        "vocab_size": shape.vocab,
+        "rope_theta": shape.rope_theta,
+        "rms_norm_eps": shape.rms_eps,
+        "max_position_embeddings": id("llama.context_length"),
+        "bos_token_id": id("tokenizer.ggml.bos_token_id"),
+        "eos_token_id": id("tokenizer.ggml.eos_token_id"),
+        "pad_token_id": id("tokenizer.ggml.padding_token_id"),
+        "tie_word_embeddings": gguf.tensor("output.weight").is_none(),
+        "loopc": {"source": gguf_path.file_name().and_then(|n| n.to_str()), "source_sha256": source_sha256,
+                  "importer": env!("CARGO_PKG_VERSION")},
+    });
+    write(&dir.join(CONFIG_FILE), serde_json::to_string_pretty(&config).unwrap_or_default().as_bytes())?;
+    let tok_config = json!({
+        "bos_token": token("tokenizer.ggml.bos_token_id"),
+        "eos_token": token("tokenizer.ggml.eos_token_id"),
+        "pad_token": token("tokenizer.ggml.padding_token_id"),
+        "add_bos_token": gguf.meta("tokenizer.ggml.add_bos_token").map(|v| *v == MetaValue::Bool(true)).unwrap_or(false),
+        "chat_template": gguf.meta("tokenizer.chat_template").and_then(MetaValue::as_str),
+        "model_max_length": id("llama.context_length"),
+    });
+    write(&dir.join(TOKENIZER_CONFIG_FILE), serde_json::to_string_pretty(&tok_config).unwrap_or_default().as_bytes())?;
+
+    // Swap the finished directory into place: the old one (if any) goes only after the new
+    // one is complete.
+    let staged = staging.keep();
+    if out_dir.exists() {
+        let old = parent.join(format!(".replaced-{}", std::process::id()));
+        std::fs::rename(out_dir, &old).map_err(io("replace", out_dir))?;
+        std::fs::rename(&staged, out_dir).map_err(io("create", out_dir))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&staged, out_dir).map_err(io("create", out_dir))?;
+    }
+    Ok(Imported { dir: out_dir.to_path_buf(), shape, source_sha256 })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    std::fs::write(path, bytes).map_err(io("write", path))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,22 @@
+//! **Models:** the local ONNX backend: provisioning ONNX Runtime and model files into a
+//! cache, importing GGUF models, and generating text, batched and with a prefix KV cache.
+//!
+//! This stage knows nothing of `.loop` programs; it takes prompts and returns text and
+//! scores.
+
+pub mod chat;
+mod error;
+pub mod gguf;
+pub mod import;
+mod local;
+pub mod onnx;
+pub mod progress;
+pub mod provision;
+pub mod quant;
+pub mod sampling;
+mod session;
+pub mod tokenizer;
+
+pub use self::error::ModelError;
+pub use self::local::{Finish, GenerateRequest, Generation, LoadOptions, LocalModel, PrefixCaching, Prompt, Stats};
+pub use self::session::{default_threads, init_runtime, KvShape};

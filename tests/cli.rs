@@ -133,3 +133,72 @@ fn bench_parse_reports_figures_as_json() {
     assert!(v["parse_ms"].as_f64().unwrap() > 0.0);
     assert!(v["schedule_layers"].as_u64().unwrap() > 1);
 }
+
+#[test]
+fn a_wrong_onnx_runtime_library_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libonnxruntime.so");
+    std::fs::write(&fake, b"not a shared library").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loopc"))
+        .args(["generate", "hello"])
+        .env("ORT_DYLIB_PATH", &fake)
+        .env("LOOPC_CACHE_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot load ONNX Runtime from") && stderr.contains("ORT_DYLIB_PATH"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_model_names_what_exists() {
+    let out = loopc(&["generate", "--model", "no-such-model", "hello"], root());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("unknown model `no-such-model`") && stderr.contains("loopc model import"), "{stderr}");
+}
+
+#[test]
+fn generate_answers_with_the_default_model() {
+    let out = loopc(&["generate", "--json", "What is the capital of France?"], root());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
+}
+
+#[test]
+fn model_list_shows_the_default_model() {
+    let out = loopc(&["model", "list", "--json"], root());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["models"].as_array().unwrap().iter().any(|m| m["name"] == "smollm2-135m-instruct"));
+}
+
+#[test]
+fn model_import_converts_a_gguf_and_info_describes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    loopc::model::testing::write_tiny_gguf(&gguf, 3).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("LOOPC_CACHE_DIR", dir.path().join("cache")).env("ORT_DYLIB_PATH", ort_library()).output().unwrap()
+    };
+    let out = run(&["model", "import", gguf.to_str().unwrap(), "--name", "tiny"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info = run(&["model", "info", "tiny", "--json"]);
+    assert!(info.status.success(), "{}", text(&info.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!((v["layers"].as_u64(), v["kv_heads"].as_u64(), v["vocab"].as_u64()), (Some(2), Some(2), Some(259)));
+    let gen = run(&["generate", "--model", "tiny", "--raw", "--max-tokens", "4", "abc"]);
+    assert!(gen.status.success(), "{}", text(&gen.stderr));
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00truncated").unwrap();
+    let out = run(&["model", "import", bad.to_str().unwrap(), "--name", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not a usable GGUF file"), "{}", text(&out.stderr));
+}
+
+/// The ONNX Runtime library of the default cache, provisioned if needed.
+fn ort_library() -> std::path::PathBuf {
+    let cache = loopc::model::provision::Cache::from_env().unwrap();
+    loopc::model::provision::ort_library(&cache, &loopc::model::progress::SilentProgress).unwrap()
+}

@@ -174,6 +174,34 @@ pub struct FmtArgs {
 pub enum BenchCommand {
     /// Parse and check a generated program with many steps.
     Parse(BenchParseArgs),
+    /// Measure the local model: prefill, decode at batch 1 and 8, choice scoring with and without the prefix cache.
+    Model(BenchModelArgs),
+}
+
+/// `loopc bench model`.
+#[derive(Debug, Args)]
+pub struct BenchModelArgs {
+    /// A model name or directory.
+    #[arg(long, short, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// Inference threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Prompt length for the prefill measurement, in tokens.
+    #[arg(long, default_value_t = 300)]
+    pub prompt_tokens: usize,
+    /// Tokens to generate in the decode measurements.
+    #[arg(long, default_value_t = 64)]
+    pub decode_tokens: usize,
+    /// Prompts in the choice-scoring measurement.
+    #[arg(long, default_value_t = 100)]
+    pub prompts: usize,
+    /// Length of the prefix those prompts share, in tokens.
+    #[arg(long, default_value_t = 250)]
+    pub shared_tokens: usize,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench parse`.

@@ -6,6 +6,7 @@
 
 mod args;
 mod bench;
+mod bench_model;
 mod check;
 mod fmt;
 mod generate;
@@ -39,6 +40,7 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => generate::run(&a),
         Command::Model(c) => model::run(&c),
         Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),
+        Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

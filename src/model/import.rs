@@ -158,8 +158,12 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, us
         std::fs::rename(out_dir, &old).map_err(io("replace", out_dir))?;
         std::fs::rename(&staged, out_dir).map_err(io("create", out_dir))?;
         let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&staged, out_dir).map_err(io("create", out_dir))?;
+    } else if let Err(e) = std::fs::rename(&staged, out_dir) {
+        // Another process may have finished the same import first; its result is as good.
+        let _ = std::fs::remove_dir_all(&staged);
+        if !out_dir.join(MODEL_FILE).is_file() {
+            return Err(ModelError::Io { action: "create", path: out_dir.to_path_buf(), source: e });
+        }
     }
     Ok(Imported { dir: out_dir.to_path_buf(), shape, source_sha256 })
 }

@@ -21,13 +21,15 @@ pub struct LoadOptions {
     pub threads: usize,
     /// The most rows run in one forward pass.
     pub max_batch: usize,
+    /// The most prompt tokens (rows times padded length) in one forward pass; bounds memory.
+    pub max_batch_tokens: usize,
     /// How many prompt prefixes to keep computed.
     pub prefix_cache_entries: usize,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { threads: session::default_threads(), max_batch: 16, prefix_cache_entries: 8 }
+        LoadOptions { threads: session::default_threads(), max_batch: 16, max_batch_tokens: 2048, prefix_cache_entries: 8 }
     }
 }
 
@@ -110,11 +112,10 @@ pub struct Stats {
     pub generated_tokens: u64,
 }
 
-/// A computed prefix: its tokens, keys and values (batch of one), and the logits after it.
+/// A computed prefix: its keys and values (batch of one) and its length.
 struct PrefixEntry {
     kv: Vec<Vec<f32>>,
     len: usize,
-    last_logits: Vec<f32>,
 }
 
 /// A loaded local model. `Send + Sync`: forward passes are serialised on the session while
@@ -273,7 +274,12 @@ impl LocalModel {
         while start < order.len() {
             let shared = &requests[order[start]].prompt.shared;
             let mut end = start;
-            while end < order.len() && end - start < self.options.max_batch && requests[order[end]].prompt.shared == *shared {
+            let mut longest = 0;
+            while end < order.len() && requests[order[end]].prompt.shared == *shared {
+                longest = longest.max(encoded[order[end]].0.len());
+                if end - start >= self.rows_per_pass(longest) {
+                    break;
+                }
                 end += 1;
             }
             let idx = &order[start..end];
@@ -284,6 +290,11 @@ impl LocalModel {
             start = end;
         }
         Ok(results.into_iter().flatten().collect())
+    }
+
+    /// How many rows of `len` tokens fit in one pass.
+    fn rows_per_pass(&self, len: usize) -> usize {
+        (self.options.max_batch_tokens / len.max(1)).clamp(1, self.options.max_batch.max(1))
     }
 
     /// The prefix entry for `tokens`, from the cache or computed (and cached) now.
@@ -304,11 +315,7 @@ impl LocalModel {
         let fwd = self.lock_decoder().forward(1, ids, vec![1; n], (0..n as i64).collect(), Past::Empty, &[(0, n - 1)])?;
         self.count(0, 1);
         self.count(1, n);
-        let entry = std::sync::Arc::new(PrefixEntry {
-            kv: session::to_host(&fwd.present)?,
-            len: n,
-            last_logits: fwd.logits.into_iter().next().unwrap_or_default(),
-        });
+        let entry = std::sync::Arc::new(PrefixEntry { kv: session::to_host(&fwd.present)?, len: n });
         let mut cache = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
         let (entries, _) = &mut *cache;
         entries.push((tokens.to_vec(), entry.clone()));
@@ -383,12 +390,15 @@ impl LocalModel {
                 if self.end_tokens.contains(&tok) {
                     done[r] = Some(Finish::EndOfText);
                 } else {
-                    let gen: Vec<u32> = out[r].clone();
-                    texts[r] = self.tokenizer.decode(&gen)?;
-                    if let Some(cut) = rows[r].0.stop.iter().filter_map(|st| texts[r].find(st.as_str())).min() {
-                        texts[r].truncate(cut);
-                        done[r] = Some(Finish::Stop);
-                    } else if out[r].len() >= rows[r].0.max_tokens {
+                    // Decoding the text so far is needed only to look for stop sequences.
+                    if !rows[r].0.stop.is_empty() {
+                        texts[r] = self.tokenizer.decode(&out[r])?;
+                        if let Some(cut) = rows[r].0.stop.iter().filter_map(|st| texts[r].find(st.as_str())).min() {
+                            texts[r].truncate(cut);
+                            done[r] = Some(Finish::Stop);
+                        }
+                    }
+                    if done[r].is_none() && out[r].len() >= rows[r].0.max_tokens {
                         done[r] = Some(Finish::Length);
                     }
                 }
@@ -413,6 +423,15 @@ impl LocalModel {
             fwd = self.lock_decoder().forward(b, step_ids, mask.clone(), positions, Past::Device(fwd.present), &want)?;
             self.count(0, 1);
         }
+        for r in 0..b {
+            if done[r] != Some(Finish::Stop) {
+                let body = match done[r] {
+                    Some(Finish::EndOfText) => &out[r][..out[r].len() - 1],
+                    _ => &out[r][..],
+                };
+                texts[r] = self.tokenizer.decode(body)?;
+            }
+        }
         Ok((0..b)
             .map(|r| Generation {
                 text: std::mem::take(&mut texts[r]),
@@ -428,6 +447,10 @@ impl LocalModel {
     /// the log-probabilities of choice `c`'s tokens after prompt `p`. Choices are tokenized on
     /// their own and appended to the prompt's tokens, so write them as they would follow the
     /// prompt (usually with a leading space).
+    ///
+    /// Each prompt runs once (on top of its cached shared prefix, when caching is on); the
+    /// first token of every choice is scored from the prompt's last logits, and only choices
+    /// longer than one token need a second pass, on top of the prompt's keys and values.
     pub fn score_choices(&self, prompts: &[Prompt], choices: &[String], caching: PrefixCaching) -> Result<Vec<Vec<f32>>, ModelError> {
         if choices.is_empty() {
             return Err(ModelError::Request("no choices to score".into()));
@@ -437,7 +460,6 @@ impl LocalModel {
             return Err(ModelError::Request(format!("choice {i} ({:?}) has no tokens", choices[i])));
         }
         let mut scores = vec![vec![0f32; choices.len()]; prompts.len()];
-        // Group prompts by their shared part, then score (prompt, choice) rows in batches.
         let mut by_shared: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, p) in prompts.iter().enumerate() {
             by_shared.entry(p.shared.as_str()).or_default().push(i);
@@ -447,57 +469,97 @@ impl LocalModel {
         for (_, members) in groups {
             let encoded: Vec<(Vec<u32>, usize)> = members.iter().map(|&i| self.encode_prompt(&prompts[i])).collect::<Result<_, _>>()?;
             let shared_len = encoded[0].1;
-            let prefix = if caching == PrefixCaching::On && shared_len > 0 {
-                Some(self.prefix(&encoded[0].0[..shared_len])?)
-            } else {
-                None
-            };
+            let use_prefix = caching == PrefixCaching::On && shared_len > 0 && encoded.iter().all(|(ids, _)| ids.len() > shared_len);
+            let prefix = if use_prefix { Some(self.prefix(&encoded[0].0[..shared_len])?) } else { None };
             let skip = prefix.as_ref().map_or(0, |e| e.len);
-            let mut rows: Vec<(usize, usize, Vec<u32>, usize)> = Vec::new(); // (prompt, choice, suffix, prompt part len)
-            for (m, (ids, _)) in members.iter().zip(&encoded) {
-                for (c, cids) in choice_ids.iter().enumerate() {
-                    let mut suffix = ids[skip..].to_vec();
-                    let plen = suffix.len();
-                    suffix.extend(cids);
-                    rows.push((*m, c, suffix, plen));
-                }
-            }
-            for chunk in rows.chunks(self.options.max_batch.max(1)) {
-                let suffixes: Vec<&[u32]> = chunk.iter().map(|r| r.2.as_slice()).collect();
-                let s = suffixes.iter().map(|x| x.len()).max().unwrap_or(0);
-                let (ids, mask, positions, past, _) = self.first_pass(&suffixes, prefix.as_deref());
-                // Logits predicting each choice token: the position before it in the padded row.
-                let mut want = Vec::new();
-                for (r, row) in chunk.iter().enumerate() {
-                    let pad = s - row.2.len();
-                    for j in 0..row.2.len() - row.3 {
-                        let before = row.3 + j;
-                        if before > 0 {
-                            want.push((r, pad + before - 1));
-                        }
-                    }
-                }
-                let fwd = self.lock_decoder().forward(chunk.len(), ids, mask, positions, past, &want)?;
-                self.count(0, 1);
-                self.count(1, suffixes.iter().map(|x| x.len()).sum());
+            let longest = encoded.iter().map(|(ids, _)| ids.len() - skip).max().unwrap_or(1);
+            let chunk_size = self.rows_per_pass(longest);
+            for (chunk_members, chunk) in members.chunks(chunk_size).zip(encoded.chunks(chunk_size)) {
+                let suffixes: Vec<&[u32]> = chunk.iter().map(|(ids, _)| &ids[skip..]).collect();
+                self.score_chunk(&suffixes, prefix.as_deref(), &choice_ids, &mut |row, c, score| {
+                    scores[chunk_members[row]][c] = score;
+                })?;
                 self.count(2, skip * chunk.len());
-                let mut logits = fwd.logits.into_iter();
-                for row in chunk {
-                    let mut total = 0f32;
-                    for (j, &tok) in row.2[row.3..].iter().enumerate() {
-                        let l = if row.3 + j == 0 {
-                            // The first choice token follows the cached prefix directly.
-                            prefix.as_ref().map(|e| e.last_logits.clone()).ok_or_else(|| ModelError::Request("empty prompt".into()))?
-                        } else {
-                            logits.next().ok_or_else(|| ModelError::Ort("fewer logits than asked".into()))?
-                        };
-                        total += log_prob(&l, tok);
-                    }
-                    scores[row.0][row.1] = total;
-                }
             }
         }
         Ok(scores)
+    }
+
+    /// Scores every choice after each of `suffixes` (run on top of `prefix`, if any).
+    fn score_chunk(
+        &self,
+        suffixes: &[&[u32]],
+        prefix: Option<&PrefixEntry>,
+        choices: &[Vec<u32>],
+        put: &mut dyn FnMut(usize, usize, f32),
+    ) -> Result<(), ModelError> {
+        let b = suffixes.len();
+        let s = suffixes.iter().map(|x| x.len()).max().unwrap_or(0);
+        let (ids, mask, positions, past, _) = self.first_pass(suffixes, prefix);
+        let want: Vec<(usize, usize)> = (0..b).map(|r| (r, s - 1)).collect();
+        let fwd = self.lock_decoder().forward(b, ids, mask.clone(), positions, past, &want)?;
+        self.count(0, 1);
+        self.count(1, suffixes.iter().map(|x| x.len()).sum());
+        for (r, logits) in fwd.logits.iter().enumerate() {
+            for (c, ids) in choices.iter().enumerate() {
+                put(r, c, log_prob(logits, ids[0]));
+            }
+        }
+        let long: Vec<usize> = (0..choices.len()).filter(|&c| choices[c].len() > 1).collect();
+        if long.is_empty() {
+            return Ok(());
+        }
+        // Second pass: one row per (prompt, long choice), on a copy of that prompt's keys and
+        // values; the choice's tokens but the last go in, right-padded (causal attention keeps
+        // padding out of earlier positions).
+        let host = session::to_host(&fwd.present)?;
+        let total = mask.len() / b;
+        let per_row = host.first().map_or(0, |l| l.len() / b);
+        let width = long.iter().map(|&c| choices[c].len() - 1).max().unwrap_or(0);
+        let rows: Vec<(usize, usize)> = (0..b).flat_map(|r| long.iter().map(move |&c| (r, c))).collect();
+        for rows in rows.chunks(self.options.max_batch.max(1)) {
+            let n = rows.len();
+            let mut ids = Vec::with_capacity(n * width);
+            let mut row_mask = Vec::with_capacity(n * (total + width));
+            let mut pos = Vec::with_capacity(n * width);
+            let mut want = Vec::new();
+            for (i, &(r, c)) in rows.iter().enumerate() {
+                let body = &choices[c][..choices[c].len() - 1];
+                let next = (prefix.map_or(0, |e| e.len) + suffixes[r].len()) as i64;
+                row_mask.extend_from_slice(&mask[r * total..(r + 1) * total]);
+                for j in 0..width {
+                    let real = j < body.len();
+                    ids.push(if real { body[j] as i64 } else { self.pad_token as i64 });
+                    row_mask.push(real as i64);
+                    pos.push(next + j as i64);
+                    if real {
+                        want.push((i, j));
+                    }
+                }
+            }
+            let buffers: Vec<Vec<f32>> = host
+                .iter()
+                .map(|layer| rows.iter().flat_map(|&(r, _)| layer[r * per_row..(r + 1) * per_row].iter().copied()).collect())
+                .collect();
+            let fwd2 = self.lock_decoder().forward(n, ids, row_mask, pos, Past::Host { buffers, len: total }, &want)?;
+            self.count(0, 1);
+            self.count(1, want.len());
+            let mut logits = fwd2.logits.into_iter();
+            let mut added = vec![0f32; n];
+            for &(i, j) in &want {
+                let (_, c) = rows[i];
+                let l = logits.next().ok_or_else(|| ModelError::Ort("fewer logits than asked".into()))?;
+                added[i] += log_prob(&l, choices[c][j + 1]);
+            }
+            for (i, &(r, c)) in rows.iter().enumerate() {
+                let first = {
+                    // Recover the first token's score from the first pass.
+                    log_prob(&fwd.logits[r], choices[c][0])
+                };
+                put(r, c, first + added[i]);
+            }
+        }
+        Ok(())
     }
 
     /// Logits at the last position of `prompt` (for checks against reference numerics).

@@ -15,7 +15,12 @@ pub mod provision;
 pub mod quant;
 pub mod sampling;
 mod session;
+#[doc(hidden)]
+pub mod testing;
 pub mod tokenizer;
+
+#[cfg(test)]
+mod tests;
 
 pub use self::error::ModelError;
 pub use self::local::{Finish, GenerateRequest, Generation, LoadOptions, LocalModel, PrefixCaching, Prompt, Stats};

@@ -47,6 +47,7 @@ pub struct Decoder {
     /// The vocabulary size (the last dimension of `logits`).
     pub vocab: usize,
     has_position_ids: bool,
+    has_logits_to_keep: bool,
     input_names: Vec<String>,
 }
 
@@ -83,7 +84,7 @@ impl Decoder {
         let ort_err = |e: ort::Error<ort::session::builder::SessionBuilder>| ModelError::Ort(e.to_string());
         let session = Session::builder(env)
             .map_err(|e| ModelError::Ort(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(ort_err)?
             .with_intra_threads(threads.max(1))
             .map_err(ort_err)?
@@ -124,11 +125,13 @@ impl Decoder {
             None => return Err(bad("the model has no output `logits`".into())),
         };
         let has_position_ids = input_names.iter().any(|n| n == "position_ids");
-        Ok(Decoder { session, kv: KvShape { layers, heads, head_dim }, vocab, has_position_ids, input_names })
+        let has_logits_to_keep = input_names.iter().any(|n| n == "num_logits_to_keep");
+        Ok(Decoder { session, kv: KvShape { layers, heads, head_dim }, vocab, has_position_ids, has_logits_to_keep, input_names })
     }
 
     /// Runs one pass over `ids` ([B, S]) with `mask` ([B, P + S]) and `positions` ([B, S]),
-    /// returning the logits at `want` (pairs of row and position within S).
+    /// returning the logits at `want` (pairs of row and position within S). When the model
+    /// can, only the positions from the earliest wanted one to the end get logits.
     pub fn forward(
         &mut self,
         batch: usize,
@@ -147,6 +150,11 @@ impl Decoder {
         inputs.push(("attention_mask".into(), Tensor::from_array(([batch, total], mask))?.into()));
         if self.has_position_ids {
             inputs.push(("position_ids".into(), Tensor::from_array(([batch, seq], positions))?.into()));
+        }
+        let first_wanted = want.iter().map(|w| w.1).min().unwrap_or(seq.saturating_sub(1));
+        let kept = if self.has_logits_to_keep { seq - first_wanted } else { seq };
+        if self.has_logits_to_keep {
+            inputs.push(("num_logits_to_keep".into(), Tensor::from_array(((), vec![kept as i64]))?.into()));
         }
         let names: Vec<String> = (0..kv.layers)
             .flat_map(|i| [format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")])
@@ -173,8 +181,9 @@ impl Decoder {
         let (_, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
         let v = self.vocab;
         let mut picked = Vec::with_capacity(want.len());
+        let offset = seq - kept;
         for &(row, pos) in want {
-            let at = (row * seq + pos) * v;
+            let at = (row * kept + pos - offset) * v;
             picked.push(logits.get(at..at + v).ok_or_else(|| ModelError::Ort("logits are smaller than declared".into()))?.to_vec());
         }
         let mut present = Vec::with_capacity(2 * kv.layers);

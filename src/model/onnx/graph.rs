@@ -165,6 +165,14 @@ impl GraphBuilder {
         name
     }
 
+    /// A graph input with a default value: an int64 scalar initializer of the same name, which
+    /// callers may override by feeding the input (ONNX IR 4+).
+    pub fn input_with_default_i64(&mut self, name: &str, default: i64) -> String {
+        self.inputs.push(value_info(name, Elem::I64, &[]));
+        self.initializers.push(tensor_inline(name, Elem::I64, &[], &default.to_le_bytes()));
+        name.to_string()
+    }
+
     /// A float scalar constant (shape `[]`).
     pub fn const_f32(&mut self, value: f32) -> String {
         let name = self.fresh("c");

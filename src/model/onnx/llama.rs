@@ -5,6 +5,11 @@
 //! `past_key_values.{i}.key|value` [B,KVH,P,D] f32; outputs `logits` [B,S,V] f32 and
 //! `present.{i}.key|value` [B,KVH,T,D] f32, where T = P + S.
 //!
+//! One optional input goes beyond that layout: `num_logits_to_keep` (int64 scalar, default 0
+//! = all positions) computes logits for the last N positions only. Generation needs one, and
+//! choice scoring a few, so this saves the LM head's work and memory (a [B,S,49152] tensor)
+//! on every other position. Runners that do not know it simply leave it at its default.
+//!
 //! Choices made for speed with ONNX Runtime on CPU: RMSNorm is written as the
 //! Pow/ReduceMean/Add/Sqrt/Div/Mul pattern that ORT fuses; grouped-query attention folds the
 //! query heads of each KV head into the sequence axis instead of repeating K/V; masking uses
@@ -281,11 +286,19 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder)
     } else {
         emb_w
     };
+    // Keep the last N positions (N = 0 keeps all: Slice from -0 = 0).
+    let keep = g.input_with_default_i64("num_logits_to_keep", 0);
+    let keep1 = g.op("Unsqueeze", &[&keep, &c0], &[]);
+    let start = g.op("Neg", &[&keep1], &[]);
+    let end = g.const_i64(&[i64::MAX]);
+    let kept = g.op("Slice", &[&hidden, &start, &end, &c1], &[]);
+    let kept_shape = g.op("Shape", &[&kept], &[]);
+    let kept_s = g.op("Slice", &[&kept_shape, &c1, &c2], &[]);
     let flat_shape = g.const_i64(&[-1, e]);
-    let flat = g.op("Reshape", &[&hidden, &flat_shape], &[]);
+    let flat = g.op("Reshape", &[&kept, &flat_shape], &[]);
     let logits2 = g.op("Gemm", &[&flat, &head], &[("transB", Attr::Int(1))]);
     let v_c = g.const_i64(&[v]);
-    let shp_logits = cat(g, &[&b, &s, &v_c]);
+    let shp_logits = cat(g, &[&b, &kept_s, &v_c]);
     g.op_to("Reshape", &[&logits2, &shp_logits], "logits", &[]);
     Ok(())
 }

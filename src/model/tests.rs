@@ -1,0 +1,182 @@
+//! Tests of generation logic on the tiny seeded model. They need ONNX Runtime, which is
+//! provisioned into the loopc cache once (as for every user) and shared by all tests.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use super::onnx::graph::{Dim, Elem, GraphBuilder};
+use super::progress::SilentProgress;
+use super::provision::{ort_library, Cache};
+use super::sampling::Sampling;
+use super::*;
+
+fn runtime() -> &'static ort::environment::Environment {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    let lib = LIB.get_or_init(|| {
+        let cache = Cache::from_env().expect("a cache directory");
+        ort_library(&cache, &SilentProgress).unwrap_or_else(|e| panic!("ONNX Runtime is needed for these tests: {e}"))
+    });
+    init_runtime(lib).expect("ONNX Runtime loads")
+}
+
+fn tiny(options: LoadOptions) -> LocalModel {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        testing::write_tiny_model(d.path(), 7).unwrap();
+        d
+    });
+    LocalModel::load(runtime(), dir.path(), "tiny", options).expect("the tiny model loads")
+}
+
+fn request(shared: &str, rest: &str, max_tokens: usize) -> GenerateRequest {
+    GenerateRequest {
+        prompt: Prompt { shared: shared.into(), rest: rest.into() },
+        max_tokens,
+        sampling: Sampling::default(),
+        stop: Vec::new(),
+    }
+}
+
+fn tokens(gens: &[Generation]) -> Vec<Vec<u32>> {
+    gens.iter().map(|g| g.tokens.clone()).collect()
+}
+
+#[test]
+fn the_tiny_model_loads_with_its_shape() {
+    let m = tiny(LoadOptions::default());
+    let (kv, vocab) = m.shape();
+    assert_eq!((kv.layers, kv.heads, kv.head_dim, vocab), (2, 2, 8, 259));
+    assert_eq!(m.chat_format(), chat::ChatFormat::ChatMl);
+}
+
+#[test]
+fn batched_generation_equals_one_by_one() {
+    let m = tiny(LoadOptions::default());
+    let reqs: Vec<GenerateRequest> = ["a", "hello there", "x y z w v u", "The quick brown fox"]
+        .iter()
+        .map(|p| request("", p, 12))
+        .collect();
+    let batched = m.generate(&reqs, PrefixCaching::Off).unwrap();
+    let single: Vec<Generation> = reqs.iter().flat_map(|r| m.generate(std::slice::from_ref(r), PrefixCaching::Off).unwrap()).collect();
+    assert_eq!(tokens(&batched), tokens(&single));
+    assert!(batched.iter().all(|g| g.tokens.len() == 12 || g.finish == Finish::EndOfText));
+}
+
+#[test]
+fn prefix_cached_generation_equals_uncached() {
+    let m = tiny(LoadOptions::default());
+    let shared = "Instruction: continue the text.\nExample: abc -> abcd\n";
+    let reqs: Vec<GenerateRequest> = ["first", "second one", "3"].iter().map(|r| request(shared, r, 10)).collect();
+    let uncached = m.generate(&reqs, PrefixCaching::Off).unwrap();
+    let cached = m.generate(&reqs, PrefixCaching::On).unwrap();
+    let again = m.generate(&reqs[1..2], PrefixCaching::On).unwrap();
+    assert_eq!(tokens(&cached), tokens(&uncached));
+    assert_eq!(again[0].tokens, uncached[1].tokens);
+    assert!(cached.iter().all(|g| g.cached_tokens > 0), "the shared part came from the cache");
+    assert_eq!(uncached[0].cached_tokens, 0);
+}
+
+#[test]
+fn the_same_seed_samples_the_same_text() {
+    let m = tiny(LoadOptions::default());
+    let sampled = |seed| {
+        let mut r = request("", "Once upon a time", 16);
+        r.sampling = Sampling { temperature: 1.0, top_k: Some(50), top_p: Some(0.95), seed };
+        m.generate(&[r.clone(), r], PrefixCaching::Off).unwrap()
+    };
+    let a = sampled(5);
+    let b = sampled(5);
+    assert_eq!(tokens(&a), tokens(&b));
+    assert_eq!(a[0].tokens, a[1].tokens, "a request's samples do not depend on its batch neighbours");
+    assert_ne!(tokens(&a), tokens(&sampled(6)));
+}
+
+#[test]
+fn max_tokens_and_stop_sequences_end_generation() {
+    let m = tiny(LoadOptions::default());
+    let g = m.generate(&[request("", "abc", 5)], PrefixCaching::Off).unwrap().remove(0);
+    assert!(g.tokens.len() <= 5);
+    let full = m.generate(&[request("", "abc", 20)], PrefixCaching::Off).unwrap().remove(0);
+    if full.text.chars().count() > 3 {
+        let stop: String = full.text.chars().skip(2).take(1).collect();
+        let mut r = request("", "abc", 20);
+        r.stop = vec![stop.clone()];
+        let cut = m.generate(&[r], PrefixCaching::Off).unwrap().remove(0);
+        assert_eq!(cut.finish, Finish::Stop);
+        assert!(!cut.text.contains(&stop));
+        assert!(full.text.starts_with(&cut.text));
+    }
+}
+
+#[test]
+fn choice_scores_are_the_same_with_and_without_the_prefix_cache() {
+    let m = tiny(LoadOptions { max_batch: 3, ..LoadOptions::default() });
+    let shared = "Label the text.\n";
+    let prompts: Vec<Prompt> = ["good", "bad day", "ok"].iter().map(|r| Prompt { shared: shared.into(), rest: format!("{r}\nLabel:") }).collect();
+    let choices: Vec<String> = ["y", "n", " maybe so"].iter().map(|s| s.to_string()).collect();
+    let plain = m.score_choices(&prompts, &choices, PrefixCaching::Off).unwrap();
+    let cached = m.score_choices(&prompts, &choices, PrefixCaching::On).unwrap();
+    for (a, b) in plain.iter().flatten().zip(cached.iter().flatten()) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+        assert!(*a < 0.0);
+    }
+    // A one-token choice scores its log-probability after the prompt, read off the logits.
+    for (i, p) in prompts.iter().enumerate() {
+        let ids = m.tokenizer().encode(&format!("{}{}", p.shared, p.rest)).unwrap();
+        let logits = m.last_logits(&ids).unwrap();
+        let y = m.tokenizer().encode("y").unwrap()[0];
+        assert!((plain[i][0] - sampling::log_prob(&logits, y)).abs() < 1e-3);
+        // A longer choice scores the sum over its tokens, each after the ones before it.
+        let mut seq = ids.clone();
+        let mut by_hand = 0.0;
+        for t in m.tokenizer().encode(" maybe so").unwrap() {
+            by_hand += sampling::log_prob(&m.last_logits(&seq).unwrap(), t);
+            seq.push(t);
+        }
+        assert!((plain[i][2] - by_hand).abs() < 1e-3, "{} vs {by_hand}", plain[i][2]);
+        assert!((cached[i][2] - by_hand).abs() < 1e-3);
+    }
+}
+
+#[test]
+fn prefix_cache_counts_reused_tokens() {
+    let m = tiny(LoadOptions::default());
+    let shared = "A shared instruction that is long enough to matter.\n";
+    m.generate(&[request(shared, "one", 2)], PrefixCaching::On).unwrap();
+    let before = m.stats();
+    m.generate(&[request(shared, "two", 2)], PrefixCaching::On).unwrap();
+    let after = m.stats();
+    assert_eq!(after.cached_tokens - before.cached_tokens, shared.len() as u64);
+    assert_eq!(after.prefilled_tokens - before.prefilled_tokens, 3);
+}
+
+#[test]
+fn a_missing_model_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = LocalModel::load(runtime(), dir.path(), "empty", LoadOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("`model.onnx` is missing"), "{err}");
+}
+
+#[test]
+fn a_corrupt_model_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    testing::write_tiny_model(dir.path(), 1).unwrap();
+    std::fs::write(dir.path().join("model.onnx"), b"this is not an onnx file").unwrap();
+    let err = LocalModel::load(runtime(), dir.path(), "corrupt", LoadOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("ONNX Runtime cannot load"), "{err}");
+}
+
+#[test]
+fn a_model_with_unexpected_inputs_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    testing::write_tiny_model(dir.path(), 1).unwrap();
+    let mut g = GraphBuilder::inline();
+    g.input("input_ids", Elem::I64, &[Dim::Named("batch"), Dim::Named("seq")]);
+    g.output("logits", Elem::F32, &[Dim::Named("batch"), Dim::Named("seq")]);
+    g.op_to("Cast", &["input_ids"], "logits", &[("to", onnx::graph::Attr::Int(1))]);
+    std::fs::write(dir.path().join("model.onnx"), g.finish("wrong").unwrap()).unwrap();
+    let err = LocalModel::load(runtime(), dir.path(), "wrong", LoadOptions::default()).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("no input `attention_mask`") && msg.contains("its inputs: input_ids"), "{msg}");
+}

@@ -1,0 +1,120 @@
+//! End-to-end tests of the real default model (SmolLM2-135M-Instruct), provisioned once into
+//! the loopc cache and shared by every test here. The expected numbers in
+//! `fixtures/smollm2-reference.json` come from an independent Python conversion of the same
+//! GGUF (token ids, top-5 logits at the last position, greedy continuations).
+
+use std::sync::OnceLock;
+
+use loopc::model::progress::ConsoleProgress;
+use loopc::model::provision::open_model;
+use loopc::model::sampling::{argmax, Sampling};
+use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt};
+
+fn model() -> &'static LocalModel {
+    static MODEL: OnceLock<LocalModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        open_model("smollm2-135m-instruct", LoadOptions::default(), &ConsoleProgress::new())
+            .unwrap_or_else(|e| panic!("the default model is needed for these tests: {e}"))
+    })
+}
+
+struct Reference {
+    prompt: String,
+    input_ids: Vec<u32>,
+    top5_ids: Vec<u32>,
+    top5_logits: Vec<f32>,
+    greedy_ids: Vec<u32>,
+}
+
+fn references() -> Vec<Reference> {
+    let v: serde_json::Value = serde_json::from_str(include_str!("fixtures/smollm2-reference.json")).unwrap();
+    let ids = |x: &serde_json::Value| x.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| Reference {
+            prompt: r["prompt"].as_str().unwrap().to_string(),
+            input_ids: ids(&r["input_ids"]),
+            top5_ids: ids(&r["last_top5_ids"]),
+            top5_logits: r["last_top5_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect(),
+            greedy_ids: ids(&r["greedy_ids"]),
+        })
+        .collect()
+}
+
+fn greedy(prompt: Prompt, max_tokens: usize) -> GenerateRequest {
+    GenerateRequest { prompt, max_tokens, sampling: Sampling::default(), stop: Vec::new() }
+}
+
+#[test]
+fn tokenizer_ids_match_the_reference() {
+    for r in references() {
+        assert_eq!(model().tokenizer().encode(&r.prompt).unwrap(), r.input_ids, "{:?}", r.prompt);
+    }
+}
+
+#[test]
+fn conversion_matches_the_reference_logits() {
+    for r in references() {
+        let logits = model().last_logits(&r.input_ids).unwrap();
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        order.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+        assert_eq!(&order[..5], &r.top5_ids[..], "{:?}", r.prompt);
+        for (id, want) in r.top5_ids.iter().zip(&r.top5_logits) {
+            let got = logits[*id as usize];
+            assert!((got - want).abs() < 1e-2, "{:?}: logit of {id} is {got}, reference {want}", r.prompt);
+        }
+        assert_eq!(argmax(&logits), r.top5_ids[0]);
+    }
+}
+
+#[test]
+fn greedy_generation_matches_the_reference() {
+    for r in references() {
+        let g = model().generate(&[greedy(Prompt::plain(r.prompt.clone()), r.greedy_ids.len())], PrefixCaching::Off).unwrap();
+        assert_eq!(g[0].tokens, r.greedy_ids, "{:?}", r.prompt);
+    }
+}
+
+#[test]
+fn the_capital_of_france_is_paris() {
+    let m = model();
+    let prompt = m.chat_prompt(&[loopc::model::chat::Message {
+        role: loopc::model::chat::Role::User,
+        content: "What is the capital of France?".into(),
+    }]);
+    let g = m.generate(&[greedy(Prompt::plain(prompt), 32)], PrefixCaching::Off).unwrap();
+    assert!(g[0].text.contains("Paris"), "{:?}", g[0].text);
+}
+
+#[test]
+fn batched_and_prefix_cached_generation_equal_one_by_one() {
+    let m = model();
+    let shared = "Answer with one word.\nQuestion: What colour is the sky?\nAnswer: Blue\n";
+    let rests = ["Question: What is frozen water?\nAnswer:", "Question: What do bees make?\nAnswer:", "Question: What is 2 + 2?\nAnswer:"];
+    let reqs: Vec<GenerateRequest> = rests.iter().map(|r| greedy(Prompt { shared: shared.into(), rest: (*r).into() }, 8)).collect();
+    let single: Vec<Vec<u32>> = reqs.iter().map(|r| m.generate(std::slice::from_ref(r), PrefixCaching::Off).unwrap()[0].tokens.clone()).collect();
+    let batched: Vec<Vec<u32>> = m.generate(&reqs, PrefixCaching::Off).unwrap().into_iter().map(|g| g.tokens).collect();
+    let cached: Vec<Vec<u32>> = m.generate(&reqs, PrefixCaching::On).unwrap().into_iter().map(|g| g.tokens).collect();
+    assert_eq!(batched, single);
+    assert_eq!(cached, single);
+}
+
+#[test]
+fn constrained_choice_ranks_the_right_label() {
+    let m = model();
+    let shared = "Review: I love it, works perfectly.\nSentiment: positive\n\nReview: Broke after a day, waste of money.\nSentiment: negative\n\nReview: Fantastic quality, highly recommend.\nSentiment: positive\n\n";
+    let cases = [
+        ("Terrible. It stopped working and support never answered.", 1),
+        ("Absolutely wonderful, the best purchase I made this year.", 0),
+        ("Awful smell and it fell apart, very disappointed.", 1),
+        ("Great value and it arrived early, very happy.", 0),
+    ];
+    let prompts: Vec<Prompt> = cases.iter().map(|(t, _)| Prompt { shared: shared.into(), rest: format!("Review: {t}\nSentiment:") }).collect();
+    let labels = vec![" positive".to_string(), " negative".to_string()];
+    let scores = m.score_choices(&prompts, &labels, PrefixCaching::On).unwrap();
+    for ((text, want), s) in cases.iter().zip(&scores) {
+        let best = if s[0] >= s[1] { 0 } else { 1 };
+        assert_eq!(best, *want, "{text}: scores {s:?}");
+    }
+}

@@ -23,4 +23,5 @@
 pub mod fs;
 pub mod graph;
 pub mod model;
+pub mod runtime;
 pub mod syntax;

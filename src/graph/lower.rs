@@ -401,7 +401,7 @@ impl Cx {
                 let names: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
                 let what = if owner == "the program" { "has no output".to_string() } else { format!("`{owner}` has no input") };
                 self.diags.push(
-                    Diagnostic::error("unknown-name", b.name.span, format!("{} `{}`", what.replacen('`', "`", 1), b.name.name))
+                    Diagnostic::error("unknown-name", b.name.span, format!("{what} `{}`", b.name.name))
                         .with_label("unknown slot")
                         .with_hint_opt(did_you_mean(&b.name.name, names.iter().copied()))
                         .with_hint(format!("the slots are: {}", names.join(", "))),

@@ -53,30 +53,37 @@ impl ChatFormat {
         }
     }
 
+    /// Text that opens a conversation (Llama 3's begin-of-text marker), if any.
+    pub fn begin(self) -> &'static str {
+        match self {
+            ChatFormat::Llama3 => "<|begin_of_text|>",
+            _ => "",
+        }
+    }
+
     /// Renders `messages` and opens the assistant's turn. No default system prompt is added.
     pub fn render(self, messages: &[Message]) -> String {
+        format!("{}{}", self.begin(), self.render_turns(messages, true))
+    }
+
+    /// Renders turns without the opening marker, so a conversation can be rendered in
+    /// pieces that concatenate to the whole; `open_assistant` starts the assistant's turn.
+    pub fn render_turns(self, messages: &[Message], open_assistant: bool) -> String {
         let role = |r: Role| match r {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
         };
         let mut out = String::new();
-        match self {
-            ChatFormat::ChatMl => {
-                for m in messages {
-                    out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", role(m.role), m.content));
-                }
-                out.push_str("<|im_start|>assistant\n");
-            }
-            ChatFormat::Llama3 => {
-                out.push_str("<|begin_of_text|>");
-                for m in messages {
-                    out.push_str(&format!("<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>", role(m.role), m.content));
-                }
-                out.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
-            }
-            ChatFormat::Plain => {
-                for m in messages {
+        for m in messages {
+            match self {
+                ChatFormat::ChatMl => out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", role(m.role), m.content)),
+                ChatFormat::Llama3 => out.push_str(&format!(
+                    "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
+                    role(m.role),
+                    m.content
+                )),
+                ChatFormat::Plain => {
                     let who = match m.role {
                         Role::System => "System",
                         Role::User => "User",
@@ -84,8 +91,14 @@ impl ChatFormat {
                     };
                     out.push_str(&format!("{who}: {}\n", m.content));
                 }
-                out.push_str("Assistant:");
             }
+        }
+        if open_assistant {
+            out.push_str(match self {
+                ChatFormat::ChatMl => "<|im_start|>assistant\n",
+                ChatFormat::Llama3 => "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                ChatFormat::Plain => "Assistant:",
+            });
         }
         out
     }

@@ -112,6 +112,9 @@ pub struct Stats {
     pub generated_tokens: u64,
 }
 
+/// Computed prefixes by their tokens, least recently used first.
+type PrefixCache = Vec<(Vec<u32>, std::sync::Arc<PrefixEntry>)>;
+
 /// A computed prefix: its keys and values (batch of one) and its length.
 struct PrefixEntry {
     kv: Vec<Vec<f32>>,
@@ -129,7 +132,7 @@ pub struct LocalModel {
     end_tokens: Vec<u32>,
     pad_token: u32,
     options: LoadOptions,
-    prefixes: Mutex<(Vec<(Vec<u32>, std::sync::Arc<PrefixEntry>)>, u64)>,
+    prefixes: Mutex<PrefixCache>,
     counters: [AtomicU64; 4],
 }
 
@@ -193,7 +196,7 @@ impl LocalModel {
             end_tokens,
             pad_token,
             options,
-            prefixes: Mutex::new((Vec::new(), 0)),
+            prefixes: Mutex::new(Vec::new()),
             counters: Default::default(),
         })
     }
@@ -300,8 +303,7 @@ impl LocalModel {
     /// The prefix entry for `tokens`, from the cache or computed (and cached) now.
     fn prefix(&self, tokens: &[u32]) -> Result<std::sync::Arc<PrefixEntry>, ModelError> {
         {
-            let mut cache = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
-            let (entries, _) = &mut *cache;
+            let mut entries = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(pos) = entries.iter().position(|(t, _)| t == tokens) {
                 // Move to the back: most recently used.
                 let hit = entries.remove(pos);
@@ -316,8 +318,7 @@ impl LocalModel {
         self.count(0, 1);
         self.count(1, n);
         let entry = std::sync::Arc::new(PrefixEntry { kv: session::to_host(&fwd.present)?, len: n });
-        let mut cache = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
-        let (entries, _) = &mut *cache;
+        let mut entries = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
         entries.push((tokens.to_vec(), entry.clone()));
         while entries.len() > self.options.prefix_cache_entries.max(1) {
             entries.remove(0);

@@ -2,6 +2,9 @@
 //! `grammar/loop.pest`. Pest types never leave this module: syntax errors become
 //! [`Diagnostic`]s with a span and a human list of what was expected.
 
+// A diagnostic is large, but a parse fails at most once and never in a hot loop.
+#![allow(clippy::result_large_err)]
+
 use pest::iterators::Pair;
 use pest::Parser as _;
 

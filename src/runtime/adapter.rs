@@ -1,0 +1,345 @@
+//! **Adapters:** turn a signature, its instruction, demos and bound inputs into a model
+//! request, in one of three templates, and read the model's answer back into fields.
+//!
+//! - `chat`: field markers (`[[ ## name ## ]]`) in chat turns, demos as earlier turns.
+//! - `json`: chat turns whose inputs and answers are JSON objects.
+//! - `completion`: one plain text with `Name: value` lines, demos separated by blank lines,
+//!   no chat template (small models often follow this best).
+//!
+//! The template is a parameter the compiler searches over.
+
+use serde_json::{Map, Value};
+
+use super::value::{coerce, render};
+use crate::graph::{Field, Type};
+use crate::model::chat::{ChatFormat, Message, Role};
+use crate::model::Prompt;
+
+/// A prompt template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Template {
+    /// Field markers in chat turns.
+    Chat,
+    /// JSON objects in chat turns.
+    Json,
+    /// Plain `Name: value` text without a chat template.
+    Completion,
+}
+
+impl Template {
+    /// The template by its name in `.loop` files (`chat`, `json`, `completion`).
+    pub fn from_name(name: &str) -> Option<Template> {
+        Some(match name {
+            "chat" => Template::Chat,
+            "json" => Template::Json,
+            "completion" => Template::Completion,
+            _ => return None,
+        })
+    }
+
+    /// The template's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Chat => "chat",
+            Template::Json => "json",
+            Template::Completion => "completion",
+        }
+    }
+}
+
+/// A demonstration: one example's inputs and outputs for a step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Demo {
+    /// Values of the signature's inputs.
+    pub inputs: Map<String, Value>,
+    /// Values of the step's outputs.
+    pub outputs: Map<String, Value>,
+}
+
+/// What a step asks of the model.
+#[derive(Clone, Copy, Debug)]
+pub struct Task<'a> {
+    /// The instruction.
+    pub instruction: &'a str,
+    /// The fields given to the model.
+    pub inputs: &'a [Field],
+    /// The fields it must produce, in order (`reasoning` first for chain of thought).
+    pub outputs: &'a [Field],
+}
+
+/// A rendered request: the parts every backend needs, before any chat format is applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The template used.
+    pub template: Template,
+    /// The system message (chat, json) or the text heading the prompt (completion).
+    pub system: String,
+    /// Demonstrations as (user turn, assistant turn) pairs.
+    pub demos: Vec<(String, String)>,
+    /// The final user turn with this example's inputs.
+    pub user: String,
+    /// Text the answer starts with, written by loopc so the model continues in format.
+    pub answer_prefix: String,
+}
+
+const COMPLETED: &str = "[[ ## completed ## ]]";
+
+fn marker(name: &str) -> String {
+    format!("[[ ## {name} ## ]]")
+}
+
+/// The label a completion-style prompt gives a field: `ticket_text` → `Ticket text`.
+fn title(name: &str) -> String {
+    let words = name.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn type_hint(ty: &Type) -> String {
+    match ty {
+        Type::Label(labels) => format!("one of: {}", labels.join(", ")),
+        Type::List(inner) => format!("a JSON list of {}", type_hint(inner)),
+        Type::Json => "JSON".into(),
+        other => other.to_string(),
+    }
+}
+
+fn field_list(fields: &[Field]) -> String {
+    fields
+        .iter()
+        .map(|f| {
+            let desc = f.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+            format!("- `{}` ({}){desc}", f.name, type_hint(&f.ty))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn value_of<'v>(values: &'v Map<String, Value>, name: &str) -> &'v Value {
+    values.get(name).unwrap_or(&Value::Null)
+}
+
+fn marked(fields: &[Field], values: &Map<String, Value>) -> String {
+    fields.iter().map(|f| format!("{}\n{}", marker(&f.name), render(value_of(values, &f.name)))).collect::<Vec<_>>().join("\n\n")
+}
+
+fn json_object(fields: &[Field], values: &Map<String, Value>) -> String {
+    let obj: Map<String, Value> = fields.iter().map(|f| (f.name.clone(), value_of(values, &f.name).clone())).collect();
+    Value::Object(obj).to_string()
+}
+
+fn lines(fields: &[Field], values: &Map<String, Value>) -> String {
+    fields.iter().map(|f| format!("{}: {}", title(&f.name), render(value_of(values, &f.name)))).collect::<Vec<_>>().join("\n")
+}
+
+/// A completion-style answer: the first value right after the prefix, then `Name: value` lines.
+fn completion_answer(outputs: &[Field], values: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    for (i, f) in outputs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(&format!("\n{}:", title(&f.name)));
+        }
+        out.push(' ');
+        out.push_str(&render(value_of(values, &f.name)));
+    }
+    out
+}
+
+/// Renders `task` with `demos` for an example whose inputs are `inputs`.
+pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], inputs: &Map<String, Value>) -> Request {
+    let first = task.outputs.first().map_or("answer", |f| f.name.as_str());
+    match template {
+        Template::Chat => {
+            let format = task
+                .outputs
+                .iter()
+                .map(|f| format!("{}\n<{}>", marker(&f.name), type_hint(&f.ty)))
+                .chain(std::iter::once(COMPLETED.to_string()))
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            Request {
+                template,
+                system: format!(
+                    "{}\n\nYou are given these fields:\n{}\n\nProduce these fields:\n{}\n\nAnswer with each field under its marker, exactly in this format, and nothing else:\n\n{format}",
+                    task.instruction.trim(),
+                    field_list(task.inputs),
+                    field_list(task.outputs)
+                ),
+                demos: demos
+                    .iter()
+                    .map(|d| (marked(task.inputs, &d.inputs), format!("{}\n\n{COMPLETED}", marked(task.outputs, &d.outputs))))
+                    .collect(),
+                user: marked(task.inputs, inputs),
+                answer_prefix: format!("{}\n", marker(first)),
+            }
+        }
+        Template::Json => Request {
+            template,
+            system: format!(
+                "{}\n\nYou are given a JSON object with these fields:\n{}\n\nAnswer with one JSON object with these fields, and nothing else:\n{}",
+                task.instruction.trim(),
+                field_list(task.inputs),
+                field_list(task.outputs)
+            ),
+            demos: demos.iter().map(|d| (json_object(task.inputs, &d.inputs), json_object(task.outputs, &d.outputs))).collect(),
+            user: json_object(task.inputs, inputs),
+            answer_prefix: format!("{{\"{first}\": "),
+        },
+        Template::Completion => Request {
+            template,
+            system: task.instruction.trim().to_string(),
+            demos: demos.iter().map(|d| (lines(task.inputs, &d.inputs), completion_answer(task.outputs, &d.outputs))).collect(),
+            user: lines(task.inputs, inputs),
+            answer_prefix: format!("{}:", title(first)),
+        },
+    }
+}
+
+impl Request {
+    /// The chat messages for a remote chat API (the answer prefix cannot be forced there).
+    pub fn messages(&self) -> Vec<Message> {
+        match self.template {
+            Template::Completion => vec![Message { role: Role::User, content: self.completion_text() }],
+            _ => {
+                let mut m = vec![Message { role: Role::System, content: self.system.clone() }];
+                for (u, a) in &self.demos {
+                    m.push(Message { role: Role::User, content: u.clone() });
+                    m.push(Message { role: Role::Assistant, content: a.clone() });
+                }
+                m.push(Message { role: Role::User, content: self.user.clone() });
+                m
+            }
+        }
+    }
+
+    fn completion_text(&self) -> String {
+        let mut parts = vec![self.system.clone()];
+        for (u, a) in &self.demos {
+            parts.push(format!("{u}\n{}{a}", self.answer_prefix));
+        }
+        parts.push(format!("{}\n{}", self.user, self.answer_prefix));
+        parts.join("\n\n")
+    }
+
+    /// The prompt for a local model in `format`, split so everything before this example
+    /// (instruction and demos) is the shared, cacheable part. `answer` is assistant text
+    /// already written after the answer prefix (empty to start the answer).
+    pub fn local_prompt(&self, format: ChatFormat, answer: &str) -> Prompt {
+        match self.template {
+            Template::Completion => {
+                let full = self.completion_text();
+                let tail = format!("{}\n{}", self.user, self.answer_prefix);
+                let shared = full[..full.len() - tail.len()].to_string();
+                Prompt { shared, rest: format!("{tail}{answer}") }
+            }
+            _ => {
+                let mut turns = vec![Message { role: Role::System, content: self.system.clone() }];
+                for (u, a) in &self.demos {
+                    turns.push(Message { role: Role::User, content: u.clone() });
+                    turns.push(Message { role: Role::Assistant, content: a.clone() });
+                }
+                let shared = format!("{}{}", format.begin(), format.render_turns(&turns, false));
+                let rest = format.render_turns(&[Message { role: Role::User, content: self.user.clone() }], true);
+                Prompt { shared, rest: format!("{rest}{}{answer}", self.answer_prefix) }
+            }
+        }
+    }
+
+    /// Stop sequences that end the answer.
+    pub fn stop(&self) -> Vec<String> {
+        match self.template {
+            Template::Chat => vec![COMPLETED.to_string()],
+            Template::Json => Vec::new(),
+            Template::Completion => vec!["\n\n".to_string()],
+        }
+    }
+
+    /// How a label is written right after the answer prefix, for constrained choice.
+    pub fn choice_text(&self, label: &str) -> String {
+        match self.template {
+            Template::Chat => label.to_string(),
+            Template::Json => Value::String(label.to_string()).to_string(),
+            Template::Completion => format!(" {label}"),
+        }
+    }
+
+    /// Reads the answer (the text after the answer prefix) into the output fields.
+    pub fn parse(&self, outputs: &[Field], answer: &str) -> Result<Map<String, Value>, ParseError> {
+        let full = format!("{}{answer}", self.answer_prefix);
+        let raw = match self.template {
+            Template::Chat => split_marked(outputs, &full),
+            // A model may also repeat the opening brace and key: then the answer stands alone.
+            Template::Json => split_json(outputs, &full).or_else(|e| split_json(outputs, answer).map_err(|_| e))?,
+            Template::Completion => split_lines(outputs, &full),
+        };
+        let mut values = Map::new();
+        for f in outputs {
+            let Some(r) = raw.iter().find(|(n, _)| n == &f.name).map(|(_, v)| v) else {
+                return Err(ParseError { field: f.name.clone(), reason: "the answer has no value for it".into() });
+            };
+            let v = match r {
+                Value::String(s) => coerce(&f.ty, s),
+                other => super::value::check(&f.ty, other).map(|_| other.clone()).or_else(|e| coerce(&f.ty, &other.to_string()).map_err(|_| e)),
+            }
+            .map_err(|reason| ParseError { field: f.name.clone(), reason })?;
+            values.insert(f.name.clone(), v);
+        }
+        Ok(values)
+    }
+}
+
+/// Why an answer could not be read.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("field `{field}`: {reason}")]
+pub struct ParseError {
+    /// The output field.
+    pub field: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+fn split_marked(outputs: &[Field], text: &str) -> Vec<(String, Value)> {
+    let text = text.split(COMPLETED).next().unwrap_or(text);
+    let mut found = Vec::new();
+    for f in outputs {
+        let m = marker(&f.name);
+        if let Some(start) = text.find(&m) {
+            let body = &text[start + m.len()..];
+            let end = body.find("[[ ##").unwrap_or(body.len());
+            found.push((f.name.clone(), Value::String(body[..end].trim().to_string())));
+        }
+    }
+    found
+}
+
+fn split_json(outputs: &[Field], text: &str) -> Result<Vec<(String, Value)>, ParseError> {
+    let start = text.find('{');
+    let obj = start.and_then(|s| {
+        // The first complete JSON object: try each closing brace in turn.
+        text[s..].match_indices('}').find_map(|(i, _)| serde_json::from_str::<Map<String, Value>>(&text[s..s + i + 1]).ok())
+    });
+    let obj = obj.ok_or_else(|| ParseError {
+        field: outputs.first().map_or(String::new(), |f| f.name.clone()),
+        reason: format!("no JSON object in the answer: `{}`", text.chars().take(80).collect::<String>()),
+    })?;
+    Ok(obj.into_iter().collect())
+}
+
+fn split_lines(outputs: &[Field], text: &str) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for (i, f) in outputs.iter().enumerate() {
+        let prefix = format!("{}:", title(&f.name));
+        let Some(start) = text.find(&prefix) else { continue };
+        let body = &text[start + prefix.len()..];
+        let end = outputs[i + 1..]
+            .iter()
+            .filter_map(|n| body.find(&format!("\n{}:", title(&n.name))))
+            .min()
+            .unwrap_or(body.len());
+        found.push((f.name.clone(), Value::String(body[..end].trim().to_string())));
+    }
+    found
+}

@@ -1,8 +1,11 @@
-//! **Running:** prompt templates (adapters), typed values and output parsing. The executor,
-//! tools, remote models and traces are still to come (see ARCHITECTURE.md).
+//! **Running:** prompt templates (adapters), typed values, output parsing and tool calls.
+//! The executor, remote models and traces are still to come (see ARCHITECTURE.md).
 
 pub mod adapter;
+pub mod tools;
 pub mod value;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tool_tests;

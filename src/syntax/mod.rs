@@ -23,6 +23,7 @@ pub use self::span::{LineCol, LineIndex, Span};
 pub use self::strings::quote;
 
 /// Parses `source` and writes it back in canonical layout, keeping comments.
+#[allow(clippy::result_large_err)] // one diagnostic, at most once per call
 pub fn format_source(source: &str) -> Result<String, Diagnostic> {
     let file = parse(source)?;
     Ok(format(&file, &comments(source), source))

@@ -1,7 +1,8 @@
-//! **Running:** prompt templates (adapters), typed values, output parsing and tool calls.
-//! The executor, remote models and traces are still to come (see ARCHITECTURE.md).
+//! **Running:** prompt templates (adapters), typed values, output parsing, tool calls and
+//! model backends. The executor and traces are still to come (see ARCHITECTURE.md).
 
 pub mod adapter;
+pub mod backend;
 pub mod tools;
 pub mod value;
 
@@ -9,3 +10,5 @@ pub mod value;
 mod tests;
 #[cfg(test)]
 mod tool_tests;
+#[cfg(test)]
+mod backend_tests;

@@ -306,10 +306,18 @@ fn split_marked(outputs: &[Field], text: &str) -> Vec<(String, Value)> {
     let mut found = Vec::new();
     for f in outputs {
         let m = marker(&f.name);
-        if let Some(start) = text.find(&m) {
-            let body = &text[start + m.len()..];
-            let end = body.find("[[ ##").unwrap_or(body.len());
-            found.push((f.name.clone(), Value::String(body[..end].trim().to_string())));
+        // The answer may repeat the marker loopc already wrote (remote models cannot be made
+        // to continue a prefix): take the first occurrence that has a value under it.
+        let bodies: Vec<&str> = text
+            .match_indices(&m)
+            .map(|(start, _)| {
+                let body = &text[start + m.len()..];
+                body[..body.find("[[ ##").unwrap_or(body.len())].trim()
+            })
+            .collect();
+        if let Some(first) = bodies.first() {
+            let value = bodies.iter().find(|b| !b.is_empty()).unwrap_or(first);
+            found.push((f.name.clone(), Value::String(value.to_string())));
         }
     }
     found

@@ -3,7 +3,9 @@
 
 pub mod adapter;
 pub mod backend;
+pub mod executor;
 pub mod tools;
+pub mod trace;
 pub mod value;
 
 #[cfg(test)]
@@ -12,3 +14,5 @@ mod tests;
 mod tool_tests;
 #[cfg(test)]
 mod backend_tests;
+#[cfg(test)]
+mod executor_tests;

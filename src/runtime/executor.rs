@@ -1,0 +1,349 @@
+//! **Execution:** runs a checked [`Dag`] on one input: binds values, renders prompts, calls
+//! models and tools, parses answers, and records a [`Trace`]. Steps start as soon as the
+//! steps they read from are done, so independent steps run concurrently.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde_json::{Map, Value};
+
+use super::adapter::{render_request, Demo, Request, Task, Template};
+use super::backend::{Backend, BackendError, Call};
+use super::tools::{self, ToolError};
+use super::trace::{StepTrace, Trace};
+use super::value::check;
+use crate::graph::{Dag, Source, StepId, StepKind, Target, Type};
+use crate::model::sampling::Sampling;
+
+/// What the compiler may set per step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepParams {
+    /// The prompt template.
+    pub template: Template,
+    /// An instruction replacing the signature's, if set.
+    pub instruction: Option<String>,
+    /// Demonstrations.
+    pub demos: Vec<Demo>,
+}
+
+impl Default for StepParams {
+    fn default() -> Self {
+        StepParams { template: Template::Chat, instruction: None, demos: Vec::new() }
+    }
+}
+
+/// Limits of one run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// How long one step may take.
+    pub step_timeout: Duration,
+    /// How long the whole run may take.
+    pub deadline: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { step_timeout: Duration::from_secs(120), deadline: Duration::from_secs(600) }
+    }
+}
+
+/// Why a run failed. Every variant names the step and, where it applies, the field.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Occurs when the inputs do not match the program's declared inputs.
+    #[error("input `{field}`: {reason}")]
+    Input {
+        /// The input field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Occurs when a model answer cannot be read, even after one retry.
+    #[error("step `{step}`, field `{field}`: {reason}; the model wrote: {raw:?}")]
+    Parse {
+        /// The step.
+        step: String,
+        /// The output field.
+        field: String,
+        /// What was wrong.
+        reason: String,
+        /// The model's text.
+        raw: String,
+    },
+    /// Occurs when the model backend fails.
+    #[error("step `{step}`: {source}")]
+    Model {
+        /// The step.
+        step: String,
+        /// The backend error.
+        source: BackendError,
+    },
+    /// Occurs when a tool fails.
+    #[error("step `{step}`: {source}")]
+    Tool {
+        /// The step.
+        step: String,
+        /// The tool error.
+        source: ToolError,
+    },
+    /// Occurs when a step takes longer than the step timeout.
+    #[error("step `{step}` timed out after {ms} ms")]
+    StepTimeout {
+        /// The step.
+        step: String,
+        /// The timeout.
+        ms: u64,
+    },
+    /// Occurs when the whole run takes longer than its deadline.
+    #[error("the run passed its deadline of {ms} ms")]
+    Deadline {
+        /// The deadline.
+        ms: u64,
+    },
+}
+
+/// Everything a run needs besides the input: the program, a backend per model, step
+/// parameters and an HTTP client for tools. Cheap to clone; safe to share across tasks.
+#[derive(Clone)]
+pub struct Executor {
+    dag: Arc<Dag>,
+    backends: Arc<Vec<Arc<dyn Backend>>>,
+    params: Arc<HashMap<StepId, StepParams>>,
+    http: reqwest::Client,
+    options: RunOptions,
+}
+
+impl Executor {
+    /// An executor for `dag` with one backend per declared model (by `ModelId` index).
+    pub fn new(dag: Arc<Dag>, backends: Vec<Arc<dyn Backend>>, params: HashMap<StepId, StepParams>, options: RunOptions) -> Executor {
+        Executor { dag, backends: Arc::new(backends), params: Arc::new(params), http: reqwest::Client::new(), options }
+    }
+
+    /// The program.
+    pub fn dag(&self) -> &Dag {
+        &self.dag
+    }
+
+    /// Checks `inputs` against the declared inputs: every one present and typed right, none
+    /// unknown.
+    pub fn check_inputs(&self, inputs: &Map<String, Value>) -> Result<(), RunError> {
+        for f in self.dag.inputs() {
+            let v = inputs.get(&f.name).ok_or_else(|| RunError::Input { field: f.name.clone(), reason: "missing".into() })?;
+            check(&f.ty, v).map_err(|reason| RunError::Input { field: f.name.clone(), reason })?;
+        }
+        if let Some(extra) = inputs.keys().find(|k| !self.dag.inputs().iter().any(|f| &f.name == *k)) {
+            let names: Vec<&str> = self.dag.inputs().iter().map(|f| f.name.as_str()).collect();
+            return Err(RunError::Input { field: extra.clone(), reason: format!("not an input of the program (its inputs: {})", names.join(", ")) });
+        }
+        Ok(())
+    }
+
+    /// The request a step would send for `inputs`, for showing prompts without running.
+    /// Steps that read other steps' results get placeholders for them.
+    pub fn preview(&self, step: StepId, inputs: &Map<String, Value>) -> Option<Request> {
+        let s = self.dag.step(step);
+        let bound: Map<String, Value> = s
+            .bindings
+            .iter()
+            .map(|b| {
+                let v = match &b.source {
+                    Source::Input(n) => inputs.get(n).cloned().unwrap_or(Value::Null),
+                    Source::Step { step, field } => Value::String(format!("<{}.{field}>", self.dag.step(*step).name)),
+                    Source::Const(v) => v.clone(),
+                };
+                (b.slot.clone(), v)
+            })
+            .collect();
+        self.request(step, &bound)
+    }
+
+    fn request(&self, step: StepId, bound: &Map<String, Value>) -> Option<Request> {
+        let s = self.dag.step(step);
+        let sig = self.dag.step_signature(step)?;
+        let params = self.params.get(&step).cloned().unwrap_or_default();
+        let instruction = params.instruction.as_deref().unwrap_or(&sig.instruction);
+        let task = Task { instruction, inputs: &sig.inputs, outputs: &s.outputs };
+        Some(render_request(params.template, &task, &params.demos, bound))
+    }
+
+    /// Runs the program on `inputs`. The trace is returned whether or not the run succeeded.
+    pub async fn run(&self, inputs: Map<String, Value>) -> (Result<Map<String, Value>, RunError>, Trace) {
+        let started = Instant::now();
+        let mut trace = Trace {
+            run_id: format!("{:032x}", rand::random::<u128>()),
+            program: self.dag.name().to_string(),
+            inputs: inputs.clone(),
+            ..Trace::default()
+        };
+        let deadline = self.options.deadline;
+        let result = match tokio::time::timeout(deadline, self.run_steps(&inputs, started, &mut trace)).await {
+            Ok(r) => r,
+            Err(_) => Err(RunError::Deadline { ms: deadline.as_millis() as u64 }),
+        };
+        trace.latency_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(out) => trace.outputs = Some(out.clone()),
+            Err(e) => trace.error = Some(e.to_string()),
+        }
+        (result, trace)
+    }
+
+    async fn run_steps(&self, inputs: &Map<String, Value>, started: Instant, trace: &mut Trace) -> Result<Map<String, Value>, RunError> {
+        self.check_inputs(inputs)?;
+        let n = self.dag.steps().len();
+        let deps: Vec<Vec<StepId>> = (0..n).map(|i| self.dag.dependencies(StepId(i))).collect();
+        let mut results: Vec<Option<Map<String, Value>>> = vec![None; n];
+        let mut started_steps = vec![false; n];
+        let mut running = FuturesUnordered::new();
+        loop {
+            for i in 0..n {
+                if !started_steps[i] && deps[i].iter().all(|d| results[d.0].is_some()) {
+                    started_steps[i] = true;
+                    let bound = self.bind(StepId(i), inputs, &results);
+                    let me = self.clone();
+                    let offset = started.elapsed().as_millis() as u64;
+                    running.push(async move {
+                        let t = Instant::now();
+                        let timeout = me.options.step_timeout;
+                        let (res, mut st) = match tokio::time::timeout(timeout, me.run_step(StepId(i), bound.clone())).await {
+                            Ok(r) => r,
+                            Err(_) => (
+                                Err(RunError::StepTimeout { step: me.dag.step(StepId(i)).name.clone(), ms: timeout.as_millis() as u64 }),
+                                StepTrace { step: me.dag.step(StepId(i)).name.clone(), inputs: bound, ..StepTrace::default() },
+                            ),
+                        };
+                        st.started_ms = offset;
+                        st.latency_ms = t.elapsed().as_millis() as u64;
+                        (i, res, st)
+                    });
+                }
+            }
+            let Some((i, res, mut st)) = running.next().await else { break };
+            match res {
+                Ok(out) => {
+                    st.outputs = Some(out.clone());
+                    trace.steps.push(st);
+                    results[i] = Some(out);
+                }
+                Err(e) => {
+                    st.error = Some(e.to_string());
+                    trace.steps.push(st);
+                    // Dropping the other running steps cancels them (tool processes are killed).
+                    return Err(e);
+                }
+            }
+        }
+        let mut outputs = Map::new();
+        for b in self.dag.returns() {
+            outputs.insert(b.slot.clone(), self.source_value(&b.source, inputs, &results));
+        }
+        Ok(outputs)
+    }
+
+    fn source_value(&self, src: &Source, inputs: &Map<String, Value>, results: &[Option<Map<String, Value>>]) -> Value {
+        match src {
+            Source::Input(n) => inputs.get(n).cloned().unwrap_or(Value::Null),
+            Source::Step { step, field } => results[step.0].as_ref().and_then(|r| r.get(field)).cloned().unwrap_or(Value::Null),
+            Source::Const(v) => v.clone(),
+        }
+    }
+
+    fn bind(&self, step: StepId, inputs: &Map<String, Value>, results: &[Option<Map<String, Value>>]) -> Map<String, Value> {
+        self.dag.step(step).bindings.iter().map(|b| (b.slot.clone(), self.source_value(&b.source, inputs, results))).collect()
+    }
+
+    async fn run_step(&self, id: StepId, bound: Map<String, Value>) -> (Result<Map<String, Value>, RunError>, StepTrace) {
+        let s = self.dag.step(id);
+        let mut st = StepTrace {
+            step: s.name.clone(),
+            kind: match s.kind {
+                StepKind::Predict => "predict",
+                StepKind::ChainOfThought => "chain_of_thought",
+                StepKind::Call => "call",
+            }
+            .into(),
+            inputs: bound.clone(),
+            ..StepTrace::default()
+        };
+        if let Target::Tool(t) = s.target {
+            let tool = self.dag.tool(t);
+            st.served_by = format!("tool {}", tool.name);
+            let res = tools::call(&self.http, tool, &bound).await;
+            return match res {
+                Ok(v) => {
+                    st.raw.push(super::value::render(&v));
+                    let mut out = Map::new();
+                    out.insert(crate::graph::RESULT.to_string(), v);
+                    (Ok(out), st)
+                }
+                Err(e) => (Err(RunError::Tool { step: s.name.clone(), source: e }), st),
+            };
+        }
+        let Some(request) = self.request(id, &bound) else {
+            return (Err(RunError::Input { field: s.name.clone(), reason: "the step has no signature".into() }), st);
+        };
+        let backend = self.backends[s.model.0].clone();
+        let spec = self.dag.model(s.model);
+        st.served_by = format!("{} {}", backend.identity().provider, backend.identity().name);
+        st.prompt = request.messages().iter().map(|m| format!("[{:?}]\n{}", m.role, m.content)).collect::<Vec<_>>().join("\n\n");
+        let sampling = Sampling {
+            temperature: spec.params.temperature as f32,
+            top_k: spec.params.top_k.map(|k| k as usize),
+            top_p: spec.params.top_p.map(|p| p as f32),
+            seed: spec.params.seed.unwrap_or(0),
+        };
+        let call = Call { request: request.clone(), answer_so_far: String::new(), max_tokens: spec.params.max_tokens as usize, sampling, stop: spec.params.stop.clone() };
+
+        // A single label output is scored directly when the backend can: it cannot fail to parse.
+        if let [field] = s.outputs.as_slice() {
+            if let Type::Label(labels) = &field.ty {
+                let written: Vec<String> = labels.iter().map(|l| request.choice_text(l)).collect();
+                if let Some(fut) = backend.choose(vec![call.clone()], written) {
+                    return match fut.await {
+                        Ok(scores) => {
+                            let row = scores.into_iter().next().unwrap_or_default();
+                            let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+                            st.choice_scores = Some(labels.iter().cloned().zip(row).collect());
+                            st.raw.push(labels[best].clone());
+                            let mut out = Map::new();
+                            out.insert(field.name.clone(), Value::String(labels[best].clone()));
+                            (Ok(out), st)
+                        }
+                        Err(e) => (Err(RunError::Model { step: s.name.clone(), source: e }), st),
+                    };
+                }
+            }
+        }
+
+        let mut call = call;
+        let mut failure = None;
+        for attempt in 0..2 {
+            let completion = match backend.generate(vec![call.clone()]).await {
+                Ok(mut c) if !c.is_empty() => c.remove(0),
+                Ok(_) => return (Err(RunError::Model { step: s.name.clone(), source: BackendError::Unsupported("the backend returned no completion".into()) }), st),
+                Err(e) => return (Err(RunError::Model { step: s.name.clone(), source: e }), st),
+            };
+            st.prompt_tokens += completion.prompt_tokens;
+            st.cached_tokens += completion.cached_tokens;
+            st.completion_tokens += completion.completion_tokens;
+            st.raw.push(completion.text.clone());
+            match request.parse(&s.outputs, &completion.text) {
+                Ok(out) => return (Ok(out), st),
+                Err(e) => {
+                    if attempt == 0 {
+                        // Retry once, showing the model what went wrong.
+                        call.request.user = format!(
+                            "{}\n\n(Your previous answer could not be read: {e}. Answer again, exactly in the required format.)",
+                            request.user
+                        );
+                    }
+                    failure = Some(RunError::Parse { step: s.name.clone(), field: e.field, reason: e.reason, raw: completion.text });
+                }
+            }
+        }
+        let err = failure.unwrap_or(RunError::Model { step: s.name.clone(), source: BackendError::Unsupported("no attempt was made".into()) });
+        (Err(err), st)
+    }
+}

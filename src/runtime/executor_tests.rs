@@ -1,0 +1,169 @@
+//! Executor tests with a scripted backend (a test double of the model, for orchestration
+//! logic only; the real model is exercised in `tests/`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::{json, Map, Value};
+
+use super::backend::{Backend, BackendError, Call, Completion, Identity};
+use super::executor::{Executor, RunError, RunOptions};
+
+/// Replies with scripted texts in order, after a delay; scores labels when given scores.
+struct Scripted {
+    replies: Mutex<VecDeque<String>>,
+    delay: Duration,
+    scores: Option<Vec<f32>>,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new(replies: &[&str], delay_ms: u64, scores: Option<Vec<f32>>) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            replies: Mutex::new(replies.iter().map(|s| s.to_string()).collect()),
+            delay: Duration::from_millis(delay_ms),
+            scores,
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Backend for Scripted {
+    fn identity(&self) -> Identity {
+        Identity { provider: "scripted".into(), name: "test".into() }
+    }
+
+    fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            let mut out = Vec::new();
+            for c in calls {
+                self.seen.lock().unwrap().push(c.request.user.clone());
+                let text = self.replies.lock().unwrap().pop_front().unwrap_or_default();
+                out.push(Completion { text, prompt_tokens: 10, cached_tokens: 0, completion_tokens: 2 });
+            }
+            Ok(out)
+        })
+    }
+
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> Option<BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>>> {
+        let scores = self.scores.clone()?;
+        Some(Box::pin(async move {
+            assert_eq!(scores.len(), labels.len());
+            Ok(calls.iter().map(|_| scores.clone()).collect())
+        }))
+    }
+}
+
+fn executor(src: &str, backend: Arc<Scripted>, options: RunOptions) -> Executor {
+    let file = crate::syntax::parse(src).unwrap_or_else(|d| panic!("{d:?}"));
+    let lowered = crate::graph::lower(&file);
+    let dag = lowered.dag.unwrap_or_else(|| panic!("{:?}", lowered.diagnostics));
+    let backends: Vec<Arc<dyn Backend>> = dag.models().iter().map(|_| backend.clone() as Arc<dyn Backend>).collect();
+    Executor::new(Arc::new(dag), backends, HashMap::new(), options)
+}
+
+fn inputs(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+const TWO_BRANCHES: &str = "program p\ninput q: text\noutput a: text\noutput b: text\n\
+signature S { in x: text out y: text }\n\
+step left = predict S { x: input.q }\nstep right = predict S { x: input.q }\n\
+return { a: left.y, b: right.y }\n";
+
+#[tokio::test]
+async fn independent_steps_overlap_in_time() {
+    let backend = Scripted::new(&["[[ ## y ## ]]\none", "[[ ## y ## ]]\ntwo"], 300, None);
+    let ex = executor(TWO_BRANCHES, backend, RunOptions::default());
+    let (res, trace) = ex.run(inputs(json!({"q": "hi"}))).await;
+    let out = res.unwrap();
+    assert_eq!(out.len(), 2);
+    let (a, b) = (&trace.steps[0], &trace.steps[1]);
+    // Each started before the other finished.
+    assert!(a.started_ms < b.started_ms + b.latency_ms && b.started_ms < a.started_ms + a.latency_ms, "{trace:?}");
+}
+
+#[tokio::test]
+async fn a_dependent_step_waits_for_its_input() {
+    let src = "program p\ninput q: text\noutput a: text\nsignature S { in x: text out y: text }\n\
+step first = predict S { x: input.q }\nstep second = predict S { x: first.y }\nreturn { a: second.y }\n";
+    let backend = Scripted::new(&["[[ ## y ## ]]\nmiddle", "[[ ## y ## ]]\nend"], 50, None);
+    let ex = executor(src, backend.clone(), RunOptions::default());
+    let (res, trace) = ex.run(inputs(json!({"q": "start"}))).await;
+    assert_eq!(res.unwrap(), inputs(json!({"a": "end"})));
+    assert!(trace.steps[1].started_ms >= trace.steps[0].started_ms + trace.steps[0].latency_ms);
+    assert!(backend.seen.lock().unwrap()[1].contains("middle"), "the second step saw the first's output");
+}
+
+#[tokio::test]
+async fn a_malformed_answer_is_retried_once_with_the_error_shown() {
+    let src = "program p\ninput q: text\noutput n: int\nsignature S { in x: text out n: int }\nstep s = predict S { x: input.q }\nreturn { n: s.n }\n";
+    let backend = Scripted::new(&["[[ ## n ## ]]\nmany", "[[ ## n ## ]]\n7"], 0, None);
+    let ex = executor(src, backend.clone(), RunOptions::default());
+    let (res, trace) = ex.run(inputs(json!({"q": "count"}))).await;
+    assert_eq!(res.unwrap(), inputs(json!({"n": 7})));
+    assert_eq!(trace.steps[0].raw.len(), 2);
+    assert!(backend.seen.lock().unwrap()[1].contains("could not be read: field `n`: `many` is not a whole number"));
+
+    let backend = Scripted::new(&["[[ ## n ## ]]\nmany", "[[ ## n ## ]]\nlots"], 0, None);
+    let ex = executor(src, backend, RunOptions::default());
+    let (res, trace) = ex.run(inputs(json!({"q": "count"}))).await;
+    let err = res.unwrap_err();
+    assert!(matches!(&err, RunError::Parse { step, field, raw, .. } if step == "s" && field == "n" && raw.contains("lots")), "{err}");
+    assert!(trace.error.is_some());
+}
+
+#[tokio::test]
+async fn a_single_label_output_uses_constrained_choice() {
+    let src = "program p\ninput q: text\noutput c: label(red, green, blue)\nsignature S { in x: text out c: label(red, green, blue) }\nstep s = predict S { x: input.q }\nreturn { c: s.c }\n";
+    let backend = Scripted::new(&[], 0, Some(vec![-3.0, -0.5, -2.0]));
+    let ex = executor(src, backend.clone(), RunOptions::default());
+    let (res, trace) = ex.run(inputs(json!({"q": "grass"}))).await;
+    assert_eq!(res.unwrap(), inputs(json!({"c": "green"})));
+    assert_eq!(trace.steps[0].choice_scores.as_ref().unwrap().len(), 3);
+    assert!(backend.seen.lock().unwrap().is_empty(), "no free generation was needed");
+}
+
+#[tokio::test]
+async fn bad_inputs_are_rejected_by_field() {
+    let ex = executor(TWO_BRANCHES, Scripted::new(&[], 0, None), RunOptions::default());
+    let cases = [
+        (json!({}), "input `q`: missing"),
+        (json!({"q": 3}), "input `q`: expected text (a JSON string), found a number"),
+        (json!({"q": "x", "z": 1}), "input `z`: not an input of the program (its inputs: q)"),
+    ];
+    for (given, want) in cases {
+        let (res, _) = ex.run(inputs(given)).await;
+        assert_eq!(res.unwrap_err().to_string(), want);
+    }
+}
+
+#[tokio::test]
+async fn slow_steps_time_out_and_runs_have_a_deadline() {
+    let slow = RunOptions { step_timeout: Duration::from_millis(100), deadline: Duration::from_secs(10) };
+    let ex = executor(TWO_BRANCHES, Scripted::new(&[], 1000, None), slow);
+    let (res, _) = ex.run(inputs(json!({"q": "x"}))).await;
+    assert!(matches!(res.unwrap_err(), RunError::StepTimeout { ms: 100, .. }));
+    let short = RunOptions { step_timeout: Duration::from_secs(10), deadline: Duration::from_millis(100) };
+    let ex = executor(TWO_BRANCHES, Scripted::new(&[], 1000, None), short);
+    let (res, _) = ex.run(inputs(json!({"q": "x"}))).await;
+    assert_eq!(res.unwrap_err().to_string(), "the run passed its deadline of 100 ms");
+}
+
+#[tokio::test]
+async fn tool_steps_feed_model_steps() {
+    let src = "program p\ninput q: text\noutput a: text\noutput n: int\n\
+tool wc(text: text) -> int = command [\"wc\", \"-w\"] { stdin: \"{text}\" }\n\
+signature S { in x: text in n: int out y: text }\n\
+step count = call wc { text: input.q }\nstep say = predict S { x: input.q, n: count.result }\n\
+return { a: say.y, n: count.result }\n";
+    let backend = Scripted::new(&["[[ ## y ## ]]\nthree words"], 0, None);
+    let ex = executor(src, backend.clone(), RunOptions::default());
+    let (res, trace) = ex.run(inputs(json!({"q": "one two three"}))).await;
+    assert_eq!(res.unwrap(), inputs(json!({"a": "three words", "n": 3})));
+    assert_eq!(trace.steps[0].served_by, "tool wc");
+    assert!(backend.seen.lock().unwrap()[0].contains("[[ ## n ## ]]\n3"));
+}

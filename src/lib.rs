@@ -25,3 +25,5 @@ pub mod graph;
 pub mod model;
 pub mod runtime;
 pub mod syntax;
+
+pub use runtime::{Program, ProgramOptions};

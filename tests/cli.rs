@@ -202,3 +202,58 @@ fn ort_library() -> std::path::PathBuf {
     let cache = loopc::model::provision::Cache::from_env().unwrap();
     loopc::model::provision::ort_library(&cache, &loopc::model::progress::SilentProgress).unwrap()
 }
+
+#[test]
+fn run_returns_outputs_of_the_declared_types_with_the_default_model() {
+    let dir = root().join("programs");
+    let out = loopc(&["run", "sentiment.loop", "--input", r#"{"review": "I love it, works perfectly."}"#], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let label = v["sentiment"].as_str().unwrap();
+    assert!(["positive", "negative", "neutral"].contains(&label), "{v}");
+
+    let out = loopc(&["run", "word_stats.loop", "--input", r#"{"text": "one two three four"}"#], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["words"], 4);
+    assert!(["short", "medium", "long"].contains(&v["verdict"].as_str().unwrap()), "{v}");
+}
+
+#[test]
+fn run_rejects_bad_input_with_the_field_named() {
+    let dir = root().join("programs");
+    let cases = [
+        (r#"{"review": 3}"#, "input `review`: expected text (a JSON string), found a number"),
+        (r#"{}"#, "input `review`: missing"),
+        (r#"{"review": "x""#, "--input: not valid JSON"),
+    ];
+    for (input, want) in cases {
+        let out = loopc(&["run", "sentiment.loop", "--input", input], &dir);
+        assert_eq!(out.status.code(), Some(2), "{input}");
+        assert!(text(&out.stderr).contains(want), "{input}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn run_in_batch_mode_reports_bad_lines_by_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.jsonl");
+    std::fs::write(&data, "{\"review\": \"fine\"}\n{\"review\": 5}\n").unwrap();
+    let program = root().join("programs/sentiment.loop");
+    let out = loopc(&["run", program.to_str().unwrap(), "--inputs", data.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("data.jsonl:2: input `review`: expected text"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn prompt_shows_the_final_prompt_without_a_model() {
+    let out = loopc(
+        &["prompt", "support_triage.loop", "--step", "classify", "--input", r#"{"ticket": "I was charged twice"}"#],
+        &root().join("programs"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("Classify a customer support ticket."), "{shown}");
+    assert!(shown.contains("[[ ## ticket ## ]]\nI was charged twice"), "{shown}");
+    assert!(shown.contains("[[ ## category ## ]]"));
+}

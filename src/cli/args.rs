@@ -38,6 +38,10 @@ pub enum Command {
     Graph(GraphArgs),
     /// Rewrite `.loop` files in canonical layout.
     Fmt(FmtArgs),
+    /// Run a program on one input or a JSONL file of inputs.
+    Run(RunArgs),
+    /// Show the exact prompt a step sends, without calling a model.
+    Prompt(PromptArgs),
     /// Generate text with a local model (for quick checks).
     Generate(GenerateArgs),
     /// List, provision, import and describe local models.
@@ -46,6 +50,53 @@ pub enum Command {
     /// Measure loopc's own speed and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `loopc run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The program.
+    pub file: PathBuf,
+    /// One input as a JSON object, e.g. '{"ticket": "..."}'.
+    #[arg(long, conflicts_with = "inputs", required_unless_present = "inputs")]
+    pub input: Option<String>,
+    /// A JSONL file with one input object per line (batch mode).
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
+    /// Where batch mode writes one result per line (default: standard output).
+    #[arg(long, requires = "inputs")]
+    pub out: Option<PathBuf>,
+    /// How many inputs run at once in batch mode.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Replace every step's model: a name, a model directory, or openai:BASE_URL#MODEL.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print each run's trace to standard error.
+    #[arg(long)]
+    pub trace: bool,
+    /// Append each run's trace as a JSON line to this file.
+    #[arg(long)]
+    pub trace_json: Option<PathBuf>,
+    /// Per-step timeout in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub step_timeout: u64,
+}
+
+/// `loopc prompt`.
+#[derive(Debug, Args)]
+pub struct PromptArgs {
+    /// The program.
+    pub file: PathBuf,
+    /// The step whose prompt to show.
+    #[arg(long)]
+    pub step: String,
+    /// The input as a JSON object.
+    #[arg(long)]
+    pub input: String,
+    /// The template: chat, json or completion.
+    #[arg(long, default_value = "chat")]
+    pub template: String,
 }
 
 /// `loopc generate`.

@@ -12,7 +12,9 @@ mod fmt;
 mod generate;
 mod graph;
 mod model;
+mod prompt;
 mod report;
+mod run;
 mod source;
 
 use std::process::ExitCode;
@@ -37,6 +39,8 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(&a, color),
         Command::Graph(a) => graph::run(&a, color),
         Command::Fmt(a) => fmt::run(&a, color),
+        Command::Run(a) => run::run(&a, color),
+        Command::Prompt(a) => prompt::run(&a, color),
         Command::Generate(a) => generate::run(&a),
         Command::Model(c) => model::run(&c),
         Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),

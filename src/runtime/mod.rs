@@ -4,8 +4,11 @@
 pub mod adapter;
 pub mod backend;
 pub mod executor;
+mod program;
 pub mod tools;
 pub mod trace;
+
+pub use self::program::{check, LoadError, Program, ProgramOptions};
 pub mod value;
 
 #[cfg(test)]

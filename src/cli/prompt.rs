@@ -1,0 +1,32 @@
+//! `loopc prompt`: the exact prompt of a step, without calling a model.
+
+use loopc::runtime::adapter::Template;
+use loopc::runtime::executor::{Executor, RunOptions, StepParams};
+use serde_json::Value;
+
+use super::args::PromptArgs;
+use super::{source, Outcome};
+
+/// Runs `loopc prompt`.
+pub fn run(args: &PromptArgs, color: bool) -> anyhow::Result<Outcome> {
+    let dag = source::load_dag(&args.file, color)?;
+    let template = Template::from_name(&args.template)
+        .ok_or_else(|| anyhow::anyhow!("unknown template `{}` (chat, json, completion)", args.template))?;
+    let step = dag.step_id(&args.step).ok_or_else(|| {
+        let names: Vec<&str> = dag.steps().iter().map(|s| s.name.as_str()).collect();
+        anyhow::anyhow!("no step `{}` (steps: {})", args.step, names.join(", "))
+    })?;
+    let inputs = match serde_json::from_str::<Value>(&args.input) {
+        Ok(Value::Object(m)) => m,
+        _ => anyhow::bail!("--input must be a JSON object"),
+    };
+    let params = [(step, StepParams { template, ..StepParams::default() })].into_iter().collect();
+    let executor = Executor::new(std::sync::Arc::new(dag), Vec::new(), params, RunOptions::default());
+    executor.check_inputs(&inputs)?;
+    let request = executor.preview(step, &inputs).ok_or_else(|| anyhow::anyhow!("step `{}` calls a tool; it has no prompt", args.step))?;
+    for m in request.messages() {
+        println!("[{}]\n{}\n", format!("{:?}", m.role).to_lowercase(), m.content);
+    }
+    println!("[assistant, written by loopc]\n{}", request.answer_prefix);
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,148 @@
+//! `loopc run`: one input, or a JSONL file of inputs with bounded concurrency.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use futures_util::stream::{self, StreamExt};
+use loopc::runtime::executor::RunOptions;
+use loopc::runtime::trace::Trace;
+use loopc::{Program, ProgramOptions};
+use serde_json::{json, Map, Value};
+
+use super::args::RunArgs;
+use super::{source, Outcome};
+
+/// Runs `loopc run`.
+pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    // Check first, so problems in the file show as diagnostics with carets.
+    source::load_dag(&args.file, color)?;
+    let options = ProgramOptions {
+        model_override: args.model.clone(),
+        run: RunOptions { step_timeout: std::time::Duration::from_secs(args.step_timeout.max(1)), ..RunOptions::default() },
+        ..ProgramOptions::default()
+    };
+    let program = Program::from_file_with(&args.file, options)?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match (&args.input, &args.inputs) {
+        (Some(text), _) => {
+            let inputs = parse_object(text).map_err(|e| anyhow::anyhow!("--input: {e}"))?;
+            let (result, trace) = rt.block_on(program.run_traced(inputs));
+            report_trace(args, &trace)?;
+            match result {
+                Ok(out) => {
+                    println!("{}", serde_json::to_string_pretty(&Value::Object(out))?);
+                    Ok(Outcome::Success)
+                }
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            }
+        }
+        (None, Some(path)) => rt.block_on(batch(args, &program, path)),
+        (None, None) => anyhow::bail!("give --input or --inputs"),
+    }
+}
+
+fn parse_object(text: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("expected a JSON object".into()),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+async fn batch(args: &RunArgs, program: &Program, path: &Path) -> anyhow::Result<Outcome> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    // Validate every line before running anything: a bad line is reported by number.
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let obj = parse_object(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        // Keep only the program's inputs; datasets often carry labels too.
+        let inputs: Map<String, Value> = obj.into_iter().filter(|(k, _)| program.dag().inputs().iter().any(|f| &f.name == k)).collect();
+        program.executor().check_inputs(&inputs).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        rows.push((i + 1, inputs));
+    }
+    let bar = indicatif::ProgressBar::new(rows.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("running [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "),
+    );
+    let results: Vec<(usize, Result<Map<String, Value>, String>, Trace)> = stream::iter(rows)
+        .map(|(line, inputs)| async move {
+            let (res, trace) = program.run_traced(inputs).await;
+            (line, res.map_err(|e| e.to_string()), trace)
+        })
+        .buffered(args.concurrency)
+        .inspect(|_| bar.inc(1))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?)),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut failed = 0;
+    for (line, res, trace) in &results {
+        report_trace(args, trace)?;
+        let row = match res {
+            Ok(o) => json!({"line": line, "outputs": o}),
+            Err(e) => {
+                failed += 1;
+                json!({"line": line, "error": e})
+            }
+        };
+        writeln!(out, "{row}")?;
+    }
+    out.flush()?;
+    eprintln!("{} input(s) run, {failed} failed", results.len());
+    Ok(if failed == 0 { Outcome::Success } else { Outcome::Failure })
+}
+
+fn report_trace(args: &RunArgs, trace: &Trace) -> anyhow::Result<()> {
+    if args.trace {
+        eprintln!("run {} of {} ({} ms)", trace.run_id, trace.program, trace.latency_ms);
+        for s in &trace.steps {
+            eprintln!("── step {} ({}, {}) {} ms, {} prompt tokens ({} cached), {} generated", s.step, s.kind, s.served_by, s.latency_ms, s.prompt_tokens, s.cached_tokens, s.completion_tokens);
+            if !s.prompt.is_empty() {
+                eprintln!("{}", indent(&s.prompt));
+            }
+            for r in &s.raw {
+                eprintln!("   raw: {r:?}");
+            }
+            if let Some(scores) = &s.choice_scores {
+                eprintln!("   label scores: {}", scores.iter().map(|(l, v)| format!("{l} {v:.3}")).collect::<Vec<_>>().join(", "));
+            }
+            if let Some(o) = &s.outputs {
+                eprintln!("   outputs: {}", Value::Object(o.clone()));
+            }
+            if let Some(e) = &s.error {
+                eprintln!("   error: {e}");
+            }
+        }
+    }
+    if let Some(path) = &args.trace_json {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot write `{}`", path.display()))?;
+        writeln!(f, "{}", trace_json(trace))?;
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("   │ {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// A trace as one JSON object (the JSON-lines format of `--trace-json`).
+pub fn trace_json(t: &Trace) -> Value {
+    json!({
+        "run_id": t.run_id, "program": t.program, "inputs": t.inputs, "outputs": t.outputs,
+        "latency_ms": t.latency_ms, "error": t.error,
+        "steps": t.steps.iter().map(|s| json!({
+            "step": s.step, "kind": s.kind, "served_by": s.served_by, "inputs": s.inputs, "prompt": s.prompt,
+            "raw": s.raw, "outputs": s.outputs,
+            "choice_scores": s.choice_scores.as_ref().map(|v| v.iter().map(|(l, x)| json!({"label": l, "logprob": x})).collect::<Vec<_>>()),
+            "prompt_tokens": s.prompt_tokens, "cached_tokens": s.cached_tokens, "completion_tokens": s.completion_tokens,
+            "started_ms": s.started_ms, "latency_ms": s.latency_ms, "error": s.error,
+        })).collect::<Vec<_>>(),
+    })
+}

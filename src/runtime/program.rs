@@ -1,0 +1,206 @@
+//! [`Program`]: the library entry point services use. Load a `.loop` file once, then call
+//! [`Program::run`] from as many tasks as you like; it is `Send + Sync` and cheap to clone.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::{Map, Value};
+
+use super::backend::{Backend, BackendError, LocalBackend, OpenAiBackend};
+use super::executor::{Executor, RunError, RunOptions, StepParams};
+use super::trace::Trace;
+use crate::graph::{Dag, ModelSpec, Provider};
+use crate::model::progress::ConsoleProgress;
+use crate::model::{LoadOptions, LocalModel, ModelError, PrefixCaching};
+use crate::syntax::{LineIndex, Severity};
+
+/// Why a program could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Occurs when the file cannot be read.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Occurs when the program has errors; each is `file:line:col: message`.
+    #[error("`{path}` is not a valid program:\n  {}", .errors.join("\n  "))]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The errors, located.
+        errors: Vec<String>,
+    },
+    /// Occurs when a local model cannot be provisioned or loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Occurs when a remote model cannot be set up.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Occurs when a `--model` override is malformed.
+    #[error("bad model override `{0}`: write a model name, a model directory, or openai:BASE_URL#MODEL")]
+    Override(String),
+}
+
+/// A loaded, checked program with its models ready.
+#[derive(Clone)]
+pub struct Program {
+    executor: Executor,
+}
+
+/// Local models already loaded in this process, shared by every program that uses them.
+fn local_models() -> &'static Mutex<HashMap<String, Arc<LocalModel>>> {
+    static MODELS: OnceLock<Mutex<HashMap<String, Arc<LocalModel>>>> = OnceLock::new();
+    MODELS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn local_model(name: &str) -> Result<Arc<LocalModel>, ModelError> {
+    let mut models = local_models().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = models.get(name) {
+        return Ok(m.clone());
+    }
+    let m = Arc::new(crate::model::provision::open_model(name, LoadOptions::default(), &ConsoleProgress::new())?);
+    models.insert(name.to_string(), m.clone());
+    Ok(m)
+}
+
+/// Options for loading a program.
+#[derive(Clone, Debug, Default)]
+pub struct ProgramOptions {
+    /// Replaces every step's model: a model name or directory, or `openai:BASE_URL#MODEL`.
+    pub model_override: Option<String>,
+    /// Run limits.
+    pub run: RunOptions,
+    /// Per-step parameters (instruction, template, demos), by step name.
+    pub params: HashMap<String, StepParams>,
+}
+
+impl Program {
+    /// Loads and checks the `.loop` file at `path`, then readies its models.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Program, LoadError> {
+        Program::from_file_with(path, ProgramOptions::default())
+    }
+
+    /// [`Program::from_file`] with options.
+    pub fn from_file_with(path: impl AsRef<Path>, options: ProgramOptions) -> Result<Program, LoadError> {
+        let path = path.as_ref();
+        let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+        Program::from_source(&path.display().to_string(), &source, options)
+    }
+
+    /// Checks `source` (named `name` in messages) and readies its models.
+    pub fn from_source(name: &str, source: &str, options: ProgramOptions) -> Result<Program, LoadError> {
+        let dag = check(name, source)?;
+        let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+        let override_spec = options.model_override.as_deref().map(parse_override).transpose()?;
+        for spec in dag.models() {
+            let spec = match &override_spec {
+                Some(p) => ModelSpec { provider: p.clone(), ..spec.clone() },
+                None => spec.clone(),
+            };
+            backends.push(backend(&spec)?);
+        }
+        let params = options
+            .params
+            .into_iter()
+            .filter_map(|(step, p)| dag.step_id(&step).map(|id| (id, p)))
+            .collect();
+        Ok(Program { executor: Executor::new(Arc::new(dag), backends, params, options.run) })
+    }
+
+    /// Runs the program on `inputs` (a JSON object with the program's inputs).
+    pub async fn run(&self, inputs: Map<String, Value>) -> Result<Map<String, Value>, RunError> {
+        self.executor.run(inputs).await.0
+    }
+
+    /// Runs the program and also returns the trace.
+    pub async fn run_traced(&self, inputs: Map<String, Value>) -> (Result<Map<String, Value>, RunError>, Trace) {
+        self.executor.run(inputs).await
+    }
+
+    /// The checked program graph.
+    pub fn dag(&self) -> &Dag {
+        self.executor.dag()
+    }
+
+    /// The executor (for showing prompts without running).
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+}
+
+/// Parses and checks `source`, turning errors into located messages.
+pub fn check(name: &str, source: &str) -> Result<Dag, LoadError> {
+    let index = LineIndex::new(source);
+    let locate = |d: &crate::syntax::Diagnostic| {
+        let lc = index.line_col(source, d.span.start);
+        format!("{name}:{}:{}: {}", lc.line, lc.col, d.message)
+    };
+    let file = crate::syntax::parse(source).map_err(|d| LoadError::Invalid { path: name.to_string(), errors: vec![locate(&d)] })?;
+    let lowered = crate::graph::lower(&file);
+    lowered.dag.ok_or_else(|| LoadError::Invalid {
+        path: name.to_string(),
+        errors: lowered.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(locate).collect(),
+    })
+}
+
+fn parse_override(s: &str) -> Result<Provider, LoadError> {
+    if let Some(rest) = s.strip_prefix("openai:") {
+        let (base_url, model) = rest.split_once('#').ok_or_else(|| LoadError::Override(s.to_string()))?;
+        if model.is_empty() || !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(LoadError::Override(s.to_string()));
+        }
+        return Ok(Provider::OpenAi { base_url: base_url.to_string(), model: model.to_string(), api_key_env: None });
+    }
+    if s.is_empty() {
+        return Err(LoadError::Override(s.to_string()));
+    }
+    Ok(Provider::Onnx { model: s.to_string() })
+}
+
+fn backend(spec: &ModelSpec) -> Result<Arc<dyn Backend>, LoadError> {
+    Ok(match &spec.provider {
+        Provider::Onnx { model } => Arc::new(LocalBackend::new(local_model(model)?, PrefixCaching::On)),
+        Provider::OpenAi { base_url, model, api_key_env } => Arc::new(OpenAiBackend::new(
+            base_url,
+            model,
+            api_key_env.as_deref(),
+            spec.params.timeout_ms.unwrap_or(60_000),
+            spec.params.retries.unwrap_or(4),
+            spec.params.concurrency.unwrap_or(4) as usize,
+        )?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_programs_report_located_errors() {
+        let err = Program::from_source("bad.loop", "program p\ninput q: text\noutput a: text\nreturn { a: nope.x }\n", ProgramOptions::default())
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), "`bad.loop` is not a valid program:\n  bad.loop:4:13: unknown step `nope`");
+    }
+
+    #[test]
+    fn model_overrides_are_parsed() {
+        assert_eq!(
+            parse_override("openai:http://127.0.0.1:8000/v1#m").unwrap(),
+            Provider::OpenAi { base_url: "http://127.0.0.1:8000/v1".into(), model: "m".into(), api_key_env: None }
+        );
+        assert!(parse_override("openai:http://x").is_err());
+        assert_eq!(parse_override("/models/tiny").unwrap(), Provider::Onnx { model: "/models/tiny".into() });
+    }
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn programs_are_send_sync_and_clone() {
+        assert_send_sync::<Program>();
+    }
+}

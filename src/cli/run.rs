@@ -43,6 +43,9 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
     }
 }
 
+/// A batch row: its line number, its outputs or error, and its trace.
+type RowResult = (usize, Result<Map<String, Value>, String>, Trace);
+
 fn parse_object(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(m),
@@ -68,7 +71,7 @@ async fn batch(args: &RunArgs, program: &Program, path: &Path) -> anyhow::Result
     let bar = indicatif::ProgressBar::new(rows.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("running [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "),
     );
-    let results: Vec<(usize, Result<Map<String, Value>, String>, Trace)> = stream::iter(rows)
+    let results: Vec<RowResult> = stream::iter(rows)
         .map(|(line, inputs)| async move {
             let (res, trace) = program.run_traced(inputs).await;
             (line, res.map_err(|e| e.to_string()), trace)

@@ -84,6 +84,9 @@ pub struct Request {
 
 const COMPLETED: &str = "[[ ## completed ## ]]";
 
+/// The reason given when an answer has no value for a field.
+pub const MISSING: &str = "the answer has no value for it";
+
 fn marker(name: &str) -> String {
     format!("[[ ## {name} ## ]]")
 }
@@ -257,6 +260,24 @@ impl Request {
         }
     }
 
+    /// The answer so far, cleaned, followed by the opening of `field`, so the model can be
+    /// asked to continue with exactly that field (small models often stop or ramble after
+    /// reasoning instead of writing the next marker). `None` where the template cannot.
+    pub fn continue_with(&self, answer: &str, field: &str) -> Option<String> {
+        // Drop trailing lines that open a bracket but are not a marker loopc knows.
+        let mut kept: Vec<&str> = answer.trim_end().lines().collect();
+        while kept.last().is_some_and(|l| l.trim_start().starts_with('[') && !l.contains("[[ ## ")) {
+            kept.pop();
+        }
+        let body = kept.join("\n");
+        let body = body.trim_end();
+        match self.template {
+            Template::Chat => Some(format!("{body}\n\n{}\n", marker(field))),
+            Template::Completion => Some(format!("{body}\n{}:", title(field))),
+            Template::Json => None,
+        }
+    }
+
     /// How a label is written right after the answer prefix, for constrained choice.
     pub fn choice_text(&self, label: &str) -> String {
         match self.template {
@@ -278,7 +299,7 @@ impl Request {
         let mut values = Map::new();
         for f in outputs {
             let Some(r) = raw.iter().find(|(n, _)| n == &f.name).map(|(_, v)| v) else {
-                return Err(ParseError { field: f.name.clone(), reason: "the answer has no value for it".into() });
+                return Err(ParseError { field: f.name.clone(), reason: MISSING.into() });
             };
             let v = match r {
                 Value::String(s) => coerce(&f.ty, s),

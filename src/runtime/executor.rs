@@ -329,17 +329,25 @@ impl Executor {
             st.cached_tokens += completion.cached_tokens;
             st.completion_tokens += completion.completion_tokens;
             st.raw.push(completion.text.clone());
-            match request.parse(&s.outputs, &completion.text) {
+            let answer = format!("{}{}", call.answer_so_far, completion.text);
+            match request.parse(&s.outputs, &answer) {
                 Ok(out) => return (Ok(out), st),
                 Err(e) => {
                     if attempt == 0 {
-                        // Retry once, showing the model what went wrong.
-                        call.request.user = format!(
-                            "{}\n\n(Your previous answer could not be read: {e}. Answer again, exactly in the required format.)",
-                            request.user
-                        );
+                        let missing = e.reason == super::adapter::MISSING;
+                        match request.continue_with(&answer, &e.field).filter(|_| missing) {
+                            // A field never written: continue the answer from that field's marker.
+                            Some(so_far) => call.answer_so_far = so_far,
+                            // A field written wrongly: ask again, showing what went wrong.
+                            None => {
+                                call.request.user = format!(
+                                    "{}\n\n(Your previous answer could not be read: {e}. Answer again, exactly in the required format.)",
+                                    request.user
+                                );
+                            }
+                        }
                     }
-                    failure = Some(RunError::Parse { step: s.name.clone(), field: e.field, reason: e.reason, raw: completion.text });
+                    failure = Some(RunError::Parse { step: s.name.clone(), field: e.field, reason: e.reason, raw: answer });
                 }
             }
         }

@@ -81,6 +81,12 @@ pub struct RunArgs {
     /// Per-step timeout in seconds.
     #[arg(long, default_value_t = 120)]
     pub step_timeout: u64,
+    /// Call the model every time instead of using cached answers.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Where to cache model answers (default: `responses/` in the loopc cache directory).
+    #[arg(long, conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `loopc prompt`.

@@ -7,6 +7,7 @@ use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 use loopc::runtime::executor::RunOptions;
 use loopc::runtime::trace::Trace;
+use loopc::runtime::ResponseCache;
 use loopc::{Program, ProgramOptions};
 use serde_json::{json, Map, Value};
 
@@ -18,7 +19,13 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     // Check first, so problems in the file show as diagnostics with carets.
     source::load_dag(&args.file, color)?;
+    let response_cache = match (&args.cache_dir, args.no_cache) {
+        (_, true) => ResponseCache::Off,
+        (Some(d), false) => ResponseCache::Dir(d.clone()),
+        (None, false) => ResponseCache::Default,
+    };
     let options = ProgramOptions {
+        response_cache,
         model_override: args.model.clone(),
         run: RunOptions { step_timeout: std::time::Duration::from_secs(args.step_timeout.max(1)), ..RunOptions::default() },
         ..ProgramOptions::default()
@@ -106,7 +113,8 @@ fn report_trace(args: &RunArgs, trace: &Trace) -> anyhow::Result<()> {
     if args.trace {
         eprintln!("run {} of {} ({} ms)", trace.run_id, trace.program, trace.latency_ms);
         for s in &trace.steps {
-            eprintln!("── step {} ({}, {}) {} ms, {} prompt tokens ({} cached), {} generated", s.step, s.kind, s.served_by, s.latency_ms, s.prompt_tokens, s.cached_tokens, s.completion_tokens);
+            let hit = if s.cache_hit { ", answer from the response cache" } else { "" };
+            eprintln!("── step {} ({}, {}) {} ms, {} prompt tokens ({} cached), {} generated{hit}", s.step, s.kind, s.served_by, s.latency_ms, s.prompt_tokens, s.cached_tokens, s.completion_tokens);
             if !s.prompt.is_empty() {
                 eprintln!("{}", indent(&s.prompt));
             }
@@ -145,6 +153,7 @@ pub fn trace_json(t: &Trace) -> Value {
             "raw": s.raw, "outputs": s.outputs,
             "choice_scores": s.choice_scores.as_ref().map(|v| v.iter().map(|(l, x)| json!({"label": l, "logprob": x})).collect::<Vec<_>>()),
             "prompt_tokens": s.prompt_tokens, "cached_tokens": s.cached_tokens, "completion_tokens": s.completion_tokens,
+            "cache_hit": s.cache_hit,
             "started_ms": s.started_ms, "latency_ms": s.latency_ms, "error": s.error,
         })).collect::<Vec<_>>(),
     })

@@ -39,6 +39,8 @@ pub struct Completion {
     pub cached_tokens: u64,
     /// Generated tokens.
     pub completion_tokens: u64,
+    /// Whether the response cache answered.
+    pub from_cache: bool,
 }
 
 /// Why a model call failed.
@@ -75,9 +77,11 @@ pub trait Backend: Send + Sync {
     fn identity(&self) -> Identity;
     /// Runs every call; the results are in call order.
     fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>>;
+    /// Whether [`Backend::choose`] works here (otherwise the runtime generates and parses).
+    fn supports_choice(&self) -> bool;
     /// Scores `labels` (as written by [`Request::choice_text`]) after each call's prompt and
-    /// answer so far; `None` when the backend cannot (then the runtime generates and parses).
-    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> Option<BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>>>;
+    /// answer so far: the log-probability of each label, per call.
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>>;
 }
 
 /// The local ONNX model. Calls run on the blocking thread pool, batched together.
@@ -122,22 +126,27 @@ impl Backend for LocalBackend {
                     prompt_tokens: g.prompt_tokens as u64,
                     cached_tokens: g.cached_tokens as u64,
                     completion_tokens: g.tokens.len() as u64,
+                    from_cache: false,
                 })
                 .collect())
         })
     }
 
-    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> Option<BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>>> {
+    fn supports_choice(&self) -> bool {
+        true
+    }
+
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
         let model = self.model.clone();
         let caching = self.caching;
-        Some(Box::pin(async move {
+        Box::pin(async move {
             let format = model.chat_format();
             let prompts: Vec<_> = calls.iter().map(|c| c.request.local_prompt(format, &c.answer_so_far)).collect();
             let scores = tokio::task::spawn_blocking(move || model.score_choices(&prompts, &labels, caching))
                 .await
                 .map_err(|e| BackendError::Unsupported(format!("the model task failed: {e}")))??;
             Ok(scores)
-        }))
+        })
     }
 }
 
@@ -242,6 +251,7 @@ impl OpenAiBackend {
                 prompt_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0),
                 cached_tokens: usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0),
                 completion_tokens: usage["completion_tokens"].as_u64().unwrap_or(0),
+                from_cache: false,
             });
         }
         Err(err(format!("gave up after {} attempt(s); last: {last}", self.retries + 1)))
@@ -257,7 +267,11 @@ impl Backend for OpenAiBackend {
         Box::pin(async move { futures_util::future::try_join_all(calls.into_iter().map(|c| self.one(c))).await })
     }
 
-    fn choose(&self, _calls: Vec<Call>, _labels: Vec<String>) -> Option<BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>>> {
-        None
+    fn supports_choice(&self) -> bool {
+        false
+    }
+
+    fn choose(&self, _calls: Vec<Call>, _labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported("OpenAI-compatible endpoints do not score choices".into())) })
     }
 }

@@ -138,7 +138,8 @@ async fn the_local_backend_generates_and_scores_labels_in_batches() {
     assert_eq!(out[0], out[1], "the same call gives the same completion");
     assert!(out[0].completion_tokens > 0 && out[0].cached_tokens > 0);
     let labels = vec!["yes".to_string(), "no".to_string()];
-    let scores = b.choose(vec![call()], labels).expect("the local model scores choices").await.unwrap();
+    assert!(b.supports_choice());
+    let scores = b.choose(vec![call()], labels).await.unwrap();
     assert_eq!(scores[0].len(), 2);
     assert!(scores[0].iter().all(|s| s.is_finite() && *s < 0.0));
 }

@@ -300,8 +300,8 @@ impl Executor {
         if let [field] = s.outputs.as_slice() {
             if let Type::Label(labels) = &field.ty {
                 let written: Vec<String> = labels.iter().map(|l| request.choice_text(l)).collect();
-                if let Some(fut) = backend.choose(vec![call.clone()], written) {
-                    return match fut.await {
+                if backend.supports_choice() {
+                    return match backend.choose(vec![call.clone()], written).await {
                         Ok(scores) => {
                             let row = scores.into_iter().next().unwrap_or_default();
                             let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
@@ -328,6 +328,7 @@ impl Executor {
             st.prompt_tokens += completion.prompt_tokens;
             st.cached_tokens += completion.cached_tokens;
             st.completion_tokens += completion.completion_tokens;
+            st.cache_hit = completion.from_cache && (attempt == 0 || st.cache_hit);
             st.raw.push(completion.text.clone());
             let answer = format!("{}{}", call.answer_so_far, completion.text);
             match request.parse(&s.outputs, &answer) {

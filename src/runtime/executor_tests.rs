@@ -42,18 +42,22 @@ impl Backend for Scripted {
             for c in calls {
                 self.seen.lock().unwrap().push(c.request.user.clone());
                 let text = self.replies.lock().unwrap().pop_front().unwrap_or_default();
-                out.push(Completion { text, prompt_tokens: 10, cached_tokens: 0, completion_tokens: 2 });
+                out.push(Completion { text, prompt_tokens: 10, cached_tokens: 0, completion_tokens: 2, from_cache: false });
             }
             Ok(out)
         })
     }
 
-    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> Option<BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>>> {
-        let scores = self.scores.clone()?;
-        Some(Box::pin(async move {
+    fn supports_choice(&self) -> bool {
+        self.scores.is_some()
+    }
+
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
+        let scores = self.scores.clone().unwrap_or_default();
+        Box::pin(async move {
             assert_eq!(scores.len(), labels.len());
             Ok(calls.iter().map(|_| scores.clone()).collect())
-        }))
+        })
     }
 }
 
@@ -176,4 +180,24 @@ async fn a_field_left_out_after_reasoning_is_asked_for_by_its_marker() {
     let (res, trace) = ex.run(inputs(json!({"q": "capital of France?"}))).await;
     assert_eq!(res.unwrap(), inputs(json!({"a": "Paris"})));
     assert_eq!(trace.steps[0].raw.len(), 2);
+}
+
+#[tokio::test]
+async fn the_response_cache_answers_repeated_calls_without_the_model() {
+    use super::cache::CachedBackend;
+    let dir = tempfile::tempdir().unwrap();
+    let src = "program p\ninput q: text\noutput a: text\nsignature S { in x: text out y: text }\nstep s = predict S { x: input.q }\nreturn { a: s.y }\n";
+    let scripted = Scripted::new(&["[[ ## y ## ]]\nfirst", "[[ ## y ## ]]\nsecond"], 0, None);
+    let cached = Arc::new(CachedBackend::new(scripted.clone(), dir.path().to_path_buf()));
+    let file = crate::syntax::parse(src).unwrap();
+    let dag = crate::graph::lower(&file).dag.unwrap();
+    let ex = Executor::new(Arc::new(dag), vec![cached.clone() as Arc<dyn Backend>], HashMap::new(), RunOptions::default());
+    let (a, ta) = ex.run(inputs(json!({"q": "x"}))).await;
+    let (b, tb) = ex.run(inputs(json!({"q": "x"}))).await;
+    assert_eq!(a.unwrap(), b.unwrap(), "the second run got the cached answer, not the script's next one");
+    assert!(!ta.steps[0].cache_hit && tb.steps[0].cache_hit);
+    assert_eq!(cached.counts(), (1, 1));
+    let (c, _) = ex.run(inputs(json!({"q": "y"}))).await;
+    assert_eq!(c.unwrap(), inputs(json!({"a": "second"})), "a different request misses");
+    assert_eq!(scripted.seen.lock().unwrap().len(), 2);
 }

@@ -3,12 +3,13 @@
 
 pub mod adapter;
 pub mod backend;
+pub mod cache;
 pub mod executor;
 mod program;
 pub mod tools;
 pub mod trace;
 
-pub use self::program::{check, LoadError, Program, ProgramOptions};
+pub use self::program::{check, LoadError, Program, ProgramOptions, ResponseCache};
 pub mod value;
 
 #[cfg(test)]

@@ -67,9 +67,23 @@ fn local_model(name: &str) -> Result<Arc<LocalModel>, ModelError> {
     Ok(m)
 }
 
+/// Where model answers are cached.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ResponseCache {
+    /// `responses/` in the loopc cache directory.
+    #[default]
+    Default,
+    /// This directory.
+    Dir(std::path::PathBuf),
+    /// No caching: every call reaches the model.
+    Off,
+}
+
 /// Options for loading a program.
 #[derive(Clone, Debug, Default)]
 pub struct ProgramOptions {
+    /// The response cache.
+    pub response_cache: ResponseCache,
     /// Replaces every step's model: a model name or directory, or `openai:BASE_URL#MODEL`.
     pub model_override: Option<String>,
     /// Run limits.
@@ -96,12 +110,21 @@ impl Program {
         let dag = check(name, source)?;
         let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
         let override_spec = options.model_override.as_deref().map(parse_override).transpose()?;
+        let cache_dir = match &options.response_cache {
+            ResponseCache::Default => Some(crate::model::provision::Cache::from_env()?.root().join("responses")),
+            ResponseCache::Dir(d) => Some(d.clone()),
+            ResponseCache::Off => None,
+        };
         for spec in dag.models() {
             let spec = match &override_spec {
                 Some(p) => ModelSpec { provider: p.clone(), ..spec.clone() },
                 None => spec.clone(),
             };
-            backends.push(backend(&spec)?);
+            let b = backend(&spec)?;
+            backends.push(match &cache_dir {
+                Some(dir) => Arc::new(super::cache::CachedBackend::new(b, dir.clone())),
+                None => b,
+            });
         }
         let params = options
             .params

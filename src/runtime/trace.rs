@@ -47,6 +47,8 @@ pub struct StepTrace {
     pub cached_tokens: u64,
     /// Generated tokens.
     pub completion_tokens: u64,
+    /// Whether every model answer of the step came from the response cache.
+    pub cache_hit: bool,
     /// Wall time.
     pub latency_ms: u64,
     /// When it started, relative to the run's start (for concurrency checks).

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::adapter::{render_request, Task, Template};
 use super::backend::{Backend, BackendError, Call, OpenAiBackend};
@@ -25,23 +25,7 @@ async fn server(script: Vec<u16>, content: &'static str) -> (String, Arc<AtomicU
             let Ok((mut sock, _)) = listener.accept().await else { return };
             let (c, s, script) = (c.clone(), s.clone(), script.clone());
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 1 << 16];
-                let mut n = 0;
-                loop {
-                    let Ok(m) = sock.read(&mut buf[n..]).await else { return };
-                    n += m;
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap_or(0))).unwrap_or(0);
-                        if n >= end + 4 + len {
-                            break;
-                        }
-                    }
-                    if m == 0 {
-                        break;
-                    }
-                }
-                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let req = super::test_http::read_request(&mut sock).await;
                 s.lock().unwrap().push(req);
                 let i = c.fetch_add(1, Ordering::SeqCst);
                 let status = script.get(i).or(script.last()).copied().unwrap_or(200);

@@ -20,3 +20,5 @@ mod tool_tests;
 mod backend_tests;
 #[cfg(test)]
 mod executor_tests;
+#[cfg(test)]
+mod test_http;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::tools::{call, ToolError};
 use crate::graph::ToolSpec;
@@ -35,24 +35,7 @@ async fn server() -> (u16, Arc<AtomicUsize>) {
             let Ok((mut sock, _)) = listener.accept().await else { return };
             let counter = counter.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut n = 0;
-                // Read until the headers (and a small body, if any) have arrived.
-                loop {
-                    let Ok(m) = sock.read(&mut buf[n..]).await else { return };
-                    n += m;
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap_or(0))).unwrap_or(0);
-                        if n >= end + 4 + len || m == 0 {
-                            break;
-                        }
-                    }
-                    if m == 0 {
-                        break;
-                    }
-                }
-                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let req = super::test_http::read_request(&mut sock).await;
                 let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
                 let body_in = req.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
                 let (status, body) = if let Some(q) = path.strip_prefix("/echo?") {

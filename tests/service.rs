@@ -1,0 +1,63 @@
+//! The example service (`examples/service.rs`), run as a real process: it loads a program
+//! once and answers HTTP requests with it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// `target/<profile>/examples/service`, built by `cargo test` with the other examples.
+fn service_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile_dir.join("examples").join("service")
+}
+
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn post(addr: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "POST /run HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
+}
+
+#[test]
+fn the_service_answers_with_the_programs_outputs() {
+    let program = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("programs/sentiment.loop");
+    let mut child = Command::new(service_binary())
+        .arg(&program)
+        .env("LOOPC_SERVICE_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the example service is built by a full `cargo test` (or `cargo build --example service`)");
+    let stderr = child.stderr.take().unwrap();
+    let service = Service(child);
+    // The service prints its address once the program and model are loaded.
+    let mut addr = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            addr = Some(a.to_string());
+            break;
+        }
+    }
+    let addr = addr.expect("the service starts listening");
+    let (status, body) = post(&addr, r#"{"review": "Works great, very happy."}"#);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(["positive", "negative", "neutral"].contains(&v["sentiment"].as_str().unwrap()), "{v}");
+    let (status, body) = post(&addr, r#"{"review": 5}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("input `review`"), "{body}");
+    drop(service);
+}

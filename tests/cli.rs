@@ -117,7 +117,7 @@ fn fmt_rewrites_in_place_and_check_reports_unformatted_files() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in [vec!["--help"], vec!["check", "--help"], vec!["graph", "--help"], vec!["fmt", "--help"], vec!["bench", "parse", "--help"]] {
+    for cmd in [vec!["--help"], vec!["check", "--help"], vec!["graph", "--help"], vec!["fmt", "--help"], vec!["bench", "parse", "--help"], vec!["bench", "model", "--help"], vec!["bench", "run", "--help"], vec!["run", "--help"], vec!["prompt", "--help"], vec!["generate", "--help"], vec!["model", "import", "--help"]] {
         let out = loopc(&cmd, root());
         assert!(out.status.success(), "{cmd:?}");
         assert!(text(&out.stdout).contains("Usage: loopc"), "{cmd:?}");
@@ -256,4 +256,14 @@ fn prompt_shows_the_final_prompt_without_a_model() {
     assert!(shown.contains("Classify a customer support ticket."), "{shown}");
     assert!(shown.contains("[[ ## ticket ## ]]\nI was charged twice"), "{shown}");
     assert!(shown.contains("[[ ## category ## ]]"));
+}
+
+#[test]
+fn bench_run_reports_throughput_and_overhead() {
+    let out = loopc(&["bench", "run", "--inputs", "4", "--concurrency", "2", "--json"], root());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["inputs"].as_u64(), v["cold_failed_runs"].as_u64()), (Some(4), Some(0)));
+    assert!(v["runtime_overhead_us_per_step"].as_f64().unwrap() > 0.0);
+    assert!(v["warm_seconds"].as_f64().unwrap() < v["cold_seconds"].as_f64().unwrap(), "{v}");
 }

@@ -233,6 +233,25 @@ pub enum BenchCommand {
     Parse(BenchParseArgs),
     /// Measure the local model: prefill, decode at batch 1 and 8, choice scoring with and without the prefix cache.
     Model(BenchModelArgs),
+    /// Measure the runtime: batch throughput, and its own overhead per step (warm response cache).
+    Run(BenchRunArgs),
+}
+
+/// `loopc bench run`.
+#[derive(Debug, Args)]
+pub struct BenchRunArgs {
+    /// The program (its inputs must all be `text`).
+    #[arg(default_value = "programs/sentiment.loop")]
+    pub file: PathBuf,
+    /// How many generated inputs to run.
+    #[arg(long, default_value_t = 64)]
+    pub inputs: usize,
+    /// How many inputs run at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench model`.

@@ -7,6 +7,7 @@
 mod args;
 mod bench;
 mod bench_model;
+mod bench_run;
 mod check;
 mod fmt;
 mod generate;
@@ -45,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Model(c) => model::run(&c),
         Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),
         Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
+        Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -84,11 +84,16 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(serde_json::Value::Null);
-    let model_bytes = std::fs::read(dir.join(MODEL_FILE))?;
+    // Hash by streaming: the weights file is hundreds of megabytes.
     let mut hasher = sha2::Sha256::new();
-    hasher.update(&model_bytes);
-    if let Ok(data) = std::fs::read(dir.join(DATA_FILE)) {
-        hasher.update(&data);
+    for file in [MODEL_FILE, DATA_FILE] {
+        match std::fs::File::open(dir.join(file)) {
+            Ok(mut f) => {
+                std::io::copy(&mut f, &mut hasher)?;
+            }
+            Err(e) if file == DATA_FILE && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::anyhow!("cannot read `{}`: {e}", dir.join(file).display())),
+        }
     }
     let hash = loopc::model::import::hex(&hasher.finalize());
     let (kv, vocab) = model.shape();

@@ -501,9 +501,12 @@ impl LocalModel {
         let fwd = self.lock_decoder().forward(b, ids, mask.clone(), positions, past, &want)?;
         self.count(0, 1);
         self.count(1, suffixes.iter().map(|x| x.len()).sum());
-        for (r, logits) in fwd.logits.iter().enumerate() {
-            for (c, ids) in choices.iter().enumerate() {
-                put(r, c, log_prob(logits, ids[0]));
+        // The first token of every choice is scored from the prompt's last logits; choices of
+        // one token are done here, longer ones add the rest in a second pass.
+        let first: Vec<Vec<f32>> = fwd.logits.iter().map(|l| choices.iter().map(|ids| log_prob(l, ids[0])).collect()).collect();
+        for (r, row) in first.iter().enumerate() {
+            for (c, score) in row.iter().enumerate() {
+                put(r, c, *score);
             }
         }
         let long: Vec<usize> = (0..choices.len()).filter(|&c| choices[c].len() > 1).collect();
@@ -553,11 +556,7 @@ impl LocalModel {
                 added[i] += log_prob(&l, choices[c][j + 1]);
             }
             for (i, &(r, c)) in rows.iter().enumerate() {
-                let first = {
-                    // Recover the first token's score from the first pass.
-                    log_prob(&fwd.logits[r], choices[c][0])
-                };
-                put(r, c, first + added[i]);
+                put(r, c, first[r][c] + added[i]);
             }
         }
         Ok(())

@@ -267,3 +267,79 @@ fn bench_run_reports_throughput_and_overhead() {
     assert!(v["runtime_overhead_us_per_step"].as_f64().unwrap() > 0.0);
     assert!(v["warm_seconds"].as_f64().unwrap() < v["cold_seconds"].as_f64().unwrap(), "{v}");
 }
+
+/// A knowledge-base stand-in for support_triage: answers every request with a note, and
+/// remembers the request lines it saw.
+fn kb_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            // Skip the headers; GET requests have no body.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            log.lock().unwrap().push(line.trim().to_string());
+            let body = "Refunds for double charges are issued within 5 days.";
+            let mut s = stream;
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[test]
+fn run_gives_typed_outputs_for_the_tool_and_multi_step_programs() {
+    let dir = root().join("programs");
+    let (kb, seen) = kb_server();
+    let url = format!("kb_search={kb}/search?q={{query}}");
+    let out = loopc(
+        &["run", "support_triage.loop", "--tool-url", &url, "--input", r#"{"ticket": "I was charged twice this month"}"#],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(["billing", "bug", "account", "other"].contains(&v["category"].as_str().unwrap()), "{v}");
+    assert!(v["reply"].is_string(), "{v}");
+    assert_eq!(seen.lock().unwrap().as_slice(), ["GET /search?q=I%20was%20charged%20twice%20this%20month HTTP/1.1"]);
+
+    let email = r#"{"email": "Hi Ana, please send the slides to Bo Chen (bo@example.com) by Friday. Thanks, Cy"}"#;
+    let out = loopc(&["run", "extract_contacts.loop", "--input", email], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for list in ["people", "addresses"] {
+        assert!(v[list].as_array().is_some_and(|items| items.iter().all(|i| i.is_string())), "{v}");
+    }
+    assert!(v["has_deadline"].is_boolean(), "{v}");
+
+    let qa = r#"{"passage": "The bridge opened in 1932 and is 503 metres long.", "question": "When did the bridge open?"}"#;
+    let out = loopc(&["run", "qa_cot.loop", "--input", qa], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["answer"].is_string(), "{v}");
+}
+
+#[test]
+fn an_unreachable_tool_fails_the_run_naming_the_step() {
+    // A port nothing listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("kb_search=http://127.0.0.1:{port}/search?q={{query}}");
+    let out = loopc(
+        &["run", "support_triage.loop", "--tool-url", &url, "--input", r#"{"ticket": "hello"}"#],
+        &root().join("programs"),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("step `notes`: tool `kb_search` cannot reach"), "{}", text(&out.stderr));
+    let bad = loopc(&["run", "support_triage.loop", "--tool-url", "kb_search=http://x/{q}", "--input", "{}"], &root().join("programs"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("`{q}` is not a parameter of tool `kb_search`"), "{}", text(&bad.stderr));
+}

@@ -69,15 +69,25 @@ pub struct RunArgs {
     /// How many inputs run at once in batch mode.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Replace every step's model: a name, a model directory, or openai:BASE_URL#MODEL.
-    #[arg(long)]
-    pub model: Option<String>,
     /// Print each run's trace to standard error.
     #[arg(long)]
     pub trace: bool,
     /// Append each run's trace as a JSON line to this file.
     #[arg(long)]
     pub trace_json: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// How programs run: shared by `run`, `compile` and `eval`.
+#[derive(Args, Debug, Clone)]
+pub struct RuntimeArgs {
+    /// Replace every step's model: a name, a model directory, or openai:BASE_URL#MODEL.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Point an HTTP tool at another URL template, e.g. kb_search='http://127.0.0.1:9000/search?q={query}'.
+    #[arg(long, value_name = "TOOL=URL")]
+    pub tool_url: Vec<String>,
     /// Per-step timeout in seconds.
     #[arg(long, default_value_t = 120)]
     pub step_timeout: u64,

@@ -1,5 +1,6 @@
 //! `loopc run`: one input, or a JSONL file of inputs with bounded concurrency.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -11,25 +12,38 @@ use loopc::runtime::ResponseCache;
 use loopc::{Program, ProgramOptions};
 use serde_json::{json, Map, Value};
 
-use super::args::RunArgs;
+use super::args::{RunArgs, RuntimeArgs};
 use super::{source, Outcome};
+
+impl RuntimeArgs {
+    /// The program options these flags ask for.
+    pub fn options(&self) -> anyhow::Result<ProgramOptions> {
+        let response_cache = match (&self.cache_dir, self.no_cache) {
+            (_, true) => ResponseCache::Off,
+            (Some(d), false) => ResponseCache::Dir(d.clone()),
+            (None, false) => ResponseCache::Default,
+        };
+        let mut tool_urls = HashMap::new();
+        for t in &self.tool_url {
+            let (name, url) = t.split_once('=').ok_or_else(|| anyhow::anyhow!("--tool-url `{t}`: write TOOL=URL"))?;
+            tool_urls.insert(name.trim().to_string(), url.trim().to_string());
+        }
+        Ok(ProgramOptions {
+            response_cache,
+            model_override: self.model.clone(),
+            run: RunOptions { step_timeout: std::time::Duration::from_secs(self.step_timeout.max(1)), ..RunOptions::default() },
+            tool_urls,
+            ..ProgramOptions::default()
+        })
+    }
+}
 
 /// Runs `loopc run`.
 pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     // Check first, so problems in the file show as diagnostics with carets.
     source::load_dag(&args.file, color)?;
-    let response_cache = match (&args.cache_dir, args.no_cache) {
-        (_, true) => ResponseCache::Off,
-        (Some(d), false) => ResponseCache::Dir(d.clone()),
-        (None, false) => ResponseCache::Default,
-    };
-    let options = ProgramOptions {
-        response_cache,
-        model_override: args.model.clone(),
-        run: RunOptions { step_timeout: std::time::Duration::from_secs(args.step_timeout.max(1)), ..RunOptions::default() },
-        ..ProgramOptions::default()
-    };
+    let options = args.runtime.options()?;
     let program = Program::from_file_with(&args.file, options)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match (&args.input, &args.inputs) {

@@ -226,6 +226,12 @@ impl Dag {
         &self.tools
     }
 
+    /// Points the HTTP tool `name` at another URL template (see [`ToolSpec::set_url`]).
+    pub fn set_tool_url(&mut self, name: &str, url: &str) -> Result<(), String> {
+        let tool = self.tools.iter_mut().find(|t| t.name == name).ok_or_else(|| format!("the program has no tool `{name}`"))?;
+        tool.set_url(url)
+    }
+
     /// One tool.
     pub fn tool(&self, id: ToolId) -> &ToolSpec {
         &self.tools[id.0]

@@ -238,6 +238,26 @@ fn template(s: &Str, owner: &str, param_names: &[&str], diags: &mut Vec<Diagnost
     }
 }
 
+impl ToolSpec {
+    /// Points an HTTP tool at another URL template (a test server, another environment),
+    /// checked like the declared one.
+    pub fn set_url(&mut self, url: &str) -> Result<(), String> {
+        let ToolKind::Http { url: current, .. } = &mut self.kind else {
+            return Err(format!("tool `{}` is a command, not an HTTP tool", self.name));
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("the URL must start with http:// or https://".into());
+        }
+        let t = Template::parse(url).map_err(|m| format!("bad template: {m}"))?;
+        if let Some(p) = t.params().find(|p| !self.params.iter().any(|f| f.name == *p)) {
+            let names: Vec<&str> = self.params.iter().map(|f| f.name.as_str()).collect();
+            return Err(format!("`{{{p}}}` is not a parameter of tool `{}` (its parameters: {})", self.name, names.join(", ")));
+        }
+        *current = t;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +274,22 @@ mod tests {
         assert!(Template::parse("a {x").unwrap_err().contains("never closed"));
         assert!(Template::parse("a }").unwrap_err().contains("lone"));
         assert!(Template::parse("{}").unwrap_err().contains("names no parameter"));
+    }
+
+    #[test]
+    fn an_http_tools_url_can_be_replaced_with_a_checked_template() {
+        let mut tool = ToolSpec {
+            name: "kb".into(),
+            params: vec![Field { name: "q".into(), ty: Type::Text, description: None }],
+            returns: Type::Text,
+            kind: ToolKind::Http { method: "GET".into(), url: Template::parse("http://a/{q}").unwrap(), body: None, headers: Vec::new() },
+            options: ToolOptions { timeout_ms: 1, retries: 0, max_bytes: 1 },
+            span: Span::default(),
+        };
+        tool.set_url("http://127.0.0.1:9/s?q={q}").unwrap();
+        let ToolKind::Http { url, .. } = &tool.kind else { unreachable!() };
+        assert_eq!(url.render(|_| "x".into()), "http://127.0.0.1:9/s?q=x");
+        assert!(tool.set_url("http://b/{query}").unwrap_err().contains("`{query}` is not a parameter of tool `kb`"));
+        assert!(tool.set_url("ftp://b").unwrap_err().contains("must start with http"));
     }
 }

@@ -86,6 +86,18 @@ const COMPLETED: &str = "[[ ## completed ## ]]";
 
 /// The reason given when an answer has no value for a field.
 pub const MISSING: &str = "the answer has no value for it";
+/// How loopc opens a field's value in a chat answer. Writing the opening bracket (and quote)
+/// itself keeps small models from writing prose or markers where a list belongs; a `json`
+/// field opens with `[` when its description speaks of a list, else with `{`.
+fn opener(field: &Field) -> &'static str {
+    match &field.ty {
+        Type::List(inner) if matches!(**inner, Type::Text | Type::Label(_)) => "[\"",
+        Type::List(_) => "[",
+        Type::Json if field.description.as_deref().is_some_and(|d| d.contains("list")) => "[",
+        Type::Json => "{",
+        _ => "",
+    }
+}
 
 fn marker(name: &str) -> String {
     format!("[[ ## {name} ## ]]")
@@ -156,17 +168,12 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
     let first = task.outputs.first().map_or("answer", |f| f.name.as_str());
     match template {
         Template::Chat => {
-            let format = task
-                .outputs
-                .iter()
-                .map(|f| format!("{}\n<{}>", marker(&f.name), type_hint(&f.ty)))
-                .chain(std::iter::once(COMPLETED.to_string()))
-                .collect::<Vec<_>>()
-                .join("\n\n");
+            // Markers only, no value placeholders: small models copy placeholders verbatim.
+            let markers = task.outputs.iter().map(|f| format!("`{}`", marker(&f.name))).collect::<Vec<_>>().join(", ");
             Request {
                 template,
                 system: format!(
-                    "{}\n\nYou are given these fields:\n{}\n\nProduce these fields:\n{}\n\nAnswer with each field under its marker, exactly in this format, and nothing else:\n\n{format}",
+                    "{}\n\nYou are given these fields:\n{}\n\nProduce these fields:\n{}\n\nWrite each field after its marker: {markers}, then end with `{COMPLETED}`.",
                     task.instruction.trim(),
                     field_list(task.inputs),
                     field_list(task.outputs)
@@ -176,7 +183,7 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
                     .map(|d| (marked(task.inputs, &d.inputs), format!("{}\n\n{COMPLETED}", marked(task.outputs, &d.outputs))))
                     .collect(),
                 user: marked(task.inputs, inputs),
-                answer_prefix: format!("{}\n", marker(first)),
+                answer_prefix: format!("{}\n{}", marker(first), task.outputs.first().map_or("", opener)),
             }
         }
         Template::Json => Request {
@@ -263,7 +270,7 @@ impl Request {
     /// The answer so far, cleaned, followed by the opening of `field`, so the model can be
     /// asked to continue with exactly that field (small models often stop or ramble after
     /// reasoning instead of writing the next marker). `None` where the template cannot.
-    pub fn continue_with(&self, answer: &str, field: &str) -> Option<String> {
+    pub fn continue_with(&self, outputs: &[Field], answer: &str, field: &str) -> Option<String> {
         // Drop trailing lines that open a bracket but are not a marker loopc knows.
         let mut kept: Vec<&str> = answer.trim_end().lines().collect();
         while kept.last().is_some_and(|l| l.trim_start().starts_with('[') && !l.contains("[[ ## ")) {
@@ -272,7 +279,10 @@ impl Request {
         let body = kept.join("\n");
         let body = body.trim_end();
         match self.template {
-            Template::Chat => Some(format!("{body}\n\n{}\n", marker(field))),
+            Template::Chat => {
+                let open = outputs.iter().find(|f| f.name == field).map_or("", opener);
+                Some(format!("{body}\n\n{}\n{open}", marker(field)))
+            }
             Template::Completion => Some(format!("{body}\n{}:", title(field))),
             Template::Json => None,
         }

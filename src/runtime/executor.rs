@@ -296,9 +296,15 @@ impl Executor {
         };
         let call = Call { request: request.clone(), answer_so_far: String::new(), max_tokens: spec.params.max_tokens as usize, sampling, stop: spec.params.stop.clone() };
 
-        // A single label output is scored directly when the backend can: it cannot fail to parse.
+        // A single label or bool output is scored directly when the backend can: it cannot
+        // fail to parse.
         if let [field] = s.outputs.as_slice() {
-            if let Type::Label(labels) = &field.ty {
+            let choices = match &field.ty {
+                Type::Label(labels) => Some((labels.clone(), labels.iter().map(|l| Value::String(l.clone())).collect::<Vec<_>>())),
+                Type::Bool => Some((vec!["true".to_string(), "false".to_string()], vec![Value::Bool(true), Value::Bool(false)])),
+                _ => None,
+            };
+            if let Some((labels, values)) = choices {
                 let written: Vec<String> = labels.iter().map(|l| request.choice_text(l)).collect();
                 if backend.supports_choice() {
                     return match backend.choose(vec![call.clone()], written).await {
@@ -308,7 +314,7 @@ impl Executor {
                             st.choice_scores = Some(labels.iter().cloned().zip(row).collect());
                             st.raw.push(labels[best].clone());
                             let mut out = Map::new();
-                            out.insert(field.name.clone(), Value::String(labels[best].clone()));
+                            out.insert(field.name.clone(), values[best].clone());
                             (Ok(out), st)
                         }
                         Err(e) => (Err(RunError::Model { step: s.name.clone(), source: e }), st),
@@ -336,7 +342,7 @@ impl Executor {
                 Err(e) => {
                     if attempt == 0 {
                         let missing = e.reason == super::adapter::MISSING;
-                        match request.continue_with(&answer, &e.field).filter(|_| missing) {
+                        match request.continue_with(&s.outputs, &answer, &e.field).filter(|_| missing) {
                             // A field never written: continue the answer from that field's marker.
                             Some(so_far) => call.answer_so_far = so_far,
                             // A field written wrongly: ask again, showing what went wrong.

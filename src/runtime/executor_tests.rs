@@ -132,6 +132,15 @@ async fn a_single_label_output_uses_constrained_choice() {
 }
 
 #[tokio::test]
+async fn a_single_bool_output_is_chosen_between_true_and_false() {
+    let src = "program p\ninput q: text\noutput b: bool\nsignature S { in x: text out b: bool }\nstep s = predict S { x: input.q }\nreturn { b: s.b }\n";
+    let backend = Scripted::new(&[], 0, Some(vec![-4.0, -0.1]));
+    let (res, _) = executor(src, backend.clone(), RunOptions::default()).run(inputs(json!({"q": "?"}))).await;
+    assert_eq!(res.unwrap(), inputs(json!({"b": false})));
+    assert!(backend.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn bad_inputs_are_rejected_by_field() {
     let ex = executor(TWO_BRANCHES, Scripted::new(&[], 0, None), RunOptions::default());
     let cases = [

@@ -40,6 +40,16 @@ pub enum LoadError {
     /// Occurs when a remote model cannot be set up.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Occurs when a tool URL override is not usable.
+    #[error("cannot point tool `{tool}` at `{url}`: {reason}")]
+    ToolUrl {
+        /// The tool.
+        tool: String,
+        /// The URL template given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Occurs when a `--model` override is malformed.
     #[error("bad model override `{0}`: write a model name, a model directory, or openai:BASE_URL#MODEL")]
     Override(String),
@@ -90,6 +100,8 @@ pub struct ProgramOptions {
     pub run: RunOptions,
     /// Per-step parameters (instruction, template, demos), by step name.
     pub params: HashMap<String, StepParams>,
+    /// New URL templates for HTTP tools, by tool name.
+    pub tool_urls: HashMap<String, String>,
 }
 
 impl Program {
@@ -107,7 +119,10 @@ impl Program {
 
     /// Checks `source` (named `name` in messages) and readies its models.
     pub fn from_source(name: &str, source: &str, options: ProgramOptions) -> Result<Program, LoadError> {
-        let dag = check(name, source)?;
+        let mut dag = check(name, source)?;
+        for (tool, url) in &options.tool_urls {
+            dag.set_tool_url(tool, url).map_err(|reason| LoadError::ToolUrl { tool: tool.clone(), url: url.clone(), reason })?;
+        }
         let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
         let override_spec = options.model_override.as_deref().map(parse_override).transpose()?;
         let cache_dir = match &options.response_cache {

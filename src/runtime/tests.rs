@@ -40,15 +40,7 @@ fn the_chat_template_uses_field_markers() {
     - `sentiment` (one of: positive, negative)
     - `stars` (int)
 
-    Answer with each field under its marker, exactly in this format, and nothing else:
-
-    [[ ## sentiment ## ]]
-    <one of: positive, negative>
-
-    [[ ## stars ## ]]
-    <int>
-
-    [[ ## completed ## ]]<|im_end|>
+    Write each field after its marker: `[[ ## sentiment ## ]]`, `[[ ## stars ## ]]`, then end with `[[ ## completed ## ]]`.<|im_end|>
     <|im_start|>user
     [[ ## review ## ]]
     Love it<|im_end|>
@@ -140,4 +132,26 @@ fn choices_are_written_as_each_template_expects() {
     assert_eq!(render(Template::Chat).choice_text("positive"), "positive");
     assert_eq!(render(Template::Json).choice_text("positive"), "\"positive\"");
     assert_eq!(render(Template::Completion).choice_text("positive"), " positive");
+}
+
+#[test]
+fn chat_answers_open_lists_and_json_for_the_model_and_ignore_trailing_text() {
+    let inputs = vec![Field { name: "email".into(), ty: Type::Text, description: None }];
+    let outputs = vec![
+        Field { name: "people".into(), ty: Type::List(Box::new(Type::Text)), description: None },
+        Field { name: "contacts".into(), ty: Type::Json, description: Some("a list of objects".into()) },
+    ];
+    let task = Task { instruction: "Extract.", inputs: &inputs, outputs: &outputs };
+    let req = render_request(Template::Chat, &task, &[], &obj(json!({"email": "x"})));
+    assert_eq!(req.answer_prefix, "[[ ## people ## ]]\n[\"");
+    // The model continues after the opener and rambles past the closing bracket.
+    let answer = "Ana Lee\", \"Bo\"]\n\n[## completed ## ]\n[\"Bo\"]";
+    let err = req.parse(&outputs, answer).unwrap_err();
+    assert_eq!(err.field, "contacts");
+    // A missing field is continued from its own marker and opener.
+    let so_far = req.continue_with(&outputs, answer, "contacts").unwrap();
+    assert!(so_far.ends_with("[[ ## contacts ## ]]\n["), "{so_far}");
+    let done = format!("{so_far}{{\"name\": \"Ana Lee\"}}] and more");
+    let out = req.parse(&outputs, &done).unwrap();
+    assert_eq!(Value::Object(out), json!({"people": ["Ana Lee", "Bo"], "contacts": [{"name": "Ana Lee"}]}));
 }

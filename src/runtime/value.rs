@@ -93,7 +93,7 @@ pub fn coerce(ty: &Type, raw: &str) -> Result<Value, String> {
             "false" | "no" => Ok(Value::Bool(false)),
             _ => Err(format!("`{}` is not true or false", short(text))),
         },
-        Type::Json => serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e}): `{}`", short(text))),
+        Type::Json => first_json(text).map_err(|e| format!("not valid JSON ({e}): `{}`", short(text))),
         Type::Label(labels) => {
             let t = unquote(text).trim_end_matches(['.', '!', ',']).trim();
             labels
@@ -105,7 +105,7 @@ pub fn coerce(ty: &Type, raw: &str) -> Result<Value, String> {
         }
         Type::List(inner) => {
             if text.starts_with('[') {
-                let v: Value = serde_json::from_str(text).map_err(|e| format!("not a valid JSON list ({e})"))?;
+                let v = first_json(text).map_err(|e| format!("not a valid JSON list ({e})"))?;
                 let Value::Array(items) = v else { return Err("not a list".into()) };
                 // Items that came as strings are read as the item type; others are checked as is.
                 return items
@@ -126,6 +126,15 @@ pub fn coerce(ty: &Type, raw: &str) -> Result<Value, String> {
             };
             items.into_iter().map(|i| coerce(inner, i)).collect::<Result<Vec<_>, _>>().map(Value::Array)
         }
+    }
+}
+
+/// The JSON value at the start of `text`; what follows it is ignored (small models often
+/// keep writing after a complete value).
+fn first_json(text: &str) -> Result<Value, serde_json::Error> {
+    match serde_json::Deserializer::from_str(text).into_iter::<Value>().next() {
+        Some(v) => v,
+        None => serde_json::from_str(text),
     }
 }
 

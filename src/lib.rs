@@ -20,6 +20,7 @@
 //! assert_eq!(dag.steps().len(), 1);
 //! ```
 
+pub mod compile;
 pub mod fs;
 pub mod graph;
 pub mod model;

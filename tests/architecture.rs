@@ -53,3 +53,13 @@ fn pest_types_stay_in_the_parser() {
         }
     }
 }
+
+#[test]
+fn the_runtime_knows_nothing_of_the_compiler() {
+    for (path, text) in library_files() {
+        let stage = |name: &str| path.components().any(|c| c.as_os_str() == name);
+        if stage("runtime") || stage("graph") || stage("model") {
+            assert!(!text.contains("crate::compile"), "{} reaches forward into compile", path.display());
+        }
+    }
+}

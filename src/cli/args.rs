@@ -42,6 +42,10 @@ pub enum Command {
     Run(RunArgs),
     /// Show the exact prompt a step sends, without calling a model.
     Prompt(PromptArgs),
+    /// Optimize a program against a metric on a dataset and write an artifact.
+    Compile(CompileArgs),
+    /// Score a program or an artifact on a labelled dataset.
+    Eval(EvalArgs),
     /// Generate text with a local model (for quick checks).
     Generate(GenerateArgs),
     /// List, provision, import and describe local models.
@@ -75,6 +79,81 @@ pub struct RunArgs {
     /// Append each run's trace as a JSON line to this file.
     #[arg(long)]
     pub trace_json: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The program.
+    pub file: PathBuf,
+    /// Training examples (JSONL or CSV): demos come from here.
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Dev examples candidates are scored on (default: a seeded split of --train).
+    #[arg(long)]
+    pub dev: Option<PathBuf>,
+    /// The share of --train held out as dev when --dev is not given.
+    #[arg(long, default_value_t = 0.3)]
+    pub dev_fraction: f64,
+    /// Where to write the artifact.
+    #[arg(short, long, default_value = "compiled.json")]
+    pub out: PathBuf,
+    /// The optimizer (default: the program's `optimize`, else bootstrap_random_search).
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// The metric to maximise (default: the optimizer's, else the program's first).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// The search seed (default: the program's, else 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Candidates for the search optimizers (default 8).
+    #[arg(long)]
+    pub candidates: Option<u32>,
+    /// The most demos per step (default 4).
+    #[arg(long)]
+    pub max_demos: Option<u32>,
+    /// Budget: the most model calls.
+    #[arg(long)]
+    pub max_calls: Option<u64>,
+    /// Budget: the most tokens.
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Budget: the most seconds.
+    #[arg(long)]
+    pub max_seconds: Option<u64>,
+    /// Program runs at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Rate outputs in the terminal for `human(..)` metrics.
+    #[arg(long)]
+    pub interactive: bool,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A `.loop` program or a compiled artifact (`.json`).
+    pub file: PathBuf,
+    /// Labelled examples (JSONL or CSV).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The metric (default: the optimizer's, else the program's first).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Program runs at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

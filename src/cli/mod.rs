@@ -9,6 +9,7 @@ mod bench;
 mod bench_model;
 mod bench_run;
 mod check;
+mod compile;
 mod fmt;
 mod generate;
 mod graph;
@@ -42,6 +43,8 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => fmt::run(&a, color),
         Command::Run(a) => run::run(&a, color),
         Command::Prompt(a) => prompt::run(&a, color),
+        Command::Compile(a) => compile::compile(&a, color),
+        Command::Eval(a) => compile::eval(&a, color),
         Command::Generate(a) => generate::run(&a),
         Command::Model(c) => model::run(&c),
         Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use loopc::model::import::{CONFIG_FILE, DATA_FILE, MODEL_FILE};
+use anyhow::Context;
+
+use loopc::model::import::CONFIG_FILE;
 use loopc::model::progress::ConsoleProgress;
 use loopc::model::provision::{self, Cache, KNOWN_MODELS};
 use loopc::model::LoadOptions;
-use sha2::Digest;
 
 use super::args::ModelCommand;
 use super::Outcome;
@@ -84,18 +85,7 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(serde_json::Value::Null);
-    // Hash by streaming: the weights file is hundreds of megabytes.
-    let mut hasher = sha2::Sha256::new();
-    for file in [MODEL_FILE, DATA_FILE] {
-        match std::fs::File::open(dir.join(file)) {
-            Ok(mut f) => {
-                std::io::copy(&mut f, &mut hasher)?;
-            }
-            Err(e) if file == DATA_FILE && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(anyhow::anyhow!("cannot read `{}`: {e}", dir.join(file).display())),
-        }
-    }
-    let hash = loopc::model::import::hex(&hasher.finalize());
+    let hash = loopc::model::model_sha256(&dir).with_context(|| format!("cannot hash the model files in `{}`", dir.display()))?;
     let (kv, vocab) = model.shape();
     let inputs = model.input_names();
     let summary = serde_json::json!({

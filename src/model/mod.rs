@@ -5,6 +5,7 @@
 //! scores.
 
 pub mod chat;
+mod fingerprint;
 mod error;
 pub mod gguf;
 pub mod import;
@@ -23,5 +24,6 @@ pub mod tokenizer;
 mod tests;
 
 pub use self::error::ModelError;
+pub use self::fingerprint::model_sha256;
 pub use self::local::{Finish, GenerateRequest, Generation, LoadOptions, LocalModel, PrefixCaching, Prompt, Stats};
 pub use self::session::{default_threads, init_runtime, KvShape};

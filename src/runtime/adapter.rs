@@ -48,7 +48,7 @@ impl Template {
 }
 
 /// A demonstration: one example's inputs and outputs for a step.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Demo {
     /// Values of the signature's inputs.
     pub inputs: Map<String, Value>,

@@ -82,6 +82,11 @@ pub trait Backend: Send + Sync {
     /// Scores `labels` (as written by [`Request::choice_text`]) after each call's prompt and
     /// answer so far: the log-probability of each label, per call.
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>>;
+
+    /// The SHA-256 of the model's weights, where the backend can know it (local models).
+    fn weights_sha256(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The local ONNX model. Calls run on the blocking thread pool, batched together.
@@ -134,6 +139,10 @@ impl Backend for LocalBackend {
 
     fn supports_choice(&self) -> bool {
         true
+    }
+
+    fn weights_sha256(&self) -> Option<String> {
+        crate::model::model_sha256(self.model.dir()).ok()
     }
 
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {

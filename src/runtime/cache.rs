@@ -100,6 +100,10 @@ impl Backend for CachedBackend {
         self.inner.supports_choice()
     }
 
+    fn weights_sha256(&self) -> Option<String> {
+        self.inner.weights_sha256()
+    }
+
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
         Box::pin(async move {
             let keys: Vec<String> = calls.iter().map(|c| self.key("choose", c, &labels)).collect();

@@ -121,6 +121,21 @@ impl Executor {
         Executor { dag, backends: Arc::new(backends), params: Arc::new(params), http: reqwest::Client::new(), options }
     }
 
+    /// The same program and models with other step parameters (what the compiler searches).
+    pub fn with_params(&self, params: HashMap<StepId, StepParams>) -> Executor {
+        Executor { params: Arc::new(params), ..self.clone() }
+    }
+
+    /// The parameters of `step` (its signature's defaults unless set).
+    pub fn params(&self, step: StepId) -> StepParams {
+        self.params.get(&step).cloned().unwrap_or_default()
+    }
+
+    /// The backend serving each declared model, by `ModelId` index.
+    pub fn backends(&self) -> &[Arc<dyn Backend>] {
+        &self.backends
+    }
+
     /// The program.
     pub fn dag(&self) -> &Dag {
         &self.dag

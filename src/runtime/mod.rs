@@ -1,7 +1,9 @@
-//! **Running:** prompt templates (adapters), typed values, output parsing, tool calls and
-//! model backends. The executor and traces are still to come (see ARCHITECTURE.md).
+//! **Running:** prompt templates (adapters), typed values, output parsing, tool calls,
+//! model backends, the executor and its traces, and the artifact format compiled programs
+//! are loaded from.
 
 pub mod adapter;
+pub mod artifact;
 pub mod backend;
 pub mod cache;
 pub mod executor;
@@ -9,7 +11,7 @@ mod program;
 pub mod tools;
 pub mod trace;
 
-pub use self::program::{check, LoadError, Program, ProgramOptions, ResponseCache};
+pub use self::program::{check, local_stats, LoadError, Program, ProgramOptions, ResponseCache};
 pub mod value;
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value};
 
+use super::adapter::Template;
+use super::artifact::Artifact;
 use super::backend::{Backend, BackendError, LocalBackend, OpenAiBackend};
 use super::executor::{Executor, RunError, RunOptions, StepParams};
 use super::trace::Trace;
@@ -50,6 +52,17 @@ pub enum LoadError {
         /// What is wrong.
         reason: String,
     },
+    /// Occurs when an artifact cannot be read.
+    #[error(transparent)]
+    Artifact(#[from] super::artifact::ArtifactError),
+    /// Occurs when an artifact does not fit its own program or this machine's model.
+    #[error("artifact `{path}`: {reason}")]
+    Mismatch {
+        /// The artifact.
+        path: String,
+        /// What does not fit.
+        reason: String,
+    },
     /// Occurs when a `--model` override is malformed.
     #[error("bad model override `{0}`: write a model name, a model directory, or openai:BASE_URL#MODEL")]
     Override(String),
@@ -65,6 +78,12 @@ pub struct Program {
 fn local_models() -> &'static Mutex<HashMap<String, Arc<LocalModel>>> {
     static MODELS: OnceLock<Mutex<HashMap<String, Arc<LocalModel>>>> = OnceLock::new();
     MODELS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// (prefilled, generated) tokens of every local model loaded in this process so far.
+pub fn local_stats() -> (u64, u64) {
+    let models = local_models().lock().unwrap_or_else(|e| e.into_inner());
+    models.values().map(|m| m.stats()).fold((0, 0), |(p, g), s| (p + s.prefilled_tokens, g + s.generated_tokens))
 }
 
 fn local_model(name: &str) -> Result<Arc<LocalModel>, ModelError> {
@@ -147,6 +166,54 @@ impl Program {
             .filter_map(|(step, p)| dag.step_id(&step).map(|id| (id, p)))
             .collect();
         Ok(Program { executor: Executor::new(Arc::new(dag), backends, params, options.run) })
+    }
+
+    /// Loads a compiled artifact (see [`super::artifact`]); no `.loop` file is needed.
+    pub fn load(path: impl AsRef<Path>) -> Result<Program, LoadError> {
+        Program::load_with(path, ProgramOptions::default())
+    }
+
+    /// [`Program::load`] with options; `options.params` override the artifact's choices.
+    pub fn load_with(path: impl AsRef<Path>, options: ProgramOptions) -> Result<Program, LoadError> {
+        let path = path.as_ref();
+        let artifact = Artifact::read(path)?;
+        Program::from_artifact(&path.display().to_string(), &artifact, options)
+    }
+
+    /// Readies a program from an artifact already in memory (`name` is used in messages).
+    pub fn from_artifact(name: &str, artifact: &Artifact, mut options: ProgramOptions) -> Result<Program, LoadError> {
+        let mismatch = |reason: String| LoadError::Mismatch { path: name.to_string(), reason };
+        for (step, rec) in &artifact.steps {
+            let template = Template::from_name(&rec.template).ok_or_else(|| mismatch(format!("step `{step}` has unknown template `{}`", rec.template)))?;
+            let params = StepParams { template, instruction: Some(rec.instruction.clone()), demos: rec.demos.clone() };
+            options.params.entry(step.clone()).or_insert(params);
+        }
+        let overridden = options.model_override.is_some();
+        let source_name = format!("{name} (embedded {})", artifact.program.source_file);
+        let program = Program::from_source(&source_name, &artifact.program.source, options)?;
+        if let Some(step) = artifact.steps.keys().find(|s| program.dag().step_id(s).is_none()) {
+            return Err(mismatch(format!("it has parameters for step `{step}`, which its program does not have")));
+        }
+        if !overridden {
+            for (record, backend) in artifact.models.iter().zip(program.executor.backends()) {
+                let (Some(want), Some(have)) = (&record.weights_sha256, backend.weights_sha256()) else { continue };
+                if *want != have {
+                    return Err(mismatch(format!(
+                        "it was compiled against model `{}` with weights {want}, but the installed weights hash to {have}; recompile, or pass a model override to run anyway",
+                        record.model
+                    )));
+                }
+            }
+        }
+        Ok(program)
+    }
+
+    /// The same program and models with other step parameters, by step name (unknown names
+    /// are ignored). Cheap: models and caches are shared.
+    pub fn with_params(&self, params: HashMap<String, StepParams>) -> Program {
+        let dag = self.dag();
+        let params = params.into_iter().filter_map(|(step, p)| dag.step_id(&step).map(|id| (id, p))).collect();
+        Program { executor: self.executor.with_params(params) }
     }
 
     /// Runs the program on `inputs` (a JSON object with the program's inputs).

@@ -1,0 +1,147 @@
+//! Evaluation: run a candidate program over examples with bounded concurrency and score each
+//! run. Results are kept in example order, so scores do not depend on which run finished first.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+
+use super::dataset::Example;
+use super::metric::{Metric, MetricError};
+use crate::runtime::trace::Trace;
+use crate::Program;
+
+/// Limits on a compile. `None` is unlimited.
+#[derive(Debug, Default)]
+pub struct Budget {
+    /// The most model calls.
+    pub max_calls: Option<u64>,
+    /// The most tokens (prompt plus completion) reported by the model steps.
+    pub max_tokens: Option<u64>,
+    /// The longest wall time.
+    pub max_time: Option<Duration>,
+    started: Option<Instant>,
+    calls: AtomicU64,
+    cache_hits: AtomicU64,
+    tokens: AtomicU64,
+}
+
+impl Budget {
+    /// A budget with these limits, starting now.
+    pub fn new(max_calls: Option<u64>, max_tokens: Option<u64>, max_time: Option<Duration>) -> Budget {
+        Budget { max_calls, max_tokens, max_time, started: Some(Instant::now()), ..Budget::default() }
+    }
+
+    /// Why the budget is spent, if it is.
+    pub fn exhausted(&self) -> Option<String> {
+        let calls = self.calls();
+        if let Some(m) = self.max_calls.filter(|m| calls >= *m) {
+            return Some(format!("the budget of {m} model calls is spent"));
+        }
+        if let Some(m) = self.max_tokens.filter(|m| self.tokens.load(Ordering::Relaxed) >= *m) {
+            return Some(format!("the budget of {m} tokens is spent"));
+        }
+        match (self.max_time, self.started) {
+            (Some(t), Some(s)) if s.elapsed() >= t => Some(format!("the time budget of {} s is spent", t.as_secs())),
+            _ => None,
+        }
+    }
+
+    /// Model calls so far (cache hits included).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Calls answered by the response cache.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.load(Ordering::Relaxed)
+    }
+
+    /// Wall time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    fn record(&self, trace: &Trace) -> u64 {
+        let mut calls = 0;
+        for st in trace.steps.iter().filter(|s| s.kind != "call") {
+            let n = st.raw.len().max(1) as u64;
+            calls += n;
+            if st.cache_hit {
+                self.cache_hits.fetch_add(n, Ordering::Relaxed);
+            }
+            self.tokens.fetch_add(st.prompt_tokens + st.completion_tokens, Ordering::Relaxed);
+        }
+        self.calls.fetch_add(calls, Ordering::Relaxed);
+        calls
+    }
+}
+
+/// What an evaluation found.
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    /// Each example's score, in example order.
+    pub scores: Vec<f64>,
+    /// Each run's trace, in example order.
+    pub traces: Vec<Trace>,
+    /// Model calls spent.
+    pub model_calls: u64,
+    /// Whether the budget ran out before every example ran (the scores are then partial).
+    pub cut_short: bool,
+}
+
+impl Evaluation {
+    /// The mean score (0 for no examples).
+    pub fn mean(&self) -> f64 {
+        if self.scores.is_empty() {
+            0.0
+        } else {
+            self.scores.iter().sum::<f64>() / self.scores.len() as f64
+        }
+    }
+
+    /// The outputs of run `i`, if it succeeded.
+    pub fn outputs(&self, i: usize) -> Option<&Map<String, Value>> {
+        self.traces.get(i).and_then(|t| t.outputs.as_ref())
+    }
+}
+
+/// Runs `program` on `examples` (at most `concurrency` at once) and scores each run with
+/// `metric`. Stops starting runs once `budget` is spent. `on_done` is called after each run.
+pub async fn evaluate(
+    program: &Program,
+    examples: &[Example],
+    metric: &Metric,
+    concurrency: usize,
+    budget: &Budget,
+    on_done: &(dyn Fn() + Sync),
+) -> Result<Evaluation, MetricError> {
+    let dag = program.dag();
+    let runs: Vec<Option<Trace>> = stream::iter(examples.iter().map(|ex| {
+        let inputs = ex.inputs(dag);
+        async move {
+            if budget.exhausted().is_some() {
+                return None;
+            }
+            let (_, trace) = program.run_traced(inputs).await;
+            budget.record(&trace);
+            on_done();
+            Some(trace)
+        }
+    }))
+    .buffered(concurrency.max(1))
+    .collect()
+    .await;
+    let cut_short = runs.iter().any(Option::is_none);
+    let traces: Vec<Trace> = runs.into_iter().flatten().collect();
+    let model_calls = traces.iter().map(|t| t.steps.iter().filter(|s| s.kind != "call").map(|s| s.raw.len().max(1) as u64).sum::<u64>()).sum();
+    // Scoring is CPU work (token F1, regexes) and independent per example.
+    let scores = traces
+        .par_iter()
+        .zip(examples.par_iter())
+        .map(|(t, ex)| metric.score(t.outputs.as_ref(), ex))
+        .collect::<Result<Vec<f64>, MetricError>>()?;
+    Ok(Evaluation { scores, traces, model_calls, cut_short })
+}

@@ -1,0 +1,13 @@
+//! **Compiling:** datasets, metrics, evaluation and the optimizers that turn a program and
+//! its data into an [`Artifact`](crate::runtime::artifact::Artifact). Reads the runtime;
+//! the runtime knows nothing of this module.
+
+pub mod dataset;
+pub mod evaluate;
+pub mod metric;
+pub mod optimize;
+
+pub use self::dataset::{Dataset, DatasetError, Example};
+pub use self::evaluate::{evaluate, Budget, Evaluation};
+pub use self::metric::{Metric, MetricError, Rater, TerminalRater};
+pub use self::optimize::{compile, CompileError, Event, Job, Plan};

@@ -1,0 +1,76 @@
+//! A model's fingerprint: the SHA-256 of its graph and weight files, recorded in artifacts
+//! so a compiled program names exactly the weights it was compiled against.
+//!
+//! Hashing 540 MB takes a second or two, so the result is kept next to the model in
+//! `fingerprint.json`, valid while the files' sizes and modification times are unchanged.
+
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use sha2::Digest;
+
+use super::import::{hex, DATA_FILE, MODEL_FILE};
+
+const SIDECAR: &str = "fingerprint.json";
+
+/// Size and modification time of each file, which decide whether the sidecar is current.
+fn stamp(dir: &Path) -> std::io::Result<Vec<(u64, u128)>> {
+    let mut out = Vec::new();
+    for file in [MODEL_FILE, DATA_FILE] {
+        match std::fs::metadata(dir.join(file)) {
+            Ok(m) => {
+                let mtime = m.modified()?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+                out.push((m.len(), mtime));
+            }
+            Err(e) if file == DATA_FILE && e.kind() == std::io::ErrorKind::NotFound => out.push((0, 0)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// The SHA-256 of `model.onnx` followed by its external data (if any), streamed.
+pub fn model_sha256(dir: &Path) -> std::io::Result<String> {
+    let stamp = stamp(dir)?;
+    let stamp_json = serde_json::json!(stamp.iter().map(|(len, t)| format!("{len}:{t}")).collect::<Vec<_>>());
+    let sidecar = dir.join(SIDECAR);
+    if let Some(v) = std::fs::read_to_string(&sidecar).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
+        if v["stamp"] == stamp_json {
+            if let Some(h) = v["sha256"].as_str() {
+                return Ok(h.to_string());
+            }
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    for file in [MODEL_FILE, DATA_FILE] {
+        match std::fs::File::open(dir.join(file)) {
+            Ok(mut f) => {
+                std::io::copy(&mut f, &mut hasher)?;
+            }
+            Err(e) if file == DATA_FILE && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let hash = hex(&hasher.finalize());
+    // A model directory may be read-only: then the hash is simply computed again next time.
+    let record = serde_json::json!({ "stamp": stamp_json, "sha256": hash });
+    let _ = crate::fs::atomic_write(&sidecar, record.to_string().as_bytes());
+    Ok(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_follows_the_files_and_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MODEL_FILE), b"graph").unwrap();
+        let first = model_sha256(dir.path()).unwrap();
+        assert_eq!(first, hex(&sha2::Sha256::digest(b"graph")));
+        assert!(dir.path().join(SIDECAR).is_file());
+        assert_eq!(model_sha256(dir.path()).unwrap(), first);
+        std::fs::write(dir.path().join(DATA_FILE), b"weights").unwrap();
+        assert_eq!(model_sha256(dir.path()).unwrap(), hex(&sha2::Sha256::digest(b"graphweights")));
+    }
+}

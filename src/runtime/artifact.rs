@@ -1,0 +1,215 @@
+//! The program artifact: a compiled program as one self-contained JSON file — the source,
+//! each step's chosen instruction, template and demos, the model identity, and provenance.
+//!
+//! The compiler writes it; [`super::Program::load`] runs it with no `.loop` file present.
+//! Everything outside `provenance.timing` is a function of (source, data, settings, seed,
+//! model), so the same compile gives the same bytes there.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::adapter::Demo;
+
+/// The `format` field of every artifact.
+pub const FORMAT: &str = "loopc-artifact";
+/// The artifact layout version this loopc writes and reads.
+pub const VERSION: u32 = 1;
+
+/// A compiled program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The layout version, [`VERSION`].
+    pub version: u32,
+    /// The program itself.
+    pub program: ProgramRecord,
+    /// What the compiler chose for each model step, by step name.
+    pub steps: BTreeMap<String, StepRecord>,
+    /// Each declared model as it was when compiled.
+    pub models: Vec<ModelRecord>,
+    /// How the artifact came to be.
+    pub provenance: Provenance,
+}
+
+/// The program source and its graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgramRecord {
+    /// The program's name.
+    pub name: String,
+    /// The `.loop` file it was compiled from (for people; never read back).
+    pub source_file: String,
+    /// The full source text, so the artifact loads on its own.
+    pub source: String,
+    /// SHA-256 of `source`.
+    pub source_sha256: String,
+    /// The step graph (as `loopc graph --format json` prints it), for reading and tools.
+    pub graph: Value,
+}
+
+/// One step's compiled parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The signature it runs.
+    pub signature: String,
+    /// The prompt template: `chat`, `json` or `completion`.
+    pub template: String,
+    /// The instruction sent (the signature's own, or a better one found by search).
+    pub instruction: String,
+    /// The demonstrations, in prompt order.
+    pub demos: Vec<Demo>,
+}
+
+/// A model as compiled against.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// The name steps use (`default` for the program default).
+    pub name: String,
+    /// `onnx` or `openai`.
+    pub provider: String,
+    /// The model name, directory or endpoint.
+    pub model: String,
+    /// SHA-256 of the weights, for local models.
+    pub weights_sha256: Option<String>,
+    /// Decoding parameters.
+    pub decoding: Value,
+}
+
+/// A dataset as used by the compile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    /// Where it was read from (for a split, the file and which part).
+    pub source: String,
+    /// SHA-256 of the file.
+    pub sha256: String,
+    /// How many examples were used.
+    pub examples: usize,
+}
+
+/// One candidate program the optimizer evaluated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// Its number, in the order tried.
+    pub trial: usize,
+    /// What it was, e.g. `template=completion demos=4 (bootstrapped)`.
+    pub description: String,
+    /// Its mean metric score.
+    pub score: f64,
+    /// How many examples it was scored on (a minibatch or the whole dev set).
+    pub evaluated_on: usize,
+    /// Model calls spent on it.
+    pub model_calls: u64,
+}
+
+/// How the artifact came to be.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The loopc version that compiled it.
+    pub loopc_version: String,
+    /// The optimizer's name.
+    pub optimizer: String,
+    /// Its effective settings.
+    pub settings: BTreeMap<String, Value>,
+    /// The search seed.
+    pub seed: u64,
+    /// The metric maximised.
+    pub metric: String,
+    /// The training set.
+    pub train: DatasetRecord,
+    /// The dev set scores are measured on.
+    pub dev: DatasetRecord,
+    /// The dev score of the program as written (zero-shot, its own instructions).
+    pub baseline_score: f64,
+    /// The dev score of the compiled program.
+    pub final_score: f64,
+    /// Every candidate tried, in order.
+    pub candidates: Vec<CandidateRecord>,
+    /// Model calls in the whole compile (answers from the response cache included).
+    pub model_calls: u64,
+    /// Why the search stopped early, if it did (a budget ran out).
+    pub stopped_early: Option<String>,
+    /// What differs between two identical compiles: when and how fast.
+    pub timing: Timing,
+}
+
+/// The parts of provenance that depend on when and where the compile ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Seconds since the Unix epoch when the artifact was written.
+    pub created_unix: u64,
+    /// Wall time of the compile.
+    pub wall_seconds: f64,
+    /// Model calls answered by the response cache.
+    pub cache_hits: u64,
+    /// Prompt tokens the local model computed (not from its prefix cache).
+    pub tokens_prefilled: u64,
+    /// Tokens the local model generated.
+    pub tokens_generated: u64,
+}
+
+/// Why an artifact could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// Occurs when the file cannot be read or written.
+    #[error("cannot {action} `{path}`: {source}")]
+    Io {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Occurs when the file is not an artifact this loopc understands.
+    #[error("`{path}` is not a loopc artifact: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Artifact {
+    /// Reads and validates the artifact at `path`.
+    pub fn read(path: &Path) -> Result<Artifact, ArtifactError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ArtifactError::Io { action: "read", path: shown.clone(), source })?;
+        Artifact::parse(&shown, &text)
+    }
+
+    /// Parses and validates artifact JSON (`name` is used in messages).
+    pub fn parse(name: &str, text: &str) -> Result<Artifact, ArtifactError> {
+        let invalid = |reason: String| ArtifactError::Invalid { path: name.to_string(), reason };
+        let v: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
+        if v["format"] != FORMAT {
+            return Err(invalid(format!("its `format` is not \"{FORMAT}\"")));
+        }
+        match v["version"].as_u64() {
+            Some(n) if n == u64::from(VERSION) => {}
+            Some(n) => return Err(invalid(format!("it is version {n}; this loopc reads version {VERSION}"))),
+            None => return Err(invalid("it has no `version`".into())),
+        }
+        let a: Artifact = serde_json::from_value(v).map_err(|e| invalid(e.to_string()))?;
+        if crate::fs::sha256_hex(a.program.source.as_bytes()) != a.program.source_sha256 {
+            return Err(invalid("the embedded source does not match its hash (the file was edited)".into()));
+        }
+        Ok(a)
+    }
+
+    /// The artifact as pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Writes the artifact atomically: readers see the old file or the whole new one.
+    pub fn write(&self, path: &Path) -> Result<(), ArtifactError> {
+        crate::fs::atomic_write(path, self.to_json().as_bytes())
+            .map_err(|source| ArtifactError::Io { action: "write", path: path.display().to_string(), source })
+    }
+}

@@ -1,0 +1,127 @@
+//! `loopc compile` and `loopc eval` end to end, with the real default model on a small slice
+//! of the ticket-routing example data (the full run is the README's main job).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn loopc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).current_dir(root()).env("NO_COLOR", "1").output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The first `n` lines of an example data file, written to `dir`.
+fn slice(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let all = std::fs::read_to_string(root().join("examples/tickets").join(name)).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, all.lines().take(n).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    path
+}
+
+fn without_timing(path: &Path) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["provenance"]["timing"] = serde_json::Value::Null;
+    v
+}
+
+#[test]
+fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, dev) = (slice(dir.path(), "train.jsonl", 12), slice(dir.path(), "dev.jsonl", 10));
+    let mut artifacts = Vec::new();
+    for i in 0..2 {
+        let out = dir.path().join(format!("a{i}.json"));
+        let cache = dir.path().join(format!("cache{i}"));
+        let args = [
+            "compile", "programs/ticket_routing.loop", "--train", train.to_str().unwrap(), "--dev", dev.to_str().unwrap(),
+            "--candidates", "2", "-o", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--json",
+        ];
+        let o = loopc(&args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        artifacts.push(out);
+    }
+    let first = without_timing(&artifacts[0]);
+    assert_eq!(first, without_timing(&artifacts[1]), "two cold compiles with one seed differ");
+    let candidates = first["provenance"]["candidates"].as_array().unwrap();
+    assert!(candidates.len() >= 3, "{first}");
+    assert_eq!(first["models"][0]["weights_sha256"].as_str().map(str::len), Some(64));
+
+    // eval on the dev set reproduces the compile's final score.
+    let o = loopc(&["eval", artifacts[0].to_str().unwrap(), "--data", dev.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(eval["score"], first["provenance"]["final_score"], "{eval}");
+
+    // The library loads the artifact with no source present and scores the same.
+    let moved = dir.path().join("elsewhere.json");
+    std::fs::copy(&artifacts[0], &moved).unwrap();
+    let program = loopc::Program::load(&moved).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lines = std::fs::read_to_string(&dev).unwrap();
+    let mut right = 0;
+    let mut n = 0;
+    for line in lines.lines() {
+        let ex: serde_json::Value = serde_json::from_str(line).unwrap();
+        let inputs = serde_json::json!({"ticket": ex["ticket"]}).as_object().cloned().unwrap();
+        let out = rt.block_on(program.run(inputs)).unwrap();
+        right += usize::from(out["team"] == ex["team"]);
+        n += 1;
+    }
+    assert_eq!(serde_json::json!(right as f64 / n as f64), eval["score"]);
+}
+
+#[test]
+fn bad_data_and_budgets_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = write("good.jsonl", "{\"ticket\": \"refund me\", \"team\": \"billing\"}\n{\"ticket\": \"app crashes\", \"team\": \"technical\"}\n");
+    let cases = [
+        (write("a.jsonl", "{\"ticket\": \"x\", \"team\": \"billing\"}\n{\"ticket\": \"y\"\n"), "a.jsonl:2: not valid JSON"),
+        (write("b.jsonl", "{\"ticket\": \"x\", \"team\": \"sales\"}\n"), "b.jsonl:1: field `team`"),
+        (write("c.jsonl", "{\"team\": \"billing\"}\n"), "c.jsonl:1: field `ticket` missing"),
+        (write("d.jsonl", ""), "d.jsonl` has no examples"),
+    ];
+    for (train, want) in &cases {
+        let o = loopc(&["compile", "programs/ticket_routing.loop", "--train", train, "--dev", &good, "-o", "/nonexistent/x.json"]);
+        assert_eq!(o.status.code(), Some(2), "{want}");
+        assert!(text(&o.stderr).contains(want), "{want}: {}", text(&o.stderr));
+    }
+    let out = dir.path().join("never.json");
+    let o = loopc(&["compile", "programs/ticket_routing.loop", "--train", &good, "--dev", &good, "--max-calls", "0", "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("the budget is zero"), "{}", text(&o.stderr));
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_interrupted_compile_writes_no_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = root().join("examples/tickets/train.jsonl");
+    let out = dir.path().join("a.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_loopc"))
+        .args(["compile", "programs/ticket_routing.loop", "--train", train.to_str().unwrap(), "--no-cache", "-o", out.to_str().unwrap()])
+        .current_dir(root())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it load the model and start evaluating, then press Ctrl-C.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("interrupted: the compile stopped and no artifact was written"), "{}", text(&o.stderr));
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temporary files left");
+}

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use sha2::Digest;
 
 use super::error::{io, ModelError};
 use super::gguf::{Gguf, MetaValue};
@@ -100,7 +99,7 @@ impl WeightSource for GgufWeights<'_> {
 /// An existing `out_dir` is replaced only once the new one is complete.
 pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, usize)) -> Result<Imported, ModelError> {
     let bytes = std::fs::read(gguf_path).map_err(io("read", gguf_path))?;
-    let source_sha256 = hex(&sha2::Sha256::digest(&bytes));
+    let source_sha256 = crate::fs::sha256_hex(&bytes);
     let gguf = Gguf::parse(gguf_path, bytes)?;
     let shape = llama_shape(&gguf)?;
     let tokenizer = tokenizer_json(&gguf)?;

@@ -74,6 +74,47 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
         n += 1;
     }
     assert_eq!(serde_json::json!(right as f64 / n as f64), eval["score"]);
+
+    // A warm recompile is answered by the response cache, choices included.
+    let warm = dir.path().join("warm.json");
+    let report = dir.path().join("report.html");
+    let cache0 = dir.path().join("cache0");
+    let args = [
+        "compile", "programs/ticket_routing.loop", "--train", train.to_str().unwrap(), "--dev", dev.to_str().unwrap(), "--candidates", "2",
+        "-o", warm.to_str().unwrap(), "--cache-dir", cache0.to_str().unwrap(), "--report", report.to_str().unwrap(), "--json",
+    ];
+    let o = loopc(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["cache_hits"], summary["model_calls"], "{summary}");
+    assert_eq!(summary["tokens_prefilled"], 0, "{summary}");
+
+    // The report charts every candidate and shows the winning prompt.
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.matches("<circle").count() == candidates.len(), "one dot per candidate");
+    assert!(html.contains(first["steps"]["route"]["instruction"].as_str().unwrap()));
+
+    // inspect shows the final prompt with the chosen demos; diff of equal compiles is empty.
+    let o = loopc(&["inspect", artifacts[0].to_str().unwrap(), "--step", "route"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let shown = text(&o.stdout);
+    assert!(shown.contains("<input.ticket>") && shown.contains("step `route`"), "{shown}");
+    for demo in first["steps"]["route"]["demos"].as_array().unwrap() {
+        assert!(shown.contains(demo["inputs"]["ticket"].as_str().unwrap()), "demo missing from {shown}");
+    }
+    let o = loopc(&["diff", artifacts[0].to_str().unwrap(), warm.to_str().unwrap()]);
+    assert!(text(&o.stdout).contains("the same prompts"), "{}", text(&o.stdout));
+    let mut edited = first.clone();
+    edited["steps"]["route"]["instruction"] = "Pick the team.".into();
+    edited["provenance"]["final_score"] = 0.99.into();
+    edited["provenance"]["timing"] = serde_json::json!({"created_unix": 0, "wall_seconds": 0.0, "cache_hits": 0, "tokens_prefilled": 0, "tokens_generated": 0});
+    let edited_path = dir.path().join("edited.json");
+    std::fs::write(&edited_path, edited.to_string()).unwrap();
+    let o = loopc(&["diff", artifacts[0].to_str().unwrap(), edited_path.to_str().unwrap(), "--json"]);
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o.stderr)));
+    assert_eq!(d["same"], false);
+    assert_eq!(d["steps"]["route"]["instruction"][1], "Pick the team.");
+    assert_eq!(d["provenance"]["final_score"][1], 0.99);
 }
 
 #[test]

@@ -46,6 +46,10 @@ pub enum Command {
     Compile(CompileArgs),
     /// Score a program or an artifact on a labelled dataset.
     Eval(EvalArgs),
+    /// Show a compiled artifact: its steps' final prompts, scores and provenance.
+    Inspect(InspectArgs),
+    /// Show what changed between two artifacts: instructions, templates, demos, scores.
+    Diff(DiffArgs),
     /// Generate text with a local model (for quick checks).
     Generate(GenerateArgs),
     /// List, provision, import and describe local models.
@@ -84,7 +88,7 @@ pub struct RunArgs {
 }
 
 /// `loopc compile`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct CompileArgs {
     /// The program.
     pub file: PathBuf,
@@ -100,6 +104,9 @@ pub struct CompileArgs {
     /// Where to write the artifact.
     #[arg(short, long, default_value = "compiled.json")]
     pub out: PathBuf,
+    /// Also write an HTML report: candidate scores over trials and the winning prompts.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// The optimizer (default: the program's `optimize`, else bootstrap_random_search).
     #[arg(long)]
     pub optimizer: Option<String>,
@@ -109,7 +116,7 @@ pub struct CompileArgs {
     /// The search seed (default: the program's, else 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Candidates for the search optimizers (default 8).
+    /// Candidates for the search optimizers (default 8; for instruction_search, minibatch trials, default 16).
     #[arg(long)]
     pub candidates: Option<u32>,
     /// The most demos per step (default 4).
@@ -135,6 +142,34 @@ pub struct CompileArgs {
     pub json: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+/// `loopc inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The artifact.
+    pub artifact: PathBuf,
+    /// Show only this step.
+    #[arg(long)]
+    pub step: Option<String>,
+    /// Fill the prompt with this input (a JSON object of program inputs) instead of placeholders.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Print the steps' parameters and prompts as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older artifact.
+    pub a: PathBuf,
+    /// The newer artifact.
+    pub b: PathBuf,
+    /// Print the differences as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc eval`.
@@ -324,6 +359,25 @@ pub enum BenchCommand {
     Model(BenchModelArgs),
     /// Measure the runtime: batch throughput, and its own overhead per step (warm response cache).
     Run(BenchRunArgs),
+    /// Compile a fixed program twice, from an empty and then a warm response cache.
+    Compile(BenchCompileArgs),
+}
+
+/// `loopc bench compile`.
+#[derive(Debug, Args)]
+pub struct BenchCompileArgs {
+    /// The program.
+    #[arg(default_value = "programs/ticket_routing.loop")]
+    pub file: PathBuf,
+    /// Training examples.
+    #[arg(long, default_value = "examples/tickets/train.jsonl")]
+    pub train: PathBuf,
+    /// Dev examples.
+    #[arg(long, default_value = "examples/tickets/dev.jsonl")]
+    pub dev: PathBuf,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench run`.

@@ -1,4 +1,5 @@
-//! `loopc compile` and `loopc eval`.
+//! `loopc compile`: datasets and settings from the command line and the program, progress on
+//! the terminal, the artifact (and report) written atomically.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -7,16 +8,17 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loopc::compile::{self, Budget, Dataset, Event, Job, Metric, Plan, Rater, TerminalRater};
-use loopc::graph::{Dag, OptimizerKind, Type};
+use loopc::graph::{Dag, OptimizerKind};
 use loopc::runtime::adapter::Template;
+use loopc::runtime::artifact::Artifact;
 use loopc::Program;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::args::{CompileArgs, EvalArgs};
+use super::args::CompileArgs;
 use super::{source, Outcome};
 
 /// The metric named `name`, else the optimizer's, else the first declared.
-fn pick_metric(dag: &Dag, name: Option<&str>, rater: Option<Arc<dyn Rater>>) -> anyhow::Result<Metric> {
+pub(super) fn pick_metric(dag: &Dag, name: Option<&str>, rater: Option<Arc<dyn Rater>>) -> anyhow::Result<Metric> {
     let spec = match name {
         Some(n) => {
             let id = dag.metric_id(n).ok_or_else(|| {
@@ -33,7 +35,7 @@ fn pick_metric(dag: &Dag, name: Option<&str>, rater: Option<Arc<dyn Rater>>) -> 
     Ok(Metric::new(spec, rater)?)
 }
 
-fn load_data(path: &Path, dag: &Dag, metric: &Metric) -> anyhow::Result<Dataset> {
+pub(super) fn load_data(path: &Path, dag: &Dag, metric: &Metric) -> anyhow::Result<Dataset> {
     Ok(compile::dataset::load(path, dag, &metric.example_fields())?)
 }
 
@@ -53,6 +55,10 @@ impl Display {
             Event::Phase(name, runs) => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
+                }
+                if runs == 0 {
+                    eprintln!("{name}");
+                    return;
                 }
                 let b = ProgressBar::new(runs as u64);
                 b.set_style(ProgressStyle::with_template("{msg}\n  [{bar:30}] {pos}/{len} runs, {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
@@ -76,8 +82,9 @@ impl Display {
     }
 }
 
-/// Runs `loopc compile`.
-pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
+/// Compiles as `args` say and returns the artifact, not yet written. Token counts are this
+/// compile's own (the local model's counters are process-wide).
+pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artifact> {
     let dag = source::load_dag(&args.file, color)?;
     let src = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read `{}`", args.file.display()))?;
     let rater: Option<Arc<dyn Rater>> =
@@ -113,8 +120,11 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
         optimizer,
         max_demos,
         max_labeled_demos: settings.max_labeled_demos.map_or(max_demos, |m| m as usize),
-        candidates: args.candidates.or(settings.candidates).unwrap_or(8) as usize,
+        candidates: args.candidates.or(settings.candidates).unwrap_or(if optimizer == OptimizerKind::InstructionSearch { 16 } else { 8 }) as usize,
+        instructions: settings.instructions.unwrap_or(4) as usize,
+        minibatch: settings.minibatch.unwrap_or(20) as usize,
         templates,
+        teacher: settings.teacher,
         seed,
         concurrency: args.concurrency.max(1),
     };
@@ -124,6 +134,7 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
         args.max_seconds.or(settings.max_seconds).map(Duration::from_secs),
     );
     let program = Program::from_file_with(&args.file, args.runtime.options()?)?;
+    let metric = metric.judged_by(&program);
     let display = Display { bar: Mutex::new(None), quiet: args.json };
     let on_event = |e: Event<'_>| display.on(e);
     let job = Job {
@@ -147,6 +158,7 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
         );
     }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let before = loopc::runtime::local_stats();
     let artifact = rt.block_on(async {
         tokio::select! {
             r = compile::compile(job) => r.map_err(anyhow::Error::from),
@@ -157,10 +169,19 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
         b.finish_and_clear();
     }
     let mut artifact = artifact?;
-    let stats = loopc::runtime::local_stats();
-    artifact.provenance.timing.tokens_prefilled = stats.0;
-    artifact.provenance.timing.tokens_generated = stats.1;
+    let after = loopc::runtime::local_stats();
+    artifact.provenance.timing.tokens_prefilled = after.0 - before.0;
+    artifact.provenance.timing.tokens_generated = after.1 - before.1;
+    Ok(artifact)
+}
+
+/// Runs `loopc compile`.
+pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
+    let artifact = compile_artifact(args, color)?;
     artifact.write(&args.out)?;
+    if let Some(path) = &args.report {
+        loopc::fs::atomic_write(path, super::html_report::render(&artifact).as_bytes()).with_context(|| format!("cannot write the report `{}`", path.display()))?;
+    }
     let p = &artifact.provenance;
     if args.json {
         println!(
@@ -177,7 +198,7 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
             eprintln!("note: the search stopped early: {why}");
         }
         println!(
-            "{}: {} {:.3} → {:.3} on {} dev examples ({} candidates, {} model calls, {} from cache, {:.1} s)\nwrote {}",
+            "{}: {} {:.3} → {:.3} on {} dev examples ({} candidates, {} model calls, {} from cache, {:.1} s)\nwrote {}{}",
             artifact.program.name,
             p.metric,
             p.baseline_score,
@@ -187,82 +208,10 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
             p.model_calls,
             p.timing.cache_hits,
             p.timing.wall_seconds,
-            args.out.display()
+            args.out.display(),
+            args.report.as_ref().map_or(String::new(), |r| format!(" and {}", r.display()))
         );
     }
     Ok(Outcome::Success)
 }
 
-/// Runs `loopc eval`.
-pub fn eval(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
-    let options = args.runtime.options()?;
-    let is_artifact = args.file.extension().is_some_and(|e| e == "json");
-    let program = if is_artifact {
-        Program::load_with(&args.file, options)?
-    } else {
-        source::load_dag(&args.file, color)?;
-        Program::from_file_with(&args.file, options)?
-    };
-    let dag = program.dag().clone();
-    let metric = pick_metric(&dag, args.metric.as_deref(), None)?;
-    let data = load_data(&args.data, &dag, &metric)?;
-    let bar = ProgressBar::new(data.examples.len() as u64);
-    if args.json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let tick = || bar.inc(1);
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let budget = Budget::new(None, None, None);
-    let e = rt.block_on(async {
-        tokio::select! {
-            r = compile::evaluate(&program, &data.examples, &metric, args.concurrency, &budget, &tick) => r.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    })?;
-    bar.finish_and_clear();
-    let failed = e.traces.iter().filter(|t| t.outputs.is_none()).count();
-    let mut labels = Vec::new();
-    for f in dag.outputs() {
-        let Type::Label(names) = &f.ty else { continue };
-        let mut confusion = vec![vec![0usize; names.len() + 1]; names.len()];
-        for (i, ex) in data.examples.iter().enumerate() {
-            let Some(want) = ex.fields.get(&f.name).and_then(Value::as_str).and_then(|w| names.iter().position(|n| n == w)) else { continue };
-            let got = e.outputs(i).and_then(|o| o.get(&f.name)).and_then(Value::as_str).and_then(|g| names.iter().position(|n| n == g));
-            confusion[want][got.unwrap_or(names.len())] += 1;
-        }
-        labels.push((f.name.clone(), names.clone(), confusion));
-    }
-    if args.json {
-        let per_label: Vec<Value> = labels
-            .iter()
-            .map(|(field, names, m)| {
-                json!({
-                    "field": field,
-                    "labels": names,
-                    "confusion": m,
-                    "accuracy": names.iter().enumerate().map(|(i, n)| (n.clone(), json!(m[i][i] as f64 / m[i].iter().sum::<usize>().max(1) as f64))).collect::<serde_json::Map<_, _>>(),
-                })
-            })
-            .collect();
-        println!("{}", json!({ "metric": metric.name(), "score": e.mean(), "examples": e.scores.len(), "failed_runs": failed, "model_calls": e.model_calls, "labels": per_label }));
-    } else {
-        println!("{}: {:.3} on {} examples ({failed} failed runs, {} model calls)", metric.name(), e.mean(), e.scores.len(), e.model_calls);
-        for (field, names, m) in &labels {
-            println!("\n{field}: rows are the expected label, columns what the program said");
-            let width = names.iter().map(|n| n.len()).max().unwrap_or(5).max(6);
-            print!("{:width$}", "");
-            for n in names.iter().map(String::as_str).chain(["(failed)"]) {
-                print!(" {n:>width$}");
-            }
-            println!("  accuracy");
-            for (i, n) in names.iter().enumerate() {
-                print!("{n:width$}");
-                for c in &m[i] {
-                    print!(" {c:>width$}");
-                }
-                println!("  {:.3}", m[i][i] as f64 / m[i].iter().sum::<usize>().max(1) as f64);
-            }
-        }
-    }
-    Ok(Outcome::Success)
-}

@@ -6,10 +6,14 @@
 
 mod args;
 mod bench;
+mod bench_compile;
 mod bench_model;
 mod bench_run;
 mod check;
 mod compile;
+mod eval;
+mod html_report;
+mod inspect;
 mod fmt;
 mod generate;
 mod graph;
@@ -44,12 +48,15 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(&a, color),
         Command::Prompt(a) => prompt::run(&a, color),
         Command::Compile(a) => compile::compile(&a, color),
-        Command::Eval(a) => compile::eval(&a, color),
+        Command::Eval(a) => eval::run(&a, color),
+        Command::Inspect(a) => inspect::inspect(&a),
+        Command::Diff(a) => inspect::diff(&a),
         Command::Generate(a) => generate::run(&a),
         Command::Model(c) => model::run(&c),
         Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),
         Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
+        Command::Bench(BenchCommand::Compile(a)) => bench_compile::run(&a, color),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! `loopc prompt`: the exact prompt of a step, without calling a model.
 
-use loopc::runtime::adapter::Template;
+use loopc::runtime::adapter::{Request, Template};
 use loopc::runtime::executor::{Executor, RunOptions, StepParams};
 use serde_json::Value;
 
@@ -24,9 +24,17 @@ pub fn run(args: &PromptArgs, color: bool) -> anyhow::Result<Outcome> {
     let executor = Executor::new(std::sync::Arc::new(dag), Vec::new(), params, RunOptions::default());
     executor.check_inputs(&inputs)?;
     let request = executor.preview(step, &inputs).ok_or_else(|| anyhow::anyhow!("step `{}` calls a tool; it has no prompt", args.step))?;
-    for m in request.messages() {
-        println!("[{}]\n{}\n", format!("{:?}", m.role).to_lowercase(), m.content);
-    }
-    println!("[assistant, written by loopc]\n{}", request.answer_prefix);
+    print!("{}", show(&request));
     Ok(Outcome::Success)
+}
+
+/// A request as people read it: chat messages and the answer prefix loopc writes, or for the
+/// completion template the one text sent as is (it already ends with the answer prefix).
+pub(super) fn show(request: &Request) -> String {
+    if request.template == Template::Completion {
+        return request.messages().iter().map(|m| format!("[completion text, sent as is]\n{}\n", m.content)).collect();
+    }
+    let mut out: String = request.messages().iter().map(|m| format!("[{}]\n{}\n\n", format!("{:?}", m.role).to_lowercase(), m.content)).collect();
+    out.push_str(&format!("[assistant, written by loopc]\n{}\n", request.answer_prefix));
+    out
 }

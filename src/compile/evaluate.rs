@@ -64,6 +64,15 @@ impl Budget {
         self.started.map_or(Duration::ZERO, |s| s.elapsed())
     }
 
+    /// Counts one model call made outside a program run (e.g. an instruction proposal).
+    pub fn record_call(&self, tokens: u64, from_cache: bool) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.tokens.fetch_add(tokens, Ordering::Relaxed);
+        if from_cache {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn record(&self, trace: &Trace) -> u64 {
         let mut calls = 0;
         for st in trace.steps.iter().filter(|s| s.kind != "call") {
@@ -119,29 +128,40 @@ pub async fn evaluate(
     on_done: &(dyn Fn() + Sync),
 ) -> Result<Evaluation, MetricError> {
     let dag = program.dag();
-    let runs: Vec<Option<Trace>> = stream::iter(examples.iter().map(|ex| {
+    let runs: Vec<Option<(Trace, Option<f64>)>> = stream::iter(examples.iter().map(|ex| {
         let inputs = ex.inputs(dag);
         async move {
             if budget.exhausted().is_some() {
-                return None;
+                return Ok(None);
             }
-            let (_, trace) = program.run_traced(inputs).await;
+            let (_, mut trace) = program.run_traced(inputs).await;
+            // An LM judge calls the model, so it scores here; its call is part of the trace.
+            let judged = if metric.needs_model() {
+                let (score, judge_trace) = metric.judge(trace.outputs.as_ref(), ex).await?;
+                trace.steps.extend(judge_trace);
+                Some(score)
+            } else {
+                None
+            };
             budget.record(&trace);
             on_done();
-            Some(trace)
+            Ok(Some((trace, judged)))
         }
     }))
     .buffered(concurrency.max(1))
-    .collect()
-    .await;
+    .collect::<Vec<Result<_, MetricError>>>()
+    .await
+    .into_iter()
+    .collect::<Result<_, _>>()?;
     let cut_short = runs.iter().any(Option::is_none);
-    let traces: Vec<Trace> = runs.into_iter().flatten().collect();
+    let (traces, judged): (Vec<Trace>, Vec<Option<f64>>) = runs.into_iter().flatten().unzip();
     let model_calls = traces.iter().map(|t| t.steps.iter().filter(|s| s.kind != "call").map(|s| s.raw.len().max(1) as u64).sum::<u64>()).sum();
     // Scoring is CPU work (token F1, regexes) and independent per example.
     let scores = traces
         .par_iter()
         .zip(examples.par_iter())
-        .map(|(t, ex)| metric.score(t.outputs.as_ref(), ex))
+        .zip(judged.par_iter())
+        .map(|((t, ex), j)| j.map_or_else(|| metric.score(t.outputs.as_ref(), ex), Ok))
         .collect::<Result<Vec<f64>, MetricError>>()?;
     Ok(Evaluation { scores, traces, model_calls, cut_short })
 }

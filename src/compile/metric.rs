@@ -2,6 +2,7 @@
 //!
 //! Human scores plug in through [`Rater`]: `human("criterion")` asks a rater (the terminal
 //! with `--interactive`, later the feedback store), which remembers each distinct output.
+//! An LM judge runs a rubric signature on the program's default model ([`Metric::judge`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,9 @@ use serde_json::{Map, Value};
 
 use super::dataset::Example;
 use crate::graph::{MetricKind, MetricSpec, Operand};
+use crate::runtime::executor::Executor;
+use crate::runtime::trace::StepTrace;
+use crate::Program;
 
 /// Why a metric could not score.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +24,16 @@ pub enum MetricError {
         /// The metric.
         metric: String,
         /// What is missing.
+        reason: String,
+    },
+    /// Occurs when an LM judge gives no usable score for an example.
+    #[error("metric `{metric}`: the judge failed on {example}: {reason}")]
+    Judge {
+        /// The metric.
+        metric: String,
+        /// The example (file:line).
+        example: String,
+        /// What went wrong.
         reason: String,
     },
 }
@@ -35,22 +49,56 @@ pub trait Rater: Send + Sync {
 pub struct Metric {
     spec: MetricSpec,
     rater: Option<Arc<dyn Rater>>,
+    judge: Option<Executor>,
 }
 
 impl Metric {
-    /// The metric `spec`; `rater` answers `human(..)` metrics.
+    /// The metric `spec`; `rater` answers `human(..)` metrics. A `judge(..)` metric also needs
+    /// [`Metric::judged_by`].
     pub fn new(spec: MetricSpec, rater: Option<Arc<dyn Rater>>) -> Result<Metric, MetricError> {
-        let unavailable = |reason: &str| MetricError::Unavailable { metric: spec.name.clone(), reason: reason.into() };
-        match &spec.kind {
-            MetricKind::Human { .. } if rater.is_none() => {
-                return Err(unavailable("human scores need a rater: pass --interactive to rate outputs in the terminal"))
-            }
-            MetricKind::Judge { .. } => {
-                return Err(unavailable("LM-judge metrics are not supported by this version of loopc compile"))
-            }
-            _ => {}
+        if matches!(spec.kind, MetricKind::Human { .. }) && rater.is_none() {
+            return Err(MetricError::Unavailable {
+                metric: spec.name.clone(),
+                reason: "human scores need a rater: pass --interactive to rate outputs in the terminal".into(),
+            });
         }
-        Ok(Metric { spec, rater })
+        Ok(Metric { spec, rater, judge: None })
+    }
+
+    /// The metric, with `program`'s executor running its judge's rubric (on the program's
+    /// default model, with the rubric's own instruction: compiling never changes the judge).
+    pub fn judged_by(mut self, program: &Program) -> Metric {
+        self.judge = Some(program.executor().with_params(HashMap::new()));
+        self
+    }
+
+    /// Whether scoring calls a model (an LM judge), so it must run where models are awaited.
+    pub fn needs_model(&self) -> bool {
+        matches!(self.spec.kind, MetricKind::Judge { .. })
+    }
+
+    /// Scores with the LM judge: runs the rubric on the bound values and reads its one output
+    /// (a float as a score, an int as a rating out of 5, a bool as pass or fail). The judge's
+    /// step trace is returned so its model calls count. Other metrics score as [`Metric::score`].
+    pub async fn judge(&self, outputs: Option<&Map<String, Value>>, example: &Example) -> Result<(f64, Option<StepTrace>), MetricError> {
+        let MetricKind::Judge { signature, bindings } = &self.spec.kind else {
+            return Ok((self.score(outputs, example)?, None));
+        };
+        let Some(outputs) = outputs else { return Ok((0.0, None)) };
+        let Some(executor) = &self.judge else {
+            return Err(MetricError::Unavailable { metric: self.spec.name.clone(), reason: "an LM judge needs a model to run its rubric".into() });
+        };
+        let inputs: Map<String, Value> = bindings.iter().map(|(slot, op)| (slot.clone(), operand(op, outputs, example))).collect();
+        let (result, trace) = executor.predict(&format!("judge `{}`", self.spec.name), *signature, inputs).await;
+        let fail = |reason: String| MetricError::Judge { metric: self.spec.name.clone(), example: example.origin.clone(), reason };
+        let answer = result.map_err(|e| fail(e.to_string()))?;
+        let score = match answer.values().next() {
+            Some(Value::Bool(b)) => f64::from(u8::from(*b)),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.as_f64().unwrap_or(0.0) / 5.0,
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+            other => return Err(fail(format!("the rubric gave {other:?}, not a score"))),
+        };
+        Ok((score.clamp(0.0, 1.0), Some(trace)))
     }
 
     /// The metric's name.
@@ -73,13 +121,7 @@ impl Metric {
     /// The score of `outputs` (`None` for a failed run, which scores 0) on `example`.
     pub fn score(&self, outputs: Option<&Map<String, Value>>, example: &Example) -> Result<f64, MetricError> {
         let Some(outputs) = outputs else { return Ok(0.0) };
-        let get = |o: &Operand| -> Value {
-            match o {
-                Operand::Output(n) => outputs.get(n).cloned().unwrap_or(Value::Null),
-                Operand::Example(n) => example.fields.get(n).cloned().unwrap_or(Value::Null),
-                Operand::Const(v) => v.clone(),
-            }
-        };
+        let get = |o: &Operand| operand(o, outputs, example);
         let bool_score = |b: bool| if b { 1.0 } else { 0.0 };
         Ok(match &self.spec.kind {
             MetricKind::Exact(a, b) => bool_score(get(a) == get(b)),
@@ -98,8 +140,19 @@ impl Metric {
                 Some(r) => r.rate(criterion, example, outputs)?.clamp(0.0, 1.0),
                 None => 0.0,
             },
-            MetricKind::Judge { .. } => 0.0,
+            MetricKind::Judge { .. } => {
+                return Err(MetricError::Unavailable { metric: self.spec.name.clone(), reason: "an LM judge scores asynchronously (Metric::judge)".into() })
+            }
         })
+    }
+}
+
+/// The value an operand reads from a run's outputs and its example.
+fn operand(o: &Operand, outputs: &Map<String, Value>, example: &Example) -> Value {
+    match o {
+        Operand::Output(n) => outputs.get(n).cloned().unwrap_or(Value::Null),
+        Operand::Example(n) => example.fields.get(n).cloned().unwrap_or(Value::Null),
+        Operand::Const(v) => v.clone(),
     }
 }
 

@@ -11,3 +11,6 @@ pub use self::dataset::{Dataset, DatasetError, Example};
 pub use self::evaluate::{evaluate, Budget, Evaluation};
 pub use self::metric::{Metric, MetricError, Rater, TerminalRater};
 pub use self::optimize::{compile, CompileError, Event, Job, Plan};
+
+#[cfg(test)]
+mod tests;

@@ -112,6 +112,17 @@ pub struct Stats {
     pub generated_tokens: u64,
 }
 
+/// The scores of every choice after one prompt, and what the prompt cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChoiceScores {
+    /// Each choice's log-probability, in choice order.
+    pub scores: Vec<f32>,
+    /// The prompt's tokens.
+    pub prompt_tokens: usize,
+    /// Of those, the tokens taken from the prefix cache.
+    pub cached_tokens: usize,
+}
+
 /// Computed prefixes by their tokens, least recently used first.
 type PrefixCache = Vec<(Vec<u32>, std::sync::Arc<PrefixEntry>)>;
 
@@ -453,6 +464,11 @@ impl LocalModel {
     /// first token of every choice is scored from the prompt's last logits, and only choices
     /// longer than one token need a second pass, on top of the prompt's keys and values.
     pub fn score_choices(&self, prompts: &[Prompt], choices: &[String], caching: PrefixCaching) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(self.score_choices_counted(prompts, choices, caching)?.into_iter().map(|c| c.scores).collect())
+    }
+
+    /// [`LocalModel::score_choices`], with each prompt's token counts.
+    pub fn score_choices_counted(&self, prompts: &[Prompt], choices: &[String], caching: PrefixCaching) -> Result<Vec<ChoiceScores>, ModelError> {
         if choices.is_empty() {
             return Err(ModelError::Request("no choices to score".into()));
         }
@@ -460,7 +476,7 @@ impl LocalModel {
         if let Some(i) = choice_ids.iter().position(Vec::is_empty) {
             return Err(ModelError::Request(format!("choice {i} ({:?}) has no tokens", choices[i])));
         }
-        let mut scores = vec![vec![0f32; choices.len()]; prompts.len()];
+        let mut scores = vec![ChoiceScores { scores: vec![0f32; choices.len()], prompt_tokens: 0, cached_tokens: 0 }; prompts.len()];
         let mut by_shared: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, p) in prompts.iter().enumerate() {
             by_shared.entry(p.shared.as_str()).or_default().push(i);
@@ -477,8 +493,12 @@ impl LocalModel {
             let chunk_size = self.rows_per_pass(longest);
             for (chunk_members, chunk) in members.chunks(chunk_size).zip(encoded.chunks(chunk_size)) {
                 let suffixes: Vec<&[u32]> = chunk.iter().map(|(ids, _)| &ids[skip..]).collect();
+                for (&m, (ids, _)) in chunk_members.iter().zip(chunk) {
+                    scores[m].prompt_tokens = ids.len();
+                    scores[m].cached_tokens = skip;
+                }
                 self.score_chunk(&suffixes, prefix.as_deref(), &choice_ids, &mut |row, c, score| {
-                    scores[chunk_members[row]][c] = score;
+                    scores[chunk_members[row]].scores[c] = score;
                 })?;
                 self.count(2, skip * chunk.len());
             }

@@ -25,5 +25,5 @@ mod tests;
 
 pub use self::error::ModelError;
 pub use self::fingerprint::model_sha256;
-pub use self::local::{Finish, GenerateRequest, Generation, LoadOptions, LocalModel, PrefixCaching, Prompt, Stats};
+pub use self::local::{ChoiceScores, Finish, GenerateRequest, Generation, LoadOptions, LocalModel, PrefixCaching, Prompt, Stats};
 pub use self::session::{default_threads, init_runtime, KvShape};

@@ -5,13 +5,14 @@
 //! Everything outside `provenance.timing` is a function of (source, data, settings, seed,
 //! model), so the same compile gives the same bytes there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::adapter::Demo;
+use super::adapter::{Demo, Template};
+use super::executor::StepParams;
 
 /// The `format` field of every artifact.
 pub const FORMAT: &str = "loopc-artifact";
@@ -127,6 +128,9 @@ pub struct Provenance {
     pub final_score: f64,
     /// Every candidate tried, in order.
     pub candidates: Vec<CandidateRecord>,
+    /// Instructions the model proposed, by step (`instruction_search` only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub proposed_instructions: BTreeMap<String, Vec<String>>,
     /// Model calls in the whole compile (answers from the response cache included).
     pub model_calls: u64,
     /// Why the search stopped early, if it did (a budget ran out).
@@ -198,6 +202,18 @@ impl Artifact {
             return Err(invalid("the embedded source does not match its hash (the file was edited)".into()));
         }
         Ok(a)
+    }
+
+    /// Each step's compiled parameters, by step name; `Err` names a step whose template this
+    /// loopc does not know.
+    pub fn step_params(&self) -> Result<HashMap<String, StepParams>, String> {
+        self.steps
+            .iter()
+            .map(|(step, rec)| {
+                let template = Template::from_name(&rec.template).ok_or_else(|| format!("step `{step}` has unknown template `{}`", rec.template))?;
+                Ok((step.clone(), StepParams { template, instruction: Some(rec.instruction.clone()), demos: rec.demos.clone() }))
+            })
+            .collect()
     }
 
     /// The artifact as pretty JSON with a final newline.

@@ -43,6 +43,19 @@ pub struct Completion {
     pub from_cache: bool,
 }
 
+/// The scores of a constrained choice after one call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// Each label's log-probability, in label order.
+    pub scores: Vec<f32>,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Prompt tokens served from a cache of computed prefixes.
+    pub cached_tokens: u64,
+    /// Whether the response cache answered.
+    pub from_cache: bool,
+}
+
 /// Why a model call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -81,7 +94,7 @@ pub trait Backend: Send + Sync {
     fn supports_choice(&self) -> bool;
     /// Scores `labels` (as written by [`Request::choice_text`]) after each call's prompt and
     /// answer so far: the log-probability of each label, per call.
-    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>>;
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>>;
 
     /// The SHA-256 of the model's weights, where the backend can know it (local models).
     fn weights_sha256(&self) -> Option<String> {
@@ -145,16 +158,19 @@ impl Backend for LocalBackend {
         crate::model::model_sha256(self.model.dir()).ok()
     }
 
-    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
         let model = self.model.clone();
         let caching = self.caching;
         Box::pin(async move {
             let format = model.chat_format();
             let prompts: Vec<_> = calls.iter().map(|c| c.request.local_prompt(format, &c.answer_so_far)).collect();
-            let scores = tokio::task::spawn_blocking(move || model.score_choices(&prompts, &labels, caching))
+            let scores = tokio::task::spawn_blocking(move || model.score_choices_counted(&prompts, &labels, caching))
                 .await
                 .map_err(|e| BackendError::Unsupported(format!("the model task failed: {e}")))??;
-            Ok(scores)
+            Ok(scores
+                .into_iter()
+                .map(|c| Choice { scores: c.scores, prompt_tokens: c.prompt_tokens as u64, cached_tokens: c.cached_tokens as u64, from_cache: false })
+                .collect())
         })
     }
 }
@@ -280,7 +296,7 @@ impl Backend for OpenAiBackend {
         false
     }
 
-    fn choose(&self, _calls: Vec<Call>, _labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
+    fn choose(&self, _calls: Vec<Call>, _labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
         Box::pin(async { Err(BackendError::Unsupported("OpenAI-compatible endpoints do not score choices".into())) })
     }
 }

@@ -123,7 +123,8 @@ async fn the_local_backend_generates_and_scores_labels_in_batches() {
     assert!(out[0].completion_tokens > 0 && out[0].cached_tokens > 0);
     let labels = vec!["yes".to_string(), "no".to_string()];
     assert!(b.supports_choice());
-    let scores = b.choose(vec![call()], labels).await.unwrap();
-    assert_eq!(scores[0].len(), 2);
-    assert!(scores[0].iter().all(|s| s.is_finite() && *s < 0.0));
+    let choices = b.choose(vec![call()], labels).await.unwrap();
+    assert_eq!(choices[0].scores.len(), 2);
+    assert!(choices[0].scores.iter().all(|s| s.is_finite() && *s < 0.0));
+    assert!(choices[0].prompt_tokens > 0 && choices[0].cached_tokens > 0 && !choices[0].from_cache);
 }

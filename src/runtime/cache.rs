@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use super::backend::{Backend, BackendError, Call, Completion, Identity};
+use super::backend::{Backend, BackendError, Call, Choice, Completion, Identity};
 
 /// A backend whose answers are cached in a directory.
 pub struct CachedBackend {
@@ -104,21 +104,31 @@ impl Backend for CachedBackend {
         self.inner.weights_sha256()
     }
 
-    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
         Box::pin(async move {
             let keys: Vec<String> = calls.iter().map(|c| self.key("choose", c, &labels)).collect();
-            let mut out: Vec<Option<Vec<f32>>> = keys
+            let mut out: Vec<Option<Choice>> = keys
                 .iter()
-                .map(|k| self.read(k).and_then(|v| v.as_array().map(|a| a.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect())))
+                .map(|k| {
+                    self.read(k).and_then(|v| {
+                        let scores: Vec<f32> = v["scores"].as_array()?.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect();
+                        (scores.len() == labels.len()).then_some(Choice {
+                            scores,
+                            prompt_tokens: v["prompt_tokens"].as_u64()?,
+                            cached_tokens: v["cached_tokens"].as_u64()?,
+                            from_cache: true,
+                        })
+                    })
+                })
                 .collect();
-            let missing: Vec<usize> = (0..calls.len()).filter(|&i| out[i].as_ref().is_none_or(|s| s.len() != labels.len())).collect();
+            let missing: Vec<usize> = (0..calls.len()).filter(|&i| out[i].is_none()).collect();
             self.hits.fetch_add((calls.len() - missing.len()) as u64, Ordering::Relaxed);
             self.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
             if !missing.is_empty() {
                 let fresh = self.inner.choose(missing.iter().map(|&i| calls[i].clone()).collect(), labels.clone()).await?;
-                for (&i, s) in missing.iter().zip(fresh) {
-                    self.write(&keys[i], &json!(s));
-                    out[i] = Some(s);
+                for (&i, c) in missing.iter().zip(fresh) {
+                    self.write(&keys[i], &json!({"scores": c.scores, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens}));
+                    out[i] = Some(c);
                 }
             }
             Ok(out.into_iter().flatten().collect())

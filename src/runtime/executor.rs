@@ -14,7 +14,7 @@ use super::backend::{Backend, BackendError, Call};
 use super::tools::{self, ToolError};
 use super::trace::{StepTrace, Trace};
 use super::value::check;
-use crate::graph::{Dag, Source, StepId, StepKind, Target, Type};
+use crate::graph::{Dag, Field, ModelId, SignatureId, Source, StepId, StepKind, Target, Type};
 use crate::model::sampling::Sampling;
 
 /// What the compiler may set per step.
@@ -124,6 +124,11 @@ impl Executor {
     /// The same program and models with other step parameters (what the compiler searches).
     pub fn with_params(&self, params: HashMap<StepId, StepParams>) -> Executor {
         Executor { params: Arc::new(params), ..self.clone() }
+    }
+
+    /// The same program and parameters on other backends (one per declared model).
+    pub fn with_backends(&self, backends: Vec<Arc<dyn Backend>>) -> Executor {
+        Executor { backends: Arc::new(backends), ..self.clone() }
     }
 
     /// The parameters of `step` (its signature's defaults unless set).
@@ -299,8 +304,31 @@ impl Executor {
         let Some(request) = self.request(id, &bound) else {
             return (Err(RunError::Input { field: s.name.clone(), reason: "the step has no signature".into() }), st);
         };
-        let backend = self.backends[s.model.0].clone();
-        let spec = self.dag.model(s.model);
+        self.run_model(&s.name, s.model, &s.outputs, request, st).await
+    }
+
+    /// Runs signature `sig` once, as a predict step named `name` on the program's default
+    /// model with the signature's own instruction and no demos (e.g. an LM-judge rubric).
+    pub async fn predict(&self, name: &str, sig: SignatureId, inputs: Map<String, Value>) -> (Result<Map<String, Value>, RunError>, StepTrace) {
+        let signature = self.dag.signature(sig);
+        let st = StepTrace { step: name.to_string(), kind: "predict".into(), inputs: inputs.clone(), ..StepTrace::default() };
+        let task = Task { instruction: &signature.instruction, inputs: &signature.inputs, outputs: &signature.outputs };
+        let request = render_request(Template::Chat, &task, &[], &inputs);
+        let run = self.run_model(name, self.dag.default_model(), &signature.outputs, request, st);
+        match tokio::time::timeout(self.options.step_timeout, run).await {
+            Ok(r) => r,
+            Err(_) => (
+                Err(RunError::StepTimeout { step: name.to_string(), ms: self.options.step_timeout.as_millis() as u64 }),
+                StepTrace { step: name.to_string(), kind: "predict".into(), inputs, ..StepTrace::default() },
+            ),
+        }
+    }
+
+    /// Asks model `model` for `outputs` with `request`: constrained choice for a single label
+    /// or bool output, else generation with one retry on a parse failure.
+    async fn run_model(&self, name: &str, model: ModelId, outputs: &[Field], request: Request, mut st: StepTrace) -> (Result<Map<String, Value>, RunError>, StepTrace) {
+        let backend = self.backends[model.0].clone();
+        let spec = self.dag.model(model);
         st.served_by = format!("{} {}", backend.identity().provider, backend.identity().name);
         st.prompt = request.messages().iter().map(|m| format!("[{:?}]\n{}", m.role, m.content)).collect::<Vec<_>>().join("\n\n");
         let sampling = Sampling {
@@ -313,7 +341,7 @@ impl Executor {
 
         // A single label or bool output is scored directly when the backend can: it cannot
         // fail to parse.
-        if let [field] = s.outputs.as_slice() {
+        if let [field] = outputs {
             let choices = match &field.ty {
                 Type::Label(labels) => Some((labels.clone(), labels.iter().map(|l| Value::String(l.clone())).collect::<Vec<_>>())),
                 Type::Bool => Some((vec!["true".to_string(), "false".to_string()], vec![Value::Bool(true), Value::Bool(false)])),
@@ -323,8 +351,14 @@ impl Executor {
                 let written: Vec<String> = labels.iter().map(|l| request.choice_text(l)).collect();
                 if backend.supports_choice() {
                     return match backend.choose(vec![call.clone()], written).await {
-                        Ok(scores) => {
-                            let row = scores.into_iter().next().unwrap_or_default();
+                        Ok(choices) => {
+                            let Some(choice) = choices.into_iter().next() else {
+                                return (Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend scored no choice".into()) }), st);
+                            };
+                            st.prompt_tokens = choice.prompt_tokens;
+                            st.cached_tokens = choice.cached_tokens;
+                            st.cache_hit = choice.from_cache;
+                            let row = choice.scores;
                             let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
                             st.choice_scores = Some(labels.iter().cloned().zip(row).collect());
                             st.raw.push(labels[best].clone());
@@ -332,7 +366,7 @@ impl Executor {
                             out.insert(field.name.clone(), values[best].clone());
                             (Ok(out), st)
                         }
-                        Err(e) => (Err(RunError::Model { step: s.name.clone(), source: e }), st),
+                        Err(e) => (Err(RunError::Model { step: name.to_string(), source: e }), st),
                     };
                 }
             }
@@ -343,8 +377,8 @@ impl Executor {
         for attempt in 0..2 {
             let completion = match backend.generate(vec![call.clone()]).await {
                 Ok(mut c) if !c.is_empty() => c.remove(0),
-                Ok(_) => return (Err(RunError::Model { step: s.name.clone(), source: BackendError::Unsupported("the backend returned no completion".into()) }), st),
-                Err(e) => return (Err(RunError::Model { step: s.name.clone(), source: e }), st),
+                Ok(_) => return (Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend returned no completion".into()) }), st),
+                Err(e) => return (Err(RunError::Model { step: name.to_string(), source: e }), st),
             };
             st.prompt_tokens += completion.prompt_tokens;
             st.cached_tokens += completion.cached_tokens;
@@ -352,12 +386,12 @@ impl Executor {
             st.cache_hit = completion.from_cache && (attempt == 0 || st.cache_hit);
             st.raw.push(completion.text.clone());
             let answer = format!("{}{}", call.answer_so_far, completion.text);
-            match request.parse(&s.outputs, &answer) {
+            match request.parse(outputs, &answer) {
                 Ok(out) => return (Ok(out), st),
                 Err(e) => {
                     if attempt == 0 {
                         let missing = e.reason == super::adapter::MISSING;
-                        match request.continue_with(&s.outputs, &answer, &e.field).filter(|_| missing) {
+                        match request.continue_with(outputs, &answer, &e.field).filter(|_| missing) {
                             // A field never written: continue the answer from that field's marker.
                             Some(so_far) => call.answer_so_far = so_far,
                             // A field written wrongly: ask again, showing what went wrong.
@@ -369,11 +403,11 @@ impl Executor {
                             }
                         }
                     }
-                    failure = Some(RunError::Parse { step: s.name.clone(), field: e.field, reason: e.reason, raw: answer });
+                    failure = Some(RunError::Parse { step: name.to_string(), field: e.field, reason: e.reason, raw: answer });
                 }
             }
         }
-        let err = failure.unwrap_or(RunError::Model { step: s.name.clone(), source: BackendError::Unsupported("no attempt was made".into()) });
+        let err = failure.unwrap_or(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("no attempt was made".into()) });
         (Err(err), st)
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
-use super::backend::{Backend, BackendError, Call, Completion, Identity};
+use super::backend::{Backend, BackendError, Call, Choice, Completion, Identity};
 use super::executor::{Executor, RunError, RunOptions};
 
 /// Replies with scripted texts in order, after a delay; scores labels when given scores.
@@ -52,11 +52,11 @@ impl Backend for Scripted {
         self.scores.is_some()
     }
 
-    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
         let scores = self.scores.clone().unwrap_or_default();
         Box::pin(async move {
             assert_eq!(scores.len(), labels.len());
-            Ok(calls.iter().map(|_| scores.clone()).collect())
+            Ok(calls.iter().map(|_| Choice { scores: scores.clone(), prompt_tokens: 10, cached_tokens: 0, from_cache: false }).collect())
         })
     }
 }
@@ -209,4 +209,21 @@ async fn the_response_cache_answers_repeated_calls_without_the_model() {
     let (c, _) = ex.run(inputs(json!({"q": "y"}))).await;
     assert_eq!(c.unwrap(), inputs(json!({"a": "second"})), "a different request misses");
     assert_eq!(scripted.seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn cached_choices_are_flagged_as_hits_and_keep_their_token_counts() {
+    use super::cache::CachedBackend;
+    let dir = tempfile::tempdir().unwrap();
+    let src = "program p\ninput q: text\noutput c: label(red, green)\nsignature S { in x: text out c: label(red, green) }\nstep s = predict S { x: input.q }\nreturn { c: s.c }\n";
+    let scripted = Scripted::new(&[], 0, Some(vec![-0.1, -2.0]));
+    let cached = Arc::new(CachedBackend::new(scripted, dir.path().to_path_buf()));
+    let dag = crate::graph::lower(&crate::syntax::parse(src).unwrap()).dag.unwrap();
+    let ex = Executor::new(Arc::new(dag), vec![cached.clone() as Arc<dyn Backend>], HashMap::new(), RunOptions::default());
+    let (_, cold) = ex.run(inputs(json!({"q": "x"}))).await;
+    let (warm_out, warm) = ex.run(inputs(json!({"q": "x"}))).await;
+    assert_eq!(warm_out.unwrap(), inputs(json!({"c": "red"})));
+    assert!(!cold.steps[0].cache_hit && warm.steps[0].cache_hit);
+    assert_eq!((cold.steps[0].prompt_tokens, warm.steps[0].prompt_tokens), (10, 10));
+    assert_eq!(cached.counts(), (1, 1));
 }

@@ -7,12 +7,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value};
 
-use super::adapter::Template;
 use super::artifact::Artifact;
 use super::backend::{Backend, BackendError, LocalBackend, OpenAiBackend};
 use super::executor::{Executor, RunError, RunOptions, StepParams};
 use super::trace::Trace;
-use crate::graph::{Dag, ModelSpec, Provider};
+use crate::graph::{Dag, ModelId, ModelSpec, Provider};
 use crate::model::progress::ConsoleProgress;
 use crate::model::{LoadOptions, LocalModel, ModelError, PrefixCaching};
 use crate::syntax::{LineIndex, Severity};
@@ -168,6 +167,19 @@ impl Program {
         Ok(Program { executor: Executor::new(Arc::new(dag), backends, params, options.run) })
     }
 
+    /// A checked program on backends the caller provides, one per declared model in
+    /// declaration order (for models loopc has no backend for, and for tests).
+    pub fn with_backends(dag: Dag, backends: Vec<Arc<dyn Backend>>, run: RunOptions) -> Result<Program, LoadError> {
+        if backends.len() != dag.models().len() {
+            return Err(LoadError::Backend(BackendError::Unsupported(format!(
+                "the program declares {} model(s) but {} backend(s) were given",
+                dag.models().len(),
+                backends.len()
+            ))));
+        }
+        Ok(Program { executor: Executor::new(Arc::new(dag), backends, HashMap::new(), run) })
+    }
+
     /// Loads a compiled artifact (see [`super::artifact`]); no `.loop` file is needed.
     pub fn load(path: impl AsRef<Path>) -> Result<Program, LoadError> {
         Program::load_with(path, ProgramOptions::default())
@@ -183,10 +195,8 @@ impl Program {
     /// Readies a program from an artifact already in memory (`name` is used in messages).
     pub fn from_artifact(name: &str, artifact: &Artifact, mut options: ProgramOptions) -> Result<Program, LoadError> {
         let mismatch = |reason: String| LoadError::Mismatch { path: name.to_string(), reason };
-        for (step, rec) in &artifact.steps {
-            let template = Template::from_name(&rec.template).ok_or_else(|| mismatch(format!("step `{step}` has unknown template `{}`", rec.template)))?;
-            let params = StepParams { template, instruction: Some(rec.instruction.clone()), demos: rec.demos.clone() };
-            options.params.entry(step.clone()).or_insert(params);
+        for (step, params) in artifact.step_params().map_err(mismatch)? {
+            options.params.entry(step).or_insert(params);
         }
         let overridden = options.model_override.is_some();
         let source_name = format!("{name} (embedded {})", artifact.program.source_file);
@@ -214,6 +224,14 @@ impl Program {
         let dag = self.dag();
         let params = params.into_iter().filter_map(|(step, p)| dag.step_id(&step).map(|id| (id, p))).collect();
         Program { executor: self.executor.with_params(params) }
+    }
+
+    /// The same program with every model step on declared model `model` (e.g. a teacher that
+    /// produces demos for a smaller model). Unknown ids leave the program as it is.
+    pub fn on_model(&self, model: ModelId) -> Program {
+        let Some(b) = self.executor.backends().get(model.0).cloned() else { return self.clone() };
+        let all = vec![b; self.executor.backends().len()];
+        Program { executor: self.executor.with_backends(all) }
     }
 
     /// Runs the program on `inputs` (a JSON object with the program's inputs).

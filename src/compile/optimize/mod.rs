@@ -1,0 +1,414 @@
+//! The optimizers. Each produces candidate step parameters (template, instruction, demos per
+//! model step); candidates are scored on the dev set and the best is kept. All randomness
+//! comes from one ChaCha generator seeded by the `seed` setting, and evaluation keeps example
+//! order, so the same seed, model and data give the same artifact.
+
+mod demos;
+mod propose;
+mod record;
+mod tpe;
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use self::demos::{labeled_demo, trace_demos, Pools};
+use super::dataset::{Dataset, Example};
+use super::evaluate::{evaluate, Budget, Evaluation};
+use super::metric::{Metric, MetricError};
+use crate::graph::{Dag, ModelId, OptimizerKind, StepId, StepKind};
+use crate::runtime::adapter::{Demo, Template};
+use crate::runtime::artifact::*;
+use crate::runtime::backend::BackendError;
+use crate::runtime::executor::StepParams;
+use crate::Program;
+
+/// A trace passes (and may become a demo) when its score is at least this.
+pub const PASS: f64 = 0.5;
+
+/// Why a compile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Occurs when the metric cannot score.
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    /// Occurs when a model call outside a program run (an instruction proposal) fails.
+    #[error("proposing instructions: {0}")]
+    Model(#[from] BackendError),
+    /// Occurs when the settings leave nothing to do.
+    #[error("{0}")]
+    Settings(String),
+    /// Occurs when the budget runs out before the baseline is measured.
+    #[error("{0} before the program as written could be scored on the dev set; raise the budget")]
+    Budget(String),
+}
+
+/// The optimizer and its settings, with defaults filled in.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Which optimizer.
+    pub optimizer: OptimizerKind,
+    /// The most demos per step.
+    pub max_demos: usize,
+    /// The most labelled demos per step.
+    pub max_labeled_demos: usize,
+    /// How many candidates (search optimizers; for `instruction_search`, minibatch trials).
+    pub candidates: usize,
+    /// Instructions proposed per step (`instruction_search`).
+    pub instructions: usize,
+    /// Dev examples per minibatch trial (`instruction_search`).
+    pub minibatch: usize,
+    /// The templates to search over.
+    pub templates: Vec<Template>,
+    /// The model that runs the bootstrap (default: each step's own).
+    pub teacher: Option<ModelId>,
+    /// The seed.
+    pub seed: u64,
+    /// Runs at once.
+    pub concurrency: usize,
+}
+
+impl Plan {
+    /// The settings as recorded in provenance.
+    pub fn settings(&self, dag: &Dag) -> BTreeMap<String, Value> {
+        let mut s = BTreeMap::from([
+            ("max_demos".to_string(), json!(self.max_demos)),
+            ("max_labeled_demos".to_string(), json!(self.max_labeled_demos)),
+            ("candidates".to_string(), json!(self.candidates)),
+            ("templates".to_string(), json!(self.templates.iter().map(|t| t.name()).collect::<Vec<_>>())),
+        ]);
+        if self.optimizer == OptimizerKind::InstructionSearch {
+            s.insert("instructions".into(), json!(self.instructions));
+            s.insert("minibatch".into(), json!(self.minibatch));
+        }
+        if let Some(t) = self.teacher {
+            s.insert("teacher".into(), json!(dag.model(t).name));
+        }
+        s
+    }
+}
+
+/// Something worth showing while compiling.
+pub enum Event<'a> {
+    /// A phase begins that runs the program `runs` times.
+    Phase(&'a str, usize),
+    /// One run finished.
+    Run,
+    /// A candidate was scored.
+    Candidate(&'a CandidateRecord, f64),
+    /// A note for the user (e.g. no trace passed the metric).
+    Note(String),
+}
+
+/// Everything a compile reads.
+pub struct Job<'a> {
+    /// The program as written, its models ready.
+    pub program: Program,
+    /// The source file name, for provenance.
+    pub source_file: String,
+    /// The source text.
+    pub source: String,
+    /// Training examples (demos come from here).
+    pub train: Dataset,
+    /// Dev examples (candidates are scored here).
+    pub dev: Dataset,
+    /// The metric to maximise.
+    pub metric: Metric,
+    /// What to do.
+    pub plan: Plan,
+    /// Limits.
+    pub budget: Budget,
+    /// Where progress goes.
+    pub progress: &'a (dyn Fn(Event<'_>) + Sync),
+}
+
+type Params = HashMap<String, StepParams>;
+
+/// The model steps, in schedule order.
+fn model_steps(dag: &Dag) -> Vec<StepId> {
+    dag.schedule().into_iter().flatten().filter(|s| dag.step(*s).kind != StepKind::Call).collect()
+}
+
+/// The search so far: every candidate scored, and the best on the whole dev set.
+struct Search<'j, 'a> {
+    job: &'j Job<'a>,
+    steps: Vec<String>,
+    candidates: Vec<CandidateRecord>,
+    best: Option<(f64, Params)>,
+}
+
+impl Search<'_, '_> {
+    fn describe(&self, params: &Params, origin: &str) -> String {
+        let parts: Vec<String> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let p = params.get(s).cloned().unwrap_or_default();
+                let custom = if p.instruction.is_some() { " instruction=proposed" } else { "" };
+                format!("{s}: template={} demos={}{custom}", p.template.name(), p.demos.len())
+            })
+            .collect();
+        format!("{} ({origin})", parts.join("; "))
+    }
+
+    /// Scores `params` on `examples` (the whole dev set unless a minibatch is given). Only a
+    /// candidate scored on the whole dev set, and not cut short by the budget, can win.
+    async fn score(&mut self, params: Params, origin: &str, minibatch: Option<&[Example]>) -> Result<Evaluation, CompileError> {
+        let job = self.job;
+        let examples = minibatch.unwrap_or(&job.dev.examples);
+        let description = self.describe(&params, origin);
+        (job.progress)(Event::Phase(&format!("candidate {}: {description}", self.candidates.len()), examples.len()));
+        let tick = || (job.progress)(Event::Run);
+        let candidate = job.program.with_params(params.clone());
+        let e = evaluate(&candidate, examples, &job.metric, job.plan.concurrency, &job.budget, &tick).await?;
+        if !e.cut_short {
+            let record = CandidateRecord { trial: self.candidates.len(), description, score: e.mean(), evaluated_on: e.scores.len(), model_calls: e.model_calls };
+            if minibatch.is_none() && self.best.as_ref().is_none_or(|(b, _)| record.score > *b) {
+                self.best = Some((record.score, params));
+            }
+            (job.progress)(Event::Candidate(&record, self.best.as_ref().map_or(0.0, |b| b.0)));
+            self.candidates.push(record);
+        }
+        Ok(e)
+    }
+}
+
+/// Runs the compile and returns the artifact.
+pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
+    let dag = job.program.dag().clone();
+    let steps: Vec<String> = model_steps(&dag).into_iter().map(|s| dag.step(s).name.clone()).collect();
+    if steps.is_empty() {
+        return Err(CompileError::Settings("the program has no model steps: there is nothing to compile".into()));
+    }
+    if job.budget.max_calls == Some(0) || job.budget.max_tokens == Some(0) || job.budget.max_time.is_some_and(|t| t.is_zero()) {
+        return Err(CompileError::Settings("the budget is zero: not even the program as written can be scored".into()));
+    }
+    let plan = &job.plan;
+    let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+    let mut search = Search { job: &job, steps: steps.clone(), candidates: Vec::new(), best: None };
+    let step_id = |s: &str| dag.step_id(s).unwrap_or(StepId(0));
+
+    let baseline_params: Params = steps.iter().map(|s| (s.clone(), job.program.executor().params(step_id(s)))).collect();
+    let baseline = search.score(baseline_params.clone(), "the program as written", None).await?;
+    if baseline.cut_short {
+        return Err(CompileError::Budget(job.budget.exhausted().unwrap_or_default()));
+    }
+    let baseline_score = baseline.mean();
+
+    // Demo pools: labelled demos from every train example, bootstrapped ones from teacher runs.
+    let mut train_order: Vec<&Example> = job.train.examples.iter().collect();
+    train_order.shuffle(&mut rng);
+    let mut pools = Pools::default();
+    for s in &steps {
+        pools.labeled.insert(s.clone(), train_order.iter().filter_map(|ex| labeled_demo(&dag, step_id(s), ex)).collect());
+    }
+    if plan.optimizer != OptimizerKind::LabeledFewShot {
+        let owned: Vec<Example> = train_order.iter().map(|e| (*e).clone()).collect();
+        (job.progress)(Event::Phase("bootstrapping demos from the training set", owned.len()));
+        let teacher = match plan.teacher {
+            Some(m) => job.program.on_model(m).with_params(baseline_params.clone()),
+            None => job.program.with_params(baseline_params.clone()),
+        };
+        let tick = || (job.progress)(Event::Run);
+        let e = evaluate(&teacher, &owned, &job.metric, plan.concurrency, &job.budget, &tick).await?;
+        for (i, score) in e.scores.iter().enumerate() {
+            if *score >= PASS {
+                for (step, demo) in trace_demos(&dag, &e.traces[i]) {
+                    pools.boot.entry(step).or_default().push(demo);
+                }
+            }
+        }
+        if !e.scores.iter().any(|s| *s >= PASS) {
+            (job.progress)(Event::Note(format!(
+                "bootstrapped 0 passing traces from {} training runs (none scored {PASS} or more); falling back to labelled demos",
+                e.scores.len()
+            )));
+        }
+    }
+
+    let with = |template: Template, demos_of: &dyn Fn(&str) -> Vec<Demo>| -> Params {
+        steps
+            .iter()
+            .map(|s| {
+                let mut p = baseline_params.get(s).cloned().unwrap_or_default();
+                p.template = template;
+                p.demos = demos_of(s);
+                (s.clone(), p)
+            })
+            .collect()
+    };
+    let first_template = plan.templates.first().copied().unwrap_or(Template::Chat);
+    let mut proposed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    match plan.optimizer {
+        OptimizerKind::LabeledFewShot => {
+            let params = with(first_template, &|s| pools.labeled_set(s, plan.max_labeled_demos.min(plan.max_demos)));
+            search.score(params, "labelled demos", None).await?;
+        }
+        OptimizerKind::BootstrapFewShot => {
+            let params = with(first_template, &|s| pools.bootstrap_set(s, plan.max_demos, plan.max_labeled_demos));
+            search.score(params, "bootstrapped demos", None).await?;
+        }
+        OptimizerKind::BootstrapRandomSearch => {
+            for t in &plan.templates {
+                let params = with(*t, &|s| pools.bootstrap_set(s, plan.max_demos, plan.max_labeled_demos));
+                search.score(params, "bootstrapped demos", None).await?;
+                if job.budget.exhausted().is_some() {
+                    break;
+                }
+            }
+            let mut tried = 0;
+            while tried < plan.candidates && job.budget.exhausted().is_none() {
+                tried += 1;
+                let template = plan.templates[rng.random_range(0..plan.templates.len())];
+                let sets: HashMap<String, Vec<Demo>> = steps.iter().map(|s| (s.clone(), random_set(&pools, s, plan, &mut rng))).collect();
+                let params = with(template, &|s| sets.get(s).cloned().unwrap_or_default());
+                search.score(params, "random demo set", None).await?;
+            }
+        }
+        OptimizerKind::InstructionSearch => {
+            proposed = instruction_search(&mut search, &pools, &baseline_params, &mut rng).await?;
+        }
+    }
+
+    let (final_score, chosen) = search.best.clone().unwrap_or((baseline_score, baseline_params));
+    let step_records = steps
+        .iter()
+        .filter_map(|s| {
+            let sig = dag.step_signature(dag.step_id(s)?)?;
+            let p = chosen.get(s).cloned().unwrap_or_default();
+            let record = StepRecord { signature: sig.name.clone(), template: p.template.name().to_string(), instruction: p.instruction.unwrap_or_else(|| sig.instruction.clone()), demos: p.demos };
+            Some((s.clone(), record))
+        })
+        .collect();
+    Ok(Artifact {
+        format: FORMAT.into(),
+        version: VERSION,
+        program: ProgramRecord {
+            name: dag.name().to_string(),
+            source_file: job.source_file.clone(),
+            source: job.source.clone(),
+            source_sha256: crate::fs::sha256_hex(job.source.as_bytes()),
+            graph: record::graph_json(&dag),
+        },
+        steps: step_records,
+        models: record::models(&job.program),
+        provenance: Provenance {
+            loopc_version: env!("CARGO_PKG_VERSION").into(),
+            optimizer: plan.optimizer.name().into(),
+            settings: plan.settings(&dag),
+            seed: plan.seed,
+            metric: job.metric.name().into(),
+            train: DatasetRecord { source: job.train.source.clone(), sha256: job.train.sha256.clone(), examples: job.train.examples.len() },
+            dev: DatasetRecord { source: job.dev.source.clone(), sha256: job.dev.sha256.clone(), examples: job.dev.examples.len() },
+            baseline_score,
+            final_score,
+            candidates: search.candidates,
+            proposed_instructions: proposed,
+            model_calls: job.budget.calls(),
+            stopped_early: job.budget.exhausted(),
+            timing: Timing {
+                created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                wall_seconds: job.budget.elapsed().as_secs_f64(),
+                cache_hits: job.budget.cache_hits(),
+                ..Timing::default()
+            },
+        },
+    })
+}
+
+/// A seeded random demo set for `step`: shuffled pool, seeded size.
+fn random_set(pools: &Pools, step: &str, plan: &Plan, rng: &mut ChaCha8Rng) -> Vec<Demo> {
+    let mut pool = pools.candidates(step, plan.max_labeled_demos.max(plan.max_demos) * 4);
+    pool.shuffle(rng);
+    let k = rng.random_range(1..=plan.max_demos.max(1)).min(pool.len());
+    pool.truncate(k);
+    pool
+}
+
+/// Leaders (by mean minibatch score) that get a full dev evaluation.
+const LEADERS: usize = 3;
+/// Random demo sets per step besides the bootstrapped set and the empty set.
+const RANDOM_SETS: usize = 4;
+
+/// `instruction_search`: propose instructions per step, then search instruction × demo set ×
+/// template with the TPE surrogate on seeded minibatches of the dev set, and score the leaders
+/// on the whole dev set. Returns the proposed instructions, by step, for provenance.
+async fn instruction_search(search: &mut Search<'_, '_>, pools: &Pools, baseline: &Params, rng: &mut ChaCha8Rng) -> Result<BTreeMap<String, Vec<String>>, CompileError> {
+    let job = search.job;
+    let plan = &job.plan;
+    let dag = job.program.dag();
+    let steps = search.steps.clone();
+
+    // Per step: instruction options (the signature's own first) and demo-set options.
+    let mut instructions: Vec<Vec<Option<String>>> = Vec::new();
+    let mut demo_sets: Vec<Vec<Vec<Demo>>> = Vec::new();
+    let mut proposed = BTreeMap::new();
+    for s in &steps {
+        let id = dag.step_id(s).unwrap_or(StepId(0));
+        let boot = pools.bootstrap_set(s, plan.max_demos, plan.max_labeled_demos);
+        (job.progress)(Event::Phase(&format!("proposing {} instructions for `{s}`", plan.instructions), 0));
+        let new = propose::instructions(&job.program, id, &job.train.examples, &boot, plan.instructions, rng, &job.budget).await?;
+        (job.progress)(Event::Note(format!("`{s}`: {} instruction(s) proposed", new.len())));
+        instructions.push(std::iter::once(None).chain(new.iter().cloned().map(Some)).collect());
+        proposed.insert(s.clone(), new);
+        let mut sets = vec![boot, Vec::new()];
+        for _ in 0..RANDOM_SETS {
+            sets.push(random_set(pools, s, plan, rng));
+        }
+        demo_sets.push(sets);
+    }
+    // Dimensions: the template, then (instruction, demo set) per step.
+    let mut sizes = vec![plan.templates.len()];
+    for (i, d) in instructions.iter().zip(&demo_sets) {
+        sizes.extend([i.len(), d.len()]);
+    }
+    let params_of = |c: &tpe::Config| -> Params {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let mut p = baseline.get(s).cloned().unwrap_or_default();
+                p.template = plan.templates[c[0]];
+                p.instruction = instructions[k][c[1 + 2 * k]].clone();
+                p.demos = demo_sets[k][c[2 + 2 * k]].clone();
+                (s.clone(), p)
+            })
+            .collect()
+    };
+
+    let mut surrogate = tpe::Tpe::new(sizes.clone(), 4);
+    let mut seen: Vec<(tpe::Config, Vec<f64>)> = Vec::new();
+    let size = plan.minibatch.clamp(1, job.dev.examples.len().max(1));
+    for trial in 0..plan.candidates {
+        if job.budget.exhausted().is_some() {
+            break;
+        }
+        // The first trial is the bootstrapped program as it stands; the surrogate takes over.
+        let config = if trial == 0 { vec![0; sizes.len()] } else { surrogate.propose(rng) };
+        let mut batch: Vec<Example> = job.dev.examples.clone();
+        batch.shuffle(rng);
+        batch.truncate(size);
+        let e = search.score(params_of(&config), &format!("trial on a minibatch of {size}"), Some(&batch)).await?;
+        if e.cut_short {
+            break;
+        }
+        surrogate.observe(config.clone(), e.mean());
+        match seen.iter_mut().find(|(c, _)| *c == config) {
+            Some((_, scores)) => scores.push(e.mean()),
+            None => seen.push((config, vec![e.mean()])),
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mut order: Vec<usize> = (0..seen.len()).collect();
+    order.sort_by(|&a, &b| mean(&seen[b].1).total_cmp(&mean(&seen[a].1)).then(a.cmp(&b)));
+    for &i in order.iter().take(LEADERS) {
+        if job.budget.exhausted().is_some() {
+            break;
+        }
+        search.score(params_of(&seen[i].0), "leader, whole dev set", None).await?;
+    }
+    Ok(proposed)
+}

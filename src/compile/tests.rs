@@ -1,0 +1,242 @@
+//! Orchestration tests of the optimizers and the LM judge with a rule-following backend (a
+//! test double of the model; the real model is exercised in `tests/compile.rs`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::{json, Map, Value};
+
+use super::dataset::{Dataset, Example};
+use super::evaluate::{evaluate, Budget};
+use super::metric::Metric;
+use super::optimize::{compile, Event, Job, Plan};
+use crate::graph::{Dag, OptimizerKind};
+use crate::runtime::adapter::Template;
+use crate::runtime::backend::{Backend, BackendError, Call, Choice, Completion, Identity};
+use crate::runtime::executor::RunOptions;
+use crate::Program;
+
+/// Follows rules a test can reason about:
+/// - a label choice is right (the label named in the input) only when the instruction says
+///   "keyword" (or, for a backend that learns from demos, when the prompt has two demos);
+///   otherwise it picks the first label;
+/// - a bool choice (the judge) is true when the prompt contains "please";
+/// - generation (instruction proposals) writes an instruction that says "keyword".
+struct Rules {
+    calls: AtomicU64,
+    learns_from_demos: bool,
+}
+
+impl Rules {
+    fn new(learns_from_demos: bool) -> Arc<Rules> {
+        Arc::new(Rules { calls: AtomicU64::new(0), learns_from_demos })
+    }
+}
+
+impl Backend for Rules {
+    fn identity(&self) -> Identity {
+        Identity { provider: "rules".into(), name: "test".into() }
+    }
+
+    fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
+        self.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
+        let text = " Pick the team named by the ticket's keyword.".to_string();
+        Box::pin(async move { Ok(calls.iter().map(|_| Completion { text: text.clone(), prompt_tokens: 50, cached_tokens: 0, completion_tokens: 9, from_cache: false }).collect()) })
+    }
+
+    fn supports_choice(&self) -> bool {
+        true
+    }
+
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        self.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
+        let out = calls
+            .iter()
+            .map(|c| {
+                let r = &c.request;
+                let bare: Vec<String> = labels.iter().map(|l| l.trim().trim_matches('"').to_string()).collect();
+                let pick = if bare == ["true", "false"] {
+                    usize::from(!r.user.contains("please"))
+                } else if r.system.contains("keyword") || (self.learns_from_demos && r.demos.len() >= 2) {
+                    let last_line = r.user.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                    bare.iter().position(|l| r.user.contains(&format!("kw-{l}")) || last_line.contains(&format!("kw-{l}"))).unwrap_or(0)
+                } else {
+                    0
+                };
+                let scores = (0..labels.len()).map(|i| if i == pick { -0.1 } else { -3.0 }).collect();
+                Choice { scores, prompt_tokens: 40, cached_tokens: 0, from_cache: false }
+            })
+            .collect();
+        Box::pin(async move { Ok(out) })
+    }
+}
+
+const SRC: &str = r#"program route "Route tickets"
+input ticket: text
+output team: label(billing, shipping, technical)
+signature Route "Decide which team should handle the ticket." {
+  in ticket: text
+  out team: label(billing, shipping, technical)
+}
+signature Polite "Is the reply polite?" {
+  in reply: text
+  out polite: bool
+}
+step route = predict Route { ticket: input.ticket }
+return { team: route.team }
+metric accuracy = exact(output.team, example.team)
+metric politeness = judge(Polite, reply: example.ticket)
+"#;
+
+fn dag() -> Dag {
+    crate::graph::lower(&crate::syntax::parse(SRC).unwrap()).dag.unwrap()
+}
+
+fn program(backend: &Arc<Rules>) -> Program {
+    Program::with_backends(dag(), vec![backend.clone() as Arc<dyn Backend>], RunOptions::default()).unwrap()
+}
+
+fn data(name: &str, n: usize) -> Dataset {
+    let teams = ["billing", "shipping", "technical"];
+    let examples = (0..n)
+        .map(|i| {
+            let team = teams[(i * 7 + name.len()) % 3];
+            let polite = if i % 2 == 0 { "please help" } else { "fix it now" };
+            let fields: Map<String, Value> = json!({"ticket": format!("ticket {i}: kw-{team} {polite}"), "team": team}).as_object().cloned().unwrap();
+            Example { origin: format!("{name}:{}", i + 1), fields }
+        })
+        .collect();
+    Dataset { source: name.into(), sha256: "0".repeat(64), examples }
+}
+
+fn metric(name: &str, program: &Program) -> Metric {
+    let spec = dag().metrics().iter().find(|m| m.name == name).cloned().unwrap();
+    Metric::new(spec, None).unwrap().judged_by(program)
+}
+
+fn plan(optimizer: OptimizerKind, seed: u64) -> Plan {
+    Plan {
+        optimizer,
+        max_demos: 2,
+        max_labeled_demos: 2,
+        candidates: 8,
+        instructions: 2,
+        minibatch: 6,
+        templates: vec![Template::Chat, Template::Completion],
+        teacher: None,
+        seed,
+        concurrency: 3,
+    }
+}
+
+async fn run(optimizer: OptimizerKind, seed: u64) -> crate::runtime::artifact::Artifact {
+    let backend = Rules::new(false);
+    let program = program(&backend);
+    let quiet = |_: Event<'_>| {};
+    let job = Job {
+        metric: metric("accuracy", &program),
+        program,
+        source_file: "route.loop".into(),
+        source: SRC.into(),
+        train: data("train", 12),
+        dev: data("dev", 12),
+        plan: plan(optimizer, seed),
+        budget: Budget::new(None, None, None),
+        progress: &quiet,
+    };
+    let artifact = compile(job).await.unwrap();
+    assert_eq!(artifact.provenance.model_calls, backend.calls.load(Ordering::Relaxed), "every call the backend saw is counted");
+    artifact
+}
+
+#[tokio::test]
+async fn instruction_search_finds_the_proposed_instruction_that_works() {
+    let a = run(OptimizerKind::InstructionSearch, 5).await;
+    let p = &a.provenance;
+    assert!(p.baseline_score < 0.5, "the instruction as written picks the first label: {}", p.baseline_score);
+    assert_eq!(p.final_score, 1.0, "the proposed instruction names the keyword rule");
+    assert!(a.steps["route"].instruction.contains("keyword"));
+    assert_eq!(p.proposed_instructions["route"], ["Pick the team named by the ticket's keyword."]);
+    assert!(p.candidates.iter().any(|c| c.evaluated_on == 6), "minibatch trials are recorded");
+    assert!(p.candidates.iter().filter(|c| c.evaluated_on == 12).count() >= 2, "the baseline and the leaders are scored on the whole dev set");
+    assert_eq!(p.settings["minibatch"], 6);
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_search() {
+    for optimizer in [OptimizerKind::InstructionSearch, OptimizerKind::BootstrapRandomSearch] {
+        let (mut a, mut b) = (run(optimizer, 11).await, run(optimizer, 11).await);
+        a.provenance.timing = Default::default();
+        b.provenance.timing = Default::default();
+        assert_eq!(a, b, "{}", optimizer.name());
+    }
+}
+
+#[tokio::test]
+async fn a_judge_runs_its_rubric_per_example_and_its_calls_count() {
+    let backend = Rules::new(false);
+    let program = program(&backend);
+    let judge = metric("politeness", &program);
+    assert!(judge.needs_model());
+    let examples = data("d", 4).examples;
+    let e = evaluate(&program, &examples, &judge, 2, &Budget::new(None, None, None), &|| {}).await.unwrap();
+    assert_eq!(e.scores, [1.0, 0.0, 1.0, 0.0], "polite tickets (every other one) pass the rubric");
+    assert_eq!(e.model_calls, 8, "one program call and one judge call per example");
+    assert!(e.traces[0].steps.iter().any(|s| s.step == "judge `politeness`"));
+}
+
+#[tokio::test]
+async fn a_teacher_model_runs_the_bootstrap() {
+    // Two models: the student (first label always) and a teacher that knows the rule.
+    let src = SRC.replace(
+        "step route = predict Route { ticket: input.ticket }",
+        "model student = onnx(\"none\")\nmodel teacher = onnx(\"none\")\nstep route = predict Route { ticket: input.ticket } using student",
+    );
+    let dag = crate::graph::lower(&crate::syntax::parse(&src).unwrap()).dag.unwrap_or_else(|| panic!("the test program does not check"));
+    let student = Rules::new(true);
+    struct Teacher(Arc<Rules>);
+    impl Backend for Teacher {
+        fn identity(&self) -> Identity {
+            Identity { provider: "rules".into(), name: "teacher".into() }
+        }
+        fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
+            self.0.generate(calls)
+        }
+        fn supports_choice(&self) -> bool {
+            true
+        }
+        fn choose(&self, mut calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+            for c in &mut calls {
+                c.request.system.push_str(" (keyword)");
+            }
+            self.0.choose(calls, labels)
+        }
+    }
+    let teacher = Arc::new(Teacher(Rules::new(false)));
+    let n_models = dag.models().len();
+    let teacher_id = crate::graph::ModelId(dag.models().iter().position(|m| m.name == "teacher").unwrap());
+    let student_id = dag.models().iter().position(|m| m.name == "student").unwrap();
+    let backends: Vec<Arc<dyn Backend>> = (0..n_models).map(|i| if i == student_id { student.clone() as Arc<dyn Backend> } else { teacher.clone() as Arc<dyn Backend> }).collect();
+    let program = Program::with_backends(dag, backends, RunOptions::default()).unwrap();
+    let quiet = |_: Event<'_>| {};
+    let mut plan = plan(OptimizerKind::BootstrapFewShot, 1);
+    plan.teacher = Some(teacher_id);
+    let job = Job {
+        metric: metric("accuracy", &program),
+        program,
+        source_file: "route.loop".into(),
+        source: src.clone(),
+        train: data("train", 9),
+        dev: data("dev", 6),
+        plan,
+        budget: Budget::new(None, None, None),
+        progress: &quiet,
+    };
+    let a = compile(job).await.unwrap();
+    assert_eq!(teacher.0.calls.load(Ordering::Relaxed), 9, "the teacher ran every training example");
+    let demos = &a.steps["route"].demos;
+    assert_eq!(demos.len(), 2);
+    assert!(demos.iter().all(|d| d.inputs["ticket"].as_str().unwrap().contains(&format!("kw-{}", d.outputs["team"].as_str().unwrap()))), "demos are the teacher's right answers");
+    assert_eq!(a.provenance.settings["teacher"], "teacher");
+}

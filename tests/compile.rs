@@ -166,3 +166,24 @@ fn an_interrupted_compile_writes_no_artifact() {
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temporary files left");
 }
+
+#[test]
+fn an_lm_judge_scores_with_the_real_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = std::fs::read_to_string(root().join("programs/sentiment.loop")).unwrap().replace(
+        "metric accuracy",
+        "signature Fits \"Does the label describe the review's sentiment?\" {\n  in review: text\n  in label: text\n  out fits: bool\n}\nmetric fits = judge(Fits, review: example.review, label: output.sentiment)\nmetric accuracy",
+    );
+    let file = dir.path().join("judged.loop");
+    std::fs::write(&file, program).unwrap();
+    let data = dir.path().join("reviews.jsonl");
+    std::fs::write(&data, "{\"review\": \"I love it, works perfectly.\"}\n{\"review\": \"Broken on arrival, awful.\"}\n{\"review\": \"It is a mug.\"}\n").unwrap();
+    let cache = dir.path().join("cache");
+    let o = loopc(&["eval", file.to_str().unwrap(), "--data", data.to_str().unwrap(), "--metric", "fits", "--cache-dir", cache.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["metric"], "fits");
+    assert_eq!(v["model_calls"], 6, "one call for the program and one for the judge per review: {v}");
+    let score = v["score"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&score) && (score * 3.0).fract() == 0.0, "a bool judge gives 0 or 1 per review: {v}");
+}

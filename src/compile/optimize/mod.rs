@@ -263,9 +263,15 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
             while tried < plan.candidates && job.budget.exhausted().is_none() {
                 tried += 1;
                 let template = plan.templates[rng.random_range(0..plan.templates.len())];
-                let sets: HashMap<String, Vec<Demo>> = steps.iter().map(|s| (s.clone(), random_set(&pools, s, plan, &mut rng))).collect();
+                let mut balanced = false;
+                let mut sets: HashMap<String, Vec<Demo>> = HashMap::new();
+                for s in &steps {
+                    let (set, b) = random_set(&pools, &dag, s, plan, &mut rng);
+                    balanced |= b;
+                    sets.insert(s.clone(), set);
+                }
                 let params = with(template, &|s| sets.get(s).cloned().unwrap_or_default());
-                search.score(params, "random demo set", None).await?;
+                search.score(params, if balanced { "random demo set, one per label" } else { "random demo set" }, None).await?;
             }
         }
         OptimizerKind::InstructionSearch => {
@@ -319,13 +325,33 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
     })
 }
 
-/// A seeded random demo set for `step`: shuffled pool, seeded size.
-fn random_set(pools: &Pools, step: &str, plan: &Plan, rng: &mut ChaCha8Rng) -> Vec<Demo> {
+/// A seeded random demo set for `step`: shuffled pool, seeded size. For a step whose one
+/// output is a label, every other set is balanced instead: one demo per label (as far as the
+/// pool has them and `max_demos` allows), in seeded order, since a small model given demos
+/// of only some labels rarely answers the others.
+fn random_set(pools: &Pools, dag: &Dag, step: &str, plan: &Plan, rng: &mut ChaCha8Rng) -> (Vec<Demo>, bool) {
     let mut pool = pools.candidates(step, plan.max_labeled_demos.max(plan.max_demos) * 4);
     pool.shuffle(rng);
+    let label_field = dag.step_id(step).and_then(|id| match dag.step(id).outputs.as_slice() {
+        [f] if matches!(f.ty, crate::graph::Type::Label(_)) => Some(f.name.clone()),
+        _ => None,
+    });
+    if let Some(field) = label_field.filter(|_| rng.random_bool(0.5)) {
+        let mut seen = Vec::new();
+        let mut balanced: Vec<Demo> = Vec::new();
+        for d in &pool {
+            let label = d.outputs.get(&field).cloned();
+            if !seen.contains(&label) {
+                seen.push(label);
+                balanced.push(d.clone());
+            }
+        }
+        balanced.truncate(plan.max_demos.max(1));
+        return (balanced, true);
+    }
     let k = rng.random_range(1..=plan.max_demos.max(1)).min(pool.len());
     pool.truncate(k);
-    pool
+    (pool, false)
 }
 
 /// Leaders (by mean minibatch score) that get a full dev evaluation.
@@ -356,7 +382,7 @@ async fn instruction_search(search: &mut Search<'_, '_>, pools: &Pools, baseline
         proposed.insert(s.clone(), new);
         let mut sets = vec![boot, Vec::new()];
         for _ in 0..RANDOM_SETS {
-            sets.push(random_set(pools, s, plan, rng));
+            sets.push(random_set(pools, dag, s, plan, rng).0);
         }
         demo_sets.push(sets);
     }

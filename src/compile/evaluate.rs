@@ -73,6 +73,7 @@ impl Budget {
         }
     }
 
+    /// Counts the model calls of a run (every attempt of every model step) and returns them.
     fn record(&self, trace: &Trace) -> u64 {
         let mut calls = 0;
         for st in trace.steps.iter().filter(|s| s.kind != "call") {
@@ -128,7 +129,7 @@ pub async fn evaluate(
     on_done: &(dyn Fn() + Sync),
 ) -> Result<Evaluation, MetricError> {
     let dag = program.dag();
-    let runs: Vec<Option<(Trace, Option<f64>)>> = stream::iter(examples.iter().map(|ex| {
+    let runs: Vec<Option<(Trace, Option<f64>, u64)>> = stream::iter(examples.iter().map(|ex| {
         let inputs = ex.inputs(dag);
         async move {
             if budget.exhausted().is_some() {
@@ -143,9 +144,9 @@ pub async fn evaluate(
             } else {
                 None
             };
-            budget.record(&trace);
+            let calls = budget.record(&trace);
             on_done();
-            Ok(Some((trace, judged)))
+            Ok(Some((trace, judged, calls)))
         }
     }))
     .buffered(concurrency.max(1))
@@ -154,8 +155,14 @@ pub async fn evaluate(
     .into_iter()
     .collect::<Result<_, _>>()?;
     let cut_short = runs.iter().any(Option::is_none);
-    let (traces, judged): (Vec<Trace>, Vec<Option<f64>>) = runs.into_iter().flatten().unzip();
-    let model_calls = traces.iter().map(|t| t.steps.iter().filter(|s| s.kind != "call").map(|s| s.raw.len().max(1) as u64).sum::<u64>()).sum();
+    let mut traces = Vec::new();
+    let mut judged = Vec::new();
+    let mut model_calls = 0;
+    for (trace, score, calls) in runs.into_iter().flatten() {
+        traces.push(trace);
+        judged.push(score);
+        model_calls += calls;
+    }
     // Scoring is CPU work (token F1, regexes) and independent per example.
     let scores = traces
         .par_iter()

@@ -66,10 +66,17 @@ pub fn labeled_demo(dag: &Dag, step: StepId, ex: &Example) -> Option<Demo> {
     }
     let mut outputs = Map::new();
     for f in s.outputs.iter().filter(|f| f.name != REASONING) {
-        let ret = dag.returns().iter().find(|r| matches!(&r.source, Source::Step { step: st, field } if *st == step && *field == f.name))?;
-        outputs.insert(f.name.clone(), ex.fields.get(&ret.slot)?.clone());
+        outputs.insert(f.name.clone(), ex.fields.get(returned_as(dag, step, &f.name)?)?.clone());
     }
     Some(Demo { inputs, outputs })
+}
+
+/// The program output that returns `field` of `step`, if one does (so examples label it).
+pub fn returned_as<'d>(dag: &'d Dag, step: StepId, field: &str) -> Option<&'d str> {
+    dag.returns()
+        .iter()
+        .find(|r| matches!(&r.source, Source::Step { step: st, field: f } if *st == step && f == field))
+        .map(|r| r.slot.as_str())
 }
 
 /// Per-step demos from a run that passed: what each model step saw and answered.

@@ -64,11 +64,10 @@ pub fn summarize(dag: &Dag, step: StepId, train: &[Example], demos: &[Demo]) -> 
     lines.push(format!("Output: {}", fields(&sig.outputs)));
     for f in &s.outputs {
         let Type::Label(labels) = &f.ty else { continue };
-        let ret = dag.returns().iter().find(|r| matches!(&r.source, crate::graph::Source::Step { step: st, field } if *st == step && *field == f.name));
-        let Some(ret) = ret else { continue };
+        let Some(slot) = super::demos::returned_as(dag, step, &f.name) else { continue };
         let mut counts: BTreeMap<&str, usize> = labels.iter().map(|l| (l.as_str(), 0)).collect();
         for ex in train {
-            if let Some(c) = ex.fields.get(&ret.slot).and_then(Value::as_str).and_then(|l| counts.get_mut(l)) {
+            if let Some(c) = ex.fields.get(slot).and_then(Value::as_str).and_then(|l| counts.get_mut(l)) {
                 *c += 1;
             }
         }

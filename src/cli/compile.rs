@@ -43,6 +43,7 @@ pub(super) fn load_data(path: &Path, dag: &Dag, metric: &Metric) -> anyhow::Resu
 struct Display {
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
+    max_calls: Option<u64>,
 }
 
 impl Display {
@@ -70,8 +71,9 @@ impl Display {
                     b.inc(1);
                 }
             }
-            Event::Candidate(c, best) => {
-                let line = format!("trial {:>2}  score {:.3}  (best {best:.3}, {} calls)  {}", c.trial, c.score, c.model_calls, c.description);
+            Event::Candidate(c, best, spent) => {
+                let budget = self.max_calls.map_or(String::new(), |m| format!(" of {m}"));
+                let line = format!("trial {:>2}  score {:.3}  (best {best:.3}, {} calls; {spent}{budget} spent)  {}", c.trial, c.score, c.model_calls, c.description);
                 match bar.as_ref() {
                     Some(b) if !b.is_hidden() => b.println(line),
                     _ => eprintln!("{line}"),
@@ -135,7 +137,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
     );
     let program = Program::from_file_with(&args.file, args.runtime.options()?)?;
     let metric = metric.judged_by(&program);
-    let display = Display { bar: Mutex::new(None), quiet: args.json };
+    let display = Display { bar: Mutex::new(None), quiet: args.json, max_calls: budget.max_calls };
     let on_event = |e: Event<'_>| display.on(e);
     let job = Job {
         program,

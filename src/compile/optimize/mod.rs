@@ -97,8 +97,9 @@ pub enum Event<'a> {
     Phase(&'a str, usize),
     /// One run finished.
     Run,
-    /// A candidate was scored.
-    Candidate(&'a CandidateRecord, f64),
+    /// A candidate was scored: the record, the best whole-dev score so far, and the model
+    /// calls the compile has spent so far.
+    Candidate(&'a CandidateRecord, f64, u64),
     /// A note for the user (e.g. no trace passed the metric).
     Note(String),
 }
@@ -169,7 +170,7 @@ impl Search<'_, '_> {
             if minibatch.is_none() && self.best.as_ref().is_none_or(|(b, _)| record.score > *b) {
                 self.best = Some((record.score, params));
             }
-            (job.progress)(Event::Candidate(&record, self.best.as_ref().map_or(0.0, |b| b.0)));
+            (job.progress)(Event::Candidate(&record, self.best.as_ref().map_or(0.0, |b| b.0), job.budget.calls()));
             self.candidates.push(record);
         }
         Ok(e)

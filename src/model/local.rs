@@ -584,12 +584,24 @@ impl LocalModel {
 
     /// Logits at the last position of `prompt` (for checks against reference numerics).
     pub fn last_logits(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        if tokens.is_empty() {
-            return Err(ModelError::Request("no tokens".into()));
-        }
+        let last = tokens.len().saturating_sub(1);
+        Ok(self.logits_at(tokens, &[last])?.into_iter().next().unwrap_or_default())
+    }
+
+    /// Logits at each of `positions` of `tokens`, from one pass.
+    pub fn logits_at(&self, tokens: &[u32], positions: &[usize]) -> Result<Vec<Vec<f32>>, ModelError> {
         let n = tokens.len();
+        if n == 0 || positions.iter().any(|&p| p >= n) {
+            return Err(ModelError::Request(format!("positions {positions:?} are not all within {n} tokens")));
+        }
         let ids = tokens.iter().map(|&t| t as i64).collect();
-        let fwd = self.lock_decoder().forward(1, ids, vec![1; n], (0..n as i64).collect(), Past::Empty, &[(0, n - 1)])?;
-        Ok(fwd.logits.into_iter().next().unwrap_or_default())
+        let want: Vec<(usize, usize)> = positions.iter().map(|&p| (0, p)).collect();
+        Ok(self.lock_decoder().forward(1, ids, vec![1; n], (0..n as i64).collect(), Past::Empty, &want)?.logits)
+    }
+
+    /// Whether the model computes logits only for the positions asked for
+    /// (`num_logits_to_keep`), rather than for every position of a pass.
+    pub fn keeps_logits(&self) -> bool {
+        self.lock_decoder().keeps_logits()
     }
 }

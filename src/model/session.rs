@@ -125,7 +125,10 @@ impl Decoder {
             None => return Err(bad("the model has no output `logits`".into())),
         };
         let has_position_ids = input_names.iter().any(|n| n == "position_ids");
-        let has_logits_to_keep = input_names.iter().any(|n| n == "num_logits_to_keep");
+        // loopc's own exports declare it with a default, which makes it an overridable
+        // initializer: ONNX Runtime lists those apart from the plain inputs.
+        let has_logits_to_keep = input_names.iter().any(|n| n == "num_logits_to_keep")
+            || session.overridable_initializers().iter().any(|i| i.name() == "num_logits_to_keep");
         Ok(Decoder { session, kv: KvShape { layers, heads, head_dim }, vocab, has_position_ids, has_logits_to_keep, input_names })
     }
 
@@ -194,6 +197,11 @@ impl Decoder {
             }
         }
         Ok(Forward { logits: picked, present })
+    }
+
+    /// Whether the model takes `num_logits_to_keep`.
+    pub fn keeps_logits(&self) -> bool {
+        self.has_logits_to_keep
     }
 
     /// The model's input names.

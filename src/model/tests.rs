@@ -51,6 +51,20 @@ fn the_tiny_model_loads_with_its_shape() {
 }
 
 #[test]
+fn logits_are_computed_only_where_asked_and_agree_with_a_wider_pass() {
+    let m = tiny(LoadOptions::default());
+    assert!(m.keeps_logits(), "loopc's exports take num_logits_to_keep (an overridable initializer)");
+    let ids = [5u32, 17, 42, 99, 3, 8];
+    let last_only = m.logits_at(&ids, &[5]).unwrap();
+    let wide = m.logits_at(&ids, &[1, 5]).unwrap();
+    assert_eq!(wide.len(), 2);
+    let diff = last_only[0].iter().zip(&wide[1]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4, "the last position's logits differ by {diff} between a 1-position and a 5-position pass");
+    assert_ne!(wide[0], wide[1]);
+    assert!(m.logits_at(&ids, &[6]).is_err());
+}
+
+#[test]
 fn batched_generation_equals_one_by_one() {
     let m = tiny(LoadOptions::default());
     let reqs: Vec<GenerateRequest> = ["a", "hello there", "x y z w v u", "The quick brown fox"]

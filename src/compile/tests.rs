@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::dataset::{Dataset, Example};
 use super::evaluate::{evaluate, Budget};
 use super::metric::Metric;
-use super::optimize::{compile, Event, Job, Plan};
+use super::optimize::{compile, Job, Plan};
 use crate::graph::{Dag, OptimizerKind};
 use crate::runtime::adapter::Template;
 use crate::runtime::backend::{Backend, BackendError, Call, Choice, Completion, Identity};
@@ -130,22 +130,24 @@ fn plan(optimizer: OptimizerKind, seed: u64) -> Plan {
     }
 }
 
-async fn run(optimizer: OptimizerKind, seed: u64) -> crate::runtime::artifact::Artifact {
-    let backend = Rules::new(false);
-    let program = program(&backend);
-    let quiet = |_: Event<'_>| {};
-    let job = Job {
+/// A compile of `program` (built from `source`) by accuracy, with no budget and no progress.
+fn job(program: Program, source: &str, train: usize, dev: usize, plan: Plan) -> Job<'static> {
+    Job {
         metric: metric("accuracy", &program),
         program,
         source_file: "route.loop".into(),
-        source: SRC.into(),
-        train: data("train", 12),
-        dev: data("dev", 12),
-        plan: plan(optimizer, seed),
+        source: source.into(),
+        train: data("train", train),
+        dev: data("dev", dev),
+        plan,
         budget: Budget::new(None, None, None),
-        progress: &quiet,
-    };
-    let artifact = compile(job).await.unwrap();
+        progress: &|_| {},
+    }
+}
+
+async fn run(optimizer: OptimizerKind, seed: u64) -> crate::runtime::artifact::Artifact {
+    let backend = Rules::new(false);
+    let artifact = compile(job(program(&backend), SRC, 12, 12, plan(optimizer, seed))).await.unwrap();
     assert_eq!(artifact.provenance.model_calls, backend.calls.load(Ordering::Relaxed), "every call the backend saw is counted");
     artifact
 }
@@ -219,21 +221,9 @@ async fn a_teacher_model_runs_the_bootstrap() {
     let student_id = dag.models().iter().position(|m| m.name == "student").unwrap();
     let backends: Vec<Arc<dyn Backend>> = (0..n_models).map(|i| if i == student_id { student.clone() as Arc<dyn Backend> } else { teacher.clone() as Arc<dyn Backend> }).collect();
     let program = Program::with_backends(dag, backends, RunOptions::default()).unwrap();
-    let quiet = |_: Event<'_>| {};
     let mut plan = plan(OptimizerKind::BootstrapFewShot, 1);
     plan.teacher = Some(teacher_id);
-    let job = Job {
-        metric: metric("accuracy", &program),
-        program,
-        source_file: "route.loop".into(),
-        source: src.clone(),
-        train: data("train", 9),
-        dev: data("dev", 6),
-        plan,
-        budget: Budget::new(None, None, None),
-        progress: &quiet,
-    };
-    let a = compile(job).await.unwrap();
+    let a = compile(job(program, &src, 9, 6, plan)).await.unwrap();
     assert_eq!(teacher.0.calls.load(Ordering::Relaxed), 9, "the teacher ran every training example");
     let demos = &a.steps["route"].demos;
     assert_eq!(demos.len(), 2);

@@ -60,6 +60,37 @@ impl CachedBackend {
     }
 }
 
+impl CachedBackend {
+    /// Answers each call from the cache where it can, sends the rest to `fetch` in one batch,
+    /// and stores what comes back; results are in call order.
+    async fn through<T, Fut>(
+        &self,
+        kind: &str,
+        calls: &[Call],
+        labels: &[String],
+        decode: impl Fn(&Value) -> Option<T>,
+        encode: impl Fn(&T) -> Value,
+        fetch: impl FnOnce(Vec<Call>) -> Fut,
+    ) -> Result<Vec<T>, BackendError>
+    where
+        Fut: std::future::Future<Output = Result<Vec<T>, BackendError>>,
+    {
+        let keys: Vec<String> = calls.iter().map(|c| self.key(kind, c, labels)).collect();
+        let mut out: Vec<Option<T>> = keys.iter().map(|k| self.read(k).and_then(|v| decode(&v))).collect();
+        let missing: Vec<usize> = (0..calls.len()).filter(|&i| out[i].is_none()).collect();
+        self.hits.fetch_add((calls.len() - missing.len()) as u64, Ordering::Relaxed);
+        self.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        if !missing.is_empty() {
+            let fresh = fetch(missing.iter().map(|&i| calls[i].clone()).collect()).await?;
+            for (&i, answer) in missing.iter().zip(fresh) {
+                self.write(&keys[i], &encode(&answer));
+                out[i] = Some(answer);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
 impl Backend for CachedBackend {
     fn identity(&self) -> Identity {
         self.inner.identity()
@@ -67,32 +98,17 @@ impl Backend for CachedBackend {
 
     fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
         Box::pin(async move {
-            let keys: Vec<String> = calls.iter().map(|c| self.key("generate", c, &[])).collect();
-            let mut out: Vec<Option<Completion>> = keys
-                .iter()
-                .map(|k| {
-                    self.read(k).and_then(|v| {
-                        Some(Completion {
-                            text: v["text"].as_str()?.to_string(),
-                            prompt_tokens: v["prompt_tokens"].as_u64()?,
-                            cached_tokens: v["cached_tokens"].as_u64()?,
-                            completion_tokens: v["completion_tokens"].as_u64()?,
-                            from_cache: true,
-                        })
-                    })
+            let decode = |v: &Value| {
+                Some(Completion {
+                    text: v["text"].as_str()?.to_string(),
+                    prompt_tokens: v["prompt_tokens"].as_u64()?,
+                    cached_tokens: v["cached_tokens"].as_u64()?,
+                    completion_tokens: v["completion_tokens"].as_u64()?,
+                    from_cache: true,
                 })
-                .collect();
-            let missing: Vec<usize> = (0..calls.len()).filter(|&i| out[i].is_none()).collect();
-            self.hits.fetch_add((calls.len() - missing.len()) as u64, Ordering::Relaxed);
-            self.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
-            if !missing.is_empty() {
-                let fresh = self.inner.generate(missing.iter().map(|&i| calls[i].clone()).collect()).await?;
-                for (&i, c) in missing.iter().zip(fresh) {
-                    self.write(&keys[i], &json!({"text": c.text, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens, "completion_tokens": c.completion_tokens}));
-                    out[i] = Some(c);
-                }
-            }
-            Ok(out.into_iter().flatten().collect())
+            };
+            let encode = |c: &Completion| json!({"text": c.text, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens, "completion_tokens": c.completion_tokens});
+            self.through("generate", &calls, &[], decode, encode, |missing| self.inner.generate(missing)).await
         })
     }
 
@@ -106,32 +122,17 @@ impl Backend for CachedBackend {
 
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
         Box::pin(async move {
-            let keys: Vec<String> = calls.iter().map(|c| self.key("choose", c, &labels)).collect();
-            let mut out: Vec<Option<Choice>> = keys
-                .iter()
-                .map(|k| {
-                    self.read(k).and_then(|v| {
-                        let scores: Vec<f32> = v["scores"].as_array()?.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect();
-                        (scores.len() == labels.len()).then_some(Choice {
-                            scores,
-                            prompt_tokens: v["prompt_tokens"].as_u64()?,
-                            cached_tokens: v["cached_tokens"].as_u64()?,
-                            from_cache: true,
-                        })
-                    })
+            let decode = |v: &Value| {
+                let scores: Vec<f32> = v["scores"].as_array()?.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect();
+                (scores.len() == labels.len()).then_some(Choice {
+                    scores,
+                    prompt_tokens: v["prompt_tokens"].as_u64()?,
+                    cached_tokens: v["cached_tokens"].as_u64()?,
+                    from_cache: true,
                 })
-                .collect();
-            let missing: Vec<usize> = (0..calls.len()).filter(|&i| out[i].is_none()).collect();
-            self.hits.fetch_add((calls.len() - missing.len()) as u64, Ordering::Relaxed);
-            self.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
-            if !missing.is_empty() {
-                let fresh = self.inner.choose(missing.iter().map(|&i| calls[i].clone()).collect(), labels.clone()).await?;
-                for (&i, c) in missing.iter().zip(fresh) {
-                    self.write(&keys[i], &json!({"scores": c.scores, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens}));
-                    out[i] = Some(c);
-                }
-            }
-            Ok(out.into_iter().flatten().collect())
+            };
+            let encode = |c: &Choice| json!({"scores": c.scores, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens});
+            self.through("choose", &calls, &labels, decode, encode, |missing| self.inner.choose(missing, labels.clone())).await
         })
     }
 }

@@ -23,10 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "programs/sentiment.loop".to_string());
     // Loading checks the program and readies its models (provisioning them on first use).
     let program = tokio::task::spawn_blocking(move || Program::from_file(&path)).await??;
-    let app = Router::new()
-        .route("/run", post(run))
-        .route("/health", get(|| async { "ok" }))
-        .with_state(program);
+    let app = Router::new().route("/run", post(run)).route("/health", get(|| async { "ok" })).with_state(program);
     let addr = std::env::var("LOOPC_SERVICE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_string());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("listening on http://{}", listener.local_addr()?);

@@ -5,12 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn loopc(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loopc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the loopc binary runs")
+    Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().expect("the loopc binary runs")
 }
 
 fn root() -> &'static Path {
@@ -87,8 +82,7 @@ fn graph_prints_dot_mermaid_and_json() {
     assert!(mermaid.starts_with("flowchart LR"));
     assert!(mermaid.contains("step_notes -->|\"result → notes\"| step_draft"), "{mermaid}");
 
-    let json: serde_json::Value =
-        serde_json::from_slice(&loopc(&["graph", "support_triage.loop", "--format", "json"], &dir).stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&loopc(&["graph", "support_triage.loop", "--format", "json"], &dir).stdout).unwrap();
     assert_eq!(json["schedule"], serde_json::json!([["classify", "notes"], ["draft"]]));
 }
 
@@ -117,7 +111,19 @@ fn fmt_rewrites_in_place_and_check_reports_unformatted_files() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in [vec!["--help"], vec!["check", "--help"], vec!["graph", "--help"], vec!["fmt", "--help"], vec!["bench", "parse", "--help"], vec!["bench", "model", "--help"], vec!["bench", "run", "--help"], vec!["run", "--help"], vec!["prompt", "--help"], vec!["generate", "--help"], vec!["model", "import", "--help"]] {
+    for cmd in [
+        vec!["--help"],
+        vec!["check", "--help"],
+        vec!["graph", "--help"],
+        vec!["fmt", "--help"],
+        vec!["bench", "parse", "--help"],
+        vec!["bench", "model", "--help"],
+        vec!["bench", "run", "--help"],
+        vec!["run", "--help"],
+        vec!["prompt", "--help"],
+        vec!["generate", "--help"],
+        vec!["model", "import", "--help"],
+    ] {
         let out = loopc(&cmd, root());
         assert!(out.status.success(), "{cmd:?}");
         assert!(text(&out.stdout).contains("Usage: loopc"), "{cmd:?}");
@@ -139,12 +145,8 @@ fn a_wrong_onnx_runtime_library_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("libonnxruntime.so");
     std::fs::write(&fake, b"not a shared library").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_loopc"))
-        .args(["generate", "hello"])
-        .env("ORT_DYLIB_PATH", &fake)
-        .env("LOOPC_CACHE_DIR", dir.path())
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_loopc")).args(["generate", "hello"]).env("ORT_DYLIB_PATH", &fake).env("LOOPC_CACHE_DIR", dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("cannot load ONNX Runtime from") && stderr.contains("ORT_DYLIB_PATH"), "{stderr}");
@@ -180,7 +182,12 @@ fn model_import_converts_a_gguf_and_info_describes_it() {
     let gguf = dir.path().join("tiny.gguf");
     loopc::model::testing::write_tiny_gguf(&gguf, 3).unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("LOOPC_CACHE_DIR", dir.path().join("cache")).env("ORT_DYLIB_PATH", ort_library()).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_loopc"))
+            .args(args)
+            .env("LOOPC_CACHE_DIR", dir.path().join("cache"))
+            .env("ORT_DYLIB_PATH", ort_library())
+            .output()
+            .unwrap()
     };
     let out = run(&["model", "import", gguf.to_str().unwrap(), "--name", "tiny"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -247,10 +254,7 @@ fn run_in_batch_mode_reports_bad_lines_by_number() {
 
 #[test]
 fn prompt_shows_the_final_prompt_without_a_model() {
-    let out = loopc(
-        &["prompt", "support_triage.loop", "--step", "classify", "--input", r#"{"ticket": "I was charged twice"}"#],
-        &root().join("programs"),
-    );
+    let out = loopc(&["prompt", "support_triage.loop", "--step", "classify", "--input", r#"{"ticket": "I was charged twice"}"#], &root().join("programs"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(shown.contains("Classify a customer support ticket."), "{shown}");
@@ -302,10 +306,7 @@ fn run_gives_typed_outputs_for_the_tool_and_multi_step_programs() {
     let dir = root().join("programs");
     let (kb, seen) = kb_server();
     let url = format!("kb_search={kb}/search?q={{query}}");
-    let out = loopc(
-        &["run", "support_triage.loop", "--tool-url", &url, "--input", r#"{"ticket": "I was charged twice this month"}"#],
-        &dir,
-    );
+    let out = loopc(&["run", "support_triage.loop", "--tool-url", &url, "--input", r#"{"ticket": "I was charged twice this month"}"#], &dir);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(["billing", "bug", "account", "other"].contains(&v["category"].as_str().unwrap()), "{v}");
@@ -333,10 +334,7 @@ fn an_unreachable_tool_fails_the_run_naming_the_step() {
     // A port nothing listens on: bind, note the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("kb_search=http://127.0.0.1:{port}/search?q={{query}}");
-    let out = loopc(
-        &["run", "support_triage.loop", "--tool-url", &url, "--input", r#"{"ticket": "hello"}"#],
-        &root().join("programs"),
-    );
+    let out = loopc(&["run", "support_triage.loop", "--tool-url", &url, "--input", r#"{"ticket": "hello"}"#], &root().join("programs"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("step `notes`: tool `kb_search` cannot reach"), "{}", text(&out.stderr));
     let bad = loopc(&["run", "support_triage.loop", "--tool-url", "kb_search=http://x/{q}", "--input", "{}"], &root().join("programs"));

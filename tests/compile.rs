@@ -39,8 +39,19 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
         let out = dir.path().join(format!("a{i}.json"));
         let cache = dir.path().join(format!("cache{i}"));
         let args = [
-            "compile", "programs/ticket_routing.loop", "--train", train.to_str().unwrap(), "--dev", dev.to_str().unwrap(),
-            "--candidates", "2", "-o", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--json",
+            "compile",
+            "programs/ticket_routing.loop",
+            "--train",
+            train.to_str().unwrap(),
+            "--dev",
+            dev.to_str().unwrap(),
+            "--candidates",
+            "2",
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--json",
         ];
         let o = loopc(&args);
         assert!(o.status.success(), "{}", text(&o.stderr));
@@ -80,8 +91,21 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
     let report = dir.path().join("report.html");
     let cache0 = dir.path().join("cache0");
     let args = [
-        "compile", "programs/ticket_routing.loop", "--train", train.to_str().unwrap(), "--dev", dev.to_str().unwrap(), "--candidates", "2",
-        "-o", warm.to_str().unwrap(), "--cache-dir", cache0.to_str().unwrap(), "--report", report.to_str().unwrap(), "--json",
+        "compile",
+        "programs/ticket_routing.loop",
+        "--train",
+        train.to_str().unwrap(),
+        "--dev",
+        dev.to_str().unwrap(),
+        "--candidates",
+        "2",
+        "-o",
+        warm.to_str().unwrap(),
+        "--cache-dir",
+        cache0.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--json",
     ];
     let o = loopc(&args);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -177,7 +201,8 @@ fn an_lm_judge_scores_with_the_real_model() {
     let file = dir.path().join("judged.loop");
     std::fs::write(&file, program).unwrap();
     let data = dir.path().join("reviews.jsonl");
-    std::fs::write(&data, "{\"review\": \"I love it, works perfectly.\"}\n{\"review\": \"Broken on arrival, awful.\"}\n{\"review\": \"It is a mug.\"}\n").unwrap();
+    std::fs::write(&data, "{\"review\": \"I love it, works perfectly.\"}\n{\"review\": \"Broken on arrival, awful.\"}\n{\"review\": \"It is a mug.\"}\n")
+        .unwrap();
     let cache = dir.path().join("cache");
     let o = loopc(&["eval", file.to_str().unwrap(), "--data", data.to_str().unwrap(), "--metric", "fits", "--cache-dir", cache.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));

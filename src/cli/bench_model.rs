@@ -13,8 +13,8 @@ use super::Outcome;
 /// Words cycled to build prompts of a chosen length (deterministic, varied enough that BPE
 /// gives about one token per word).
 const WORDS: [&str; 24] = [
-    "river", "table", "quiet", "orange", "window", "travel", "garden", "simple", "market", "letter", "yellow", "planet",
-    "winter", "silver", "engine", "forest", "bridge", "castle", "pocket", "summer", "camera", "doctor", "island", "shadow",
+    "river", "table", "quiet", "orange", "window", "travel", "garden", "simple", "market", "letter", "yellow", "planet", "winter", "silver", "engine",
+    "forest", "bridge", "castle", "pocket", "summer", "camera", "doctor", "island", "shadow",
 ];
 
 /// Text of exactly `tokens` tokens (cut to length after encoding), starting at word `offset`.

@@ -13,9 +13,14 @@ use super::args::BenchRunArgs;
 use super::{source, Outcome};
 
 const PHRASES: [&str; 8] = [
-    "arrived on time and works well", "stopped working after a week", "is fine for the price",
-    "exceeded what I expected", "broke the first time I used it", "does the job, nothing more",
-    "has a lovely finish", "came with a missing part",
+    "arrived on time and works well",
+    "stopped working after a week",
+    "is fine for the price",
+    "exceeded what I expected",
+    "broke the first time I used it",
+    "does the job, nothing more",
+    "has a lovely finish",
+    "came with a missing part",
 ];
 
 /// Runs `loopc bench run`.
@@ -24,12 +29,7 @@ pub fn run(args: &BenchRunArgs, color: bool) -> anyhow::Result<Outcome> {
     let dag = source::load_dag(&args.file, color)?;
     anyhow::ensure!(dag.inputs().iter().all(|f| f.ty == Type::Text), "bench run generates text inputs; `{}` has other input types", args.file.display());
     let inputs: Vec<Map<String, Value>> = (0..args.inputs)
-        .map(|i| {
-            dag.inputs()
-                .iter()
-                .map(|f| (f.name.clone(), Value::String(format!("Item {i}: the product {}.", PHRASES[i % PHRASES.len()]))))
-                .collect()
-        })
+        .map(|i| dag.inputs().iter().map(|f| (f.name.clone(), Value::String(format!("Item {i}: the product {}.", PHRASES[i % PHRASES.len()])))).collect())
         .collect();
     let steps = dag.steps().len();
     let cache = tempfile::tempdir()?;

@@ -20,8 +20,7 @@ pub fn run(args: &CheckArgs, color: bool) -> anyhow::Result<Outcome> {
     let mut json = Vec::new();
     for path in &args.files {
         let checked = source::check(path)?;
-        let fails = checked.has_errors()
-            || (args.deny_warnings && checked.diagnostics.iter().any(|d| d.severity == Severity::Warning));
+        let fails = checked.has_errors() || (args.deny_warnings && checked.diagnostics.iter().any(|d| d.severity == Severity::Warning));
         failed |= fails;
         if args.json {
             let index = LineIndex::new(&checked.source);

@@ -29,7 +29,11 @@ pub(super) fn pick_metric(dag: &Dag, name: Option<&str>, rater: Option<Arc<dyn R
         }
         None => match dag.optimizer().and_then(|o| o.settings.metric) {
             Some(id) => dag.metrics()[id.0].clone(),
-            None => dag.metrics().first().cloned().ok_or_else(|| anyhow::anyhow!("the program declares no metric: add `metric NAME = exact(output.X, example.X)`"))?,
+            None => dag
+                .metrics()
+                .first()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("the program declares no metric: add `metric NAME = exact(output.X, example.X)`"))?,
         },
     };
     Ok(Metric::new(spec, rater)?)
@@ -62,7 +66,11 @@ impl Display {
                     return;
                 }
                 let b = ProgressBar::new(runs as u64);
-                b.set_style(ProgressStyle::with_template("{msg}\n  [{bar:30}] {pos}/{len} runs, {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+                b.set_style(
+                    ProgressStyle::with_template("{msg}\n  [{bar:30}] {pos}/{len} runs, {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
                 b.set_message(name.to_string());
                 *bar = Some(b);
             }
@@ -73,7 +81,8 @@ impl Display {
             }
             Event::Candidate(c, best, spent) => {
                 let budget = self.max_calls.map_or(String::new(), |m| format!(" of {m}"));
-                let line = format!("trial {:>2}  score {:.3}  (best {best:.3}, {} calls; {spent}{budget} spent)  {}", c.trial, c.score, c.model_calls, c.description);
+                let line =
+                    format!("trial {:>2}  score {:.3}  (best {best:.3}, {} calls; {spent}{budget} spent)  {}", c.trial, c.score, c.model_calls, c.description);
                 match bar.as_ref() {
                     Some(b) if !b.is_hidden() => b.println(line),
                     _ => eprintln!("{line}"),
@@ -95,9 +104,11 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
     let declared = dag.optimizer();
     let settings = declared.map(|o| o.settings.clone()).unwrap_or_default();
     let optimizer = match &args.optimizer {
-        Some(name) => OptimizerKind::ALL.iter().find(|(_, n)| n == name).map(|(k, _)| *k).ok_or_else(|| {
-            anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", "))
-        })?,
+        Some(name) => OptimizerKind::ALL
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(k, _)| *k)
+            .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))?,
         None => declared.map_or(OptimizerKind::BootstrapRandomSearch, |o| o.kind),
     };
     let seed = args.seed.or(settings.seed).unwrap_or(0);
@@ -139,17 +150,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
     let metric = metric.judged_by(&program);
     let display = Display { bar: Mutex::new(None), quiet: args.json, max_calls: budget.max_calls };
     let on_event = |e: Event<'_>| display.on(e);
-    let job = Job {
-        program,
-        source_file: args.file.display().to_string(),
-        source: src,
-        train,
-        dev,
-        metric,
-        plan,
-        budget,
-        progress: &on_event,
-    };
+    let job = Job { program, source_file: args.file.display().to_string(), source: src, train, dev, metric, plan, budget, progress: &on_event };
     if !args.json {
         eprintln!(
             "compiling `{}` with {} (seed {seed}): {} train, {} dev examples",
@@ -182,7 +183,8 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
     let artifact = compile_artifact(args, color)?;
     artifact.write(&args.out)?;
     if let Some(path) = &args.report {
-        loopc::fs::atomic_write(path, super::html_report::render(&artifact).as_bytes()).with_context(|| format!("cannot write the report `{}`", path.display()))?;
+        loopc::fs::atomic_write(path, super::html_report::render(&artifact).as_bytes())
+            .with_context(|| format!("cannot write the report `{}`", path.display()))?;
     }
     let p = &artifact.provenance;
     if args.json {
@@ -216,4 +218,3 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
     }
     Ok(Outcome::Success)
 }
-

@@ -63,7 +63,10 @@ pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
                 })
             })
             .collect();
-        println!("{}", json!({ "metric": metric.name(), "score": e.mean(), "examples": e.scores.len(), "failed_runs": failed, "model_calls": e.model_calls, "labels": per_label }));
+        println!(
+            "{}",
+            json!({ "metric": metric.name(), "score": e.mean(), "examples": e.scores.len(), "failed_runs": failed, "model_calls": e.model_calls, "labels": per_label })
+        );
     } else {
         println!("{}: {:.3} on {} examples ({failed} failed runs, {} model calls)", metric.name(), e.mean(), e.scores.len(), e.model_calls);
         for (field, names, m) in &labels {

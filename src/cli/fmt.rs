@@ -28,8 +28,7 @@ pub fn run(args: &FmtArgs, color: bool) -> anyhow::Result<Outcome> {
             eprintln!("would reformat: {}", path.display());
             outcome = Outcome::Failure;
         } else {
-            loopc::fs::atomic_write(path, formatted.as_bytes())
-                .with_context(|| format!("cannot write `{}`", path.display()))?;
+            loopc::fs::atomic_write(path, formatted.as_bytes()).with_context(|| format!("cannot write `{}`", path.display()))?;
             eprintln!("formatted: {}", path.display());
         }
     }

@@ -117,10 +117,7 @@ fn json(dag: &Dag) -> JsonGraph {
     JsonGraph {
         name: dag.name().to_string(),
         nodes,
-        edges: dag
-            .edges()
-            .map(|(f, t, e)| JsonEdge { from: name(f), to: name(t), field: e.field.clone(), slot: e.slot.clone() })
-            .collect(),
+        edges: dag.edges().map(|(f, t, e)| JsonEdge { from: name(f), to: name(t), field: e.field.clone(), slot: e.slot.clone() }).collect(),
         schedule: schedule.iter().map(|l| l.iter().map(|s| dag.step(*s).name.clone()).collect()).collect(),
     }
 }

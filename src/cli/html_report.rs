@@ -20,14 +20,28 @@ fn chart(artifact: &Artifact) -> String {
     let n = cands.len().max(2) - 1;
     let x = |i: usize| left + (w - left - right) * i as f64 / n as f64;
     let y = |s: f64| top + (h - top - bottom) * (1.0 - s.clamp(0.0, 1.0));
-    let mut svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="candidate scores by trial">"#);
+    let mut svg =
+        format!(r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="candidate scores by trial">"#);
     for tick in 0..=4 {
         let s = tick as f64 / 4.0;
-        let _ = write!(svg, r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" font-size="11" text-anchor="end">{s:.2}</text>"##, w - right, left - 6.0, y(s) + 4.0, y = y(s));
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" font-size="11" text-anchor="end">{s:.2}</text>"##,
+            w - right,
+            left - 6.0,
+            y(s) + 4.0,
+            y = y(s)
+        );
     }
     let _ = write!(svg, r##"<text x="{}" y="{}" font-size="11" text-anchor="middle">trial</text>"##, (left + w - right) / 2.0, h - 6.0);
     let base = y(artifact.provenance.baseline_score);
-    let _ = write!(svg, r##"<line x1="{left}" x2="{}" y1="{base}" y2="{base}" stroke="#999" stroke-dasharray="4 3"/><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#666">baseline</text>"##, w - right, w - right, base - 4.0);
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" x2="{}" y1="{base}" y2="{base}" stroke="#999" stroke-dasharray="4 3"/><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#666">baseline</text>"##,
+        w - right,
+        w - right,
+        base - 4.0
+    );
     let mut best = f64::MIN;
     let mut path = String::new();
     for (i, c) in cands.iter().enumerate() {
@@ -84,13 +98,34 @@ pub fn render(artifact: &Artifact) -> String {
     html.push_str(&chart(artifact));
     html.push_str("<table><tr><th>trial</th><th>score</th><th>examples</th><th>calls</th><th>candidate</th></tr>");
     for c in &p.candidates {
-        let _ = write!(html, "<tr><td class=n>{}</td><td class=n>{:.3}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>", c.trial, c.score, c.evaluated_on, c.model_calls, esc(&c.description));
+        let _ = write!(
+            html,
+            "<tr><td class=n>{}</td><td class=n>{:.3}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+            c.trial,
+            c.score,
+            c.evaluated_on,
+            c.model_calls,
+            esc(&c.description)
+        );
     }
     html.push_str("</table><h2>Winning prompts</h2>");
     for (name, s) in &artifact.steps {
-        let _ = write!(html, "<h3>step <code>{}</code> ({}, template {})</h3><p><b>Instruction:</b> {}</p>", esc(name), esc(&s.signature), esc(&s.template), esc(&s.instruction));
+        let _ = write!(
+            html,
+            "<h3>step <code>{}</code> ({}, template {})</h3><p><b>Instruction:</b> {}</p>",
+            esc(name),
+            esc(&s.signature),
+            esc(&s.template),
+            esc(&s.instruction)
+        );
         for (i, d) in s.demos.iter().enumerate() {
-            let _ = write!(html, "<p>demo {}</p><pre>{}\n→ {}</pre>", i + 1, esc(&serde_json::Value::Object(d.inputs.clone()).to_string()), esc(&serde_json::Value::Object(d.outputs.clone()).to_string()));
+            let _ = write!(
+                html,
+                "<p>demo {}</p><pre>{}\n→ {}</pre>",
+                i + 1,
+                esc(&serde_json::Value::Object(d.inputs.clone()).to_string()),
+                esc(&serde_json::Value::Object(d.outputs.clone()).to_string())
+            );
         }
     }
     html.push_str("</body></html>\n");

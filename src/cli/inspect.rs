@@ -18,7 +18,11 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
     let dag = loopc::runtime::check(&format!("{shown} (embedded {})", artifact.program.source_file), &artifact.program.source)?;
     let params = artifact.step_params().map_err(|e| anyhow::anyhow!("`{shown}`: {e}"))?;
     if let Some(s) = &args.step {
-        anyhow::ensure!(artifact.steps.contains_key(s), "the artifact has no model step `{s}` (its steps: {})", artifact.steps.keys().cloned().collect::<Vec<_>>().join(", "));
+        anyhow::ensure!(
+            artifact.steps.contains_key(s),
+            "the artifact has no model step `{s}` (its steps: {})",
+            artifact.steps.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
     }
     // Without --input, each program input shows as a placeholder.
     let inputs: Map<String, Value> = match &args.input {
@@ -59,12 +63,25 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
     println!("{} — compiled by loopc {} with {} (seed {}, metric {})", artifact.program.name, p.loopc_version, p.optimizer, p.seed, p.metric);
-    println!("dev score {:.3} → {:.3} on {} examples, {} candidates, {} model calls", p.baseline_score, p.final_score, p.dev.examples, p.candidates.len(), p.model_calls);
+    println!(
+        "dev score {:.3} → {:.3} on {} examples, {} candidates, {} model calls",
+        p.baseline_score,
+        p.final_score,
+        p.dev.examples,
+        p.candidates.len(),
+        p.model_calls
+    );
     for m in &artifact.models {
         println!("model `{}`: {} {} (weights {})", m.name, m.provider, m.model, m.weights_sha256.as_deref().map_or("unknown", |h| &h[..h.len().min(12)]));
     }
     for s in &steps {
-        println!("\n══ step `{}` ({}, template {}, {} demos) ══", s["step"].as_str().unwrap_or(""), s["signature"].as_str().unwrap_or(""), s["template"].as_str().unwrap_or(""), s["demos"]);
+        println!(
+            "\n══ step `{}` ({}, template {}, {} demos) ══",
+            s["step"].as_str().unwrap_or(""),
+            s["signature"].as_str().unwrap_or(""),
+            s["template"].as_str().unwrap_or(""),
+            s["demos"]
+        );
         print!("{}", s["shown"].as_str().unwrap_or(""));
     }
     Ok(Outcome::Success)
@@ -119,7 +136,12 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<Outcome> {
     let names: BTreeSet<&String> = a.steps.keys().chain(b.steps.keys()).collect();
     let steps: Map<String, Value> = names.into_iter().filter_map(|n| step_changes(a.steps.get(n), b.steps.get(n)).map(|c| (n.clone(), c))).collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "a": args.a, "b": args.b, "same": fields.is_empty() && steps.is_empty(), "provenance": fields, "steps": steps }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "a": args.a, "b": args.b, "same": fields.is_empty() && steps.is_empty(), "provenance": fields, "steps": steps })
+            )?
+        );
         return Ok(Outcome::Success);
     }
     println!("--- {}\n+++ {}", args.a.display(), args.b.display());

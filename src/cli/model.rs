@@ -81,10 +81,8 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
     let progress = ConsoleProgress::new();
     let model = provision::open_model(name, LoadOptions { threads: 1, ..LoadOptions::default() }, &progress)?;
     let dir = model.dir().to_path_buf();
-    let config: serde_json::Value = std::fs::read_to_string(dir.join(CONFIG_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let config: serde_json::Value =
+        std::fs::read_to_string(dir.join(CONFIG_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(serde_json::Value::Null);
     let hash = loopc::model::model_sha256(&dir).with_context(|| format!("cannot hash the model files in `{}`", dir.display()))?;
     let (kv, vocab) = model.shape();
     let inputs = model.input_names();

@@ -10,8 +10,7 @@ use super::{source, Outcome};
 /// Runs `loopc prompt`.
 pub fn run(args: &PromptArgs, color: bool) -> anyhow::Result<Outcome> {
     let dag = source::load_dag(&args.file, color)?;
-    let template = Template::from_name(&args.template)
-        .ok_or_else(|| anyhow::anyhow!("unknown template `{}` (chat, json, completion)", args.template))?;
+    let template = Template::from_name(&args.template).ok_or_else(|| anyhow::anyhow!("unknown template `{}` (chat, json, completion)", args.template))?;
     let step = dag.step_id(&args.step).ok_or_else(|| {
         let names: Vec<&str> = dag.steps().iter().map(|s| s.name.as_str()).collect();
         anyhow::anyhow!("no step `{}` (steps: {})", args.step, names.join(", "))

@@ -90,7 +90,9 @@ async fn batch(args: &RunArgs, program: &Program, path: &Path) -> anyhow::Result
         rows.push((i + 1, inputs));
     }
     let bar = indicatif::ProgressBar::new(rows.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("running [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("running [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     let results: Vec<RowResult> = stream::iter(rows)
         .map(|(line, inputs)| async move {
@@ -128,7 +130,10 @@ fn report_trace(args: &RunArgs, trace: &Trace) -> anyhow::Result<()> {
         eprintln!("run {} of {} ({} ms)", trace.run_id, trace.program, trace.latency_ms);
         for s in &trace.steps {
             let hit = if s.cache_hit { ", answer from the response cache" } else { "" };
-            eprintln!("── step {} ({}, {}) {} ms, {} prompt tokens ({} cached), {} generated{hit}", s.step, s.kind, s.served_by, s.latency_ms, s.prompt_tokens, s.cached_tokens, s.completion_tokens);
+            eprintln!(
+                "── step {} ({}, {}) {} ms, {} prompt tokens ({} cached), {} generated{hit}",
+                s.step, s.kind, s.served_by, s.latency_ms, s.prompt_tokens, s.cached_tokens, s.completion_tokens
+            );
             if !s.prompt.is_empty() {
                 eprintln!("{}", indent(&s.prompt));
             }

@@ -47,13 +47,7 @@ pub fn check_source(path: &Path, source: String) -> Checked {
         Err(d) => Checked { path: path.to_path_buf(), source, dag: None, diagnostics: vec![d] },
         Ok(file) => {
             let lowered = graph::lower(&file);
-            Checked {
-                path: path.to_path_buf(),
-                source,
-
-                dag: lowered.dag,
-                diagnostics: lowered.diagnostics,
-            }
+            Checked { path: path.to_path_buf(), source, dag: lowered.dag, diagnostics: lowered.diagnostics }
         }
     }
 }

@@ -168,9 +168,7 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         load(&path, &dag(), &["label".to_string()]).map_err(|e| match e {
-            DatasetError::Line { origin, reason } => {
-                DatasetError::Line { origin: origin.rsplit('/').next().unwrap_or_default().to_string(), reason }
-            }
+            DatasetError::Line { origin, reason } => DatasetError::Line { origin: origin.rsplit('/').next().unwrap_or_default().to_string(), reason },
             other => other,
         })
     }

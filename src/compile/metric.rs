@@ -219,7 +219,14 @@ impl<R: std::io::BufRead + Send, W: std::io::Write + Send> Rater for TerminalRat
         let mut io = self.io.lock().unwrap_or_else(|e| e.into_inner());
         let (input, output) = &mut *io;
         let broken = |e: std::io::Error| MetricError::Unavailable { metric: criterion.to_string(), reason: format!("the terminal failed: {e}") };
-        writeln!(output, "\n── rate `{criterion}` ({}) ──\ninput:  {}\noutput: {}", example.origin, Value::Object(example.fields.clone()), Value::Object(outputs.clone())).map_err(broken)?;
+        writeln!(
+            output,
+            "\n── rate `{criterion}` ({}) ──\ninput:  {}\noutput: {}",
+            example.origin,
+            Value::Object(example.fields.clone()),
+            Value::Object(outputs.clone())
+        )
+        .map_err(broken)?;
         loop {
             write!(output, "score 0-10 (or 0.0-1.0): ").map_err(broken)?;
             output.flush().map_err(broken)?;

@@ -42,7 +42,9 @@ impl Backend for Rules {
     fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
         self.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
         let text = " Pick the team named by the ticket's keyword.".to_string();
-        Box::pin(async move { Ok(calls.iter().map(|_| Completion { text: text.clone(), prompt_tokens: 50, cached_tokens: 0, completion_tokens: 9, from_cache: false }).collect()) })
+        Box::pin(async move {
+            Ok(calls.iter().map(|_| Completion { text: text.clone(), prompt_tokens: 50, cached_tokens: 0, completion_tokens: 9, from_cache: false }).collect())
+        })
     }
 
     fn supports_choice(&self) -> bool {
@@ -219,7 +221,8 @@ async fn a_teacher_model_runs_the_bootstrap() {
     let n_models = dag.models().len();
     let teacher_id = crate::graph::ModelId(dag.models().iter().position(|m| m.name == "teacher").unwrap());
     let student_id = dag.models().iter().position(|m| m.name == "student").unwrap();
-    let backends: Vec<Arc<dyn Backend>> = (0..n_models).map(|i| if i == student_id { student.clone() as Arc<dyn Backend> } else { teacher.clone() as Arc<dyn Backend> }).collect();
+    let backends: Vec<Arc<dyn Backend>> =
+        (0..n_models).map(|i| if i == student_id { student.clone() as Arc<dyn Backend> } else { teacher.clone() as Arc<dyn Backend> }).collect();
     let program = Program::with_backends(dag, backends, RunOptions::default()).unwrap();
     let mut plan = plan(OptimizerKind::BootstrapFewShot, 1);
     plan.teacher = Some(teacher_id);
@@ -227,6 +230,9 @@ async fn a_teacher_model_runs_the_bootstrap() {
     assert_eq!(teacher.0.calls.load(Ordering::Relaxed), 9, "the teacher ran every training example");
     let demos = &a.steps["route"].demos;
     assert_eq!(demos.len(), 2);
-    assert!(demos.iter().all(|d| d.inputs["ticket"].as_str().unwrap().contains(&format!("kw-{}", d.outputs["team"].as_str().unwrap()))), "demos are the teacher's right answers");
+    assert!(
+        demos.iter().all(|d| d.inputs["ticket"].as_str().unwrap().contains(&format!("kw-{}", d.outputs["team"].as_str().unwrap()))),
+        "demos are the teacher's right answers"
+    );
     assert_eq!(a.provenance.settings["teacher"], "teacher");
 }

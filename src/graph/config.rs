@@ -54,12 +54,7 @@ pub(super) struct Settings<'a> {
 
 /// Checks `config` against `schema`, reporting to `diags`; `owner` names the block's owner in
 /// messages (e.g. "model `default`").
-pub(super) fn read<'a>(
-    config: &'a Config,
-    schema: &[(&str, Kind)],
-    owner: &str,
-    diags: &mut Vec<Diagnostic>,
-) -> Settings<'a> {
+pub(super) fn read<'a>(config: &'a Config, schema: &[(&str, Kind)], owner: &str, diags: &mut Vec<Diagnostic>) -> Settings<'a> {
     let mut entries: Vec<(&Ident, &Value)> = Vec::new();
     for b in &config.entries {
         let Some(&(_, kind)) = schema.iter().find(|(k, _)| *k == b.name.name) else {
@@ -73,20 +68,13 @@ pub(super) fn read<'a>(
             continue;
         };
         if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == b.name.name) {
-            diags.push(
-                Diagnostic::error("duplicate-name", b.name.span, format!("`{}` is set twice", b.name.name))
-                    .with_related(first.span, "first set here"),
-            );
+            diags.push(Diagnostic::error("duplicate-name", b.name.span, format!("`{}` is set twice", b.name.name)).with_related(first.span, "first set here"));
             continue;
         }
         if !kind.fits(&b.value) {
             diags.push(
-                Diagnostic::error(
-                    "invalid-value",
-                    b.value.span,
-                    format!("`{}` takes {}, not `{}`", b.name.name, kind.describe(), format_value(&b.value)),
-                )
-                .with_label(format!("expected {}", kind.describe())),
+                Diagnostic::error("invalid-value", b.value.span, format!("`{}` takes {}, not `{}`", b.name.name, kind.describe(), format_value(&b.value)))
+                    .with_label(format!("expected {}", kind.describe())),
             );
             continue;
         }

@@ -165,20 +165,13 @@ impl Wiring {
 
     /// The steps whose results nothing uses.
     pub(super) fn unused_steps(&self) -> Vec<StepId> {
-        self.step_nodes
-            .iter()
-            .filter(|n| self.graph.edges(**n).next().is_none())
-            .filter_map(|n| self.step_of(*n))
-            .collect()
+        self.step_nodes.iter().filter(|n| self.graph.edges(**n).next().is_none()).filter_map(|n| self.step_of(*n)).collect()
     }
 
     /// The steps that `step` reads from directly.
     pub(super) fn dependencies(&self, step: StepId) -> Vec<StepId> {
-        let mut deps: Vec<StepId> = self
-            .graph
-            .edges_directed(self.step_nodes[step.0], petgraph::Direction::Incoming)
-            .filter_map(|e| self.step_of(e.source()))
-            .collect();
+        let mut deps: Vec<StepId> =
+            self.graph.edges_directed(self.step_nodes[step.0], petgraph::Direction::Incoming).filter_map(|e| self.step_of(e.source())).collect();
         deps.sort();
         deps.dedup();
         deps

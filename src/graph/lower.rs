@@ -53,8 +53,7 @@ impl Cx {
     fn file(&mut self, file: &ast::File) -> Option<Dag> {
         let mut inputs = Vec::new();
         let mut outputs = Vec::new();
-        let (mut sig_decls, mut model_decls, mut tool_decls, mut step_decls, mut metric_decls) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut sig_decls, mut model_decls, mut tool_decls, mut step_decls, mut metric_decls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut returns: Vec<&ast::ReturnDecl> = Vec::new();
         let mut optimizes: Vec<&ast::OptimizeDecl> = Vec::new();
         for item in &file.items {
@@ -98,8 +97,7 @@ impl Cx {
             );
         }
         let signatures: Vec<Signature> = sig_decls.iter().map(|s| self.signature(s)).collect();
-        let mut models: Vec<ModelSpec> =
-            model_decls.iter().filter_map(|m| model_spec::lower(m, &mut self.diags)).collect();
+        let mut models: Vec<ModelSpec> = model_decls.iter().filter_map(|m| model_spec::lower(m, &mut self.diags)).collect();
         let default_model = match models.iter().position(|m| m.name == "default") {
             Some(i) => Some(ModelId(i)),
             None if models.len() == 1 => Some(ModelId(0)),
@@ -119,8 +117,7 @@ impl Cx {
             })
             .collect();
 
-        let shapes: Vec<Option<StepShape>> =
-            step_decls.iter().map(|s| self.step_shape(s, &signatures, &tools)).collect();
+        let shapes: Vec<Option<StepShape>> = step_decls.iter().map(|s| self.step_shape(s, &signatures, &tools)).collect();
         let step_names: Vec<&str> = step_decls.iter().map(|s| s.name.name.as_str()).collect();
         let step_index: HashMap<&str, usize> = step_names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
         let lookup = Lookup { inputs: &inputs, step_names: &step_names, step_index: &step_index, shapes: &shapes };
@@ -160,13 +157,10 @@ impl Cx {
         };
 
         let metric_scope = metric_spec::Scope { inputs: &inputs, outputs: &outputs, signatures: &signatures };
-        let metrics: Vec<MetricSpec> =
-            metric_decls.iter().filter_map(|m| metric_spec::lower(m, &metric_scope, &mut self.diags)).collect();
+        let metrics: Vec<MetricSpec> = metric_decls.iter().filter_map(|m| metric_spec::lower(m, &metric_scope, &mut self.diags)).collect();
         let metric_names: Vec<&str> = metric_decls.iter().map(|m| m.name.name.as_str()).collect();
         let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-        let optimizer: Option<OptimizerSpec> = optimizes
-            .first()
-            .and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
+        let optimizer: Option<OptimizerSpec> = optimizes.first().and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
 
         // Wiring needs every step; with any step unresolved, stop before graph checks.
         if steps.len() != step_decls.len() {
@@ -223,10 +217,8 @@ impl Cx {
     fn single(&mut self, keyword: &str, spans: impl Iterator<Item = Span>) {
         let spans: Vec<Span> = spans.collect();
         for extra in spans.iter().skip(1) {
-            self.diags.push(
-                Diagnostic::error("duplicate-name", *extra, format!("a program has one `{keyword}`"))
-                    .with_related(spans[0], "the first one is here"),
-            );
+            self.diags
+                .push(Diagnostic::error("duplicate-name", *extra, format!("a program has one `{keyword}`")).with_related(spans[0], "the first one is here"));
         }
     }
 
@@ -237,11 +229,7 @@ impl Cx {
     fn ty(&mut self, t: &ast::Type) -> Type {
         match &t.kind {
             ast::TypeKind::Named(n) => Type::from_name(n).unwrap_or_else(|| {
-                let hint = if n == "string" || n == "str" {
-                    Some("text is written `text`".to_string())
-                } else {
-                    did_you_mean(n, TYPE_NAMES)
-                };
+                let hint = if n == "string" || n == "str" { Some("text is written `text`".to_string()) } else { did_you_mean(n, TYPE_NAMES) };
                 self.diags.push(
                     Diagnostic::error("unknown-name", t.span, format!("unknown type `{n}`"))
                         .with_label("not a type")
@@ -283,13 +271,7 @@ impl Cx {
                     .with_hint("add what the model should produce, e.g. `out answer: text`"),
             );
         }
-        Signature {
-            name: s.name.name.clone(),
-            instruction: s.instruction.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
-            inputs,
-            outputs,
-            span: s.span,
-        }
+        Signature { name: s.name.name.clone(), instruction: s.instruction.as_ref().map(|i| i.value.clone()).unwrap_or_default(), inputs, outputs, span: s.span }
     }
 
     fn step_shape(&mut self, s: &ast::StepDecl, signatures: &[Signature], tools: &[ToolSpec]) -> Option<StepShape> {
@@ -329,11 +311,7 @@ impl Cx {
                                 .with_hint("`chain_of_thought` adds its own `reasoning` output; rename the signature's field"),
                         );
                     }
-                    outputs.push(Field {
-                        name: REASONING.into(),
-                        ty: Type::Text,
-                        description: Some("think step by step before answering".into()),
-                    });
+                    outputs.push(Field { name: REASONING.into(), ty: Type::Text, description: Some("think step by step before answering".into()) });
                 }
                 outputs.extend(sig.outputs.iter().cloned());
                 Some(StepShape { target: Target::Signature(SignatureId(i)), slots: sig.inputs.clone(), outputs })
@@ -386,14 +364,7 @@ impl Cx {
 
     /// Resolves `{ slot: value, ... }` against the slots of `owner` (a signature, tool, or the
     /// program's outputs), checking names, types and that every slot is filled.
-    fn bindings(
-        &mut self,
-        written: &[ast::Binding],
-        slots: &[Field],
-        lookup: &Lookup<'_>,
-        owner: &str,
-        span: Span,
-    ) -> Vec<Binding> {
+    fn bindings(&mut self, written: &[ast::Binding], slots: &[Field], lookup: &Lookup<'_>, owner: &str, span: Span) -> Vec<Binding> {
         let mut out = Vec::new();
         self.unique("binding", written.iter().map(|b| &b.name));
         for b in written {
@@ -515,8 +486,7 @@ impl Cx {
         let mut path = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ");
         path.push_str(&format!(" → `{}`", names[0]));
         let first = &steps[cycle[0].0];
-        let mut d = Diagnostic::error("cycle", first.span, format!("steps form a cycle: {path}"))
-            .with_label("this step depends on itself through the cycle");
+        let mut d = Diagnostic::error("cycle", first.span, format!("steps form a cycle: {path}")).with_label("this step depends on itself through the cycle");
         for s in &cycle[1..] {
             d = d.with_related(steps[s.0].span, format!("`{}` is on the cycle", steps[s.0].name));
         }

@@ -91,29 +91,20 @@ pub(super) fn lower(decl: &MetricDecl, scope: &Scope<'_>, diags: &mut Vec<Diagno
             Diagnostic::error("unknown-name", decl.function.span, format!("unknown metric function `{f}`"))
                 .with_label("not a metric")
                 .with_hint_opt(did_you_mean(f, METRIC_FUNCTIONS.iter().map(|(n, _)| *n)))
-                .with_hint(format!(
-                    "the metrics are: {}",
-                    METRIC_FUNCTIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                )),
+                .with_hint(format!("the metrics are: {}", METRIC_FUNCTIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))),
         );
         return None;
     };
     let positional: Vec<&Arg> = decl.args.iter().filter(|a| a.name.is_none()).collect();
     let named: Vec<&Arg> = decl.args.iter().filter(|a| a.name.is_some()).collect();
     let arity_error = |diags: &mut Vec<Diagnostic>| {
-        diags.push(
-            Diagnostic::error("invalid-value", decl.span, format!("`{f}` is called with the wrong arguments"))
-                .with_hint(format!("write `{usage}`")),
-        );
+        diags.push(Diagnostic::error("invalid-value", decl.span, format!("`{f}` is called with the wrong arguments")).with_hint(format!("write `{usage}`")));
     };
     let allow_named = |diags: &mut Vec<Diagnostic>, allowed: &[&str]| {
         for a in &named {
             let n = a.name.as_ref().map_or("", |n| n.name.as_str());
             if !allowed.contains(&n) {
-                diags.push(
-                    Diagnostic::error("unknown-setting", a.value.span, format!("`{f}` takes no argument `{n}`"))
-                        .with_hint(format!("write `{usage}`")),
-                );
+                diags.push(Diagnostic::error("unknown-setting", a.value.span, format!("`{f}` takes no argument `{n}`")).with_hint(format!("write `{usage}`")));
             }
         }
     };
@@ -135,11 +126,7 @@ pub(super) fn lower(decl: &MetricDecl, scope: &Scope<'_>, diags: &mut Vec<Diagno
                     for (arg, op) in positional.iter().zip([&a, &b]) {
                         if let Some(ty) = operand_type(op, scope) {
                             if !Type::Float.accepts(&ty) {
-                                diags.push(Diagnostic::error(
-                                    "type-mismatch",
-                                    arg.value.span,
-                                    format!("`numeric` compares numbers, but this is `{ty}`"),
-                                ));
+                                diags.push(Diagnostic::error("type-mismatch", arg.value.span, format!("`numeric` compares numbers, but this is `{ty}`")));
                             }
                         }
                     }
@@ -194,14 +181,7 @@ pub(super) fn lower(decl: &MetricDecl, scope: &Scope<'_>, diags: &mut Vec<Diagno
     Some(MetricSpec { name: decl.name.name.clone(), kind, span: decl.span })
 }
 
-fn judge(
-    decl: &MetricDecl,
-    positional: &[&Arg],
-    named: &[&Arg],
-    scope: &Scope<'_>,
-    usage: &str,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<MetricKind> {
+fn judge(decl: &MetricDecl, positional: &[&Arg], named: &[&Arg], scope: &Scope<'_>, usage: &str, diags: &mut Vec<Diagnostic>) -> Option<MetricKind> {
     let sig_name = match positional {
         [a] => match &a.value.kind {
             ValueKind::Path(p) if p.len() == 1 => Some(&p[0]),
@@ -210,10 +190,7 @@ fn judge(
         _ => None,
     };
     let Some(sig_name) = sig_name else {
-        diags.push(
-            Diagnostic::error("invalid-value", decl.span, "`judge` takes one rubric signature")
-                .with_hint(format!("write `{usage}`")),
-        );
+        diags.push(Diagnostic::error("invalid-value", decl.span, "`judge` takes one rubric signature").with_hint(format!("write `{usage}`")));
         return None;
     };
     let Some(idx) = scope.signatures.iter().position(|s| s.name == sig_name.name) else {

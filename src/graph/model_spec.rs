@@ -184,20 +184,10 @@ fn clamp_u32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-fn check_range(
-    settings: &config::Settings<'_>,
-    key: &str,
-    v: f64,
-    range: std::ops::RangeInclusive<f64>,
-    diags: &mut Vec<Diagnostic>,
-) {
+fn check_range(settings: &config::Settings<'_>, key: &str, v: f64, range: std::ops::RangeInclusive<f64>, diags: &mut Vec<Diagnostic>) {
     if !range.contains(&v) {
         if let Some(val) = settings.get(key) {
-            diags.push(Diagnostic::error(
-                "invalid-value",
-                val.span,
-                format!("`{key}` must be between {} and {}", range.start(), range.end()),
-            ));
+            diags.push(Diagnostic::error("invalid-value", val.span, format!("`{key}` must be between {} and {}", range.start(), range.end())));
         }
     }
 }

@@ -93,12 +93,7 @@ const SETTINGS: [(&str, Kind); 12] = [
 ];
 
 /// Resolves the `optimize` declaration against the program's metrics and models.
-pub(super) fn lower(
-    decl: &OptimizeDecl,
-    metrics: &[&str],
-    models: &[&str],
-    diags: &mut Vec<Diagnostic>,
-) -> Option<OptimizerSpec> {
+pub(super) fn lower(decl: &OptimizeDecl, metrics: &[&str], models: &[&str], diags: &mut Vec<Diagnostic>) -> Option<OptimizerSpec> {
     let name = decl.optimizer.name.as_str();
     let Some(&(kind, _)) = OptimizerKind::ALL.iter().find(|(_, n)| *n == name) else {
         let names = OptimizerKind::ALL.map(|(_, n)| n);
@@ -131,10 +126,7 @@ pub(super) fn lower(
             } else {
                 format!("choose one with `metric: NAME` (declared: {})", metrics.join(", "))
             };
-            diags.push(
-                Diagnostic::error("missing-setting", decl.span, format!("`optimize {name}` needs a metric"))
-                    .with_hint(hint),
-            );
+            diags.push(Diagnostic::error("missing-setting", decl.span, format!("`optimize {name}` needs a metric")).with_hint(hint));
             None
         }
     };
@@ -142,8 +134,7 @@ pub(super) fn lower(
         Some(i) => Some(ModelId(i)),
         None => {
             diags.push(
-                Diagnostic::error("unknown-name", t.span, format!("unknown model `{}`", t.name))
-                    .with_hint_opt(did_you_mean(&t.name, models.iter().copied())),
+                Diagnostic::error("unknown-name", t.span, format!("unknown model `{}`", t.name)).with_hint_opt(did_you_mean(&t.name, models.iter().copied())),
             );
             None
         }

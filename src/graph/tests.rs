@@ -66,19 +66,14 @@ fn duplicate_names_point_at_the_second_declaration() {
     let src = with("step b = predict S { x: input.q }\nstep b = predict S { x: input.q }\nreturn { a: b.y }");
     assert_eq!(check(&src), ["duplicate-name 6:6 the step `b` is declared twice"]);
     let src = with("signature S { in x: text out x: text }\nstep b = predict S { x: input.q }\nreturn { a: b.y }");
-    assert_eq!(
-        check(&src),
-        ["duplicate-name 5:11 the signature `S` is declared twice", "duplicate-name 5:30 the field `x` is declared twice"]
-    );
+    assert_eq!(check(&src), ["duplicate-name 5:11 the signature `S` is declared twice", "duplicate-name 5:30 the field `x` is declared twice"]);
     let src = "program p\ninput q: text\noutput q: text\nreturn { q: input.q }";
     assert_eq!(check(src), ["duplicate-name 3:8 `q` is both an input and an output"]);
 }
 
 #[test]
 fn cycles_name_every_step_on_them() {
-    let src = with(
-        "step s1 = predict S { x: s3.y }\nstep s2 = predict S { x: s1.y }\nstep s3 = predict S { x: s2.y }\nreturn { a: s3.y }",
-    );
+    let src = with("step s1 = predict S { x: s3.y }\nstep s2 = predict S { x: s1.y }\nstep s3 = predict S { x: s2.y }\nreturn { a: s3.y }");
     assert_eq!(check(&src), ["cycle 5:1 steps form a cycle: `s1` → `s2` → `s3` → `s1`"]);
     let src = with("step me = predict S { x: me.y }\nreturn { a: me.y }");
     assert_eq!(check(&src), ["cycle 5:1 steps form a cycle: `me` → `me`"]);
@@ -98,10 +93,7 @@ fn type_mismatches_name_both_types() {
 #[test]
 fn unbound_inputs_and_missing_outputs_are_errors() {
     let src = "program p\ninput q: text\noutput a: text\noutput c: text\nsignature S { in x: text in w: text out y: text }\nstep b = predict S { x: input.q }\nreturn { a: b.y }";
-    assert_eq!(
-        check(src),
-        ["unbound-input 6:1 input `w` of `S` is not bound", "missing-output 7:1 output `c` is never produced"]
-    );
+    assert_eq!(check(src), ["unbound-input 6:1 input `w` of `S` is not bound", "missing-output 7:1 output `c` is never produced"]);
     let src = "program p\ninput q: text\noutput a: text\n";
     assert_eq!(check(src), ["missing-output 1:1 the program has no `return`"]);
 }
@@ -128,8 +120,7 @@ fn the_schedule_groups_independent_steps() {
     let d = dag(&with(
         "step a1 = predict S { x: input.q }\nstep a2 = predict S { x: input.q }\nstep b = predict S { x: a1.y }\nstep c = predict S { x: b.y }\nstep d = predict S { x: a2.y }\nreturn { a: c.y }\nmetric m = exact(output.a, example.a)\noptimize labeled_few_shot",
     ));
-    let names: Vec<Vec<&str>> =
-        d.schedule().iter().map(|l| l.iter().map(|s| d.step(*s).name.as_str()).collect()).collect();
+    let names: Vec<Vec<&str>> = d.schedule().iter().map(|l| l.iter().map(|s| d.step(*s).name.as_str()).collect()).collect();
     assert_eq!(names, [vec!["a1", "a2"], vec!["b", "d"], vec!["c"]]);
     assert_eq!(d.dependencies(d.step_id("b").unwrap()), [d.step_id("a1").unwrap()]);
 }
@@ -162,17 +153,15 @@ fn models_default_to_the_local_model_and_check_their_settings() {
     assert!(hints(&src).contains(&"did you mean `temperature`?".to_string()));
 
     let src = with("model a = onnx(\"m\")\nmodel b = openai(\"ftp://x\", \"m\")\nstep s = predict S { x: input.q }\nreturn { a: s.y }");
-    assert_eq!(
-        check(&src),
-        ["invalid-value 6:18 `ftp://x` is not an http(s) URL", "missing-setting 7:1 step `s` does not say which model runs it"]
-    );
+    assert_eq!(check(&src), ["invalid-value 6:18 `ftp://x` is not an http(s) URL", "missing-setting 7:1 step `s` does not say which model runs it"]);
 }
 
 #[test]
 fn tool_templates_may_only_use_parameters() {
     let src = with("tool kb(query: text) -> text = http GET \"http://h/?q={qery}\"\nstep n = call kb { query: input.q }\nreturn { a: n.result }");
     assert_eq!(check(&src), ["unknown-name 5:41 `{qery}` is not a parameter of tool `kb`"]);
-    let src = with("tool kb(query: text) -> text = http FETCH \"http://h/{query\" { timeout_ms: 0 }\nstep n = call kb { query: input.q }\nreturn { a: n.result }");
+    let src =
+        with("tool kb(query: text) -> text = http FETCH \"http://h/{query\" { timeout_ms: 0 }\nstep n = call kb { query: input.q }\nreturn { a: n.result }");
     assert_eq!(
         check(&src),
         [

@@ -160,13 +160,7 @@ pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, diags: &
             let url = template(url, diags);
             (
                 ToolKind::Http { method: m, url, body: None, headers: Vec::new() },
-                &[
-                    ("timeout_ms", Kind::Count),
-                    ("retries", Kind::Count),
-                    ("max_bytes", Kind::Count),
-                    ("body", Kind::Str),
-                    ("headers", Kind::StrList),
-                ],
+                &[("timeout_ms", Kind::Count), ("retries", Kind::Count), ("max_bytes", Kind::Count), ("body", Kind::Str), ("headers", Kind::StrList)],
             )
         }
         ToolImpl::Command { argv } => (
@@ -188,13 +182,10 @@ pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, diags: &
             if let Some(v) = settings.get("headers") {
                 for h in settings.strings("headers").unwrap_or_default() {
                     match h.split_once(':') {
-                        Some((name, value)) if !name.trim().is_empty() => headers.push((
-                            name.trim().to_string(),
-                            template(&Str { value: value.trim().to_string(), span: v.span }, diags),
-                        )),
-                        _ => diags.push(
-                            Diagnostic::error("invalid-value", v.span, format!("header `{h}` is not `Name: value`")),
-                        ),
+                        Some((name, value)) if !name.trim().is_empty() => {
+                            headers.push((name.trim().to_string(), template(&Str { value: value.trim().to_string(), span: v.span }, diags)))
+                        }
+                        _ => diags.push(Diagnostic::error("invalid-value", v.span, format!("header `{h}` is not `Name: value`"))),
                     }
                 }
             }

@@ -78,11 +78,7 @@ impl ChatFormat {
         for m in messages {
             match self {
                 ChatFormat::ChatMl => out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", role(m.role), m.content)),
-                ChatFormat::Llama3 => out.push_str(&format!(
-                    "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
-                    role(m.role),
-                    m.content
-                )),
+                ChatFormat::Llama3 => out.push_str(&format!("<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>", role(m.role), m.content)),
                 ChatFormat::Plain => {
                     let who = match m.role {
                         Role::System => "System",
@@ -111,10 +107,7 @@ mod tests {
     #[test]
     fn chatml_matches_the_reference_prompt() {
         let msgs = [Message { role: Role::User, content: "What is the capital of France?".into() }];
-        assert_eq!(
-            ChatFormat::ChatMl.render(&msgs),
-            "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-        );
+        assert_eq!(ChatFormat::ChatMl.render(&msgs), "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n");
     }
 
     #[test]

@@ -125,8 +125,7 @@ impl Gguf {
             }
             let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>, _>>().map_err(&err)?;
             let raw_ty = r.u32().map_err(&err)?;
-            let ty = GgmlType::from_id(raw_ty)
-                .ok_or_else(|| err(format!("tensor `{name}` has unknown ggml type {raw_ty}")))?;
+            let ty = GgmlType::from_id(raw_ty).ok_or_else(|| err(format!("tensor `{name}` has unknown ggml type {raw_ty}")))?;
             let offset = r.u64().map_err(&err)?;
             tensors.push(TensorInfo { name, dims, ty, offset });
         }
@@ -190,10 +189,8 @@ impl Gguf {
     /// The tensor's values as f32, in ggml order (innermost dimension fastest).
     pub fn dequantize(&self, t: &TensorInfo) -> Result<Vec<f32>, ModelError> {
         let bytes = self.tensor_bytes(t)?;
-        quant::dequantize(t.ty, bytes, t.len() as usize).map_err(|reason| ModelError::Gguf {
-            path: self.path.clone(),
-            reason: format!("tensor `{}`: {reason}", t.name),
-        })
+        quant::dequantize(t.ty, bytes, t.len() as usize)
+            .map_err(|reason| ModelError::Gguf { path: self.path.clone(), reason: format!("tensor `{}`: {reason}", t.name) })
     }
 }
 

@@ -38,10 +38,7 @@ pub struct Imported {
 pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
     let arch = g.meta_str("general.architecture")?;
     if arch != "llama" {
-        return Err(ModelError::BadModel {
-            model: "gguf import".into(),
-            reason: format!("architecture `{arch}` is not supported (llama-family models are)"),
-        });
+        return Err(ModelError::BadModel { model: "gguf import".into(), reason: format!("architecture `{arch}` is not supported (llama-family models are)") });
     }
     let n_embd = g.meta_u64("llama.embedding_length")? as usize;
     let n_head = g.meta_u64("llama.attention.head_count")? as usize;
@@ -79,10 +76,7 @@ struct GgufWeights<'a> {
 
 impl WeightSource for GgufWeights<'_> {
     fn matrix(&mut self, name: &str) -> Result<Matrix, ModelError> {
-        let t = self.gguf.tensor(name).ok_or_else(|| ModelError::BadModel {
-            model: "gguf import".into(),
-            reason: format!("tensor `{name}` is missing"),
-        })?;
+        let t = self.gguf.tensor(name).ok_or_else(|| ModelError::BadModel { model: "gguf import".into(), reason: format!("tensor `{name}` is missing") })?;
         let data = self.gguf.dequantize(t)?;
         let cols = t.dims.first().copied().unwrap_or(1) as usize;
         self.done += 1;

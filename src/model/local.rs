@@ -171,18 +171,11 @@ impl LocalModel {
         let decoder = Decoder::open(env, &dir.join(MODEL_FILE), options.threads, name)?;
         if let Some(layers) = config.get("num_hidden_layers").and_then(|v| v.as_u64()) {
             if layers as usize != decoder.kv.layers {
-                return Err(bad(format!(
-                    "config.json says {layers} layers but the model has {} past_key_values inputs",
-                    decoder.kv.layers
-                )));
+                return Err(bad(format!("config.json says {layers} layers but the model has {} past_key_values inputs", decoder.kv.layers)));
             }
         }
         if tokenizer.vocab_size() > decoder.vocab {
-            return Err(bad(format!(
-                "the tokenizer has {} tokens but the model's logits cover {}",
-                tokenizer.vocab_size(),
-                decoder.vocab
-            )));
+            return Err(bad(format!("the tokenizer has {} tokens but the model's logits cover {}", tokenizer.vocab_size(), decoder.vocab)));
         }
         let chat = ChatFormat::detect(tok_config.get("chat_template").and_then(|v| v.as_str()));
         let mut end_tokens = Vec::new();
@@ -195,9 +188,7 @@ impl LocalModel {
         end_tokens.extend(named.into_iter().flatten().filter_map(|t| tokenizer.token_id(t)));
         end_tokens.sort_unstable();
         end_tokens.dedup();
-        let pad_token = config.get("pad_token_id").and_then(|v| v.as_u64()).map(|v| v as u32)
-            .or_else(|| end_tokens.first().copied())
-            .unwrap_or(0);
+        let pad_token = config.get("pad_token_id").and_then(|v| v.as_u64()).map(|v| v as u32).or_else(|| end_tokens.first().copied()).unwrap_or(0);
         Ok(LocalModel {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -360,10 +351,7 @@ impl LocalModel {
         }
         let past = match prefix {
             None => Past::Empty,
-            Some(e) => Past::Host {
-                buffers: e.kv.iter().map(|layer| layer.repeat(b)).collect(),
-                len: e.len,
-            },
+            Some(e) => Past::Host { buffers: e.kv.iter().map(|layer| layer.repeat(b)).collect(), len: e.len },
         };
         (ids, mask, positions, past, p)
     }
@@ -561,10 +549,8 @@ impl LocalModel {
                     }
                 }
             }
-            let buffers: Vec<Vec<f32>> = host
-                .iter()
-                .map(|layer| rows.iter().flat_map(|&(r, _)| layer[r * per_row..(r + 1) * per_row].iter().copied()).collect())
-                .collect();
+            let buffers: Vec<Vec<f32>> =
+                host.iter().map(|layer| rows.iter().flat_map(|&(r, _)| layer[r * per_row..(r + 1) * per_row].iter().copied()).collect()).collect();
             let fwd2 = self.lock_decoder().forward(n, ids, row_mask, pos, Past::Host { buffers, len: total }, &want)?;
             self.count(0, 1);
             self.count(1, want.len());

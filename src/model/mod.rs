@@ -5,8 +5,8 @@
 //! scores.
 
 pub mod chat;
-mod fingerprint;
 mod error;
+mod fingerprint;
 pub mod gguf;
 pub mod import;
 mod local;

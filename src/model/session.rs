@@ -117,7 +117,9 @@ impl Decoder {
         let past = dims("past_key_values.0.key", session.inputs()).unwrap_or_default();
         let (heads, head_dim) = match past.as_slice() {
             [_, h, _, d] if *h > 0 && *d > 0 => (*h as usize, *d as usize),
-            other => return Err(bad(format!("`past_key_values.0.key` should be [batch, heads, past, head_dim] with fixed heads and head_dim, found {other:?}"))),
+            other => {
+                return Err(bad(format!("`past_key_values.0.key` should be [batch, heads, past, head_dim] with fixed heads and head_dim, found {other:?}")))
+            }
         };
         let vocab = match dims("logits", session.outputs()).as_deref() {
             Some([_, _, v]) if *v > 0 => *v as usize,
@@ -127,8 +129,8 @@ impl Decoder {
         let has_position_ids = input_names.iter().any(|n| n == "position_ids");
         // loopc's own exports declare it with a default, which makes it an overridable
         // initializer: ONNX Runtime lists those apart from the plain inputs.
-        let has_logits_to_keep = input_names.iter().any(|n| n == "num_logits_to_keep")
-            || session.overridable_initializers().iter().any(|i| i.name() == "num_logits_to_keep");
+        let has_logits_to_keep =
+            input_names.iter().any(|n| n == "num_logits_to_keep") || session.overridable_initializers().iter().any(|i| i.name() == "num_logits_to_keep");
         Ok(Decoder { session, kv: KvShape { layers, heads, head_dim }, vocab, has_position_ids, has_logits_to_keep, input_names })
     }
 
@@ -159,9 +161,7 @@ impl Decoder {
         if self.has_logits_to_keep {
             inputs.push(("num_logits_to_keep".into(), Tensor::from_array(((), vec![kept as i64]))?.into()));
         }
-        let names: Vec<String> = (0..kv.layers)
-            .flat_map(|i| [format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")])
-            .collect();
+        let names: Vec<String> = (0..kv.layers).flat_map(|i| [format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")]).collect();
         match past {
             Past::Empty => {
                 for n in names {
@@ -212,10 +212,7 @@ impl Decoder {
 
 /// Copies `present` outputs of a batch-of-one pass to host buffers.
 pub fn to_host(present: &[DynValue]) -> Result<Vec<Vec<f32>>, ModelError> {
-    present
-        .iter()
-        .map(|v| v.try_extract_tensor::<f32>().map(|(_, data)| data.to_vec()).map_err(ModelError::from))
-        .collect()
+    present.iter().map(|v| v.try_extract_tensor::<f32>().map(|(_, data)| data.to_vec()).map_err(ModelError::from)).collect()
 }
 
 /// The default thread count: the machine's cores.

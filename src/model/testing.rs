@@ -19,17 +19,7 @@ pub const SPECIAL: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 
 /// The tiny model's shape: 2 layers, grouped-query attention, a byte-level vocabulary.
 pub fn tiny_shape() -> LlamaShape {
-    LlamaShape {
-        n_layer: 2,
-        n_embd: 32,
-        n_head: 4,
-        n_head_kv: 2,
-        head_dim: 8,
-        n_ff: 64,
-        vocab: SPECIAL.len() + 256,
-        rope_theta: 10_000.0,
-        rms_eps: 1e-5,
-    }
+    LlamaShape { n_layer: 2, n_embd: 32, n_head: 4, n_head_kv: 2, head_dim: 8, n_ff: 64, vocab: SPECIAL.len() + 256, rope_theta: 10_000.0, rms_eps: 1e-5 }
 }
 
 struct RandomWeights {
@@ -53,9 +43,7 @@ impl WeightSource for RandomWeights {
         };
         self.cache.insert(name.to_string(), (rows, cols));
         let norm = rows == 1;
-        let data = (0..rows * cols)
-            .map(|_| if norm { 1.0 + self.rng.random_range(-0.1..0.1) } else { self.rng.random_range(-0.5..0.5) })
-            .collect();
+        let data = (0..rows * cols).map(|_| if norm { 1.0 + self.rng.random_range(-0.1..0.1) } else { self.rng.random_range(-0.5..0.5) }).collect();
         Ok(Matrix { rows, cols, data })
     }
 
@@ -102,9 +90,15 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
         std::fs::write(&p, v.to_string()).map_err(io("write", &p))
     };
     write(TOKENIZER_FILE, tokenizer)?;
-    write(CONFIG_FILE, json!({"model_type": "llama", "num_hidden_layers": shape.n_layer, "vocab_size": shape.vocab,
-                              "eos_token_id": 2, "bos_token_id": 1, "pad_token_id": 0}))?;
-    write(TOKENIZER_CONFIG_FILE, json!({"eos_token": "<|im_end|>", "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"}))?;
+    write(
+        CONFIG_FILE,
+        json!({"model_type": "llama", "num_hidden_layers": shape.n_layer, "vocab_size": shape.vocab,
+                              "eos_token_id": 2, "bos_token_id": 1, "pad_token_id": 0}),
+    )?;
+    write(
+        TOKENIZER_CONFIG_FILE,
+        json!({"eos_token": "<|im_end|>", "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"}),
+    )?;
     Ok(())
 }
 

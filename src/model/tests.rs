@@ -30,12 +30,7 @@ fn tiny(options: LoadOptions) -> LocalModel {
 }
 
 fn request(shared: &str, rest: &str, max_tokens: usize) -> GenerateRequest {
-    GenerateRequest {
-        prompt: Prompt { shared: shared.into(), rest: rest.into() },
-        max_tokens,
-        sampling: Sampling::default(),
-        stop: Vec::new(),
-    }
+    GenerateRequest { prompt: Prompt { shared: shared.into(), rest: rest.into() }, max_tokens, sampling: Sampling::default(), stop: Vec::new() }
 }
 
 fn tokens(gens: &[Generation]) -> Vec<Vec<u32>> {
@@ -67,10 +62,7 @@ fn logits_are_computed_only_where_asked_and_agree_with_a_wider_pass() {
 #[test]
 fn batched_generation_equals_one_by_one() {
     let m = tiny(LoadOptions::default());
-    let reqs: Vec<GenerateRequest> = ["a", "hello there", "x y z w v u", "The quick brown fox"]
-        .iter()
-        .map(|p| request("", p, 12))
-        .collect();
+    let reqs: Vec<GenerateRequest> = ["a", "hello there", "x y z w v u", "The quick brown fox"].iter().map(|p| request("", p, 12)).collect();
     let batched = m.generate(&reqs, PrefixCaching::Off).unwrap();
     let single: Vec<Generation> = reqs.iter().flat_map(|r| m.generate(std::slice::from_ref(r), PrefixCaching::Off).unwrap()).collect();
     assert_eq!(tokens(&batched), tokens(&single));

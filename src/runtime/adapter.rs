@@ -373,11 +373,7 @@ fn split_lines(outputs: &[Field], text: &str) -> Vec<(String, Value)> {
         let prefix = format!("{}:", title(&f.name));
         let Some(start) = text.find(&prefix) else { continue };
         let body = &text[start + prefix.len()..];
-        let end = outputs[i + 1..]
-            .iter()
-            .filter_map(|n| body.find(&format!("\n{}:", title(&n.name))))
-            .min()
-            .unwrap_or(body.len());
+        let end = outputs[i + 1..].iter().filter_map(|n| body.find(&format!("\n{}:", title(&n.name)))).min().unwrap_or(body.len());
         found.push((f.name.clone(), Value::String(body[..end].trim().to_string())));
     }
     found

@@ -225,7 +225,10 @@ impl Artifact {
 
     /// Writes the artifact atomically: readers see the old file or the whole new one.
     pub fn write(&self, path: &Path) -> Result<(), ArtifactError> {
-        crate::fs::atomic_write(path, self.to_json().as_bytes())
-            .map_err(|source| ArtifactError::Io { action: "write", path: path.display().to_string(), source })
+        crate::fs::atomic_write(path, self.to_json().as_bytes()).map_err(|source| ArtifactError::Io {
+            action: "write",
+            path: path.display().to_string(),
+            source,
+        })
     }
 }

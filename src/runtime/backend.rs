@@ -189,12 +189,19 @@ pub struct OpenAiBackend {
 impl OpenAiBackend {
     /// A backend for `model` at `base_url` (e.g. `http://127.0.0.1:8000/v1`); the key is read
     /// from `api_key_env` now, if given.
-    pub fn new(base_url: &str, model: &str, api_key_env: Option<&str>, timeout_ms: u64, retries: u32, concurrency: usize) -> Result<OpenAiBackend, BackendError> {
+    pub fn new(
+        base_url: &str,
+        model: &str,
+        api_key_env: Option<&str>,
+        timeout_ms: u64,
+        retries: u32,
+        concurrency: usize,
+    ) -> Result<OpenAiBackend, BackendError> {
         let api_key = match api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| BackendError::Remote {
-                url: base_url.to_string(),
-                reason: format!("the API key variable `{var}` is not set"),
-            })?),
+            Some(var) => Some(
+                std::env::var(var)
+                    .map_err(|_| BackendError::Remote { url: base_url.to_string(), reason: format!("the API key variable `{var}` is not set") })?,
+            ),
             None => None,
         };
         Ok(OpenAiBackend {
@@ -267,9 +274,7 @@ impl OpenAiBackend {
                 return Err(err(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())));
             }
             let v: Value = serde_json::from_str(&text).map_err(|e| err(format!("the answer is not JSON ({e})")))?;
-            let content = v["choices"][0]["message"]["content"]
-                .as_str()
-                .ok_or_else(|| err("the answer has no choices[0].message.content".into()))?;
+            let content = v["choices"][0]["message"]["content"].as_str().ok_or_else(|| err("the answer has no choices[0].message.content".into()))?;
             let usage = &v["usage"];
             return Ok(Completion {
                 text: content.to_string(),

@@ -31,12 +31,21 @@ async fn server(script: Vec<u16>, content: &'static str) -> (String, Arc<AtomicU
                 let status = script.get(i).or(script.last()).copied().unwrap_or(200);
                 let body = if status == 200 {
                     json!({"choices": [{"message": {"role": "assistant", "content": content}}],
-                           "usage": {"prompt_tokens": 12, "completion_tokens": 3}}).to_string()
+                           "usage": {"prompt_tokens": 12, "completion_tokens": 3}})
+                    .to_string()
                 } else {
                     json!({"error": {"message": format!("status {status}")}}).to_string()
                 };
-                let reason = match status { 200 => "OK", 429 => "Too Many Requests", 400 => "Bad Request", _ => "Internal Server Error" };
-                let resp = format!("HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let reason = match status {
+                    200 => "OK",
+                    429 => "Too Many Requests",
+                    400 => "Bad Request",
+                    _ => "Internal Server Error",
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = sock.write_all(resp.as_bytes()).await;
             });
         }

@@ -191,12 +191,8 @@ impl Executor {
     /// Runs the program on `inputs`. The trace is returned whether or not the run succeeded.
     pub async fn run(&self, inputs: Map<String, Value>) -> (Result<Map<String, Value>, RunError>, Trace) {
         let started = Instant::now();
-        let mut trace = Trace {
-            run_id: format!("{:032x}", rand::random::<u128>()),
-            program: self.dag.name().to_string(),
-            inputs: inputs.clone(),
-            ..Trace::default()
-        };
+        let mut trace =
+            Trace { run_id: format!("{:032x}", rand::random::<u128>()), program: self.dag.name().to_string(), inputs: inputs.clone(), ..Trace::default() };
         let deadline = self.options.deadline;
         let result = match tokio::time::timeout(deadline, self.run_steps(&inputs, started, &mut trace)).await {
             Ok(r) => r,
@@ -326,7 +322,14 @@ impl Executor {
 
     /// Asks model `model` for `outputs` with `request`: constrained choice for a single label
     /// or bool output, else generation with one retry on a parse failure.
-    async fn run_model(&self, name: &str, model: ModelId, outputs: &[Field], request: Request, mut st: StepTrace) -> (Result<Map<String, Value>, RunError>, StepTrace) {
+    async fn run_model(
+        &self,
+        name: &str,
+        model: ModelId,
+        outputs: &[Field],
+        request: Request,
+        mut st: StepTrace,
+    ) -> (Result<Map<String, Value>, RunError>, StepTrace) {
         let backend = self.backends[model.0].clone();
         let spec = self.dag.model(model);
         st.served_by = format!("{} {}", backend.identity().provider, backend.identity().name);
@@ -337,7 +340,13 @@ impl Executor {
             top_p: spec.params.top_p.map(|p| p as f32),
             seed: spec.params.seed.unwrap_or(0),
         };
-        let call = Call { request: request.clone(), answer_so_far: String::new(), max_tokens: spec.params.max_tokens as usize, sampling, stop: spec.params.stop.clone() };
+        let call = Call {
+            request: request.clone(),
+            answer_so_far: String::new(),
+            max_tokens: spec.params.max_tokens as usize,
+            sampling,
+            stop: spec.params.stop.clone(),
+        };
 
         // A single label or bool output is scored directly when the backend can: it cannot
         // fail to parse.
@@ -353,7 +362,10 @@ impl Executor {
                     return match backend.choose(vec![call.clone()], written).await {
                         Ok(choices) => {
                             let Some(choice) = choices.into_iter().next() else {
-                                return (Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend scored no choice".into()) }), st);
+                                return (
+                                    Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend scored no choice".into()) }),
+                                    st,
+                                );
                             };
                             st.prompt_tokens = choice.prompt_tokens;
                             st.cached_tokens = choice.cached_tokens;
@@ -377,7 +389,12 @@ impl Executor {
         for attempt in 0..2 {
             let completion = match backend.generate(vec![call.clone()]).await {
                 Ok(mut c) if !c.is_empty() => c.remove(0),
-                Ok(_) => return (Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend returned no completion".into()) }), st),
+                Ok(_) => {
+                    return (
+                        Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend returned no completion".into()) }),
+                        st,
+                    )
+                }
                 Err(e) => return (Err(RunError::Model { step: name.to_string(), source: e }), st),
             };
             st.prompt_tokens += completion.prompt_tokens;
@@ -396,10 +413,8 @@ impl Executor {
                             Some(so_far) => call.answer_so_far = so_far,
                             // A field written wrongly: ask again, showing what went wrong.
                             None => {
-                                call.request.user = format!(
-                                    "{}\n\n(Your previous answer could not be read: {e}. Answer again, exactly in the required format.)",
-                                    request.user
-                                );
+                                call.request.user =
+                                    format!("{}\n\n(Your previous answer could not be read: {e}. Answer again, exactly in the required format.)", request.user);
                             }
                         }
                     }

@@ -183,7 +183,8 @@ return { a: say.y, n: count.result }\n";
 
 #[tokio::test]
 async fn a_field_left_out_after_reasoning_is_asked_for_by_its_marker() {
-    let src = "program p\ninput q: text\noutput a: text\nsignature S { in x: text out a: text }\nstep s = chain_of_thought S { x: input.q }\nreturn { a: s.a }\n";
+    let src =
+        "program p\ninput q: text\noutput a: text\nsignature S { in x: text out a: text }\nstep s = chain_of_thought S { x: input.q }\nreturn { a: s.a }\n";
     let backend = Scripted::new(&["Paris is the capital, so the answer is Paris.\n\n[#]", "Paris"], 0, None);
     let ex = executor(src, backend, RunOptions::default());
     let (res, trace) = ex.run(inputs(json!({"q": "capital of France?"}))).await;

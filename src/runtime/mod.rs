@@ -15,12 +15,12 @@ pub use self::program::{check, local_stats, LoadError, Program, ProgramOptions, 
 pub mod value;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
-mod tool_tests;
-#[cfg(test)]
 mod backend_tests;
 #[cfg(test)]
 mod executor_tests;
 #[cfg(test)]
 mod test_http;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tool_tests;

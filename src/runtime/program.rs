@@ -159,11 +159,7 @@ impl Program {
                 None => b,
             });
         }
-        let params = options
-            .params
-            .into_iter()
-            .filter_map(|(step, p)| dag.step_id(&step).map(|id| (id, p)))
-            .collect();
+        let params = options.params.into_iter().filter_map(|(step, p)| dag.step_id(&step).map(|id| (id, p))).collect();
         Ok(Program { executor: Executor::new(Arc::new(dag), backends, params, options.run) })
     }
 
@@ -304,9 +300,8 @@ mod tests {
 
     #[test]
     fn invalid_programs_report_located_errors() {
-        let err = Program::from_source("bad.loop", "program p\ninput q: text\noutput a: text\nreturn { a: nope.x }\n", ProgramOptions::default())
-            .err()
-            .unwrap();
+        let err =
+            Program::from_source("bad.loop", "program p\ninput q: text\noutput a: text\nreturn { a: nope.x }\n", ProgramOptions::default()).err().unwrap();
         assert_eq!(err.to_string(), "`bad.loop` is not a valid program:\n  bad.loop:4:13: unknown step `nope`");
     }
 

@@ -10,10 +10,8 @@ pub async fn read_request(sock: &mut tokio::net::TcpStream) -> String {
         n += m;
         let text = String::from_utf8_lossy(&buf[..n]);
         if let Some(end) = text.find("\r\n\r\n") {
-            let len = text
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
-                .unwrap_or(0);
+            let len =
+                text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap_or(0))).unwrap_or(0);
             if n >= end + 4 + len {
                 break;
             }

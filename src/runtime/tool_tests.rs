@@ -46,7 +46,11 @@ async fn server() -> (u16, Arc<AtomicUsize>) {
                     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                     ("200 OK", "late".to_string())
                 } else if path == "/flaky" {
-                    if counter.fetch_add(1, Ordering::SeqCst) < 2 { ("500 Internal Server Error", "boom".into()) } else { ("200 OK", "ok".into()) }
+                    if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+                        ("500 Internal Server Error", "boom".into())
+                    } else {
+                        ("200 OK", "ok".into())
+                    }
                 } else if path == "/big" {
                     ("200 OK", "x".repeat(5000))
                 } else {

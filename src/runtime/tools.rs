@@ -139,8 +139,8 @@ async fn http(
         }
         rendered_headers.push((name.clone(), v));
     }
-    let method = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|_| ToolError::Argument { tool: tool.clone(), reason: format!("bad method `{method}`") })?;
+    let method =
+        reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| ToolError::Argument { tool: tool.clone(), reason: format!("bad method `{method}`") })?;
     let timeout = Duration::from_millis(spec.options.timeout_ms);
     let attempts = spec.options.retries + 1;
     let mut last_err = None;

@@ -36,15 +36,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error with code `code` at `span`.
     pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Error,
-            code,
-            message: message.into(),
-            span,
-            label: None,
-            related: Vec::new(),
-            hints: Vec::new(),
-        }
+        Diagnostic { severity: Severity::Error, code, message: message.into(), span, label: None, related: Vec::new(), hints: Vec::new() }
     }
 
     /// A warning with code `code` at `span`.

@@ -29,11 +29,7 @@ pub fn format(file: &File, comments: &[Comment], source: &str) -> String {
     for item in &file.items {
         let blank = match prev {
             None => true,
-            Some(prev) => {
-                group(prev) != group(item)
-                    || matches!(item, Item::Signature(_))
-                    || had_blank_line(source, prev.span().end, item.span().start)
-            }
+            Some(prev) => group(prev) != group(item) || matches!(item, Item::Signature(_)) || had_blank_line(source, prev.span().end, item.span().start),
         };
         if blank {
             p.out.push('\n');
@@ -127,8 +123,7 @@ impl Printer<'_> {
                 self.config(&m.config.entries);
             }
             Item::Tool(t) => {
-                let params: Vec<String> =
-                    t.params.iter().map(|p| format!("{}: {}", p.name.name, ty(&p.ty))).collect();
+                let params: Vec<String> = t.params.iter().map(|p| format!("{}: {}", p.name.name, ty(&p.ty))).collect();
                 let imp = match &t.implementation {
                     ToolImpl::Http { method, url } => format!("http {} {}", method.name, quote(&url.value)),
                     ToolImpl::Command { argv } => {
@@ -136,12 +131,7 @@ impl Printer<'_> {
                         format!("command [{}]", args.join(", "))
                     }
                 };
-                self.out.push_str(&format!(
-                    "tool {}({}) -> {} = {imp}",
-                    t.name.name,
-                    params.join(", "),
-                    ty(&t.returns)
-                ));
+                self.out.push_str(&format!("tool {}({}) -> {} = {imp}", t.name.name, params.join(", "), ty(&t.returns)));
                 self.config(&t.config.entries);
             }
             Item::Signature(s) => self.signature(s),
@@ -246,8 +236,7 @@ pub fn ty(t: &Type) -> String {
         TypeKind::Named(n) => n.clone(),
         TypeKind::List(inner) => format!("list<{}>", ty(inner)),
         TypeKind::Label(labels) => {
-            let parts: Vec<String> =
-                labels.iter().map(|l| if is_ident(&l.value) { l.value.clone() } else { quote(&l.value) }).collect();
+            let parts: Vec<String> = labels.iter().map(|l| if is_ident(&l.value) { l.value.clone() } else { quote(&l.value) }).collect();
             format!("label({})", parts.join(", "))
         }
     }
@@ -265,15 +254,12 @@ pub fn value(v: &Value) -> String {
             let parts: Vec<String> = items.iter().map(value).collect();
             format!("[{}]", parts.join(", "))
         }
-        ValueKind::Path(segments) => {
-            segments.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(".")
-        }
+        ValueKind::Path(segments) => segments.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join("."),
     }
 }
 
 /// Whether `s` can be written as a bare name.
 pub fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -57,8 +57,17 @@ fn syntax_error(source: &str) -> Diagnostic {
                     // (a field, a binding) would name what is half-written, not what is next.
                     let leaf = matches!(
                         rule,
-                        Rule::ident | Rule::type_name | Rule::ty | Rule::value | Rule::string | Rule::number
-                            | Rule::boolean | Rule::path | Rule::list | Rule::label_value | Rule::short_body
+                        Rule::ident
+                            | Rule::type_name
+                            | Rule::ty
+                            | Rule::value
+                            | Rule::string
+                            | Rule::number
+                            | Rule::boolean
+                            | Rule::path
+                            | Rule::list
+                            | Rule::label_value
+                            | Rule::short_body
                             | Rule::long_body
                     );
                     if leaf {
@@ -74,9 +83,7 @@ fn syntax_error(source: &str) -> Diagnostic {
                 pest::error::InputLocation::Span((s, _)) => s,
             };
             let expected = match &err.variant {
-                pest::error::ErrorVariant::ParsingError { positives, .. } => {
-                    positives.iter().map(|r| describe(*r).to_string()).collect()
-                }
+                pest::error::ErrorVariant::ParsingError { positives, .. } => positives.iter().map(|r| describe(*r).to_string()).collect(),
                 pest::error::ErrorVariant::CustomError { message } => vec![message.clone()],
             };
             (pos, expected)
@@ -116,10 +123,7 @@ fn hint_for(expected: &[&str], source: &str, pos: usize) -> Option<String> {
     let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
     if !word.is_empty() {
         let keywords = expected.iter().filter_map(|e| e.strip_prefix('`')?.strip_suffix('`'));
-        let best = keywords
-            .map(|k| (strsim::jaro_winkler(&word, k), k))
-            .filter(|(score, k)| *score >= 0.8 && *k != word)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let best = keywords.map(|k| (strsim::jaro_winkler(&word, k), k)).filter(|(score, k)| *score >= 0.8 && *k != word).max_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((_, k)) = best {
             return Some(format!("did you mean `{k}`?"));
         }
@@ -155,9 +159,7 @@ fn describe(rule: Rule) -> &'static str {
         Rule::http_impl | Rule::kw_http => "`http`",
         Rule::command_impl | Rule::kw_command => "`command`",
         Rule::sig_field | Rule::direction | Rule::kw_in | Rule::kw_out => "`in` or `out`",
-        Rule::step_kind | Rule::kw_predict | Rule::kw_chain_of_thought | Rule::kw_call => {
-            "a step kind (`predict`, `chain_of_thought` or `call`)"
-        }
+        Rule::step_kind | Rule::kw_predict | Rule::kw_chain_of_thought | Rule::kw_call => "a step kind (`predict`, `chain_of_thought` or `call`)",
         Rule::using | Rule::kw_using => "`using`",
         Rule::ident | Rule::type_name => "a name",
         Rule::field => "a field (`name: type`)",
@@ -254,9 +256,7 @@ impl Builder<'_> {
             }
             Rule::metric_decl => Item::Metric(self.metric(pair)?),
             Rule::optimize_decl => Item::Optimize(self.optimize(pair)?),
-            other => {
-                return Err(Diagnostic::error("syntax", self.span(&pair), format!("internal: unexpected {other:?}")))
-            }
+            other => return Err(Diagnostic::error("syntax", self.span(&pair), format!("internal: unexpected {other:?}"))),
         })
     }
 
@@ -463,8 +463,7 @@ fn string(pair: Pair<Rule>) -> Result<Str> {
         _ => {
             let body = next(&mut inner.into_inner(), span)?;
             unescape(body.as_str()).ok_or_else(|| {
-                Diagnostic::error("syntax", span, "this `\\u{...}` escape names no character")
-                    .with_hint("use a Unicode scalar value, e.g. `\\u{1F600}`")
+                Diagnostic::error("syntax", span, "this `\\u{...}` escape names no character").with_hint("use a Unicode scalar value, e.g. `\\u{1F600}`")
             })?
         }
     };

@@ -40,12 +40,7 @@ pub fn dedent_long(body: &str) -> String {
         Some(i) if body[i + 1..].chars().all(|c| c == ' ' || c == '\t') => &body[..i],
         _ => body,
     };
-    let indent = body
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start_matches([' ', '\t']).len())
-        .min()
-        .unwrap_or(0);
+    let indent = body.lines().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start_matches([' ', '\t']).len()).min().unwrap_or(0);
     let mut out = String::with_capacity(body.len());
     for (i, line) in body.split('\n').enumerate() {
         if i > 0 {
@@ -133,11 +128,7 @@ mod tests {
     fn multiline_literals_read_back_to_the_same_text() {
         for s in ["one\ntwo", "\nlead", "trail\n", "  indented\nnot", "a\n\n\nb", "x\n  ", "\tt\nu", "q\"\n"] {
             let lit = quote_multiline(s, "  ");
-            let back = if let Some(b) = lit.strip_prefix("\"\"\"") {
-                dedent_long(&b[..b.len() - 3])
-            } else {
-                unescape(body(&lit)).unwrap()
-            };
+            let back = if let Some(b) = lit.strip_prefix("\"\"\"") { dedent_long(&b[..b.len() - 3]) } else { unescape(body(&lit)).unwrap() };
             assert_eq!(back, s, "literal was {lit}");
         }
     }

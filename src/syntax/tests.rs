@@ -123,10 +123,7 @@ fn numbers_keep_their_kind() {
     let f = parse_ok("program p\noptimize x { a: 3, b: -2, c: 0.5, d: 1e-3, e: true }");
     let Item::Optimize(o) = &f.items[0] else { panic!() };
     let kinds: Vec<&ValueKind> = o.config.entries.iter().map(|e| &e.value.kind).collect();
-    assert_eq!(
-        kinds,
-        [&ValueKind::Int(3), &ValueKind::Int(-2), &ValueKind::Float(0.5), &ValueKind::Float(1e-3), &ValueKind::Bool(true)]
-    );
+    assert_eq!(kinds, [&ValueKind::Int(3), &ValueKind::Int(-2), &ValueKind::Float(0.5), &ValueKind::Float(1e-3), &ValueKind::Bool(true)]);
 }
 
 #[test]

@@ -73,10 +73,7 @@ pub fn labeled_demo(dag: &Dag, step: StepId, ex: &Example) -> Option<Demo> {
 
 /// The program output that returns `field` of `step`, if one does (so examples label it).
 pub fn returned_as<'d>(dag: &'d Dag, step: StepId, field: &str) -> Option<&'d str> {
-    dag.returns()
-        .iter()
-        .find(|r| matches!(&r.source, Source::Step { step: st, field: f } if *st == step && f == field))
-        .map(|r| r.slot.as_str())
+    dag.returns().iter().find(|r| matches!(&r.source, Source::Step { step: st, field: f } if *st == step && f == field)).map(|r| r.slot.as_str())
 }
 
 /// Per-step demos from a run that passed: what each model step saw and answered.

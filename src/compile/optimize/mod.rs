@@ -166,7 +166,8 @@ impl Search<'_, '_> {
         let candidate = job.program.with_params(params.clone());
         let e = evaluate(&candidate, examples, &job.metric, job.plan.concurrency, &job.budget, &tick).await?;
         if !e.cut_short {
-            let record = CandidateRecord { trial: self.candidates.len(), description, score: e.mean(), evaluated_on: e.scores.len(), model_calls: e.model_calls };
+            let record =
+                CandidateRecord { trial: self.candidates.len(), description, score: e.mean(), evaluated_on: e.scores.len(), model_calls: e.model_calls };
             if minibatch.is_none() && self.best.as_ref().is_none_or(|(b, _)| record.score > *b) {
                 self.best = Some((record.score, params));
             }
@@ -286,7 +287,12 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
         .filter_map(|s| {
             let sig = dag.step_signature(dag.step_id(s)?)?;
             let p = chosen.get(s).cloned().unwrap_or_default();
-            let record = StepRecord { signature: sig.name.clone(), template: p.template.name().to_string(), instruction: p.instruction.unwrap_or_else(|| sig.instruction.clone()), demos: p.demos };
+            let record = StepRecord {
+                signature: sig.name.clone(),
+                template: p.template.name().to_string(),
+                instruction: p.instruction.unwrap_or_else(|| sig.instruction.clone()),
+                demos: p.demos,
+            };
             Some((s.clone(), record))
         })
         .collect();
@@ -363,7 +369,12 @@ const RANDOM_SETS: usize = 4;
 /// `instruction_search`: propose instructions per step, then search instruction × demo set ×
 /// template with the TPE surrogate on seeded minibatches of the dev set, and score the leaders
 /// on the whole dev set. Returns the proposed instructions, by step, for provenance.
-async fn instruction_search(search: &mut Search<'_, '_>, pools: &Pools, baseline: &Params, rng: &mut ChaCha8Rng) -> Result<BTreeMap<String, Vec<String>>, CompileError> {
+async fn instruction_search(
+    search: &mut Search<'_, '_>,
+    pools: &Pools,
+    baseline: &Params,
+    rng: &mut ChaCha8Rng,
+) -> Result<BTreeMap<String, Vec<String>>, CompileError> {
     let job = search.job;
     let plan = &job.plan;
     let dag = job.program.dag();

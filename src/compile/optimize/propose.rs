@@ -97,7 +97,15 @@ fn clean(raw: &str) -> Option<String> {
 /// Up to `n` distinct new instructions for `step`, proposed by its model; the signature's own
 /// instruction is not among them. Proposals that come back empty or rambling are dropped, so
 /// fewer than `n` may return.
-pub async fn instructions(program: &Program, step: StepId, train: &[Example], demos: &[Demo], n: usize, rng: &mut impl Rng, budget: &Budget) -> Result<Vec<String>, BackendError> {
+pub async fn instructions(
+    program: &Program,
+    step: StepId,
+    train: &[Example],
+    demos: &[Demo],
+    n: usize,
+    rng: &mut impl Rng,
+    budget: &Budget,
+) -> Result<Vec<String>, BackendError> {
     let dag = program.dag();
     let Some(sig) = dag.step_signature(step) else { return Ok(Vec::new()) };
     let backend = program.executor().backends()[dag.step(step).model.0].clone();
@@ -134,7 +142,10 @@ mod tests {
 
     #[test]
     fn proposals_are_cleaned_or_dropped() {
-        assert_eq!(clean("\n  Instruction: \"Route the ticket to the team that owns it.\"\nmore").as_deref(), Some("Route the ticket to the team that owns it."));
+        assert_eq!(
+            clean("\n  Instruction: \"Route the ticket to the team that owns it.\"\nmore").as_deref(),
+            Some("Route the ticket to the team that owns it.")
+        );
         assert_eq!(clean("ok"), None, "too short to be an instruction");
         assert_eq!(clean(&"word ".repeat(200)), None, "rambling");
         assert_eq!(clean("   \n  "), None);

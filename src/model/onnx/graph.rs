@@ -60,14 +60,7 @@ pub struct GraphBuilder {
 impl GraphBuilder {
     /// A builder that keeps weights inside the model file.
     pub fn inline() -> GraphBuilder {
-        GraphBuilder {
-            nodes: Vec::new(),
-            initializers: Vec::new(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            counter: 0,
-            sink: WeightSink::Inline,
-        }
+        GraphBuilder { nodes: Vec::new(), initializers: Vec::new(), inputs: Vec::new(), outputs: Vec::new(), counter: 0, sink: WeightSink::Inline }
     }
 
     /// A builder that streams weights into `data_path` (which must sit beside the model file).
@@ -79,12 +72,7 @@ impl GraphBuilder {
             .ok_or_else(|| ModelError::Request(format!("bad data file name `{}`", data_path.display())))?
             .to_string();
         Ok(GraphBuilder {
-            sink: WeightSink::External {
-                file: std::io::BufWriter::with_capacity(1 << 20, file),
-                path: data_path.to_path_buf(),
-                file_name,
-                offset: 0,
-            },
+            sink: WeightSink::External { file: std::io::BufWriter::with_capacity(1 << 20, file), path: data_path.to_path_buf(), file_name, offset: 0 },
             ..GraphBuilder::inline()
         })
     }

@@ -154,9 +154,7 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder)
     let lowest = g.const_f32(f32::MIN);
 
     // RoPE tables [B,1,S,D] in rotate_half layout.
-    let inv_freq: Vec<f32> = (0..d / 2)
-        .map(|i| (1.0 / (shape.rope_theta as f64).powf(2.0 * i as f64 / d as f64)) as f32)
-        .collect();
+    let inv_freq: Vec<f32> = (0..d / 2).map(|i| (1.0 / (shape.rope_theta as f64).powf(2.0 * i as f64 / d as f64)) as f32).collect();
     let inv = g.weight("rope_inv_freq", &[d / 2], &inv_freq)?;
     let pos_f = g.op("Cast", &["position_ids"], &[("to", Attr::Int(Elem::F32 as i64))]);
     let pos3 = g.op("Unsqueeze", &[&pos_f, &c2], &[]);
@@ -194,10 +192,7 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder)
     // Embeddings.
     let tok = w.matrix("token_embd.weight")?;
     if tok.rows as i64 != v || tok.cols as i64 != e {
-        return Err(ModelError::Request(format!(
-            "token_embd.weight is {}x{}, expected {v}x{e}",
-            tok.rows, tok.cols
-        )));
+        return Err(ModelError::Request(format!("token_embd.weight is {}x{}, expected {v}x{e}", tok.rows, tok.cols)));
     }
     let emb_w = g.weight("model.embed_tokens.weight", &[v, e], &tok.data)?;
     drop(tok);

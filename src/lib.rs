@@ -27,4 +27,4 @@ pub mod model;
 pub mod runtime;
 pub mod syntax;
 
-pub use runtime::{Program, ProgramOptions};
+pub use runtime::{Engine, Program, ProgramOptions};

@@ -72,7 +72,7 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
     // The library loads the artifact with no source present and scores the same.
     let moved = dir.path().join("elsewhere.json");
     std::fs::copy(&artifacts[0], &moved).unwrap();
-    let program = loopc::Program::load(&moved).unwrap();
+    let program = loopc::Engine::new().unwrap().load(&moved).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lines = std::fs::read_to_string(&dev).unwrap();
     let mut right = 0;

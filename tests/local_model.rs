@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use loopc::model::progress::ConsoleProgress;
+use loopc::model::progress::SilentProgress;
 use loopc::model::provision::open_model;
 use loopc::model::sampling::{argmax, Sampling};
 use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt};
@@ -13,7 +13,7 @@ use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prom
 fn model() -> &'static LocalModel {
     static MODEL: OnceLock<LocalModel> = OnceLock::new();
     MODEL.get_or_init(|| {
-        open_model("smollm2-135m-instruct", LoadOptions::default(), &ConsoleProgress::new())
+        open_model("smollm2-135m-instruct", LoadOptions::default(), &SilentProgress)
             .unwrap_or_else(|e| panic!("the default model is needed for these tests: {e}"))
     })
 }
@@ -107,7 +107,7 @@ fn constrained_choice_ranks_the_right_label() {
         ("Awful smell and it fell apart, very disappointed.", 1),
         ("Great value and it arrived early, very happy.", 0),
     ];
-    let prompts: Vec<Prompt> = cases.iter().map(|(t, _)| Prompt { shared: shared.into(), rest: format!("Review: {t}\nSentiment:") }).collect();
+    let prompts: Vec<Prompt> = cases.iter().map(|(t, _)| Prompt { shared: shared.into(), rest: format!("Review: {t}\nSentiment:").into() }).collect();
     let labels = vec![" positive".to_string(), " negative".to_string()];
     let scores = m.score_choices(&prompts, &labels, PrefixCaching::On).unwrap();
     for ((text, want), s) in cases.iter().zip(&scores) {

@@ -63,7 +63,7 @@ pub enum Command {
 /// `loopc run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The program.
+    /// The program: a `.loop` file or a compiled artifact.
     pub file: PathBuf,
     /// One input as a JSON object, e.g. '{"ticket": "..."}'.
     #[arg(long, conflicts_with = "inputs", required_unless_present = "inputs")]
@@ -90,7 +90,7 @@ pub struct RunArgs {
 /// `loopc compile`.
 #[derive(Debug, Args, Clone)]
 pub struct CompileArgs {
-    /// The program.
+    /// The program: a `.loop` file or a compiled artifact.
     pub file: PathBuf,
     /// Training examples (JSONL or CSV): demos come from here.
     #[arg(long)]
@@ -216,7 +216,7 @@ pub struct RuntimeArgs {
 /// `loopc prompt`.
 #[derive(Debug, Args)]
 pub struct PromptArgs {
-    /// The program.
+    /// The program: a `.loop` file or a compiled artifact.
     pub file: PathBuf,
     /// The step whose prompt to show.
     #[arg(long)]
@@ -224,9 +224,9 @@ pub struct PromptArgs {
     /// The input as a JSON object.
     #[arg(long)]
     pub input: String,
-    /// The template: chat, json or completion.
-    #[arg(long, default_value = "chat")]
-    pub template: String,
+    /// The template: chat, json or completion (default: an artifact's compiled choice, else chat).
+    #[arg(long)]
+    pub template: Option<String>,
 }
 
 /// `loopc generate`.
@@ -318,7 +318,7 @@ pub struct CheckArgs {
 /// `loopc graph`.
 #[derive(Debug, Args)]
 pub struct GraphArgs {
-    /// The program.
+    /// The program: a `.loop` file or a compiled artifact.
     pub file: PathBuf,
     /// The output format.
     #[arg(long, short, value_enum, default_value_t = GraphFormat::Dot)]

@@ -2,10 +2,10 @@
 
 use std::time::Instant;
 
-use loopc::model::progress::ConsoleProgress;
+use super::progress::ConsoleProgress;
 use loopc::model::provision::open_model;
 use loopc::model::sampling::Sampling;
-use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt};
+use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt, PromptText};
 
 use super::args::BenchModelArgs;
 use super::Outcome;
@@ -85,7 +85,9 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     // Choice scoring: prompts sharing a long prefix, four labels each.
     let shared = format!("{}\n", text_of(&model, args.shared_tokens, 3)?);
     let prompts: Vec<Prompt> = (0..args.prompts)
-        .map(|i| text_of(&model, 12, i * 5).map(|r| Prompt { shared: shared.clone(), rest: format!("Text: {r}\nLabel:") }))
+        .map(|i| {
+            text_of(&model, 12, i * 5).map(|r| Prompt { shared: PromptText::markup(shared.clone()), rest: PromptText::markup(format!("Text: {r}\nLabel:")) })
+        })
         .collect::<anyhow::Result<_>>()?;
     let labels: Vec<String> = [" joy", " anger", " sadness", " optimism"].iter().map(|s| s.to_string()).collect();
     let t = Instant::now();
@@ -96,7 +98,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     let score_cached = t.elapsed().as_secs_f64();
     let same_choice = uncached.iter().zip(&cached).filter(|(a, b)| best(a) == best(b)).count();
     let prompt_len = model.tokenizer().encode(&format!("{}{}", prompts[0].shared, prompts[0].rest))?.len();
-    let suffix_len = prompt_len - model.tokenizer().encode(&prompts[0].shared)?.len();
+    let suffix_len = prompt_len - model.tokenizer().encode_text(&prompts[0].shared)?.len();
     let label_len = 1.0;
     let ideal = (prompt_len as f64 + label_len) / (suffix_len as f64 + label_len);
 

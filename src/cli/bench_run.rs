@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
 use loopc::graph::Type;
-use loopc::runtime::ResponseCache;
-use loopc::{Program, ProgramOptions};
+use loopc::runtime::{CacheSetting, Engine, EngineOptions};
+use loopc::Program;
 use serde_json::{Map, Value};
 
 use super::args::BenchRunArgs;
@@ -33,8 +33,9 @@ pub fn run(args: &BenchRunArgs, color: bool) -> anyhow::Result<Outcome> {
         .collect();
     let steps = dag.steps().len();
     let cache = tempfile::tempdir()?;
-    let options = ProgramOptions { response_cache: ResponseCache::Dir(cache.path().to_path_buf()), ..ProgramOptions::default() };
-    let program = Program::from_file_with(&args.file, options)?;
+    let options = EngineOptions { responses: CacheSetting::Dir(cache.path().to_path_buf()), ..EngineOptions::default() };
+    let engine = Engine::builder().options(options).progress(std::sync::Arc::new(super::progress::ConsoleProgress::new())).build()?;
+    let program = engine.load(&args.file)?;
     let rt = tokio::runtime::Runtime::new()?;
     let pass = |program: &Program| -> anyhow::Result<(f64, usize)> {
         let t = Instant::now();

@@ -3,15 +3,13 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loopc::compile::{self, Budget, Dataset, Event, Job, Metric, Plan, Rater, TerminalRater};
-use loopc::graph::{Dag, OptimizerKind};
-use loopc::runtime::adapter::Template;
+use loopc::compile::{self, Dataset, Event, Job, Metric, Plan, Rater, TerminalRater};
+use loopc::graph::{Dag, OptimizerKind, OptimizerSettings};
 use loopc::runtime::artifact::Artifact;
-use loopc::Program;
+use loopc::runtime::source::ProgramFile;
 use serde_json::json;
 
 use super::args::CompileArgs;
@@ -93,25 +91,39 @@ impl Display {
     }
 }
 
-/// Compiles as `args` say and returns the artifact, not yet written. Token counts are this
-/// compile's own (the local model's counters are process-wide).
+/// Compiles as `args` say and returns the artifact, not yet written.
 pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artifact> {
-    let dag = source::load_dag(&args.file, color)?;
-    let src = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read `{}`", args.file.display()))?;
+    // An artifact compiles its embedded program afresh.
+    let loaded = source::load(&args.file, color)?;
+    let dag = loaded.dag;
+    let (source_file, src) = match &loaded.file {
+        ProgramFile::Source { text, .. } => (args.file.display().to_string(), text.clone()),
+        ProgramFile::Artifact { artifact, .. } => (artifact.program.source_file.clone(), artifact.program.source.clone()),
+    };
     let rater: Option<Arc<dyn Rater>> =
         args.interactive.then(|| Arc::new(TerminalRater::new(std::io::BufReader::new(std::io::stdin()), std::io::stderr())) as Arc<dyn Rater>);
     let metric = pick_metric(&dag, args.metric.as_deref(), rater)?;
-    let declared = dag.optimizer();
-    let settings = declared.map(|o| o.settings.clone()).unwrap_or_default();
     let optimizer = match &args.optimizer {
-        Some(name) => OptimizerKind::ALL
-            .iter()
-            .find(|(_, n)| n == name)
-            .map(|(k, _)| *k)
-            .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))?,
-        None => declared.map_or(OptimizerKind::BootstrapRandomSearch, |o| o.kind),
+        Some(name) => Some(
+            OptimizerKind::ALL
+                .iter()
+                .find(|(_, n)| n == name)
+                .map(|(k, _)| *k)
+                .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))?,
+        ),
+        None => None,
     };
-    let seed = args.seed.or(settings.seed).unwrap_or(0);
+    let overrides = OptimizerSettings {
+        seed: args.seed,
+        candidates: args.candidates,
+        max_demos: args.max_demos,
+        max_calls: args.max_calls,
+        max_tokens: args.max_tokens,
+        max_seconds: args.max_seconds,
+        ..OptimizerSettings::default()
+    };
+    let plan = Plan::new(&dag, optimizer, &overrides, args.concurrency);
+    let (optimizer, seed) = (plan.optimizer, plan.seed);
     let train_all = load_data(&args.train, &dag, &metric)?;
     let (train, dev) = match &args.dev {
         Some(d) => (train_all, load_data(d, &dag, &metric)?),
@@ -121,36 +133,13 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
             compile::dataset::split(&train_all, args.dev_fraction, seed)
         }
     };
-    let templates = match &settings.templates {
-        Some(names) => names.iter().filter_map(|n| Template::from_name(n)).collect(),
-        None if matches!(optimizer, OptimizerKind::BootstrapRandomSearch | OptimizerKind::InstructionSearch) => {
-            vec![Template::Chat, Template::Completion, Template::Json]
-        }
-        None => vec![Template::Chat],
-    };
-    let max_demos = args.max_demos.or(settings.max_demos).unwrap_or(4) as usize;
-    let plan = Plan {
-        optimizer,
-        max_demos,
-        max_labeled_demos: settings.max_labeled_demos.map_or(max_demos, |m| m as usize),
-        candidates: args.candidates.or(settings.candidates).unwrap_or(if optimizer == OptimizerKind::InstructionSearch { 16 } else { 8 }) as usize,
-        instructions: settings.instructions.unwrap_or(4) as usize,
-        minibatch: settings.minibatch.unwrap_or(20) as usize,
-        templates,
-        teacher: settings.teacher,
-        seed,
-        concurrency: args.concurrency.max(1),
-    };
-    let budget = Budget::new(
-        args.max_calls.or(settings.max_calls),
-        args.max_tokens.or(settings.max_tokens),
-        args.max_seconds.or(settings.max_seconds).map(Duration::from_secs),
-    );
-    let program = Program::from_file_with(&args.file, args.runtime.options()?)?;
+    let budget = plan.budget();
+    let engine = args.runtime.engine()?;
+    let program = engine.load_source(&loaded.file.source_name(), &src, args.runtime.options()?)?;
     let metric = metric.judged_by(&program);
     let display = Display { bar: Mutex::new(None), quiet: args.json, max_calls: budget.max_calls };
     let on_event = |e: Event<'_>| display.on(e);
-    let job = Job { program, source_file: args.file.display().to_string(), source: src, train, dev, metric, plan, budget, progress: &on_event };
+    let job = Job { program, source_file, source: src, train, dev, metric, plan, budget, progress: &on_event };
     if !args.json {
         eprintln!(
             "compiling `{}` with {} (seed {seed}): {} train, {} dev examples",
@@ -161,7 +150,6 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
         );
     }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let before = loopc::runtime::local_stats();
     let artifact = rt.block_on(async {
         tokio::select! {
             r = compile::compile(job) => r.map_err(anyhow::Error::from),
@@ -172,9 +160,10 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
         b.finish_and_clear();
     }
     let mut artifact = artifact?;
-    let after = loopc::runtime::local_stats();
-    artifact.provenance.timing.tokens_prefilled = after.0 - before.0;
-    artifact.provenance.timing.tokens_generated = after.1 - before.1;
+    // The engine is this compile's own, so its models' counters are this compile's tokens.
+    let (prefilled, generated) = engine.token_totals();
+    artifact.provenance.timing.tokens_prefilled = prefilled;
+    artifact.provenance.timing.tokens_generated = generated;
     Ok(artifact)
 }
 

@@ -5,7 +5,6 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use loopc::compile::{self, Budget};
 use loopc::graph::Type;
-use loopc::Program;
 use serde_json::{json, Value};
 
 use super::args::EvalArgs;
@@ -14,14 +13,8 @@ use super::{source, Outcome};
 
 /// Runs `loopc eval`.
 pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
-    let options = args.runtime.options()?;
-    let is_artifact = args.file.extension().is_some_and(|e| e == "json");
-    let program = if is_artifact {
-        Program::load_with(&args.file, options)?
-    } else {
-        source::load_dag(&args.file, color)?;
-        Program::from_file_with(&args.file, options)?
-    };
+    source::load(&args.file, color)?;
+    let program = args.runtime.engine()?.load_with(&args.file, args.runtime.options()?)?;
     let dag = program.dag().clone();
     let metric = pick_metric(&dag, args.metric.as_deref(), None)?.judged_by(&program);
     let data = load_data(&args.data, &dag, &metric)?;

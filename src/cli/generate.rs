@@ -1,10 +1,10 @@
 //! `loopc generate`: one prompt through a local model.
 
-use loopc::model::chat::{Message, Role};
-use loopc::model::progress::ConsoleProgress;
+use super::progress::ConsoleProgress;
+use loopc::model::chat::Role;
 use loopc::model::provision::open_model;
 use loopc::model::sampling::Sampling;
-use loopc::model::{GenerateRequest, LoadOptions, PrefixCaching, Prompt};
+use loopc::model::{GenerateRequest, LoadOptions, PrefixCaching, Prompt, PromptText};
 
 use super::args::GenerateArgs;
 use super::Outcome;
@@ -17,18 +17,25 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<Outcome> {
         options.threads = t;
     }
     let model = open_model(&args.model, options, &ConsoleProgress::new())?;
+    // Raw mode sends the text as written, special tokens included; in chat mode the prompt is
+    // the user's message: data, whose special-token spellings stay characters.
     let text = if args.raw {
-        args.prompt.clone()
+        PromptText::markup(args.prompt.clone())
     } else {
-        let mut messages = Vec::new();
-        if let Some(system) = &args.system {
-            messages.push(Message { role: Role::System, content: system.clone() });
+        let format = model.chat_format();
+        let system = args.system.clone().map(PromptText::data);
+        let user = PromptText::data(args.prompt.clone());
+        let mut turns = Vec::new();
+        if let Some(s) = &system {
+            turns.push((Role::System, s));
         }
-        messages.push(Message { role: Role::User, content: args.prompt.clone() });
-        model.chat_prompt(&messages)
+        turns.push((Role::User, &user));
+        let mut t = PromptText::markup(format.begin());
+        t.append(&format.render_text(&turns, true));
+        t
     };
     let request = GenerateRequest {
-        prompt: Prompt::plain(text),
+        prompt: Prompt { shared: PromptText::new(), rest: text },
         max_tokens: args.max_tokens,
         sampling: Sampling { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed },
         stop: args.stop.clone(),

@@ -28,11 +28,7 @@ fn node_id(dag: &Dag, n: Node) -> String {
 
 /// What a step does, e.g. `predict Classify` or `call kb_search`.
 fn step_summary(dag: &Dag, s: &loopc::graph::Step) -> String {
-    let kind = match s.kind {
-        StepKind::Predict => "predict",
-        StepKind::ChainOfThought => "chain_of_thought",
-        StepKind::Call => "call",
-    };
+    let kind = s.kind.name();
     let target = match s.target {
         Target::Signature(id) => dag.signature(id).name.as_str(),
         Target::Tool(id) => dag.tool(id).name.as_str(),

@@ -16,7 +16,7 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
     let artifact = Artifact::read(&args.artifact)?;
     let shown = args.artifact.display().to_string();
     let dag = loopc::runtime::check(&format!("{shown} (embedded {})", artifact.program.source_file), &artifact.program.source)?;
-    let params = artifact.step_params().map_err(|e| anyhow::anyhow!("`{shown}`: {e}"))?;
+    let params = artifact.validate(&shown, &dag)?;
     if let Some(s) = &args.step {
         anyhow::ensure!(
             artifact.steps.contains_key(s),
@@ -32,8 +32,7 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
         },
         None => dag.inputs().iter().map(|f| (f.name.clone(), Value::String(format!("<input.{}>", f.name)))).collect(),
     };
-    let by_id = params.iter().filter_map(|(name, p)| dag.step_id(name).map(|id| (id, p.clone()))).collect();
-    let executor = Executor::new(Arc::new(dag), Vec::new(), by_id, RunOptions::default());
+    let executor = Executor::new(Arc::new(dag), Vec::new(), params, RunOptions::default());
     if args.input.is_some() {
         executor.check_inputs(&inputs)?;
     }

@@ -18,6 +18,7 @@ mod graph;
 mod html_report;
 mod inspect;
 mod model;
+mod progress;
 mod prompt;
 mod report;
 mod run;

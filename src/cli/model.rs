@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use super::progress::ConsoleProgress;
 use loopc::model::import::CONFIG_FILE;
-use loopc::model::progress::ConsoleProgress;
 use loopc::model::provision::{self, Cache, KNOWN_MODELS};
 use loopc::model::LoadOptions;
 

@@ -9,8 +9,8 @@ use super::{source, Outcome};
 
 /// Runs `loopc prompt`.
 pub fn run(args: &PromptArgs, color: bool) -> anyhow::Result<Outcome> {
-    let dag = source::load_dag(&args.file, color)?;
-    let template = Template::from_name(&args.template).ok_or_else(|| anyhow::anyhow!("unknown template `{}` (chat, json, completion)", args.template))?;
+    let loaded = source::load(&args.file, color)?;
+    let (dag, mut params) = (loaded.dag, loaded.params);
     let step = dag.step_id(&args.step).ok_or_else(|| {
         let names: Vec<&str> = dag.steps().iter().map(|s| s.name.as_str()).collect();
         anyhow::anyhow!("no step `{}` (steps: {})", args.step, names.join(", "))
@@ -19,7 +19,11 @@ pub fn run(args: &PromptArgs, color: bool) -> anyhow::Result<Outcome> {
         Ok(Value::Object(m)) => m,
         _ => anyhow::bail!("--input must be a JSON object"),
     };
-    let params = [(step, StepParams { template, ..StepParams::default() })].into_iter().collect();
+    // An artifact's compiled parameters apply unless a template is asked for explicitly.
+    if let Some(name) = &args.template {
+        let template = Template::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown template `{name}` (chat, json, completion)"))?;
+        params.insert(step, StepParams { template, ..StepParams::default() });
+    }
     let executor = Executor::new(std::sync::Arc::new(dag), Vec::new(), params, RunOptions::default());
     executor.check_inputs(&inputs)?;
     let request = executor.preview(step, &inputs).ok_or_else(|| anyhow::anyhow!("step `{}` calls a tool; it has no prompt", args.step))?;

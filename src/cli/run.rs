@@ -8,7 +8,7 @@ use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 use loopc::runtime::executor::RunOptions;
 use loopc::runtime::trace::Trace;
-use loopc::runtime::ResponseCache;
+use loopc::runtime::{CacheSetting, Engine, EngineOptions};
 use loopc::{Program, ProgramOptions};
 use serde_json::{json, Map, Value};
 
@@ -16,20 +16,25 @@ use super::args::{RunArgs, RuntimeArgs};
 use super::{source, Outcome};
 
 impl RuntimeArgs {
+    /// The engine these flags ask for, reporting provisioning on stderr.
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        let responses = match (&self.cache_dir, self.no_cache) {
+            (_, true) => CacheSetting::Off,
+            (Some(d), false) => CacheSetting::Dir(d.clone()),
+            (None, false) => CacheSetting::Default,
+        };
+        let options = EngineOptions { responses, ..EngineOptions::default() };
+        Ok(Engine::builder().options(options).progress(std::sync::Arc::new(super::progress::ConsoleProgress::new())).build()?)
+    }
+
     /// The program options these flags ask for.
     pub fn options(&self) -> anyhow::Result<ProgramOptions> {
-        let response_cache = match (&self.cache_dir, self.no_cache) {
-            (_, true) => ResponseCache::Off,
-            (Some(d), false) => ResponseCache::Dir(d.clone()),
-            (None, false) => ResponseCache::Default,
-        };
         let mut tool_urls = HashMap::new();
         for t in &self.tool_url {
             let (name, url) = t.split_once('=').ok_or_else(|| anyhow::anyhow!("--tool-url `{t}`: write TOOL=URL"))?;
             tool_urls.insert(name.trim().to_string(), url.trim().to_string());
         }
         Ok(ProgramOptions {
-            response_cache,
             model_override: self.model.clone(),
             run: RunOptions { step_timeout: std::time::Duration::from_secs(self.step_timeout.max(1)), ..RunOptions::default() },
             tool_urls,
@@ -42,9 +47,8 @@ impl RuntimeArgs {
 pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     // Check first, so problems in the file show as diagnostics with carets.
-    source::load_dag(&args.file, color)?;
-    let options = args.runtime.options()?;
-    let program = Program::from_file_with(&args.file, options)?;
+    source::load(&args.file, color)?;
+    let program = args.runtime.engine()?.load_with(&args.file, args.runtime.options()?)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match (&args.input, &args.inputs) {
         (Some(text), _) => {
@@ -132,7 +136,13 @@ fn report_trace(args: &RunArgs, trace: &Trace) -> anyhow::Result<()> {
             let hit = if s.cache_hit { ", answer from the response cache" } else { "" };
             eprintln!(
                 "── step {} ({}, {}) {} ms, {} prompt tokens ({} cached), {} generated{hit}",
-                s.step, s.kind, s.served_by, s.latency_ms, s.prompt_tokens, s.cached_tokens, s.completion_tokens
+                s.step,
+                s.kind.name(),
+                s.served_by,
+                s.latency_ms,
+                s.prompt_tokens,
+                s.cached_tokens,
+                s.completion_tokens
             );
             if !s.prompt.is_empty() {
                 eprintln!("{}", indent(&s.prompt));
@@ -141,7 +151,7 @@ fn report_trace(args: &RunArgs, trace: &Trace) -> anyhow::Result<()> {
                 eprintln!("   raw: {r:?}");
             }
             if let Some(scores) = &s.choice_scores {
-                eprintln!("   label scores: {}", scores.iter().map(|(l, v)| format!("{l} {v:.3}")).collect::<Vec<_>>().join(", "));
+                eprintln!("   label scores: {}", scores.iter().map(|s| format!("{} {:.3}", s.label, s.logprob)).collect::<Vec<_>>().join(", "));
             }
             if let Some(o) = &s.outputs {
                 eprintln!("   outputs: {}", Value::Object(o.clone()));
@@ -153,27 +163,11 @@ fn report_trace(args: &RunArgs, trace: &Trace) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.trace_json {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot write `{}`", path.display()))?;
-        writeln!(f, "{}", trace_json(trace))?;
+        writeln!(f, "{}", serde_json::to_string(trace)?)?;
     }
     Ok(())
 }
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("   │ {l}")).collect::<Vec<_>>().join("\n")
-}
-
-/// A trace as one JSON object (the JSON-lines format of `--trace-json`).
-pub fn trace_json(t: &Trace) -> Value {
-    json!({
-        "run_id": t.run_id, "program": t.program, "inputs": t.inputs, "outputs": t.outputs,
-        "latency_ms": t.latency_ms, "error": t.error,
-        "steps": t.steps.iter().map(|s| json!({
-            "step": s.step, "kind": s.kind, "served_by": s.served_by, "inputs": s.inputs, "prompt": s.prompt,
-            "raw": s.raw, "outputs": s.outputs,
-            "choice_scores": s.choice_scores.as_ref().map(|v| v.iter().map(|(l, x)| json!({"label": l, "logprob": x})).collect::<Vec<_>>()),
-            "prompt_tokens": s.prompt_tokens, "cached_tokens": s.cached_tokens, "completion_tokens": s.completion_tokens,
-            "cache_hit": s.cache_hit,
-            "started_ms": s.started_ms, "latency_ms": s.latency_ms, "error": s.error,
-        })).collect::<Vec<_>>(),
-    })
 }

@@ -1,11 +1,14 @@
-//! Reads a `.loop` file and runs it through parsing and checking, keeping the source for
-//! rendering diagnostics.
+//! Reads a program file — `.loop` source or a compiled artifact — and runs it through parsing
+//! and checking, keeping the source for rendering diagnostics.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use loopc::graph::{self, Dag};
-use loopc::syntax::{self, has_errors, Diagnostic};
+use loopc::graph::{self, Dag, StepId};
+use loopc::runtime::executor::StepParams;
+use loopc::runtime::source::ProgramFile;
+use loopc::syntax::{has_errors, Diagnostic};
 
 use super::report;
 
@@ -43,19 +46,36 @@ pub fn check(path: &Path) -> anyhow::Result<Checked> {
 
 /// Checks `source` as if read from `path`.
 pub fn check_source(path: &Path, source: String) -> Checked {
-    match syntax::parse(&source) {
-        Err(d) => Checked { path: path.to_path_buf(), source, dag: None, diagnostics: vec![d] },
-        Ok(file) => {
-            let lowered = graph::lower(&file);
-            Checked { path: path.to_path_buf(), source, dag: lowered.dag, diagnostics: lowered.diagnostics }
-        }
-    }
+    let lowered = graph::check(&source);
+    Checked { path: path.to_path_buf(), source, dag: lowered.dag, diagnostics: lowered.diagnostics }
 }
 
-/// Reads and checks `path`, printing diagnostics; the DAG, or an error when it is invalid.
-pub fn load_dag(path: &Path, color: bool) -> anyhow::Result<Dag> {
-    let checked = check(path)?;
+/// A program file read and checked: its graph, and for an artifact its compiled parameters.
+pub struct Loaded {
+    /// What the file is.
+    pub file: ProgramFile,
+    /// The checked program.
+    pub dag: Dag,
+    /// Compiled parameters by step (empty for `.loop` source).
+    pub params: HashMap<StepId, StepParams>,
+}
+
+/// Reads and checks `path` (`.loop` source or an artifact, told apart by content), printing
+/// diagnostics against the source (an artifact's embedded one); fails when it is invalid.
+pub fn load(path: &Path, color: bool) -> anyhow::Result<Loaded> {
+    let file = ProgramFile::read(path)?;
+    let checked = check_source(Path::new(&file.source_name()), file.source().to_string());
     checked.print_diagnostics(color);
     let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-    checked.dag.ok_or_else(|| anyhow::anyhow!("`{}` has {errors} error(s)", path.display()))
+    let dag = checked.dag.ok_or_else(|| anyhow::anyhow!("`{}` has {errors} error(s)", checked.path.display()))?;
+    let params = match &file {
+        ProgramFile::Artifact { name, artifact } => artifact.validate(name, &dag)?,
+        ProgramFile::Source { .. } => HashMap::new(),
+    };
+    Ok(Loaded { file, dag, params })
+}
+
+/// [`load`], keeping only the graph.
+pub fn load_dag(path: &Path, color: bool) -> anyhow::Result<Dag> {
+    Ok(load(path, color)?.dag)
 }

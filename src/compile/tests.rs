@@ -36,7 +36,7 @@ impl Rules {
 
 impl Backend for Rules {
     fn identity(&self) -> Identity {
-        Identity { provider: "rules".into(), name: "test".into() }
+        Identity { provider: "rules".into(), name: "test".into(), fingerprint: None }
     }
 
     fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
@@ -57,12 +57,13 @@ impl Backend for Rules {
             .iter()
             .map(|c| {
                 let r = &c.request;
+                let (user, system) = (r.user.to_plain(), r.system.to_plain());
                 let bare: Vec<String> = labels.iter().map(|l| l.trim().trim_matches('"').to_string()).collect();
                 let pick = if bare == ["true", "false"] {
-                    usize::from(!r.user.contains("please"))
-                } else if r.system.contains("keyword") || (self.learns_from_demos && r.demos.len() >= 2) {
-                    let last_line = r.user.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                    bare.iter().position(|l| r.user.contains(&format!("kw-{l}")) || last_line.contains(&format!("kw-{l}"))).unwrap_or(0)
+                    usize::from(!user.contains("please"))
+                } else if system.contains("keyword") || (self.learns_from_demos && r.demos.len() >= 2) {
+                    let last_line = user.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                    bare.iter().position(|l| user.contains(&format!("kw-{l}")) || last_line.contains(&format!("kw-{l}"))).unwrap_or(0)
                 } else {
                     0
                 };
@@ -91,12 +92,18 @@ metric accuracy = exact(output.team, example.team)
 metric politeness = judge(Polite, reply: example.ticket)
 "#;
 
+/// An engine for programs on test backends: nothing is loaded or cached.
+fn engine() -> crate::Engine {
+    let options = crate::runtime::EngineOptions { responses: crate::runtime::CacheSetting::Off, ..Default::default() };
+    crate::Engine::builder().options(options).build().unwrap()
+}
+
 fn dag() -> Dag {
     crate::graph::lower(&crate::syntax::parse(SRC).unwrap()).dag.unwrap()
 }
 
 fn program(backend: &Arc<Rules>) -> Program {
-    Program::with_backends(dag(), vec![backend.clone() as Arc<dyn Backend>], RunOptions::default()).unwrap()
+    Program::with_backends(&engine(), dag(), vec![backend.clone() as Arc<dyn Backend>], RunOptions::default()).unwrap()
 }
 
 fn data(name: &str, n: usize) -> Dataset {
@@ -128,6 +135,9 @@ fn plan(optimizer: OptimizerKind, seed: u64) -> Plan {
         templates: vec![Template::Chat, Template::Completion],
         teacher: None,
         seed,
+        max_calls: None,
+        max_tokens: None,
+        max_time: None,
         concurrency: 3,
     }
 }
@@ -202,7 +212,7 @@ async fn a_teacher_model_runs_the_bootstrap() {
     struct Teacher(Arc<Rules>);
     impl Backend for Teacher {
         fn identity(&self) -> Identity {
-            Identity { provider: "rules".into(), name: "teacher".into() }
+            Identity { provider: "rules".into(), name: "teacher".into(), fingerprint: None }
         }
         fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
             self.0.generate(calls)
@@ -212,7 +222,7 @@ async fn a_teacher_model_runs_the_bootstrap() {
         }
         fn choose(&self, mut calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
             for c in &mut calls {
-                c.request.system.push_str(" (keyword)");
+                c.request.system.push_markup(" (keyword)");
             }
             self.0.choose(calls, labels)
         }
@@ -223,7 +233,7 @@ async fn a_teacher_model_runs_the_bootstrap() {
     let student_id = dag.models().iter().position(|m| m.name == "student").unwrap();
     let backends: Vec<Arc<dyn Backend>> =
         (0..n_models).map(|i| if i == student_id { student.clone() as Arc<dyn Backend> } else { teacher.clone() as Arc<dyn Backend> }).collect();
-    let program = Program::with_backends(dag, backends, RunOptions::default()).unwrap();
+    let program = Program::with_backends(&engine(), dag, backends, RunOptions::default()).unwrap();
     let mut plan = plan(OptimizerKind::BootstrapFewShot, 1);
     plan.teacher = Some(teacher_id);
     let a = compile(job(program, &src, 9, 6, plan)).await.unwrap();

@@ -52,7 +52,8 @@ ids!(
 );
 
 /// What a step does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// Ask the model for the signature's outputs.
     Predict,
@@ -60,6 +61,17 @@ pub enum StepKind {
     ChainOfThought,
     /// Run a tool.
     Call,
+}
+
+impl StepKind {
+    /// The kind as written in `.loop` files: `predict`, `chain_of_thought` or `call`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Predict => "predict",
+            StepKind::ChainOfThought => "chain_of_thought",
+            StepKind::Call => "call",
+        }
+    }
 }
 
 /// The signature or tool a step uses.

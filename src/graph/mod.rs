@@ -4,6 +4,7 @@
 //! schedule computed before any model is called. The graph stage reads the syntax tree and
 //! knows nothing about models, prompts or the runtime.
 
+mod check;
 mod config;
 mod dag;
 mod decl;
@@ -18,6 +19,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use self::check::check;
 pub use self::dag::{Dag, Edge, Node};
 pub use self::decl::{Binding, Field, MetricId, ModelId, Signature, SignatureId, Source, Step, StepId, StepKind, Target, ToolId, REASONING, RESULT};
 pub use self::lower::{lower, Lowered};

@@ -29,10 +29,11 @@ pub enum Provider {
         /// The model's name or path.
         model: String,
     },
-    /// An OpenAI-compatible chat-completions endpoint.
+    /// A pool of OpenAI-compatible chat-completions endpoints serving one model.
     OpenAi {
-        /// The API base URL, e.g. `http://127.0.0.1:8000/v1`.
-        base_url: String,
+        /// The API base URLs, e.g. `http://127.0.0.1:8000/v1`: one, or several servers of a
+        /// pool (requests go to the least-loaded healthy one).
+        base_urls: Vec<String>,
         /// The model name sent with each request.
         model: String,
         /// The environment variable holding the API key, if one is needed.
@@ -61,6 +62,8 @@ pub struct DecodeParams {
     pub concurrency: Option<u32>,
     /// Retries on rate limits and server errors for remote models.
     pub retries: Option<u32>,
+    /// The largest response body read from a remote model, in bytes.
+    pub max_response_bytes: Option<u64>,
 }
 
 impl Default for DecodeParams {
@@ -75,6 +78,7 @@ impl Default for DecodeParams {
             timeout_ms: None,
             concurrency: None,
             retries: None,
+            max_response_bytes: None,
         }
     }
 }
@@ -110,13 +114,16 @@ pub(super) fn lower(decl: &ModelDecl, diags: &mut Vec<Diagnostic>) -> Option<Mod
     let owner = format!("model `{}`", decl.name.name);
     let arg = |i: usize| decl.args.get(i).map(|a| a.value.clone());
     let (provider, arity, usage) = match decl.provider.name.as_str() {
-        "onnx" => (arg(0).map(|model| Provider::Onnx { model }), 1, "onnx(\"smollm2-135m-instruct\")"),
+        "onnx" => (arg(0).map(|model| Provider::Onnx { model }), 1..=1, "onnx(\"smollm2-135m-instruct\")"),
         "openai" => {
-            let p = match (arg(0), arg(1)) {
-                (Some(base_url), Some(model)) => Some(Provider::OpenAi { base_url, model, api_key_env: None }),
+            // Every argument but the last is a base URL; the last names the model.
+            let p = match decl.args.split_last() {
+                Some((model, urls)) if !urls.is_empty() => {
+                    Some(Provider::OpenAi { base_urls: urls.iter().map(|a| a.value.clone()).collect(), model: model.value.clone(), api_key_env: None })
+                }
                 _ => None,
             };
-            (p, 2, "openai(\"http://127.0.0.1:8000/v1\", \"model-name\")")
+            (p, 2..=usize::MAX, "openai(\"http://127.0.0.1:8000/v1\", \"model-name\"), or several base URLs then the model")
         }
         other => {
             diags.push(
@@ -128,12 +135,13 @@ pub(super) fn lower(decl: &ModelDecl, diags: &mut Vec<Diagnostic>) -> Option<Mod
             return None;
         }
     };
-    if decl.args.len() != arity {
+    if !arity.contains(&decl.args.len()) {
+        let takes = if arity.end() == arity.start() { arity.start().to_string() } else { format!("at least {}", arity.start()) };
         diags.push(
             Diagnostic::error(
                 "invalid-value",
                 decl.provider.span.to(decl.args.last().map_or(decl.provider.span, |a| a.span)),
-                format!("`{}` takes {arity} argument(s), {} given", decl.provider.name, decl.args.len()),
+                format!("`{}` takes {takes} argument(s), {} given", decl.provider.name, decl.args.len()),
             )
             .with_hint(format!("write e.g. `{usage}`")),
         );
@@ -143,14 +151,17 @@ pub(super) fn lower(decl: &ModelDecl, diags: &mut Vec<Diagnostic>) -> Option<Mod
     let mut schema = DECODE_SETTINGS.to_vec();
     if matches!(provider, Provider::OpenAi { .. }) {
         schema.push(("api_key_env", Kind::Str));
+        schema.push(("max_response_bytes", Kind::Count));
     }
     let settings = config::read(&decl.config, &schema, &owner, diags);
-    if let Provider::OpenAi { base_url, api_key_env, .. } = &mut provider {
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            diags.push(
-                Diagnostic::error("invalid-value", decl.args[0].span, format!("`{base_url}` is not an http(s) URL"))
-                    .with_hint("write the API base, e.g. \"http://127.0.0.1:8000/v1\""),
-            );
+    if let Provider::OpenAi { base_urls, api_key_env, .. } = &mut provider {
+        for (url, arg) in base_urls.iter().zip(&decl.args) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                diags.push(
+                    Diagnostic::error("invalid-value", arg.span, format!("`{url}` is not an http(s) URL"))
+                        .with_hint("write the API base, e.g. \"http://127.0.0.1:8000/v1\"; the model's name comes last"),
+                );
+            }
         }
         *api_key_env = settings.string("api_key_env");
     }
@@ -165,6 +176,7 @@ pub(super) fn lower(decl: &ModelDecl, diags: &mut Vec<Diagnostic>) -> Option<Mod
         timeout_ms: settings.count("timeout_ms"),
         concurrency: settings.count("concurrency").map(clamp_u32),
         retries: settings.count("retries").map(clamp_u32),
+        max_response_bytes: settings.count("max_response_bytes"),
     };
     check_range(&settings, "temperature", params.temperature, 0.0..=10.0, diags);
     if let Some(p) = params.top_p {

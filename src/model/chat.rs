@@ -3,6 +3,8 @@
 //! Hugging Face stores templates as Jinja; loopc recognises the common formats by their
 //! markers instead of running Jinja, and falls back to a plain transcript.
 
+use super::text::PromptText;
+
 /// Who said a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -69,28 +71,40 @@ impl ChatFormat {
     /// Renders turns without the opening marker, so a conversation can be rendered in
     /// pieces that concatenate to the whole; `open_assistant` starts the assistant's turn.
     pub fn render_turns(self, messages: &[Message], open_assistant: bool) -> String {
+        let turns: Vec<(Role, PromptText)> = messages.iter().map(|m| (m.role, PromptText::markup(m.content.clone()))).collect();
+        let refs: Vec<(Role, &PromptText)> = turns.iter().map(|(r, t)| (*r, t)).collect();
+        self.render_text(&refs, open_assistant).to_plain()
+    }
+
+    /// [`ChatFormat::render_turns`] for prompt text: the format's markers are markup, each
+    /// turn's content keeps its own pieces (so data stays data).
+    pub fn render_text(self, turns: &[(Role, &PromptText)], open_assistant: bool) -> PromptText {
         let role = |r: Role| match r {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
         };
-        let mut out = String::new();
-        for m in messages {
+        let mut out = PromptText::new();
+        for (r, content) in turns {
             match self {
-                ChatFormat::ChatMl => out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", role(m.role), m.content)),
-                ChatFormat::Llama3 => out.push_str(&format!("<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>", role(m.role), m.content)),
+                ChatFormat::ChatMl => {
+                    out.push_markup(&format!("<|im_start|>{}\n", role(*r))).append(content).push_markup("<|im_end|>\n");
+                }
+                ChatFormat::Llama3 => {
+                    out.push_markup(&format!("<|start_header_id|>{}<|end_header_id|>\n\n", role(*r))).append(content).push_markup("<|eot_id|>");
+                }
                 ChatFormat::Plain => {
-                    let who = match m.role {
+                    let who = match r {
                         Role::System => "System",
                         Role::User => "User",
                         Role::Assistant => "Assistant",
                     };
-                    out.push_str(&format!("{who}: {}\n", m.content));
+                    out.push_markup(&format!("{who}: ")).append(content).push_markup("\n");
                 }
             }
         }
         if open_assistant {
-            out.push_str(match self {
+            out.push_markup(match self {
                 ChatFormat::ChatMl => "<|im_start|>assistant\n",
                 ChatFormat::Llama3 => "<|start_header_id|>assistant<|end_header_id|>\n\n",
                 ChatFormat::Plain => "Assistant:",

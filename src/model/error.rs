@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use super::tokenizer::TokenCount;
+
 /// An error of the local model backend.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -62,9 +64,38 @@ pub enum ModelError {
     /// Occurs when the tokenizer fails.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-    /// Occurs when a request is invalid (empty prompt, no labels, prompt too long...).
+    /// Occurs when a request is invalid (empty prompt, no labels...).
     #[error("invalid request: {0}")]
     Request(String),
+    /// Occurs when a prompt leaves no room in the model's context.
+    #[error("the prompt is {tokens}, over the model's context of {limit} tokens")]
+    ContextOverflow {
+        /// The prompt's size.
+        tokens: TokenCount,
+        /// The model's context length.
+        limit: usize,
+    },
+}
+
+impl ModelError {
+    /// A copy of the error for another caller (an I/O cause is kept as its message), so one
+    /// failed batch can answer each of its requests.
+    pub fn duplicate(&self) -> ModelError {
+        match self {
+            ModelError::Io { action, path, source } => {
+                ModelError::Io { action, path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            ModelError::Gguf { path, reason } => ModelError::Gguf { path: path.clone(), reason: reason.clone() },
+            ModelError::BadModel { model, reason } => ModelError::BadModel { model: model.clone(), reason: reason.clone() },
+            ModelError::UnknownModel { name, hint } => ModelError::UnknownModel { name: name.clone(), hint: hint.clone() },
+            ModelError::Provision { what, reason } => ModelError::Provision { what: what.clone(), reason: reason.clone() },
+            ModelError::Runtime { path, reason } => ModelError::Runtime { path: path.clone(), reason: reason.clone() },
+            ModelError::Ort(m) => ModelError::Ort(m.clone()),
+            ModelError::Tokenizer(m) => ModelError::Tokenizer(m.clone()),
+            ModelError::Request(m) => ModelError::Request(m.clone()),
+            ModelError::ContextOverflow { tokens, limit } => ModelError::ContextOverflow { tokens: *tokens, limit: *limit },
+        }
+    }
 }
 
 impl From<ort::Error> for ModelError {

@@ -1,5 +1,7 @@
 //! A model's fingerprint: the SHA-256 of its graph and weight files, recorded in artifacts
-//! so a compiled program names exactly the weights it was compiled against.
+//! so a compiled program names exactly the weights it was compiled against, and a hash over
+//! that, the tokenizer, the config and the chat template, which keys loaded models and the
+//! response cache.
 //!
 //! Hashing 540 MB takes a second or two, so the result is kept next to the model in
 //! `fingerprint.json`, valid while the files' sizes and modification times are unchanged.
@@ -9,7 +11,9 @@ use std::time::UNIX_EPOCH;
 
 use sha2::Digest;
 
-use super::import::{hex, DATA_FILE, MODEL_FILE};
+use super::error::{io, ModelError};
+use super::import::{hex, CONFIG_FILE, DATA_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
+use super::local::Fingerprint;
 
 const SIDECAR: &str = "fingerprint.json";
 
@@ -56,6 +60,29 @@ pub fn model_sha256(dir: &Path) -> std::io::Result<String> {
     let record = serde_json::json!({ "stamp": stamp_json, "sha256": hash });
     let _ = crate::fs::atomic_write(&sidecar, record.to_string().as_bytes());
     Ok(hash)
+}
+
+/// The fingerprint of the model directory `dir`: its weights hash (remembered beside the
+/// files) and a hash over that, `tokenizer.json`, `config.json` and the chat template.
+pub fn fingerprint_of(dir: &Path) -> Result<Fingerprint, ModelError> {
+    let weights = model_sha256(dir).map_err(io("hash", &dir.join(MODEL_FILE)))?;
+    let read = |file: &str| -> Result<Vec<u8>, ModelError> {
+        match std::fs::read(dir.join(file)) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file != TOKENIZER_FILE => Ok(Vec::new()),
+            Err(e) => Err(io("read", &dir.join(file))(e)),
+        }
+    };
+    let template = serde_json::from_slice::<serde_json::Value>(&read(TOKENIZER_CONFIG_FILE)?)
+        .ok()
+        .and_then(|v| v.get("chat_template").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    let mut h = sha2::Sha256::new();
+    for part in [weights.as_bytes(), &read(TOKENIZER_FILE)?, &read(CONFIG_FILE)?, template.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    Ok(Fingerprint { weights, full: hex(&h.finalize()) })
 }
 
 #[cfg(test)]

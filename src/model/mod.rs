@@ -18,12 +18,16 @@ pub mod sampling;
 mod session;
 #[doc(hidden)]
 pub mod testing;
+pub mod text;
 pub mod tokenizer;
+mod worker;
 
 #[cfg(test)]
 mod tests;
 
 pub use self::error::ModelError;
-pub use self::fingerprint::model_sha256;
-pub use self::local::{ChoiceScores, Finish, GenerateRequest, Generation, LoadOptions, LocalModel, PrefixCaching, Prompt, Stats};
+pub use self::fingerprint::{fingerprint_of, model_sha256};
+pub use self::local::{ChoiceScores, Fingerprint, Finish, GenerateRequest, Generation, LoadOptions, LocalModel, Pending, PrefixCaching, Prompt, Stats};
 pub use self::session::{default_threads, init_runtime, KvShape};
+pub use self::text::{Piece, PromptText};
+pub use self::tokenizer::TokenCount;

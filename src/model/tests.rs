@@ -119,7 +119,7 @@ fn max_tokens_and_stop_sequences_end_generation() {
 fn choice_scores_are_the_same_with_and_without_the_prefix_cache() {
     let m = tiny(LoadOptions { max_batch: 3, ..LoadOptions::default() });
     let shared = "Label the text.\n";
-    let prompts: Vec<Prompt> = ["good", "bad day", "ok"].iter().map(|r| Prompt { shared: shared.into(), rest: format!("{r}\nLabel:") }).collect();
+    let prompts: Vec<Prompt> = ["good", "bad day", "ok"].iter().map(|r| Prompt { shared: shared.into(), rest: format!("{r}\nLabel:").into() }).collect();
     let choices: Vec<String> = ["y", "n", " maybe so"].iter().map(|s| s.to_string()).collect();
     let plain = m.score_choices(&prompts, &choices, PrefixCaching::Off).unwrap();
     let cached = m.score_choices(&prompts, &choices, PrefixCaching::On).unwrap();

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::error::ModelError;
 use super::gguf::{Gguf, MetaValue};
+use super::text::{Piece, PromptText};
 
 /// GGUF token types that are special (control and user-defined tokens).
 const SPECIAL_TOKEN_TYPES: [u64; 2] = [3, 4];
@@ -69,13 +70,80 @@ pub fn tokenizer_json(gguf: &Gguf) -> Result<Value, ModelError> {
 /// A loaded tokenizer with the ids generation needs.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// The same tokenizer with special-token parsing off, for data (see [`PromptText`]).
+    plain: tokenizers::Tokenizer,
+    /// The longest token's text in bytes: a text of N bytes has at least N / this many tokens.
+    longest_token: usize,
+}
+
+/// How many tokens a text has, when counting was bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenCount {
+    /// Exactly this many.
+    Exact(usize),
+    /// At least this many: the text was too long to tokenize within the bound.
+    AtLeast(usize),
+}
+
+impl TokenCount {
+    /// The count, or its lower bound.
+    pub fn value(self) -> usize {
+        match self {
+            TokenCount::Exact(n) | TokenCount::AtLeast(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenCount::Exact(n) => write!(f, "{n} tokens"),
+            TokenCount::AtLeast(n) => write!(f, "at least {n} tokens"),
+        }
+    }
 }
 
 impl Tokenizer {
     /// Loads a `tokenizer.json`.
     pub fn from_file(path: &std::path::Path) -> Result<Tokenizer, ModelError> {
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer(format!("cannot load `{}`: {e}", path.display())))?;
-        Ok(Tokenizer { inner })
+        let mut plain = inner.clone();
+        plain.set_encode_special_tokens(true);
+        let longest_token = inner.get_vocab(true).keys().map(|t| t.len()).max().unwrap_or(1).max(1);
+        Ok(Tokenizer { inner, plain, longest_token })
+    }
+
+    /// Token ids of `text` with special tokens disabled: `<|im_end|>` written in the text is
+    /// plain characters.
+    pub fn encode_data(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let enc = self.plain.encode_fast(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids of prompt text: markup with special tokens recognised, data without.
+    pub fn encode_text(&self, text: &PromptText) -> Result<Vec<u32>, ModelError> {
+        let mut ids = Vec::new();
+        for piece in text.pieces() {
+            ids.extend(match piece {
+                Piece::Markup(t) => self.encode(t)?,
+                Piece::Data(t) => self.encode_data(t)?,
+            });
+        }
+        Ok(ids)
+    }
+
+    /// How many tokens `text` has as data, tokenizing only texts of at most `max_bytes` bytes:
+    /// longer ones get a lower bound from their length, so counting stays cheap for any input.
+    pub fn count_data(&self, text: &str, max_bytes: usize) -> Result<TokenCount, ModelError> {
+        if text.len() > max_bytes {
+            return Ok(TokenCount::AtLeast(text.len().div_ceil(self.longest_token)));
+        }
+        Ok(TokenCount::Exact(self.encode_data(text)?.len()))
+    }
+
+    /// The longest token's text in bytes.
+    pub fn longest_token(&self) -> usize {
+        self.longest_token
     }
 
     /// Token ids of `text`, special tokens written in the text recognised as such.

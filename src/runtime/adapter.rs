@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::value::{coerce, render};
 use crate::graph::{Field, Type};
 use crate::model::chat::{ChatFormat, Message, Role};
-use crate::model::Prompt;
+use crate::model::{Prompt, PromptText};
 
 /// A prompt template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,24 +68,24 @@ pub struct Task<'a> {
 }
 
 /// A rendered request: the parts every backend needs, before any chat format is applied.
+/// Values (inputs, demo values, earlier answers) are data in the text: special tokens typed
+/// into them stay characters (see [`PromptText`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     /// The template used.
     pub template: Template,
     /// The system message (chat, json) or the text heading the prompt (completion).
-    pub system: String,
+    pub system: PromptText,
     /// Demonstrations as (user turn, assistant turn) pairs.
-    pub demos: Vec<(String, String)>,
+    pub demos: Vec<(PromptText, PromptText)>,
     /// The final user turn with this example's inputs.
-    pub user: String,
+    pub user: PromptText,
     /// Text the answer starts with, written by loopc so the model continues in format.
     pub answer_prefix: String,
 }
 
 const COMPLETED: &str = "[[ ## completed ## ]]";
 
-/// The reason given when an answer has no value for a field.
-pub const MISSING: &str = "the answer has no value for it";
 /// How loopc opens a field's value in a chat answer. Writing the opening bracket (and quote)
 /// itself keeps small models from writing prose or markers where a list belongs; a `json`
 /// field opens with `[` when its description speaks of a list, else with `{`.
@@ -137,28 +137,38 @@ fn value_of<'v>(values: &'v Map<String, Value>, name: &str) -> &'v Value {
     values.get(name).unwrap_or(&Value::Null)
 }
 
-fn marked(fields: &[Field], values: &Map<String, Value>) -> String {
-    fields.iter().map(|f| format!("{}\n{}", marker(&f.name), render(value_of(values, &f.name)))).collect::<Vec<_>>().join("\n\n")
+fn marked(fields: &[Field], values: &Map<String, Value>) -> PromptText {
+    let mut t = PromptText::new();
+    for (i, f) in fields.iter().enumerate() {
+        t.push_markup(&format!("{}{}\n", if i > 0 { "\n\n" } else { "" }, marker(&f.name)));
+        t.push_data(&render(value_of(values, &f.name)));
+    }
+    t
 }
 
-fn json_object(fields: &[Field], values: &Map<String, Value>) -> String {
+fn json_object(fields: &[Field], values: &Map<String, Value>) -> PromptText {
     let obj: Map<String, Value> = fields.iter().map(|f| (f.name.clone(), value_of(values, &f.name).clone())).collect();
-    Value::Object(obj).to_string()
+    PromptText::data(Value::Object(obj).to_string())
 }
 
-fn lines(fields: &[Field], values: &Map<String, Value>) -> String {
-    fields.iter().map(|f| format!("{}: {}", title(&f.name), render(value_of(values, &f.name)))).collect::<Vec<_>>().join("\n")
+fn lines(fields: &[Field], values: &Map<String, Value>) -> PromptText {
+    let mut t = PromptText::new();
+    for (i, f) in fields.iter().enumerate() {
+        t.push_markup(&format!("{}{}: ", if i > 0 { "\n" } else { "" }, title(&f.name)));
+        t.push_data(&render(value_of(values, &f.name)));
+    }
+    t
 }
 
 /// A completion-style answer: the first value right after the prefix, then `Name: value` lines.
-fn completion_answer(outputs: &[Field], values: &Map<String, Value>) -> String {
-    let mut out = String::new();
+fn completion_answer(outputs: &[Field], values: &Map<String, Value>) -> PromptText {
+    let mut out = PromptText::new();
     for (i, f) in outputs.iter().enumerate() {
         if i > 0 {
-            out.push_str(&format!("\n{}:", title(&f.name)));
+            out.push_markup(&format!("\n{}:", title(&f.name)));
         }
-        out.push(' ');
-        out.push_str(&render(value_of(values, &f.name)));
+        out.push_markup(" ");
+        out.push_data(&render(value_of(values, &f.name)));
     }
     out
 }
@@ -172,15 +182,19 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
             let markers = task.outputs.iter().map(|f| format!("`{}`", marker(&f.name))).collect::<Vec<_>>().join(", ");
             Request {
                 template,
-                system: format!(
+                system: PromptText::markup(format!(
                     "{}\n\nYou are given these fields:\n{}\n\nProduce these fields:\n{}\n\nWrite each field after its marker: {markers}, then end with `{COMPLETED}`.",
                     task.instruction.trim(),
                     field_list(task.inputs),
                     field_list(task.outputs)
-                ),
+                )),
                 demos: demos
                     .iter()
-                    .map(|d| (marked(task.inputs, &d.inputs), format!("{}\n\n{COMPLETED}", marked(task.outputs, &d.outputs))))
+                    .map(|d| {
+                        let mut answer = marked(task.outputs, &d.outputs);
+                        answer.push_markup(&format!("\n\n{COMPLETED}"));
+                        (marked(task.inputs, &d.inputs), answer)
+                    })
                     .collect(),
                 user: marked(task.inputs, inputs),
                 answer_prefix: format!("{}\n{}", marker(first), task.outputs.first().map_or("", opener)),
@@ -188,19 +202,19 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
         }
         Template::Json => Request {
             template,
-            system: format!(
+            system: PromptText::markup(format!(
                 "{}\n\nYou are given a JSON object with these fields:\n{}\n\nAnswer with one JSON object with these fields, and nothing else:\n{}",
                 task.instruction.trim(),
                 field_list(task.inputs),
                 field_list(task.outputs)
-            ),
+            )),
             demos: demos.iter().map(|d| (json_object(task.inputs, &d.inputs), json_object(task.outputs, &d.outputs))).collect(),
             user: json_object(task.inputs, inputs),
             answer_prefix: format!("{{\"{first}\": "),
         },
         Template::Completion => Request {
             template,
-            system: task.instruction.trim().to_string(),
+            system: PromptText::markup(task.instruction.trim()),
             demos: demos.iter().map(|d| (lines(task.inputs, &d.inputs), completion_answer(task.outputs, &d.outputs))).collect(),
             user: lines(task.inputs, inputs),
             answer_prefix: format!("{}:", title(first)),
@@ -211,51 +225,76 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
 impl Request {
     /// The chat messages for a remote chat API (the answer prefix cannot be forced there).
     pub fn messages(&self) -> Vec<Message> {
+        self.turns().into_iter().map(|(role, content)| Message { role, content: content.to_plain() }).collect()
+    }
+
+    /// The turns of the conversation, before the answer.
+    fn turns(&self) -> Vec<(Role, PromptText)> {
         match self.template {
-            Template::Completion => vec![Message { role: Role::User, content: self.completion_text() }],
+            Template::Completion => vec![(Role::User, self.completion_text())],
             _ => {
-                let mut m = vec![Message { role: Role::System, content: self.system.clone() }];
+                let mut m = vec![(Role::System, self.system.clone())];
                 for (u, a) in &self.demos {
-                    m.push(Message { role: Role::User, content: u.clone() });
-                    m.push(Message { role: Role::Assistant, content: a.clone() });
+                    m.push((Role::User, u.clone()));
+                    m.push((Role::Assistant, a.clone()));
                 }
-                m.push(Message { role: Role::User, content: self.user.clone() });
+                m.push((Role::User, self.user.clone()));
                 m
             }
         }
     }
 
-    fn completion_text(&self) -> String {
-        let mut parts = vec![self.system.clone()];
+    /// The whole prompt as the text a person would read (chat turns labelled by role).
+    pub fn display(&self) -> String {
+        self.messages().iter().map(|m| format!("[{:?}]\n{}", m.role, m.content)).collect::<Vec<_>>().join("\n\n")
+    }
+
+    /// The completion template's prompt: heading, demos, then this example, blank-line separated.
+    fn completion_text(&self) -> PromptText {
+        let mut t = self.completion_shared();
+        t.append(&self.completion_tail());
+        t
+    }
+
+    fn completion_shared(&self) -> PromptText {
+        let mut t = self.system.clone();
+        t.push_markup("\n\n");
         for (u, a) in &self.demos {
-            parts.push(format!("{u}\n{}{a}", self.answer_prefix));
+            t.append(u);
+            t.push_markup(&format!("\n{}", self.answer_prefix));
+            t.append(a);
+            t.push_markup("\n\n");
         }
-        parts.push(format!("{}\n{}", self.user, self.answer_prefix));
-        parts.join("\n\n")
+        t
+    }
+
+    fn completion_tail(&self) -> PromptText {
+        let mut t = self.user.clone();
+        t.push_markup(&format!("\n{}", self.answer_prefix));
+        t
     }
 
     /// The prompt for a local model in `format`, split so everything before this example
     /// (instruction and demos) is the shared, cacheable part. `answer` is assistant text
-    /// already written after the answer prefix (empty to start the answer).
+    /// already written after the answer prefix (empty to start the answer); it is data.
     pub fn local_prompt(&self, format: ChatFormat, answer: &str) -> Prompt {
-        match self.template {
-            Template::Completion => {
-                let full = self.completion_text();
-                let tail = format!("{}\n{}", self.user, self.answer_prefix);
-                let shared = full[..full.len() - tail.len()].to_string();
-                Prompt { shared, rest: format!("{tail}{answer}") }
-            }
+        let (shared, mut rest) = match self.template {
+            Template::Completion => (self.completion_shared(), self.completion_tail()),
             _ => {
-                let mut turns = vec![Message { role: Role::System, content: self.system.clone() }];
+                let mut turns = vec![(Role::System, &self.system)];
                 for (u, a) in &self.demos {
-                    turns.push(Message { role: Role::User, content: u.clone() });
-                    turns.push(Message { role: Role::Assistant, content: a.clone() });
+                    turns.push((Role::User, u));
+                    turns.push((Role::Assistant, a));
                 }
-                let shared = format!("{}{}", format.begin(), format.render_turns(&turns, false));
-                let rest = format.render_turns(&[Message { role: Role::User, content: self.user.clone() }], true);
-                Prompt { shared, rest: format!("{rest}{}{answer}", self.answer_prefix) }
+                let mut shared = PromptText::markup(format.begin());
+                shared.append(&format.render_text(&turns, false));
+                let mut rest = format.render_text(&[(Role::User, &self.user)], true);
+                rest.push_markup(&self.answer_prefix);
+                (shared, rest)
             }
-        }
+        };
+        rest.push_data(answer);
+        Prompt { shared, rest }
     }
 
     /// Stop sequences that end the answer.
@@ -309,13 +348,13 @@ impl Request {
         let mut values = Map::new();
         for f in outputs {
             let Some(r) = raw.iter().find(|(n, _)| n == &f.name).map(|(_, v)| v) else {
-                return Err(ParseError { field: f.name.clone(), reason: MISSING.into() });
+                return Err(ParseError { field: f.name.clone(), problem: ParseProblem::Missing });
             };
             let v = match r {
                 Value::String(s) => coerce(&f.ty, s),
                 other => super::value::check(&f.ty, other).map(|_| other.clone()).or_else(|e| coerce(&f.ty, &other.to_string()).map_err(|_| e)),
             }
-            .map_err(|reason| ParseError { field: f.name.clone(), reason })?;
+            .map_err(|reason| ParseError { field: f.name.clone(), problem: ParseProblem::Invalid(reason) })?;
             values.insert(f.name.clone(), v);
         }
         Ok(values)
@@ -324,12 +363,26 @@ impl Request {
 
 /// Why an answer could not be read.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("field `{field}`: {reason}")]
+#[error("field `{field}`: {problem}")]
 pub struct ParseError {
     /// The output field.
     pub field: String,
     /// What was wrong.
-    pub reason: String,
+    pub problem: ParseProblem,
+}
+
+/// What was wrong with an answer.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ParseProblem {
+    /// Occurs when the answer has no value for the field (it can be asked for again).
+    #[error("the answer has no value for it")]
+    Missing,
+    /// Occurs when a JSON answer holds no JSON object.
+    #[error("no JSON object in the answer: `{0}`")]
+    NoJsonObject(String),
+    /// Occurs when the value does not convert to the field's type.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn split_marked(outputs: &[Field], text: &str) -> Vec<(String, Value)> {
@@ -362,7 +415,7 @@ fn split_json(outputs: &[Field], text: &str) -> Result<Vec<(String, Value)>, Par
     });
     let obj = obj.ok_or_else(|| ParseError {
         field: outputs.first().map_or(String::new(), |f| f.name.clone()),
-        reason: format!("no JSON object in the answer: `{}`", text.chars().take(80).collect::<String>()),
+        problem: ParseProblem::NoJsonObject(text.chars().take(80).collect()),
     })?;
     Ok(obj.into_iter().collect())
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::adapter::{Demo, Template};
 use super::executor::StepParams;
+use crate::graph::{Dag, Field, Provider, StepId};
 
 /// The `format` field of every artifact.
 pub const FORMAT: &str = "loopc-artifact";
@@ -154,6 +155,25 @@ pub struct Timing {
     pub tokens_generated: u64,
 }
 
+/// Whether `s` is a lowercase SHA-256 hex digest.
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Checks that `values` has exactly `fields`, each of its declared type; the error is the
+/// path suffix (`.name`) and what is wrong.
+fn check_values(fields: &[Field], values: &serde_json::Map<String, Value>) -> Result<(), (String, String)> {
+    for f in fields {
+        let v = values.get(&f.name).ok_or_else(|| (format!(".{}", f.name), "missing".to_string()))?;
+        super::value::check(&f.ty, v).map_err(|why| (format!(".{}", f.name), why))?;
+    }
+    if let Some(extra) = values.keys().find(|k| !fields.iter().any(|f| &f.name == *k)) {
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        return Err((format!(".{extra}"), format!("not a field here (the fields: {})", names.join(", "))));
+    }
+    Ok(())
+}
+
 /// Why an artifact could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -204,16 +224,65 @@ impl Artifact {
         Ok(a)
     }
 
-    /// Each step's compiled parameters, by step name; `Err` names a step whose template this
-    /// loopc does not know.
-    pub fn step_params(&self) -> Result<HashMap<String, StepParams>, String> {
-        self.steps
-            .iter()
-            .map(|(step, rec)| {
-                let template = Template::from_name(&rec.template).ok_or_else(|| format!("step `{step}` has unknown template `{}`", rec.template))?;
-                Ok((step.clone(), StepParams { template, instruction: Some(rec.instruction.clone()), demos: rec.demos.clone() }))
-            })
-            .collect()
+    /// Checks the artifact against `dag`, its own embedded program, and returns each step's
+    /// compiled parameters. Every problem is an error naming where it is, e.g.
+    /// `steps.classify.demos[2].outputs.sentiment: `joyful` is not one of the labels …`.
+    pub fn validate(&self, name: &str, dag: &Dag) -> Result<HashMap<StepId, StepParams>, ArtifactError> {
+        let at = |path: String, reason: String| ArtifactError::Invalid { path: name.to_string(), reason: format!("at `{path}`: {reason}") };
+        if !is_sha256(&self.program.source_sha256) {
+            return Err(at("program.source_sha256".into(), "not a SHA-256 hex digest".into()));
+        }
+        if self.program.name != dag.name() {
+            return Err(at("program.name".into(), format!("`{}` differs from the embedded program's name `{}`", self.program.name, dag.name())));
+        }
+        if self.models.len() != dag.models().len() {
+            return Err(at("models".into(), format!("{} model record(s) for the program's {} model(s)", self.models.len(), dag.models().len())));
+        }
+        for (i, (record, spec)) in self.models.iter().zip(dag.models()).enumerate() {
+            let path = |f: &str| format!("models[{i}].{f}");
+            if record.name != spec.name {
+                return Err(at(path("name"), format!("`{}` where the program declares `{}`", record.name, spec.name)));
+            }
+            let provider = match spec.provider {
+                Provider::Onnx { .. } => "onnx",
+                Provider::OpenAi { .. } => "openai",
+            };
+            if record.provider != provider {
+                return Err(at(path("provider"), format!("`{}` where the program's model is `{provider}`", record.provider)));
+            }
+            match (&record.weights_sha256, provider) {
+                (Some(h), _) if !is_sha256(h) => return Err(at(path("weights_sha256"), format!("`{h}` is not a SHA-256 hex digest"))),
+                (None, "onnx") => return Err(at(path("weights_sha256"), "a local model's weights hash is missing (null)".into())),
+                _ => {}
+            }
+        }
+        for (field, score) in [("baseline_score", self.provenance.baseline_score), ("final_score", self.provenance.final_score)] {
+            if !score.is_finite() {
+                return Err(at(format!("provenance.{field}"), format!("{score} is not a number")));
+            }
+        }
+        let mut out = HashMap::new();
+        for (step, rec) in &self.steps {
+            let path = |f: &str| format!("steps.{step}.{f}");
+            let id = dag.step_id(step).ok_or_else(|| at(format!("steps.{step}"), format!("the program has no step `{step}`")))?;
+            let sig = dag
+                .step_signature(id)
+                .ok_or_else(|| at(format!("steps.{step}"), format!("`{step}` calls a tool; only model steps have compiled parameters")))?;
+            if rec.signature != sig.name {
+                return Err(at(path("signature"), format!("`{}` where step `{step}` runs `{}`", rec.signature, sig.name)));
+            }
+            let template = Template::from_name(&rec.template)
+                .ok_or_else(|| at(path("template"), format!("unknown template `{}` (the templates: chat, json, completion)", rec.template)))?;
+            if rec.instruction.trim().is_empty() {
+                return Err(at(path("instruction"), "the instruction is empty".into()));
+            }
+            for (d, demo) in rec.demos.iter().enumerate() {
+                check_values(&sig.inputs, &demo.inputs).map_err(|(f, why)| at(format!("steps.{step}.demos[{d}].inputs{f}"), why))?;
+                check_values(&dag.step(id).outputs, &demo.outputs).map_err(|(f, why)| at(format!("steps.{step}.demos[{d}].outputs{f}"), why))?;
+            }
+            out.insert(id, StepParams { template, instruction: Some(rec.instruction.clone()), demos: rec.demos.clone() });
+        }
+        Ok(out)
     }
 
     /// The artifact as pretty JSON with a final newline.

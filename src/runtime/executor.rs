@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
 
-use super::adapter::{render_request, Demo, Request, Task, Template};
+use super::adapter::{render_request, Demo, ParseProblem, Request, Task, Template};
 use super::backend::{Backend, BackendError, Call};
 use super::tools::{self, ToolError};
-use super::trace::{StepTrace, Trace};
+use super::trace::{LabelScore, StepTrace, Trace};
 use super::value::check;
 use crate::graph::{Dag, Field, ModelId, SignatureId, Source, StepId, StepKind, Target, Type};
 use crate::model::sampling::Sampling;
+use crate::model::{ModelError, TokenCount};
 
 /// What the compiler may set per step.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,16 +62,33 @@ pub enum RunError {
         reason: String,
     },
     /// Occurs when a model answer cannot be read, even after one retry.
-    #[error("step `{step}`, field `{field}`: {reason}; the model wrote: {raw:?}")]
+    #[error("step `{step}`, field `{field}`: {problem}; the model wrote: {raw:?}")]
     Parse {
         /// The step.
         step: String,
         /// The output field.
         field: String,
         /// What was wrong.
-        reason: String,
+        problem: ParseProblem,
         /// The model's text.
         raw: String,
+    },
+    /// Occurs when a step's prompt does not fit the model's context; names the input that
+    /// takes the most room.
+    #[error("step `{step}`: {what} is {field_tokens}; the whole prompt is {prompt_tokens}, over the {limit}-token context of model `{model}`; shorten it")]
+    TooLong {
+        /// The step.
+        step: String,
+        /// Which value: `input `text`` for a program input, else the step's slot.
+        what: String,
+        /// That value's size.
+        field_tokens: TokenCount,
+        /// The prompt's size.
+        prompt_tokens: TokenCount,
+        /// The model's context length.
+        limit: usize,
+        /// The model.
+        model: String,
     },
     /// Occurs when the model backend fails.
     #[error("step `{step}`: {source}")]
@@ -225,10 +243,10 @@ impl Executor {
                         let timeout = me.options.step_timeout;
                         let (res, mut st) = match tokio::time::timeout(timeout, me.run_step(StepId(i), bound.clone())).await {
                             Ok(r) => r,
-                            Err(_) => (
-                                Err(RunError::StepTimeout { step: me.dag.step(StepId(i)).name.clone(), ms: timeout.as_millis() as u64 }),
-                                StepTrace { step: me.dag.step(StepId(i)).name.clone(), inputs: bound, ..StepTrace::default() },
-                            ),
+                            Err(_) => {
+                                let s = me.dag.step(StepId(i));
+                                (Err(RunError::StepTimeout { step: s.name.clone(), ms: timeout.as_millis() as u64 }), StepTrace::new(&s.name, s.kind, bound))
+                            }
                         };
                         st.started_ms = offset;
                         st.latency_ms = t.elapsed().as_millis() as u64;
@@ -272,17 +290,7 @@ impl Executor {
 
     async fn run_step(&self, id: StepId, bound: Map<String, Value>) -> (Result<Map<String, Value>, RunError>, StepTrace) {
         let s = self.dag.step(id);
-        let mut st = StepTrace {
-            step: s.name.clone(),
-            kind: match s.kind {
-                StepKind::Predict => "predict",
-                StepKind::ChainOfThought => "chain_of_thought",
-                StepKind::Call => "call",
-            }
-            .into(),
-            inputs: bound.clone(),
-            ..StepTrace::default()
-        };
+        let mut st = StepTrace::new(&s.name, s.kind, bound.clone());
         if let Target::Tool(t) = s.target {
             let tool = self.dag.tool(t);
             st.served_by = format!("tool {}", tool.name);
@@ -300,24 +308,42 @@ impl Executor {
         let Some(request) = self.request(id, &bound) else {
             return (Err(RunError::Input { field: s.name.clone(), reason: "the step has no signature".into() }), st);
         };
-        self.run_model(&s.name, s.model, &s.outputs, request, st).await
+        self.run_model(&s.name, Some(id), s.model, &s.outputs, request, st).await
     }
 
     /// Runs signature `sig` once, as a predict step named `name` on the program's default
     /// model with the signature's own instruction and no demos (e.g. an LM-judge rubric).
     pub async fn predict(&self, name: &str, sig: SignatureId, inputs: Map<String, Value>) -> (Result<Map<String, Value>, RunError>, StepTrace) {
         let signature = self.dag.signature(sig);
-        let st = StepTrace { step: name.to_string(), kind: "predict".into(), inputs: inputs.clone(), ..StepTrace::default() };
+        let st = StepTrace::new(name, StepKind::Predict, inputs.clone());
         let task = Task { instruction: &signature.instruction, inputs: &signature.inputs, outputs: &signature.outputs };
         let request = render_request(Template::Chat, &task, &[], &inputs);
-        let run = self.run_model(name, self.dag.default_model(), &signature.outputs, request, st);
+        let run = self.run_model(name, None, self.dag.default_model(), &signature.outputs, request, st);
         match tokio::time::timeout(self.options.step_timeout, run).await {
             Ok(r) => r,
             Err(_) => (
                 Err(RunError::StepTimeout { step: name.to_string(), ms: self.options.step_timeout.as_millis() as u64 }),
-                StepTrace { step: name.to_string(), kind: "predict".into(), inputs, ..StepTrace::default() },
+                StepTrace::new(name, StepKind::Predict, inputs),
             ),
         }
+    }
+
+    /// The run error for a failed model call. A prompt over the model's context becomes an
+    /// error naming the input that takes the most room, with its size and the limit.
+    fn model_failure(&self, name: &str, step: Option<StepId>, backend: &dyn Backend, inputs: &Map<String, Value>, e: BackendError) -> RunError {
+        if let BackendError::Local(ModelError::ContextOverflow { tokens, limit }) = &e {
+            let largest = inputs.iter().filter_map(|(slot, v)| Some((slot, backend.count_tokens(&super::value::render(v))?))).max_by_key(|(_, n)| n.value());
+            if let Some((slot, field_tokens)) = largest {
+                let source = step.and_then(|id| self.dag.step(id).bindings.iter().find(|b| &b.slot == slot).map(|b| b.source.clone()));
+                let what = match source {
+                    Some(Source::Input(n)) => format!("input `{n}`"),
+                    Some(Source::Step { step, field }) => format!("`{slot}` (from `{}.{field}`)", self.dag.step(step).name),
+                    _ => format!("`{slot}`"),
+                };
+                return RunError::TooLong { step: name.to_string(), what, field_tokens, prompt_tokens: *tokens, limit: *limit, model: backend.identity().name };
+            }
+        }
+        RunError::Model { step: name.to_string(), source: e }
     }
 
     /// Asks model `model` for `outputs` with `request`: constrained choice for a single label
@@ -325,6 +351,7 @@ impl Executor {
     async fn run_model(
         &self,
         name: &str,
+        step: Option<StepId>,
         model: ModelId,
         outputs: &[Field],
         request: Request,
@@ -333,7 +360,7 @@ impl Executor {
         let backend = self.backends[model.0].clone();
         let spec = self.dag.model(model);
         st.served_by = format!("{} {}", backend.identity().provider, backend.identity().name);
-        st.prompt = request.messages().iter().map(|m| format!("[{:?}]\n{}", m.role, m.content)).collect::<Vec<_>>().join("\n\n");
+        st.prompt = request.display();
         let sampling = Sampling {
             temperature: spec.params.temperature as f32,
             top_k: spec.params.top_k.map(|k| k as usize),
@@ -372,13 +399,16 @@ impl Executor {
                             st.cache_hit = choice.from_cache;
                             let row = choice.scores;
                             let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
-                            st.choice_scores = Some(labels.iter().cloned().zip(row).collect());
+                            st.choice_scores = Some(labels.iter().zip(row).map(|(l, s)| LabelScore { label: l.clone(), logprob: s }).collect());
                             st.raw.push(labels[best].clone());
                             let mut out = Map::new();
                             out.insert(field.name.clone(), values[best].clone());
                             (Ok(out), st)
                         }
-                        Err(e) => (Err(RunError::Model { step: name.to_string(), source: e }), st),
+                        Err(e) => {
+                            let err = self.model_failure(name, step, backend.as_ref(), &st.inputs, e);
+                            (Err(err), st)
+                        }
                     };
                 }
             }
@@ -395,7 +425,10 @@ impl Executor {
                         st,
                     )
                 }
-                Err(e) => return (Err(RunError::Model { step: name.to_string(), source: e }), st),
+                Err(e) => {
+                    let err = self.model_failure(name, step, backend.as_ref(), &st.inputs, e);
+                    return (Err(err), st);
+                }
             };
             st.prompt_tokens += completion.prompt_tokens;
             st.cached_tokens += completion.cached_tokens;
@@ -407,18 +440,22 @@ impl Executor {
                 Ok(out) => return (Ok(out), st),
                 Err(e) => {
                     if attempt == 0 {
-                        let missing = e.reason == super::adapter::MISSING;
+                        let missing = e.problem == ParseProblem::Missing;
                         match request.continue_with(outputs, &answer, &e.field).filter(|_| missing) {
                             // A field never written: continue the answer from that field's marker.
                             Some(so_far) => call.answer_so_far = so_far,
                             // A field written wrongly: ask again, showing what went wrong.
                             None => {
-                                call.request.user =
-                                    format!("{}\n\n(Your previous answer could not be read: {e}. Answer again, exactly in the required format.)", request.user);
+                                // The error quotes the model's text: it goes in as data.
+                                let mut user = request.user.clone();
+                                user.push_markup("\n\n(Your previous answer could not be read: ")
+                                    .push_data(&e.to_string())
+                                    .push_markup(". Answer again, exactly in the required format.)");
+                                call.request.user = user;
                             }
                         }
                     }
-                    failure = Some(RunError::Parse { step: name.to_string(), field: e.field, reason: e.reason, raw: answer });
+                    failure = Some(RunError::Parse { step: name.to_string(), field: e.field, problem: e.problem, raw: answer });
                 }
             }
         }

@@ -32,7 +32,7 @@ impl Scripted {
 
 impl Backend for Scripted {
     fn identity(&self) -> Identity {
-        Identity { provider: "scripted".into(), name: "test".into() }
+        Identity { provider: "scripted".into(), name: "test".into(), fingerprint: None }
     }
 
     fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
@@ -40,7 +40,7 @@ impl Backend for Scripted {
             tokio::time::sleep(self.delay).await;
             let mut out = Vec::new();
             for c in calls {
-                self.seen.lock().unwrap().push(c.request.user.clone());
+                self.seen.lock().unwrap().push(c.request.user.to_plain());
                 let text = self.replies.lock().unwrap().pop_front().unwrap_or_default();
                 out.push(Completion { text, prompt_tokens: 10, cached_tokens: 0, completion_tokens: 2, from_cache: false });
             }
@@ -198,7 +198,8 @@ async fn the_response_cache_answers_repeated_calls_without_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let src = "program p\ninput q: text\noutput a: text\nsignature S { in x: text out y: text }\nstep s = predict S { x: input.q }\nreturn { a: s.y }\n";
     let scripted = Scripted::new(&["[[ ## y ## ]]\nfirst", "[[ ## y ## ]]\nsecond"], 0, None);
-    let cached = Arc::new(CachedBackend::new(scripted.clone(), dir.path().to_path_buf()));
+    let store = Arc::new(super::cache::ResponseCache::new(dir.path().to_path_buf(), 1 << 20));
+    let cached = Arc::new(CachedBackend::new(scripted.clone(), store.clone()));
     let file = crate::syntax::parse(src).unwrap();
     let dag = crate::graph::lower(&file).dag.unwrap();
     let ex = Executor::new(Arc::new(dag), vec![cached.clone() as Arc<dyn Backend>], HashMap::new(), RunOptions::default());
@@ -206,7 +207,7 @@ async fn the_response_cache_answers_repeated_calls_without_the_model() {
     let (b, tb) = ex.run(inputs(json!({"q": "x"}))).await;
     assert_eq!(a.unwrap(), b.unwrap(), "the second run got the cached answer, not the script's next one");
     assert!(!ta.steps[0].cache_hit && tb.steps[0].cache_hit);
-    assert_eq!(cached.counts(), (1, 1));
+    assert_eq!((store.stats().hits, store.stats().misses), (1, 1));
     let (c, _) = ex.run(inputs(json!({"q": "y"}))).await;
     assert_eq!(c.unwrap(), inputs(json!({"a": "second"})), "a different request misses");
     assert_eq!(scripted.seen.lock().unwrap().len(), 2);
@@ -218,7 +219,8 @@ async fn cached_choices_are_flagged_as_hits_and_keep_their_token_counts() {
     let dir = tempfile::tempdir().unwrap();
     let src = "program p\ninput q: text\noutput c: label(red, green)\nsignature S { in x: text out c: label(red, green) }\nstep s = predict S { x: input.q }\nreturn { c: s.c }\n";
     let scripted = Scripted::new(&[], 0, Some(vec![-0.1, -2.0]));
-    let cached = Arc::new(CachedBackend::new(scripted, dir.path().to_path_buf()));
+    let store = Arc::new(super::cache::ResponseCache::new(dir.path().to_path_buf(), 1 << 20));
+    let cached = Arc::new(CachedBackend::new(scripted, store.clone()));
     let dag = crate::graph::lower(&crate::syntax::parse(src).unwrap()).dag.unwrap();
     let ex = Executor::new(Arc::new(dag), vec![cached.clone() as Arc<dyn Backend>], HashMap::new(), RunOptions::default());
     let (_, cold) = ex.run(inputs(json!({"q": "x"}))).await;
@@ -226,5 +228,5 @@ async fn cached_choices_are_flagged_as_hits_and_keep_their_token_counts() {
     assert_eq!(warm_out.unwrap(), inputs(json!({"c": "red"})));
     assert!(!cold.steps[0].cache_hit && warm.steps[0].cache_hit);
     assert_eq!((cold.steps[0].prompt_tokens, warm.steps[0].prompt_tokens), (10, 10));
-    assert_eq!(cached.counts(), (1, 1));
+    assert_eq!((store.stats().hits, store.stats().misses), (1, 1));
 }

@@ -6,13 +6,16 @@ pub mod adapter;
 pub mod artifact;
 pub mod backend;
 pub mod cache;
+mod engine;
 pub mod executor;
 mod program;
+pub mod source;
 pub mod tools;
 pub mod trace;
-
-pub use self::program::{check, local_stats, LoadError, Program, ProgramOptions, ResponseCache};
 pub mod value;
+
+pub use self::engine::{CacheSetting, Engine, EngineBuilder, EngineOptions, ProgramCounters, TraceSink};
+pub use self::program::{check, LoadError, Program, ProgramOptions};
 
 #[cfg(test)]
 mod backend_tests;

@@ -63,9 +63,10 @@ fn the_chat_template_uses_field_markers() {
 #[test]
 fn the_json_and_completion_templates_render_examples_as_data() {
     let p = render(Template::Json).local_prompt(ChatFormat::ChatMl, "");
-    assert!(p.shared.contains("<|im_start|>user\n{\"review\":\"Love it\"}<|im_end|>"));
-    assert!(p.shared.contains("<|im_start|>assistant\n{\"sentiment\":\"positive\",\"stars\":5}<|im_end|>"));
-    assert!(p.rest.ends_with("<|im_start|>assistant\n{\"sentiment\": "));
+    let (shared, rest) = (p.shared.to_plain(), p.rest.to_plain());
+    assert!(shared.contains("<|im_start|>user\n{\"review\":\"Love it\"}<|im_end|>"));
+    assert!(shared.contains("<|im_start|>assistant\n{\"sentiment\":\"positive\",\"stars\":5}<|im_end|>"));
+    assert!(rest.ends_with("<|im_start|>assistant\n{\"sentiment\": "));
     let p = render(Template::Completion).local_prompt(ChatFormat::ChatMl, "");
     insta::assert_snapshot!(format!("{}{}", p.shared, p.rest), @r"
     Judge the review.
@@ -98,7 +99,8 @@ fn demo_answers_parse_back_to_their_outputs() {
         let r = render(t);
         // Chat demos start with the answer prefix; JSON and completion demos are answers as a
         // model would continue them.
-        let answer = r.demos[0].1.strip_prefix(&r.answer_prefix).unwrap_or(&r.demos[0].1).to_string();
+        let demo = r.demos[0].1.to_plain();
+        let answer = demo.strip_prefix(&r.answer_prefix).unwrap_or(&demo).to_string();
         assert_eq!(r.parse(&outputs, &answer), Ok(obj(json!({"sentiment": "positive", "stars": 5}))), "{t:?}");
     }
 }
@@ -120,11 +122,11 @@ fn malformed_answers_name_the_field_and_the_problem() {
     let r = render(Template::Chat);
     let err = r.parse(&outputs, "neutral\n\n[[ ## stars ## ]]\n3").unwrap_err();
     assert_eq!(err.field, "sentiment");
-    assert!(err.reason.contains("not one of the labels positive, negative"), "{err}");
+    assert!(err.problem.to_string().contains("not one of the labels positive, negative"), "{err}");
     let err = r.parse(&outputs, "positive").unwrap_err();
-    assert_eq!((err.field.as_str(), err.reason.as_str()), ("stars", "the answer has no value for it"));
+    assert_eq!((err.field.as_str(), &err.problem), ("stars", &super::adapter::ParseProblem::Missing));
     let err = render(Template::Json).parse(&outputs, "I think it is negative").unwrap_err();
-    assert!(err.reason.starts_with("no JSON object in the answer"), "{err}");
+    assert!(matches!(err.problem, super::adapter::ParseProblem::NoJsonObject(_)), "{err}");
 }
 
 #[test]

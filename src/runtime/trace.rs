@@ -1,11 +1,32 @@
-//! Traces: what a run did, step by step — prompts, raw completions, parsed outputs, tokens,
-//! latency, model, errors. Plain data; the artifact and CLI layers serialise it.
+//! Traces: what a run did, step by step — prompts, raw completions, parsed outputs, label
+//! scores, tokens, latency, model, errors.
+//!
+//! A trace serializes to one JSON object (the JSON-lines format of `loopc run --trace-json`,
+//! and what the store keeps), with a `schema` version so readers can tell layouts apart:
+//!
+//! ```json
+//! {"schema": 1, "run_id": "…", "program": "sentiment", "inputs": {…}, "outputs": {…} | null,
+//!  "latency_ms": 41, "error": null,
+//!  "steps": [{"step": "classify", "kind": "predict", "served_by": "onnx smollm2-135m-instruct",
+//!             "inputs": {…}, "prompt": "…", "raw": ["positive"], "outputs": {…} | null,
+//!             "choice_scores": [{"label": "positive", "logprob": -0.1}] | null,
+//!             "prompt_tokens": 120, "cached_tokens": 96, "completion_tokens": 0,
+//!             "cache_hit": false, "started_ms": 0, "latency_ms": 40, "error": null}]}
+//! ```
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::graph::StepKind;
+
+/// The trace layout version this loopc writes.
+pub const TRACE_SCHEMA: u32 = 1;
+
 /// The record of one run.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
+    /// The layout version, [`TRACE_SCHEMA`].
+    pub schema: u32,
     /// A random id for this run.
     pub run_id: String,
     /// The program's name.
@@ -22,13 +43,37 @@ pub struct Trace {
     pub error: Option<String>,
 }
 
+impl Default for Trace {
+    fn default() -> Self {
+        Trace {
+            schema: TRACE_SCHEMA,
+            run_id: String::new(),
+            program: String::new(),
+            inputs: Map::new(),
+            outputs: None,
+            steps: Vec::new(),
+            latency_ms: 0,
+            error: None,
+        }
+    }
+}
+
+/// A label and its score under constrained choice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelScore {
+    /// The label.
+    pub label: String,
+    /// Its log-probability given the prompt.
+    pub logprob: f32,
+}
+
 /// The record of one step.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepTrace {
     /// The step's name.
     pub step: String,
-    /// `predict`, `chain_of_thought` or `call`.
-    pub kind: String,
+    /// What kind of step it is.
+    pub kind: StepKind,
     /// The model (or tool) that served it.
     pub served_by: String,
     /// The values bound to its inputs.
@@ -40,7 +85,7 @@ pub struct StepTrace {
     /// The parsed outputs.
     pub outputs: Option<Map<String, Value>>,
     /// Label scores, when the step used constrained choice.
-    pub choice_scores: Option<Vec<(String, f32)>>,
+    pub choice_scores: Option<Vec<LabelScore>>,
     /// Prompt tokens.
     pub prompt_tokens: u64,
     /// Prompt tokens served from the prefix cache.
@@ -55,4 +100,58 @@ pub struct StepTrace {
     pub started_ms: u64,
     /// The error, if it failed.
     pub error: Option<String>,
+}
+
+impl StepTrace {
+    /// An empty record for step `step` of kind `kind`, given `inputs`.
+    pub fn new(step: &str, kind: StepKind, inputs: Map<String, Value>) -> StepTrace {
+        StepTrace {
+            step: step.to_string(),
+            kind,
+            served_by: String::new(),
+            inputs,
+            prompt: String::new(),
+            raw: Vec::new(),
+            outputs: None,
+            choice_scores: None,
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            completion_tokens: 0,
+            cache_hit: false,
+            latency_ms: 0,
+            started_ms: 0,
+            error: None,
+        }
+    }
+
+    /// The margin between the best and second-best label score (how sure a constrained choice
+    /// was), when the step used one.
+    pub fn label_margin(&self) -> Option<f32> {
+        let scores = self.choice_scores.as_ref()?;
+        let mut v: Vec<f32> = scores.iter().map(|s| s.logprob).collect();
+        v.sort_by(|a, b| b.total_cmp(a));
+        Some(match v.as_slice() {
+            [a, b, ..] => a - b,
+            _ => f32::INFINITY,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_round_trips_through_json_with_its_schema() {
+        let mut st = StepTrace::new("classify", StepKind::Predict, Map::new());
+        st.choice_scores = Some(vec![LabelScore { label: "a".into(), logprob: -0.5 }, LabelScore { label: "b".into(), logprob: -2.0 }]);
+        let t = Trace { run_id: "r1".into(), program: "p".into(), steps: vec![st], ..Trace::default() };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["schema"], TRACE_SCHEMA);
+        assert_eq!(v["steps"][0]["kind"], "predict");
+        assert_eq!(v["steps"][0]["choice_scores"][1]["label"], "b");
+        let back: Trace = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.steps[0].label_margin(), Some(1.5));
+    }
 }

@@ -19,7 +19,7 @@ use self::demos::{labeled_demo, trace_demos, Pools};
 use super::dataset::{Dataset, Example};
 use super::evaluate::{evaluate, Budget, Evaluation};
 use super::metric::{Metric, MetricError};
-use crate::graph::{Dag, ModelId, OptimizerKind, StepId, StepKind};
+use crate::graph::{Dag, ModelId, OptimizerKind, OptimizerSettings, StepId, StepKind};
 use crate::runtime::adapter::{Demo, Template};
 use crate::runtime::artifact::*;
 use crate::runtime::backend::BackendError;
@@ -69,9 +69,56 @@ pub struct Plan {
     pub seed: u64,
     /// Runs at once.
     pub concurrency: usize,
+    /// Budget: the most model calls.
+    pub max_calls: Option<u64>,
+    /// Budget: the most tokens.
+    pub max_tokens: Option<u64>,
+    /// Budget: the longest wall time.
+    pub max_time: Option<std::time::Duration>,
 }
 
+/// Demos per step unless set.
+const DEFAULT_MAX_DEMOS: u32 = 4;
+
 impl Plan {
+    /// The plan for `dag`: each setting from `overrides` (e.g. command-line flags), else from
+    /// the program's `optimize` declaration, else loopc's default. The optimizer is
+    /// `optimizer`, else the declared one, else `bootstrap_random_search`.
+    pub fn new(dag: &Dag, optimizer: Option<OptimizerKind>, overrides: &OptimizerSettings, concurrency: usize) -> Plan {
+        let declared = dag.optimizer();
+        let program = declared.map(|o| o.settings.clone()).unwrap_or_default();
+        let optimizer = optimizer.or(declared.map(|o| o.kind)).unwrap_or(OptimizerKind::BootstrapRandomSearch);
+        let templates = match overrides.templates.as_ref().or(program.templates.as_ref()) {
+            Some(names) => names.iter().filter_map(|n| Template::from_name(n)).collect(),
+            None if matches!(optimizer, OptimizerKind::BootstrapRandomSearch | OptimizerKind::InstructionSearch) => {
+                vec![Template::Chat, Template::Completion, Template::Json]
+            }
+            None => vec![Template::Chat],
+        };
+        let max_demos = overrides.max_demos.or(program.max_demos).unwrap_or(DEFAULT_MAX_DEMOS) as usize;
+        let default_candidates = if optimizer == OptimizerKind::InstructionSearch { 16 } else { 8 };
+        Plan {
+            optimizer,
+            max_demos,
+            max_labeled_demos: overrides.max_labeled_demos.or(program.max_labeled_demos).map_or(max_demos, |m| m as usize),
+            candidates: overrides.candidates.or(program.candidates).unwrap_or(default_candidates) as usize,
+            instructions: overrides.instructions.or(program.instructions).unwrap_or(4) as usize,
+            minibatch: overrides.minibatch.or(program.minibatch).unwrap_or(20) as usize,
+            templates,
+            teacher: overrides.teacher.or(program.teacher),
+            seed: overrides.seed.or(program.seed).unwrap_or(0),
+            concurrency: concurrency.max(1),
+            max_calls: overrides.max_calls.or(program.max_calls),
+            max_tokens: overrides.max_tokens.or(program.max_tokens),
+            max_time: overrides.max_seconds.or(program.max_seconds).map(std::time::Duration::from_secs),
+        }
+    }
+
+    /// A budget with the plan's limits, starting now.
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.max_calls, self.max_tokens, self.max_time)
+    }
+
     /// The settings as recorded in provenance.
     pub fn settings(&self, dag: &Dag) -> BTreeMap<String, Value> {
         let mut s = BTreeMap::from([
@@ -126,7 +173,13 @@ pub struct Job<'a> {
     pub progress: &'a (dyn Fn(Event<'_>) + Sync),
 }
 
+/// Step parameters by step name, as the search and the artifact know them.
 type Params = HashMap<String, StepParams>;
+
+/// `params` keyed by step id, as programs take them (every name is a model step's).
+fn by_id(dag: &Dag, params: &Params) -> HashMap<StepId, StepParams> {
+    params.iter().filter_map(|(name, p)| Some((dag.step_id(name)?, p.clone()))).collect()
+}
 
 /// The model steps, in schedule order.
 fn model_steps(dag: &Dag) -> Vec<StepId> {
@@ -163,7 +216,7 @@ impl Search<'_, '_> {
         let description = self.describe(&params, origin);
         (job.progress)(Event::Phase(&format!("candidate {}: {description}", self.candidates.len()), examples.len()));
         let tick = || (job.progress)(Event::Run);
-        let candidate = job.program.with_params(params.clone());
+        let candidate = job.program.with_params(by_id(job.program.dag(), &params));
         let e = evaluate(&candidate, examples, &job.metric, job.plan.concurrency, &job.budget, &tick).await?;
         if !e.cut_short {
             let record =
@@ -211,8 +264,8 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
         let owned: Vec<Example> = train_order.iter().map(|e| (*e).clone()).collect();
         (job.progress)(Event::Phase("bootstrapping demos from the training set", owned.len()));
         let teacher = match plan.teacher {
-            Some(m) => job.program.on_model(m).with_params(baseline_params.clone()),
-            None => job.program.with_params(baseline_params.clone()),
+            Some(m) => job.program.on_model(m).with_params(by_id(&dag, &baseline_params)),
+            None => job.program.with_params(by_id(&dag, &baseline_params)),
         };
         let tick = || (job.progress)(Event::Run);
         let e = evaluate(&teacher, &owned, &job.metric, plan.concurrency, &job.budget, &tick).await?;

@@ -12,6 +12,7 @@ use crate::compile::dataset::Example;
 use crate::compile::evaluate::Budget;
 use crate::graph::{Dag, Field, StepId, Type};
 use crate::model::sampling::Sampling;
+use crate::model::PromptText;
 use crate::runtime::adapter::{Demo, Request, Template};
 use crate::runtime::backend::{BackendError, Call};
 use crate::Program;
@@ -120,8 +121,12 @@ pub async fn instructions(
         let request = Request {
             template: Template::Completion,
             system: PROPOSER.into(),
-            demos: EXAMPLES.iter().map(|(task, tip, better)| (format!("{task}\nTip: {tip}"), format!(" {better}"))).collect(),
-            user: format!("{summary}\nTip: {tip}"),
+            demos: EXAMPLES
+                .iter()
+                .map(|(task, tip, better)| (PromptText::markup(format!("{task}\nTip: {tip}")), PromptText::markup(format!(" {better}"))))
+                .collect(),
+            // The summary quotes training data: it is data, not markup.
+            user: PromptText::data(summary.clone()).push_markup(&format!("\nTip: {tip}")).clone(),
             answer_prefix: "Better instruction:".into(),
         };
         let sampling = Sampling { temperature: 0.8, top_k: Some(40), top_p: Some(0.95), seed: rng.random() };

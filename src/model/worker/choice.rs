@@ -1,0 +1,98 @@
+//! Constrained choice after a prefill pass: each choice's log-probability given the prompt.
+//!
+//! The first token of every choice is scored from the prompt's last logits; choices longer
+//! than one token add the rest in a second pass, one row per (prompt, long choice) on a copy
+//! of that prompt's keys and values, the choice's tokens but the last right-padded (causal
+//! attention keeps padding out of earlier positions). Rows of many jobs share those passes.
+
+use super::pass::Prefill;
+use super::ChoiceJob;
+use crate::model::error::ModelError;
+use crate::model::local::{ChoiceScores, Shared};
+use crate::model::sampling::log_prob;
+use crate::model::session::{self, Decoder, Past};
+
+/// Scores every job (each at its row of `fwd`) and answers it.
+pub(crate) fn score(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, jobs: Vec<(usize, ChoiceJob)>, cached: usize) {
+    let mut scores: Vec<Vec<f32>> =
+        jobs.iter().map(|(r, j)| j.choices.iter().map(|ids| ids.first().map_or(f32::NEG_INFINITY, |&t| log_prob(&fwd.logits[*r], t))).collect()).collect();
+    let long: Vec<(usize, usize)> =
+        jobs.iter().enumerate().flat_map(|(k, (_, j))| (0..j.choices.len()).filter(move |&c| j.choices[c].len() > 1).map(move |c| (k, c))).collect();
+    let result = if long.is_empty() { Ok(()) } else { second_pass(dec, shared, fwd, &jobs, &long, &mut scores) };
+    for ((_, job), row) in jobs.into_iter().zip(scores) {
+        let answer = match &result {
+            Ok(()) => Ok(ChoiceScores { scores: row, prompt_tokens: job.prompt.ids.len(), cached_tokens: cached }),
+            Err(e) => Err(e.duplicate()),
+        };
+        job.reply.send(answer);
+    }
+}
+
+/// Adds the log-probabilities of the tokens after the first, for each (job, choice) in `long`.
+fn second_pass(
+    dec: &mut Decoder,
+    shared: &Shared,
+    fwd: &Prefill,
+    jobs: &[(usize, ChoiceJob)],
+    long: &[(usize, usize)],
+    scores: &mut [Vec<f32>],
+) -> Result<(), ModelError> {
+    let host = session::to_host(&fwd.present)?;
+    let total = fwd.total;
+    let per_row = host.first().map_or(0, |l| l.len() / fwd.rows.max(1));
+    let opts = &shared.options;
+    let pad = i64::from(shared.pad_token);
+    let mut start = 0;
+    while start < long.len() {
+        // As many rows as the batch and the key/value budget allow (at least one).
+        let mut end = start + 1;
+        let mut width = body(jobs, long[start]).len();
+        while end < long.len() && end - start < opts.max_batch.max(1) {
+            let w = width.max(body(jobs, long[end]).len());
+            if (end + 1 - start) * (total + w) > opts.kv_budget_tokens {
+                break;
+            }
+            width = w;
+            end += 1;
+        }
+        let rows = &long[start..end];
+        let n = rows.len();
+        let mut ids = Vec::with_capacity(n * width);
+        let mut mask = Vec::with_capacity(n * (total + width));
+        let mut pos = Vec::with_capacity(n * width);
+        let mut want = Vec::new();
+        for (i, &(k, c)) in rows.iter().enumerate() {
+            let r = jobs[k].0;
+            let toks = body(jobs, (k, c));
+            let next = fwd.next_position(r);
+            mask.extend_from_slice(&fwd.mask[r * total..(r + 1) * total]);
+            for j in 0..width {
+                let real = j < toks.len();
+                ids.push(if real { i64::from(toks[j]) } else { pad });
+                mask.push(i64::from(real));
+                pos.push(next + j as i64);
+                if real {
+                    want.push((i, j));
+                }
+            }
+        }
+        let buffers: Vec<Vec<f32>> =
+            host.iter().map(|layer| rows.iter().flat_map(|&(k, _)| layer[jobs[k].0 * per_row..(jobs[k].0 + 1) * per_row].iter().copied()).collect()).collect();
+        let out = dec.forward(n, ids, mask, pos, Past::Host { buffers, len: total }, &want)?;
+        shared.count_pass(n, want.len(), 0);
+        let mut logits = out.logits.into_iter();
+        for &(i, j) in &want {
+            let (k, c) = rows[i];
+            let l = logits.next().ok_or_else(|| ModelError::Ort("fewer logits than asked".into()))?;
+            scores[k][c] += log_prob(&l, jobs[k].1.choices[c][j + 1]);
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// The tokens of a long choice fed in the second pass: all but the last.
+fn body(jobs: &[(usize, ChoiceJob)], (k, c): (usize, usize)) -> &[u32] {
+    let ids = &jobs[k].1.choices[c];
+    &ids[..ids.len() - 1]
+}

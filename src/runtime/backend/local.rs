@@ -1,0 +1,108 @@
+//! The local ONNX model as a [`Backend`]: each call goes to the model's scheduler, which
+//! batches it with every other run's calls; this side only renders and tokenizes.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::{Backend, BackendError, Call, Choice, Completion, Identity};
+use crate::model::{GenerateRequest, LocalModel, PrefixCaching, TokenCount};
+
+/// Prompts longer than this are tokenized on the blocking pool rather than on an async worker.
+const INLINE_BYTES: usize = 16 * 1024;
+
+/// The local ONNX model.
+pub struct LocalBackend {
+    model: Arc<LocalModel>,
+    caching: PrefixCaching,
+}
+
+impl LocalBackend {
+    /// Wraps a loaded model.
+    pub fn new(model: Arc<LocalModel>, caching: PrefixCaching) -> LocalBackend {
+        LocalBackend { model, caching }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<LocalModel> {
+        &self.model
+    }
+}
+
+/// Runs `start` (tokenize and submit) inline for small prompts, on the blocking pool for big
+/// ones, then awaits the scheduler's answer.
+async fn submit<T: Send + 'static>(
+    bytes: usize,
+    start: impl FnOnce() -> Result<crate::model::Pending<T>, crate::model::ModelError> + Send + 'static,
+) -> Result<T, BackendError> {
+    let pending = if bytes <= INLINE_BYTES {
+        start()?
+    } else {
+        tokio::task::spawn_blocking(start).await.map_err(|e| BackendError::Unsupported(format!("the tokenizing task failed: {e}")))??
+    };
+    Ok(pending.await?)
+}
+
+impl Backend for LocalBackend {
+    fn identity(&self) -> Identity {
+        Identity { provider: "onnx".into(), name: self.model.name().to_string(), fingerprint: Some(self.model.fingerprint().full.clone()) }
+    }
+
+    fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
+        Box::pin(async move {
+            let format = self.model.chat_format();
+            let runs = calls.into_iter().map(|c| {
+                let prompt = c.request.local_prompt(format, &c.answer_so_far);
+                let bytes = prompt.shared.len() + prompt.rest.len();
+                let stop = c.request.stop().into_iter().chain(c.stop.iter().cloned()).collect();
+                let request = GenerateRequest { prompt, max_tokens: c.max_tokens, sampling: c.sampling.clone(), stop };
+                let (model, caching) = (self.model.clone(), self.caching);
+                async move {
+                    let g = submit(bytes, move || model.start_generate(&request, caching)).await?;
+                    Ok::<_, BackendError>(Completion {
+                        text: g.text,
+                        prompt_tokens: g.prompt_tokens as u64,
+                        cached_tokens: g.cached_tokens as u64,
+                        completion_tokens: g.tokens.len() as u64,
+                        from_cache: false,
+                    })
+                }
+            });
+            futures_util::future::try_join_all(runs).await
+        })
+    }
+
+    fn supports_choice(&self) -> bool {
+        true
+    }
+
+    fn weights_sha256(&self) -> Option<String> {
+        Some(self.model.fingerprint().weights.clone())
+    }
+
+    fn count_tokens(&self, text: &str) -> Option<TokenCount> {
+        self.model.count_tokens(text).ok()
+    }
+
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        Box::pin(async move {
+            let format = self.model.chat_format();
+            let labels = Arc::new(labels);
+            let runs = calls.into_iter().map(|c| {
+                let prompt = c.request.local_prompt(format, &c.answer_so_far);
+                let bytes = prompt.shared.len() + prompt.rest.len();
+                let (model, caching, labels) = (self.model.clone(), self.caching, labels.clone());
+                async move {
+                    let s = submit(bytes, move || model.start_choose(&prompt, &labels, caching)).await?;
+                    Ok::<_, BackendError>(Choice {
+                        scores: s.scores,
+                        prompt_tokens: s.prompt_tokens as u64,
+                        cached_tokens: s.cached_tokens as u64,
+                        from_cache: false,
+                    })
+                }
+            });
+            futures_util::future::try_join_all(runs).await
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! **Backends:** every model behind one trait: the local ONNX model (the default, whose
+//! scheduler batches calls from every concurrent run) and pools of OpenAI-compatible
+//! chat-completions endpoints.
+
+mod local;
+mod openai;
+
+use futures_util::future::BoxFuture;
+
+use super::adapter::Request;
+use crate::model::sampling::Sampling;
+use crate::model::TokenCount;
+
+pub use self::local::LocalBackend;
+pub use self::openai::{OpenAiBackend, PoolOptions};
+
+/// One generation call.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The rendered request.
+    pub request: Request,
+    /// Text already written after the answer prefix (e.g. reasoning before a label).
+    pub answer_so_far: String,
+    /// The most tokens to generate.
+    pub max_tokens: usize,
+    /// Decoding.
+    pub sampling: Sampling,
+    /// Extra stop sequences (the template's own are always used).
+    pub stop: Vec<String>,
+}
+
+/// A finished call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    /// The generated text (after the answer prefix and `answer_so_far`).
+    pub text: String,
+    /// Prompt tokens (as the backend counts them).
+    pub prompt_tokens: u64,
+    /// Prompt tokens served from a cache of computed prefixes.
+    pub cached_tokens: u64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
+    /// Whether the response cache answered.
+    pub from_cache: bool,
+}
+
+/// The scores of a constrained choice after one call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// Each label's log-probability, in label order.
+    pub scores: Vec<f32>,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Prompt tokens served from a cache of computed prefixes.
+    pub cached_tokens: u64,
+    /// Whether the response cache answered.
+    pub from_cache: bool,
+}
+
+/// Why a model call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Occurs when the local model fails.
+    #[error(transparent)]
+    Local(#[from] crate::model::ModelError),
+    /// Occurs when an endpoint keeps failing or answers with an error.
+    #[error("model endpoint `{url}`: {reason}")]
+    Remote {
+        /// The endpoint.
+        url: String,
+        /// What happened, after retries.
+        reason: String,
+    },
+    /// Occurs when a backend cannot do what was asked (e.g. constrained choice remotely).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What identifies a model for caching and provenance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// `onnx` or `openai`.
+    pub provider: String,
+    /// The model name (or directory), and for endpoints the model and base URLs.
+    pub name: String,
+    /// What the model is, where the backend can know it: for local models a hash over the
+    /// weights, tokenizer and chat template (see [`crate::model::Fingerprint`]).
+    pub fingerprint: Option<String>,
+}
+
+/// A language model backend. Implementations must be safe to call from many tasks at once.
+pub trait Backend: Send + Sync {
+    /// What identifies the model.
+    fn identity(&self) -> Identity;
+    /// Runs every call; the results are in call order.
+    fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>>;
+    /// Whether [`Backend::choose`] works here (otherwise the runtime generates and parses).
+    fn supports_choice(&self) -> bool;
+    /// Scores `labels` (as written by [`Request::choice_text`]) after each call's prompt and
+    /// answer so far: the log-probability of each label, per call.
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>>;
+
+    /// The SHA-256 of the model's weights, where the backend can know it (local models).
+    fn weights_sha256(&self) -> Option<String> {
+        None
+    }
+
+    /// How many tokens `text` is as data, where the backend can know it (bounded: very long
+    /// texts get a lower bound). Used to say which input made a prompt too long.
+    fn count_tokens(&self, _text: &str) -> Option<TokenCount> {
+        None
+    }
+}

@@ -211,6 +211,20 @@ pub struct RuntimeArgs {
     /// Where to cache model answers (default: `responses/` in the loopc cache directory).
     #[arg(long, conflicts_with = "no_cache")]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub batching: BatchArgs,
+}
+
+/// How local models batch work from concurrent runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BatchArgs {
+    /// The most rows in one forward pass and sequences generating together (default 8).
+    #[arg(long, value_name = "N")]
+    pub max_batch: Option<usize>,
+    /// The most key/value positions a pass or the decode batch holds, which bounds memory
+    /// (default 4096; a single larger request still runs alone).
+    #[arg(long, value_name = "TOKENS")]
+    pub kv_budget: Option<usize>,
 }
 
 /// `loopc prompt`.
@@ -383,18 +397,30 @@ pub struct BenchCompileArgs {
 /// `loopc bench run`.
 #[derive(Debug, Args)]
 pub struct BenchRunArgs {
-    /// The program (its inputs must all be `text`).
+    /// The program: a `.loop` file or a compiled artifact.
     #[arg(default_value = "programs/sentiment.loop")]
     pub file: PathBuf,
-    /// How many generated inputs to run.
-    #[arg(long, default_value_t = 64)]
-    pub inputs: usize,
-    /// How many inputs run at once.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
+    /// A JSONL file of inputs (other fields on a line, e.g. labels, are ignored); without it,
+    /// generated text inputs are used (the program's inputs must then all be `text`).
+    #[arg(long, value_name = "FILE")]
+    pub inputs: Option<PathBuf>,
+    /// Run the first N inputs (default: all of --inputs, or 64 generated ones).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The concurrency levels to measure, each in a fresh process (e.g. 1,8,32).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub concurrency: Vec<usize>,
+    /// Also measure the runtime's own overhead per step, from a warm response cache.
+    #[arg(long)]
+    pub overhead: bool,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Internal: measure one level in this process and print its figures as JSON.
+    #[arg(long, hide = true)]
+    pub level: Option<usize>,
+    #[command(flatten)]
+    pub batching: BatchArgs,
 }
 
 /// `loopc bench model`.

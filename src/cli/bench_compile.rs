@@ -29,7 +29,14 @@ pub fn run(args: &BenchCompileArgs, color: bool) -> anyhow::Result<Outcome> {
         concurrency: 4,
         interactive: false,
         json: true,
-        runtime: RuntimeArgs { model: None, tool_url: Vec::new(), step_timeout: 120, no_cache: false, cache_dir: Some(cache.path().join("responses")) },
+        runtime: RuntimeArgs {
+            model: None,
+            tool_url: Vec::new(),
+            step_timeout: 120,
+            no_cache: false,
+            batching: Default::default(),
+            cache_dir: Some(cache.path().join("responses")),
+        },
     };
     let mut passes = Vec::new();
     for name in ["cold", "warm"] {

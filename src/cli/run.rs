@@ -6,14 +6,27 @@ use std::path::Path;
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
+use loopc::model::LoadOptions;
 use loopc::runtime::executor::RunOptions;
 use loopc::runtime::trace::Trace;
 use loopc::runtime::{CacheSetting, Engine, EngineOptions};
 use loopc::{Program, ProgramOptions};
 use serde_json::{json, Map, Value};
 
-use super::args::{RunArgs, RuntimeArgs};
+use super::args::{BatchArgs, RunArgs, RuntimeArgs};
 use super::{source, Outcome};
+
+impl BatchArgs {
+    /// Load options with these batching limits.
+    pub fn load_options(&self) -> LoadOptions {
+        let defaults = LoadOptions::default();
+        LoadOptions {
+            max_batch: self.max_batch.unwrap_or(defaults.max_batch).max(1),
+            kv_budget_tokens: self.kv_budget.unwrap_or(defaults.kv_budget_tokens),
+            ..defaults
+        }
+    }
+}
 
 impl RuntimeArgs {
     /// The engine these flags ask for, reporting provisioning on stderr.
@@ -23,7 +36,7 @@ impl RuntimeArgs {
             (Some(d), false) => CacheSetting::Dir(d.clone()),
             (None, false) => CacheSetting::Default,
         };
-        let options = EngineOptions { responses, ..EngineOptions::default() };
+        let options = EngineOptions { responses, load: self.batching.load_options(), ..EngineOptions::default() };
         Ok(Engine::builder().options(options).progress(std::sync::Arc::new(super::progress::ConsoleProgress::new())).build()?)
     }
 

@@ -14,6 +14,9 @@ use super::tokenizer::tokenizer_json;
 
 /// The file names of a model directory.
 pub const MODEL_FILE: &str = "model.onnx";
+/// The version of loopc's ONNX export, recorded in `config.json` as `loopc_export`; known
+/// models converted by an older loopc are converted again (2 added the `tree_mask` input).
+pub const EXPORT_VERSION: u64 = 2;
 /// External weights of [`MODEL_FILE`].
 pub const DATA_FILE: &str = "model.onnx.data";
 /// The tokenizer.
@@ -115,6 +118,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, us
     let config = json!({
         "model_type": "llama",
         "architectures": ["LlamaForCausalLM"],
+        "loopc_export": EXPORT_VERSION,
         "num_hidden_layers": shape.n_layer,
         "hidden_size": shape.n_embd,
         "num_attention_heads": shape.n_head,

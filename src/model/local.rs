@@ -15,7 +15,7 @@ use super::sampling::Sampling;
 use super::session::{self, Decoder};
 use super::text::PromptText;
 use super::tokenizer::{TokenCount, Tokenizer};
-use super::worker::{self, ChoiceJob, Encoded, GenJob, Job, LogitsJob, Reply, Worker};
+use super::worker::{self, ChoiceJob, Choices, Encoded, GenJob, Job, LogitsJob, Reply, Worker};
 
 /// Options for loading a model.
 #[derive(Clone, Debug)]
@@ -33,17 +33,21 @@ pub struct LoadOptions {
     pub prefix_cache_entries: usize,
     /// How long an idle scheduler waits for more requests before its first pass.
     pub batch_window: Duration,
+    /// Score label continuations as a token tree in the prompt's own pass, when the model
+    /// takes a tree mask (loopc's exports do); off, they take a second pass on copies.
+    pub tree_choices: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             threads: session::default_threads(),
-            max_batch: 16,
+            max_batch: 8,
             max_batch_tokens: 2048,
-            kv_budget_tokens: 8192,
+            kv_budget_tokens: 4096,
             prefix_cache_entries: 8,
             batch_window: worker::DEFAULT_WINDOW,
+            tree_choices: true,
         }
     }
 }
@@ -150,6 +154,8 @@ pub(crate) struct Shared {
     pub end_tokens: Vec<u32>,
     pub pad_token: u32,
     pub options: LoadOptions,
+    /// Whether the model takes a tree mask (label continuations scored in the prompt's pass).
+    pub tree: bool,
     counters: [AtomicU64; 7],
 }
 
@@ -288,7 +294,8 @@ impl LocalModel {
         let fingerprint = super::fingerprint::fingerprint_of(dir)?;
         let (kv, vocab, keeps_logits) = (decoder.kv, decoder.vocab, decoder.keeps_logits());
         let input_names = decoder.input_names().to_vec();
-        let shared = Arc::new(Shared { tokenizer, end_tokens, pad_token, options, counters: Default::default() });
+        let tree = decoder.takes_tree_mask() && options.tree_choices;
+        let shared = Arc::new(Shared { tokenizer, end_tokens, pad_token, options, tree, counters: Default::default() });
         let (tx, rx) = mpsc::channel();
         let worker = Worker::new(decoder, shared.clone());
         let thread = std::thread::Builder::new()
@@ -448,7 +455,7 @@ impl LocalModel {
         waits.into_iter().map(|rx| rx.recv().map_err(|_| ModelError::Ort("the model's scheduler stopped".into()))?).collect()
     }
 
-    fn encode_choices(&self, choices: &[String]) -> Result<Arc<Vec<Vec<u32>>>, ModelError> {
+    fn encode_choices(&self, choices: &[String]) -> Result<Arc<Choices>, ModelError> {
         if choices.is_empty() {
             return Err(ModelError::Request("no choices to score".into()));
         }
@@ -456,7 +463,7 @@ impl LocalModel {
         if let Some(i) = ids.iter().position(Vec::is_empty) {
             return Err(ModelError::Request(format!("choice {i} ({:?}) has no tokens", choices[i])));
         }
-        Ok(Arc::new(ids))
+        Ok(Arc::new(Choices::new(ids)))
     }
 
     /// Submits one choice scoring (tokenizing it here) and returns its answer to await.

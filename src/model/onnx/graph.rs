@@ -161,6 +161,15 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// A bool graph input with `dims` whose default, when a runner does not feed it, is a
+    /// tensor of `default_dims` all `true` (broadcasting over any shape).
+    pub fn input_with_default_true(&mut self, name: &str, dims: &[Dim], default_dims: &[i64]) -> String {
+        self.inputs.push(value_info(name, Elem::Bool, dims));
+        let n: i64 = default_dims.iter().product();
+        self.initializers.push(tensor_inline(name, Elem::Bool, default_dims, &vec![1u8; n.max(0) as usize]));
+        name.to_string()
+    }
+
     /// A float scalar constant (shape `[]`).
     pub fn const_f32(&mut self, value: f32) -> String {
         let name = self.fresh("c");

@@ -5,10 +5,16 @@
 //! `past_key_values.{i}.key|value` [B,KVH,P,D] f32; outputs `logits` [B,S,V] f32 and
 //! `present.{i}.key|value` [B,KVH,T,D] f32, where T = P + S.
 //!
-//! One optional input goes beyond that layout: `num_logits_to_keep` (int64 scalar, default 0
-//! = all positions) computes logits for the last N positions only. Generation needs one, and
-//! choice scoring a few, so this saves the LM head's work and memory (a [B,S,49152] tensor)
-//! on every other position. Runners that do not know it simply leave it at its default.
+//! Two optional inputs go beyond that layout; runners that do not know them leave them at
+//! their defaults:
+//!
+//! - `num_logits_to_keep` (int64 scalar, default 0 = all positions) computes logits for the
+//!   last N positions only. Generation needs one, and choice scoring a few, so this saves the
+//!   LM head's work and memory (a [B,S,49152] tensor) on every other position.
+//! - `tree_mask` (bool [B,1,S,T], default all true) is and-ed with the causal and padding
+//!   mask, so a pass can hold a token tree: label continuations that share prefixes, each
+//!   token attending only to the prompt and its own ancestors. Constrained choice scores every
+//!   label of a prompt in the prompt's own pass this way, each shared token once.
 //!
 //! Choices made for speed with ONNX Runtime on CPU: RMSNorm is written as the
 //! Pow/ReduceMean/Add/Sqrt/Div/Mul pattern that ORT fuses; grouped-query attention folds the
@@ -150,6 +156,12 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder)
     let axes12 = g.const_i64(&[1, 2]);
     let am4 = g.op("Unsqueeze", &[&am_bool, &axes12], &[]);
     let mask = g.op("And", &[&causal, &am4], &[]);
+    let tree = g.input_with_default_true(
+        "tree_mask",
+        &[Dim::Named("batch_size"), Dim::Fixed(1), Dim::Named("sequence_length"), Dim::Named("total_sequence_length")],
+        &[1, 1, 1, 1],
+    );
+    let mask = g.op("And", &[&mask, &tree], &[]);
     let mask5 = g.op("Unsqueeze", &[&mask, &c1], &[]);
     let lowest = g.const_f32(f32::MIN);
 

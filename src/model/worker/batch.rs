@@ -8,8 +8,6 @@
 //! the live ones are copied out. While the shape holds, a step's outputs feed the next step
 //! without a copy.
 
-use ort::value::DynValue;
-
 use super::pass::Prefill;
 use super::Sequence;
 use crate::model::error::ModelError;
@@ -58,9 +56,12 @@ impl DecodeBatch {
         self.slots.iter().filter(|s| s.seq.is_some()).count()
     }
 
-    /// Positions of keys and values the batch would hold with `rows` more sequences of `len`.
+    /// Positions of keys and values the batch may come to hold with `rows` more sequences
+    /// whose prompt and answer take up to `len` positions: every row is as long as the
+    /// longest, and rows grow by the tokens they may still generate.
     pub(crate) fn kv_after_join(&self, rows: usize, len: usize) -> usize {
-        (self.alive() + rows) * self.len.max(len)
+        let remaining = self.slots.iter().filter_map(|s| s.seq.as_ref()).map(|q| q.max_tokens.saturating_sub(q.tokens.len())).max().unwrap_or(0);
+        (self.alive() + rows) * (self.len + remaining).max(len)
     }
 
     /// Drops sequences whose callers stopped waiting.
@@ -89,20 +90,13 @@ impl DecodeBatch {
         self.len = 0;
     }
 
-    /// The batch's keys and values as host buffers.
-    fn host(&mut self) -> Result<Vec<Vec<f32>>, ModelError> {
-        match self.past.take() {
-            None => Ok(vec![Vec::new(); 2 * self.kv.layers]),
-            Some(Past::Host { buffers, .. }) => Ok(buffers),
-            Some(Past::Device(values)) => to_host_values(&values),
-            Some(Past::Empty) => Ok(vec![Vec::new(); 2 * self.kv.layers]),
-        }
-    }
-
     /// Adds `joining` (rows of `prefill`) to the batch, keeping the live sequences.
     pub(crate) fn join(&mut self, prefill: &Prefill, joining: Vec<Joining>) -> Result<(), ModelError> {
-        let old = self.host()?;
-        let new = session::to_host(&prefill.present)?;
+        // Rows are copied straight from the tensors into the new buffers: no host copy of
+        // the whole batch in between, which would double the batch's memory at every join.
+        let past = self.past.take();
+        let old = layers(past.as_ref(), 2 * self.kv.layers)?;
+        let new = session::layer_slices(&prefill.present)?;
         let keep: Vec<usize> = (0..self.slots.len()).filter(|&r| self.slots[r].seq.is_some()).collect();
         let len = if keep.is_empty() { prefill.total } else { self.len.max(prefill.total) };
         let rows = keep.len() + joining.len();
@@ -189,7 +183,8 @@ impl DecodeBatch {
 
     /// Copies the live rows out, dropping dead rows and padding columns no live row uses.
     fn compact(&mut self) -> Result<(), ModelError> {
-        let old = self.host()?;
+        let past = self.past.take();
+        let old = layers(past.as_ref(), 2 * self.kv.layers)?;
         let keep: Vec<usize> = (0..self.slots.len()).filter(|&r| self.slots[r].seq.is_some()).collect();
         let cut = keep.iter().map(|&r| self.mask[r * self.len..(r + 1) * self.len].iter().take_while(|&&m| m == 0).count()).min().unwrap_or(0);
         let len = self.len - cut;
@@ -227,8 +222,13 @@ fn copy_row(src: &[f32], src_len: usize, r: usize, from: usize, dst: &mut [f32],
     }
 }
 
-fn to_host_values(values: &[DynValue]) -> Result<Vec<Vec<f32>>, ModelError> {
-    session::to_host(values)
+/// The keys and values of `past`, one slice per layer (empty slices when there is none).
+fn layers(past: Option<&Past>, n: usize) -> Result<Vec<&[f32]>, ModelError> {
+    match past {
+        Some(Past::Host { buffers, .. }) => Ok(buffers.iter().map(Vec::as_slice).collect()),
+        Some(Past::Device(values)) => session::layer_slices(values),
+        None | Some(Past::Empty) => Ok(vec![&[][..]; n]),
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Constrained choice after a prefill pass: each choice's log-probability given the prompt.
 //!
-//! The first token of every choice is scored from the prompt's last logits; choices longer
-//! than one token add the rest in a second pass, one row per (prompt, long choice) on a copy
-//! of that prompt's keys and values, the choice's tokens but the last right-padded (causal
-//! attention keeps padding out of earlier positions). Rows of many jobs share those passes.
+//! The first token of every choice is scored from the prompt's last logits. When the model
+//! takes a tree mask, the rest came in the same pass (see [`super::trie`]). Otherwise choices
+//! longer than one token add the rest in a second pass, one row per (prompt, long choice) on
+//! a copy of that prompt's keys and values, the choice's tokens but the last right-padded
+//! (causal attention keeps padding out of earlier positions); rows of many jobs share it.
 
 use super::pass::Prefill;
 use super::ChoiceJob;
@@ -12,12 +13,25 @@ use crate::model::local::{ChoiceScores, Shared};
 use crate::model::sampling::log_prob;
 use crate::model::session::{self, Decoder, Past};
 
-/// Scores every job (each at its row of `fwd`) and answers it.
+/// Scores every job (each at its item of `fwd`) and answers it.
 pub(crate) fn score(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, jobs: Vec<(usize, ChoiceJob)>, cached: usize) {
-    let mut scores: Vec<Vec<f32>> =
-        jobs.iter().map(|(r, j)| j.choices.iter().map(|ids| ids.first().map_or(f32::NEG_INFINITY, |&t| log_prob(&fwd.logits[*r], t))).collect()).collect();
-    let long: Vec<(usize, usize)> =
-        jobs.iter().enumerate().flat_map(|(k, (_, j))| (0..j.choices.len()).filter(move |&c| j.choices[c].len() > 1).map(move |c| (k, c))).collect();
+    let in_pass = |r: usize, j: &ChoiceJob| !j.choices.nodes.is_empty() && fwd.items[r].nodes.len() == j.choices.nodes.len();
+    let mut scores: Vec<Vec<f32>> = jobs
+        .iter()
+        .map(|(r, j)| {
+            if in_pass(*r, j) {
+                j.choices.scores(&fwd.items[*r].last, &fwd.items[*r].nodes)
+            } else {
+                j.choices.ids.iter().map(|ids| ids.first().map_or(f32::NEG_INFINITY, |&t| log_prob(&fwd.items[*r].last, t))).collect()
+            }
+        })
+        .collect();
+    let long: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, (r, j))| !in_pass(*r, j))
+        .flat_map(|(k, (_, j))| (0..j.choices.ids.len()).filter(move |&c| j.choices.ids[c].len() > 1).map(move |c| (k, c)))
+        .collect();
     let result = if long.is_empty() { Ok(()) } else { second_pass(dec, shared, fwd, &jobs, &long, &mut scores) };
     for ((_, job), row) in jobs.into_iter().zip(scores) {
         let answer = match &result {
@@ -37,7 +51,7 @@ fn second_pass(
     long: &[(usize, usize)],
     scores: &mut [Vec<f32>],
 ) -> Result<(), ModelError> {
-    let host = session::to_host(&fwd.present)?;
+    let host = session::layer_slices(&fwd.present)?;
     let total = fwd.total;
     let per_row = host.first().map_or(0, |l| l.len() / fwd.rows.max(1));
     let opts = &shared.options;
@@ -62,9 +76,9 @@ fn second_pass(
         let mut pos = Vec::with_capacity(n * width);
         let mut want = Vec::new();
         for (i, &(k, c)) in rows.iter().enumerate() {
-            let r = jobs[k].0;
+            let item = &fwd.items[jobs[k].0];
+            let (r, next) = (item.row, item.next_pos);
             let toks = body(jobs, (k, c));
-            let next = fwd.next_position(r);
             mask.extend_from_slice(&fwd.mask[r * total..(r + 1) * total]);
             for j in 0..width {
                 let real = j < toks.len();
@@ -76,15 +90,24 @@ fn second_pass(
                 }
             }
         }
-        let buffers: Vec<Vec<f32>> =
-            host.iter().map(|layer| rows.iter().flat_map(|&(k, _)| layer[jobs[k].0 * per_row..(jobs[k].0 + 1) * per_row].iter().copied()).collect()).collect();
+        let buffers: Vec<Vec<f32>> = host
+            .iter()
+            .map(|layer| {
+                rows.iter()
+                    .flat_map(|&(k, _)| {
+                        let r = fwd.items[jobs[k].0].row;
+                        layer[r * per_row..(r + 1) * per_row].iter().copied()
+                    })
+                    .collect()
+            })
+            .collect();
         let out = dec.forward(n, ids, mask, pos, Past::Host { buffers, len: total }, &want)?;
         shared.count_pass(n, want.len(), 0);
         let mut logits = out.logits.into_iter();
         for &(i, j) in &want {
             let (k, c) = rows[i];
             let l = logits.next().ok_or_else(|| ModelError::Ort("fewer logits than asked".into()))?;
-            scores[k][c] += log_prob(&l, jobs[k].1.choices[c][j + 1]);
+            scores[k][c] += log_prob(&l, jobs[k].1.choices.ids[c][j + 1]);
         }
         start = end;
     }
@@ -93,6 +116,6 @@ fn second_pass(
 
 /// The tokens of a long choice fed in the second pass: all but the last.
 fn body(jobs: &[(usize, ChoiceJob)], (k, c): (usize, usize)) -> &[u32] {
-    let ids = &jobs[k].1.choices[c];
+    let ids = &jobs[k].1.choices.ids[c];
     &ids[..ids.len() - 1]
 }

@@ -20,6 +20,7 @@
 mod batch;
 mod choice;
 mod pass;
+mod trie;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -27,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::batch::{DecodeBatch, Joining};
-use self::pass::{PrefixCache, Row};
+use self::pass::{Item, PrefixCache};
+pub(crate) use self::trie::Choices;
 use super::error::ModelError;
 use super::local::{ChoiceScores, Finish, Generation, Shared};
 use super::sampling::{Sampler, Sampling};
@@ -84,7 +86,7 @@ pub(crate) struct GenJob {
 /// A choice-scoring job.
 pub(crate) struct ChoiceJob {
     pub prompt: Encoded,
-    pub choices: Arc<Vec<Vec<u32>>>,
+    pub choices: Arc<Choices>,
     pub reply: Reply<Result<ChoiceScores, ModelError>>,
 }
 
@@ -231,7 +233,8 @@ impl Worker {
         }
     }
 
-    /// Takes the oldest jobs that can go together and runs their prompts in one pass.
+    /// Takes the oldest jobs that can go together and runs their prompts in one pass: jobs
+    /// of the head job's kind that share its prefix, as many as the limits allow.
     fn prefill_once(&mut self) {
         let Some(head) = self.waiting.front() else { return };
         if let Job::Logits(_) = head {
@@ -241,47 +244,66 @@ impl Worker {
             }
             return;
         }
+        let generating = matches!(head, Job::Generate(_));
+        let group: Vec<u32> = head.prompt().map(|p| p.ids[..p.shared].to_vec()).unwrap_or_default();
         let opts = &self.shared.options;
         let max_rows = opts.max_batch.max(1);
-        let group: Vec<u32> = head.prompt().map(|p| p.ids[..p.shared].to_vec()).unwrap_or_default();
+        // Choices pack several prompts into a row when the model takes a tree mask.
+        let packing = !generating && self.shared.tree;
         let mut free_slots = max_rows.saturating_sub(self.batch.alive());
         let mut taken: Vec<Job> = Vec::new();
-        let (mut new_tokens, mut longest, mut gen_rows) = (0usize, 0usize, 0usize);
+        let (mut new_tokens, mut longest, mut answer) = (0usize, 0usize, 0usize);
         let mut i = 0;
-        while i < self.waiting.len() && taken.len() < max_rows {
+        while i < self.waiting.len() {
             let job = &self.waiting[i];
             let Some(p) = job.prompt() else { break };
-            let is_gen = matches!(job, Job::Generate(_));
-            if p.ids[..p.shared] != group[..] || (is_gen && free_slots == 0) {
+            if p.ids[..p.shared] != group[..] || matches!(job, Job::Generate(_)) != generating {
                 i += 1;
                 continue;
             }
-            let suffix = p.ids.len() - group.len();
-            let len = longest.max(suffix);
-            let pass_kv = (taken.len() + 1) * (group.len() + len);
-            let batch_kv = self.batch.kv_after_join(gen_rows + usize::from(is_gen), group.len() + len);
-            let fits = new_tokens + suffix <= opts.max_batch_tokens && pass_kv.max(batch_kv) <= opts.kv_budget_tokens;
+            if generating && free_slots == 0 {
+                break;
+            }
+            let len = p.ids.len() - group.len() + self.tree_of(job).map_or(0, |t| t.nodes.len());
+            let (l, a) = (
+                longest.max(len),
+                match job {
+                    Job::Generate(g) => answer.max(g.max_tokens),
+                    _ => answer,
+                },
+            );
+            let rows = if packing { (new_tokens + len).div_ceil(PACK_LEN.max(l)) } else { taken.len() + 1 };
+            let row_len = if packing { PACK_LEN.max(l) } else { l };
+            let pass_kv = rows * (group.len() + row_len);
+            let batch_kv = if generating { self.batch.kv_after_join(taken.len() + 1, group.len() + l + a) } else { 0 };
+            let fits = new_tokens + len <= opts.max_batch_tokens && rows <= max_rows && pass_kv.max(batch_kv) <= opts.kv_budget_tokens;
             // The first job always goes, even alone over the budget: it has to run sometime.
             if !taken.is_empty() && !fits {
                 break;
             }
             if let Some(job) = self.waiting.remove(i) {
-                if is_gen {
-                    free_slots -= 1;
-                    gen_rows += 1;
-                }
-                new_tokens += suffix;
-                longest = len;
+                free_slots = free_slots.saturating_sub(usize::from(generating));
+                new_tokens += len;
+                (longest, answer) = (l, a);
                 taken.push(job);
             }
         }
         if !taken.is_empty() {
-            self.prefill(taken, &group);
+            self.prefill(taken, &group, packing);
         }
     }
 
-    /// Runs one prefill pass for `jobs` (all sharing `group` as their cached prefix).
-    fn prefill(&mut self, jobs: Vec<Job>, group: &[u32]) {
+    /// The label tree a job's prompt carries in its pass, if any.
+    fn tree_of(&self, job: &Job) -> Option<Arc<Choices>> {
+        match job {
+            Job::Choose(c) if self.shared.tree && !c.choices.nodes.is_empty() => Some(c.choices.clone()),
+            _ => None,
+        }
+    }
+
+    /// Runs one prefill pass for `jobs` (all sharing `group` as their cached prefix), packed
+    /// several to a row when `packing`, else one to a row.
+    fn prefill(&mut self, jobs: Vec<Job>, group: &[u32], packing: bool) {
         let shared = self.shared.clone();
         let prefix = if group.is_empty() {
             None
@@ -292,16 +314,24 @@ impl Worker {
             }
         };
         let skip = prefix.as_ref().map_or(0, |p| p.len);
-        let rows: Vec<Row<'_>> = jobs.iter().filter_map(|j| j.prompt()).map(|p| Row { suffix: &p.ids[skip..] }).collect();
+        let items: Vec<Item<'_>> = jobs.iter().filter_map(|j| j.prompt().map(|p| Item { suffix: &p.ids[skip..], tree: self.tree_of(j) })).collect();
+        let (order, rows) = if packing { pack(items) } else { ((0..items.len()).collect(), items.into_iter().map(|it| vec![it]).collect()) };
         let fwd = match pass::first_pass(&mut self.decoder, &shared, &rows, prefix.as_deref()) {
             Ok(f) => f,
             Err(e) => return fail_all(jobs, &e),
         };
-        let mut choice_rows = Vec::new();
+        drop(rows);
+        // `order[k]` is the job whose item came k-th in row order.
+        let mut at = vec![0; order.len()];
+        for (k, &job) in order.iter().enumerate() {
+            at[job] = k;
+        }
+        let mut choice_items = Vec::new();
         let mut joining = Vec::new();
-        for (r, job) in jobs.into_iter().enumerate() {
+        for (n, job) in jobs.into_iter().enumerate() {
+            let out = &fwd.items[at[n]];
             match job {
-                Job::Choose(j) => choice_rows.push((r, j)),
+                Job::Choose(j) => choice_items.push((at[n], j)),
                 Job::Generate(j) => {
                     let mut seq = Sequence {
                         sampler: Sampler::new(j.sampling),
@@ -313,19 +343,19 @@ impl Worker {
                         cached_tokens: skip,
                         reply: j.reply,
                     };
-                    let tok = seq.sampler.pick(&fwd.logits[r]);
+                    let tok = seq.sampler.pick(&out.last);
                     shared.count_generated(1);
                     match seq.push(tok, &shared) {
                         Err(e) => seq.reply.send(Err(e)),
                         Ok(Some(how)) => seq.finish(how, &shared),
-                        Ok(None) => joining.push(Joining { row: r, next_pos: j.prompt.ids.len() as i64, pending: tok, seq }),
+                        Ok(None) => joining.push(Joining { row: out.row, next_pos: out.next_pos, pending: tok, seq }),
                     }
                 }
                 Job::Logits(_) => {}
             }
         }
-        if !choice_rows.is_empty() {
-            choice::score(&mut self.decoder, &shared, &fwd, choice_rows, skip);
+        if !choice_items.is_empty() {
+            choice::score(&mut self.decoder, &shared, &fwd, choice_items, skip);
         }
         if !joining.is_empty() {
             if let Err(e) = self.batch.join(&fwd, joining) {
@@ -353,6 +383,31 @@ fn fail_all(jobs: Vec<Job>, e: &ModelError) {
             Job::Logits(j) => j.reply.send(Err(err)),
         }
     }
+}
+
+/// Rows of packed prompts hold about this many positions (or one longer prompt): long enough
+/// that a row's prefix copy and per-row work are shared by several prompts, short enough
+/// that attention over the row (masked between prompts) stays a small part of the pass.
+const PACK_LEN: usize = 128;
+
+/// Packs items into rows, first fit by decreasing length; returns the rows and, for each
+/// item in row order, its index in `items`.
+fn pack(items: Vec<Item<'_>>) -> (Vec<usize>, Vec<Vec<Item<'_>>>) {
+    let cap = items.iter().map(Item::len).max().unwrap_or(0).max(PACK_LEN);
+    let mut by_len: Vec<(usize, Item<'_>)> = items.into_iter().enumerate().collect();
+    by_len.sort_by_key(|(i, it)| (std::cmp::Reverse(it.len()), *i));
+    let mut rows: Vec<(usize, Vec<(usize, Item<'_>)>)> = Vec::new();
+    for (i, it) in by_len {
+        match rows.iter_mut().find(|(used, _)| used + it.len() <= cap) {
+            Some((used, row)) => {
+                *used += it.len();
+                row.push((i, it));
+            }
+            None => rows.push((it.len(), vec![(i, it)])),
+        }
+    }
+    let order = rows.iter().flat_map(|(_, row)| row.iter().map(|(i, _)| *i)).collect();
+    (order, rows.into_iter().map(|(_, row)| row.into_iter().map(|(_, it)| it).collect()).collect())
 }
 
 /// How long an idle worker waits for a first job's companions, by default.

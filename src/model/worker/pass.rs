@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ort::value::DynValue;
 
+use super::trie::Choices;
 use crate::model::error::ModelError;
 use crate::model::local::Shared;
 use crate::model::session::{self, Decoder, Past};
@@ -44,77 +45,166 @@ impl PrefixCache {
     }
 }
 
-/// One row of a prefill pass: the prompt tokens after the cached prefix.
-pub(crate) struct Row<'a> {
+/// One prompt of a prefill pass: its tokens after the cached prefix, and for a choice scored
+/// in the pass, the tree of its labels' continuations.
+pub(crate) struct Item<'a> {
     pub suffix: &'a [u32],
+    pub tree: Option<Arc<Choices>>,
 }
 
-/// What a prefill pass leaves: the last position's logits per row, and everything needed to
-/// continue from it (the keys and values, the mask and each row's length).
+impl Item<'_> {
+    fn nodes(&self) -> usize {
+        self.tree.as_ref().map_or(0, |t| t.nodes.len())
+    }
+
+    /// Positions the item takes in a row.
+    pub(crate) fn len(&self) -> usize {
+        self.suffix.len() + self.nodes()
+    }
+}
+
+/// What a prefill pass gave one item.
+pub(crate) struct ItemOut {
+    /// The row the item sat in.
+    pub row: usize,
+    /// Logits at the item's last prompt token.
+    pub last: Vec<f32>,
+    /// Logits after each of its tree nodes (empty without a tree).
+    pub nodes: Vec<Vec<f32>>,
+    /// The position id the token after its prompt takes.
+    pub next_pos: i64,
+}
+
+/// What a prefill pass leaves: each item's logits, and everything needed to continue a row
+/// from it (the keys and values, the mask and the row's length).
 pub(crate) struct Prefill {
-    /// Logits at each row's last prompt token.
-    pub logits: Vec<Vec<f32>>,
+    /// Per item, in row order.
+    pub items: Vec<ItemOut>,
     /// `present.*` of the pass: `[rows, heads, total, head_dim]` per layer, keys then values.
     pub present: Vec<DynValue>,
     /// The attention mask, `[rows, total]`.
     pub mask: Vec<i64>,
     /// Rows in the pass.
     pub rows: usize,
-    /// Positions per row (prefix, padding and suffix).
+    /// Positions per row (prefix, padding and the items).
     pub total: usize,
-    /// Tokens of the cached prefix.
-    pub prefix_len: usize,
-    /// Each row's suffix length.
-    pub suffix_lens: Vec<usize>,
 }
 
-impl Prefill {
-    /// The position id the token after row `r`'s prompt takes.
-    pub(crate) fn next_position(&self, r: usize) -> i64 {
-        (self.prefix_len + self.suffix_lens[r]) as i64
-    }
-}
-
-/// Runs `rows` on top of `prefix` (if any). Each row is `[prefix][left padding][suffix]`;
-/// padding takes the position of the token before it, which no real token attends to.
-pub(crate) fn first_pass(dec: &mut Decoder, shared: &Shared, rows: &[Row<'_>], prefix: Option<&PrefixEntry>) -> Result<Prefill, ModelError> {
+/// Runs `rows` of items on top of `prefix` (if any). A row is `[prefix][left padding]` then
+/// each item's tokens but its last, then every item's last token, then every item's tree
+/// nodes: the positions whose logits are wanted form one tail, the same length in every row
+/// after left padding, so the LM head runs on that tail only. Items share a row's prefix
+/// copy; the tree mask keeps each item to the prefix and its own tokens (and a node to its
+/// ancestors), and position ids are each item's own, so packing changes nothing an item
+/// computes. Padding is masked out.
+pub(crate) fn first_pass(dec: &mut Decoder, shared: &Shared, rows: &[Vec<Item<'_>>], prefix: Option<&PrefixEntry>) -> Result<Prefill, ModelError> {
     let b = rows.len();
-    let s = rows.iter().map(|r| r.suffix.len()).max().unwrap_or(0);
-    if b == 0 || s == 0 {
-        return Err(ModelError::Request("a prefill pass needs at least one token per row".into()));
+    let used = |row: &[Item<'_>]| row.iter().map(Item::len).sum::<usize>();
+    let s = rows.iter().map(|r| used(r)).max().unwrap_or(0);
+    if b == 0 || s == 0 || rows.iter().flatten().any(|it| it.suffix.is_empty()) {
+        return Err(ModelError::Request("a prefill pass needs at least one token per prompt".into()));
     }
     let p = prefix.map_or(0, |e| e.len);
+    let total = p + s;
     let pad_token = i64::from(shared.pad_token);
-    let mut ids = Vec::with_capacity(b * s);
-    let mut mask = Vec::with_capacity(b * (p + s));
-    let mut positions = Vec::with_capacity(b * s);
-    for row in rows {
-        let pad = s - row.suffix.len();
-        mask.extend(std::iter::repeat_n(1, p));
-        mask.extend(std::iter::repeat_n(0, pad));
-        mask.extend(std::iter::repeat_n(1, row.suffix.len()));
-        ids.extend(std::iter::repeat_n(pad_token, pad));
-        ids.extend(row.suffix.iter().map(|&t| i64::from(t)));
-        positions.extend(std::iter::repeat_n(p as i64 - 1 + i64::from(p == 0), pad));
-        positions.extend((0..row.suffix.len()).map(|i| (p + i) as i64));
+    let mut ids = vec![pad_token; b * s];
+    let mut positions = vec![0i64; b * s];
+    let mut mask = vec![0i64; b * total];
+    // Which item (and which of its tokens) each position holds, to build the tree mask.
+    let mut owner: Vec<Option<(usize, Slot)>> = vec![None; b * s];
+    let mut want = Vec::new();
+    let mut items = Vec::new();
+    let packed = rows.iter().any(|r| r.len() > 1) || rows.iter().flatten().any(|it| it.tree.is_some());
+    for (r, row) in rows.iter().enumerate() {
+        let left = s - used(row);
+        mask[r * total..r * total + p].fill(1);
+        for i in 0..left {
+            positions[r * s + i] = p as i64 - 1 + i64::from(p == 0);
+        }
+        let bodies: usize = row.iter().map(|it| it.suffix.len() - 1).sum();
+        let (mut body_at, mut node_at) = (left, left + bodies + row.len());
+        for (k, it) in row.iter().enumerate() {
+            let len = it.suffix.len();
+            let last_at = left + bodies + k;
+            let mut put = |at: usize, token: u32, pos: usize, slot: Slot| {
+                ids[r * s + at] = i64::from(token);
+                positions[r * s + at] = pos as i64;
+                mask[r * total + p + at] = 1;
+                owner[r * s + at] = Some((k, slot));
+            };
+            for (i, &t) in it.suffix[..len - 1].iter().enumerate() {
+                put(body_at + i, t, p + i, Slot::Prompt);
+            }
+            put(last_at, it.suffix[len - 1], p + len - 1, Slot::Prompt);
+            let nodes = it.tree.as_ref().map_or(&[][..], |t| &t.nodes[..]);
+            for (j, node) in nodes.iter().enumerate() {
+                put(node_at + j, node.token, p + len + node.depth - 1, Slot::Node(j));
+            }
+            want.push((r, last_at));
+            want.extend((0..nodes.len()).map(|j| (r, node_at + j)));
+            items.push((r, body_at, last_at, node_at, nodes.len(), (p + len) as i64));
+            body_at += len - 1;
+            node_at += nodes.len();
+        }
     }
+    let tree_mask = packed.then(|| tree_mask(rows, &owner, &items, p, s));
     let past = match prefix {
         None => Past::Empty,
         Some(e) => Past::Host { buffers: e.kv.iter().map(|layer| layer.repeat(b)).collect(), len: e.len },
     };
-    let want: Vec<(usize, usize)> = (0..b).map(|r| (r, s - 1)).collect();
-    let fwd = dec.forward(b, ids, mask.clone(), positions, past, &want)?;
-    let new_tokens = rows.iter().map(|r| r.suffix.len()).sum();
+    let fwd = dec.forward_tree(b, ids, mask.clone(), positions, past, &want, tree_mask)?;
+    let new_tokens = rows.iter().map(|r| used(r)).sum();
     shared.count_pass(b, new_tokens, p * b);
-    Ok(Prefill {
-        logits: fwd.logits,
-        present: fwd.present,
-        mask,
-        rows: b,
-        total: p + s,
-        prefix_len: p,
-        suffix_lens: rows.iter().map(|r| r.suffix.len()).collect(),
-    })
+    let mut out = fwd.logits.into_iter();
+    let mut done = Vec::with_capacity(items.len());
+    for (r, _, _, _, nodes, next_pos) in items {
+        let last = out.next().ok_or_else(|| ModelError::Ort("fewer logits than asked".into()))?;
+        done.push(ItemOut { row: r, last, nodes: out.by_ref().take(nodes).collect(), next_pos });
+    }
+    Ok(Prefill { items: done, present: fwd.present, mask, rows: b, total })
+}
+
+/// What a position holds for its item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// A prompt token.
+    Prompt,
+    /// Tree node `j`.
+    Node(usize),
+}
+
+/// The tree mask of a pass, `[rows, 1, s, p + s]`, and-ed with the causal and padding masks:
+/// a position sees the prefix and its own item's prompt; a node sees its item's prompt and
+/// its own ancestors; nothing sees another item. Padding lines are left open (their keys are
+/// masked anyway, and their outputs unread).
+fn tree_mask(rows: &[Vec<Item<'_>>], owner: &[Option<(usize, Slot)>], items: &[(usize, usize, usize, usize, usize, i64)], p: usize, s: usize) -> Vec<bool> {
+    let total = p + s;
+    let mut m = vec![true; rows.len() * s * total];
+    let mut first = 0;
+    for (r, row) in rows.iter().enumerate() {
+        let row_items = &items[first..first + row.len()];
+        first += row.len();
+        for q in 0..s {
+            let Some((k, slot)) = owner[r * s + q] else { continue };
+            let line = &mut m[(r * s + q) * total + p..(r * s + q + 1) * total];
+            line.fill(false);
+            let (_, body_at, last_at, node_at, nodes, _) = row_items[k];
+            let body = row[k].suffix.len() - 1;
+            line[body_at..body_at + body].fill(true);
+            line[last_at] = true;
+            match slot {
+                Slot::Prompt => {}
+                Slot::Node(j) => {
+                    if let Some(tree) = &row[k].tree {
+                        for a in 0..nodes {
+                            line[node_at + a] = tree.sees(j, a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    m
 }
 
 /// Logits at each of `positions` of `tokens`, from one pass with nothing cached.

@@ -35,11 +35,7 @@ pub fn atomic_write_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> io::
     let existing = std::fs::metadata(&target).ok().filter(|m| m.is_file());
     let name = target.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
     // The mode is passed to open(2), so the umask applies to it as to any new file.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(Permissions::from_mode(NEW_FILE_MODE))
-        .tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").permissions(Permissions::from_mode(NEW_FILE_MODE)).tempfile_in(dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         write(&mut w)?;

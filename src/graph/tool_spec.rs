@@ -172,11 +172,24 @@ pub enum UrlSlot {
     Fragment,
 }
 
-/// The slot of each placeholder of the URL template `url`, in order. The error says why the
-/// template is unsafe or malformed: it must start with `http://` or `https://` and name a
-/// host, and no placeholder may stand in the scheme, host or port, where a value could send
-/// the request to another server.
-pub fn url_slots(url: &Template) -> Result<Vec<UrlSlot>, String> {
+/// Why a URL template can't be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlTemplateError {
+    /// Occurs when the URL does not start with `http://` or `https://`.
+    #[error("the URL must start with http:// or https://")]
+    NotHttp,
+    /// Occurs when nothing stands between `://` and the path.
+    #[error("the URL names no host")]
+    NoHost,
+    /// Occurs when a placeholder stands in the scheme, host or port.
+    #[error("`{{{0}}}` stands in the URL's scheme, host or port, where a value could send the request to another server")]
+    PlaceholderInOrigin(String),
+}
+
+/// The slot of each placeholder of the URL template `url`, in order. It must start with
+/// `http://` or `https://` and name a host, and no placeholder may stand in the scheme, host
+/// or port, where a value could send the request to another server.
+pub fn url_slots(url: &Template) -> Result<Vec<UrlSlot>, UrlTemplateError> {
     /// How far the scan has come.
     #[derive(Clone, Copy, PartialEq)]
     enum Part {
@@ -186,7 +199,7 @@ pub fn url_slots(url: &Template) -> Result<Vec<UrlSlot>, String> {
     }
     let starts_well = matches!(url.segments.first(), Some(Segment::Text(t)) if t.starts_with("http://") || t.starts_with("https://"));
     if !starts_well {
-        return Err("the URL must start with http:// or https://".into());
+        return Err(UrlTemplateError::NotHttp);
     }
     let mut part = Part::Scheme;
     let mut scheme = String::new();
@@ -218,15 +231,13 @@ pub fn url_slots(url: &Template) -> Result<Vec<UrlSlot>, String> {
                 }
             }
             Segment::Param(p) => match part {
-                Part::Scheme | Part::Authority => {
-                    return Err(format!("`{{{p}}}` stands in the URL's scheme, host or port, where a value could send the request to another server"))
-                }
+                Part::Scheme | Part::Authority => return Err(UrlTemplateError::PlaceholderInOrigin(p.clone())),
                 Part::Slot(slot) => slots.push(slot),
             },
         }
     }
     if host_len == 0 {
-        return Err("the URL names no host".into());
+        return Err(UrlTemplateError::NoHost);
     }
     Ok(slots)
 }
@@ -476,14 +487,15 @@ pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, diags: &
                 );
             }
             let url_template = template(url, diags);
-            if let Err(reason) = url_slots(&url_template) {
-                let code = if url_template.params().next().is_some() && reason.contains("stands in") { UNSAFE_PLACEHOLDER } else { "invalid-value" };
-                diags.push(
-                    Diagnostic::error(code, url.span, reason).with_hint_opt(
-                        (code == UNSAFE_PLACEHOLDER)
-                            .then(|| "placeholders may stand in the path, the query or the fragment; fix the origin in the text".to_string()),
-                    ),
-                );
+            // A template that does not parse has been reported; its slots mean nothing.
+            let parsed = Template::parse(&url.value).is_ok();
+            match url_slots(&url_template).err().filter(|_| parsed) {
+                Some(e @ UrlTemplateError::PlaceholderInOrigin(_)) => diags.push(
+                    Diagnostic::error(UNSAFE_PLACEHOLDER, url.span, e.to_string())
+                        .with_hint("placeholders may stand in the path, the query or the fragment; write the origin in full"),
+                ),
+                Some(e) => diags.push(Diagnostic::error("invalid-value", url.span, e.to_string())),
+                None => {}
             }
             (
                 ToolKind::Http { method: m, url: url_template, body: None, headers: Vec::new() },
@@ -630,7 +642,7 @@ impl ToolSpec {
             return Err(format!("tool `{}` is a command, not an HTTP tool", self.name));
         };
         let t = Template::parse(url).map_err(|m| format!("bad template: {m}"))?;
-        url_slots(&t)?;
+        url_slots(&t).map_err(|e| e.to_string())?;
         if let Some(p) = t.params().find(|p| !self.params.iter().any(|f| f.name == *p)) {
             let names: Vec<&str> = self.params.iter().map(|f| f.name.as_str()).collect();
             return Err(format!("`{{{p}}}` is not a parameter of tool `{}` (its parameters: {})", self.name, names.join(", ")));

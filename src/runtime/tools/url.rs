@@ -21,7 +21,7 @@ pub(super) const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'
 /// The URL `template` names with each parameter's value from `value_of`. The error says which
 /// value could not be placed, or why the template itself is unusable.
 pub(super) fn build(template: &Template, value_of: impl Fn(&str) -> String) -> Result<Url, String> {
-    let slots = url_slots(template)?;
+    let slots = url_slots(template).map_err(|e| e.to_string())?;
     let (text, path_values) = render(template, &slots, value_of);
     for (param, range) in &path_values {
         let segment = enclosing_segment(&text, range.clone());

@@ -129,14 +129,14 @@ pub struct Executor {
     dag: Arc<Dag>,
     backends: Arc<Vec<Arc<dyn Backend>>>,
     params: Arc<HashMap<StepId, StepParams>>,
-    http: reqwest::Client,
+    http: tools::ToolClient,
     options: RunOptions,
 }
 
 impl Executor {
     /// An executor for `dag` with one backend per declared model (by `ModelId` index).
     pub fn new(dag: Arc<Dag>, backends: Vec<Arc<dyn Backend>>, params: HashMap<StepId, StepParams>, options: RunOptions) -> Executor {
-        Executor { dag, backends: Arc::new(backends), params: Arc::new(params), http: reqwest::Client::new(), options }
+        Executor { dag, backends: Arc::new(backends), params: Arc::new(params), http: tools::ToolClient::new(), options }
     }
 
     /// The same program and models with other step parameters (what the compiler searches).

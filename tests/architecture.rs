@@ -63,3 +63,43 @@ fn the_runtime_knows_nothing_of_the_compiler() {
         }
     }
 }
+
+#[test]
+fn the_library_never_prints() {
+    for (path, text) in library_files() {
+        for banned in ["println!", "eprintln!", "print!(", "eprint!(", "std::io::stdout()", "std::io::stderr()", "indicatif"] {
+            assert!(!text.contains(banned), "{} uses `{banned}`: the library reports through sinks and errors; the CLI renders", path.display());
+        }
+    }
+}
+
+#[test]
+fn the_library_holds_no_mutable_global_state() {
+    for (path, text) in library_files() {
+        for line in text.lines().map(str::trim_start) {
+            let global = line.starts_with("static ") || line.starts_with("pub static ") || line.starts_with("pub(crate) static ");
+            if !global {
+                continue;
+            }
+            // One exception, by necessity: ONNX Runtime's environment is process-wide in ONNX
+            // Runtime itself and can be created once; it holds no state of loopc's.
+            let ort_environment = path.ends_with("model/session.rs") && line.contains("ENVIRONMENT: OnceLock<Result<ort::environment::Environment");
+            let test_file = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("tests.rs"));
+            let is_test = test_file || text[..text.find(line).unwrap_or(0)].contains("#[cfg(test)]");
+            assert!(ort_environment || is_test, "{}: `{line}` is global state; keep it in the Engine", path.display());
+            assert!(!line.contains("static mut"), "{}: `{line}`", path.display());
+        }
+    }
+}
+
+#[test]
+fn the_runtime_knows_nothing_of_the_loop_on_top() {
+    for (path, text) in library_files() {
+        let stage = |name: &str| path.components().any(|c| c.as_os_str() == name);
+        if stage("runtime") || stage("model") || stage("graph") || stage("syntax") || stage("compile") {
+            for later in ["crate::store", "crate::learn", "crate::serve"] {
+                assert!(!text.contains(later), "{} reaches up into `{later}`", path.display());
+            }
+        }
+    }
+}

@@ -69,6 +69,25 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
     let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(eval["score"], first["provenance"]["final_score"], "{eval}");
 
+    // `run` takes the artifact as it takes a program; a hand-edited demo label outside the
+    // label set is refused with the place named.
+    let o = loopc(&["run", artifacts[0].to_str().unwrap(), "--input", r#"{"ticket": "My card was charged twice."}"#]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ran: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(["billing", "shipping", "technical", "account"].contains(&ran["team"].as_str().unwrap()), "{ran}");
+    let mut edited: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&artifacts[0]).unwrap()).unwrap();
+    let demos = edited["steps"]["route"]["demos"].as_array_mut().unwrap();
+    if demos.is_empty() {
+        demos.push(serde_json::json!({"inputs": {"ticket": "hi"}, "outputs": {"team": "billing"}}));
+    }
+    demos[0]["outputs"]["team"] = serde_json::json!("marketing");
+    let edited_path = dir.path().join("edited.json");
+    std::fs::write(&edited_path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let o = loopc(&["run", edited_path.to_str().unwrap(), "--input", r#"{"ticket": "x"}"#]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("at `steps.route.demos[0].outputs.team`: `marketing` is not one of the labels"), "{err}");
+
     // The library loads the artifact with no source present and scores the same.
     let moved = dir.path().join("elsewhere.json");
     std::fs::copy(&artifacts[0], &moved).unwrap();

@@ -32,11 +32,11 @@ fn post(addr: &str, body: &str) -> (u16, String) {
     (status, resp.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
 }
 
-#[test]
-fn the_service_answers_with_the_programs_outputs() {
-    let program = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("programs/sentiment.loop");
+/// Starts the example service on `program` (a `.loop` file or an artifact) and returns it
+/// with its address, once it listens.
+fn start(program: &std::path::Path) -> (Service, String) {
     let mut child = Command::new(service_binary())
-        .arg(&program)
+        .arg(program)
         .env("LOOPC_SERVICE_ADDR", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .spawn()
@@ -52,7 +52,12 @@ fn the_service_answers_with_the_programs_outputs() {
             break;
         }
     }
-    let addr = addr.expect("the service starts listening");
+    (service, addr.expect("the service starts listening"))
+}
+
+#[test]
+fn the_service_answers_with_the_programs_outputs() {
+    let (service, addr) = start(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("programs/sentiment.loop"));
     let (status, body) = post(&addr, r#"{"review": "Works great, very happy."}"#);
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -60,5 +65,31 @@ fn the_service_answers_with_the_programs_outputs() {
     let (status, body) = post(&addr, r#"{"review": 5}"#);
     assert_eq!(status, 400);
     assert!(body.contains("input `review`"), "{body}");
+    drop(service);
+}
+
+#[test]
+fn the_service_serves_a_compiled_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let slice = |name: &str, n: usize| {
+        let all = std::fs::read_to_string(root.join("examples/tickets").join(name)).unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, all.lines().take(n).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        path
+    };
+    let (train, dev) = (slice("train.jsonl", 8), slice("dev.jsonl", 4));
+    let artifact = dir.path().join("routing.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loopc"))
+        .args(["compile", root.join("programs/ticket_routing.loop").to_str().unwrap(), "--optimizer", "labeled_few_shot", "--max-demos", "2"])
+        .args(["--train", train.to_str().unwrap(), "--dev", dev.to_str().unwrap(), "--no-cache", "-o", artifact.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (service, addr) = start(&artifact);
+    let (status, body) = post(&addr, r#"{"ticket": "I was charged twice for my order."}"#);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(["billing", "shipping", "technical", "account"].contains(&v["team"].as_str().unwrap()), "{v}");
     drop(service);
 }

@@ -65,7 +65,8 @@ pub enum Command {
 pub struct RunArgs {
     /// The program: a `.loop` file or a compiled artifact.
     pub file: PathBuf,
-    /// One input as a JSON object, e.g. '{"ticket": "..."}'.
+    /// One input as a JSON object, e.g. '{"ticket": "..."}'; `-` reads it from standard
+    /// input and `@FILE` from a file (for inputs too long for a command line).
     #[arg(long, conflicts_with = "inputs", required_unless_present = "inputs")]
     pub input: Option<String>,
     /// A JSONL file with one input object per line (batch mode).
@@ -225,6 +226,18 @@ pub struct BatchArgs {
     /// (default 4096; a single larger request still runs alone).
     #[arg(long, value_name = "TOKENS")]
     pub kv_budget: Option<usize>,
+    /// Let one forward pass serve several concurrent runs (default: on for `run`, off for
+    /// `compile` and `eval`, whose scores are then bit-for-bit reproducible).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub batch_across: Option<bool>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}`: write on or off")),
+    }
 }
 
 /// `loopc prompt`.

@@ -100,7 +100,7 @@ fn pass(rt: &tokio::runtime::Runtime, program: &Program, inputs: &[Map<String, V
 fn level(args: &BenchRunArgs, concurrency: usize, color: bool) -> anyhow::Result<Value> {
     let dag = source::load_dag(&args.file, color)?;
     let inputs = inputs(args, &dag)?;
-    let options = EngineOptions { responses: CacheSetting::Off, load: args.batching.load_options(), ..EngineOptions::default() };
+    let options = EngineOptions { responses: CacheSetting::Off, load: args.batching.load_options(true), ..EngineOptions::default() };
     let engine = Engine::builder().options(options).build()?;
     let program = engine.load(&args.file)?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -146,6 +146,9 @@ fn run_level_process(file: &Path, args: &BenchRunArgs, concurrency: usize) -> an
     }
     if let Some(n) = args.batching.kv_budget {
         cmd.args(["--kv-budget", &n.to_string()]);
+    }
+    if let Some(on) = args.batching.batch_across {
+        cmd.args(["--batch-across", if on { "on" } else { "off" }]);
     }
     let out = cmd.output().context("cannot run a benchmark level")?;
     anyhow::ensure!(out.status.success(), "the level at concurrency {concurrency} failed:\n{}", String::from_utf8_lossy(&out.stderr));

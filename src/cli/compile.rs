@@ -134,7 +134,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
         }
     };
     let budget = plan.budget();
-    let engine = args.runtime.engine()?;
+    let engine = args.runtime.reproducible_engine()?;
     let program = engine.load_source(&loaded.file.source_name(), &src, args.runtime.options()?)?;
     let metric = metric.judged_by(&program);
     let display = Display { bar: Mutex::new(None), quiet: args.json, max_calls: budget.max_calls };

@@ -14,7 +14,7 @@ use super::{source, Outcome};
 /// Runs `loopc eval`.
 pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
     source::load(&args.file, color)?;
-    let program = args.runtime.engine()?.load_with(&args.file, args.runtime.options()?)?;
+    let program = args.runtime.reproducible_engine()?.load_with(&args.file, args.runtime.options()?)?;
     let dag = program.dag().clone();
     let metric = pick_metric(&dag, args.metric.as_deref(), None)?.judged_by(&program);
     let data = load_data(&args.data, &dag, &metric)?;

@@ -115,7 +115,7 @@ pub fn render(artifact: &Artifact) -> String {
             "<h3>step <code>{}</code> ({}, template {})</h3><p><b>Instruction:</b> {}</p>",
             esc(name),
             esc(&s.signature),
-            esc(&s.template),
+            esc(s.template.name()),
             esc(&s.instruction)
         );
         for (i, d) in s.demos.iter().enumerate() {

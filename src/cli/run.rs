@@ -17,26 +17,39 @@ use super::args::{BatchArgs, RunArgs, RuntimeArgs};
 use super::{source, Outcome};
 
 impl BatchArgs {
-    /// Load options with these batching limits.
-    pub fn load_options(&self) -> LoadOptions {
+    /// Load options with these batching limits; `across` is whether passes serve several
+    /// runs unless the flags say.
+    pub fn load_options(&self, across: bool) -> LoadOptions {
         let defaults = LoadOptions::default();
         LoadOptions {
             max_batch: self.max_batch.unwrap_or(defaults.max_batch).max(1),
             kv_budget_tokens: self.kv_budget.unwrap_or(defaults.kv_budget_tokens),
+            cross_request: self.batch_across.unwrap_or(across),
             ..defaults
         }
     }
 }
 
 impl RuntimeArgs {
-    /// The engine these flags ask for, reporting provisioning on stderr.
+    /// The engine these flags ask for, reporting provisioning on stderr; passes serve several
+    /// runs at once unless the flags say otherwise.
     pub fn engine(&self) -> anyhow::Result<Engine> {
+        self.engine_with(true)
+    }
+
+    /// The engine for commands whose results must be reproducible: one run per pass unless
+    /// `--batch-across on`.
+    pub fn reproducible_engine(&self) -> anyhow::Result<Engine> {
+        self.engine_with(false)
+    }
+
+    fn engine_with(&self, across: bool) -> anyhow::Result<Engine> {
         let responses = match (&self.cache_dir, self.no_cache) {
             (_, true) => CacheSetting::Off,
             (Some(d), false) => CacheSetting::Dir(d.clone()),
             (None, false) => CacheSetting::Default,
         };
-        let options = EngineOptions { responses, load: self.batching.load_options(), ..EngineOptions::default() };
+        let options = EngineOptions { responses, load: self.batching.load_options(across), ..EngineOptions::default() };
         Ok(Engine::builder().options(options).progress(std::sync::Arc::new(super::progress::ConsoleProgress::new())).build()?)
     }
 
@@ -64,8 +77,9 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
     let program = args.runtime.engine()?.load_with(&args.file, args.runtime.options()?)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match (&args.input, &args.inputs) {
-        (Some(text), _) => {
-            let inputs = parse_object(text).map_err(|e| anyhow::anyhow!("--input: {e}"))?;
+        (Some(arg), _) => {
+            let text = input_text(arg)?;
+            let inputs = parse_object(&text).map_err(|e| anyhow::anyhow!("--input: {e}"))?;
             let (result, trace) = rt.block_on(program.run_traced(inputs));
             report_trace(args, &trace)?;
             match result {
@@ -78,6 +92,19 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
         }
         (None, Some(path)) => rt.block_on(batch(args, &program, path)),
         (None, None) => anyhow::bail!("give --input or --inputs"),
+    }
+}
+
+/// The text of `--input`: the argument itself, standard input for `-`, a file for `@FILE`.
+fn input_text(arg: &str) -> anyhow::Result<String> {
+    if arg == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("cannot read the input from standard input")?;
+        return Ok(text);
+    }
+    match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read the input file `{path}`")),
+        None => Ok(arg.to_string()),
     }
 }
 

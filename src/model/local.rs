@@ -36,6 +36,12 @@ pub struct LoadOptions {
     /// Score label continuations as a token tree in the prompt's own pass, when the model
     /// takes a tree mask (loopc's exports do); off, they take a second pass on copies.
     pub tree_choices: bool,
+    /// Let one pass serve several requests. Off, every pass serves one request: results
+    /// are then bit-for-bit independent of what else runs at the same time (what a
+    /// reproducible compile needs), at the cost of decode batching across requests. On,
+    /// a request's scores can differ in the last bits with its batch neighbours (padding
+    /// changes how sums are grouped), which can flip a near-tie.
+    pub cross_request: bool,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +54,7 @@ impl Default for LoadOptions {
             prefix_cache_entries: 8,
             batch_window: worker::DEFAULT_WINDOW,
             tree_choices: true,
+            cross_request: true,
         }
     }
 }

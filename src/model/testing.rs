@@ -52,6 +52,10 @@ impl WeightSource for RandomWeights {
     }
 }
 
+/// The tiny model's context length (one token per byte of ASCII text, so a 600-byte input
+/// overflows it).
+pub const TINY_CONTEXT: usize = 512;
+
 /// Writes the tiny model with weights from `seed` into `dir` (created if needed).
 pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -93,7 +97,7 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
     write(
         CONFIG_FILE,
         json!({"model_type": "llama", "num_hidden_layers": shape.n_layer, "vocab_size": shape.vocab,
-                              "eos_token_id": 2, "bos_token_id": 1, "pad_token_id": 0}),
+                              "eos_token_id": 2, "bos_token_id": 1, "pad_token_id": 0, "max_position_embeddings": TINY_CONTEXT}),
     )?;
     write(
         TOKENIZER_CONFIG_FILE,

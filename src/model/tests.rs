@@ -191,6 +191,39 @@ fn prompts_packed_into_shared_rows_score_as_they_do_alone() {
 }
 
 #[test]
+fn a_prompt_must_leave_room_in_the_context_and_the_answer_gets_what_is_left() {
+    let m = tiny(LoadOptions::default());
+    assert_eq!(m.context_length(), testing::TINY_CONTEXT);
+    let fits = request("", &"a".repeat(testing::TINY_CONTEXT - 1), 50);
+    let g = m.generate(&[fits], PrefixCaching::Off).unwrap().remove(0);
+    assert_eq!(g.tokens.len(), 1, "one position was left, so one token is generated");
+    let full = request("", &"a".repeat(testing::TINY_CONTEXT), 50);
+    let err = m.generate(&[full], PrefixCaching::Off).unwrap_err();
+    assert!(matches!(err, ModelError::ContextOverflow { tokens: TokenCount::Exact(512), limit: 512 }), "{err}");
+    // Far over the context, the prompt is refused from its length, before tokenizing.
+    let huge = request("", &"a".repeat(1 << 20), 5);
+    let err = m.generate(&[huge], PrefixCaching::Off).unwrap_err();
+    assert!(matches!(err, ModelError::ContextOverflow { tokens: TokenCount::AtLeast(n), .. } if n > 512), "{err}");
+}
+
+#[test]
+fn special_tokens_typed_into_data_stay_characters() {
+    let m = tiny(LoadOptions::default());
+    let t = m.tokenizer();
+    let as_data = t.encode_data("hi <|im_end|> there").unwrap();
+    let lookalike = t.encode_data("hi <|im_end!> there").unwrap();
+    assert!(as_data.len().abs_diff(lookalike.len()) <= 1, "{} vs {}", as_data.len(), lookalike.len());
+    let end = t.token_id("<|im_end|>").unwrap();
+    assert!(!as_data.contains(&end), "data never yields the control token");
+    assert!(t.encode("hi <|im_end|> there").unwrap().contains(&end), "markup does");
+    let mut text = PromptText::markup("<|im_start|>user\n");
+    text.push_data("<|im_end|>");
+    let ids = t.encode_text(&text).unwrap();
+    assert_eq!(ids.iter().filter(|&&i| i == end).count(), 0);
+    assert_eq!(ids[0], t.token_id("<|im_start|>").unwrap());
+}
+
+#[test]
 fn prefix_cache_counts_reused_tokens() {
     let m = tiny(LoadOptions::default());
     let shared = "A shared instruction that is long enough to matter.\n";

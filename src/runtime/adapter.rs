@@ -16,7 +16,8 @@ use crate::model::chat::{ChatFormat, Message, Role};
 use crate::model::{Prompt, PromptText};
 
 /// A prompt template.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Template {
     /// Field markers in chat turns.
     Chat,

@@ -58,7 +58,7 @@ pub struct StepRecord {
     /// The signature it runs.
     pub signature: String,
     /// The prompt template: `chat`, `json` or `completion`.
-    pub template: String,
+    pub template: Template,
     /// The instruction sent (the signature's own, or a better one found by search).
     pub instruction: String,
     /// The demonstrations, in prompt order.
@@ -271,8 +271,7 @@ impl Artifact {
             if rec.signature != sig.name {
                 return Err(at(path("signature"), format!("`{}` where step `{step}` runs `{}`", rec.signature, sig.name)));
             }
-            let template = Template::from_name(&rec.template)
-                .ok_or_else(|| at(path("template"), format!("unknown template `{}` (the templates: chat, json, completion)", rec.template)))?;
+            let template = rec.template;
             if rec.instruction.trim().is_empty() {
                 return Err(at(path("instruction"), "the instruction is empty".into()));
             }

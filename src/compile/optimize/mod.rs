@@ -342,7 +342,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
             let p = chosen.get(s).cloned().unwrap_or_default();
             let record = StepRecord {
                 signature: sig.name.clone(),
-                template: p.template.name().to_string(),
+                template: p.template,
                 instruction: p.instruction.unwrap_or_else(|| sig.instruction.clone()),
                 demos: p.demos,
             };

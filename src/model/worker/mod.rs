@@ -247,9 +247,10 @@ impl Worker {
         let generating = matches!(head, Job::Generate(_));
         let group: Vec<u32> = head.prompt().map(|p| p.ids[..p.shared].to_vec()).unwrap_or_default();
         let opts = &self.shared.options;
-        let max_rows = opts.max_batch.max(1);
+        // Without cross-request batching, a pass (and the decode batch) serves one request.
+        let max_rows = if opts.cross_request { opts.max_batch.max(1) } else { 1 };
         // Choices pack several prompts into a row when the model takes a tree mask.
-        let packing = !generating && self.shared.tree;
+        let packing = !generating && self.shared.tree && opts.cross_request;
         let mut free_slots = max_rows.saturating_sub(self.batch.alive());
         let mut taken: Vec<Job> = Vec::new();
         let (mut new_tokens, mut longest, mut answer) = (0usize, 0usize, 0usize);
@@ -278,7 +279,7 @@ impl Worker {
             let batch_kv = if generating { self.batch.kv_after_join(taken.len() + 1, group.len() + l + a) } else { 0 };
             let fits = new_tokens + len <= opts.max_batch_tokens && rows <= max_rows && pass_kv.max(batch_kv) <= opts.kv_budget_tokens;
             // The first job always goes, even alone over the budget: it has to run sometime.
-            if !taken.is_empty() && !fits {
+            if !taken.is_empty() && (!fits || !opts.cross_request) {
                 break;
             }
             if let Some(job) = self.waiting.remove(i) {

@@ -124,17 +124,6 @@ async fn unusable_urls_and_unreachable_databases_are_typed_errors() {
     assert!(text.contains("127.0.0.1:1") && !text.contains("hunter2"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_write_benchmark_commits_every_write_it_counts() {
-    let (_dir, url) = fresh();
-    let store = store_checks::open(&url).await;
-    let measured = bench_feedback_writes(&store, 400, 8).await.unwrap();
-    assert_eq!(measured.writes, 400);
-    assert_eq!(store.stats().await.unwrap().feedback, 400);
-    // Evidence for the report, not an assertion: the figure depends on the machine.
-    eprintln!("sqlite feedback writes: {:.0}/s ({} in {:.3}s)", measured.per_second(), measured.writes, measured.seconds);
-}
-
 const KILL_CHILD: &str = "LOOPC_TEST_STORE_WRITER_URL";
 
 /// In the child: write feedback from 8 tasks and print `ack <client id>` after each write returns.

@@ -6,13 +6,13 @@ use std::str::FromStr;
 
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use super::db::Store;
 use super::error::StoreError;
-use super::ids::generate;
 use super::sql::{json_column, json_text, Sql};
 use super::time::Timestamp;
+use super::writer::WriteTx;
 
 /// What an audit event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,9 +90,9 @@ fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
 }
 
 /// Writes an audit event inside the caller's transaction, so it commits with the change it records.
-pub(super) async fn write_event(store: &Store, tx: &mut Transaction<'static, Any>, kind: AuditKind, subject: &str, detail: &Value) -> Result<(), StoreError> {
+pub(super) async fn write_event(store: &Store, tx: &mut WriteTx, kind: AuditKind, subject: &str, detail: &Value) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO audit_events (id, kind, subject, detail, created) VALUES ($1, $2, $3, $4, $5)")
-        .bind(generate("ev_"))
+        .bind(store.ids.next("ev_"))
         .bind(kind.as_str())
         .bind(store.redactor.text(subject).as_ref())
         .bind(json_text(&store.redactor, detail))

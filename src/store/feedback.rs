@@ -282,7 +282,7 @@ impl Store {
             FeedbackPayload::Correction(c) => (None, None, Some(json_text(&self.redactor, c))),
         };
         let comment = feedback.comment.as_deref().map(|c| self.redactor.text(c).into_owned());
-        let id = FeedbackId::generate();
+        let id = FeedbackId::from_stored(self.ids.next("fb_"));
         let created = feedback.created.unwrap_or_else(Timestamp::now);
         let unknown_run = || StoreError::UnknownRun { run_id: feedback.run_id.to_string() };
 

@@ -67,12 +67,45 @@ pub(crate) fn check_id(what: &'static str, id: &str) -> Result<(), StoreError> {
 }
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const RANDOM_BITS: u32 = 80;
+const RANDOM_MASK: u128 = (1 << RANDOM_BITS) - 1;
+
+fn now_ms() -> u128 {
+    u128::try_from(super::time::Timestamp::now().millis()).unwrap_or(0) & ((1 << 48) - 1)
+}
 
 /// `prefix` followed by a time-ordered random id.
 pub(crate) fn generate(prefix: &str) -> String {
-    let ms = u128::try_from(super::time::Timestamp::now().millis()).unwrap_or(0) & ((1 << 48) - 1);
-    let random: u128 = rand::random::<u128>() & ((1 << 80) - 1);
-    let mut value = (ms << 80) | random;
+    encode(prefix, now_ms(), rand::random::<u128>() & RANDOM_MASK)
+}
+
+/// Ids that also sort in the order they were made within one millisecond (the store's own
+/// rows: feedback and audit events listed by time keep the order they were written in), as
+/// ULID's monotonic generator does. One per store handle, shared by its clones.
+#[derive(Debug, Default)]
+pub(crate) struct IdGenerator {
+    last: std::sync::Mutex<(u128, u128)>,
+}
+
+impl IdGenerator {
+    pub(crate) fn next(&self, prefix: &str) -> String {
+        let now = now_ms();
+        // A poisoned lock only means another thread panicked mid-update of two integers; the
+        // values are still usable.
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now > last.0 {
+            *last = (now, rand::random::<u128>() & RANDOM_MASK);
+        } else if last.1 == RANDOM_MASK {
+            *last = (last.0 + 1, 0);
+        } else {
+            last.1 += 1;
+        }
+        encode(prefix, last.0, last.1)
+    }
+}
+
+fn encode(prefix: &str, ms: u128, random: u128) -> String {
+    let mut value = (ms << RANDOM_BITS) | random;
     let mut chars = [0u8; 26];
     for c in chars.iter_mut().rev() {
         *c = CROCKFORD[(value & 31) as usize];
@@ -98,6 +131,13 @@ mod tests {
         assert!(RunId::parse(a.as_str()).is_ok());
         let many: std::collections::HashSet<String> = (0..1000).map(|_| generate("fb_")).collect();
         assert_eq!(many.len(), 1000);
+    }
+
+    #[test]
+    fn the_store_generator_makes_increasing_ids_within_a_millisecond() {
+        let ids = IdGenerator::default();
+        let made: Vec<String> = (0..500).map(|_| ids.next("ev_")).collect();
+        assert!(made.windows(2).all(|w| w[0] < w[1]), "not increasing");
     }
 
     #[test]

@@ -88,7 +88,7 @@ mod tests {
                 assert!(ends_statement, "migration `{}`: a `;` that does not end a statement: `{line}`", m.name);
             }
             for s in statements(m.sql) {
-                let first = s.lines().find(|l| !l.trim_start().starts_with("--")).unwrap_or_default();
+                let first = s.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("--")).unwrap_or_default();
                 assert!(first.starts_with("CREATE "), "migration `{}`: `{first}`", m.name);
             }
         }

@@ -20,9 +20,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: `db.rs` (opening URLs, pools, the write transaction), `migrate.rs` + `migrations/`
+//! Layout: `db.rs` (opening URLs, connections), `migrate.rs` + `migrations/`
 //! (schema), `runs.rs`, `feedback.rs`, `artifacts.rs`, `audit.rs`, `retention.rs` (forget,
-//! expire), `stats.rs`, `redact.rs`, `ids.rs`, `time.rs`, `sql.rs` (query helpers), `bench.rs`.
+//! expire), `stats.rs`, `redact.rs`, `ids.rs`, `time.rs`, `sql.rs` (query helpers), `writer.rs` (the write
+//! transaction), `bench.rs`.
 
 mod artifacts;
 mod audit;
@@ -38,6 +39,7 @@ mod runs;
 mod sql;
 mod stats;
 mod time;
+mod writer;
 
 pub use artifacts::ArtifactVersion;
 pub use audit::{AuditEvent, AuditKind};

@@ -239,7 +239,7 @@ impl Store {
             check_id("artifact hash", hash)?;
         }
         check_user_id(&self.redactor, run.user_id.as_deref())?;
-        let id = run.id.unwrap_or_else(RunId::generate);
+        let id = run.id.unwrap_or_else(|| RunId::from_stored(self.ids.next("run_")));
         let created = run.created.unwrap_or_else(Timestamp::now);
         let inputs = json_text(&self.redactor, &run.inputs);
         let outputs = run.outputs.as_ref().map(|o| json_text(&self.redactor, o));

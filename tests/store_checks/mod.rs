@@ -37,9 +37,11 @@ macro_rules! for_each_check {
             a_write_is_visible_to_another_store_handle_as_soon_as_it_returns,
             reopening_a_store_keeps_its_data,
             stores_opened_concurrently_on_one_database_apply_the_schema_once,
+            the_write_benchmark_commits_every_write_it_counts,
         }
     };
 }
+#[allow(unused_imports)] // Used by `store_sqlite.rs`, not by `store_postgres.rs`.
 pub(crate) use for_each_check;
 
 /// A check: an async function of the store URL.
@@ -599,4 +601,13 @@ pub async fn stores_opened_concurrently_on_one_database_apply_the_schema_once(ur
     }
     let run = stored(&stores[0], run_of("triage", None, 1)).await;
     assert!(stores[3].run(&run).await.unwrap().is_some());
+}
+
+pub async fn the_write_benchmark_commits_every_write_it_counts(url: String) {
+    let store = open(&url).await;
+    let measured = bench_feedback_writes(&store, 1000, 8).await.unwrap();
+    assert_eq!(measured.writes, 1000);
+    assert_eq!(store.stats().await.unwrap().feedback, 1000);
+    // Evidence for reports, not an assertion: the figure depends on the machine.
+    eprintln!("{:?} feedback writes: {:.0}/s ({} in {:.3}s)", store.backend(), measured.per_second(), measured.writes, measured.seconds);
 }

@@ -45,13 +45,17 @@ impl Writer {
             Writer::Pool(pool) => Ok(WriteTx::Pool(pool.begin().await?)),
             Writer::Sqlite(writer) => {
                 let mut guard = writer.clone().lock_owned().await;
-                let rollback_first = std::mem::take(&mut guard.rollback_first);
-                let Some(conn) = guard.conn.as_mut() else { return Err(sqlx::Error::PoolClosed) };
-                if rollback_first {
+                let SqliteWriter { conn, rollback_first } = &mut *guard;
+                let Some(conn) = conn.as_mut() else { return Err(sqlx::Error::PoolClosed) };
+                if *rollback_first {
                     // Fails harmlessly when SQLite already rolled back on its own.
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 }
+                // Until BEGIN has answered, a cancelled call (this future dropped) may leave
+                // the connection inside a transaction: the next writer rolls it back first.
+                *rollback_first = true;
                 sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                *rollback_first = false;
                 Ok(WriteTx::Sqlite(SqliteTx { guard, open: true }))
             }
         }

@@ -38,6 +38,7 @@ macro_rules! for_each_check {
             reopening_a_store_keeps_its_data,
             stores_opened_concurrently_on_one_database_apply_the_schema_once,
             the_write_benchmark_commits_every_write_it_counts,
+            writes_cancelled_mid_flight_leave_the_store_consistent_and_usable,
         }
     };
 }
@@ -610,4 +611,41 @@ pub async fn the_write_benchmark_commits_every_write_it_counts(url: String) {
     assert_eq!(store.stats().await.unwrap().feedback, 1000);
     // Evidence for reports, not an assertion: the figure depends on the machine.
     eprintln!("{:?} feedback writes: {:.0}/s ({} in {:.3}s)", store.backend(), measured.per_second(), measured.writes, measured.seconds);
+}
+
+pub async fn writes_cancelled_mid_flight_leave_the_store_consistent_and_usable(url: String) {
+    let store = open(&url).await;
+    let run = stored(&store, run_of("triage", None, 1_000)).await;
+    // Drop writes at every stage (before BEGIN, during the INSERT, during COMMIT), as a server
+    // does when a client disconnects or a timeout fires.
+    let mut finished = Vec::new();
+    for i in 0..60u64 {
+        let f = NewFeedback { client_id: Some(format!("cancel-{i}")), ..score(&run, "thumbs", 1.0) };
+        // Poll the write up to `i` times, 10 µs apart (the database works meanwhile), then drop it.
+        let mut write = Box::pin(store.add_feedback(f));
+        for _ in 0..i {
+            if let std::task::Poll::Ready(done) = std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))).await {
+                done.expect("a write that finished succeeded");
+                finished.push(format!("cancel-{i}"));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(10));
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(finished.len() < 60, "no write was cancelled");
+    assert!(!finished.is_empty(), "no write had time to finish");
+    // The store still takes writes, and every write that returned is there exactly once.
+    let after = feedback_ok(&store, score(&run, "thumbs", 0.0)).await;
+    assert!(after.created);
+    let rows = store.feedback(&FeedbackFilter::default()).await.unwrap();
+    let clients: Vec<_> = rows.iter().filter_map(|f| f.client_id.clone()).collect();
+    for c in &finished {
+        assert_eq!(clients.iter().filter(|x| *x == c).count(), 1, "{c}");
+    }
+    // Retrying every cancelled write stores each client id once.
+    for i in 0..60u64 {
+        feedback_ok(&store, NewFeedback { client_id: Some(format!("cancel-{i}")), ..score(&run, "thumbs", 1.0) }).await;
+    }
+    assert_eq!(store.stats().await.unwrap().feedback, 61);
 }

@@ -22,7 +22,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") }];
 
 /// The advisory lock key migrations take on PostgreSQL ("loopc" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6c6f_6f70_63;
+const MIGRATION_LOCK: i64 = 0x006c_6f6f_7063;
 
 /// The newest schema version this build knows.
 pub fn schema_version() -> i64 {

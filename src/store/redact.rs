@@ -143,8 +143,11 @@ impl NumberRun {
     }
 }
 
+/// A byte range of the text and the marker that replaces it.
+type Span = (usize, usize, &'static str);
+
 /// Replaces the spans `find` reports in each number run of `text`; `None` when nothing was found.
-fn replace_numbers(text: &str, find: fn(&str, &NumberRun) -> Vec<(usize, usize, &'static str)>) -> Option<String> {
+fn replace_numbers(text: &str, find: fn(&str, &NumberRun) -> Vec<Span>) -> Option<String> {
     let mut spans = Vec::new();
     for run in number_runs(text) {
         spans.extend(find(text, &run));
@@ -290,7 +293,7 @@ fn luhn(digits: &[u8]) -> bool {
 
 /// Card numbers inside a run: a contiguous 13–19 digit group, or consecutive groups printed as
 /// cards are (four digits, then groups of three to six) joined by spaces or dashes; Luhn-valid.
-fn card_spans(text: &str, run: &NumberRun) -> Vec<(usize, usize, &'static str)> {
+fn card_spans(text: &str, run: &NumberRun) -> Vec<Span> {
     if run.plus || run.parens || run.seps.iter().any(|c| !matches!(c, b' ' | b'-')) {
         return Vec::new();
     }
@@ -350,7 +353,7 @@ fn date_shaped(lens: &[usize]) -> bool {
 }
 
 /// A phone number: the whole run or nothing (see the module doc for the shapes).
-fn phone_spans(text: &str, run: &NumberRun) -> Vec<(usize, usize, &'static str)> {
+fn phone_spans(text: &str, run: &NumberRun) -> Vec<Span> {
     let digits = run.digits();
     let lens = run.group_lens();
     let first_digit = text.as_bytes()[run.groups[0].0];

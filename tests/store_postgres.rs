@@ -133,6 +133,16 @@ fn every_store_check_passes_on_a_real_postgresql_server() {
             failures.push(format!("{name}: {}", if e.is_panic() { panic_text(e.into_panic()) } else { e.to_string() }));
         }
     }
+    // A server whose default isolation is SERIALIZABLE: racing duplicate client ids still store
+    // one row and answer every duplicate (the store's write transactions set their own level).
+    cluster.create_db("serializable_default");
+    let port = cluster.port.to_string();
+    let alter = "ALTER DATABASE serializable_default SET default_transaction_isolation = 'serializable'";
+    check_output("psql", cluster.command("psql").args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "postgres", "-c", alter]).output(), None);
+    let url = cluster.url("serializable_default");
+    if let Err(e) = rt.block_on(async { tokio::spawn(store_checks::concurrent_duplicates_of_a_client_id_store_exactly_one_row(url)).await }) {
+        failures.push(format!("concurrent duplicates under a SERIALIZABLE default: {}", if e.is_panic() { panic_text(e.into_panic()) } else { e.to_string() }));
+    }
     // What only a server has: a database that is not there is a connect error naming it.
     rt.block_on(async {
         let store = loopc::store::Store::open(&cluster.url("check_0")).await.unwrap();

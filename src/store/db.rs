@@ -140,7 +140,8 @@ impl Store {
     ///   `?synchronous=full` to fsync every commit (see the module doc).
     /// - `sqlite::memory:`: a private in-memory store, gone when the last clone is dropped.
     /// - `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=…]`: a PostgreSQL database that
-    ///   several loopc processes may share; migrations take a lock, so replicas may start together.
+    ///   several loopc processes may share (up to 10 connections per store); migrations take a
+    ///   lock, so replicas may start together.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let store = match parse_url(url)? {
@@ -154,7 +155,7 @@ impl Store {
                     .connect("sqlite::memory:")
                     .await
                     .map_err(|source| StoreError::Connect { url: url.to_string(), source })?;
-                Store { backend: Backend::Sqlite, read: pool.clone(), write: Writer::Pool(pool), redactor: Redactor::new(), ids: Arc::default() }
+                Store { backend: Backend::Sqlite, read: pool.clone(), write: Writer::sqlite_memory(pool), redactor: Redactor::new(), ids: Arc::default() }
             }
             Target::Postgres { url: pg } => {
                 let options: AnyConnectOptions = pg.parse().map_err(|e: sqlx::Error| StoreError::BadUrl { url: mask_password(&pg), reason: e.to_string() })?;
@@ -163,7 +164,7 @@ impl Store {
                 let probe = sqlx::AnyConnection::connect_with(&options).await.map_err(|source| StoreError::Connect { url: mask_password(&pg), source })?;
                 probe.close().await.map_err(|source| StoreError::Connect { url: mask_password(&pg), source })?;
                 let pool = AnyPoolOptions::new().max_connections(10).connect_lazy_with(options);
-                Store { backend: Backend::Postgres, read: pool.clone(), write: Writer::Pool(pool), redactor: Redactor::new(), ids: Arc::default() }
+                Store { backend: Backend::Postgres, read: pool.clone(), write: Writer::postgres(pool), redactor: Redactor::new(), ids: Arc::default() }
             }
         };
         migrate::run(&store).await?;

@@ -25,13 +25,32 @@ pub(super) struct SqliteWriter {
 /// Where write transactions come from.
 #[derive(Debug, Clone)]
 pub(super) enum Writer {
-    /// PostgreSQL: the pool, `BEGIN` per write.
-    Pool(AnyPool),
+    /// PostgreSQL (and in-memory SQLite): the pool, one transaction per write, opened with
+    /// `begin`.
+    Pool {
+        /// The connections.
+        pool: AnyPool,
+        /// The statement that starts a write transaction.
+        begin: &'static str,
+    },
     /// SQLite: one connection, `BEGIN IMMEDIATE` per write.
     Sqlite(Arc<Mutex<SqliteWriter>>),
 }
 
 impl Writer {
+    /// A PostgreSQL writer. Transactions are explicitly READ COMMITTED, whatever the server's
+    /// default: after an ON CONFLICT DO NOTHING, reading the conflicting row must see a
+    /// concurrent writer's commit.
+    pub(super) fn postgres(pool: AnyPool) -> Writer {
+        Writer::Pool { pool, begin: "BEGIN ISOLATION LEVEL READ COMMITTED" }
+    }
+
+    /// An in-memory SQLite writer: its one pooled connection is also the readers' (every
+    /// connection to `:memory:` is a new database).
+    pub(super) fn sqlite_memory(pool: AnyPool) -> Writer {
+        Writer::Pool { pool, begin: "BEGIN IMMEDIATE" }
+    }
+
     /// A SQLite writer on an open connection (its pragmas already set).
     pub(super) fn sqlite(conn: AnyConnection) -> Writer {
         Writer::Sqlite(Arc::new(Mutex::new(SqliteWriter { conn: Some(conn), rollback_first: false })))
@@ -42,7 +61,7 @@ impl Writer {
     /// upgrade, and writers in other processes wait on the busy timeout.
     pub(super) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
         match self {
-            Writer::Pool(pool) => Ok(WriteTx::Pool(pool.begin().await?)),
+            Writer::Pool { pool, begin } => Ok(WriteTx::Pool(pool.begin_with(*begin).await?)),
             Writer::Sqlite(writer) => {
                 let mut guard = writer.clone().lock_owned().await;
                 let SqliteWriter { conn, rollback_first } = &mut *guard;
@@ -64,7 +83,7 @@ impl Writer {
     /// Closes the SQLite connection (which checkpoints the WAL into the database file).
     pub(super) async fn close(&self) {
         match self {
-            Writer::Pool(pool) => pool.close().await,
+            Writer::Pool { pool, .. } => pool.close().await,
             Writer::Sqlite(writer) => {
                 if let Some(conn) = writer.lock().await.conn.take() {
                     let _ = conn.close().await;

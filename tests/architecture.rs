@@ -103,3 +103,48 @@ fn the_runtime_knows_nothing_of_the_loop_on_top() {
         }
     }
 }
+
+fn store_files() -> Vec<(PathBuf, String)> {
+    library_files().into_iter().filter(|(p, _)| p.components().any(|c| c.as_os_str() == "store")).collect()
+}
+
+#[test]
+fn the_store_knows_nothing_of_programs_the_runtime_or_a_server() {
+    let files = store_files();
+    assert!(files.len() > 5, "src/store/ not found");
+    for (path, text) in files {
+        for (at, _) in text.match_indices("crate::") {
+            let used = &text[at + "crate::".len()..];
+            assert!(
+                used.starts_with("fs::") || used.starts_with("store::"),
+                "{} uses `crate::{}`: the store takes JSON and plain types",
+                path.display(),
+                used.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or("")
+            );
+        }
+    }
+}
+
+#[test]
+fn every_store_write_runs_inside_a_transaction_it_commits() {
+    for (path, text) in store_files() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // `db.rs` and `writer.rs` make write transactions; everything else only asks
+        // `Store::begin_write` for one.
+        if name == "db.rs" || name == "writer.rs" {
+            continue;
+        }
+        assert!(!text.contains(".write.") && !text.contains("Writer"), "{name} reaches the writer without `begin_write`");
+        // Every statement that changes data runs on a transaction, not on a pool.
+        for piece in text.split("sqlx::query(").skip(1) {
+            let statement = piece.split(".await").next().unwrap_or("");
+            let sql = statement.to_ascii_uppercase();
+            let changes = ["INSERT ", "UPDATE ", "DELETE "].iter().any(|w| sql.contains(w));
+            if changes {
+                assert!(statement.contains("(&mut *tx)") || statement.contains("(&mut **tx)"), "{name}: a write outside a transaction:\n{statement}");
+            }
+        }
+        // Every function that opens a write transaction commits it.
+        assert_eq!(text.matches("begin_write().await").count(), text.matches("tx.commit().await").count(), "{name}: a write transaction is never committed");
+    }
+}

@@ -192,7 +192,16 @@ fn a_model_re_exported_with_other_weights_never_gets_the_old_answers() {
     let run = |n: usize| -> (Value, bool) {
         let trace = dir.path().join(format!("trace{n}.jsonl"));
         let out = loopc(
-            &["run", src.to_str().unwrap(), "--cache-dir", responses.to_str().unwrap(), "--trace-json", trace.to_str().unwrap(), "--input", r#"{"text": "hello"}"#],
+            &[
+                "run",
+                src.to_str().unwrap(),
+                "--cache-dir",
+                responses.to_str().unwrap(),
+                "--trace-json",
+                trace.to_str().unwrap(),
+                "--input",
+                r#"{"text": "hello"}"#,
+            ],
             &envs,
         );
         assert!(out.status.success(), "{}", text(&out.stderr));

@@ -55,6 +55,9 @@ pub enum Command {
     /// List, provision, import and describe local models.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Show or clear the response cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Measure loopc's own speed and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -72,9 +75,13 @@ pub struct RunArgs {
     /// A JSONL file with one input object per line (batch mode).
     #[arg(long)]
     pub inputs: Option<PathBuf>,
-    /// Where batch mode writes one result per line (default: standard output).
+    /// Where batch mode writes one result per line (default: standard output). Rows are
+    /// kept in `OUT.partial` as they finish; `OUT` is written whole when all are done.
     #[arg(long, requires = "inputs")]
     pub out: Option<PathBuf>,
+    /// Continue an interrupted batch: skip the rows already in `OUT.partial`.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
     /// How many inputs run at once in batch mode.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -187,7 +194,10 @@ pub struct EvalArgs {
     /// Program runs at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Print JSON instead of text.
+    /// Exit 1 when the score is below this (for CI gates).
+    #[arg(long, value_name = "SCORE")]
+    pub fail_under: Option<f64>,
+    /// Print JSON instead of text, with every example's outputs, score and error.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -325,6 +335,26 @@ pub enum ModelCommand {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `loopc cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Where the response cache is, how many answers it holds, its size and its limit.
+    Info {
+        /// The cache directory (default: `responses/` in the loopc cache directory).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every cached answer.
+    Clear {
+        /// The cache directory (default: `responses/` in the loopc cache directory).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
 }
 

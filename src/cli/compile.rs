@@ -91,8 +91,8 @@ impl Display {
     }
 }
 
-/// Compiles as `args` say and returns the artifact, not yet written.
-pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artifact> {
+/// Compiles as `args` say and returns the artifact, not yet written (`None`: interrupted).
+pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Option<Artifact>> {
     // An artifact compiles its embedded program afresh.
     let loaded = source::load(&args.file, color)?;
     let dag = loaded.dag;
@@ -152,24 +152,27 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let artifact = rt.block_on(async {
         tokio::select! {
-            r = compile::compile(job) => r.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted: the compile stopped and no artifact was written")),
+            r = compile::compile(job) => r.map(Some).map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(None),
         }
     });
     if let Some(b) = display.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
         b.finish_and_clear();
     }
-    let mut artifact = artifact?;
+    let Some(mut artifact) = artifact? else { return Ok(None) };
     // The engine is this compile's own, so its models' counters are this compile's tokens.
     let (prefilled, generated) = engine.token_totals();
     artifact.provenance.timing.tokens_prefilled = prefilled;
     artifact.provenance.timing.tokens_generated = generated;
-    Ok(artifact)
+    Ok(Some(artifact))
 }
 
 /// Runs `loopc compile`.
 pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
-    let artifact = compile_artifact(args, color)?;
+    let Some(artifact) = compile_artifact(args, color)? else {
+        eprintln!("interrupted: the compile stopped and no artifact was written");
+        return Ok(Outcome::Interrupted);
+    };
     artifact.write(&args.out)?;
     if let Some(path) = &args.report {
         loopc::fs::atomic_write(path, super::html_report::render(&artifact).as_bytes())

@@ -1,14 +1,17 @@
 //! The `loopc` command line: parses arguments, calls the library, prints results and
 //! decides the exit code. Logic lives in the library; this layer only translates.
 //!
-//! Exit codes: 0 success, 1 the input was checked and found wanting (diagnostics, a failed
-//! `fmt --check`), 2 loopc could not do what was asked (unreadable file, bad arguments).
+//! Exit codes, decided here only: 0 success; 1 the command ran and what it checked failed
+//! (diagnostics, a failed `fmt --check`, a batch row or eval run that failed, artifacts that
+//! differ, a score under `--fail-under`); 2 loopc could not do what was asked (unreadable
+//! file, bad arguments, a run error); 130 interrupted by Ctrl-C (finished work is kept).
 
 mod args;
 mod bench;
 mod bench_compile;
 mod bench_model;
 mod bench_run;
+mod cache;
 mod check;
 mod compile;
 mod eval;
@@ -34,8 +37,10 @@ use args::{BenchCommand, Cli, Command};
 pub enum Outcome {
     /// Everything was fine.
     Success,
-    /// The command ran, and what it checked failed.
+    /// The command ran, and what it checked failed (or differed, or scored below the bar).
     Failure,
+    /// The user interrupted it (Ctrl-C); what was finished is kept.
+    Interrupted,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -54,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => inspect::diff(&a),
         Command::Generate(a) => generate::run(&a),
         Command::Model(c) => model::run(&c),
+        Command::Cache(c) => cache::run(&c),
         Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),
         Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
@@ -62,6 +68,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failure) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

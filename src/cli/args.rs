@@ -58,6 +58,15 @@ pub enum Command {
     /// Show or clear the response cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Learn from stored feedback: compile a candidate and promote it only if it is not worse.
+    Learn(LearnArgs),
+    /// Export stored feedback as a labelled dataset.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// List a program's artifact versions with holdout scores and promotion decisions.
+    History(HistoryArgs),
+    /// Show, for each demo of an artifact, the runs and feedback it came from.
+    Why(WhyArgs),
     /// Measure loopc's own speed and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -338,6 +347,116 @@ pub enum ModelCommand {
     },
 }
 
+/// `loopc learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// The program now: a `.loop` file or the artifact in use.
+    pub file: PathBuf,
+    /// The store with the runs and feedback (`sqlite://PATH` or `postgres://...`).
+    #[arg(long, env = "LOOPC_STORE")]
+    pub store: String,
+    /// A human-labelled holdout (JSONL or CSV) to judge current and candidate on.
+    #[arg(long)]
+    pub holdout: Option<PathBuf>,
+    /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
+    #[arg(long, default_value_t = 0.0)]
+    pub holdout_share: f64,
+    /// Users who must agree on a label before it is one.
+    #[arg(long, default_value_t = 1)]
+    pub min_agreement: usize,
+    /// How much lower the candidate's holdout score may be, at its interval's lower end.
+    #[arg(long, default_value_t = 0.02)]
+    pub margin: f64,
+    /// Only feedback on runs since this time (RFC 3339, or milliseconds since the epoch).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Where to write the candidate when it is promoted.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// The optimizer (default: the program's, else bootstrap_random_search).
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// The metric (default: the optimizer's, else the program's first).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// The search seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Candidates for the search optimizers.
+    #[arg(long)]
+    pub candidates: Option<u32>,
+    /// The most demos per step.
+    #[arg(long)]
+    pub max_demos: Option<u32>,
+    /// Budget: the most model calls of the compile.
+    #[arg(long)]
+    pub max_calls: Option<u64>,
+    /// Budget: the most seconds of the compile.
+    #[arg(long)]
+    pub max_seconds: Option<u64>,
+    /// Program runs at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// The most stored rows one round compiles on (a seeded sample, human labels first).
+    #[arg(long, default_value_t = 300)]
+    pub max_rows: usize,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc dataset ...`.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Write stored feedback as labelled rows (JSONL), with their kind and provenance.
+    Export {
+        /// The store.
+        #[arg(long, env = "LOOPC_STORE")]
+        store: String,
+        /// The program (a `.loop` file or an artifact: its outputs decide what a valid label is).
+        #[arg(long)]
+        program: PathBuf,
+        /// Only runs since this time (RFC 3339, or milliseconds since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// Users who must agree on a label before it is one.
+        #[arg(long, default_value_t = 1)]
+        min_agreement: usize,
+        /// Mark this share of the human corrections as holdout.
+        #[arg(long, default_value_t = 0.0)]
+        holdout_share: f64,
+        /// Where to write the rows.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+/// `loopc history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The store.
+    #[arg(long, env = "LOOPC_STORE")]
+    pub store: String,
+    /// Only this program (by name); default: every program with versions.
+    #[arg(long)]
+    pub program: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc why`.
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The artifact.
+    pub artifact: PathBuf,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `loopc cache ...`.
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
@@ -418,6 +537,62 @@ pub enum BenchCommand {
     Run(BenchRunArgs),
     /// Compile a fixed program twice, from an empty and then a warm response cache.
     Compile(BenchCompileArgs),
+    /// The closed loop: serve a labelled stream round by round, correct every answer, learn.
+    Loop(BenchLoopArgs),
+}
+
+/// `loopc bench loop`.
+#[derive(Debug, Args)]
+pub struct BenchLoopArgs {
+    /// The program (one label output): a `.loop` file or an artifact.
+    pub program: PathBuf,
+    /// The labelled stream served round by round (JSONL or CSV).
+    #[arg(long)]
+    pub stream: PathBuf,
+    /// The frozen, human-labelled holdout the gate judges on.
+    #[arg(long)]
+    pub holdout: PathBuf,
+    /// Use the first N holdout examples.
+    #[arg(long, default_value_t = 100)]
+    pub holdout_limit: usize,
+    /// Rounds.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Items served per round.
+    #[arg(long, default_value_t = 100)]
+    pub per_round: usize,
+    /// The chance a user's correction is a random label instead of the gold one.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+    /// The share of users who always give a wrong label.
+    #[arg(long, default_value_t = 0.0)]
+    pub poison: f64,
+    /// Change the stream's label mix halfway.
+    #[arg(long)]
+    pub drift: bool,
+    /// Simulated users.
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+    /// The seed of the stream order, the users and the learning rounds.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Candidates per learning round (default: the program's setting).
+    #[arg(long)]
+    pub candidates: Option<u32>,
+    /// The gate's margin.
+    #[arg(long, default_value_t = 0.02)]
+    pub margin: f64,
+    /// The most stored rows a round compiles on.
+    #[arg(long, default_value_t = 120)]
+    pub max_rows: usize,
+    /// Items served at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Print the figures as JSON: `{"rounds": [...], "static", "loop"}`.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub batching: BatchArgs,
 }
 
 /// `loopc bench compile`.

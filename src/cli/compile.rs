@@ -17,24 +17,7 @@ use super::{source, Outcome};
 
 /// The metric named `name`, else the optimizer's, else the first declared.
 pub(super) fn pick_metric(dag: &Dag, name: Option<&str>, rater: Option<Arc<dyn Rater>>) -> anyhow::Result<Metric> {
-    let spec = match name {
-        Some(n) => {
-            let id = dag.metric_id(n).ok_or_else(|| {
-                let names: Vec<&str> = dag.metrics().iter().map(|m| m.name.as_str()).collect();
-                anyhow::anyhow!("the program has no metric `{n}` (its metrics: {})", names.join(", "))
-            })?;
-            dag.metrics()[id.0].clone()
-        }
-        None => match dag.optimizer().and_then(|o| o.settings.metric) {
-            Some(id) => dag.metrics()[id.0].clone(),
-            None => dag
-                .metrics()
-                .first()
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("the program declares no metric: add `metric NAME = exact(output.X, example.X)`"))?,
-        },
-    };
-    Ok(Metric::new(spec, rater)?)
+    Ok(compile::metric::choose(dag, name, rater)?)
 }
 
 pub(super) fn load_data(path: &Path, dag: &Dag, metric: &Metric) -> anyhow::Result<Dataset> {
@@ -139,7 +122,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     let metric = metric.judged_by(&program);
     let display = Display { bar: Mutex::new(None), quiet: args.json, max_calls: budget.max_calls };
     let on_event = |e: Event<'_>| display.on(e);
-    let job = Job { program, source_file, source: src, train, dev, metric, plan, budget, progress: &on_event };
+    let job = Job { program, source_file, source: src, train, dev, metric, plan, budget, progress: &on_event, warm_start: None };
     if !args.json {
         eprintln!(
             "compiling `{}` with {} (seed {seed}): {} train, {} dev examples",

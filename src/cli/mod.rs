@@ -9,6 +9,7 @@
 mod args;
 mod bench;
 mod bench_compile;
+mod bench_loop;
 mod bench_model;
 mod bench_run;
 mod cache;
@@ -20,6 +21,7 @@ mod generate;
 mod graph;
 mod html_report;
 mod inspect;
+mod learn;
 mod model;
 mod progress;
 mod prompt;
@@ -60,10 +62,15 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => generate::run(&a),
         Command::Model(c) => model::run(&c),
         Command::Cache(c) => cache::run(&c),
+        Command::Learn(a) => learn::learn(&a, color),
+        Command::Dataset(c) => learn::dataset(&c, color),
+        Command::History(a) => learn::history(&a),
+        Command::Why(a) => learn::why(&a),
         Command::Bench(BenchCommand::Parse(a)) => bench::parse(&a),
         Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
         Command::Bench(BenchCommand::Compile(a)) => bench_compile::run(&a, color),
+        Command::Bench(BenchCommand::Loop(a)) => bench_loop::run(&a, color),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

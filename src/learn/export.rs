@@ -284,7 +284,7 @@ fn agree(votes: &[Vote], min_agreement: usize) -> Option<Winner> {
             None => tally.push((&v.outputs, vec![v])),
         }
     }
-    tally.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+    tally.sort_by_key(|t| std::cmp::Reverse(t.1.len()));
     let (outputs, winners) = tally.first()?;
     let runner_up = tally.get(1).map_or(0, |t| t.1.len());
     if winners.len() < min_agreement.max(1) || winners.len() == runner_up {

@@ -17,8 +17,10 @@ use super::{Diagnostic, Span};
 struct LoopParser;
 
 /// Parses a whole `.loop` file. On a syntax error, returns the one diagnostic that stopped
-/// the parse, pointing at the offending text.
+/// the parse, pointing at the offending text. Brackets nested deeper than
+/// [`MAX_NESTING`](super::MAX_NESTING) are an error too, found before the recursive parse.
 pub fn parse(source: &str) -> Result<File, Diagnostic> {
+    super::nesting::check_nesting(source)?;
     let mut pairs = match LoopParser::parse(Rule::file, source) {
         Ok(pairs) => pairs,
         Err(_) => return Err(syntax_error(source)),
@@ -105,11 +107,24 @@ fn found_at(source: &str, pos: usize) -> (String, usize) {
         None => ("the end of the file".into(), 0),
         Some('\n') => ("the end of the line".into(), 0),
         Some(c) if c.is_alphanumeric() || c == '_' => {
-            let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            (format!("`{word}`"), word.len())
+            let len: usize = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum();
+            // A word of a megabyte would make a megabyte of message; the span still covers it.
+            let shown: String = rest[..len].chars().take(FOUND_WORD_CHARS).collect();
+            let more = if shown.len() < len { "…" } else { "" };
+            (format!("`{shown}{more}`"), len)
         }
+        Some(c) if c.is_control() || is_bidi_control(c) => (format!("`{}`", c.escape_unicode()), c.len_utf8()),
         Some(c) => (format!("`{c}`"), c.len_utf8()),
     }
+}
+
+/// How much of a word "found `...`" quotes.
+const FOUND_WORD_CHARS: usize = 40;
+
+/// Characters that reorder the text around them on a terminal (the "Trojan Source" set):
+/// quoted raw in a message they would scramble it.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn hint_for(expected: &[&str], source: &str, pos: usize) -> Option<String> {
@@ -120,8 +135,8 @@ fn hint_for(expected: &[&str], source: &str, pos: usize) -> Option<String> {
     if expected.contains(&"`\"`") && rest.starts_with('\n') {
         return Some("a `\"...\"` string ends on its line; use `\"\"\"...\"\"\"` for text over several lines".into());
     }
-    let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-    if !word.is_empty() {
+    let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').take(FOUND_WORD_CHARS + 1).collect();
+    if !word.is_empty() && word.chars().count() <= FOUND_WORD_CHARS {
         let keywords = expected.iter().filter_map(|e| e.strip_prefix('`')?.strip_suffix('`'));
         let best = keywords.map(|k| (strsim::jaro_winkler(&word, k), k)).filter(|(score, k)| *score >= 0.8 && *k != word).max_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((_, k)) = best {

@@ -203,3 +203,16 @@ pub(crate) fn programs() -> [(&'static str, &'static str); 5] {
         ("word_stats", include_str!("../../programs/word_stats.loop")),
     ]
 }
+
+#[test]
+fn nesting_beyond_the_limit_is_one_located_error_however_deep() {
+    let depth = 100_000;
+    let ty = format!("program p\ninput x: {}text{}\n", "list<".repeat(depth), ">".repeat(depth));
+    // The 65th `list<` opens one level too many.
+    let col = "input x: ".len() + 64 * "list<".len() + "list".len() + 1;
+    assert_eq!(parse_err(&ty), format!("2:{col} brackets nest more than 64 deep here"));
+    let value = format!("program p\nmodel m = onnx(\"x\") {{ stop: {}{} }}\n", "[".repeat(depth), "]".repeat(depth));
+    // The config's `{` is the first level, so the 64th `[` is one too many.
+    let col = "model m = onnx(\"x\") { stop: ".len() + 63 + 1;
+    assert_eq!(parse_err(&value), format!("2:{col} brackets nest more than 64 deep here"));
+}

@@ -16,6 +16,7 @@ pub const MAX_NESTING: usize = 64;
 /// The scan follows the grammar's lexical rules (strings and comments are skipped) but does
 /// not check that brackets match: pest reports that, with better messages, once the depth is
 /// known to be safe. A `>` of `->` closes nothing.
+#[allow(clippy::result_large_err)] // one diagnostic, at most once per parse
 pub fn check_nesting(source: &str) -> Result<(), Diagnostic> {
     let bytes = source.as_bytes();
     let mut depth = 0usize;

@@ -143,11 +143,18 @@ fn syntax_errors_point_at_the_offending_token() {
         ("program p\ninput q text\n", "2:9 expected `:`, found `text`"),
         ("program p\noptimize o { n: 99999999999999999999 }", "2:17 the integer `99999999999999999999` does not fit in 64 bits"),
         ("program p \"\\u{D800}\"", "1:11 this `\\u{...}` escape names no character"),
+        // A float that overflows to infinity never reaches a setting such as `temperature`.
+        ("program p\nmodel m = onnx(\"x\") { temperature: 1e999 }", "2:36 the number `1e999` is too large"),
+        ("program p\nmodel m = onnx(\"x\") { top_p: -1e400 }", "2:30 the number `-1e400` is too large"),
+        // A control character is named by its code, not written raw to the terminal.
+        ("program p\n\u{1b}[31m", "2:1 expected "),
     ];
     for (src, want) in cases {
         let got = parse_err(src);
         assert!(got.starts_with(want), "for {src:?}\n got: {got}\nwant: {want}");
+        assert!(!got.contains('\u{1b}'), "{got:?}");
     }
+    assert!(parse_err("program p\n\u{1b}[31m").ends_with("found `\\u{1b}`"));
 }
 
 #[test]

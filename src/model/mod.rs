@@ -19,6 +19,7 @@ mod session;
 #[doc(hidden)]
 pub mod testing;
 pub mod tokenizer;
+mod verify;
 
 #[cfg(test)]
 mod tests;

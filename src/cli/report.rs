@@ -6,8 +6,9 @@
 //! many errors) and prints line by line in full (a caret at column 70 000 made it panic on a
 //! width beyond `u16`). It gets an [`Excerpt`] instead: only the lines the labels stand on,
 //! with one line of context, each line longer than [`LONG_LINE`] bytes cut to a window around
-//! its carets, and control and bidirectional-override characters shown as `�`, so a file
-//! cannot drive the terminal. Line and column numbers stay those of the real file.
+//! its carets, and control, bidirectional-override and zero-width characters shown as `�`, so
+//! a file can neither drive the terminal nor hide text. Line and column numbers stay those of
+//! the real file.
 
 use std::fmt;
 use std::path::Path;
@@ -104,19 +105,50 @@ pub fn render(diag: &Diagnostic, path: &Path, source: &str, color: bool) -> Stri
     Renderer::new(path, source, color).render(diag)
 }
 
-/// `text` with control characters other than newlines and tabs, and the characters that
-/// reorder text on a terminal, written as escapes.
+/// A name or value quoted in backticks longer than this many characters is shortened in
+/// rendered messages (JSON output keeps it whole).
+const MAX_QUOTED_CHARS: usize = 80;
+
+/// `text` as shown: characters that would act on the terminal written as escapes, and each
+/// `quoted` part longer than [`MAX_QUOTED_CHARS`] cut to its ends (a 100 000-character name
+/// would otherwise fill the screen, once per diagnostic that names it).
 fn clean(text: &str) -> String {
-    if !text.chars().any(is_hostile) {
-        return text.to_string();
+    let mut out = String::with_capacity(text.len().min(4 * MAX_QUOTED_CHARS));
+    for (i, part) in text.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        let quoted = i % 2 == 1;
+        let count = part.chars().count();
+        if quoted && count > MAX_QUOTED_CHARS {
+            let head: String = part.chars().take(MAX_QUOTED_CHARS / 2).collect();
+            let tail: String = part.chars().skip(count - MAX_QUOTED_CHARS / 4).collect();
+            push_escaped(&mut out, &head);
+            out.push_str(&format!("…({} characters)…", count - head.chars().count() - tail.chars().count()));
+            push_escaped(&mut out, &tail);
+        } else {
+            push_escaped(&mut out, part);
+        }
     }
-    text.chars().map(|c| if is_hostile(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+    out
 }
 
-/// Characters that act on a terminal instead of showing: controls (but newlines and tabs),
-/// and bidirectional overrides and isolates ("Trojan Source").
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if is_hostile(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// Characters that act on a terminal instead of showing, or show as nothing: controls (but
+/// newlines and tabs), bidirectional overrides and isolates ("Trojan Source"), zero-width
+/// characters and byte-order marks.
 fn is_hostile(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 fn floor_boundary(text: &str, i: usize) -> usize {
@@ -391,5 +423,66 @@ pub fn use_color(choice: super::args::ColorChoice) -> bool {
         super::args::ColorChoice::Always => true,
         super::args::ColorChoice::Never => false,
         super::args::ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render_plain(source: &str, diag: &Diagnostic) -> String {
+        Renderer::new(Path::new("f.loop"), source, false).render(diag)
+    }
+
+    #[test]
+    fn an_error_at_column_seventy_thousand_renders_a_window_with_the_true_column() {
+        let source = format!("program p {}@ rest\n", "é".repeat(70_000));
+        let at = source.find('@').unwrap();
+        let out = render_plain(&source, &Diagnostic::error("syntax", Span::new(at, at + 1), "found `@`").with_label("here"));
+        assert!(out.contains("[f.loop:1:70011]"), "{out}");
+        assert!(out.contains("…éééé") && out.contains("@ rest"), "{out}");
+        assert!(out.len() < 2_000, "{} bytes", out.len());
+    }
+
+    #[test]
+    fn labels_far_apart_render_as_separate_snippets_without_the_lines_between() {
+        let source: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+        let span_of = |i: usize| {
+            let at = source.find(&format!("line {i}\n")).unwrap();
+            Span::new(at, at + 4)
+        };
+        let diag = Diagnostic::error("cycle", span_of(10), "first").with_related(span_of(9_000), "far");
+        let out = render_plain(&source, &diag);
+        assert!(out.contains("line 10") && out.contains("line 9000") && out.contains("line 8999"), "{out}");
+        assert!(!out.contains("line 500\n"), "{out}");
+        assert!(out.lines().count() < 30, "{out}");
+    }
+
+    #[test]
+    fn terminal_controls_in_source_and_messages_are_neutralised() {
+        let source = "program p \"\u{1b}[2J\u{202e}\" x\n";
+        let at = source.find(" x").unwrap() + 1;
+        let diag = Diagnostic::error("syntax", Span::new(at, at + 1), "found `\u{1b}`").with_hint("see `\u{202e}`");
+        let out = render_plain(source, &diag);
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{202e}'), "{out:?}");
+        assert!(out.contains("\\u{1b}") && out.contains("\\u{202e}") && out.contains('\u{FFFD}'), "{out}");
+    }
+
+    #[test]
+    fn long_quoted_names_are_shortened_in_messages() {
+        let name = "n".repeat(1_000);
+        let shown = clean(&format!("unknown step `{name}` here"));
+        assert!(shown.starts_with("unknown step `nnnn") && shown.ends_with("nnnn` here"), "{shown}");
+        assert!(shown.contains("…(940 characters)…") && shown.len() < 200, "{shown}");
+    }
+
+    #[test]
+    fn spans_at_the_end_and_past_the_end_of_the_text_render() {
+        for source in ["", "program", "program p\n", "a\r\nb\r\n"] {
+            for (start, end) in [(0, 0), (source.len(), source.len()), (source.len() + 5, source.len() + 9), (0, usize::MAX)] {
+                let out = render_plain(source, &Diagnostic::error("syntax", Span::new(start, end), "m").with_related(Span::new(end, start), "r"));
+                assert!(out.contains("f.loop:"), "{source:?} {start}..{end}: {out}");
+            }
+        }
     }
 }

@@ -89,7 +89,8 @@ fn check_shape(g: &Gguf, s: &LlamaShape) -> Result<(), String> {
     if s.n_head % s.n_head_kv != 0 || s.head_dim % 2 != 0 {
         return Err(format!("unsupported head layout: {} heads, {} KV heads, head size {}", s.n_head, s.n_head_kv, s.head_dim));
     }
-    if !(s.rope_theta.is_finite() && s.rope_theta > 0.0) || !(s.rms_eps.is_finite() && s.rms_eps >= 0.0) {
+    let usable = s.rope_theta.is_finite() && s.rope_theta > 0.0 && s.rms_eps.is_finite() && s.rms_eps >= 0.0;
+    if !usable {
         return Err(format!("the RoPE base {} or the RMSNorm epsilon {} is not a usable number", s.rope_theta, s.rms_eps));
     }
     let (e, q, kv) = (s.n_embd as u64, (s.n_head * s.head_dim) as u64, (s.n_head_kv * s.head_dim) as u64);

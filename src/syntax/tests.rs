@@ -223,3 +223,19 @@ fn nesting_beyond_the_limit_is_one_located_error_however_deep() {
     let col = "model m = onnx(\"x\") { stop: ".len() + 63 + 1;
     assert_eq!(parse_err(&value), format!("2:{col} brackets nest more than 64 deep here"));
 }
+
+#[test]
+fn a_byte_order_mark_before_the_header_is_allowed_and_invisible_characters_are_named() {
+    let f = parse_ok("\u{FEFF}program p\n");
+    assert_eq!(f.header.name.name, "p");
+    assert_eq!(format_source("\u{FEFF}program p\n").unwrap(), "program p\n", "the formatter drops the mark");
+    assert!(parse_err("program p\n\u{FEFF}input x: text").ends_with("found `\\u{feff}`"));
+    assert!(parse_err("program p\n\u{202E}input x: text").ends_with("found `\\u{202e}`"));
+}
+
+#[test]
+fn an_unclosed_long_string_is_reported_where_it_opens() {
+    assert_eq!(parse_err("program p\nsignature S \"\"\"\n  no end\n"), "2:13 this `\"\"\"` string is never closed");
+    // A closed one followed by a real error is not blamed.
+    assert!(parse_err("program p \"\"\"x\"\"\"\n}").starts_with("2:1 expected"));
+}

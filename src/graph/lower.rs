@@ -1,6 +1,7 @@
 //! **Checking:** turns a syntax tree into a [`Dag`], resolving every name and checking every
 //! type, cycle and binding. All problems are collected in one pass.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::dag::{Dag, Wiring};
@@ -457,47 +458,66 @@ impl Cx {
             if let Some(ty) = ty {
                 if !slot.ty.accepts(&ty) {
                     let owner_text = if owner == "the program" { "the program output".to_string() } else { format!("`{owner}` input") };
+                    let (ty_text, slot_text) = (ty.brief(), slot.ty.brief());
                     self.diags.push(
                         Diagnostic::error(
                             "type-mismatch",
                             b.value.span,
-                            format!("`{}` is `{ty}`, but {owner_text} `{}` takes `{}`", format_value(&b.value), slot.name, slot.ty),
+                            format!("`{}` is `{ty_text}`, but {owner_text} `{}` takes `{slot_text}`", format_value(&b.value), slot.name),
                         )
-                        .with_label(format!("this is `{ty}`"))
+                        .with_label(format!("this is `{ty_text}`"))
                         .with_hint(conversion_hint(&slot.ty, &ty)),
                     );
                 }
             }
             out.push(Binding { slot: slot.name.clone(), source, span: b.value.span });
         }
-        let bound: HashSet<&str> = written.iter().map(|b| b.name.name.as_str()).collect();
-        for slot in slots {
-            if !bound.contains(slot.name.as_str()) {
-                let (code, msg) = if owner == "the program" {
-                    ("missing-output", format!("output `{}` is never produced", slot.name))
-                } else {
-                    ("unbound-input", format!("input `{}` of `{owner}` is not bound", slot.name))
-                };
-                self.diags.push(
-                    Diagnostic::error(code, span, msg)
-                        .with_label(format!("`{}` is missing here", slot.name))
-                        .with_hint(format!("add `{}: ...` (a `{}`) to the bindings", slot.name, slot.ty)),
-                );
+        // Count what is missing without walking every slot: the first few missing slots are
+        // found within the bound ones plus a few, however wide the target.
+        let bound: HashSet<&str> = written.iter().map(|b| b.name.name.as_str()).filter(|n| slot_index.contains_key(n)).collect();
+        let missing_count = slots.len() - bound.len();
+        let missing: Vec<&Field> = slots.iter().filter(|s| !bound.contains(s.name.as_str())).take(MISSING_NAMED).collect();
+        let code = if owner == "the program" { "missing-output" } else { "unbound-input" };
+        if missing_count > MISSING_LISTED {
+            // One diagnostic for many: a thousand steps that each leave a thousand slots unbound
+            // must not make a million diagnostics.
+            let what = if owner == "the program" { "outputs are never produced".to_string() } else { format!("inputs of `{owner}` are not bound") };
+            let mut names = missing.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
+            if missing_count > missing.len() {
+                names.push_str(&format!(" and {} more", missing_count - missing.len()));
             }
+            self.diags.push(
+                Diagnostic::error(code, span, format!("{missing_count} {what}: {names}"))
+                    .with_label("these are missing here")
+                    .with_hint("add `NAME: ...` to the bindings for each"),
+            );
+            return sorted_by_slot(out, slot_index);
         }
-        // Keep the slot order of the target, whatever order they were written in.
-        out.sort_by_key(|b| slot_index.get(b.slot.as_str()).copied());
-        out
+        for slot in missing {
+            let msg = if owner == "the program" {
+                format!("output `{}` is never produced", slot.name)
+            } else {
+                format!("input `{}` of `{owner}` is not bound", slot.name)
+            };
+            self.diags.push(Diagnostic::error(code, span, msg).with_label(format!("`{}` is missing here", slot.name)).with_hint(format!(
+                "add `{}: ...` (a `{}`) to the bindings",
+                slot.name,
+                slot.ty.brief()
+            )));
+        }
+        sorted_by_slot(out, slot_index)
     }
 
     /// Resolves a bound value: a reference (with its type) or a literal.
-    fn source(&mut self, v: &ast::Value, lookup: &Lookup<'_>) -> Option<(Source, Option<Type>)> {
+    /// The type is borrowed: cloning a referenced field's type for each of thousands of
+    /// references to a wide label set was quadratic.
+    fn source<'l>(&mut self, v: &ast::Value, lookup: &'l Lookup<'_>) -> Option<(Source, Option<Cow<'l, Type>>)> {
         Some(match &v.kind {
             ValueKind::Path(p) if p.len() == 2 => {
                 let (src, field) = (&p[0], &p[1]);
                 if src.name == "input" {
                     match lookup.input_index.get(field.name.as_str()).map(|&i| &lookup.inputs[i]) {
-                        Some(f) => (Source::Input(f.name.clone()), Some(f.ty.clone())),
+                        Some(f) => (Source::Input(f.name.clone()), Some(Cow::Borrowed(&f.ty))),
                         None => {
                             self.unknown_field(field, "the program has no input", lookup.inputs);
                             return None;
@@ -526,7 +546,7 @@ impl Cx {
                     };
                     let shape = lookup.shapes[i].as_ref()?.shape;
                     match shape.output(&field.name) {
-                        Some(f) => (Source::Step { step: StepId(i), field: f.name.clone() }, Some(f.ty.clone())),
+                        Some(f) => (Source::Step { step: StepId(i), field: f.name.clone() }, Some(Cow::Borrowed(&f.ty))),
                         None => {
                             self.unknown_field(field, &format!("step `{}` has no output", src.name), &shape.outputs);
                             return None;
@@ -542,11 +562,11 @@ impl Cx {
                 );
                 return None;
             }
-            ValueKind::Str(s) => (Source::Const(s.clone().into()), Some(Type::Text)),
-            ValueKind::Int(i) => (Source::Const((*i).into()), Some(Type::Int)),
-            ValueKind::Float(f) => (Source::Const(serde_json::json!(f)), Some(Type::Float)),
-            ValueKind::Bool(b) => (Source::Const((*b).into()), Some(Type::Bool)),
-            ValueKind::List(_) => (Source::Const(literal_json(v)), Some(Type::Json)),
+            ValueKind::Str(s) => (Source::Const(s.clone().into()), Some(Cow::Owned(Type::Text))),
+            ValueKind::Int(i) => (Source::Const((*i).into()), Some(Cow::Owned(Type::Int))),
+            ValueKind::Float(f) => (Source::Const(serde_json::json!(f)), Some(Cow::Owned(Type::Float))),
+            ValueKind::Bool(b) => (Source::Const((*b).into()), Some(Cow::Owned(Type::Bool))),
+            ValueKind::List(_) => (Source::Const(literal_json(v)), Some(Cow::Owned(Type::Json))),
         })
     }
 
@@ -585,6 +605,17 @@ struct Targets<'a> {
     models: HashMap<&'a str, usize>,
 }
 
+/// Missing slots reported one by one; more are reported in one diagnostic...
+const MISSING_LISTED: usize = 3;
+/// ...which names this many of them.
+const MISSING_NAMED: usize = 20;
+
+/// `bindings` in the slot order of the target, whatever order they were written in.
+fn sorted_by_slot(mut bindings: Vec<Binding>, slot_index: &HashMap<&str, usize>) -> Vec<Binding> {
+    bindings.sort_by_key(|b| slot_index.get(b.slot.as_str()).copied());
+    bindings
+}
+
 /// What a binding may refer to.
 struct Lookup<'a> {
     inputs: &'a [Field],
@@ -597,11 +628,15 @@ struct Lookup<'a> {
 fn conversion_hint(to: &Type, from: &Type) -> String {
     match (to, from) {
         (Type::Label(_), Type::Text) => "text never turns into a label by itself; classify it in a step with a `label(...)` output".into(),
-        (Type::Label(wide), Type::Label(narrow)) => {
-            let missing: Vec<&str> = narrow.iter().filter(|l| !wide.contains(l)).map(String::as_str).collect();
-            format!("these labels are not allowed in the slot: {}", missing.join(", "))
+        // Listing the labels that do not fit takes a pass over both sets, for each mismatch:
+        // done for sets of ordinary size only.
+        (Type::Label(wide), Type::Label(narrow)) if wide.len() + narrow.len() <= 1_000 => {
+            let wide: HashSet<&str> = wide.iter().map(String::as_str).collect();
+            let missing: Vec<&str> = narrow.iter().map(String::as_str).filter(|l| !wide.contains(l)).collect();
+            format!("these labels are not allowed in the slot: {}", name_list(missing))
         }
-        _ => format!("change the slot's type to `{from}`, or produce a `{to}`"),
+        (Type::Label(_), Type::Label(_)) => "the value may be a label the slot does not allow".into(),
+        _ => format!("change the slot's type to `{}`, or produce a `{}`", from.brief(), to.brief()),
     }
 }
 

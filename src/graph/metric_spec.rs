@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::decl::{Field, Signature, SignatureId};
-use super::suggest::{did_you_mean, Suggester};
+use super::suggest::{did_you_mean, name_list, Suggester};
 use super::types::Type;
 use crate::syntax::ast::{Arg, MetricDecl, ValueKind};
 use crate::syntax::{format_value, Diagnostic, Span};
@@ -142,7 +142,11 @@ pub(super) fn lower(decl: &MetricDecl, scope: &Scope<'_>, diags: &mut Vec<Diagno
                     for (arg, op) in positional.iter().zip([&a, &b]) {
                         if let Some(ty) = operand_type(op, scope) {
                             if !Type::Float.accepts(&ty) {
-                                diags.push(Diagnostic::error("type-mismatch", arg.value.span, format!("`numeric` compares numbers, but this is `{ty}`")));
+                                diags.push(Diagnostic::error(
+                                    "type-mismatch",
+                                    arg.value.span,
+                                    format!("`numeric` compares numbers, but this is `{}`", ty.brief()),
+                                ));
                             }
                         }
                     }
@@ -241,11 +245,19 @@ fn judge(decl: &MetricDecl, positional: &[&Arg], named: &[&Arg], scope: &Scope<'
         }
         bindings.push((n.name.clone(), operand(a, scope, diags)?));
     }
-    for f in &sig.inputs {
-        if !bindings.iter().any(|(n, _)| *n == f.name) {
+    let bound: std::collections::HashSet<&str> = bindings.iter().map(|(n, _)| n.as_str()).collect();
+    let missing: Vec<&str> = sig.inputs.iter().map(|f| f.name.as_str()).filter(|n| !bound.contains(n)).collect();
+    if missing.len() > 3 {
+        // One diagnostic for many, as for steps.
+        diags.push(
+            Diagnostic::error("unbound-input", decl.span, format!("{} inputs of `{}` are not bound: {}", missing.len(), sig.name, name_list(missing)))
+                .with_hint("add `NAME: output.FIELD` or `NAME: example.FIELD` for each"),
+        );
+    } else {
+        for f in missing {
             diags.push(
-                Diagnostic::error("unbound-input", decl.span, format!("input `{}` of `{}` is not bound", f.name, sig.name))
-                    .with_hint(format!("add `{}: output.FIELD` or `{}: example.FIELD`", f.name, f.name)),
+                Diagnostic::error("unbound-input", decl.span, format!("input `{f}` of `{}` is not bound", sig.name))
+                    .with_hint(format!("add `{f}: output.FIELD` or `{f}: example.FIELD`")),
             );
         }
     }

@@ -78,22 +78,18 @@ impl Suggester {
 const LISTED_NAMES: usize = 20;
 
 /// `names` joined with commas for a hint, the first [`LISTED_NAMES`] of them and a count of the
-/// rest: a hint repeated for each of thousands of errors must not list thousands of names.
-pub(super) fn name_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    let mut out = String::new();
-    let mut rest = 0usize;
-    for (i, n) in names.into_iter().enumerate() {
-        if i < LISTED_NAMES {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(n);
-        } else {
-            rest += 1;
-        }
-    }
-    if rest > 0 {
-        out.push_str(&format!(" and {rest} more"));
+/// rest: a hint repeated for each of thousands of errors must not list thousands of names (nor
+/// walk them: the count comes from the iterator's length).
+pub(super) fn name_list<'a, I>(names: I) -> String
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let names = names.into_iter();
+    let total = names.len();
+    let mut out = names.take(LISTED_NAMES).collect::<Vec<_>>().join(", ");
+    if total > LISTED_NAMES {
+        out.push_str(&format!(" and {} more", total - LISTED_NAMES));
     }
     out
 }

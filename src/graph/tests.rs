@@ -275,3 +275,20 @@ fn steps_over_one_signature_share_its_output_fields() {
     let d = dag(&chain(3, false));
     assert!(std::ptr::eq(d.steps()[0].outputs.as_slice(), d.steps()[2].outputs.as_slice()));
 }
+
+#[test]
+fn many_unbound_inputs_make_one_diagnostic_per_step() {
+    let fields: String = (0..500).map(|i| format!("in f{i}: text ")).collect();
+    let mut src = format!("program p\ninput q: text\noutput a: text\nsignature W {{ {fields} out y: text }}\n");
+    for i in 0..100 {
+        src.push_str(&format!("step s{i} = predict W {{}}\n"));
+    }
+    src.push_str("return { a: s0.y }\n");
+    let got = check(&src);
+    assert_eq!(got.len(), 100, "one per step, not 50 000");
+    assert!(got[0].starts_with("unbound-input 5:1 500 inputs of `W` are not bound: f0, f1, "), "{}", got[0]);
+    assert!(got[0].ends_with("f19 and 480 more"), "{}", got[0]);
+    // A few are still named one by one, with their types.
+    let few = with("step s = predict S {}\nreturn { a: s.y }");
+    assert_eq!(check(&few), ["unbound-input 5:1 input `x` of `S` is not bound"]);
+}

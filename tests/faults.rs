@@ -534,3 +534,40 @@ fn a_closed_output_ends_loopc_quietly_with_success() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+#[test]
+fn onnx_external_data_that_is_cut_short_or_escapes_the_model_directory_is_refused() {
+    // loopc writes external data but never reads it: ONNX Runtime resolves the references when
+    // it loads `model.onnx`, and must refuse these cleanly.
+    let ort = ort_library();
+    let cache = tempfile::tempdir().unwrap();
+    let out = import(&root().join("tests/fixtures/fuzz/gguf/tiny.gguf"), cache.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = cache.path().join("models/crafted");
+    let (graph, data) = (dir.join("model.onnx"), dir.join("model.onnx.data"));
+    let env = [("LOOPC_CACHE_DIR", Some(cache.path())), ("ORT_DYLIB_PATH", Some(ort.as_path()))];
+    let info = || loopc_env(&["model", "info", "crafted"], cache.path(), &env);
+    assert!(info().status.success());
+
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
+    assert_clean_failure("model info with cut external data", &info(), 2, &["model.onnx`", "out of bounds or can not be read in full"]);
+    std::fs::write(&data, &bytes).unwrap();
+
+    let onnx = std::fs::read(&graph).unwrap();
+    assert!(text(&onnx).contains("model.onnx.data"), "the graph names its data file");
+    let patched: Vec<u8> = {
+        let (from, to) = (b"model.onnx.data", b"../../etc/hosts");
+        let mut out = onnx.clone();
+        let mut i = 0;
+        while let Some(at) = out[i..].windows(from.len()).position(|w| w == from) {
+            out[i + at..i + at + from.len()].copy_from_slice(to);
+            i += at + from.len();
+        }
+        out
+    };
+    std::fs::write(&graph, patched).unwrap();
+    assert_clean_failure("model info with an escaping data path", &info(), 2, &["External data path escapes model directory"]);
+    std::fs::write(&graph, b"\x08\x07garbage that is not a protobuf").unwrap();
+    assert_clean_failure("model info with a garbage graph", &info(), 2, &["ONNX Runtime cannot load", "model.onnx`"]);
+}

@@ -571,3 +571,15 @@ fn onnx_external_data_that_is_cut_short_or_escapes_the_model_directory_is_refuse
     std::fs::write(&graph, b"\x08\x07garbage that is not a protobuf").unwrap();
     assert_clean_failure("model info with a garbage graph", &info(), 2, &["ONNX Runtime cannot load", "model.onnx`"]);
 }
+
+#[test]
+fn file_names_cannot_drive_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = dir.path().join("sources");
+    std::fs::create_dir(&sources).unwrap();
+    std::fs::write(sources.join("bad\u{1b}[2J.loop"), "program p\n").unwrap();
+    std::fs::write(sources.join("ok\u{1b}]0;title\u{7}.loop"), "program p\ninput x: text\noutput y: text\nreturn { y: input.x }\n").unwrap();
+    let out = loopc(&["check", "--color", "never", "sources"], dir.path());
+    assert_clean_failure("check sources", &out, 1, &["sources/bad\\u{1b}[2J.loop:1:1", "ok: sources/ok\\u{1b}]0;title\\u{7}.loop"]);
+    assert!(!out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07), "{}", text(&out.stderr));
+}

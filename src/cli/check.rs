@@ -38,7 +38,7 @@ pub fn run(args: &CheckArgs, color: bool, verbosity: Verbosity) -> anyhow::Resul
                 if args.json {
                     json.push(JsonFile { file: path.display().to_string(), ok: false, error: Some(format!("{e:#}")), diagnostics: Vec::new() });
                 } else {
-                    writeln!(stderr, "error: {e:#}")?;
+                    writeln!(stderr, "error: {}", report::printable(&format!("{e:#}")))?;
                 }
                 continue;
             }
@@ -65,7 +65,7 @@ pub fn run(args: &CheckArgs, color: bool, verbosity: Verbosity) -> anyhow::Resul
         }
         if !fails && verbosity > Verbosity::Quiet {
             let suffix = if warnings > 0 { format!(" ({warnings} warning(s))") } else { String::new() };
-            writeln!(stderr, "ok: {}{suffix}", path.display())?;
+            writeln!(stderr, "ok: {}{suffix}", report::printable(&path.display().to_string()))?;
         }
     }
     if args.json {

@@ -24,7 +24,7 @@ pub fn run(args: &FmtArgs, color: bool, verbosity: Verbosity) -> anyhow::Result<
         let source = match input.read() {
             Ok(text) => text,
             Err(e) => {
-                writeln!(stderr, "error: {e:#}")?;
+                writeln!(stderr, "error: {}", report::printable(&format!("{e:#}")))?;
                 unable = true;
                 continue;
             }
@@ -42,18 +42,18 @@ pub fn run(args: &FmtArgs, color: bool, verbosity: Verbosity) -> anyhow::Result<
             std::io::stdout().lock().write_all(formatted.as_bytes())?;
         } else if formatted == source {
             if verbosity == Verbosity::Verbose {
-                writeln!(stderr, "unchanged: {}", path.display())?;
+                writeln!(stderr, "unchanged: {}", report::printable(&path.display().to_string()))?;
             }
         } else if args.check {
-            writeln!(stderr, "would reformat: {}", path.display())?;
+            writeln!(stderr, "would reformat: {}", report::printable(&path.display().to_string()))?;
             failed = true;
         } else {
             let written = loopc::fs::atomic_write(path, formatted.as_bytes()).with_context(|| format!("cannot write `{}`", path.display()));
             match written {
-                Ok(()) if verbosity > Verbosity::Quiet => writeln!(stderr, "formatted: {}", path.display())?,
+                Ok(()) if verbosity > Verbosity::Quiet => writeln!(stderr, "formatted: {}", report::printable(&path.display().to_string()))?,
                 Ok(()) => {}
                 Err(e) => {
-                    writeln!(stderr, "error: {e:#}")?;
+                    writeln!(stderr, "error: {}", report::printable(&format!("{e:#}")))?;
                     unable = true;
                 }
             }

@@ -96,7 +96,7 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Unable) => ExitCode::from(2),
         Err(e) if is_closed_output(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report::printable(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -51,7 +51,7 @@ impl<'a> Renderer<'a> {
     pub fn render(&self, diag: &Diagnostic) -> String {
         let mut spans = vec![(self.clamp(diag.span), diag.label.clone(), true)];
         spans.extend(diag.related.iter().take(MAX_RELATED).map(|(span, note)| (self.clamp(*span), Some(clean(note)), false)));
-        let excerpt = Excerpt::new(self.path.display().to_string(), self.source, &self.index, spans.iter().map(|(s, _, _)| *s));
+        let excerpt = Excerpt::new(printable(&self.path.display().to_string()), self.source, &self.index, spans.iter().map(|(s, _, _)| *s));
         let labels = spans.into_iter().enumerate().map(|(i, (_, text, primary))| {
             let (start, end) = excerpt.label_spans[i];
             let span = SourceSpan::from((start, end - start));
@@ -82,7 +82,7 @@ impl<'a> Renderer<'a> {
             // The excerpt answers every label it was built for, so this is not expected; still,
             // a diagnostic must reach the user.
             let at = self.index.line_col(self.source, diag.span.start);
-            out = format!("{}:{}:{}: {}: {}\n", self.path.display(), at.line, at.col, diag.code, clean(&diag.message));
+            out = format!("{}:{}:{}: {}: {}\n", printable(&self.path.display().to_string()), at.line, at.col, diag.code, clean(&diag.message));
         }
         out
     }
@@ -130,6 +130,14 @@ fn clean(text: &str) -> String {
             push_escaped(&mut out, part);
         }
     }
+    out
+}
+
+/// `text` with the characters that would act on a terminal written as escapes: for file
+/// names and other text loopc prints that did not come from loopc.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_escaped(&mut out, text);
     out
 }
 

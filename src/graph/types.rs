@@ -79,7 +79,7 @@ impl fmt::Display for Type {
 
 impl Type {
     /// The type as diagnostics quote it: like its `Display`, but a label set longer than
-    /// [`BRIEF_LABELS`] is cut with a count, so a message naming a type stays short however
+    /// `BRIEF_LABELS` (8) is cut with a count, so a message naming a type stays short however
     /// many labels the program lists (and however many messages name it).
     pub fn brief(&self) -> Brief<'_> {
         Brief(self)

@@ -47,7 +47,7 @@ impl Span {
 ///
 /// Every look-up costs at most a few hundred bytes of scanning, however long the text or its
 /// lines: besides the line starts, the index keeps the number of characters before every
-/// [`CHAR_CHECKPOINT`]-th byte, so columns far into a long line are not counted from its start.
+/// 256th byte, so columns far into a long line are not counted from its start.
 #[derive(Clone, Debug)]
 pub struct LineIndex {
     line_starts: Vec<usize>,

@@ -1,13 +1,13 @@
 //! The llama-family decoder as a standard-ops ONNX graph with a KV cache, in the input and
 //! output layout of Hugging Face Optimum exports:
 //!
-//! inputs `input_ids` [B,S] i64, `attention_mask` [B,T] i64, `position_ids` [B,S] i64,
-//! `past_key_values.{i}.key|value` [B,KVH,P,D] f32; outputs `logits` [B,S,V] f32 and
-//! `present.{i}.key|value` [B,KVH,T,D] f32, where T = P + S.
+//! inputs `input_ids` \[B,S\] i64, `attention_mask` \[B,T\] i64, `position_ids` \[B,S\] i64,
+//! `past_key_values.{i}.key|value` \[B,KVH,P,D\] f32; outputs `logits` \[B,S,V\] f32 and
+//! `present.{i}.key|value` \[B,KVH,T,D\] f32, where T = P + S.
 //!
 //! One optional input goes beyond that layout: `num_logits_to_keep` (int64 scalar, default 0
 //! = all positions) computes logits for the last N positions only. Generation needs one, and
-//! choice scoring a few, so this saves the LM head's work and memory (a [B,S,49152] tensor)
+//! choice scoring a few, so this saves the LM head's work and memory (a \[B,S,49152\] tensor)
 //! on every other position. Runners that do not know it simply leave it at its default.
 //!
 //! Choices made for speed with ONNX Runtime on CPU: RMSNorm is written as the

@@ -13,6 +13,14 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
 
+    /// Print only errors (no progress, no "ok" lines, no warnings).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more about what is done.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -70,6 +78,16 @@ pub enum Command {
     /// Measure loopc's own speed and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script, e.g. `loopc completions bash > /etc/bash_completion.d/loopc`.
+    Completions(CompletionsArgs),
+}
+
+/// `loopc completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `loopc run`.
@@ -480,7 +498,7 @@ pub enum CacheCommand {
 /// `loopc check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The files to check.
+    /// The files to check: `.loop` files, directories (searched for `*.loop`), or `-` for standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print diagnostics as JSON (one object with a list per file) instead of text.
@@ -515,7 +533,8 @@ pub enum GraphFormat {
 /// `loopc fmt`.
 #[derive(Debug, Args)]
 pub struct FmtArgs {
-    /// The files to format in place.
+    /// The files to format in place: `.loop` files, directories (searched for `*.loop`), or `-` to
+    /// format standard input to standard output.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Change nothing; exit 1 if any file is not formatted.

@@ -291,7 +291,7 @@ const ARTIFACT_FAULTS: &[(&str, &str)] = &[
     ("not_an_object.json", "its `format` is not \"loopc-artifact\""),
     ("not_utf8.json", "cannot read `not_utf8.json`"),
     ("truncated.json", "not JSON (EOF while parsing a string at line 23 column 18)"),
-    ("unknown_template.json", "step `classify` has unknown template `xml`"),
+    ("unknown_template.json", "unknown variant `xml`, expected one of `chat`, `json`, `completion` at line"),
     ("wrong_field_type.json", "invalid type: string \"many\", expected a sequence"),
     ("wrong_format.json", "its `format` is not \"loopc-artifact\""),
 ];

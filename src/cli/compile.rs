@@ -13,6 +13,7 @@ use loopc::runtime::source::ProgramFile;
 use serde_json::json;
 
 use super::args::CompileArgs;
+use super::interrupt::Interrupt;
 use super::{source, Outcome};
 
 /// The metric named `name`, else the optimizer's, else the first declared.
@@ -76,6 +77,8 @@ impl Display {
 
 /// Compiles as `args` say and returns the artifact, not yet written (`None`: interrupted).
 pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Option<Artifact>> {
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut interrupt = Interrupt::register(&rt)?;
     // An artifact compiles its embedded program afresh.
     let loaded = source::load(&args.file, color)?;
     let dag = loaded.dag;
@@ -132,11 +135,10 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
             job.dev.examples.len()
         );
     }
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let artifact = rt.block_on(async {
         tokio::select! {
             r = compile::compile(job) => r.map(Some).map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Ok(None),
+            _ = interrupt.wait() => Ok(None),
         }
     });
     if let Some(b) = display.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -16,6 +16,8 @@ pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
     if let Some(bar) = args.fail_under {
         anyhow::ensure!(bar.is_finite() && (0.0..=1.0).contains(&bar), "--fail-under must be a score between 0 and 1");
     }
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     source::load(&args.file, color)?;
     let program = args.runtime.reproducible_engine()?.load_with(&args.file, args.runtime.options()?)?;
     let dag = program.dag().clone();
@@ -26,12 +28,11 @@ pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let tick = || bar.inc(1);
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let budget = Budget::new(None, None, None);
     let Some(e) = rt.block_on(async {
         tokio::select! {
             r = compile::evaluate(&program, &data.examples, &metric, args.concurrency, &budget, &tick) => r.map(Some).map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Ok(None),
+            _ = interrupt.wait() => Ok(None),
         }
     })?
     else {

@@ -37,6 +37,8 @@ fn current(path: &std::path::Path, color: bool) -> anyhow::Result<Current> {
 /// Runs `loopc learn`.
 pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.margin.is_finite() && args.margin >= 0.0, "--margin must be a score difference of 0 or more");
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     let current = current(&args.file, color)?;
     let dag = loopc::graph::check(&current.source).dag.ok_or_else(|| anyhow::anyhow!("`{}` does not check", args.file.display()))?;
     let optimizer = match &args.optimizer {
@@ -65,7 +67,6 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
         ..OptimizerSettings::default()
     };
     let engine = args.runtime.reproducible_engine()?;
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let store = rt.block_on(Store::open(&args.store))?;
     let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
     let quiet = args.json;
@@ -113,7 +114,7 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
     let outcome = rt.block_on(async {
         tokio::select! {
             r = learn::learn(round) => r.map(Some),
-            _ = tokio::signal::ctrl_c() => Ok(None),
+            _ = interrupt.wait() => Ok(None),
         }
     });
     if let Some(b) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -25,6 +25,7 @@ mod generate;
 mod graph;
 mod html_report;
 mod inspect;
+mod interrupt;
 mod learn;
 mod model;
 mod progress;

@@ -72,10 +72,11 @@ impl RuntimeArgs {
 /// Runs `loopc run`.
 pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     // Check first, so problems in the file show as diagnostics with carets.
     source::load(&args.file, color)?;
     let program = args.runtime.engine()?.load_with(&args.file, args.runtime.options()?)?;
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match (&args.input, &args.inputs) {
         (Some(arg), _) => {
             let text = input_text(arg)?;
@@ -88,7 +89,7 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
             let Some((result, trace)) = rt.block_on(async {
                 tokio::select! {
                     r = program.run_traced(inputs) => Some(r),
-                    _ = tokio::signal::ctrl_c() => None,
+                    _ = interrupt.wait() => None,
                 }
             }) else {
                 eprintln!("interrupted");
@@ -106,7 +107,7 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
                 Err(e) => Err(anyhow::anyhow!("{e}")),
             }
         }
-        (None, Some(path)) => rt.block_on(batch(args, &program, path)),
+        (None, Some(path)) => rt.block_on(batch(args, &program, path, &mut interrupt)),
         (None, None) => anyhow::bail!("give --input or --inputs"),
     }
 }
@@ -162,7 +163,7 @@ fn finished_rows(partial: &Path) -> anyhow::Result<Vec<(usize, Value)>> {
 /// input order, or with `--out F` appended to `F.partial` (kept on Ctrl-C or a failure, so
 /// `--resume` continues where it stopped) and, once every row is done, written to `F` in one
 /// atomic replace: an existing `F` is never left half-written or lost to a later failure.
-async fn batch(args: &RunArgs, program: &Program, path: &Path) -> anyhow::Result<Outcome> {
+async fn batch(args: &RunArgs, program: &Program, path: &Path, interrupt: &mut super::interrupt::Interrupt) -> anyhow::Result<Outcome> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     // Validate every line before running anything: a bad line is reported by number.
     let mut rows = Vec::new();
@@ -209,13 +210,11 @@ async fn batch(args: &RunArgs, program: &Program, path: &Path) -> anyhow::Result
         })
         .buffered(args.concurrency);
     let mut stdout = std::io::stdout().lock();
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
     let mut interrupted = false;
     loop {
         let next: Option<RowResult> = tokio::select! {
             r = results.next() => r,
-            _ = &mut interrupt => { interrupted = true; None }
+            _ = interrupt.wait() => { interrupted = true; None }
         };
         let Some((line, res, trace)) = next else { break };
         bar.inc(1);

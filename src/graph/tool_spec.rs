@@ -498,6 +498,10 @@ pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, suggest:
                         .with_hint("placeholders may stand in the path, the query or the fragment; write the origin in full"),
                 ),
                 Some(e) => diags.push(Diagnostic::error("invalid-value", url.span, e.to_string())),
+                // The scheme is still checked on the raw text, so both problems are reported.
+                None if !parsed && !(url.value.starts_with("http://") || url.value.starts_with("https://")) => {
+                    diags.push(Diagnostic::error("invalid-value", url.span, UrlTemplateError::NotHttp.to_string()))
+                }
                 None => {}
             }
             (

@@ -252,7 +252,9 @@ impl Artifact {
             Some(n) => return Err(invalid(format!("it is version {n}; this loopc reads version {VERSION}"))),
             None => return Err(invalid("it has no `version`".into())),
         }
-        let a: Artifact = serde_json::from_value(v).map_err(|e| invalid(e.to_string()))?;
+        // Read from the text again, not the value: serde then says at which line and column.
+        drop(v);
+        let a: Artifact = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if crate::fs::sha256_hex(a.program.source.as_bytes()) != a.program.source_sha256 {
             return Err(invalid("the embedded source does not match its hash (the file was edited)".into()));
         }

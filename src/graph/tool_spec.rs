@@ -499,7 +499,7 @@ pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, suggest:
                 ),
                 Some(e) => diags.push(Diagnostic::error("invalid-value", url.span, e.to_string())),
                 // The scheme is still checked on the raw text, so both problems are reported.
-                None if !parsed && !(url.value.starts_with("http://") || url.value.starts_with("https://")) => {
+                None if !(parsed || url.value.starts_with("http://") || url.value.starts_with("https://")) => {
                     diags.push(Diagnostic::error("invalid-value", url.span, UrlTemplateError::NotHttp.to_string()))
                 }
                 None => {}

@@ -260,3 +260,46 @@ fn demo_sources(dag: &Dag, artifact: &Artifact, data: &Export) -> BTreeMap<Strin
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learn::export::RowProvenance;
+
+    #[test]
+    fn each_demo_is_traced_to_the_stored_row_with_its_input() {
+        let src = "program p\ninput text: text\noutput mood: label(a, b)\nsignature S { in t: text out mood: label(a, b) }\n\
+                   step s = predict S { t: input.text }\nreturn { mood: s.mood }\n";
+        let dag = crate::graph::check(src).dag.unwrap();
+        let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let row = |text: &str, kind: RowKind, run: &str| Row {
+            inputs: obj(json!({"text": text})),
+            outputs: obj(json!({"mood": "a"})),
+            kind,
+            provenance: RowProvenance {
+                run_ids: vec![run.into()],
+                feedback_ids: vec![format!("fb-{run}")],
+                users: vec!["alice".into()],
+                source: "user".into(),
+            },
+        };
+        let data = Export { train: vec![row("one", RowKind::Gold, "r1"), row("two", RowKind::ModelLabelled, "r2")], ..Export::default() };
+        let json_artifact = json!({
+            "format": "loopc-artifact", "version": 1,
+            "program": {"name": "p", "source_file": "p.loop", "source": src, "source_sha256": crate::fs::sha256_hex(src.as_bytes()), "graph": null},
+            "steps": {"s": {"signature": "S", "template": "chat", "instruction": "x", "demos": [
+                {"inputs": {"t": "two"}, "outputs": {"mood": "a"}}, {"inputs": {"t": "one"}, "outputs": {"mood": "a"}}, {"inputs": {"t": "zzz"}, "outputs": {"mood": "b"}}]}},
+            "models": [], "provenance": {"loopc_version": "0", "optimizer": "o", "settings": {}, "seed": 0, "metric": "m",
+                "train": {"source": "t", "sha256": "0", "examples": 0}, "dev": {"source": "d", "sha256": "0", "examples": 0},
+                "baseline_score": 0.0, "final_score": 0.0, "candidates": [], "model_calls": 0, "stopped_early": null,
+                "timing": {"created_unix": 0, "wall_seconds": 0.0, "cache_hits": 0, "tokens_prefilled": 0, "tokens_generated": 0}}
+        });
+        let artifact: Artifact = serde_json::from_value(json_artifact).unwrap();
+        let sources = demo_sources(&dag, &artifact, &data);
+        let kinds: Vec<&str> = sources["s"].iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(kinds, ["model_labelled", "gold", "unknown"]);
+        assert_eq!(sources["s"][1].run_ids, ["r1"]);
+        assert_eq!(sources["s"][1].feedback_ids, ["fb-r1"]);
+        assert_eq!(sources["s"][1].users_sha256, [crate::fs::sha256_hex(b"alice")], "user ids are hashed");
+    }
+}

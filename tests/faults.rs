@@ -289,8 +289,9 @@ const ARTIFACT_FAULTS: &[(&str, &str)] = &[
     ("invalid_embedded_program.json", "(embedded program.loop):1:1: the program declares no `output`"),
     ("no_version.json", "it has no `version`"),
     ("not_an_object.json", "its `format` is not \"loopc-artifact\""),
-    ("not_utf8.json", "cannot read `not_utf8.json`"),
+    ("not_utf8.json", "`not_utf8.json` is not a loopc artifact: it is not UTF-8 text (byte 917 is not a character)"),
     ("truncated.json", "not JSON (EOF while parsing a string at line 23 column 18)"),
+    ("duplicate_key.json", "the key `format` appears twice in one object at line 3"),
     ("unknown_template.json", "unknown variant `xml`, expected one of `chat`, `json`, `completion` at line"),
     ("wrong_field_type.json", "invalid type: string \"many\", expected a sequence"),
     ("wrong_format.json", "its `format` is not \"loopc-artifact\""),
@@ -582,4 +583,25 @@ fn file_names_cannot_drive_the_terminal() {
     let out = loopc(&["check", "--color", "never", "sources"], dir.path());
     assert_clean_failure("check sources", &out, 1, &["sources/bad\\u{1b}[2J.loop:1:1", "ok: sources/ok\\u{1b}]0;title\\u{7}.loop"]);
     assert!(!out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07), "{}", text(&out.stderr));
+}
+
+#[test]
+fn sampling_settings_that_are_not_finite_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [["generate", "--temperature", "nan", "hi"], ["generate", "--top-p", "inf", "hi"], ["generate", "--temperature=-1", "hi", "--raw"]] {
+        let out = loopc(&args, dir.path());
+        assert_clean_failure(&args.join(" "), &out, 2, &["is not a finite number of 0 or more"]);
+    }
+}
+
+#[test]
+fn a_named_pipe_as_a_source_is_refused_instead_of_waiting_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("p.loop");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for cmd in [&["check"][..], &["graph"], &["run", "--input", "{}"]] {
+        let out = loopc(&[cmd, &[fifo.to_str().unwrap()]].concat(), dir.path());
+        assert_clean_failure(&format!("{} on a fifo", cmd[0]), &out, 2, &["is a named pipe"]);
+    }
 }

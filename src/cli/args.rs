@@ -269,6 +269,15 @@ pub struct BatchArgs {
     pub batch_across: Option<bool>,
 }
 
+/// A finite number of 0 or more (`nan`, `inf` and negatives are refused).
+fn finite_non_negative(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("`{s}` is not a finite number of 0 or more")),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" => Ok(true),
@@ -311,13 +320,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
     /// Sampling temperature; 0 decodes greedily.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = finite_non_negative)]
     pub temperature: f32,
     /// Sample among the k likeliest tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Sample from the smallest set of tokens whose probability reaches p.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_non_negative)]
     pub top_p: Option<f32>,
     /// The sampling seed.
     #[arg(long, default_value_t = 0)]

@@ -118,6 +118,10 @@ pub fn read_source(path: &Path) -> anyhow::Result<String> {
     if path.is_dir() {
         bail!("`{}` is a directory, not a `.loop` file", path.display());
     }
+    // Opening a named pipe would wait for a writer forever.
+    if std::fs::metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type())) {
+        bail!("`{}` is a named pipe, not a `.loop` file (use `-` to read standard input)", path.display());
+    }
     let file = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     read_limited(file, path)
 }

@@ -9,14 +9,12 @@
 //! quoted cell with newlines) is reported at the line where it starts. Files larger than
 //! [`MAX_DATASET_BYTES`] are refused before they fill memory.
 
-use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use crate::graph::{Dag, Type};
 use crate::runtime::value;
@@ -124,8 +122,8 @@ fn jsonl_rows(shown: &str, bytes: &[u8]) -> Result<Vec<Example>, DatasetError> {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Strict>(line) {
-            Ok(Strict(Value::Object(fields))) => rows.push(Example { origin, fields }),
+        match crate::json::strict(line) {
+            Ok(Value::Object(fields)) => rows.push(Example { origin, fields }),
             Ok(_) => return Err(DatasetError::Line { origin, reason: "expected a JSON object".into() }),
             Err(e) => {
                 // serde_json ends its messages with "at line 1 column N"; the line is ours.
@@ -137,82 +135,6 @@ fn jsonl_rows(shown: &str, bytes: &[u8]) -> Result<Vec<Example>, DatasetError> {
         }
     }
     Ok(rows)
-}
-
-/// A JSON value read strictly: an object may not hold a key twice, and numbers are finite.
-/// serde_json's own `Value` keeps the last of two equal keys without a word.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
-    }
-
-    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
-        Ok(i.into())
-    }
-
-    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
-        Ok(u.into())
-    }
-
-    fn visit_f64<E: de::Error>(self, f: f64) -> Result<Value, E> {
-        Number::from_f64(f).map(Value::Number).ok_or_else(|| E::custom(format!("the number {f} is not finite")))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_string()))
-    }
-
-    fn visit_string<E>(self, s: String) -> Result<Value, E> {
-        Ok(Value::String(s))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Strict::deserialize(d).map(|s| s.0)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format!("the key `{}` appears twice in one object", key.escape_debug())));
-            }
-            let Strict(v) = map.next_value()?;
-            out.insert(key, v);
-        }
-        Ok(Value::Object(out))
-    }
 }
 
 /// CSV cells are text; a column named after a typed program field is read as that type.

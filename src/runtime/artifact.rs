@@ -17,6 +17,9 @@ use crate::graph::{Dag, Field, Provider, StepId};
 
 /// The `format` field of every artifact.
 pub const FORMAT: &str = "loopc-artifact";
+/// The largest artifact loopc reads (real ones are kilobytes to a few megabytes).
+pub const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
+
 /// The artifact layout version this loopc writes and reads.
 pub const VERSION: u32 = 1;
 
@@ -235,15 +238,27 @@ pub enum ArtifactError {
 impl Artifact {
     /// Reads and validates the artifact at `path`.
     pub fn read(path: &Path) -> Result<Artifact, ArtifactError> {
+        use std::io::Read;
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ArtifactError::Io { action: "read", path: shown.clone(), source })?;
+        let io = |source: std::io::Error| ArtifactError::Io { action: "read", path: shown.clone(), source };
+        let invalid = |reason: String| ArtifactError::Invalid { path: shown.clone(), reason };
+        if !std::fs::metadata(path).map_err(io)?.is_file() {
+            return Err(invalid("it is not a regular file".into()));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path).map_err(io)?.take(MAX_ARTIFACT_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() as u64 > MAX_ARTIFACT_BYTES {
+            return Err(invalid(format!("it is larger than {} MiB, more than an artifact may be", MAX_ARTIFACT_BYTES >> 20)));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| invalid(format!("it is not UTF-8 text (byte {} is not a character)", e.utf8_error().valid_up_to())))?;
         Artifact::parse(&shown, &text)
     }
 
     /// Parses and validates artifact JSON (`name` is used in messages).
     pub fn parse(name: &str, text: &str) -> Result<Artifact, ArtifactError> {
         let invalid = |reason: String| ArtifactError::Invalid { path: name.to_string(), reason };
-        let v: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
+        // Strictly: a key written twice (say by a hand edit) is an error, not the last one wins.
+        let v: Value = crate::json::strict(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
         if v["format"] != FORMAT {
             return Err(invalid(format!("its `format` is not \"{FORMAT}\"")));
         }

@@ -25,6 +25,7 @@ pub mod fs;
 pub mod graph;
 pub mod model;
 pub mod runtime;
+pub mod serve;
 pub mod store;
 pub mod syntax;
 

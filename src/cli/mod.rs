@@ -9,6 +9,7 @@ mod bench;
 mod bench_compile;
 mod bench_model;
 mod bench_run;
+mod bench_serve;
 mod check;
 mod compile;
 mod eval;
@@ -22,13 +23,15 @@ mod progress;
 mod prompt;
 mod report;
 mod run;
+mod serve;
 mod source;
+mod store;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{BenchCommand, Cli, Command};
+use args::{BenchCommand, Cli, Command, FeedbackCommand, RunsCommand};
 
 /// What a command concluded, when it ran to the end.
 pub enum Outcome {
@@ -58,6 +61,12 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
         Command::Bench(BenchCommand::Compile(a)) => bench_compile::run(&a, color),
+        Command::Bench(BenchCommand::Serve(a)) => bench_serve::run(&a, color),
+        Command::Serve(a) => serve::run(&a, color),
+        Command::Runs(RunsCommand::List(a)) => store::runs_list(&a),
+        Command::Runs(RunsCommand::Show(a)) => store::runs_show(&a),
+        Command::Feedback(FeedbackCommand::List(a)) => store::feedback_list(&a),
+        Command::Forget(a) => store::forget(&a),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -48,6 +48,30 @@ fn every_serve_check_passes_on_sqlite_and_no_email_address_reaches_a_file_of_the
     server.signal(libc::SIGTERM);
     assert!(server.wait(Duration::from_secs(30)).success(), "SIGTERM exits 0:\n{}", server.log());
     check("after SIGTERM");
+
+    // The same store from the command line.
+    let loopc = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).args(["--store", &url]).output().unwrap();
+        assert!(out.status.success(), "loopc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed: serde_json::Value = serde_json::from_str(&loopc(&["runs", "list", "--user", "u3", "--json"])).unwrap();
+    let runs = listed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{listed}");
+    assert_eq!(runs[0]["inputs"]["ticket"], "Ticket 3 from [email], please reply");
+    let id = runs[0]["id"].as_str().unwrap();
+    let shown = loopc(&["runs", "show", id]);
+    assert!(shown.contains("step route") && shown.contains("feedback") && shown.contains("thumbs score 0"), "{shown}");
+    let feedback: serde_json::Value = serde_json::from_str(&loopc(&["feedback", "list", "--key", "thumbs", "--user", "nobody", "--json"])).unwrap();
+    assert_eq!(feedback["feedback"].as_array().unwrap().len(), 0);
+    let feedback: serde_json::Value = serde_json::from_str(&loopc(&["feedback", "list", "--run", id, "--json"])).unwrap();
+    assert_eq!(feedback["feedback"][0]["comment"], "wrong, mail [email]", "{feedback}");
+    let table = loopc(&["feedback", "list", "--program", "triage", "--key", "rating"]);
+    assert!(table.lines().count() > 1 && table.contains("rating"), "{table}");
+    let forgot: serde_json::Value = serde_json::from_str(&loopc(&["forget", "--user", "u3", "--json"])).unwrap();
+    assert_eq!(forgot, json!({"runs": 1, "feedback": 1}));
+    let listed: serde_json::Value = serde_json::from_str(&loopc(&["runs", "list", "--user", "u3", "--json"])).unwrap();
+    assert!(listed["runs"].as_array().unwrap().is_empty(), "{listed}");
 }
 
 /// A tool server that answers once released: it reports each request it gets on `got`, then
@@ -141,4 +165,35 @@ fn without_an_api_key_serve_listens_on_loopback_only_and_says_so() {
     assert_eq!(r.status, 200, "a keyless loopback server trusts local callers: {}", r.body);
     let r = request(&server.addr, "GET", "/v1/runs", Some("some-key-that-means-nothing"), None, b"");
     r.assert_error(401, "unauthorized");
+}
+
+#[test]
+fn retention_deletes_old_runs_and_tokens_outlive_a_restart() {
+    let fixture = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let old = rt.block_on(async {
+        let store = loopc::store::Store::open(&url).await.unwrap();
+        let three_days_ago = loopc::store::Timestamp::now().minus(Duration::from_secs(3 * 86_400));
+        let run = loopc::store::NewRun { created: Some(three_days_ago), ..loopc::store::NewRun::new("triage", json!({"ticket": "old"})) };
+        let id = store.record_run(run).await.unwrap().run_id().cloned().unwrap();
+        store.close().await;
+        id
+    });
+    let server = Server::start(fixture.command(&url, &["--retain-days", "1", "--retention-interval", "1"]), &url);
+    let fresh = server.run("new ticket");
+    let token = fresh["feedback_token"].as_str().unwrap().to_string();
+    let start = std::time::Instant::now();
+    while server.get(&format!("/v1/runs/{old}")).status != 404 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the old run was never expired:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.get(&format!("/v1/runs/{}", fresh["run_id"].as_str().unwrap())).status, 200, "a new run is kept");
+    assert!(server.get("/metrics").body.contains("loopc_retention_removed_runs_total 1"));
+    drop(server);
+    // A restarted server signs with the same key, kept in the store.
+    let again = Server::start(fixture.command(&url, &[]), &url);
+    let r = again.post_as("/v1/feedback", Some(&token), &json!({"run_id": fresh["run_id"], "key": "thumbs", "score": 1}));
+    assert_eq!(r.status, 201, "{}", r.body);
 }

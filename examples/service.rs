@@ -36,7 +36,8 @@ async fn main() -> Result<(), BoxError> {
     let path = args.first().cloned().unwrap_or_else(|| "programs/sentiment.loop".to_string());
     // Loading checks the program and readies its models (provisioning them on first use); an
     // artifact is identified in the store by the SHA-256 of its bytes.
-    let loaded = tokio::task::spawn_blocking(move || -> Result<_, BoxError> { Ok(loopc::serve::load(&Engine::new()?, path.as_ref(), Default::default())?) }).await??;
+    let loaded =
+        tokio::task::spawn_blocking(move || -> Result<_, BoxError> { Ok(loopc::serve::load(&Engine::new()?, path.as_ref(), Default::default())?) }).await??;
     let store = Store::open(&std::env::var("LOOPC_STORE").unwrap_or_else(|_| "sqlite://loopc-store.db".into())).await?;
     let service = Service::new(loaded, store).await?;
     match args.iter().position(|a| a == "--once") {
@@ -53,7 +54,13 @@ async fn once(service: &Service, input: &str) -> Result<(), BoxError> {
     let run_id = served.run_id.ok_or("the run was not stored")?;
     // A person's thumbs-up, sent twice with one client id: stored once.
     for _ in 0..2 {
-        let thumbs = FeedbackInput { client_id: Some(format!("{run_id}-thumbs")), run_id: Some(run_id.clone()), key: "thumbs".into(), score: Some(1.0), ..Default::default() };
+        let thumbs = FeedbackInput {
+            client_id: Some(format!("{run_id}-thumbs")),
+            run_id: Some(run_id.clone()),
+            key: "thumbs".into(),
+            score: Some(1.0),
+            ..Default::default()
+        };
         service.feedback(thumbs).await?;
     }
     // The product kept the answer: an implicit signal.

@@ -110,7 +110,8 @@ fn sigterm_lets_a_run_in_flight_finish_and_store_then_exits_0() {
     let url = sqlite_url(dir.path());
     let mut cmd = fixture.command(&url, &["--tool-url", &format!("lookup=http://127.0.0.1:{port}/lookup?q={{q}}")]);
     // The fixture's command names the triage program first; serve the slow one instead.
-    let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| if a == fixture.program().as_os_str() { program.clone().into_os_string() } else { a.to_os_string() }).collect();
+    let args: Vec<std::ffi::OsString> =
+        cmd.get_args().map(|a| if a == fixture.program().as_os_str() { program.clone().into_os_string() } else { a.to_os_string() }).collect();
     cmd = std::process::Command::new(cmd.get_program());
     cmd.args(args);
     let mut server = Server::start(cmd, &url);

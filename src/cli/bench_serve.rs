@@ -18,8 +18,14 @@ use serde_json::{json, Map, Value};
 use super::args::BenchServeArgs;
 use super::{source, Outcome};
 
-const PHRASES: [&str; 6] =
-    ["arrived on time and works well", "stopped working after a week", "is fine for the price", "broke the first time I used it", "does the job", "came with a missing part"];
+const PHRASES: [&str; 6] = [
+    "arrived on time and works well",
+    "stopped working after a week",
+    "is fine for the price",
+    "broke the first time I used it",
+    "does the job",
+    "came with a missing part",
+];
 
 /// What one phase measured.
 struct Phase {
@@ -33,7 +39,8 @@ impl Phase {
     fn json(&self) -> Value {
         let mut l = self.latencies.clone();
         l.sort();
-        let pct = |p: f64| l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1).min(l.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        let pct =
+            |p: f64| l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1).min(l.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e3);
         json!({
             "n": self.n,
             "failed": self.failed,
@@ -51,19 +58,16 @@ fn feedback_body(dag: &Dag, run_id: &str, outputs: &Value, client_id: &str) -> V
     let mut body = json!({"run_id": run_id, "id": client_id, "comment": "benchmark feedback"});
     let spec = dag.feedback().iter().find(|f| f.kind != FeedbackKind::Correction).or_else(|| dag.feedback().first());
     let Some(spec) = spec else { return body };
-    let m = body.as_object_mut().map(|m| {
-        m.insert("key".into(), spec.name.clone().into());
-        m
-    });
-    let Some(m) = m else { return body };
-    match &spec.kind {
-        FeedbackKind::Bool => m.insert("score".into(), json!(1)),
-        FeedbackKind::Int { min, .. } => m.insert("score".into(), json!(min.unwrap_or(1))),
-        FeedbackKind::Float { min, .. } => m.insert("score".into(), json!(min.unwrap_or(1.0))),
-        FeedbackKind::Label(labels) => m.insert("value".into(), json!(labels.first())),
-        FeedbackKind::Text => m.insert("value".into(), json!("fine")),
-        FeedbackKind::Correction => m.insert("correction".into(), outputs.clone()),
+    let (field, value) = match &spec.kind {
+        FeedbackKind::Bool => ("score", json!(1)),
+        FeedbackKind::Int { min, .. } => ("score", json!(min.unwrap_or(1))),
+        FeedbackKind::Float { min, .. } => ("score", json!(min.unwrap_or(1.0))),
+        FeedbackKind::Label(labels) => ("value", json!(labels.first())),
+        FeedbackKind::Text => ("value", json!("fine")),
+        FeedbackKind::Correction => ("correction", outputs.clone()),
     };
+    body["key"] = spec.name.clone().into();
+    body[field] = value;
     body
 }
 

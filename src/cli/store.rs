@@ -73,7 +73,14 @@ pub fn runs_list(args: &RunsListArgs) -> anyhow::Result<Outcome> {
             (None, Some(e)) => format!("error: {}", short(&Value::String(e.clone()), 53)),
             (None, None) => String::new(),
         };
-        println!("{:<24}  {:<30}  {:<18}  {:>7}  {:>3}  {outputs}", r.created.to_string(), r.id.as_str(), short(&Value::String(r.program.clone()), 18), r.latency_ms, r.feedback.len());
+        println!(
+            "{:<24}  {:<30}  {:<18}  {:>7}  {:>3}  {outputs}",
+            r.created.to_string(),
+            r.id.as_str(),
+            short(&Value::String(r.program.clone()), 18),
+            r.latency_ms,
+            r.feedback.len()
+        );
     }
     if let Some(next) = page.next {
         eprintln!("more: --after {next}");
@@ -112,7 +119,13 @@ pub fn runs_show(args: &RunsShowArgs) -> anyhow::Result<Outcome> {
     }
     for step in run.trace.get("steps").and_then(Value::as_array).into_iter().flatten() {
         let field = |k: &str| step.get(k).cloned().unwrap_or(Value::Null);
-        println!("── step {} ({}) {} ms, served by {}", short(&field("step"), 40), short(&field("kind"), 20), field("latency_ms"), short(&field("served_by"), 60));
+        println!(
+            "── step {} ({}) {} ms, served by {}",
+            short(&field("step"), 40),
+            short(&field("kind"), 20),
+            field("latency_ms"),
+            short(&field("served_by"), 60)
+        );
         if let Some(raw) = step.get("raw").and_then(Value::as_array) {
             for r in raw {
                 println!("   raw: {}", short(r, 100));

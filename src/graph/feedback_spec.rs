@@ -100,7 +100,12 @@ pub fn default_feedback() -> Vec<FeedbackSpec> {
             description: Some("what the outputs should have been".into()),
             span: Span::default(),
         },
-        FeedbackSpec { name: "thumbs".into(), kind: FeedbackKind::Bool, description: Some("1 for a good answer, 0 for a bad one".into()), span: Span::default() },
+        FeedbackSpec {
+            name: "thumbs".into(),
+            kind: FeedbackKind::Bool,
+            description: Some("1 for a good answer, 0 for a bad one".into()),
+            span: Span::default(),
+        },
     ]
 }
 
@@ -144,9 +149,9 @@ fn kind(d: &FeedbackDecl, diags: &mut Vec<Diagnostic>) -> Option<FeedbackKind> {
             return Some(FeedbackKind::Correction);
         }
         diags.push(
-            Diagnostic::error("missing-type", d.name.span, format!("feedback `{name}` has no type"))
-                .with_label("add `: TYPE`")
-                .with_hint(format!("write e.g. `feedback {name}: bool` or `feedback {name}: int(1..5)`; only `feedback correction` takes the program's outputs")),
+            Diagnostic::error("missing-type", d.name.span, format!("feedback `{name}` has no type")).with_label("add `: TYPE`").with_hint(format!(
+                "write e.g. `feedback {name}: bool` or `feedback {name}: int(1..5)`; only `feedback correction` takes the program's outputs"
+            )),
         );
         return None;
     };

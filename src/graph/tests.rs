@@ -223,7 +223,8 @@ fn declared_feedback_is_typed_and_without_declarations_thumbs_and_correction_are
     let d = dag(&base);
     let names: Vec<&str> = d.feedback().iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["correction", "thumbs"]);
-    let d = dag(&format!("{base}feedback rating: int(1..5) \"how good\"\nfeedback conf: float(0..1)\nfeedback issue: label(rude, slow)\nfeedback note: text\n"));
+    let d =
+        dag(&format!("{base}feedback rating: int(1..5) \"how good\"\nfeedback conf: float(0..1)\nfeedback issue: label(rude, slow)\nfeedback note: text\n"));
     let kinds: Vec<String> = d.feedback().iter().map(|f| f.kind.describe()).collect();
     assert_eq!(kinds, ["int(1..5)", "float(0..1)", "label(rude, slow)", "text"]);
     assert_eq!(d.feedback_spec("rating").unwrap().description.as_deref(), Some("how good"));

@@ -278,11 +278,7 @@ async fn feedback(State(app): State<Shared>, Extension(caller): Extension<Caller
     Ok((status, Json(json!({"id": write.id.as_str(), "created": write.created}))).into_response())
 }
 
-async fn show_run(
-    State(app): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+async fn show_run(State(app): State<Shared>, Extension(caller): Extension<Caller>, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, ApiError> {
     full_access(&caller, "reading runs")?;
     let Path(id) = id.map_err(|r| ApiError::bad_request("bad_request", r.body_text()))?;
     let id = RunId::parse(&id)?;

@@ -239,7 +239,9 @@ mod tests {
         let d = crate::runtime::check("s.loop", src).unwrap();
         assert_eq!(check(&d, FeedbackInput { correction: Some(json!("up")), ..input("correction") }), Ok(FeedbackPayload::Correction(json!({"mood": "up"}))));
         assert!(check(&d, FeedbackInput { correction: Some(json!("sideways")), ..input("correction") }).is_err());
-        assert!(check(&d, FeedbackInput { correction: Some(json!({"feeling": "up"})), ..input("correction") }).unwrap_err().contains("field `feeling`: not an output of the program (its outputs: mood)"));
+        assert!(check(&d, FeedbackInput { correction: Some(json!({"feeling": "up"})), ..input("correction") })
+            .unwrap_err()
+            .contains("field `feeling`: not an output of the program (its outputs: mood)"));
     }
 
     #[test]

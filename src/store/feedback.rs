@@ -306,13 +306,8 @@ impl Store {
             (Some(s), _) => query.bind(s),
             (None, t) => query.bind(t.unwrap_or_default()),
         };
-        let inserted = query
-            .bind(comment)
-            .bind(feedback.source.as_str())
-            .bind(feedback.user_id.as_deref())
-            .bind(created.millis())
-            .fetch_optional(&mut *tx)
-            .await;
+        let inserted =
+            query.bind(comment).bind(feedback.source.as_str()).bind(feedback.user_id.as_deref()).bind(created.millis()).fetch_optional(&mut *tx).await;
         let write = match inserted {
             Ok(Some(_)) => FeedbackWrite { id, created: true },
             Ok(None) => {

@@ -117,4 +117,3 @@ impl Drop for Cluster {
 pub fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "(no message)".into())
 }
-

@@ -95,7 +95,7 @@ fn slow_tool() -> (u16, std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<(
 }
 
 #[test]
-fn sigterm_lets_a_run_in_flight_finish_and_store_then_exits_0() {
+fn a_run_over_max_inflight_is_503_with_retry_after_and_sigterm_lets_a_run_in_flight_finish_then_exits_0() {
     let fixture = Fixture::new();
     let program = fixture.dir.path().join("slow.loop");
     std::fs::write(
@@ -108,7 +108,7 @@ fn sigterm_lets_a_run_in_flight_finish_and_store_then_exits_0() {
     let (port, got, release) = slow_tool();
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
-    let mut cmd = fixture.command(&url, &["--tool-url", &format!("lookup=http://127.0.0.1:{port}/lookup?q={{q}}")]);
+    let mut cmd = fixture.command(&url, &["--max-inflight", "1", "--tool-url", &format!("lookup=http://127.0.0.1:{port}/lookup?q={{q}}")]);
     // The fixture's command names the triage program first; serve the slow one instead.
     let args: Vec<std::ffi::OsString> =
         cmd.get_args().map(|a| if a == fixture.program().as_os_str() { program.clone().into_os_string() } else { a.to_os_string() }).collect();
@@ -118,6 +118,10 @@ fn sigterm_lets_a_run_in_flight_finish_and_store_then_exits_0() {
     let addr = server.addr.clone();
     let client = std::thread::spawn(move || request(&addr, "POST", "/v1/run", Some(KEY), Some("application/json"), br#"{"inputs": {"q": "parcel 42"}}"#));
     got.recv_timeout(Duration::from_secs(30)).expect("the run reaches the tool");
+    // One run is in flight, the most this server takes: another is refused for now.
+    let busy = request(&server.addr, "POST", "/v1/run", Some(KEY), Some("application/json"), br#"{"inputs": {"q": "parcel 43"}}"#);
+    busy.assert_error(503, "overloaded");
+    assert_eq!(busy.header("retry-after").as_deref(), Some("1"), "{}", busy.head);
     server.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
     assert!(server.child.try_wait().unwrap().is_none(), "the server waits for the run in flight:\n{}", server.log());

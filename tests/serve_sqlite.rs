@@ -94,9 +94,8 @@ fn slow_tool() -> (u16, std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<(
     (port, got, release)
 }
 
-#[test]
-fn a_run_over_max_inflight_is_503_with_retry_after_and_sigterm_lets_a_run_in_flight_finish_then_exits_0() {
-    let fixture = Fixture::new();
+/// `loopc serve` on a program whose one step calls the tool at `port`, with `extra` flags.
+fn slow_server(fixture: &Fixture, url: &str, port: u16, extra: &[&str]) -> Server {
     let program = fixture.dir.path().join("slow.loop");
     std::fs::write(
         &program,
@@ -105,16 +104,23 @@ fn a_run_over_max_inflight_is_503_with_retry_after_and_sigterm_lets_a_run_in_fli
          step s = call lookup { q: input.q }\nreturn { a: s.result }\n",
     )
     .unwrap();
-    let (port, got, release) = slow_tool();
-    let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_url(dir.path());
-    let mut cmd = fixture.command(&url, &["--max-inflight", "1", "--tool-url", &format!("lookup=http://127.0.0.1:{port}/lookup?q={{q}}")]);
+    let tool_url = format!("lookup=http://127.0.0.1:{port}/lookup?q={{q}}");
+    let mut cmd = fixture.command(url, &[&["--tool-url", tool_url.as_str()], extra].concat());
     // The fixture's command names the triage program first; serve the slow one instead.
     let args: Vec<std::ffi::OsString> =
         cmd.get_args().map(|a| if a == fixture.program().as_os_str() { program.clone().into_os_string() } else { a.to_os_string() }).collect();
     cmd = std::process::Command::new(cmd.get_program());
     cmd.args(args);
-    let mut server = Server::start(cmd, &url);
+    Server::start(cmd, url)
+}
+
+#[test]
+fn a_run_over_max_inflight_is_503_with_retry_after_and_sigterm_lets_a_run_in_flight_finish_then_exits_0() {
+    let fixture = Fixture::new();
+    let (port, got, release) = slow_tool();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut server = slow_server(&fixture, &url, port, &["--max-inflight", "1"]);
     let addr = server.addr.clone();
     let client = std::thread::spawn(move || request(&addr, "POST", "/v1/run", Some(KEY), Some("application/json"), br#"{"inputs": {"q": "parcel 42"}}"#));
     got.recv_timeout(Duration::from_secs(30)).expect("the run reaches the tool");
@@ -201,4 +207,19 @@ fn retention_deletes_old_runs_and_tokens_outlive_a_restart() {
     let again = Server::start(fixture.command(&url, &[]), &url);
     let r = again.post_as("/v1/feedback", Some(&token), &json!({"run_id": fresh["run_id"], "key": "thumbs", "score": 1}));
     assert_eq!(r.status, 201, "{}", r.body);
+}
+
+#[test]
+fn a_request_that_never_finishes_cannot_hold_shutdown_past_the_drain_limit() {
+    let fixture = Fixture::new();
+    let (port, got, _never_released) = slow_tool();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut server = slow_server(&fixture, &url, port, &["--drain-seconds", "1"]);
+    let addr = server.addr.clone();
+    let client = std::thread::spawn(move || send(&addr, "POST", "/v1/run", Some(KEY), Some("application/json"), br#"{"inputs": {"q": "stuck"}}"#));
+    got.recv_timeout(Duration::from_secs(30)).expect("the run reaches the tool");
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(20)).success(), "exits 0 once the drain limit passed:\n{}", server.log());
+    assert!(client.join().unwrap().is_none_or(|r| r.status != 200), "the stuck run got no 2xx");
 }

@@ -108,6 +108,10 @@ pub struct ServeArgs {
     /// How long a run's feedback token stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_name = "DURATION")]
     pub token_ttl: String,
+    /// On SIGTERM or Ctrl-C, how many seconds requests in flight get to finish before serve
+    /// stops anyway.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub drain_seconds: u64,
     /// How often retention runs, in seconds (for tests).
     #[arg(long, hide = true, default_value_t = 3600)]
     pub retention_interval: u64,

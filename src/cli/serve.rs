@@ -75,6 +75,7 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
         token_ttl: parse_duration(&args.token_ttl).context("--token-ttl")?,
         retain: args.retain_days.map(|d| Duration::from_secs(u64::from(d) * 86_400)),
         retention_every: Duration::from_secs(args.retention_interval.max(1)),
+        drain_limit: Duration::from_secs(args.drain_seconds),
     };
     let secret = match &args.token_secret_file {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read the token secret file `{}`", p.display()))?),

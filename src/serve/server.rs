@@ -34,6 +34,9 @@ pub struct ServeOptions {
     pub retain: Option<Duration>,
     /// How often retention runs.
     pub retention_every: Duration,
+    /// After shutdown begins, how long requests in flight may take before the server stops
+    /// anyway (a client that never finishes its request cannot hold it up forever).
+    pub drain_limit: Duration,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +48,7 @@ impl Default for ServeOptions {
             token_ttl: Duration::from_secs(24 * 3600),
             retain: None,
             retention_every: Duration::from_secs(3600),
+            drain_limit: Duration::from_secs(60),
         }
     }
 }
@@ -90,8 +94,8 @@ pub fn app(service: Service, tokens: TokenKey, options: &ServeOptions) -> (Route
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves; then drains: no new connections,
-/// every request in flight answered, retention stopped, the store closed. Returns once all of
-/// that is done.
+/// every request in flight answered (for at most `options.drain_limit`), retention stopped, the
+/// store closed. Returns once all of that is done.
 pub async fn serve(
     listener: TcpListener,
     service: Service,
@@ -102,7 +106,22 @@ pub async fn serve(
     let store = service.store().clone();
     let (router, metrics) = app(service, tokens, &options);
     let retention = options.retain.map(|age| tokio::spawn(retain(store.clone(), age, options.retention_every, metrics)));
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    let (began, draining) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = began.send(());
+    };
+    let server = std::future::IntoFuture::into_future(axum::serve(listener, router).with_graceful_shutdown(shutdown));
+    let limit = async {
+        match draining.await {
+            Ok(()) => tokio::time::sleep(options.drain_limit).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let served = tokio::select! {
+        served = server => served,
+        () = limit => Ok(()),
+    };
     if let Some(task) = retention {
         task.abort();
         let _ = task.await;

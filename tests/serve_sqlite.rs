@@ -223,3 +223,53 @@ fn a_request_that_never_finishes_cannot_hold_shutdown_past_the_drain_limit() {
     assert!(server.wait(Duration::from_secs(20)).success(), "exits 0 once the drain limit passed:\n{}", server.log());
     assert!(client.join().unwrap().is_none_or(|r| r.status != 200), "the stuck run got no 2xx");
 }
+
+#[test]
+fn a_served_artifact_names_every_run_by_its_hash_and_is_recorded_as_a_version() {
+    let fixture = Fixture::new();
+    let data = fixture.dir.path().join("tickets.jsonl");
+    let rows: String =
+        [("I was charged twice", "billing"), ("the app crashes", "tech"), ("refund please", "billing"), ("login fails", "tech"), ("hello", "other")]
+            .iter()
+            .map(|(t, team)| format!("{}\n", json!({"ticket": t, "team": team})))
+            .collect();
+    std::fs::write(&data, rows).unwrap();
+    let artifact = fixture.dir.path().join("triage.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loopc"))
+        .arg("compile")
+        .arg(fixture.program())
+        .args(["--optimizer", "labeled_few_shot", "--max-demos", "2", "--no-cache", "--metric", "ok"])
+        .arg("--train")
+        .arg(&data)
+        .arg("--dev")
+        .arg(&data)
+        .arg("--model")
+        .arg(fixture.model())
+        .arg("-o")
+        .arg(&artifact)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hash = loopc::fs::sha256_hex(&std::fs::read(&artifact).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut cmd = fixture.command(&url, &[]);
+    let args: Vec<std::ffi::OsString> =
+        cmd.get_args().map(|a| if a == fixture.program().as_os_str() { artifact.clone().into_os_string() } else { a.to_os_string() }).collect();
+    cmd = std::process::Command::new(cmd.get_program());
+    cmd.args(args);
+    let server = Server::start(cmd, &url);
+    assert!(server.log().contains(&format!("from artifact {}", &hash[..12])), "{}", server.log());
+    assert_eq!(request(&server.addr, "GET", "/healthz", None, None, b"").json["artifact"], hash.as_str());
+    let run = server.run("my card was charged twice");
+    let stored = server.get(&format!("/v1/runs/{}", run["run_id"].as_str().unwrap())).json;
+    assert_eq!(stored["artifact"], hash.as_str());
+    let page = server.get(&format!("/v1/runs?artifact={hash}"));
+    assert_eq!(page.json["runs"].as_array().unwrap().len(), 1, "{}", page.body);
+    drop(server);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let versions = rt.block_on(async { loopc::store::Store::open(&url).await.unwrap().artifacts("triage").await.unwrap() });
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].hash, hash);
+    assert_eq!(versions[0].body.as_ref().unwrap()["format"], "loopc-artifact");
+}

@@ -28,6 +28,7 @@ return { team: route.team }
 feedback thumbs: bool "was the team right"
 feedback rating: int(1..5)
 feedback correction "the right team"
+metric ok = exact(output.team, example.team)
 "#;
 
 /// Calls `$m! { check, … }` with the name of every check below.

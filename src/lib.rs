@@ -23,6 +23,7 @@
 pub mod compile;
 pub mod fs;
 pub mod graph;
+pub mod learn;
 pub mod model;
 pub mod runtime;
 pub mod serve;

@@ -13,6 +13,14 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
 
+    /// Print only errors (no progress, no "ok" lines, no warnings).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more about what is done.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -55,6 +63,18 @@ pub enum Command {
     /// List, provision, import and describe local models.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Show or clear the response cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Learn from stored feedback: compile a candidate and promote it only if it is not worse.
+    Learn(LearnArgs),
+    /// Export stored feedback as a labelled dataset.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// List a program's artifact versions with holdout scores and promotion decisions.
+    History(HistoryArgs),
+    /// Show, for each demo of an artifact, the runs and feedback it came from.
+    Why(WhyArgs),
     /// Measure loopc's own speed and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -68,6 +88,8 @@ pub enum Command {
     Feedback(FeedbackCommand),
     /// Delete a user's runs and feedback from the store, and record that it was done.
     Forget(ForgetArgs),
+    /// Print a shell completion script, e.g. `loopc completions bash > /etc/bash_completion.d/loopc`.
+    Completions(CompletionsArgs),
 }
 
 /// Which store: shared by `serve`, `runs`, `feedback` and `forget`.
@@ -231,6 +253,14 @@ pub struct ForgetArgs {
     pub json: bool,
 }
 
+/// `loopc completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 /// `loopc run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -243,9 +273,13 @@ pub struct RunArgs {
     /// A JSONL file with one input object per line (batch mode).
     #[arg(long)]
     pub inputs: Option<PathBuf>,
-    /// Where batch mode writes one result per line (default: standard output).
+    /// Where batch mode writes one result per line (default: standard output). Rows are
+    /// kept in `OUT.partial` as they finish; `OUT` is written whole when all are done.
     #[arg(long, requires = "inputs")]
     pub out: Option<PathBuf>,
+    /// Continue an interrupted batch: skip the rows already in `OUT.partial`.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
     /// How many inputs run at once in batch mode.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -358,7 +392,10 @@ pub struct EvalArgs {
     /// Program runs at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Print JSON instead of text.
+    /// Exit 1 when the score is below this (for CI gates).
+    #[arg(long, value_name = "SCORE")]
+    pub fail_under: Option<f64>,
+    /// Print JSON instead of text, with every example's outputs, score and error.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -499,10 +536,140 @@ pub enum ModelCommand {
     },
 }
 
+/// `loopc learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// The program now: a `.loop` file or the artifact in use.
+    pub file: PathBuf,
+    /// The store with the runs and feedback (`sqlite://PATH` or `postgres://...`).
+    #[arg(long, env = "LOOPC_STORE")]
+    pub store: String,
+    /// A human-labelled holdout (JSONL or CSV) to judge current and candidate on.
+    #[arg(long)]
+    pub holdout: Option<PathBuf>,
+    /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
+    #[arg(long, default_value_t = 0.0)]
+    pub holdout_share: f64,
+    /// Users who must agree on a label before it is one.
+    #[arg(long, default_value_t = 1)]
+    pub min_agreement: usize,
+    /// How much lower the candidate's holdout score may be, at its interval's lower end.
+    #[arg(long, default_value_t = 0.02)]
+    pub margin: f64,
+    /// Only feedback on runs since this time (RFC 3339, or milliseconds since the epoch).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Where to write the candidate when it is promoted.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// The optimizer (default: the program's, else bootstrap_random_search).
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// The metric (default: the optimizer's, else the program's first).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// The search seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Candidates for the search optimizers.
+    #[arg(long)]
+    pub candidates: Option<u32>,
+    /// The most demos per step.
+    #[arg(long)]
+    pub max_demos: Option<u32>,
+    /// Budget: the most model calls of the compile.
+    #[arg(long)]
+    pub max_calls: Option<u64>,
+    /// Budget: the most seconds of the compile.
+    #[arg(long)]
+    pub max_seconds: Option<u64>,
+    /// Program runs at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// The most stored rows one round compiles on (a seeded sample, human labels first).
+    #[arg(long, default_value_t = 300)]
+    pub max_rows: usize,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc dataset ...`.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Write stored feedback as labelled rows (JSONL), with their kind and provenance.
+    Export {
+        /// The store.
+        #[arg(long, env = "LOOPC_STORE")]
+        store: String,
+        /// The program (a `.loop` file or an artifact: its outputs decide what a valid label is).
+        #[arg(long)]
+        program: PathBuf,
+        /// Only runs since this time (RFC 3339, or milliseconds since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// Users who must agree on a label before it is one.
+        #[arg(long, default_value_t = 1)]
+        min_agreement: usize,
+        /// Mark this share of the human corrections as holdout.
+        #[arg(long, default_value_t = 0.0)]
+        holdout_share: f64,
+        /// Where to write the rows.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+/// `loopc history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The store.
+    #[arg(long, env = "LOOPC_STORE")]
+    pub store: String,
+    /// Only this program (by name); default: every program with versions.
+    #[arg(long)]
+    pub program: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc why`.
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The artifact.
+    pub artifact: PathBuf,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Where the response cache is, how many answers it holds, its size and its limit.
+    Info {
+        /// The cache directory (default: `responses/` in the loopc cache directory).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every cached answer.
+    Clear {
+        /// The cache directory (default: `responses/` in the loopc cache directory).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
 /// `loopc check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The files to check.
+    /// The files to check: `.loop` files, directories (searched for `*.loop`), or `-` for standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print diagnostics as JSON (one object with a list per file) instead of text.
@@ -537,7 +704,8 @@ pub enum GraphFormat {
 /// `loopc fmt`.
 #[derive(Debug, Args)]
 pub struct FmtArgs {
-    /// The files to format in place.
+    /// The files to format in place: `.loop` files, directories (searched for `*.loop`), or `-` to
+    /// format standard input to standard output.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Change nothing; exit 1 if any file is not formatted.
@@ -559,6 +727,8 @@ pub enum BenchCommand {
     Run(BenchRunArgs),
     /// Compile a fixed program twice, from an empty and then a warm response cache.
     Compile(BenchCompileArgs),
+    /// The closed loop: serve a labelled stream round by round, correct every answer, learn.
+    Loop(BenchLoopArgs),
     /// Serve a program in-process and send runs and feedback to it over HTTP from several clients.
     Serve(BenchServeArgs),
 }
@@ -586,6 +756,60 @@ pub struct BenchServeArgs {
     pub json: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+/// `loopc bench loop`.
+#[derive(Debug, Args)]
+pub struct BenchLoopArgs {
+    /// The program (one label output): a `.loop` file or an artifact.
+    pub program: PathBuf,
+    /// The labelled stream served round by round (JSONL or CSV).
+    #[arg(long)]
+    pub stream: PathBuf,
+    /// The frozen, human-labelled holdout the gate judges on.
+    #[arg(long)]
+    pub holdout: PathBuf,
+    /// Use the first N holdout examples.
+    #[arg(long, default_value_t = 100)]
+    pub holdout_limit: usize,
+    /// Rounds.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Items served per round.
+    #[arg(long, default_value_t = 100)]
+    pub per_round: usize,
+    /// The chance a user's correction is a random label instead of the gold one.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+    /// The share of users who always give a wrong label.
+    #[arg(long, default_value_t = 0.0)]
+    pub poison: f64,
+    /// Change the stream's label mix halfway.
+    #[arg(long)]
+    pub drift: bool,
+    /// Simulated users.
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+    /// The seed of the stream order, the users and the learning rounds.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Candidates per learning round (default: the program's setting).
+    #[arg(long)]
+    pub candidates: Option<u32>,
+    /// The gate's margin.
+    #[arg(long, default_value_t = 0.02)]
+    pub margin: f64,
+    /// The most stored rows a round compiles on.
+    #[arg(long, default_value_t = 120)]
+    pub max_rows: usize,
+    /// Items served at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Print the figures as JSON: `{"rounds": [...], "static", "loop"}`.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub batching: BatchArgs,
 }
 
 /// `loopc bench compile`.

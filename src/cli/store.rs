@@ -1,5 +1,5 @@
 //! `loopc runs list|show`, `loopc feedback list`, `loopc forget`: the store from the command
-//! line. JSON output uses the same layout as the HTTP API (`loopc::serve::run_json`).
+//! line (`forget` through `loopc::learn::forget`, which also marks versions the user trained). JSON output uses the same layout as the HTTP API (`loopc::serve::run_json`).
 
 use anyhow::Context;
 use loopc::serve::{feedback_json, run_json};
@@ -180,16 +180,20 @@ pub fn feedback_list(args: &FeedbackListArgs) -> anyhow::Result<Outcome> {
 
 /// `loopc forget`.
 pub fn forget(args: &ForgetArgs) -> anyhow::Result<Outcome> {
-    let removed = runtime()?.block_on(async {
+    // `learn::forget` also marks the artifact versions the user's feedback trained.
+    let (removed, marked) = runtime()?.block_on(async {
         let store = Store::open(&args.store.store).await?;
-        let removed = store.forget_user(&args.user).await;
+        let forgotten = loopc::learn::forget(&store, &args.user).await;
         store.close().await;
-        removed
+        anyhow::Ok(forgotten?)
     })?;
     if args.json {
-        println!("{}", json!({"runs": removed.runs, "feedback": removed.feedback}));
+        println!("{}", json!({"runs": removed.runs, "feedback": removed.feedback, "marked_versions": marked}));
     } else {
         println!("forgot the user: {} run(s) and {} feedback deleted; the audit log records it by the user id's hash", removed.runs, removed.feedback);
+        for hash in &marked {
+            println!("marked version {} (trained on the user's feedback): the next `loopc learn` rebuilds without it", &hash[..hash.len().min(12)]);
+        }
     }
     Ok(Outcome::Success)
 }

@@ -136,8 +136,43 @@ pub struct Provenance {
     pub model_calls: u64,
     /// Why the search stopped early, if it did (a budget ran out).
     pub stopped_early: Option<String>,
+    /// Which stored feedback the artifact was learned from (set by `loopc learn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<LearnedFrom>,
     /// What differs between two identical compiles: when and how fast.
     pub timing: Timing,
+}
+
+/// Which stored feedback made an artifact: the data snapshot, every feedback id used, and
+/// where each demo came from (so `loopc why` can answer, and `loopc forget` can find the
+/// artifacts a user's data shaped).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LearnedFrom {
+    /// The artifact it was learned from (its content hash), if any.
+    pub parent: Option<String>,
+    /// SHA-256 of the exported rows.
+    pub dataset_sha256: String,
+    /// Rows with human labels it trained on.
+    pub gold_rows: usize,
+    /// Rows of accepted model outputs it trained on.
+    pub model_labelled_rows: usize,
+    /// Every feedback id behind the rows.
+    pub feedback_ids: Vec<String>,
+    /// For each step, where each of its demos came from, in demo order.
+    pub demo_sources: BTreeMap<String, Vec<DemoSource>>,
+}
+
+/// Where one demo came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DemoSource {
+    /// `gold`, `model_labelled`, or `unknown` when no stored row matches the demo.
+    pub kind: String,
+    /// The runs on the demo's input.
+    pub run_ids: Vec<String>,
+    /// The feedback that labelled it.
+    pub feedback_ids: Vec<String>,
+    /// SHA-256 of each user id that gave it (ids themselves stay in the store).
+    pub users_sha256: Vec<String>,
 }
 
 /// The parts of provenance that depend on when and where the compile ran.
@@ -217,7 +252,9 @@ impl Artifact {
             Some(n) => return Err(invalid(format!("it is version {n}; this loopc reads version {VERSION}"))),
             None => return Err(invalid("it has no `version`".into())),
         }
-        let a: Artifact = serde_json::from_value(v).map_err(|e| invalid(e.to_string()))?;
+        // Read from the text again, not the value: serde then says at which line and column.
+        drop(v);
+        let a: Artifact = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if crate::fs::sha256_hex(a.program.source.as_bytes()) != a.program.source_sha256 {
             return Err(invalid("the embedded source does not match its hash (the file was edited)".into()));
         }

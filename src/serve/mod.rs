@@ -4,7 +4,7 @@
 //! feedback (with the API key or a run's signed feedback token), runs read back, health and
 //! Prometheus metrics, with body and concurrency limits, JSON errors and a draining shutdown.
 //!
-//! `serve` is the one stage that uses both the runtime and the store; neither knows of it
+//! `serve` (with `learn`) is where the runtime meets the store; neither knows of it
 //! (`tests/architecture.rs`). A 2xx answer is sent only after the store committed.
 //!
 //! Layout: `service.rs` (the library path), `feedback.rs` (checking feedback),

@@ -27,6 +27,7 @@ pub mod json;
 pub mod learn;
 pub mod model;
 pub mod runtime;
+pub mod serve;
 pub mod store;
 pub mod syntax;
 

@@ -16,8 +16,11 @@ const PROGRAMS: [&str; 5] = [
 ];
 
 /// Tokens of the language, so mutations produce near-valid programs, not just noise.
-const TOKENS: [&str; 40] = [
+const TOKENS: [&str; 43] = [
     "program",
+    "feedback",
+    "..",
+    "int(1..5)",
     "input",
     "output",
     "model",

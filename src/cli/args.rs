@@ -78,8 +78,179 @@ pub enum Command {
     /// Measure loopc's own speed and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Serve a program over HTTP, recording every run and piece of feedback in the store.
+    Serve(ServeArgs),
+    /// List or show the runs in the store.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// List the feedback in the store.
+    #[command(subcommand)]
+    Feedback(FeedbackCommand),
+    /// Delete a user's runs and feedback from the store, and record that it was done.
+    Forget(ForgetArgs),
     /// Print a shell completion script, e.g. `loopc completions bash > /etc/bash_completion.d/loopc`.
     Completions(CompletionsArgs),
+}
+
+/// Which store: shared by `serve`, `runs`, `feedback` and `forget`.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The store: `sqlite://PATH` (created on first use) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    #[arg(long, env = "LOOPC_STORE", default_value = "sqlite://loopc-store.db")]
+    pub store: String,
+}
+
+/// `loopc serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The program: a `.loop` file or a compiled artifact.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where to listen. Without an API key, only a loopback address is allowed.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// A file holding the API key callers send as `Authorization: Bearer KEY` (or set
+    /// LOOPC_API_KEY). Without a key, serve listens on loopback only.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// The largest request body in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+    /// The most runs served at once (more get 503 with Retry-After).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_inflight: usize,
+    /// Delete runs (and their feedback) older than this many days, checked hourly.
+    #[arg(long, value_name = "DAYS")]
+    pub retain_days: Option<u32>,
+    /// A file of at least 32 bytes to sign feedback tokens with (default: a secret kept in
+    /// the store, shared by every replica on it).
+    #[arg(long, value_name = "FILE")]
+    pub token_secret_file: Option<PathBuf>,
+    /// How long a run's feedback token stays valid: e.g. 90s, 30m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub token_ttl: String,
+    /// On SIGTERM or Ctrl-C, how many seconds requests in flight get to finish before serve
+    /// stops anyway.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub drain_seconds: u64,
+    /// How often retention runs, in seconds (for tests).
+    #[arg(long, hide = true, default_value_t = 3600)]
+    pub retention_interval: u64,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc runs ...`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first, with their feedback counts.
+    List(RunsListArgs),
+    /// Show one run: inputs, outputs, trace and feedback.
+    Show(RunsShowArgs),
+}
+
+/// `loopc runs list`.
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only runs of this program.
+    #[arg(long)]
+    pub program: Option<String>,
+    /// Only runs of this artifact (its SHA-256).
+    #[arg(long)]
+    pub artifact: Option<String>,
+    /// Only runs of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only runs at or after this time (RFC 3339, a date, or milliseconds since 1970).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only runs before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The most runs to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Continue after this cursor (printed after a full page).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Oldest first instead of newest first.
+    #[arg(long)]
+    pub oldest_first: bool,
+    /// Print JSON (`{"runs": [...], "next": CURSOR}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc runs show`.
+#[derive(Debug, Args)]
+pub struct RunsShowArgs {
+    /// The run's id.
+    pub id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON (the run as `GET /v1/runs/{id}` answers it).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc feedback ...`.
+#[derive(Debug, Subcommand)]
+pub enum FeedbackCommand {
+    /// List feedback, oldest first.
+    List(FeedbackListArgs),
+}
+
+/// `loopc feedback list`.
+#[derive(Debug, Args)]
+pub struct FeedbackListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only feedback on runs of this program.
+    #[arg(long)]
+    pub program: Option<String>,
+    /// Only feedback on runs of this artifact (its SHA-256).
+    #[arg(long)]
+    pub artifact: Option<String>,
+    /// Only feedback on this run.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only this key (e.g. thumbs, correction, accepted).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only this source: user, api, model, implicit or annotation.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only feedback from this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only feedback given at or after this time (RFC 3339, a date, or milliseconds).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only feedback given before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The most to show.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print JSON (`{"feedback": [...]}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The user whose runs and feedback to delete.
+    #[arg(long)]
+    pub user: String,
+    /// Print what was removed as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc completions`.
@@ -567,6 +738,33 @@ pub enum BenchCommand {
     Compile(BenchCompileArgs),
     /// The closed loop: serve a labelled stream round by round, correct every answer, learn.
     Loop(BenchLoopArgs),
+    /// Serve a program in-process and send runs and feedback to it over HTTP from several clients.
+    Serve(BenchServeArgs),
+}
+
+/// `loopc bench serve`.
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// The program: a `.loop` file or a compiled artifact.
+    #[arg(default_value = "programs/sentiment.loop")]
+    pub file: PathBuf,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Runs to send (each followed by one feedback with its token).
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Feedback writes to send in the feedback-only phase (what the store sustains over HTTP).
+    #[arg(long, default_value_t = 4000)]
+    pub feedback: usize,
+    /// The store to serve on (default: a fresh SQLite file in a temporary directory).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// `loopc bench loop`.

@@ -16,6 +16,7 @@ mod bench_compile;
 mod bench_loop;
 mod bench_model;
 mod bench_run;
+mod bench_serve;
 mod cache;
 mod check;
 mod compile;
@@ -32,14 +33,16 @@ mod progress;
 mod prompt;
 mod report;
 mod run;
+mod serve;
 mod source;
+mod store;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use args::{BenchCommand, Cli, Command};
+use args::{BenchCommand, Cli, Command, FeedbackCommand, RunsCommand};
 
 /// What a command concluded, when it ran to the end.
 pub enum Outcome {
@@ -103,6 +106,12 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
         Command::Bench(BenchCommand::Compile(a)) => bench_compile::run(&a, color),
+        Command::Bench(BenchCommand::Serve(a)) => bench_serve::run(&a, color),
+        Command::Serve(a) => serve::run(&a, color),
+        Command::Runs(RunsCommand::List(a)) => store::runs_list(&a),
+        Command::Runs(RunsCommand::Show(a)) => store::runs_show(&a),
+        Command::Feedback(FeedbackCommand::List(a)) => store::feedback_list(&a),
+        Command::Forget(a) => store::forget(&a),
         Command::Bench(BenchCommand::Loop(a)) => bench_loop::run(&a, color),
         Command::Completions(a) => completions(a.shell),
     };

@@ -8,6 +8,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use super::decl::*;
+use super::feedback_spec::FeedbackSpec;
 use super::metric_spec::MetricSpec;
 use super::model_spec::ModelSpec;
 use super::optimizer_spec::OptimizerSpec;
@@ -29,6 +30,7 @@ pub struct Dag {
     pub(super) returns: Vec<Binding>,
     pub(super) metrics: Vec<MetricSpec>,
     pub(super) optimizer: Option<OptimizerSpec>,
+    pub(super) feedback: Vec<FeedbackSpec>,
     pub(super) wiring: Wiring,
 }
 
@@ -280,6 +282,17 @@ impl Dag {
     /// The `optimize` declaration, if any.
     pub fn optimizer(&self) -> Option<&OptimizerSpec> {
         self.optimizer.as_ref()
+    }
+
+    /// The feedback the program takes: its `feedback` declarations, or `correction` and
+    /// `thumbs` when it declares none. (The implicit signals are taken by every program.)
+    pub fn feedback(&self) -> &[FeedbackSpec] {
+        &self.feedback
+    }
+
+    /// The feedback named `key`, if the program takes it.
+    pub fn feedback_spec(&self, key: &str) -> Option<&FeedbackSpec> {
+        self.feedback.iter().find(|f| f.name == key)
     }
 
     /// Layers of steps that may run concurrently, in order.

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::dag::{Dag, Wiring};
 use super::decl::*;
+use super::feedback_spec;
 use super::metric_spec::{self, MetricSpec};
 use super::model_spec::{self, ModelSpec};
 use super::optimizer_spec::{self, OptimizerSpec};
@@ -89,6 +90,7 @@ impl Cx {
         let (mut sig_decls, mut model_decls, mut tool_decls, mut step_decls, mut metric_decls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut returns: Vec<&ast::ReturnDecl> = Vec::new();
         let mut optimizes: Vec<&ast::OptimizeDecl> = Vec::new();
+        let mut feedback_decls: Vec<&ast::FeedbackDecl> = Vec::new();
         for item in &file.items {
             match item {
                 Item::Input(f) => inputs.push(f),
@@ -100,6 +102,7 @@ impl Cx {
                 Item::Return(r) => returns.push(r),
                 Item::Metric(m) => metric_decls.push(m),
                 Item::Optimize(o) => optimizes.push(o),
+                Item::Feedback(f) => feedback_decls.push(f),
             }
         }
         self.unique("input", inputs.iter().map(|f| &f.name));
@@ -227,6 +230,7 @@ impl Cx {
         let metric_names: Vec<&str> = metric_decls.iter().map(|m| m.name.name.as_str()).collect();
         let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
         let optimizer: Option<OptimizerSpec> = optimizes.first().and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
+        let feedback = feedback_spec::lower(&feedback_decls, &mut self.diags);
 
         // Wiring needs every step; with any step unresolved, stop before graph checks.
         if steps.len() != step_decls.len() {
@@ -260,6 +264,7 @@ impl Cx {
             returns: return_bindings,
             metrics,
             optimizer,
+            feedback,
             wiring,
         })
     }

@@ -217,6 +217,41 @@ fn optimizers_check_their_settings() {
     assert_eq!(check(&src), ["missing-setting 7:1 `optimize labeled_few_shot` needs a metric"]);
 }
 
+#[test]
+fn declared_feedback_is_typed_and_without_declarations_thumbs_and_correction_are_taken() {
+    let base = with("step b = predict S { x: input.q }\nreturn { a: b.y }\n");
+    let d = dag(&base);
+    let names: Vec<&str> = d.feedback().iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["correction", "thumbs"]);
+    let d =
+        dag(&format!("{base}feedback rating: int(1..5) \"how good\"\nfeedback conf: float(0..1)\nfeedback issue: label(rude, slow)\nfeedback note: text\n"));
+    let kinds: Vec<String> = d.feedback().iter().map(|f| f.kind.describe()).collect();
+    assert_eq!(kinds, ["int(1..5)", "float(0..1)", "label(rude, slow)", "text"]);
+    assert_eq!(d.feedback_spec("rating").unwrap().description.as_deref(), Some("how good"));
+    assert!(d.feedback_spec("thumbs").is_none(), "declaring feedback replaces the defaults");
+}
+
+#[test]
+fn bad_feedback_declarations_are_reported_where_they_are_written() {
+    let base = with("step b = predict S { x: input.q }\nreturn { a: b.y }\n");
+    for (decl, want) in [
+        ("feedback a: bool\nfeedback a: int", "duplicate-name 8:10 the feedback `a` is declared twice"),
+        ("feedback accepted: bool", "reserved-name 7:10 `accepted` is an implicit signal and cannot be declared"),
+        ("feedback stars", "missing-type 7:10 feedback `stars` has no type"),
+        ("feedback correction: text", "invalid-value 7:22 `correction` takes a value of the program's outputs and has no type of its own"),
+        ("feedback x: flaot", "unknown-name 7:13 unknown feedback type `flaot`"),
+        ("feedback x: json", "invalid-value 7:13 feedback `x` cannot be `json`"),
+        ("feedback x: list<text>", "invalid-value 7:13 feedback `x` cannot be a list"),
+        ("feedback x: int(5..1)", "invalid-value 7:16 the range is empty or reversed: 5 is not below 1"),
+        ("feedback x: int(1.5..3)", "invalid-value 7:16 the bounds of an `int` feedback are whole numbers"),
+        ("feedback x: text(1..3)", "invalid-value 7:17 a range applies to `int` and `float` feedback, not `text`"),
+        ("feedback x: label(a, a)", "duplicate-name 7:22 the label `a` is listed twice"),
+    ] {
+        assert_eq!(check(&format!("{base}{decl}\n")), [want], "{decl}");
+    }
+    assert_eq!(hints(&format!("{base}feedback x: flaot\n"))[0], "did you mean `float`?");
+}
+
 /// A program of `n` steps, each reading the one before; the first reads the input, or, when
 /// `closed`, the last step (so all of them form one cycle).
 fn chain(n: usize, closed: bool) -> String {

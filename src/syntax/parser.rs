@@ -207,6 +207,8 @@ fn describe(rule: Rule) -> &'static str {
         Rule::return_decl | Rule::kw_return => "`return`",
         Rule::metric_decl | Rule::kw_metric => "`metric`",
         Rule::optimize_decl | Rule::kw_optimize => "`optimize`",
+        Rule::feedback_decl | Rule::kw_feedback => "`feedback`",
+        Rule::feedback_ty | Rule::range_ty => "a type",
         Rule::http_impl | Rule::kw_http => "`http`",
         Rule::command_impl | Rule::kw_command => "`command`",
         Rule::sig_field | Rule::direction | Rule::kw_in | Rule::kw_out => "`in` or `out`",
@@ -307,6 +309,7 @@ impl Builder<'_> {
             }
             Rule::metric_decl => Item::Metric(self.metric(pair)?),
             Rule::optimize_decl => Item::Optimize(self.optimize(pair)?),
+            Rule::feedback_decl => Item::Feedback(self.feedback(pair)?),
             other => return Err(Diagnostic::error("syntax", self.span(&pair), format!("internal: unexpected {other:?}"))),
         })
     }
@@ -469,6 +472,39 @@ impl Builder<'_> {
         let optimizer = ident(next(&mut it, span)?);
         let config = it.next().map(|p| self.config(p)).transpose()?.unwrap_or_default();
         Ok(OptimizeDecl { optimizer, config, span })
+    }
+
+    fn feedback(&self, pair: Pair<Rule>) -> Result<FeedbackDecl> {
+        let span = self.span(&pair);
+        let mut it = pair.into_inner().skip(1);
+        let name = ident(next(&mut it, span)?);
+        let (mut ty, mut range, mut description) = (None, None, None);
+        for p in it {
+            match p.as_rule() {
+                Rule::string => description = Some(string(p)?),
+                _ => {
+                    let inner = next(&mut p.into_inner(), span)?;
+                    match inner.as_rule() {
+                        Rule::range_ty => {
+                            let rspan = self.span(&inner);
+                            let mut ri = inner.into_inner();
+                            let type_pair = next(&mut ri, rspan)?;
+                            let type_span = self.span(&type_pair);
+                            ty = Some(Type { kind: TypeKind::Named(type_pair.as_str().to_string()), span: type_span });
+                            let bound = |p: Pair<Rule>| -> Result<Value> {
+                                let bspan = raw_span(&p);
+                                Ok(Value { kind: number(p.as_str(), bspan)?, span: bspan })
+                            };
+                            let min = bound(next(&mut ri, rspan)?)?;
+                            let max = bound(next(&mut ri, rspan)?)?;
+                            range = Some(Range { min, max, span: Span::new(type_span.end, rspan.end) });
+                        }
+                        _ => ty = Some(self.ty(inner)?),
+                    }
+                }
+            }
+        }
+        Ok(FeedbackDecl { name, ty, range, description, span })
     }
 
     fn config(&self, pair: Pair<Rule>) -> Result<Config> {

@@ -212,6 +212,38 @@ pub(crate) fn programs() -> [(&'static str, &'static str); 5] {
 }
 
 #[test]
+fn feedback_declarations_parse_with_their_types_ranges_and_descriptions() {
+    let src = "program p\nfeedback thumbs: bool \"useful?\"\nfeedback rating: int(1..5)\nfeedback conf: float(0.5 .. 1.5)\n\
+               feedback issue: label(rude, \"too long\")\nfeedback correction \"the right answer\"\nfeedback drift: int(-3..3)\n";
+    let f = parse_ok(src);
+    assert_eq!(f.items.len(), 6);
+    let Item::Feedback(thumbs) = &f.items[0] else { panic!("{:?}", f.items[0]) };
+    assert_eq!((thumbs.name.name.as_str(), thumbs.description.as_ref().unwrap().value.as_str()), ("thumbs", "useful?"));
+    assert_eq!(thumbs.ty.as_ref().unwrap().kind, TypeKind::Named("bool".into()));
+    let Item::Feedback(rating) = &f.items[1] else { panic!() };
+    let range = rating.range.as_ref().unwrap();
+    assert_eq!((&range.min.kind, &range.max.kind), (&ValueKind::Int(1), &ValueKind::Int(5)));
+    assert_eq!(&src[range.span.range()], "(1..5)");
+    assert_eq!(&src[rating.span.range()], "feedback rating: int(1..5)");
+    let Item::Feedback(conf) = &f.items[2] else { panic!() };
+    assert_eq!(conf.range.as_ref().unwrap().min.kind, ValueKind::Float(0.5));
+    let Item::Feedback(correction) = &f.items[4] else { panic!() };
+    assert!(correction.ty.is_none() && correction.range.is_none());
+    let Item::Feedback(drift) = &f.items[5] else { panic!() };
+    assert_eq!(drift.range.as_ref().unwrap().min.kind, ValueKind::Int(-3));
+    let once = format_source(src).unwrap();
+    assert_eq!(parse_ok(&once), f);
+    assert_eq!(format_source(&once).unwrap(), once);
+    assert!(once.contains("\nfeedback conf: float(0.5..1.5)\n") && once.contains("\nfeedback correction \"the right answer\"\n"), "{once}");
+}
+
+#[test]
+fn a_half_written_feedback_range_is_a_syntax_error_at_the_gap() {
+    let got = parse_err("program p\nfeedback rating: int(1..)\n");
+    assert!(got.starts_with("2:25 expected `-` or a number, found `)`"), "{got}");
+}
+
+#[test]
 fn nesting_beyond_the_limit_is_one_located_error_however_deep() {
     let depth = 100_000;
     let ty = format!("program p\ninput x: {}text{}\n", "list<".repeat(depth), ">".repeat(depth));

@@ -39,6 +39,7 @@ macro_rules! for_each_check {
             stores_opened_concurrently_on_one_database_apply_the_schema_once,
             the_write_benchmark_commits_every_write_it_counts,
             writes_cancelled_mid_flight_leave_the_store_consistent_and_usable,
+            feedback_of_every_payload_kind_follows_any_other_on_every_connection,
         }
     };
 }
@@ -586,7 +587,7 @@ pub async fn reopening_a_store_keeps_its_data(url: String) {
     let again = open(&url).await;
     let got = again.run(&run).await.unwrap().expect("the run survived reopening");
     assert_eq!(got.feedback.len(), 1);
-    assert_eq!(schema_version(), 1);
+    assert_eq!(schema_version(), 2);
 }
 
 pub async fn stores_opened_concurrently_on_one_database_apply_the_schema_once(url: String) {
@@ -648,4 +649,24 @@ pub async fn writes_cancelled_mid_flight_leave_the_store_consistent_and_usable(u
         feedback_ok(&store, NewFeedback { client_id: Some(format!("cancel-{i}")), ..score(&run, "thumbs", 1.0) }).await;
     }
     assert_eq!(store.stats().await.unwrap().feedback, 61);
+}
+
+/// Scores, values and corrections written in every order, many times: whichever kind a pooled
+/// connection first prepared its insert with, the others still store (a NULL score once made
+/// PostgreSQL refuse every later score on that connection).
+pub async fn feedback_of_every_payload_kind_follows_any_other_on_every_connection(url: String) {
+    let store = open(&url).await;
+    let run = stored(&store, NewRun::new("triage", json!({"t": "x"}))).await;
+    let payloads = [FeedbackPayload::Value("too long".into()), FeedbackPayload::Correction(json!({"team": "tech"})), FeedbackPayload::Score(0.25)];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let (store, run, payload) = (store.clone(), run.clone(), payloads[i % 3].clone());
+        tasks.spawn(async move { store.add_feedback(NewFeedback::new(run, "k", payload)).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("no panic").expect("every payload kind stores");
+    }
+    let stored = store.run(&run).await.unwrap().unwrap().feedback;
+    assert_eq!(stored.len(), 60);
+    assert_eq!(stored.iter().filter(|f| f.payload == FeedbackPayload::Score(0.25)).count(), 20);
 }

@@ -22,6 +22,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") },
     Migration { version: 2, name: "secrets", sql: include_str!("migrations/0002_secrets.sql") },
+    Migration { version: 3, name: "leases", sql: include_str!("migrations/0003_leases.sql") },
 ];
 
 /// The advisory lock key migrations take on PostgreSQL ("loopc" in ASCII).

@@ -625,6 +625,10 @@ pub struct LearnArgs {
     /// The most stored rows one round compiles on (a seeded sample, human labels first).
     #[arg(long, default_value_t = 300)]
     pub max_rows: usize,
+    /// With an LM-judge metric: the share of stored human ratings it must agree with (on 10
+    /// rated runs or more) before the round uses it.
+    #[arg(long, default_value_t = 0.7, value_name = "SHARE")]
+    pub judge_min_agreement: f64,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,

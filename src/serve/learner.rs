@@ -51,6 +51,8 @@ pub struct LearnLoop {
     pub settings: OptimizerSettings,
     /// The most rows a round compiles on.
     pub max_rows: usize,
+    /// The agreement with people an LM-judge metric needs before a round uses it.
+    pub judge_min_agreement: f64,
     /// This replica's name, as the lease holder.
     pub replica: String,
     /// Told what each turn did, except idle ones (the CLI prints it; the library never does).
@@ -96,6 +98,7 @@ impl LearnLoop {
             poll: Duration::from_secs(10),
             settings: OptimizerSettings::default(),
             max_rows: 300,
+            judge_min_agreement: 0.7,
             replica: format!("replica-{:016x}", rand::random::<u64>()),
             report: Reporter::default(),
         }
@@ -201,6 +204,7 @@ async fn learn_once(service: &Service, engine: &Engine, options: &LearnLoop) -> 
         concurrency: 4,
         max_rows: options.max_rows,
         canary: options.explore.is_some(),
+        judge_min_agreement: options.judge_min_agreement,
         options: service.options(),
         progress: &quiet,
     };

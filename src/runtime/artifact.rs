@@ -1,7 +1,7 @@
 //! The program artifact: a compiled program as one self-contained JSON file — the source,
 //! each step's chosen instruction, template and demos, the model identity, and provenance.
 //!
-//! The compiler writes it; [`super::Program::load`] runs it with no `.loop` file present.
+//! The compiler writes it; [`super::Engine::load_artifact`] runs it with no `.loop` file present.
 //! Everything outside `provenance.timing` is a function of (source, data, settings, seed,
 //! model), so the same compile gives the same bytes there.
 

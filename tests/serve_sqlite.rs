@@ -280,3 +280,50 @@ fn two_replicas_learn_from_feedback_while_serving_and_no_request_fails_across_th
     let dir = tempfile::tempdir().unwrap();
     two_replicas_learn_while_serving_and_no_request_fails(&fixture, &sqlite_url(dir.path()));
 }
+
+#[test]
+fn a_canary_people_approve_of_less_is_rolled_back_and_never_becomes_current() {
+    let fixture = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    // Any candidate passes the gate (`--margin 1`), so it becomes a canary on half the traffic.
+    let flags = ["--learn-every", "16", "--learn-poll", "1s", "--margin", "1", "--holdout-share", "0.3", "--explore", "0.5", "--canary-runs", "8"];
+    let server = Server::start(fixture.command(&url, &flags), &url);
+    let teams = ["billing", "tech", "other"];
+    for i in 0..20 {
+        let team = teams[i % 3];
+        let run = server.run(&format!("ticket {i}: a question for {team}"));
+        assert_eq!(server.post("/v1/feedback", &json!({"run_id": run["run_id"], "key": "correction", "correction": {"team": team}})).status, 201);
+    }
+    let start = std::time::Instant::now();
+    while !server.log().contains("learner: canary started") {
+        assert!(start.elapsed() < Duration::from_secs(300), "no canary in 300 s:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // People dislike every answer of the canary and like every answer of the served program.
+    let (mut canary, mut served) = (0, 0);
+    let mut i = 0;
+    while canary < 8 || served < 8 {
+        let run = server.run(&format!("after the canary started {i}"));
+        let is_canary = run["artifact"].is_string();
+        let thumbs = if is_canary { 0 } else { 1 };
+        assert_eq!(server.post("/v1/feedback", &json!({"run_id": run["run_id"], "key": "thumbs", "score": thumbs})).status, 201);
+        if is_canary {
+            canary += 1
+        } else {
+            served += 1
+        }
+        i += 1;
+        assert!(i < 400, "the canary took {canary} of {i} runs; it should take about half");
+    }
+    let start = std::time::Instant::now();
+    while !server.log().contains("learner: canary rolled back") {
+        assert!(start.elapsed() < Duration::from_secs(120), "the canary was not judged:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!server.log().contains("canary promoted"), "{}", server.log());
+    assert_eq!(request(&server.addr, "GET", "/healthz", None, None, b"").json["artifact"], serde_json::Value::Null, "the program as written still serves");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let current = rt.block_on(async { loopc::learn::current(&loopc::store::Store::open(&url).await.unwrap(), "triage").await.unwrap() });
+    assert!(current.is_none(), "a rolled-back canary is never the store's current version");
+}

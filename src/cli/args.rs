@@ -158,6 +158,9 @@ pub struct ServeArgs {
     /// Runs with feedback a canary needs before it is judged.
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub canary_runs: usize,
+    /// How much lower the canary's live approval rate may be than the served version's.
+    #[arg(long, default_value_t = 0.02, value_name = "SHARE")]
+    pub canary_margin: f64,
     /// How often the learner looks at the store (and picks up versions other replicas promoted).
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub learn_poll: String,

@@ -55,6 +55,7 @@ fn learn_loop(args: &ServeArgs, color: bool) -> anyhow::Result<Option<LearnLoop>
     l.margin = args.margin;
     l.explore = args.explore.map(|e| share("--explore", e)).transpose()?;
     l.canary_runs = args.canary_runs.max(1);
+    l.canary_margin = share("--canary-margin", args.canary_margin)?;
     l.poll = parse_duration(&args.learn_poll).context("--learn-poll")?;
     l.max_rows = args.max_rows.max(1);
     l.report = Reporter::new(|outcome| match outcome {

@@ -327,3 +327,22 @@ fn a_canary_people_approve_of_less_is_rolled_back_and_never_becomes_current() {
     let current = rt.block_on(async { loopc::learn::current(&loopc::store::Store::open(&url).await.unwrap(), "triage").await.unwrap() });
     assert!(current.is_none(), "a rolled-back canary is never the store's current version");
 }
+
+#[test]
+fn bad_learning_flags_are_refused_before_serving() {
+    let fixture = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    for (flags, says) in [
+        (&["--learn-every", "0"][..], "--learn-every 0"),
+        (&["--learn-every", "soon"][..], "--learn-every"),
+        (&["--learn-every", "10", "--explore", "1.5"][..], "--explore must be between 0 and 1"),
+        (&["--learn-every", "10", "--margin=-1"][..], "--margin"),
+        (&["--explore", "0.1"][..], "--learn-every"),
+    ] {
+        let out = fixture.command(&url, flags).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(says) && !err.contains("listening"), "{flags:?}: {err}");
+    }
+}

@@ -60,6 +60,8 @@ async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_m
         margin: 0.0,
         concurrency: 2,
         max_rows: 100,
+        canary: false,
+        options: loopc::runtime::ProgramOptions::default(),
         progress: &progress,
     };
     let first = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: source.clone(), artifact: None };
@@ -121,6 +123,8 @@ async fn too_few_human_labels_or_no_holdout_stop_the_round_with_a_clear_error() 
         margin: 0.0,
         concurrency: 2,
         max_rows: 100,
+        canary: false,
+        options: loopc::runtime::ProgramOptions::default(),
         progress: &progress,
     };
     let err = learn::learn(round(0.0)).await.err().unwrap();

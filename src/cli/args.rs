@@ -137,6 +137,33 @@ pub struct ServeArgs {
     /// How often retention runs, in seconds (for tests).
     #[arg(long, hide = true, default_value_t = 3600)]
     pub retention_interval: u64,
+    /// Learn while serving: after N new runs (e.g. `500`) or every DURATION (e.g. `6h`), run a
+    /// learning round on the store's feedback and swap in the candidate if the gate passes it.
+    /// Replicas on one store take turns by a lease; the others follow the promoted version.
+    #[arg(long, value_name = "N|DURATION")]
+    pub learn_every: Option<String>,
+    /// The human-labelled holdout (JSONL or CSV) the background learner's gate judges on.
+    #[arg(long, value_name = "FILE", requires = "learn_every")]
+    pub holdout: Option<PathBuf>,
+    /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
+    #[arg(long, default_value_t = 0.2, value_name = "SHARE")]
+    pub holdout_share: f64,
+    /// How much lower a candidate's holdout score may be, at its interval's lower end.
+    #[arg(long, default_value_t = 0.02)]
+    pub margin: f64,
+    /// Serve a passed candidate to this share of traffic first (0 to 1), and promote it only
+    /// if people approve of its answers at least as much as of the served version's.
+    #[arg(long, value_name = "SHARE", requires = "learn_every")]
+    pub explore: Option<f64>,
+    /// Runs with feedback a canary needs before it is judged.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub canary_runs: usize,
+    /// How often the learner looks at the store (and picks up versions other replicas promoted).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub learn_poll: String,
+    /// The most stored rows one round compiles on.
+    #[arg(long, default_value_t = 300)]
+    pub max_rows: usize,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

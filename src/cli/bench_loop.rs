@@ -170,6 +170,8 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
             margin: args.margin,
             concurrency: args.concurrency.max(1),
             max_rows: args.max_rows,
+            canary: false,
+            options: ProgramOptions::default(),
             progress: &quiet,
         };
         let outcome = rt.block_on(learn::learn(round));

@@ -109,6 +109,8 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
         margin: args.margin,
         concurrency: args.concurrency.max(1),
         max_rows: args.max_rows,
+        canary: false,
+        options: args.runtime.options()?,
         progress: &progress,
     };
     let outcome = rt.block_on(async {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use loopc::serve::{self, ApiKey, ServeOptions, Service};
+use loopc::serve::{self, ApiKey, LearnLoop, Reporter, ServeOptions, Service, Trigger};
 use loopc::store::{mask_password, Store};
 
 use super::args::ServeArgs;
@@ -25,6 +25,43 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     };
     anyhow::ensure!(secs > 0, "a duration must be longer than zero");
     Ok(Duration::from_secs(secs))
+}
+
+/// The background learner of `--learn-every`, if asked for.
+fn learn_loop(args: &ServeArgs, color: bool) -> anyhow::Result<Option<LearnLoop>> {
+    let Some(every) = &args.learn_every else { return Ok(None) };
+    let trigger = match every.trim().parse::<u64>() {
+        Ok(0) => anyhow::bail!("--learn-every 0: give a number of runs above zero, or a duration such as 6h"),
+        Ok(n) => Trigger::Runs(n),
+        Err(_) => Trigger::Every(parse_duration(every).context("--learn-every: give a number of runs (e.g. 500) or a duration (e.g. 6h)")?),
+    };
+    let share = |name: &str, v: f64| {
+        anyhow::ensure!(v.is_finite() && (0.0..=1.0).contains(&v), "{name} must be between 0 and 1, not {v}");
+        Ok(v)
+    };
+    anyhow::ensure!(args.margin.is_finite() && args.margin >= 0.0, "--margin must be a score difference of 0 or more");
+    let holdout = match &args.holdout {
+        Some(p) => {
+            let loaded = source::load(&args.file, color)?;
+            let dag = loaded.dag;
+            let metric = super::compile::pick_metric(&dag, None, None)?;
+            Some(super::compile::load_data(p, &dag, &metric)?)
+        }
+        None => None,
+    };
+    let mut l = LearnLoop::new(trigger);
+    l.holdout = holdout;
+    l.holdout_share = share("--holdout-share", args.holdout_share)?;
+    l.margin = args.margin;
+    l.explore = args.explore.map(|e| share("--explore", e)).transpose()?;
+    l.canary_runs = args.canary_runs.max(1);
+    l.poll = parse_duration(&args.learn_poll).context("--learn-poll")?;
+    l.max_rows = args.max_rows.max(1);
+    l.report = Reporter::new(|outcome| match outcome {
+        Ok(what) => eprintln!("loopc serve: learner: {what}"),
+        Err(e) => eprintln!("loopc serve: learner failed: {e}"),
+    });
+    Ok(Some(l))
 }
 
 /// The API key from `--api-key-file` or `LOOPC_API_KEY`, if any.
@@ -76,6 +113,7 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
         retain: args.retain_days.map(|d| Duration::from_secs(u64::from(d) * 86_400)),
         retention_every: Duration::from_secs(args.retention_interval.max(1)),
         drain_limit: Duration::from_secs(args.drain_seconds),
+        learn: learn_loop(args, color)?,
     };
     let secret = match &args.token_secret_file {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read the token secret file `{}`", p.display()))?),

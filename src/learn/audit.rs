@@ -55,19 +55,38 @@ pub async fn history(store: &Store, program: &str) -> Result<Vec<Version>, Learn
     Ok(versions)
 }
 
-/// The newest promoted version of `program` in the store, with its artifact, if any.
+/// The version of `program` every replica should serve: the one promoted last, with its
+/// artifact, if any. A version is promoted when the gate passed it outright, or later, by a
+/// `promote` audit event (a canary that held up); a `rollback` event withdraws it.
 pub async fn current(store: &Store, program: &str) -> Result<Option<(String, Artifact)>, LearnError> {
-    let mut versions = store.artifacts(program).await?;
-    versions.sort_by_key(|v| v.created.millis());
-    for v in versions.into_iter().rev() {
-        if v.meta["decision"] != "promoted" {
+    let versions = store.artifacts(program).await?;
+    let events = |kind| async move { store.audit_events(Some(kind)).await };
+    let promotes = events(AuditKind::Promote).await?;
+    let rollbacks = events(AuditKind::Rollback).await?;
+    let mut best: Option<(i64, crate::store::ArtifactVersion)> = None;
+    for v in versions {
+        if rollbacks.iter().any(|e| e.subject == v.hash) {
             continue;
         }
-        let Some(body) = v.body else { continue };
-        let artifact = Artifact::parse(&format!("store version {}", v.hash), &body.to_string())?;
-        return Ok(Some((v.hash, artifact)));
+        let by_gate = (v.meta["decision"] == "promoted").then(|| v.created.millis());
+        let by_event = promotes.iter().filter(|e| e.subject == v.hash && e.detail["after_canary"] == true).map(|e| e.created.millis()).max();
+        let Some(at) = by_gate.into_iter().chain(by_event).max() else { continue };
+        if best.as_ref().is_none_or(|(t, _)| at >= *t) {
+            best = Some((at, v));
+        }
     }
-    Ok(None)
+    let Some((_, v)) = best else { return Ok(None) };
+    let Some(body) = v.body.or(store.artifact(&v.hash).await?.and_then(|a| a.body)) else { return Ok(None) };
+    let artifact = Artifact::parse(&format!("store version {}", v.hash), &body.to_string())?;
+    Ok(Some((v.hash, artifact)))
+}
+
+/// Ends a canary: promotes version `hash` of `program` for every replica, or rolls it back,
+/// with the reason (from its live feedback).
+pub async fn conclude_canary(store: &Store, program: &str, hash: &str, promote: bool, reason: &str) -> Result<(), LearnError> {
+    let kind = if promote { AuditKind::Promote } else { AuditKind::Rollback };
+    store.audit(kind, hash, &json!({"program": program, "after_canary": true, "reason": reason})).await?;
+    Ok(())
 }
 
 /// For each step of `artifact`, each demo and where it came from, as JSON (`loopc why`).

@@ -12,7 +12,7 @@ pub mod export;
 pub mod gate;
 mod round;
 
-pub use self::audit::{current, forget, history, why, Version};
+pub use self::audit::{conclude_canary, current, forget, history, why, Version};
 pub use self::export::{export, Export, ExportOptions, Row, RowKind, RowProvenance};
 pub use self::gate::{decide, Decision};
 pub use self::round::{artifact_hash, learn, Current, Outcome, Round, MIN_GOLD_ROWS};

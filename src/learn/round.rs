@@ -71,6 +71,12 @@ pub struct Round<'a> {
     /// The most rows a round compiles on (a seeded sample of everything stored, human labels
     /// first): the store keeps accumulating; each round's cost stays bounded.
     pub max_rows: usize,
+    /// Record a candidate the gate passes as a `canary`, not `promoted`: live traffic decides
+    /// (see [`super::conclude_canary`]).
+    pub canary: bool,
+    /// How to load the programs (the model override, run limits), as the service or CLI
+    /// loads them; step parameters here are ignored, the round chooses its own.
+    pub options: ProgramOptions,
     /// Where progress goes.
     pub progress: &'a (dyn Fn(Event<'_>) + Sync),
 }
@@ -90,10 +96,11 @@ pub struct Outcome {
 /// The fewest human-labelled rows a round learns from (some go to dev, the rest to train).
 pub const MIN_GOLD_ROWS: usize = 4;
 
-fn program_of(engine: &Engine, current: &Current, artifact: Option<&Artifact>) -> Result<Program, LearnError> {
+fn program_of(engine: &Engine, current: &Current, artifact: Option<&Artifact>, options: &ProgramOptions) -> Result<Program, LearnError> {
+    let options = ProgramOptions { params: HashMap::new(), ..options.clone() };
     Ok(match artifact {
-        Some(a) => engine.load_artifact(&current.name, a, ProgramOptions::default())?,
-        None => engine.load_source(&current.name, &current.source, ProgramOptions::default())?,
+        Some(a) => engine.load_artifact(&current.name, a, options)?,
+        None => engine.load_source(&current.name, &current.source, options)?,
     })
 }
 
@@ -112,7 +119,7 @@ async fn holdout_scores(program: &Program, examples: &[Example], metric: &Metric
 
 /// Runs one round and records it in the store.
 pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
-    let current_program = program_of(round.engine, &round.current, round.current.artifact.as_ref())?;
+    let current_program = program_of(round.engine, &round.current, round.current.artifact.as_ref(), &round.options)?;
     let dag = current_program.dag().clone();
     let data = export(round.store, dag.name(), &dag, &round.export).await?;
 
@@ -143,7 +150,7 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     train.sha256 = data.sha256.clone();
 
     let metric = compile::metric::choose(&dag, round.metric.as_deref(), None)?.judged_by(&current_program);
-    let written = round.engine.load_source(&round.current.name, &round.current.source, ProgramOptions::default())?;
+    let written = program_of(round.engine, &round.current, None, &round.options)?;
     let warm_start: Option<HashMap<String, StepParams>> = round.current.artifact.as_ref().and_then(|a| {
         let params = a.validate(&round.current.name, &dag).ok()?;
         Some(params.into_iter().map(|(id, p)| (dag.step(id).name.clone(), p)).collect())
@@ -174,13 +181,18 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     let hash = artifact_hash(&candidate);
 
     (round.progress)(Event::Phase("scoring the current program and the candidate on the holdout", 0));
-    let candidate_program = program_of(round.engine, &round.current, Some(&candidate))?;
+    let candidate_program = program_of(round.engine, &round.current, Some(&candidate), &round.options)?;
     let now = holdout_scores(&current_program, &holdout, &metric, round.concurrency).await?;
     let next = holdout_scores(&candidate_program, &holdout, &metric, round.concurrency).await?;
     let decision = decide(&now, &next, round.margin, plan.seed);
 
+    let verdict = match (decision.promote, round.canary) {
+        (true, false) => "promoted",
+        (true, true) => "canary",
+        (false, _) => "rejected",
+    };
     let meta = json!({
-        "decision": if decision.promote { "promoted" } else { "rejected" },
+        "decision": verdict,
         "reason": decision.reason,
         "holdout_current": decision.current,
         "holdout_candidate": decision.candidate,
@@ -205,8 +217,10 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
         meta,
     };
     round.store.record_artifact(&version).await?;
-    let kind = if decision.promote { AuditKind::Promote } else { AuditKind::Reject };
-    round.store.audit(kind, &hash, &json!({"program": dag.name(), "reason": decision.reason})).await?;
+    if verdict != "canary" {
+        let kind = if decision.promote { AuditKind::Promote } else { AuditKind::Reject };
+        round.store.audit(kind, &hash, &json!({"program": dag.name(), "reason": decision.reason})).await?;
+    }
     Ok(Outcome { candidate, hash, decision, export: data })
 }
 

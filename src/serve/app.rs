@@ -194,6 +194,7 @@ async fn run(State(app): State<Shared>, Extension(caller): Extension<Caller>, Bo
             let body = json!({
                 "run_id": run_id,
                 "outputs": outputs,
+                "artifact": served.artifact,
                 "feedback_token": token,
                 "feedback_token_expires": token.as_ref().map(|_| expires.to_string()),
             });

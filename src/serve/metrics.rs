@@ -42,6 +42,7 @@ pub struct Metrics {
     forward_passes: Family<Labels, Gauge>,
     retention_removed: Counter,
     retention_failures: Counter,
+    learner_turns: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,6 +75,12 @@ impl Metrics {
         registry.register("retention_removed_runs", "Runs deleted by --retain-days", retention_removed.clone());
         let retention_failures = Counter::default();
         registry.register("retention_failures", "Retention passes that failed (the store was unreachable)", retention_failures.clone());
+        let learner_turns = Family::<Labels, Counter>::default();
+        registry.register(
+            "learner_turns",
+            "Turns of the background learner, by what happened (idle, promoted, rejected, canary, error...)",
+            learner_turns.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -86,7 +93,19 @@ impl Metrics {
             forward_passes,
             retention_removed,
             retention_failures,
+            learner_turns,
         }
+    }
+
+    /// Counts a turn of the background learner by its outcome (the text's first words only,
+    /// so the label set stays small).
+    pub fn learner(&self, outcome: Result<&str, &str>) {
+        let what = match outcome {
+            Ok(text) => text.split(':').next().unwrap_or("idle").to_string(),
+            Err(_) => "error".to_string(),
+        };
+        let what = if what.starts_with("another replica") { "another replica is learning".to_string() } else { what };
+        self.learner_turns.get_or_create(&vec![("outcome", what)]).inc();
     }
 
     /// Counts a request answered on `route` (a route template) with `status`.

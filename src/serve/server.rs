@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::app::{router, AppState};
 use super::auth::ApiKey;
+use super::learner::LearnLoop;
 use super::metrics::Metrics;
 use super::service::Service;
 use super::token::{ShortKey, TokenKey};
@@ -37,6 +38,8 @@ pub struct ServeOptions {
     /// After shutdown begins, how long requests in flight may take before the server stops
     /// anyway (a client that never finishes its request cannot hold it up forever).
     pub drain_limit: Duration,
+    /// Learn in the background (`--learn-every`), and follow the store's current version.
+    pub learn: Option<LearnLoop>,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +52,7 @@ impl Default for ServeOptions {
             retain: None,
             retention_every: Duration::from_secs(3600),
             drain_limit: Duration::from_secs(60),
+            learn: None,
         }
     }
 }
@@ -104,8 +108,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let store = service.store().clone();
+    let learner_service = service.clone();
     let (router, metrics) = app(service, tokens, &options);
-    let retention = options.retain.map(|age| tokio::spawn(retain(store.clone(), age, options.retention_every, metrics)));
+    let retention = options.retain.map(|age| tokio::spawn(retain(store.clone(), age, options.retention_every, metrics.clone())));
+    let learner = options.learn.clone().map(|l| {
+        let engine = learner_service.program().engine().clone();
+        tokio::spawn(super::learner::run(learner_service, engine, l, metrics))
+    });
     let (began, draining) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
@@ -122,7 +131,7 @@ pub async fn serve(
         served = server => served,
         () = limit => Ok(()),
     };
-    if let Some(task) = retention {
+    for task in [retention, learner].into_iter().flatten() {
         task.abort();
         let _ = task.await;
     }

@@ -22,7 +22,8 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") },
     Migration { version: 2, name: "secrets", sql: include_str!("migrations/0002_secrets.sql") },
-    Migration { version: 3, name: "review", sql: include_str!("migrations/0003_review.sql") },
+    Migration { version: 3, name: "leases", sql: include_str!("migrations/0003_leases.sql") },
+    Migration { version: 4, name: "review", sql: include_str!("migrations/0004_review.sql") },
 ];
 
 /// The advisory lock key migrations take on PostgreSQL ("loopc" in ASCII).

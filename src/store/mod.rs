@@ -32,6 +32,7 @@ mod db;
 mod error;
 mod feedback;
 mod ids;
+mod leases;
 mod migrate;
 pub mod redact;
 mod retention;

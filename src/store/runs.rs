@@ -202,7 +202,7 @@ pub struct Page<T> {
     pub next: Option<RunCursor>,
 }
 
-/// Sample keys are drawn from `0..SAMPLE_RANGE`, the range migration 0003 gave older runs.
+/// Sample keys are drawn from `0..SAMPLE_RANGE`, the range migration 0004 gave older runs.
 const SAMPLE_RANGE: i64 = 1_000_003;
 
 const INSERT_RUN: &str = "INSERT INTO runs (id, program, artifact_hash, created, user_id, inputs, outputs, trace, error, latency_ms, sample) \
@@ -260,7 +260,7 @@ impl Store {
         let trace = json_text(&self.redactor, &run.trace);
         let error = run.error.as_deref().map(|e| self.redactor.text(e).into_owned());
 
-        // The review queue samples runs by this key (see migration 0003 for its range).
+        // The review queue samples runs by this key (see migration 0004 for its range).
         let sample: i64 = rand::random_range(0..SAMPLE_RANGE);
         let margin = run.label_margin.filter(|m| m.is_finite());
 

@@ -267,10 +267,18 @@ fn push_filter(sql: &mut Sql, filter: &ReviewFilter) {
     }
 }
 
-/// Appends `[NOT] EXISTS (a negative feedback on r)`.
+/// Appends the condition that `r` has (or, `negated`, has not) negative feedback. The flagged
+/// tier asks `r.id IN (…)`: the subquery does not depend on the row, so it is read once, from
+/// the feedback side (few runs are flagged), and the runs are then probed by id; counting
+/// flagged runs so costs the flagged feedback, not every run. The other tiers ask
+/// `NOT EXISTS` per row, which their LIMIT or count cap keeps to a bounded number of rows.
 fn push_flagged(sql: &mut Sql, filter: &ReviewFilter, negated: bool) {
-    sql.push(if negated { " AND NOT EXISTS" } else { " AND EXISTS" });
-    sql.push(" (SELECT 1 FROM feedback n WHERE n.run_id = r.id AND ((n.key = 'rejected' AND n.source = 'implicit')");
+    if negated {
+        sql.push(" AND NOT EXISTS (SELECT 1 FROM feedback n WHERE n.run_id = r.id AND (");
+    } else {
+        sql.push(" AND r.id IN (SELECT n.run_id FROM feedback n WHERE (");
+    }
+    sql.push("(n.key = 'rejected' AND n.source = 'implicit')");
     if !filter.negative_keys.is_empty() {
         sql.push(" OR (n.score = 0 AND n.key IN (");
         for (i, key) in filter.negative_keys.iter().enumerate() {

@@ -202,13 +202,18 @@ fn the_review_page_and_the_widget_work_in_a_real_browser() {
         "Please close my account",
         "Refund my last invoice please",
         "The login page shows an error",
+        "My parcel never arrived",
+        "Can I change the card I pay with?",
+        "The export button does nothing",
     ]
     .iter()
     .map(|t| server.run(t))
     .collect();
-    // A thumbs-down puts the third run at the head of the queue.
-    let down = server.post("/v1/feedback", &json!({"run_id": runs[2]["run_id"], "key": "thumbs", "score": 0}));
-    assert_eq!(down.status, 201, "{}", down.body);
+    // A thumbs-down puts the third run at the head of the queue; the rest fill the dashboard.
+    for (run, key, score) in [(2, "thumbs", 0), (5, "thumbs", 1), (6, "thumbs", 1), (7, "rating", 4)] {
+        let sent = server.post("/v1/feedback", &json!({"run_id": runs[run]["run_id"], "key": key, "score": score}));
+        assert_eq!(sent.status, 201, "{}", sent.body);
+    }
     serve_product_page(shop_listener, server.addr.clone(), runs[4].clone());
 
     let driver = Driver::start(&chromedriver);
@@ -319,7 +324,9 @@ async fn a_request_without_a_session_sees_no_data(w: &World) {
     let path = w.wait_for_path("/review/login").await;
     assert!(path.contains("next="), "{path}");
     let source = w.client.source().await.unwrap();
-    assert!(!source.contains(&run) && !source.contains(ticket), "{source}");
+    assert!(!source.contains(ticket), "{source}");
+    assert_eq!(source.matches(run.as_str()).count(), 1, "the run id only in the form's `next` field: {source}");
+    assert!(source.contains(&format!("name=\"next\" value=\"/review/run/{run}\"")), "{source}");
 }
 
 async fn a_reviewer_signs_in_and_corrects_a_label_with_the_keyboard_alone(w: &World) {
@@ -343,7 +350,7 @@ async fn a_reviewer_signs_in_and_corrects_a_label_with_the_keyboard_alone(w: &Wo
     w.keys(ENTER).await;
     let started = Instant::now();
     while w.path().await.starts_with(&format!("/review/run/{run}")) {
-        assert!(started.elapsed() < Duration::from_secs(20), "Enter did not save and move on");
+        assert!(started.elapsed() < Duration::from_secs(20), "Enter did not save and move on:\n{}", w.client.source().await.unwrap_or_default());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stored = w.api_run(&run);
@@ -463,7 +470,10 @@ async fn the_dashboard_draws_versions_volume_agreement_and_confusion_as_svg(w: &
     assert!(text.contains("Versions"), "{text}");
     // Two corrections were stored above, so the confusion map counts them.
     assert!(text.contains("2 corrections"), "{text}");
+    // WebDriver shoots the viewport only: a tall window takes the whole dashboard.
+    w.client.set_window_size(1280, 2400).await.unwrap();
     w.screenshot("review-dashboard.png").await;
+    w.client.set_window_size(1280, 900).await.unwrap();
 }
 
 async fn the_widget_on_an_allowed_origin_sends_thumbs_with_the_run_token(w: &World) {

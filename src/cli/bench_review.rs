@@ -49,7 +49,8 @@ fn fake_run(i: usize, rng: &mut ChaCha8Rng, now: Timestamp) -> (NewRun, Vec<(Str
     // Margins mostly comfortable, some close calls: the unsure tier is a minority.
     let margin: f64 = -(1.0 - rng.random::<f64>()).ln() * 2.5;
     let age = Duration::from_millis(rng.random_range(0..30 * 86_400_000u64));
-    let scores: Vec<Value> = TEAMS.iter().map(|t| json!({"label": t, "logprob": if *t == team { -0.1 } else { -0.1 - margin - rng.random::<f64>() }})).collect();
+    let scores: Vec<Value> =
+        TEAMS.iter().map(|t| json!({"label": t, "logprob": if *t == team { -0.1 } else { -0.1 - margin - rng.random::<f64>() }})).collect();
     let trace = json!({"schema": 1, "program": "triage", "latency_ms": 80, "steps": [{"step": "route", "kind": "predict", "served_by": "bench",
         "prompt": format!("Route the ticket to the team that handles it.\n\nticket: {ticket}"), "raw": [team], "choice_scores": scores,
         "prompt_tokens": 60, "completion_tokens": 0, "latency_ms": 80}]});

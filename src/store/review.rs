@@ -190,7 +190,7 @@ pub struct ReviewItem {
 }
 
 /// How many runs a count reads at most; a count at the cap means "at least this many".
-pub const COUNT_CAP: u64 = 10_000;
+pub const COUNT_CAP: u64 = 1_000;
 
 /// How many runs wait in each tier, and how many were reviewed (each at most [`COUNT_CAP`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -396,7 +396,8 @@ impl Store {
         }
         // Reviewed runs are found from the reviewers' feedback (an index on source), not by
         // reading every run.
-        let mut sql = Sql::new("SELECT COUNT(*) AS n FROM (SELECT DISTINCT f.run_id FROM feedback f JOIN runs r ON r.id = f.run_id WHERE f.source = 'annotation'");
+        let mut sql =
+            Sql::new("SELECT COUNT(*) AS n FROM (SELECT DISTINCT f.run_id FROM feedback f JOIN runs r ON r.id = f.run_id WHERE f.source = 'annotation'");
         push_filter(&mut sql, filter);
         sql.push(" LIMIT ").bind(cap).push(") c");
         let reviewed = count_column(&sql.query().fetch_one(self.reader()).await?, "n")?;
@@ -436,9 +437,12 @@ impl Store {
     /// on runs of `program` (every program when `None`), given in `[since, until)`, each with
     /// the outputs of its run; newest first.
     pub async fn corrections(&self, program: Option<&str>, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<CorrectionRow>, StoreError> {
+        // `CROSS JOIN` makes SQLite read the feedback first (newest first, by its time index) and
+        // look each run up by id; with a plain join it starts from every run of the program.
+        // PostgreSQL plans it like any inner join.
         let mut sql = Sql::new(
-            "SELECT f.run_id, f.created, f.key, f.source, f.correction, r.outputs FROM feedback f JOIN runs r ON r.id = f.run_id \
-             WHERE f.correction IS NOT NULL AND f.created >= ",
+            "SELECT f.run_id, f.created, f.key, f.source, f.correction, r.outputs FROM feedback f CROSS JOIN runs r \
+             WHERE r.id = f.run_id AND f.correction IS NOT NULL AND f.created >= ",
         );
         sql.bind(Arg::Int(since.millis())).push(" AND f.created < ").bind(Arg::Int(until.millis()));
         sql.and_eq("r.program", program);

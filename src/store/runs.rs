@@ -269,17 +269,17 @@ impl Store {
         // on PostgreSQL (see `sql::Arg::Float`), so a run without one has its own statement.
         let sql = if margin.is_some() { INSERT_RUN_WITH_MARGIN } else { INSERT_RUN };
         let query = sqlx::query(sql)
-        .bind(id.as_str())
-        .bind(&run.program)
-        .bind(run.artifact_hash.as_deref())
-        .bind(created.millis())
-        .bind(run.user_id.as_deref())
-        .bind(inputs)
-        .bind(outputs)
-        .bind(trace)
-        .bind(error)
-        .bind(to_i64(run.latency_ms))
-        .bind(sample);
+            .bind(id.as_str())
+            .bind(&run.program)
+            .bind(run.artifact_hash.as_deref())
+            .bind(created.millis())
+            .bind(run.user_id.as_deref())
+            .bind(inputs)
+            .bind(outputs)
+            .bind(trace)
+            .bind(error)
+            .bind(to_i64(run.latency_ms))
+            .bind(sample);
         let query = match margin {
             Some(m) => query.bind(m),
             None => query,

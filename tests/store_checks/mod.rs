@@ -722,7 +722,13 @@ pub async fn the_review_queue_serves_flagged_then_unsure_then_sampled_runs_each_
     let all = store.review_queue(&filter, None, 100).await.unwrap();
     let order: Vec<(usize, ReviewTier)> = all.iter().map(|i| (ids.iter().position(|id| *id == i.run.id).expect("a triage run"), i.tier)).collect();
     assert_eq!(&order[..5], &[(1, ReviewTier::Flagged), (0, ReviewTier::Flagged), (3, ReviewTier::Unsure), (2, ReviewTier::Unsure), (4, ReviewTier::Unsure)]);
-    let mut sampled: Vec<usize> = order[5..].iter().map(|(i, t)| { assert_eq!(*t, ReviewTier::Sample); *i }).collect();
+    let mut sampled: Vec<usize> = order[5..]
+        .iter()
+        .map(|(i, t)| {
+            assert_eq!(*t, ReviewTier::Sample);
+            *i
+        })
+        .collect();
     sampled.sort();
     assert_eq!(sampled, [5, 6, 7, 8], "every other unreviewed run, once; the reviewed one left");
     assert_eq!(all[0].run.feedback.len(), 1, "items come with their feedback");

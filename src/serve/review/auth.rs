@@ -201,20 +201,21 @@ pub(super) struct Reviewer {
 }
 
 impl Reviewer {
-    /// Refuses a form post whose CSRF token is missing or wrong (a Bearer caller needs none).
-    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), Response> {
-        let Some(expected) = &self.csrf else { return Ok(()) };
-        let ok = sent.is_some_and(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), expected.as_bytes()).into());
-        if ok {
-            Ok(())
-        } else {
-            Err(pages::error_page(
-                StatusCode::FORBIDDEN,
-                "This form has no valid CSRF token",
-                "The form was not sent from this review page (or it is older than your session). Reload the page and send it again.",
-            ))
-        }
+    /// Whether a form post may go on: its CSRF token is the session's (a Bearer caller needs
+    /// none). Compared in constant time.
+    pub fn csrf_ok(&self, sent: Option<&str>) -> bool {
+        let Some(expected) = &self.csrf else { return true };
+        sent.is_some_and(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), expected.as_bytes()).into())
     }
+}
+
+/// The answer to a form post without a valid CSRF token.
+pub(super) fn csrf_refused() -> Response {
+    pages::error_page(
+        StatusCode::FORBIDDEN,
+        "This form has no valid CSRF token",
+        "The form was not sent from this review page (or it is older than your session). Reload the page and send it again.",
+    )
 }
 
 /// The value of cookie `name` in `headers`, if sent.
@@ -262,7 +263,9 @@ pub(super) async fn require_reviewer(State(app): State<Shared>, mut req: Request
             let to = format!("/review/login?next={}", percent_encoding::utf8_percent_encode(wanted, percent_encoding::NON_ALPHANUMERIC));
             pages::redirect(&to)
         }
-        None => pages::error_page(StatusCode::UNAUTHORIZED, "Sign in first", "Sign in on /review/login, or send a reviewer's key as `Authorization: Bearer KEY`."),
+        None => {
+            pages::error_page(StatusCode::UNAUTHORIZED, "Sign in first", "Sign in on /review/login, or send a reviewer's key as `Authorization: Bearer KEY`.")
+        }
     }
 }
 
@@ -331,11 +334,7 @@ pub(super) async fn login(State(app): State<Shared>, headers: HeaderMap, Form(fo
     };
     let value = session_value(&app.tokens, &name, Timestamp::now().plus(SESSION_TTL));
     let secure = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    let cookie = format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_TTL.as_secs(),
-        if secure { "; Secure" } else { "" }
-    );
+    let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}", SESSION_TTL.as_secs(), if secure { "; Secure" } else { "" });
     let mut response = pages::redirect(safe_next(form.next.as_deref()));
     if let Ok(v) = cookie.parse() {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -353,8 +352,8 @@ pub(super) struct LogoutForm {
 /// `POST /review/logout`: clears the cookie (a stateless session cannot be revoked early;
 /// removing the reviewer from the file does that).
 pub(super) async fn logout(Extension(reviewer): Extension<Reviewer>, Form(form): Form<LogoutForm>) -> Response {
-    if let Err(refused) = reviewer.check_csrf(form.csrf.as_deref()) {
-        return refused;
+    if !reviewer.csrf_ok(form.csrf.as_deref()) {
+        return csrf_refused();
     }
     let mut response = pages::redirect("/review/login");
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");

@@ -47,7 +47,18 @@ fn x_labels(svg: &mut String, labels: &[String]) {
     shown.dedup();
     for i in shown {
         let x = LEFT + slot * (i as f64 + 0.5);
-        let _ = write!(svg, "<text x=\"{x:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"middle\">{}</text>", H - 8.0, esc(&labels[i]));
+        // The outer labels hang inwards, so they stay inside the chart at its edges.
+        let anchor = match i {
+            0 if n > 1 => "start",
+            i if i + 1 == n && n > 1 => "end",
+            _ => "middle",
+        };
+        let x = match anchor {
+            "start" => x - slot / 2.0,
+            "end" => x + slot / 2.0,
+            _ => x,
+        };
+        let _ = write!(svg, "<text x=\"{x:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"{anchor}\">{}</text>", H - 8.0, esc(&labels[i]));
     }
 }
 
@@ -147,7 +158,12 @@ pub fn versions(title: &str, points: &[VersionPoint]) -> String {
             let _ = write!(svg, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" class=\"link\"/>", y(c), y(d));
         }
         if let Some(c) = p.current {
-            let _ = write!(svg, "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"12\" height=\"2\" class=\"baseline\"><title>compared with: {c:.3}</title></rect>", x - 6.0, y(c) - 1.0);
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"12\" height=\"2\" class=\"baseline\"><title>compared with: {c:.3}</title></rect>",
+                x - 6.0,
+                y(c) - 1.0
+            );
         }
         if let Some(d) = p.candidate {
             let (class, what) = if p.promoted { ("promoted", "promoted") } else { ("rejected", "rejected") };

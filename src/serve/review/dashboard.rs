@@ -85,7 +85,9 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
         })
         .collect();
     html.push_str(&charts::versions("holdout score per version", &points));
-    html.push_str("<p class=\"hint\">Dots: a candidate's holdout score, filled when promoted, hollow when rejected; bars: the version it was compared with.</p>");
+    html.push_str(
+        "<p class=\"hint\">Dots: a candidate's holdout score, filled when promoted, hollow when rejected; bars: the version it was compared with.</p>",
+    );
     html.push_str("<div class=\"scroll\"><table><tr><th>version</th><th>recorded</th><th>decision</th><th>holdout (was → candidate)</th><th>feedback</th><th>reason</th></tr>");
     for v in history.iter().rev() {
         let score = |s: f64| if s.is_finite() { format!("{s:.3}") } else { "–".into() };

@@ -93,13 +93,9 @@ impl Submission {
             Type::Label(_) | Type::Text => Value::String(raw.to_string()),
             Type::Bool => Value::Bool(raw == "true"),
             Type::Int => raw.trim().parse::<i64>().map(Value::from).map_err(|_| format!("`{}` takes a whole number, not `{raw}`", field.name))?,
-            Type::Float => raw
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(Number::from_f64)
-                .map(Value::Number)
-                .ok_or(format!("`{}` takes a number, not `{raw}`", field.name))?,
+            Type::Float => {
+                raw.trim().parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number).ok_or(format!("`{}` takes a number, not `{raw}`", field.name))?
+            }
             Type::Json | Type::List(_) => serde_json::from_str(raw).map_err(|e| format!("`{}` is not valid JSON: {e}", field.name))?,
         };
         Ok(parsed)
@@ -223,7 +219,8 @@ fn feedback_widget(key: &str, title: &str, kind: &FeedbackKind, current: &str) -
     let id = widget_id("f", key, 0);
     match kind {
         FeedbackKind::Bool => {
-            let options = [(String::new(), "—".to_string()), ("1".into(), "👍 good".into()), ("0".into(), "👎 bad".into())];
+            // Words, not emoji: a reviewer's machine may have no emoji font.
+            let options = [(String::new(), "—".to_string()), ("1".into(), "yes".into()), ("0".into(), "no".into())];
             let mut no_keys = false;
             choices(&name, title, &options, current, &mut no_keys)
         }
@@ -241,7 +238,8 @@ fn feedback_widget(key: &str, title: &str, kind: &FeedbackKind, current: &str) -
             esc(current)
         ),
         FeedbackKind::Label(labels) => {
-            let mut html = format!("<label class=\"block\" for=\"{id}\">{}</label><select id=\"{id}\" name=\"{}\"><option value=\"\">—</option>", esc(title), esc(&name));
+            let mut html =
+                format!("<label class=\"block\" for=\"{id}\">{}</label><select id=\"{id}\" name=\"{}\"><option value=\"\">—</option>", esc(title), esc(&name));
             for l in labels {
                 let selected = if l == current { " selected" } else { "" };
                 let _ = write!(html, "<option{selected}>{}</option>", esc(l));
@@ -249,7 +247,12 @@ fn feedback_widget(key: &str, title: &str, kind: &FeedbackKind, current: &str) -
             html.push_str("</select>");
             html
         }
-        FeedbackKind::Text => format!("<label class=\"block\" for=\"{id}\">{}</label><textarea id=\"{id}\" name=\"{}\" rows=\"2\">{}</textarea>", esc(title), esc(&name), esc(current)),
+        FeedbackKind::Text => format!(
+            "<label class=\"block\" for=\"{id}\">{}</label><textarea id=\"{id}\" name=\"{}\" rows=\"2\">{}</textarea>",
+            esc(title),
+            esc(&name),
+            esc(current)
+        ),
         FeedbackKind::Correction => String::new(),
     }
 }

@@ -28,8 +28,8 @@ use axum::Router;
 use super::app::Shared;
 
 pub use self::auth::{Reviewers, ReviewersError};
-pub use self::widget::{AllowedOrigins, BadOrigin};
 pub(super) use self::widget::cors;
+pub use self::widget::{AllowedOrigins, BadOrigin};
 
 /// The routes under `/review` (each checks its own access) and `/v1/widget.js`.
 pub(super) fn router(state: Shared) -> Router<Shared> {

@@ -113,19 +113,17 @@ fn html_response(status: StatusCode, html: String) -> Response {
     response
 }
 
-/// Headers for answers that hold stored data: never cached, no referrer sent on.
+/// Headers for answers that hold stored data: never cached, no referrer (with its run ids) sent
+/// to other sites. Not `no-referrer`: under it, browsers send `Origin: null` on form posts,
+/// which the same-origin check must refuse.
 pub fn private_headers(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
 }
 
 /// A page saying what went wrong, with `status`.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let body = format!(
-        "<main class=\"narrow\"><h1>{}</h1><p>{}</p><p><a href=\"/review\">Back to the queue</a></p></main>",
-        esc(title),
-        esc(message)
-    );
+    let body = format!("<main class=\"narrow\"><h1>{}</h1><p>{}</p><p><a href=\"/review\">Back to the queue</a></p></main>", esc(title), esc(message));
     let mut response = Page::new(title).body(body).render();
     *response.status_mut() = status;
     response

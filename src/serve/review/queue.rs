@@ -401,8 +401,8 @@ pub(super) async fn submit(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let submission = Submission::new(fields);
-    if let Err(refused) = reviewer.check_csrf(submission.get("csrf")) {
-        return refused;
+    if !reviewer.csrf_ok(submission.get("csrf")) {
+        return super::auth::csrf_refused();
     }
     let program = app.service.program();
     let f = match Filters::read(q, program.dag()) {

@@ -193,6 +193,7 @@ fn the_review_page_and_the_widget_work_in_a_real_browser() {
     let shop_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let shop = format!("http://{}", shop_listener.local_addr().unwrap());
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    record_versions(&url);
     let reviewers_arg = reviewers.display().to_string();
     let server = Server::start(fixture.command(&url, &["--reviewers-file", &reviewers_arg, "--allow-origin", &shop]), &url);
     assert!(server.log().contains("review page on http://"), "{}", server.log());
@@ -245,6 +246,30 @@ fn the_review_page_and_the_widget_work_in_a_real_browser() {
     });
     let (failures, log) = failures;
     assert!(failures.is_empty(), "{} browser check(s) failed:\n{}\n\nserver log:\n{log}", failures.len(), failures.join("\n"));
+}
+
+/// Three versions of the program as learning records them (scores, decisions), for the
+/// dashboard's version chart.
+fn record_versions(url: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = loopc::store::Store::open(url).await.unwrap();
+        let day = 86_400_000;
+        let now = loopc::store::Timestamp::now().millis();
+        let versions = [("a1f3c9e2", None, "promoted", 0.58, 0.64, 3), ("b7d2e410", Some("a1f3c9e2"), "rejected", 0.64, 0.61, 2), ("c90e5b37", Some("a1f3c9e2"), "promoted", 0.64, 0.71, 1)];
+        for (hash, parent, decision, was, got, days_ago) in versions {
+            let v = loopc::store::ArtifactVersion {
+                hash: format!("{hash}{}", "0".repeat(56)),
+                parent: parent.map(|p| format!("{p}{}", "0".repeat(56))),
+                program: "triage".into(),
+                created: loopc::store::Timestamp::from_millis(now - days_ago * day),
+                body: None,
+                meta: json!({"decision": decision, "reason": format!("holdout {was:.2} → {got:.2}"), "holdout_current": was, "holdout_candidate": got, "feedback_count": 40}),
+            };
+            store.record_artifact(&v).await.unwrap();
+        }
+        store.close().await;
+    });
 }
 
 /// A product page on another origin that includes the widget under a run's answer.
@@ -467,11 +492,13 @@ async fn the_dashboard_draws_versions_volume_agreement_and_confusion_as_svg(w: &
     let text = w.js("return document.querySelector('main').innerText").await;
     let text = text.as_str().unwrap();
     assert!(text.contains("Feedback per day") && text.contains("Agreement over time") && text.contains("Label confusion"), "{text}");
-    assert!(text.contains("Versions"), "{text}");
+    assert!(text.contains("Versions") && text.contains("c90e5b370000"), "{text}");
+    let marks = w.js("return [document.querySelectorAll('svg circle.promoted').length, document.querySelectorAll('svg circle.rejected').length]").await;
+    assert_eq!(marks, json!([2, 1]), "a dot per version, by decision");
     // Two corrections were stored above, so the confusion map counts them.
     assert!(text.contains("2 corrections"), "{text}");
     // WebDriver shoots the viewport only: a tall window takes the whole dashboard.
-    w.client.set_window_size(1280, 2400).await.unwrap();
+    w.client.set_window_size(1280, 2000).await.unwrap();
     w.screenshot("review-dashboard.png").await;
     w.client.set_window_size(1280, 900).await.unwrap();
 }

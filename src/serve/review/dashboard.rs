@@ -200,7 +200,8 @@ fn confusion_section(dag: &Dag, corrections: &[CorrectionRow]) -> String {
     html.push_str(&charts::confusion("label confusion", labels, &counts));
     let worst = by_pair.iter().filter(|((a, b), _)| a != b).max_by_key(|(_, c)| **c);
     if let Some(((a, b), c)) = worst {
-        let _ = write!(html, "<p>Most often corrected: <b>{}</b> → <b>{}</b> ({c} times).</p>", esc(&labels[*a]), esc(&labels[*b]));
+        let times = if *c == 1 { "once".to_string() } else { format!("{c} times") };
+        let _ = write!(html, "<p>Most often corrected: <b>{}</b> → <b>{}</b> ({times}).</p>", esc(&labels[*a]), esc(&labels[*b]));
     }
     html.push_str("</section>");
     html

@@ -130,6 +130,14 @@ pub struct ServeArgs {
     /// How long a run's feedback token stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_name = "DURATION")]
     pub token_ttl: String,
+    /// The people who may sign in to the review page (/review): one `NAME KEY` per line (keys
+    /// of 16 or more characters). The API key also signs in, as `api-key`.
+    #[arg(long, value_name = "FILE")]
+    pub reviewers_file: Option<PathBuf>,
+    /// A web origin (e.g. https://shop.example.com) whose pages may post feedback with the
+    /// widget (/v1/widget.js); repeat for several.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
     /// On SIGTERM or Ctrl-C, how many seconds requests in flight get to finish before serve
     /// stops anyway.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
@@ -774,6 +782,25 @@ pub enum BenchCommand {
     Loop(BenchLoopArgs),
     /// Serve a program in-process and send runs and feedback to it over HTTP from several clients.
     Serve(BenchServeArgs),
+    /// Fill a store with many runs and time the review page's queue, run page and dashboard.
+    Review(BenchReviewArgs),
+}
+
+/// `loopc bench review`.
+#[derive(Debug, Args)]
+pub struct BenchReviewArgs {
+    /// Runs to store before timing (with a feedback mix on about a fifth of them).
+    #[arg(long, default_value_t = 100_000)]
+    pub runs: usize,
+    /// Loads of each page to time.
+    #[arg(long, default_value_t = 50)]
+    pub requests: usize,
+    /// The store to fill (default: a fresh SQLite file in a temporary directory).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench serve`.

@@ -15,6 +15,7 @@ mod bench;
 mod bench_compile;
 mod bench_loop;
 mod bench_model;
+mod bench_review;
 mod bench_run;
 mod bench_serve;
 mod cache;
@@ -107,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
         Command::Bench(BenchCommand::Compile(a)) => bench_compile::run(&a, color),
         Command::Bench(BenchCommand::Serve(a)) => bench_serve::run(&a, color),
+        Command::Bench(BenchCommand::Review(a)) => bench_review::run(&a),
         Command::Serve(a) => serve::run(&a, color),
         Command::Runs(RunsCommand::List(a)) => store::runs_list(&a),
         Command::Runs(RunsCommand::Show(a)) => store::runs_show(&a),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use loopc::serve::{self, ApiKey, LearnLoop, Reporter, ServeOptions, Service, Trigger};
+use loopc::serve::{self, AllowedOrigins, ApiKey, LearnLoop, Reporter, Reviewers, ServeOptions, Service, Trigger};
 use loopc::store::{mask_password, Store};
 
 use super::args::ServeArgs;
@@ -74,6 +74,13 @@ fn api_key(args: &ServeArgs) -> anyhow::Result<Option<ApiKey>> {
     text.map(|t| ApiKey::new(&t).map_err(|e| anyhow::anyhow!("{e}"))).transpose()
 }
 
+/// The reviewers of `--reviewers-file`, if given.
+fn reviewers(args: &ServeArgs) -> anyhow::Result<Reviewers> {
+    let Some(path) = &args.reviewers_file else { return Ok(Reviewers::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the reviewers file `{}`", path.display()))?;
+    Reviewers::parse(&text).map_err(|e| anyhow::anyhow!("the reviewers file `{}`, {e}", path.display()))
+}
+
 /// Resolves when SIGTERM or SIGINT (Ctrl-C) arrives.
 async fn shutdown_signal() {
     let interrupt = async {
@@ -115,6 +122,8 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
         retention_every: Duration::from_secs(args.retention_interval.max(1)),
         drain_limit: Duration::from_secs(args.drain_seconds),
         learn: learn_loop(args, color)?,
+        reviewers: reviewers(args)?,
+        allow_origins: AllowedOrigins::new(&args.allow_origins).map_err(|e| anyhow::anyhow!("--allow-origin: {e}"))?,
     };
     let secret = match &args.token_secret_file {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read the token secret file `{}`", p.display()))?),
@@ -139,6 +148,9 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
             eprintln!("loopc serve: no API key set (--api-key-file or LOOPC_API_KEY): listening on loopback only, every local caller is trusted");
         }
         eprintln!("loopc serve: listening on http://{local}");
+        if options.api_key.is_some() || args.reviewers_file.is_some() {
+            eprintln!("loopc serve: review page on http://{local}/review");
+        }
         serve::serve(listener, service, tokens, options, shutdown_signal()).await.context("the server failed")?;
         eprintln!("loopc serve: stopped");
         anyhow::Ok(())

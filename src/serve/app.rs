@@ -10,6 +10,7 @@
 //! | `GET /v1/runs?since=&until=&limit=&after=&program=&artifact=&user_id=&order=` | a page of runs |
 //! | `GET /healthz` | liveness (no key needed) |
 //! | `GET /metrics` | Prometheus text |
+//! | `/review…`, `GET /v1/widget.js` | the review page and the feedback widget (`review/`) |
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ use super::auth::{authenticate, ApiKey, Caller};
 use super::error::ApiError;
 use super::feedback::FeedbackInput;
 use super::metrics::Metrics;
+use super::review::{self, AllowedOrigins, Reviewers};
 use super::service::{RunFor, Service};
 use super::token::TokenKey;
 use super::view::run_json;
@@ -48,9 +50,13 @@ pub(super) struct AppState {
     pub max_inflight: usize,
     pub inflight: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    /// Who may sign in to the review page (besides the API key holder).
+    pub reviewers: Reviewers,
+    /// The origins whose pages may post feedback with the widget.
+    pub allow_origins: AllowedOrigins,
 }
 
-type Shared = Arc<AppState>;
+pub(super) type Shared = Arc<AppState>;
 
 /// The router with every route and layer.
 pub(super) fn router(state: Shared, max_body: usize) -> Router {
@@ -62,7 +68,10 @@ pub(super) fn router(state: Shared, max_body: usize) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_caller))
         .route("/healthz", get(health))
+        // The review page checks its own access (a session cookie or a reviewer's key).
+        .merge(review::router(state.clone()))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), review::cors))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed on this request").into_response()
@@ -93,12 +102,15 @@ async fn observe(State(app): State<Shared>, req: Request, next: Next) -> Respons
 }
 
 /// Turns every error answer that is not already JSON (axum's own 405, a panic's 500, ...)
-/// into `{"error": {"code", "message"}}`.
+/// into `{"error": {"code", "message"}}`. The review page's own HTML error pages stay HTML:
+/// people read those.
 async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
-    let is_json = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    let kind = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let is_json = kind.starts_with("application/json");
+    let is_page = kind.starts_with("text/html") && response.headers().contains_key(header::CONTENT_SECURITY_POLICY);
+    if !(status.is_client_error() || status.is_server_error()) || is_json || is_page {
         return response;
     }
     let (parts, body) = response.into_parts();

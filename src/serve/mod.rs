@@ -10,7 +10,8 @@
 //! Layout: `service.rs` (the library path), `feedback.rs` (checking feedback),
 //! `token.rs` (feedback tokens), `auth.rs` (API key and callers), `app.rs` (routes and
 //! layers), `server.rs` (options, token key, serving and draining, retention),
-//! `metrics.rs`, `view.rs` (runs and feedback as JSON), `error.rs`.
+//! `metrics.rs`, `view.rs` (runs and feedback as JSON), `error.rs`, `learner.rs` (learning in
+//! the background), `review/` (the review page for people, and the feedback widget).
 
 mod app;
 mod auth;
@@ -18,6 +19,7 @@ mod error;
 mod feedback;
 mod learner;
 mod metrics;
+mod review;
 mod server;
 mod service;
 mod token;
@@ -28,6 +30,7 @@ pub use self::error::{ApiError, ServeError};
 pub use self::feedback::{check_feedback, correction, FeedbackError, FeedbackInput};
 pub use self::learner::{LearnLoop, Reporter, Trigger};
 pub use self::metrics::Metrics;
+pub use self::review::{AllowedOrigins, BadOrigin, Reviewers, ReviewersError};
 pub use self::server::{app, serve, token_key, ServeOptions, TokenKeyError};
 pub use self::service::{load, load_version, Loaded, RunFor, ServedRun, Service};
 pub use self::token::{ShortKey, TokenError, TokenKey};

@@ -15,6 +15,7 @@ use super::app::{router, AppState};
 use super::auth::ApiKey;
 use super::learner::LearnLoop;
 use super::metrics::Metrics;
+use super::review::{AllowedOrigins, Reviewers};
 use super::service::Service;
 use super::token::{ShortKey, TokenKey};
 use crate::store::{Store, StoreError, Timestamp};
@@ -40,6 +41,10 @@ pub struct ServeOptions {
     pub drain_limit: Duration,
     /// Learn in the background (`--learn-every`), and follow the store's current version.
     pub learn: Option<LearnLoop>,
+    /// Who may sign in to the review page (`--reviewers-file`); the API key holder always may.
+    pub reviewers: Reviewers,
+    /// The origins whose pages may post feedback with the widget (`--allow-origin`).
+    pub allow_origins: AllowedOrigins,
 }
 
 impl Default for ServeOptions {
@@ -53,6 +58,8 @@ impl Default for ServeOptions {
             retention_every: Duration::from_secs(3600),
             drain_limit: Duration::from_secs(60),
             learn: None,
+            reviewers: Reviewers::default(),
+            allow_origins: AllowedOrigins::default(),
         }
     }
 }
@@ -93,6 +100,8 @@ pub fn app(service: Service, tokens: TokenKey, options: &ServeOptions) -> (Route
         max_inflight,
         inflight: Arc::new(Semaphore::new(max_inflight)),
         metrics: metrics.clone(),
+        reviewers: options.reviewers.clone(),
+        allow_origins: options.allow_origins.clone(),
     });
     (router(state, options.max_body), metrics)
 }

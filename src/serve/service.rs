@@ -214,6 +214,8 @@ impl Service {
         let id = RunId::generate();
         trace.run_id = id.to_string();
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // The least sure constrained choice of the run: the review queue serves small margins first.
+        let label_margin = trace.steps.iter().filter_map(|s| s.label_margin()).filter(|m| m.is_finite()).map(f64::from).reduce(f64::min);
         let run = NewRun {
             id: Some(id),
             artifact_hash: version.artifact_hash.clone(),
@@ -224,6 +226,7 @@ impl Service {
             error: outputs.as_ref().err().map(|e| e.to_string()),
             latency_ms,
             consent: who.consent,
+            label_margin,
             ..NewRun::new(program.dag().name(), Value::Object(inputs))
         };
         let write = Instant::now();

@@ -22,7 +22,7 @@
 //!
 //! Layout: `db.rs` (opening URLs, connections), `migrate.rs` + `migrations/`
 //! (schema), `runs.rs`, `feedback.rs`, `artifacts.rs`, `audit.rs`, `retention.rs` (forget,
-//! expire), `secrets.rs` (secrets shared by every process on a store), `stats.rs`, `redact.rs`, `ids.rs`, `time.rs`, `sql.rs` (query helpers), `writer.rs` (the write
+//! expire), `review.rs` (the review queue and dashboard figures), `secrets.rs` (secrets shared by every process on a store), `stats.rs`, `redact.rs`, `ids.rs`, `time.rs`, `sql.rs` (query helpers), `writer.rs` (the write
 //! transaction), `bench.rs`.
 
 mod artifacts;
@@ -36,6 +36,7 @@ mod leases;
 mod migrate;
 pub mod redact;
 mod retention;
+mod review;
 mod runs;
 mod secrets;
 mod sql;
@@ -52,6 +53,7 @@ pub use feedback::{FeedbackFilter, FeedbackPayload, FeedbackSource, FeedbackWrit
 pub use ids::{FeedbackId, RunId};
 pub use migrate::schema_version;
 pub use retention::Removed;
+pub use review::{CorrectionRow, FeedbackDay, ReviewCounts, ReviewCursor, ReviewFilter, ReviewItem, ReviewTier, COUNT_CAP};
 pub use runs::{Consent, NewRun, Page, RecordedRun, RunCursor, RunFilter, RunOrder, StoredRun};
 pub use stats::{ProgramStats, StoreStats};
 pub use time::{BadTimestamp, Timestamp};

@@ -52,6 +52,10 @@ pub struct NewRun {
     pub consent: Consent,
     /// When it ran; now when not given (imports and simulations give their own).
     pub created: Option<Timestamp>,
+    /// How sure the run's constrained choices were: the smallest margin, over its label
+    /// steps, between the best and the second-best label's log-probability. The review queue
+    /// serves runs with small margins first. `None` (or not finite) when it made no choice.
+    pub label_margin: Option<f64>,
 }
 
 impl NewRun {
@@ -69,6 +73,7 @@ impl NewRun {
             latency_ms: 0,
             consent: Consent::Given,
             created: None,
+            label_margin: None,
         }
     }
 }
@@ -197,9 +202,18 @@ pub struct Page<T> {
     pub next: Option<RunCursor>,
 }
 
+/// Sample keys are drawn from `0..SAMPLE_RANGE`, the range migration 0004 gave older runs.
+const SAMPLE_RANGE: i64 = 1_000_003;
+
+const INSERT_RUN: &str = "INSERT INTO runs (id, program, artifact_hash, created, user_id, inputs, outputs, trace, error, latency_ms, sample) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+const INSERT_RUN_WITH_MARGIN: &str =
+    "INSERT INTO runs (id, program, artifact_hash, created, user_id, inputs, outputs, trace, error, latency_ms, sample, label_margin) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
 const RUN_COLUMNS: &str = "id, program, artifact_hash, created, user_id, inputs, outputs, trace, error, latency_ms";
 
-fn run_from_row(row: &AnyRow) -> Result<StoredRun, StoreError> {
+pub(super) fn run_from_row(row: &AnyRow) -> Result<StoredRun, StoreError> {
     let id: String = row.try_get("id")?;
     let what = format!("run `{id}`");
     let latency: i64 = row.try_get("latency_ms")?;
@@ -246,23 +260,31 @@ impl Store {
         let trace = json_text(&self.redactor, &run.trace);
         let error = run.error.as_deref().map(|e| self.redactor.text(e).into_owned());
 
+        // The review queue samples runs by this key (see migration 0004 for its range).
+        let sample: i64 = rand::random_range(0..SAMPLE_RANGE);
+        let margin = run.label_margin.filter(|m| m.is_finite());
+
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO runs (id, program, artifact_hash, created, user_id, inputs, outputs, trace, error, latency_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(id.as_str())
-        .bind(&run.program)
-        .bind(run.artifact_hash.as_deref())
-        .bind(created.millis())
-        .bind(run.user_id.as_deref())
-        .bind(inputs)
-        .bind(outputs)
-        .bind(trace)
-        .bind(error)
-        .bind(to_i64(run.latency_ms))
-        .execute(&mut *tx)
-        .await;
+        // A margin is bound only when there is one: a NULL double would be bound as `float4`
+        // on PostgreSQL (see `sql::Arg::Float`), so a run without one has its own statement.
+        let sql = if margin.is_some() { INSERT_RUN_WITH_MARGIN } else { INSERT_RUN };
+        let query = sqlx::query(sql)
+            .bind(id.as_str())
+            .bind(&run.program)
+            .bind(run.artifact_hash.as_deref())
+            .bind(created.millis())
+            .bind(run.user_id.as_deref())
+            .bind(inputs)
+            .bind(outputs)
+            .bind(trace)
+            .bind(error)
+            .bind(to_i64(run.latency_ms))
+            .bind(sample);
+        let query = match margin {
+            Some(m) => query.bind(m),
+            None => query,
+        };
+        let inserted = query.execute(&mut *tx).await;
         match inserted {
             Ok(_) => {}
             Err(e) if is_violation(&e, ErrorKind::UniqueViolation) => return Err(StoreError::RunExists { run_id: id.to_string() }),

@@ -17,6 +17,9 @@ use super::redact::Redactor;
 pub(super) enum Arg {
     Text(String),
     Int(i64),
+    /// Never NULL: sqlx's `Any` driver binds a NULL double as PostgreSQL `float4` (see
+    /// `feedback.rs`), so optional doubles get a statement of their own instead.
+    Float(f64),
 }
 
 /// A SQL text and its arguments, placeholders numbered as they are pushed.
@@ -60,6 +63,7 @@ impl Sql {
             q = match arg {
                 Arg::Text(s) => q.bind(s.as_str()),
                 Arg::Int(i) => q.bind(*i),
+                Arg::Float(f) => q.bind(*f),
             };
         }
         q

@@ -41,6 +41,8 @@ macro_rules! for_each_check {
             writes_cancelled_mid_flight_leave_the_store_consistent_and_usable,
             feedback_of_every_payload_kind_follows_any_other_on_every_connection,
             a_lease_has_one_holder_until_it_is_released_or_lapses,
+            the_review_queue_serves_flagged_then_unsure_then_sampled_runs_each_once,
+            the_review_figures_count_feedback_per_day_and_pair_corrections_with_outputs,
         }
     };
 }
@@ -588,7 +590,7 @@ pub async fn reopening_a_store_keeps_its_data(url: String) {
     let again = open(&url).await;
     let got = again.run(&run).await.unwrap().expect("the run survived reopening");
     assert_eq!(got.feedback.len(), 1);
-    assert_eq!(schema_version(), 3);
+    assert_eq!(schema_version(), 4);
 }
 
 pub async fn stores_opened_concurrently_on_one_database_apply_the_schema_once(url: String) {
@@ -687,4 +689,100 @@ pub async fn a_lease_has_one_holder_until_it_is_released_or_lapses(url: String) 
     assert!(loser.take_lease("learn:triage", l, std::time::Duration::from_millis(1)).await.unwrap(), "a released lease is free");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert!(winner.take_lease("learn:triage", w, long).await.unwrap(), "a lapsed lease is free");
+}
+
+fn with_margin(created: i64, margin: Option<f64>) -> NewRun {
+    NewRun { label_margin: margin, outputs: Some(json!({"team": "billing"})), ..run_of("triage", None, created) }
+}
+
+pub async fn the_review_queue_serves_flagged_then_unsure_then_sampled_runs_each_once(url: String) {
+    let store = open(&url).await;
+    // Ten runs: 0-1 flagged (a thumbs-down, an implicit rejection), 2-4 unsure (margins below
+    // 1), 5-9 sure or without a choice; 9 is already reviewed; one run of another program.
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let margin = match i {
+            2 => Some(0.5),
+            3 => Some(0.1),
+            4 => Some(0.9),
+            0 | 5 | 6 => Some(3.0),
+            _ => None,
+        };
+        ids.push(stored(&store, with_margin(1_000 + i, margin)).await);
+    }
+    stored(&store, run_of("other", None, 5_000)).await;
+    feedback_ok(&store, score(&ids[0], "thumbs", 0.0)).await;
+    feedback_ok(&store, score(&ids[5], "thumbs", 1.0)).await;
+    feedback_ok(&store, NewFeedback::implicit(ids[1].clone(), ImplicitSignal::Rejected)).await;
+    let mut reviewed = NewFeedback::new(ids[9].clone(), "correction", FeedbackPayload::Correction(json!({"team": "tech"})));
+    reviewed.source = FeedbackSource::Annotation;
+    feedback_ok(&store, reviewed).await;
+
+    let filter = ReviewFilter { program: Some("triage".into()), ..ReviewFilter::default() };
+    let all = store.review_queue(&filter, None, 100).await.unwrap();
+    let order: Vec<(usize, ReviewTier)> = all.iter().map(|i| (ids.iter().position(|id| *id == i.run.id).expect("a triage run"), i.tier)).collect();
+    assert_eq!(&order[..5], &[(1, ReviewTier::Flagged), (0, ReviewTier::Flagged), (3, ReviewTier::Unsure), (2, ReviewTier::Unsure), (4, ReviewTier::Unsure)]);
+    let mut sampled: Vec<usize> = order[5..]
+        .iter()
+        .map(|(i, t)| {
+            assert_eq!(*t, ReviewTier::Sample);
+            *i
+        })
+        .collect();
+    sampled.sort();
+    assert_eq!(sampled, [5, 6, 7, 8], "every other unreviewed run, once; the reviewed one left");
+    assert_eq!(all[0].run.feedback.len(), 1, "items come with their feedback");
+    assert_eq!(all[2].label_margin, Some(0.1));
+
+    // Page by page, two at a time, through the cursors' text form: the same runs in order.
+    let mut paged = Vec::new();
+    let mut after: Option<ReviewCursor> = None;
+    loop {
+        let page = store.review_queue(&filter, after.as_ref(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor.to_string().parse().unwrap());
+        paged.extend(page.iter().map(|i| i.run.id.clone()));
+    }
+    assert_eq!(paged, all.iter().map(|i| i.run.id.clone()).collect::<Vec<_>>());
+
+    let counts = store.review_counts(&filter).await.unwrap();
+    assert_eq!(counts, ReviewCounts { flagged: 2, unsure: 3, sample: 4, reviewed: 1 });
+    let item = store.review_item(&filter, &ids[3]).await.unwrap().expect("in the queue");
+    assert_eq!((item.tier, item.cursor.run_id()), (ReviewTier::Unsure, ids[3].as_str()));
+    assert_eq!(store.review_item(&filter, &ids[9]).await.unwrap(), None, "reviewed");
+
+    // Filters: a feedback key, a time window, another program.
+    let keyed = ReviewFilter { key: Some("thumbs".into()), ..filter.clone() };
+    let got: Vec<RunId> = store.review_queue(&keyed, None, 100).await.unwrap().into_iter().map(|i| i.run.id).collect();
+    assert_eq!(got, [ids[0].clone(), ids[5].clone()]);
+    let window = ReviewFilter { since: Some(t(1_002)), until: Some(t(1_004)), ..filter.clone() };
+    assert_eq!(store.review_queue(&window, None, 100).await.unwrap().len(), 2);
+    let other = ReviewFilter { program: Some("other".into()), ..filter.clone() };
+    assert_eq!(store.review_counts(&other).await.unwrap(), ReviewCounts { flagged: 0, unsure: 0, sample: 1, reviewed: 0 });
+    let bad = ReviewFilter { key: Some("no spaces".into()), ..filter };
+    assert!(store.review_queue(&bad, None, 10).await.is_err());
+}
+
+pub async fn the_review_figures_count_feedback_per_day_and_pair_corrections_with_outputs(url: String) {
+    let store = open(&url).await;
+    let day = 86_400_000;
+    let a = stored(&store, with_margin(day, None)).await;
+    let b = stored(&store, with_margin(day, None)).await;
+    for (run, s, when) in [(&a, 0.0, day + 1), (&b, 1.0, day + 2), (&b, 1.0, 2 * day + 5)] {
+        let mut f = score(run, "thumbs", s);
+        f.created = Some(t(when));
+        feedback_ok(&store, f).await;
+    }
+    let mut c = NewFeedback::new(a.clone(), "correction", FeedbackPayload::Correction(json!({"team": "tech"})));
+    c.source = FeedbackSource::Annotation;
+    c.created = Some(t(2 * day + 9));
+    feedback_ok(&store, c).await;
+    let days = store.feedback_days(Some("triage"), t(0), t(10 * day)).await.unwrap();
+    let thumbs: Vec<(i64, u64, u64, u64)> = days.iter().filter(|d| d.key == "thumbs").map(|d| (d.day, d.count, d.zeros, d.ones)).collect();
+    assert_eq!(thumbs, [(1, 2, 1, 1), (2, 1, 0, 1)]);
+    assert!(days.iter().any(|d| d.key == "correction" && d.source == FeedbackSource::Annotation && d.day == 2));
+    assert!(store.feedback_days(Some("other"), t(0), t(10 * day)).await.unwrap().is_empty());
+    let corrections = store.corrections(Some("triage"), t(0), t(10 * day), 10).await.unwrap();
+    assert_eq!(corrections.len(), 1);
+    assert_eq!((corrections[0].correction.clone(), corrections[0].outputs.clone()), (json!({"team": "tech"}), Some(json!({"team": "billing"}))));
 }

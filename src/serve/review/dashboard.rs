@@ -1,0 +1,245 @@
+//! The dashboard: for the served program, each artifact version's holdout score and promotion
+//! decision (what learning recorded, as `loopc history` shows it), feedback volume per day by
+//! source, agreement over time (thumbs-up share, and how often reviewers left the answer as it
+//! was), and the label confusion that corrections reveal. Every figure comes from a bounded
+//! store query: the last [`DAYS`] days, at most [`MAX_CORRECTIONS`] corrections.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use serde_json::Value;
+
+use super::auth::Reviewer;
+use super::charts::{self, VersionPoint};
+use super::pages::{self, esc, when, Page, Section};
+use crate::graph::{Dag, FeedbackKind, Type};
+use crate::serve::app::Shared;
+use crate::store::{CorrectionRow, FeedbackDay, FeedbackSource, ReviewFilter, Timestamp};
+
+/// How many days the charts cover.
+pub const DAYS: i64 = 30;
+
+/// The most corrections the agreement and confusion figures read.
+pub const MAX_CORRECTIONS: usize = 5_000;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `GET /review/dashboard`.
+pub(super) async fn show(State(app): State<Shared>, Extension(reviewer): Extension<Reviewer>) -> Response {
+    let program = app.service.program();
+    let dag = program.dag();
+    let name = dag.name().to_string();
+    let store = app.service.store();
+    let today = Timestamp::now().millis().div_euclid(DAY_MS);
+    let since = Timestamp::from_millis((today - DAYS + 1) * DAY_MS);
+    let until = Timestamp::from_millis((today + 1) * DAY_MS);
+    let filter = ReviewFilter { program: Some(name.clone()), ..ReviewFilter::default() };
+    let read = tokio::try_join!(
+        async { crate::learn::history(store, &name).await.map_err(|e| e.to_string()) },
+        async { store.feedback_days(Some(&name), since, until).await.map_err(|e| e.to_string()) },
+        async { store.corrections(Some(&name), since, until, MAX_CORRECTIONS).await.map_err(|e| e.to_string()) },
+        async { store.review_counts(&filter).await.map_err(|e| e.to_string()) },
+    );
+    let (history, days, corrections, counts) = match read {
+        Ok(v) => v,
+        Err(e) => return pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "The store did not answer", &e),
+    };
+    let day_labels: Vec<String> = (0..DAYS).map(|i| day_label(today - DAYS + 1 + i)).collect();
+    let mut body = format!("<main class=\"dashboard\"><h1>Dashboard: <code>{}</code></h1>", esc(&name));
+    let _ = write!(
+        body,
+        "<p class=\"hint\">Waiting for review: {} flagged, {} unsure, {} others; {} reviewed. Charts cover the last {DAYS} days (UTC).</p>",
+        counts.flagged, counts.unsure, counts.sample, counts.reviewed
+    );
+    body.push_str(&versions_section(&history));
+    body.push_str(&volume_section(&days, today, &day_labels));
+    body.push_str(&agreement_section(dag, &days, &corrections, today, &day_labels));
+    body.push_str(&confusion_section(dag, &corrections));
+    body.push_str("</main>");
+    Page::new("Dashboard").signed_in(&reviewer, Section::Dashboard).body(body).render()
+}
+
+fn day_label(day: i64) -> String {
+    let t = Timestamp::from_millis(day * DAY_MS).to_string();
+    t.get(5..10).unwrap_or(&t).to_string()
+}
+
+fn versions_section(history: &[crate::learn::Version]) -> String {
+    let mut html = String::from("<section><h2>Versions</h2>");
+    if history.is_empty() {
+        html.push_str("<p class=\"empty\">No artifact versions recorded yet: serve an artifact, or learn with <code>loopc learn</code> or <code>serve --learn-every</code>.</p></section>");
+        return html;
+    }
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let points: Vec<VersionPoint> = history
+        .iter()
+        .map(|v| VersionPoint {
+            label: v.hash.chars().take(7).collect(),
+            current: finite(v.holdout.0),
+            candidate: finite(v.holdout.1),
+            promoted: v.decision == "promoted",
+        })
+        .collect();
+    html.push_str(&charts::versions("holdout score per version", &points));
+    html.push_str(
+        "<p class=\"hint\">Dots: a candidate's holdout score, filled when promoted, hollow when rejected; bars: the version it was compared with.</p>",
+    );
+    html.push_str("<div class=\"scroll\"><table><tr><th>version</th><th>recorded</th><th>decision</th><th>holdout (was → candidate)</th><th>feedback</th><th>reason</th></tr>");
+    for v in history.iter().rev() {
+        let score = |s: f64| if s.is_finite() { format!("{s:.3}") } else { "–".into() };
+        let _ = write!(
+            html,
+            "<tr><td><code title=\"{}\">{}</code>{}</td><td>{}</td><td class=\"decision-{}\">{}</td><td>{} → {}</td><td>{}</td><td>{}</td></tr>",
+            esc(&v.hash),
+            esc(&v.hash.chars().take(12).collect::<String>()),
+            if v.tainted { " <span class=\"tier tier-flagged\" title=\"a forgotten user's data trained it\">tainted</span>" } else { "" },
+            esc(&when(Timestamp::from_millis(v.created_ms))),
+            esc(&v.decision),
+            esc(&v.decision),
+            score(v.holdout.0),
+            score(v.holdout.1),
+            v.feedback_count,
+            esc(&v.reason),
+        );
+    }
+    html.push_str("</table></div></section>");
+    html
+}
+
+fn slot(day: i64, today: i64) -> Option<usize> {
+    usize::try_from(day - (today - DAYS + 1)).ok().filter(|i| *i < DAYS as usize)
+}
+
+fn volume_section(days: &[FeedbackDay], today: i64, labels: &[String]) -> String {
+    let sources: Vec<FeedbackSource> = FeedbackSource::ALL.to_vec();
+    let mut values = vec![vec![0u64; sources.len()]; labels.len()];
+    let mut total = 0;
+    for d in days {
+        if let (Some(i), Some(s)) = (slot(d.day, today), sources.iter().position(|s| *s == d.source)) {
+            values[i][s] += d.count;
+            total += d.count;
+        }
+    }
+    let names: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+    format!(
+        "<section><h2>Feedback per day</h2><p class=\"hint\">{total} pieces in {DAYS} days, by source.</p>{}{}</section>",
+        charts::stacked_bars("feedback per day by source", labels, &values),
+        charts::legend(&names)
+    )
+}
+
+/// Whether a correction left the program's answer as it was: every corrected field equals the
+/// run's output.
+fn agrees(c: &CorrectionRow) -> Option<bool> {
+    let outputs = c.outputs.as_ref()?.as_object()?;
+    let corrected = c.correction.as_object()?;
+    Some(corrected.iter().all(|(k, v)| outputs.get(k) == Some(v)))
+}
+
+fn agreement_section(dag: &Dag, days: &[FeedbackDay], corrections: &[CorrectionRow], today: i64, labels: &[String]) -> String {
+    let thumbs: Vec<&str> = dag.feedback().iter().filter(|f| f.kind == FeedbackKind::Bool).map(|f| f.name.as_str()).collect();
+    let mut up = vec![(0u64, 0u64); labels.len()];
+    for d in days.iter().filter(|d| thumbs.contains(&d.key.as_str())) {
+        if let Some(i) = slot(d.day, today) {
+            up[i].0 += d.ones;
+            up[i].1 += d.ones + d.zeros;
+        }
+    }
+    let mut kept = vec![(0u64, 0u64); labels.len()];
+    for c in corrections.iter().filter(|c| c.source == FeedbackSource::Annotation) {
+        if let (Some(i), Some(a)) = (slot(c.created.millis().div_euclid(DAY_MS), today), agrees(c)) {
+            kept[i].0 += u64::from(a);
+            kept[i].1 += 1;
+        }
+    }
+    let share = |v: &[(u64, u64)]| -> Vec<Option<f64>> { v.iter().map(|(a, n)| (*n > 0).then(|| *a as f64 / *n as f64)).collect() };
+    let total = |v: &[(u64, u64)]| v.iter().fold((0, 0), |acc, (a, n)| (acc.0 + a, acc.1 + n));
+    let (ups, votes) = total(&up);
+    let (same, reviewed) = total(&kept);
+    let pct = |a: u64, n: u64| if n == 0 { "–".to_string() } else { format!("{:.0}%", 100.0 * a as f64 / n as f64) };
+    format!(
+        "<section><h2>Agreement over time</h2><p class=\"hint\">Thumbs up: {} of {votes} votes ({}). Reviewers kept the answer: {} of {reviewed} reviews ({}).</p>{}{}</section>",
+        ups,
+        pct(ups, votes),
+        same,
+        pct(same, reviewed),
+        charts::share_lines("agreement per day", labels, &[share(&up), share(&kept)]),
+        charts::legend(&["thumbs up".to_string(), "reviewer kept the answer".to_string()])
+    )
+}
+
+fn confusion_section(dag: &Dag, corrections: &[CorrectionRow]) -> String {
+    let Some(field) = dag.outputs().iter().find(|f| matches!(f.ty, Type::Label(_))) else {
+        return String::new();
+    };
+    let Type::Label(labels) = &field.ty else { return String::new() };
+    let mut counts = vec![vec![0u64; labels.len()]; labels.len()];
+    let mut by_pair: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+    let label_of = |v: Option<&Value>| v.and_then(Value::as_str).and_then(|s| labels.iter().position(|l| l == s));
+    for c in corrections {
+        let answered = label_of(c.outputs.as_ref().and_then(|o| o.get(&field.name)));
+        let corrected = label_of(c.correction.get(&field.name));
+        if let (Some(a), Some(b)) = (answered, corrected) {
+            counts[a][b] += 1;
+            *by_pair.entry((a, b)).or_default() += 1;
+        }
+    }
+    let n: u64 = by_pair.values().sum();
+    let mut html = format!(
+        "<section><h2>Label confusion: <code>{}</code></h2><p class=\"hint\">{n} corrections (the newest {MAX_CORRECTIONS} at most); rows: what the program answered, columns: the correction.</p>",
+        esc(&field.name)
+    );
+    if n == 0 {
+        html.push_str("<p class=\"empty\">No corrections of this label yet.</p></section>");
+        return html;
+    }
+    html.push_str(&charts::confusion("label confusion", labels, &counts));
+    let worst = by_pair.iter().filter(|((a, b), _)| a != b).max_by_key(|(_, c)| **c);
+    if let Some(((a, b), c)) = worst {
+        let times = if *c == 1 { "once".to_string() } else { format!("{c} times") };
+        let _ = write!(html, "<p>Most often corrected: <b>{}</b> → <b>{}</b> ({times}).</p>", esc(&labels[*a]), esc(&labels[*b]));
+    }
+    html.push_str("</section>");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RunId;
+    use serde_json::json;
+
+    fn correction(outputs: Value, correction: Value) -> CorrectionRow {
+        CorrectionRow {
+            run_id: RunId::generate(),
+            created: Timestamp::from_millis(5 * DAY_MS),
+            key: "correction".into(),
+            source: FeedbackSource::Annotation,
+            correction,
+            outputs: Some(outputs),
+        }
+    }
+
+    #[test]
+    fn a_correction_agrees_when_it_leaves_every_field_as_answered() {
+        assert_eq!(agrees(&correction(json!({"team": "a", "n": 1}), json!({"team": "a"}))), Some(true));
+        assert_eq!(agrees(&correction(json!({"team": "a"}), json!({"team": "b"}))), Some(false));
+        let mut none = correction(json!({}), json!({"team": "b"}));
+        none.outputs = None;
+        assert_eq!(agrees(&none), None);
+    }
+
+    #[test]
+    fn days_fall_into_the_window_or_nowhere() {
+        let today = 100;
+        assert_eq!(slot(today, today), Some(DAYS as usize - 1));
+        assert_eq!(slot(today - DAYS + 1, today), Some(0));
+        assert_eq!(slot(today - DAYS, today), None);
+        assert_eq!(slot(today + 1, today), None);
+        assert_eq!(day_label(0), "01-01");
+    }
+}

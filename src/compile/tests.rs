@@ -68,7 +68,7 @@ impl Backend for Rules {
                     0
                 };
                 let scores = (0..labels.len()).map(|i| if i == pick { -0.1 } else { -3.0 }).collect();
-                Choice { scores, prompt_tokens: 40, cached_tokens: 0, from_cache: false }
+                Choice { scores, label_tokens: vec![1; labels.len()], prompt_tokens: 40, cached_tokens: 0, from_cache: false }
             })
             .collect();
         Box::pin(async move { Ok(out) })

@@ -345,6 +345,8 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
                 template: p.template,
                 instruction: p.instruction.unwrap_or_else(|| sig.instruction.clone()),
                 demos: p.demos,
+                retrieval: p.retrieval.map(|r| r.spec().clone()),
+                scoring: p.scoring,
             };
             Some((s.clone(), record))
         })

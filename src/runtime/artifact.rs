@@ -115,6 +115,40 @@ pub struct CandidateRecord {
     pub model_calls: u64,
 }
 
+/// The final choice of a classification program: every (candidate, scoring mode) compared on
+/// one evaluation set, with intervals, and what was shipped and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelectionRecord {
+    /// What the entrants were scored on, e.g. `train + dev (160 examples; ...), 5-fold
+    /// cross-validation for fitted modes`.
+    pub evaluated_on: String,
+    /// Every entrant; the last is the best constant answer.
+    pub entrants: Vec<EntrantRecord>,
+    /// The index of the entrant shipped.
+    pub chosen: usize,
+    /// What was shipped, in words.
+    pub shipped: String,
+    /// Why it was chosen.
+    pub reason: String,
+}
+
+/// One entrant of the final choice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntrantRecord {
+    /// The candidate and its scoring mode.
+    pub description: String,
+    /// The scoring mode's name (`constant` for the constant answer).
+    pub scoring: String,
+    /// The mean metric score (cross-validated for fitted modes).
+    pub mean: f64,
+    /// The 95% bootstrap interval of the mean: low end.
+    pub low: f64,
+    /// The high end.
+    pub high: f64,
+    /// Examples it was scored on.
+    pub examples: usize,
+}
+
 /// How the artifact came to be.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -145,6 +179,10 @@ pub struct Provenance {
     pub model_calls: u64,
     /// Why the search stopped early, if it did (a budget ran out).
     pub stopped_early: Option<String>,
+    /// The final choice among label scoring modes and the best candidates, for programs that
+    /// answer with one label (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<SelectionRecord>,
     /// What differs between two identical compiles: when and how fast.
     pub timing: Timing,
 }

@@ -388,6 +388,26 @@ pub enum BenchCommand {
     Run(BenchRunArgs),
     /// Compile a fixed program twice, from an empty and then a warm response cache.
     Compile(BenchCompileArgs),
+    /// Zero-shot, compiled and majority-label accuracy on public classification tasks.
+    Accuracy(BenchAccuracyArgs),
+}
+
+/// `loopc bench accuracy`.
+#[derive(Debug, Args)]
+pub struct BenchAccuracyArgs {
+    /// The directory holding the tasks' data files (TweetEval emotion, irony and offensive
+    /// train/val JSONL, banking77 train JSONL).
+    #[arg(long, default_value = "../shared/data")]
+    pub tasks: PathBuf,
+    /// Run only these tasks (emotion, irony, offensive, banking77); default: all.
+    #[arg(long = "task", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Also write each task's data samples and compiled artifact into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench compile`.

@@ -6,6 +6,7 @@
 
 mod args;
 mod bench;
+mod bench_accuracy;
 mod bench_compile;
 mod bench_model;
 mod bench_run;
@@ -58,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
         Command::Bench(BenchCommand::Compile(a)) => bench_compile::run(&a, color),
+        Command::Bench(BenchCommand::Accuracy(a)) => bench_accuracy::run(&a, color),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

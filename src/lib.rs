@@ -23,8 +23,11 @@
 pub mod compile;
 pub mod fs;
 pub mod graph;
+pub mod json;
+pub mod learn;
 pub mod model;
 pub mod runtime;
+pub mod serve;
 pub mod store;
 pub mod syntax;
 

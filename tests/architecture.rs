@@ -148,3 +148,19 @@ fn every_store_write_runs_inside_a_transaction_it_commits() {
         assert_eq!(text.matches("begin_write().await").count(), text.matches("tx.commit().await").count(), "{name}: a write transaction is never committed");
     }
 }
+
+#[test]
+fn only_the_loop_stages_use_both_the_runtime_and_the_store() {
+    let mut serve_uses = (false, false);
+    for (path, text) in library_files() {
+        let runtime = text.contains("crate::runtime");
+        let store = text.contains("crate::store");
+        let stage = |name: &str| path.components().any(|c| c.as_os_str() == name);
+        if stage("serve") {
+            serve_uses = (serve_uses.0 || runtime, serve_uses.1 || store);
+        } else if !stage("learn") {
+            assert!(!(runtime && store), "{} uses both the runtime and the store: that is the job of serve (and learn)", path.display());
+        }
+    }
+    assert_eq!(serve_uses, (true, true), "src/serve/ is where the runtime meets the store");
+}

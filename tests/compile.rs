@@ -81,9 +81,9 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
         demos.push(serde_json::json!({"inputs": {"ticket": "hi"}, "outputs": {"team": "billing"}}));
     }
     demos[0]["outputs"]["team"] = serde_json::json!("marketing");
-    let edited_path = dir.path().join("edited.json");
-    std::fs::write(&edited_path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
-    let o = loopc(&["run", edited_path.to_str().unwrap(), "--input", r#"{"ticket": "x"}"#]);
+    let bad_label = dir.path().join("bad_label.json");
+    std::fs::write(&bad_label, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let o = loopc(&["run", bad_label.to_str().unwrap(), "--input", r#"{"ticket": "x"}"#]);
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert!(err.contains("at `steps.route.demos[0].outputs.team`: `marketing` is not one of the labels"), "{err}");
@@ -147,6 +147,7 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
     }
     let o = loopc(&["diff", artifacts[0].to_str().unwrap(), warm.to_str().unwrap()]);
     assert!(text(&o.stdout).contains("the same prompts"), "{}", text(&o.stdout));
+    assert_eq!(o.status.code(), Some(0), "equal artifacts: exit 0");
     let mut edited = first.clone();
     edited["steps"]["route"]["instruction"] = "Pick the team.".into();
     edited["provenance"]["final_score"] = 0.99.into();
@@ -156,6 +157,7 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
     let o = loopc(&["diff", artifacts[0].to_str().unwrap(), edited_path.to_str().unwrap(), "--json"]);
     let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o.stderr)));
     assert_eq!(d["same"], false);
+    assert_eq!(o.status.code(), Some(1), "different artifacts: exit 1, like diff(1)");
     assert_eq!(d["steps"]["route"]["instruction"][1], "Pick the team.");
     assert_eq!(d["provenance"]["final_score"][1], 0.99);
 }
@@ -204,7 +206,7 @@ fn an_interrupted_compile_writes_no_artifact() {
     let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("interrupted: the compile stopped and no artifact was written"), "{}", text(&o.stderr));
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temporary files left");

@@ -2,6 +2,8 @@
 //! diagnostic points inside the text; formatting keeps the tree and is idempotent; valid
 //! programs always have a schedule covering every step once.
 
+mod mutate;
+
 use loopc::{graph, syntax};
 use proptest::prelude::*;
 
@@ -14,8 +16,11 @@ const PROGRAMS: [&str; 5] = [
 ];
 
 /// Tokens of the language, so mutations produce near-valid programs, not just noise.
-const TOKENS: [&str; 40] = [
+const TOKENS: [&str; 43] = [
     "program",
+    "feedback",
+    "..",
+    "int(1..5)",
     "input",
     "output",
     "model",
@@ -177,6 +182,31 @@ proptest! {
         let file = check_total(&src).expect("parses");
         assert_format_law(&src, &file);
     }
+}
+
+proptest! {
+    // The parser's fuzz target: bounded like the others in `fuzz.rs` (`LOOPC_FUZZ_CASES`).
+    #![proptest_config(ProptestConfig { cases: mutate::cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn byte_mutations_of_the_seed_corpus_never_panic_the_parser_or_checker(
+        (which, edits) in mutate::case(parser_seeds().len()),
+    ) {
+        let bytes = mutate::apply(&parser_seeds(), which, &edits);
+        // Sources are UTF-8 by the time they reach the parser; the CLI refuses other bytes.
+        let src = String::from_utf8_lossy(&bytes);
+        if let Some(file) = check_total(&src) {
+            assert_format_law(&src, &file);
+        }
+    }
+}
+
+/// The parser's seed corpus: `tests/fixtures/fuzz/parser/` and the example programs.
+fn parser_seeds() -> Vec<Vec<u8>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seeds = mutate::seeds(&root.join("tests/fixtures/fuzz/parser"), &["loop"]);
+    seeds.extend(PROGRAMS.iter().map(|p| p.as_bytes().to_vec()));
+    seeds
 }
 
 #[test]

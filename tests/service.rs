@@ -1,9 +1,10 @@
 //! The example service (`examples/service.rs`), run as a real process: it loads a program
-//! once and answers HTTP requests with it.
+//! once and answers HTTP requests with it, recording every run in the store; and its library
+//! path without HTTP (`--once`), which records a run of an artifact and feedback on it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// `target/<profile>/examples/service`, built by `cargo test` with the other examples.
@@ -13,13 +14,18 @@ fn service_binary() -> PathBuf {
     profile_dir.join("examples").join("service")
 }
 
-struct Service(Child);
+/// The running example, and the directory of its store (held so it outlives the process).
+struct Service(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+fn store_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("store.db").display())
 }
 
 fn post(addr: &str, body: &str) -> (u16, String) {
@@ -34,15 +40,17 @@ fn post(addr: &str, body: &str) -> (u16, String) {
 
 /// Starts the example service on `program` (a `.loop` file or an artifact) and returns it
 /// with its address, once it listens.
-fn start(program: &std::path::Path) -> (Service, String) {
+fn start(program: &Path) -> (Service, String) {
+    let store = tempfile::tempdir().unwrap();
     let mut child = Command::new(service_binary())
         .arg(program)
         .env("LOOPC_SERVICE_ADDR", "127.0.0.1:0")
+        .env("LOOPC_STORE", store_url(store.path()))
         .stderr(Stdio::piped())
         .spawn()
         .expect("the example service is built by a full `cargo test` (or `cargo build --example service`)");
     let stderr = child.stderr.take().unwrap();
-    let service = Service(child);
+    let service = Service(child, store);
     // The service prints its address once the program and model are loaded.
     let mut addr = None;
     for line in BufReader::new(stderr).lines() {
@@ -69,7 +77,7 @@ fn the_service_answers_with_the_programs_outputs() {
 }
 
 #[test]
-fn the_service_serves_a_compiled_artifact() {
+fn the_service_serves_a_compiled_artifact_and_records_it_without_http() {
     let dir = tempfile::tempdir().unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let slice = |name: &str, n: usize| {
@@ -92,4 +100,24 @@ fn the_service_serves_a_compiled_artifact() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(["billing", "shipping", "technical", "account"].contains(&v["team"].as_str().unwrap()), "{v}");
     drop(service);
+
+    // The library path: one run of the artifact and feedback on it, recorded with no HTTP.
+    let store = tempfile::tempdir().unwrap();
+    let out = Command::new(service_binary())
+        .arg(&artifact)
+        .args(["--once", r#"{"ticket": "Charged twice, write to jane@example.com"}"#])
+        .env("LOOPC_STORE", store_url(store.path()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = &v["stored"];
+    let hash = loopc::fs::sha256_hex(&std::fs::read(&artifact).unwrap());
+    assert_eq!(stored["artifact"], hash.as_str(), "the run names the artifact by the hash of its bytes: {v}");
+    assert_eq!(stored["program"], "ticket_routing");
+    assert_eq!(stored["inputs"]["ticket"], "Charged twice, write to [email]", "{v}");
+    assert_eq!(stored["outputs"], v["outputs"]);
+    let keys: Vec<&str> = stored["feedback"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["thumbs", "accepted"], "the repeated thumbs-up is stored once: {v}");
+    assert_eq!(stored["feedback"][1]["source"], "implicit");
 }

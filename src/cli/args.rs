@@ -13,6 +13,14 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
 
+    /// Print only errors (no progress, no "ok" lines, no warnings).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more about what is done.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -55,9 +63,229 @@ pub enum Command {
     /// List, provision, import and describe local models.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Show or clear the response cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Learn from stored feedback: compile a candidate and promote it only if it is not worse.
+    Learn(LearnArgs),
+    /// Export stored feedback as a labelled dataset.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// List a program's artifact versions with holdout scores and promotion decisions.
+    History(HistoryArgs),
+    /// Show, for each demo of an artifact, the runs and feedback it came from.
+    Why(WhyArgs),
     /// Measure loopc's own speed and print the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Serve a program over HTTP, recording every run and piece of feedback in the store.
+    Serve(ServeArgs),
+    /// List or show the runs in the store.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// List the feedback in the store.
+    #[command(subcommand)]
+    Feedback(FeedbackCommand),
+    /// Delete a user's runs and feedback from the store, and record that it was done.
+    Forget(ForgetArgs),
+    /// Print a shell completion script, e.g. `loopc completions bash > /etc/bash_completion.d/loopc`.
+    Completions(CompletionsArgs),
+}
+
+/// Which store: shared by `serve`, `runs`, `feedback` and `forget`.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The store: `sqlite://PATH` (created on first use) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    #[arg(long, env = "LOOPC_STORE", default_value = "sqlite://loopc-store.db")]
+    pub store: String,
+}
+
+/// `loopc serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The program: a `.loop` file or a compiled artifact.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where to listen. Without an API key, only a loopback address is allowed.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// A file holding the API key callers send as `Authorization: Bearer KEY` (or set
+    /// LOOPC_API_KEY). Without a key, serve listens on loopback only.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// The largest request body in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+    /// The most runs served at once (more get 503 with Retry-After).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_inflight: usize,
+    /// Delete runs (and their feedback) older than this many days, checked hourly.
+    #[arg(long, value_name = "DAYS")]
+    pub retain_days: Option<u32>,
+    /// A file of at least 32 bytes to sign feedback tokens with (default: a secret kept in
+    /// the store, shared by every replica on it).
+    #[arg(long, value_name = "FILE")]
+    pub token_secret_file: Option<PathBuf>,
+    /// How long a run's feedback token stays valid: e.g. 90s, 30m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub token_ttl: String,
+    /// On SIGTERM or Ctrl-C, how many seconds requests in flight get to finish before serve
+    /// stops anyway.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub drain_seconds: u64,
+    /// How often retention runs, in seconds (for tests).
+    #[arg(long, hide = true, default_value_t = 3600)]
+    pub retention_interval: u64,
+    /// Learn while serving: after N new runs (e.g. `500`) or every DURATION (e.g. `6h`), run a
+    /// learning round on the store's feedback and swap in the candidate if the gate passes it.
+    /// Replicas on one store take turns by a lease; the others follow the promoted version.
+    #[arg(long, value_name = "N|DURATION")]
+    pub learn_every: Option<String>,
+    /// The human-labelled holdout (JSONL or CSV) the background learner's gate judges on.
+    #[arg(long, value_name = "FILE", requires = "learn_every")]
+    pub holdout: Option<PathBuf>,
+    /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
+    #[arg(long, default_value_t = 0.2, value_name = "SHARE")]
+    pub holdout_share: f64,
+    /// How much lower a candidate's holdout score may be, at its interval's lower end.
+    #[arg(long, default_value_t = 0.02)]
+    pub margin: f64,
+    /// Serve a passed candidate to this share of traffic first (0 to 1), and promote it only
+    /// if people approve of its answers at least as much as of the served version's.
+    #[arg(long, value_name = "SHARE", requires = "learn_every")]
+    pub explore: Option<f64>,
+    /// Runs with feedback a canary needs before it is judged.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub canary_runs: usize,
+    /// How often the learner looks at the store (and picks up versions other replicas promoted).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub learn_poll: String,
+    /// The most stored rows one round compiles on.
+    #[arg(long, default_value_t = 300)]
+    pub max_rows: usize,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc runs ...`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first, with their feedback counts.
+    List(RunsListArgs),
+    /// Show one run: inputs, outputs, trace and feedback.
+    Show(RunsShowArgs),
+}
+
+/// `loopc runs list`.
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only runs of this program.
+    #[arg(long)]
+    pub program: Option<String>,
+    /// Only runs of this artifact (its SHA-256).
+    #[arg(long)]
+    pub artifact: Option<String>,
+    /// Only runs of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only runs at or after this time (RFC 3339, a date, or milliseconds since 1970).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only runs before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The most runs to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Continue after this cursor (printed after a full page).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Oldest first instead of newest first.
+    #[arg(long)]
+    pub oldest_first: bool,
+    /// Print JSON (`{"runs": [...], "next": CURSOR}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc runs show`.
+#[derive(Debug, Args)]
+pub struct RunsShowArgs {
+    /// The run's id.
+    pub id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON (the run as `GET /v1/runs/{id}` answers it).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc feedback ...`.
+#[derive(Debug, Subcommand)]
+pub enum FeedbackCommand {
+    /// List feedback, oldest first.
+    List(FeedbackListArgs),
+}
+
+/// `loopc feedback list`.
+#[derive(Debug, Args)]
+pub struct FeedbackListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only feedback on runs of this program.
+    #[arg(long)]
+    pub program: Option<String>,
+    /// Only feedback on runs of this artifact (its SHA-256).
+    #[arg(long)]
+    pub artifact: Option<String>,
+    /// Only feedback on this run.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only this key (e.g. thumbs, correction, accepted).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only this source: user, api, model, implicit or annotation.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only feedback from this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only feedback given at or after this time (RFC 3339, a date, or milliseconds).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only feedback given before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The most to show.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print JSON (`{"feedback": [...]}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The user whose runs and feedback to delete.
+    #[arg(long)]
+    pub user: String,
+    /// Print what was removed as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `loopc run`.
@@ -72,9 +300,13 @@ pub struct RunArgs {
     /// A JSONL file with one input object per line (batch mode).
     #[arg(long)]
     pub inputs: Option<PathBuf>,
-    /// Where batch mode writes one result per line (default: standard output).
+    /// Where batch mode writes one result per line (default: standard output). Rows are
+    /// kept in `OUT.partial` as they finish; `OUT` is written whole when all are done.
     #[arg(long, requires = "inputs")]
     pub out: Option<PathBuf>,
+    /// Continue an interrupted batch: skip the rows already in `OUT.partial`.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
     /// How many inputs run at once in batch mode.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -187,7 +419,10 @@ pub struct EvalArgs {
     /// Program runs at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Print JSON instead of text.
+    /// Exit 1 when the score is below this (for CI gates).
+    #[arg(long, value_name = "SCORE")]
+    pub fail_under: Option<f64>,
+    /// Print JSON instead of text, with every example's outputs, score and error.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -232,6 +467,15 @@ pub struct BatchArgs {
     pub batch_across: Option<bool>,
 }
 
+/// A finite number of 0 or more (`nan`, `inf` and negatives are refused).
+fn finite_non_negative(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("`{s}` is not a finite number of 0 or more")),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" => Ok(true),
@@ -274,13 +518,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
     /// Sampling temperature; 0 decodes greedily.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = finite_non_negative)]
     pub temperature: f32,
     /// Sample among the k likeliest tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Sample from the smallest set of tokens whose probability reaches p.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_non_negative)]
     pub top_p: Option<f32>,
     /// The sampling seed.
     #[arg(long, default_value_t = 0)]
@@ -328,10 +572,140 @@ pub enum ModelCommand {
     },
 }
 
+/// `loopc learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// The program now: a `.loop` file or the artifact in use.
+    pub file: PathBuf,
+    /// The store with the runs and feedback (`sqlite://PATH` or `postgres://...`).
+    #[arg(long, env = "LOOPC_STORE")]
+    pub store: String,
+    /// A human-labelled holdout (JSONL or CSV) to judge current and candidate on.
+    #[arg(long)]
+    pub holdout: Option<PathBuf>,
+    /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
+    #[arg(long, default_value_t = 0.0)]
+    pub holdout_share: f64,
+    /// Users who must agree on a label before it is one.
+    #[arg(long, default_value_t = 1)]
+    pub min_agreement: usize,
+    /// How much lower the candidate's holdout score may be, at its interval's lower end.
+    #[arg(long, default_value_t = 0.02)]
+    pub margin: f64,
+    /// Only feedback on runs since this time (RFC 3339, or milliseconds since the epoch).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Where to write the candidate when it is promoted.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// The optimizer (default: the program's, else bootstrap_random_search).
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// The metric (default: the optimizer's, else the program's first).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// The search seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Candidates for the search optimizers.
+    #[arg(long)]
+    pub candidates: Option<u32>,
+    /// The most demos per step.
+    #[arg(long)]
+    pub max_demos: Option<u32>,
+    /// Budget: the most model calls of the compile.
+    #[arg(long)]
+    pub max_calls: Option<u64>,
+    /// Budget: the most seconds of the compile.
+    #[arg(long)]
+    pub max_seconds: Option<u64>,
+    /// Program runs at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// The most stored rows one round compiles on (a seeded sample, human labels first).
+    #[arg(long, default_value_t = 300)]
+    pub max_rows: usize,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc dataset ...`.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Write stored feedback as labelled rows (JSONL), with their kind and provenance.
+    Export {
+        /// The store.
+        #[arg(long, env = "LOOPC_STORE")]
+        store: String,
+        /// The program (a `.loop` file or an artifact: its outputs decide what a valid label is).
+        #[arg(long)]
+        program: PathBuf,
+        /// Only runs since this time (RFC 3339, or milliseconds since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// Users who must agree on a label before it is one.
+        #[arg(long, default_value_t = 1)]
+        min_agreement: usize,
+        /// Mark this share of the human corrections as holdout.
+        #[arg(long, default_value_t = 0.0)]
+        holdout_share: f64,
+        /// Where to write the rows.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+/// `loopc history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The store.
+    #[arg(long, env = "LOOPC_STORE")]
+    pub store: String,
+    /// Only this program (by name); default: every program with versions.
+    #[arg(long)]
+    pub program: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc why`.
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The artifact.
+    pub artifact: PathBuf,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Where the response cache is, how many answers it holds, its size and its limit.
+    Info {
+        /// The cache directory (default: `responses/` in the loopc cache directory).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every cached answer.
+    Clear {
+        /// The cache directory (default: `responses/` in the loopc cache directory).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
 /// `loopc check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The files to check.
+    /// The files to check: `.loop` files, directories (searched for `*.loop`), or `-` for standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print diagnostics as JSON (one object with a list per file) instead of text.
@@ -366,7 +740,8 @@ pub enum GraphFormat {
 /// `loopc fmt`.
 #[derive(Debug, Args)]
 pub struct FmtArgs {
-    /// The files to format in place.
+    /// The files to format in place: `.loop` files, directories (searched for `*.loop`), or `-` to
+    /// format standard input to standard output.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Change nothing; exit 1 if any file is not formatted.
@@ -388,8 +763,91 @@ pub enum BenchCommand {
     Run(BenchRunArgs),
     /// Compile a fixed program twice, from an empty and then a warm response cache.
     Compile(BenchCompileArgs),
+    /// The closed loop: serve a labelled stream round by round, correct every answer, learn.
+    Loop(BenchLoopArgs),
+    /// Serve a program in-process and send runs and feedback to it over HTTP from several clients.
+    Serve(BenchServeArgs),
     /// Zero-shot, compiled and majority-label accuracy on public classification tasks.
     Accuracy(BenchAccuracyArgs),
+}
+
+/// `loopc bench serve`.
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// The program: a `.loop` file or a compiled artifact.
+    #[arg(default_value = "programs/sentiment.loop")]
+    pub file: PathBuf,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Runs to send (each followed by one feedback with its token).
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Feedback writes to send in the feedback-only phase (what the store sustains over HTTP).
+    #[arg(long, default_value_t = 4000)]
+    pub feedback: usize,
+    /// The store to serve on (default: a fresh SQLite file in a temporary directory).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc bench loop`.
+#[derive(Debug, Args)]
+pub struct BenchLoopArgs {
+    /// The program (one label output): a `.loop` file or an artifact.
+    pub program: PathBuf,
+    /// The labelled stream served round by round (JSONL or CSV).
+    #[arg(long)]
+    pub stream: PathBuf,
+    /// The frozen, human-labelled holdout the gate judges on.
+    #[arg(long)]
+    pub holdout: PathBuf,
+    /// Use the first N holdout examples.
+    #[arg(long, default_value_t = 100)]
+    pub holdout_limit: usize,
+    /// Rounds.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Items served per round.
+    #[arg(long, default_value_t = 100)]
+    pub per_round: usize,
+    /// The chance a user's correction is a random label instead of the gold one.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+    /// The share of users who always give a wrong label.
+    #[arg(long, default_value_t = 0.0)]
+    pub poison: f64,
+    /// Change the stream's label mix halfway.
+    #[arg(long)]
+    pub drift: bool,
+    /// Simulated users.
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+    /// The seed of the stream order, the users and the learning rounds.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Candidates per learning round (default: the program's setting).
+    #[arg(long)]
+    pub candidates: Option<u32>,
+    /// The gate's margin.
+    #[arg(long, default_value_t = 0.02)]
+    pub margin: f64,
+    /// The most stored rows a round compiles on.
+    #[arg(long, default_value_t = 120)]
+    pub max_rows: usize,
+    /// Items served at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Print the figures as JSON: `{"rounds": [...], "static", "loop"}`.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub batching: BatchArgs,
 }
 
 /// `loopc bench accuracy`.

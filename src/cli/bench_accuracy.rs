@@ -156,8 +156,8 @@ fn runtime_args(cache: Option<PathBuf>) -> RuntimeArgs {
     RuntimeArgs { model: None, tool_url: Vec::new(), step_timeout: 120, no_cache: cache.is_none(), batching: Default::default(), cache_dir: cache }
 }
 
-/// Runs one task.
-fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::Result<Row> {
+/// Runs one task (`None`: interrupted).
+fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::Result<Option<Row>> {
     let [train, dev, val] = samples(lines(&args.tasks.join(t.train))?, t.val.map(|v| lines(&args.tasks.join(v))).transpose()?)?;
     let write = |name: &str, rows: &[String]| -> anyhow::Result<PathBuf> {
         let path = dir.join(format!("{}-{name}.jsonl", t.name));
@@ -191,7 +191,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         eprintln!("{}: compiling {} on {TRAIN} train / {DEV} dev examples …", t.name, t.program);
     }
     let started = Instant::now();
-    let artifact: Artifact = compile_artifact(&compile, color)?;
+    let Some(artifact): Option<Artifact> = compile_artifact(&compile, color)? else { return Ok(None) };
     let compile_wall = started.elapsed().as_secs_f64();
     artifact.write(&artifact_path)?;
     let field = "label";
@@ -216,7 +216,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         all.dedup();
         all.len()
     };
-    Ok(Row {
+    Ok(Some(Row {
         task: t.name,
         labels,
         zero_shot: accuracy_and_f1(&truth, &zero),
@@ -229,7 +229,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         dev_cv: selection.and_then(|s| s.entrants.get(s.chosen)).map(|e| (e.mean, e.low, e.high)),
         shipped: selection.map_or_else(|| "the search's best candidate".to_string(), |s| s.shipped.clone()),
         peak_mb: peak_rss_mb(),
-    })
+    }))
 }
 
 /// Runs `loopc bench accuracy`.
@@ -247,7 +247,10 @@ pub fn run(args: &BenchAccuracyArgs, color: bool) -> anyhow::Result<Outcome> {
     let dir = args.out.clone().unwrap_or_else(|| keep.as_ref().map(|k| k.path().to_path_buf()).unwrap_or_default());
     let mut rows = Vec::new();
     for t in TASKS.iter().filter(|t| args.only.is_empty() || args.only.iter().any(|n| n == t.name)) {
-        rows.push(task(t, args, &dir, color)?);
+        match task(t, args, &dir, color)? {
+            Some(row) => rows.push(row),
+            None => return Ok(Outcome::Interrupted),
+        }
     }
     if args.json {
         let out: Vec<Value> = rows

@@ -44,7 +44,7 @@ pub fn run(args: &BenchCompileArgs, color: bool) -> anyhow::Result<Outcome> {
             eprintln!("{name} compile of {} …", args.file.display());
         }
         let t = Instant::now();
-        let a = compile_artifact(&compile, color)?;
+        let Some(a) = compile_artifact(&compile, color)? else { return Ok(Outcome::Interrupted) };
         let p = &a.provenance;
         passes.push(serde_json::json!({
             "pass": name,

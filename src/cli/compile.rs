@@ -13,28 +13,12 @@ use loopc::runtime::source::ProgramFile;
 use serde_json::json;
 
 use super::args::CompileArgs;
+use super::interrupt::Interrupt;
 use super::{source, Outcome};
 
 /// The metric named `name`, else the optimizer's, else the first declared.
 pub(super) fn pick_metric(dag: &Dag, name: Option<&str>, rater: Option<Arc<dyn Rater>>) -> anyhow::Result<Metric> {
-    let spec = match name {
-        Some(n) => {
-            let id = dag.metric_id(n).ok_or_else(|| {
-                let names: Vec<&str> = dag.metrics().iter().map(|m| m.name.as_str()).collect();
-                anyhow::anyhow!("the program has no metric `{n}` (its metrics: {})", names.join(", "))
-            })?;
-            dag.metrics()[id.0].clone()
-        }
-        None => match dag.optimizer().and_then(|o| o.settings.metric) {
-            Some(id) => dag.metrics()[id.0].clone(),
-            None => dag
-                .metrics()
-                .first()
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("the program declares no metric: add `metric NAME = exact(output.X, example.X)`"))?,
-        },
-    };
-    Ok(Metric::new(spec, rater)?)
+    Ok(compile::metric::choose(dag, name, rater)?)
 }
 
 pub(super) fn load_data(path: &Path, dag: &Dag, metric: &Metric) -> anyhow::Result<Dataset> {
@@ -91,8 +75,10 @@ impl Display {
     }
 }
 
-/// Compiles as `args` say and returns the artifact, not yet written.
-pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artifact> {
+/// Compiles as `args` say and returns the artifact, not yet written (`None`: interrupted).
+pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Option<Artifact>> {
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut interrupt = Interrupt::register(&rt)?;
     // An artifact compiles its embedded program afresh.
     let loaded = source::load(&args.file, color)?;
     let dag = loaded.dag;
@@ -139,7 +125,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
     let metric = metric.judged_by(&program);
     let display = Display { bar: Mutex::new(None), quiet: args.json, max_calls: budget.max_calls };
     let on_event = |e: Event<'_>| display.on(e);
-    let job = Job { program, source_file, source: src, train, dev, metric, plan, budget, progress: &on_event };
+    let job = Job { program, source_file, source: src, train, dev, metric, plan, budget, progress: &on_event, warm_start: None };
     if !args.json {
         eprintln!(
             "compiling `{}` with {} (seed {seed}): {} train, {} dev examples",
@@ -149,27 +135,29 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Artif
             job.dev.examples.len()
         );
     }
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let artifact = rt.block_on(async {
         tokio::select! {
-            r = compile::compile(job) => r.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted: the compile stopped and no artifact was written")),
+            r = compile::compile(job) => r.map(Some).map_err(anyhow::Error::from),
+            _ = interrupt.wait() => Ok(None),
         }
     });
     if let Some(b) = display.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
         b.finish_and_clear();
     }
-    let mut artifact = artifact?;
+    let Some(mut artifact) = artifact? else { return Ok(None) };
     // The engine is this compile's own, so its models' counters are this compile's tokens.
     let (prefilled, generated) = engine.token_totals();
     artifact.provenance.timing.tokens_prefilled = prefilled;
     artifact.provenance.timing.tokens_generated = generated;
-    Ok(artifact)
+    Ok(Some(artifact))
 }
 
 /// Runs `loopc compile`.
 pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
-    let artifact = compile_artifact(args, color)?;
+    let Some(artifact) = compile_artifact(args, color)? else {
+        eprintln!("interrupted: the compile stopped and no artifact was written");
+        return Ok(Outcome::Interrupted);
+    };
     artifact.write(&args.out)?;
     if let Some(path) = &args.report {
         loopc::fs::atomic_write(path, super::html_report::render(&artifact).as_bytes())

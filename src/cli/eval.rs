@@ -13,6 +13,11 @@ use super::{source, Outcome};
 
 /// Runs `loopc eval`.
 pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
+    if let Some(bar) = args.fail_under {
+        anyhow::ensure!(bar.is_finite() && (0.0..=1.0).contains(&bar), "--fail-under must be a score between 0 and 1");
+    }
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     source::load(&args.file, color)?;
     let program = args.runtime.reproducible_engine()?.load_with(&args.file, args.runtime.options()?)?;
     let dag = program.dag().clone();
@@ -23,14 +28,18 @@ pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let tick = || bar.inc(1);
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let budget = Budget::new(None, None, None);
-    let e = rt.block_on(async {
+    let Some(e) = rt.block_on(async {
         tokio::select! {
-            r = compile::evaluate(&program, &data.examples, &metric, args.concurrency, &budget, &tick) => r.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            r = compile::evaluate(&program, &data.examples, &metric, args.concurrency, &budget, &tick) => r.map(Some).map_err(anyhow::Error::from),
+            _ = interrupt.wait() => Ok(None),
         }
-    })?;
+    })?
+    else {
+        bar.finish_and_clear();
+        eprintln!("interrupted: nothing was scored");
+        return Ok(Outcome::Interrupted);
+    };
     bar.finish_and_clear();
     let failed = e.traces.iter().filter(|t| t.outputs.is_none()).count();
     let mut labels = Vec::new();
@@ -44,6 +53,11 @@ pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
         }
         labels.push((f.name.clone(), names.clone(), confusion));
     }
+    // A label with no example in the data has no accuracy (not 0, not 1): n/a.
+    let accuracy = |row: &[usize], i: usize| {
+        let n: usize = row.iter().sum();
+        (n > 0).then(|| row[i] as f64 / n as f64)
+    };
     if args.json {
         let per_label: Vec<Value> = labels
             .iter()
@@ -52,13 +66,22 @@ pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
                     "field": field,
                     "labels": names,
                     "confusion": m,
-                    "accuracy": names.iter().enumerate().map(|(i, n)| (n.clone(), json!(m[i][i] as f64 / m[i].iter().sum::<usize>().max(1) as f64))).collect::<serde_json::Map<_, _>>(),
+                    "accuracy": names.iter().enumerate().map(|(i, n)| (n.clone(), json!(accuracy(&m[i], i)))).collect::<serde_json::Map<_, _>>(),
                 })
+            })
+            .collect();
+        let examples: Vec<Value> = data
+            .examples
+            .iter()
+            .enumerate()
+            .map(|(i, ex)| {
+                let t = e.traces.get(i);
+                json!({"example": ex.origin, "score": e.scores.get(i), "outputs": t.and_then(|t| t.outputs.clone()), "error": t.and_then(|t| t.error.clone())})
             })
             .collect();
         println!(
             "{}",
-            json!({ "metric": metric.name(), "score": e.mean(), "examples": e.scores.len(), "failed_runs": failed, "model_calls": e.model_calls, "labels": per_label })
+            json!({ "metric": metric.name(), "score": e.mean(), "examples": e.scores.len(), "failed_runs": failed, "model_calls": e.model_calls, "labels": per_label, "results": examples })
         );
     } else {
         println!("{}: {:.3} on {} examples ({failed} failed runs, {} model calls)", metric.name(), e.mean(), e.scores.len(), e.model_calls);
@@ -75,9 +98,20 @@ pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
                 for c in &m[i] {
                     print!(" {c:>width$}");
                 }
-                println!("  {:.3}", m[i][i] as f64 / m[i].iter().sum::<usize>().max(1) as f64);
+                match accuracy(&m[i], i) {
+                    Some(a) => println!("  {a:.3}"),
+                    None => println!("  n/a (no examples)"),
+                }
             }
         }
+    }
+    if !e.scores.is_empty() && failed == e.scores.len() {
+        eprintln!("every run failed");
+        return Ok(Outcome::Failure);
+    }
+    if let Some(bar) = args.fail_under.filter(|b| e.mean() < *b) {
+        eprintln!("the score {:.3} is under --fail-under {bar}", e.mean());
+        return Ok(Outcome::Failure);
     }
     Ok(Outcome::Success)
 }

@@ -141,7 +141,7 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<Outcome> {
                 &json!({ "a": args.a, "b": args.b, "same": fields.is_empty() && steps.is_empty(), "provenance": fields, "steps": steps })
             )?
         );
-        return Ok(Outcome::Success);
+        return Ok(if fields.is_empty() && steps.is_empty() { Outcome::Success } else { Outcome::Failure });
     }
     println!("--- {}\n+++ {}", args.a.display(), args.b.display());
     if fields.is_empty() && steps.is_empty() {
@@ -177,5 +177,6 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<Outcome> {
             }
         }
     }
-    Ok(Outcome::Success)
+    // Like diff(1): the artifacts differ, so the exit code says so.
+    Ok(Outcome::Failure)
 }

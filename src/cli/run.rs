@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
@@ -72,16 +72,33 @@ impl RuntimeArgs {
 /// Runs `loopc run`.
 pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     // Check first, so problems in the file show as diagnostics with carets.
     source::load(&args.file, color)?;
     let program = args.runtime.engine()?.load_with(&args.file, args.runtime.options()?)?;
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match (&args.input, &args.inputs) {
         (Some(arg), _) => {
             let text = input_text(arg)?;
             let inputs = parse_object(&text).map_err(|e| anyhow::anyhow!("--input: {e}"))?;
-            let (result, trace) = rt.block_on(program.run_traced(inputs));
+            // The trace file is opened first, so a bad path fails before the run.
+            let mut traces = match &args.trace_json {
+                Some(p) => Some(loopc::fs::LineAppender::open(p).with_context(|| format!("cannot write the traces to `{}`", p.display()))?),
+                None => None,
+            };
+            let Some((result, trace)) = rt.block_on(async {
+                tokio::select! {
+                    r = program.run_traced(inputs) => Some(r),
+                    _ = interrupt.wait() => None,
+                }
+            }) else {
+                eprintln!("interrupted");
+                return Ok(Outcome::Interrupted);
+            };
             report_trace(args, &trace)?;
+            if let Some(t) = traces.as_mut() {
+                t.write_line(&serde_json::to_string(&trace)?)?;
+            }
             match result {
                 Ok(out) => {
                     println!("{}", serde_json::to_string_pretty(&Value::Object(out))?);
@@ -90,7 +107,7 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
                 Err(e) => Err(anyhow::anyhow!("{e}")),
             }
         }
-        (None, Some(path)) => rt.block_on(batch(args, &program, path)),
+        (None, Some(path)) => rt.block_on(batch(args, &program, path, &mut interrupt)),
         (None, None) => anyhow::bail!("give --input or --inputs"),
     }
 }
@@ -119,7 +136,34 @@ fn parse_object(text: &str) -> Result<Map<String, Value>, String> {
     }
 }
 
-async fn batch(args: &RunArgs, program: &Program, path: &Path) -> anyhow::Result<Outcome> {
+/// Where finished rows of `--out F` go while the batch runs: `F.partial`, next to `F`.
+fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+/// The line numbers already in a partial file (rows a `--resume` skips), and its rows.
+fn finished_rows(partial: &Path) -> anyhow::Result<Vec<(usize, Value)>> {
+    let text = match std::fs::read_to_string(partial) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", partial.display())),
+    };
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not a result row", partial.display(), i + 1))?;
+        let n = v["line"].as_u64().ok_or_else(|| anyhow::anyhow!("{}:{}: a result row without `line`", partial.display(), i + 1))?;
+        rows.push((n as usize, v));
+    }
+    Ok(rows)
+}
+
+/// Batch mode. Rows run concurrently and are written as they finish: to standard output in
+/// input order, or with `--out F` appended to `F.partial` (kept on Ctrl-C or a failure, so
+/// `--resume` continues where it stopped) and, once every row is done, written to `F` in one
+/// atomic replace: an existing `F` is never left half-written or lost to a later failure.
+async fn batch(args: &RunArgs, program: &Program, path: &Path, interrupt: &mut super::interrupt::Interrupt) -> anyhow::Result<Outcome> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     // Validate every line before running anything: a bad line is reported by number.
     let mut rows = Vec::new();
@@ -133,39 +177,83 @@ async fn batch(args: &RunArgs, program: &Program, path: &Path) -> anyhow::Result
         program.executor().check_inputs(&inputs).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
         rows.push((i + 1, inputs));
     }
+    // Every output is opened before the first run, so a bad path fails before any work.
+    let mut traces = match &args.trace_json {
+        Some(p) => Some(loopc::fs::LineAppender::open(p).with_context(|| format!("cannot write the traces to `{}`", p.display()))?),
+        None => None,
+    };
+    let partial = args.out.as_deref().map(partial_path);
+    let mut done: Vec<(usize, Value)> = match (&partial, args.resume) {
+        (Some(p), true) => finished_rows(p)?,
+        (Some(p), false) if p.exists() => {
+            anyhow::bail!("`{}` holds the rows of an unfinished run: pass --resume to continue it, or delete it to start over", p.display())
+        }
+        _ => Vec::new(),
+    };
+    let mut appender = match &partial {
+        Some(p) => Some(loopc::fs::LineAppender::open(p).with_context(|| format!("cannot write `{}`", p.display()))?),
+        None => None,
+    };
+    rows.retain(|(line, _)| !done.iter().any(|(n, _)| n == line));
+    if args.resume && !done.is_empty() {
+        eprintln!("resuming: {} row(s) already done, {} to run", done.len(), rows.len());
+    }
     let bar = indicatif::ProgressBar::new(rows.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("running [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let results: Vec<RowResult> = stream::iter(rows)
+    let mut results = stream::iter(rows)
         .map(|(line, inputs)| async move {
             let (res, trace) = program.run_traced(inputs).await;
             (line, res.map_err(|e| e.to_string()), trace)
         })
-        .buffered(args.concurrency)
-        .inspect(|_| bar.inc(1))
-        .collect()
-        .await;
-    bar.finish_and_clear();
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?)),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut failed = 0;
-    for (line, res, trace) in &results {
-        report_trace(args, trace)?;
+        .buffered(args.concurrency);
+    let mut stdout = std::io::stdout().lock();
+    let mut interrupted = false;
+    loop {
+        let next: Option<RowResult> = tokio::select! {
+            r = results.next() => r,
+            _ = interrupt.wait() => { interrupted = true; None }
+        };
+        let Some((line, res, trace)) = next else { break };
+        bar.inc(1);
+        report_trace(args, &trace)?;
+        if let Some(t) = traces.as_mut() {
+            t.write_line(&serde_json::to_string(&trace)?)?;
+        }
         let row = match res {
             Ok(o) => json!({"line": line, "outputs": o}),
-            Err(e) => {
-                failed += 1;
-                json!({"line": line, "error": e})
-            }
+            Err(e) => json!({"line": line, "error": e}),
         };
-        writeln!(out, "{row}")?;
+        match appender.as_mut() {
+            Some(a) => a.write_line(&row.to_string()).context("cannot append a finished row")?,
+            None => writeln!(stdout, "{row}")?,
+        }
+        done.push((line, row));
     }
-    out.flush()?;
-    eprintln!("{} input(s) run, {failed} failed", results.len());
+    // Dropping the stream cancels the runs still going (their tool processes are killed).
+    drop(results);
+    bar.finish_and_clear();
+    let failed = done.iter().filter(|(_, r)| r.get("error").is_some()).count();
+    if interrupted {
+        match &partial {
+            Some(p) => eprintln!("interrupted: {} row(s) done are kept in `{}`; rerun with --resume to finish", done.len(), p.display()),
+            None => eprintln!("interrupted after {} row(s)", done.len()),
+        }
+        return Ok(Outcome::Interrupted);
+    }
+    if let (Some(out), Some(p)) = (&args.out, &partial) {
+        if let Some(a) = appender.as_mut() {
+            a.sync()?;
+        }
+        done.sort_by_key(|(n, _)| *n);
+        let body: String = done.iter().map(|(_, r)| format!("{r}\n")).collect();
+        loopc::fs::atomic_write(out, body.as_bytes()).with_context(|| format!("cannot write `{}`", out.display()))?;
+        std::fs::remove_file(p).with_context(|| format!("cannot remove `{}`", p.display()))?;
+    }
+    stdout.flush()?;
+    eprintln!("{} input(s) run, {failed} failed", done.len());
     Ok(if failed == 0 { Outcome::Success } else { Outcome::Failure })
 }
 
@@ -200,10 +288,6 @@ fn report_trace(args: &RunArgs, trace: &Trace) -> anyhow::Result<()> {
                 eprintln!("   error: {e}");
             }
         }
-    }
-    if let Some(path) = &args.trace_json {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot write `{}`", path.display()))?;
-        writeln!(f, "{}", serde_json::to_string(trace)?)?;
     }
     Ok(())
 }

@@ -26,6 +26,9 @@ pub enum MetricError {
         /// What is missing.
         reason: String,
     },
+    /// Occurs when the program has no metric by that name, or none at all.
+    #[error("{0}")]
+    NoMetric(String),
     /// Occurs when an LM judge gives no usable score for an example.
     #[error("metric `{metric}`: the judge failed on {example}: {reason}")]
     Judge {
@@ -36,6 +39,29 @@ pub enum MetricError {
         /// What went wrong.
         reason: String,
     },
+}
+
+/// The metric to use for `dag`: the one named `name`, else the optimizer's, else the first
+/// declared.
+pub fn choose(dag: &crate::graph::Dag, name: Option<&str>, rater: Option<std::sync::Arc<dyn Rater>>) -> Result<Metric, MetricError> {
+    let spec = match name {
+        Some(n) => {
+            let id = dag.metric_id(n).ok_or_else(|| {
+                let names: Vec<&str> = dag.metrics().iter().map(|m| m.name.as_str()).collect();
+                MetricError::NoMetric(format!("the program has no metric `{n}` (its metrics: {})", names.join(", ")))
+            })?;
+            dag.metrics()[id.0].clone()
+        }
+        None => match dag.optimizer().and_then(|o| o.settings.metric) {
+            Some(id) => dag.metrics()[id.0].clone(),
+            None => dag
+                .metrics()
+                .first()
+                .cloned()
+                .ok_or_else(|| MetricError::NoMetric("the program declares no metric: add `metric NAME = exact(output.X, example.X)`".into()))?,
+        },
+    };
+    Metric::new(spec, rater)
 }
 
 /// Gives human scores in [0, 1] for one criterion.

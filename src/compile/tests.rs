@@ -154,6 +154,7 @@ fn job(program: Program, source: &str, train: usize, dev: usize, plan: Plan) -> 
         plan,
         budget: Budget::new(None, None, None),
         progress: &|_| {},
+        warm_start: None,
     }
 }
 

@@ -1,11 +1,14 @@
 //! The checked program: every declaration resolved, the steps wired into a petgraph DAG, and
 //! a schedule of layers whose steps may run at the same time.
 
-use petgraph::algo::{tarjan_scc, toposort};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use super::decl::*;
+use super::feedback_spec::FeedbackSpec;
 use super::metric_spec::MetricSpec;
 use super::model_spec::ModelSpec;
 use super::optimizer_spec::OptimizerSpec;
@@ -27,6 +30,7 @@ pub struct Dag {
     pub(super) returns: Vec<Binding>,
     pub(super) metrics: Vec<MetricSpec>,
     pub(super) optimizer: Option<OptimizerSpec>,
+    pub(super) feedback: Vec<FeedbackSpec>,
     pub(super) wiring: Wiring,
 }
 
@@ -87,7 +91,9 @@ impl Wiring {
     /// lowest step id.
     pub(super) fn cycles(&self) -> Vec<Vec<StepId>> {
         let mut cycles = Vec::new();
-        for scc in tarjan_scc(&self.graph) {
+        // Kosaraju, not Tarjan: petgraph's Tarjan recurses once per node on a path, and a chain
+        // of 50 000 steps overflowed the stack. Its Kosaraju walks with explicit stacks.
+        for scc in kosaraju_scc(&self.graph) {
             let self_loop = scc.len() == 1 && self.graph.contains_edge(scc[0], scc[0]);
             if scc.len() < 2 && !self_loop {
                 continue;
@@ -102,12 +108,15 @@ impl Wiring {
     /// A path from `start` back to itself inside one strongly connected component.
     fn walk_cycle(&self, start: NodeIndex, scc: &[NodeIndex]) -> Vec<StepId> {
         // Breadth-first search for the shortest way back, so the named cycle is a real one.
-        let mut prev = std::collections::HashMap::new();
-        let mut queue = std::collections::VecDeque::from([start]);
+        // A set, not `scc.contains`: a cycle through every step of a big program made that scan
+        // quadratic.
+        let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+        let mut prev = HashMap::new();
+        let mut queue = VecDeque::from([start]);
         while let Some(n) = queue.pop_front() {
             for e in self.graph.edges(n) {
                 let t = e.target();
-                if !scc.contains(&t) {
+                if !members.contains(&t) {
                     continue;
                 }
                 if t == start {
@@ -273,6 +282,17 @@ impl Dag {
     /// The `optimize` declaration, if any.
     pub fn optimizer(&self) -> Option<&OptimizerSpec> {
         self.optimizer.as_ref()
+    }
+
+    /// The feedback the program takes: its `feedback` declarations, or `correction` and
+    /// `thumbs` when it declares none. (The implicit signals are taken by every program.)
+    pub fn feedback(&self) -> &[FeedbackSpec] {
+        &self.feedback
+    }
+
+    /// The feedback named `key`, if the program takes it.
+    pub fn feedback_spec(&self, key: &str) -> Option<&FeedbackSpec> {
+        self.feedback.iter().find(|f| f.name == key)
     }
 
     /// Layers of steps that may run concurrently, in order.

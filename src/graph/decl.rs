@@ -1,6 +1,8 @@
 //! The resolved parts of a program: fields, signatures, steps and where each step's inputs
 //! come from.
 
+use std::sync::Arc;
+
 use super::types::Type;
 use crate::syntax::Span;
 
@@ -97,10 +99,45 @@ pub struct Step {
     /// The model that runs it (unused by `call` steps).
     pub model: ModelId,
     /// What the step produces: the signature's outputs (after `reasoning` for chain of
-    /// thought), or a tool's single `result`.
-    pub outputs: Vec<Field>,
+    /// thought), or a tool's single `result`. Shared by the steps of one signature and kind,
+    /// so a program of many steps over a wide signature does not copy its fields per step.
+    pub outputs: Fields,
     /// The declaration.
     pub span: Span,
+}
+
+/// A shared, read-only list of fields: reads as a `[Field]` slice, and clones by reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fields(Arc<[Field]>);
+
+impl Fields {
+    /// The fields as a slice.
+    pub fn as_slice(&self) -> &[Field] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Fields {
+    type Target = [Field];
+
+    fn deref(&self) -> &[Field] {
+        &self.0
+    }
+}
+
+impl From<Vec<Field>> for Fields {
+    fn from(fields: Vec<Field>) -> Self {
+        Fields(fields.into())
+    }
+}
+
+impl<'a> IntoIterator for &'a Fields {
+    type Item = &'a Field;
+    type IntoIter = std::slice::Iter<'a, Field>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 /// The field name chain-of-thought steps add before the declared outputs.

@@ -1,14 +1,16 @@
 //! **Checking:** turns a syntax tree into a [`Dag`], resolving every name and checking every
 //! type, cycle and binding. All problems are collected in one pass.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use super::dag::{Dag, Wiring};
 use super::decl::*;
+use super::feedback_spec;
 use super::metric_spec::{self, MetricSpec};
 use super::model_spec::{self, ModelSpec};
 use super::optimizer_spec::{self, OptimizerSpec};
-use super::suggest::did_you_mean;
+use super::suggest::{did_you_mean, name_list, Suggester};
 use super::tool_spec::{self, ToolSpec};
 use super::types::{Type, TYPE_NAMES};
 use crate::syntax::ast::{self, Item, ValueKind};
@@ -28,8 +30,11 @@ pub struct Lowered {
 const RESERVED: [&str; 3] = ["input", "output", "example"];
 
 /// Checks `file` and builds its DAG.
+///
+/// The work is about linear in the size of the file (name look-ups are hashed, a signature's
+/// fields are shared by its steps, graph walks are iterative): checking is safe on any text.
 pub fn lower(file: &ast::File) -> Lowered {
-    let mut cx = Cx { diags: Vec::new() };
+    let mut cx = Cx { diags: Vec::new(), suggest: Suggester::new() };
     let dag = cx.file(file);
     let mut diagnostics = cx.diags;
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
@@ -39,14 +44,43 @@ pub fn lower(file: &ast::File) -> Lowered {
 
 struct Cx {
     diags: Vec<Diagnostic>,
+    suggest: Suggester,
 }
 
-/// A step's target and outputs, known before any binding is resolved so that steps may
+/// The slots a signature or tool takes and the outputs a step using it produces, with name
+/// indexes; made once per signature (and kind) or tool, and shared by every step using it.
+struct Shape<'a> {
+    slots: &'a [Field],
+    slot_index: HashMap<&'a str, usize>,
+    outputs: Fields,
+    output_index: HashMap<String, usize>,
+}
+
+impl<'a> Shape<'a> {
+    fn new(slots: &'a [Field], outputs: Vec<Field>) -> Self {
+        let output_index = first_index(outputs.iter().map(|f| f.name.clone()));
+        Shape { slots, slot_index: first_index(slots.iter().map(|f| f.name.as_str())), outputs: outputs.into(), output_index }
+    }
+
+    fn output(&self, name: &str) -> Option<&Field> {
+        self.output_index.get(name).map(|&i| &self.outputs[i])
+    }
+}
+
+/// The index of the first item with each key, as a linear search would find it.
+fn first_index<K: std::hash::Hash + Eq>(keys: impl Iterator<Item = K>) -> HashMap<K, usize> {
+    let mut index = HashMap::new();
+    for (i, k) in keys.enumerate() {
+        index.entry(k).or_insert(i);
+    }
+    index
+}
+
+/// A step's target and its shape, known before any binding is resolved so that steps may
 /// refer to steps declared after them.
-struct StepShape {
+struct StepShape<'s, 'a> {
     target: Target,
-    slots: Vec<Field>,
-    outputs: Vec<Field>,
+    shape: &'s Shape<'a>,
 }
 
 impl Cx {
@@ -56,6 +90,7 @@ impl Cx {
         let (mut sig_decls, mut model_decls, mut tool_decls, mut step_decls, mut metric_decls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut returns: Vec<&ast::ReturnDecl> = Vec::new();
         let mut optimizes: Vec<&ast::OptimizeDecl> = Vec::new();
+        let mut feedback_decls: Vec<&ast::FeedbackDecl> = Vec::new();
         for item in &file.items {
             match item {
                 Item::Input(f) => inputs.push(f),
@@ -67,6 +102,7 @@ impl Cx {
                 Item::Return(r) => returns.push(r),
                 Item::Metric(m) => metric_decls.push(m),
                 Item::Optimize(o) => optimizes.push(o),
+                Item::Feedback(f) => feedback_decls.push(f),
             }
         }
         self.unique("input", inputs.iter().map(|f| &f.name));
@@ -78,8 +114,9 @@ impl Cx {
         self.unique("metric", metric_decls.iter().map(|m| &m.name));
         self.single("return", returns.iter().map(|r| r.span));
         self.single("optimize", optimizes.iter().map(|o| o.span));
+        let input_decls: HashMap<&str, &ast::FieldDecl> = inputs.iter().rev().map(|f| (f.name.name.as_str(), *f)).collect();
         for o in &outputs {
-            if let Some(i) = inputs.iter().find(|i| i.name.name == o.name.name) {
+            if let Some(i) = input_decls.get(o.name.name.as_str()) {
                 self.diags.push(
                     Diagnostic::error("duplicate-name", o.name.span, format!("`{}` is both an input and an output", o.name.name))
                         .with_related(i.name.span, "declared as an input here")
@@ -113,22 +150,45 @@ impl Cx {
                 self.unique("parameter", t.params.iter().map(|p| &p.name));
                 let params = t.params.iter().map(|p| Field { name: p.name.name.clone(), ty: self.ty(&p.ty), description: None }).collect();
                 let returns = self.ty(&t.returns);
-                tool_spec::lower(t, params, returns, &mut self.diags)
+                tool_spec::lower(t, params, returns, &self.suggest, &mut self.diags)
             })
             .collect();
 
-        let shapes: Vec<Option<StepShape>> = step_decls.iter().map(|s| self.step_shape(s, &signatures, &tools)).collect();
+        // Each signature's shapes (as `predict` and as `chain_of_thought`) and each tool's,
+        // made once: a program of many steps over one wide signature stays linear.
+        let sig_shapes: Vec<(Shape, Shape)> = signatures
+            .iter()
+            .map(|sig| {
+                let reasoning = Field { name: REASONING.into(), ty: Type::Text, description: Some("think step by step before answering".into()) };
+                let cot = std::iter::once(reasoning).chain(sig.outputs.iter().cloned()).collect();
+                (Shape::new(&sig.inputs, sig.outputs.clone()), Shape::new(&sig.inputs, cot))
+            })
+            .collect();
+        let tool_shapes: Vec<Shape> =
+            tools.iter().map(|t| Shape::new(&t.params, vec![Field { name: RESULT.into(), ty: t.returns.clone(), description: None }])).collect();
+        let targets = Targets {
+            signatures: first_index(signatures.iter().map(|s| s.name.as_str())),
+            tools: first_index(tools.iter().map(|t| t.name.as_str())),
+            models: first_index(models.iter().map(|m| m.name.as_str())),
+        };
+        let shapes: Vec<Option<StepShape>> = step_decls.iter().map(|s| self.step_shape(s, &signatures, &tools, &targets, &sig_shapes, &tool_shapes)).collect();
         let step_names: Vec<&str> = step_decls.iter().map(|s| s.name.name.as_str()).collect();
-        let step_index: HashMap<&str, usize> = step_names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
-        let lookup = Lookup { inputs: &inputs, step_names: &step_names, step_index: &step_index, shapes: &shapes };
+        let step_index: HashMap<&str, usize> = first_index(step_names.iter().copied());
+        let lookup = Lookup {
+            inputs: &inputs,
+            input_index: first_index(inputs.iter().map(|f| f.name.as_str())),
+            step_names: &step_names,
+            step_index: &step_index,
+            shapes: &shapes,
+        };
         let mut steps = Vec::new();
         for (i, decl) in step_decls.iter().enumerate() {
             let bindings = match &shapes[i] {
-                Some(shape) => self.bindings(&decl.bindings, &shape.slots, &lookup, &decl.target.name, decl.span),
+                Some(s) => self.bindings(&decl.bindings, s.shape.slots, &s.shape.slot_index, &lookup, &decl.target.name, decl.span),
                 None => Vec::new(),
             };
-            let model = self.step_model(decl, &models, default_model);
-            if let (Some(shape), Some(model)) = (&shapes[i], model) {
+            let model = self.step_model(decl, &models, &targets, default_model);
+            if let (Some(s), Some(model)) = (&shapes[i], model) {
                 steps.push(Step {
                     name: decl.name.name.clone(),
                     kind: match decl.kind {
@@ -136,17 +196,18 @@ impl Cx {
                         ast::StepKind::ChainOfThought => StepKind::ChainOfThought,
                         ast::StepKind::Call => StepKind::Call,
                     },
-                    target: shape.target,
+                    target: s.target,
                     bindings,
                     model,
-                    outputs: shape.outputs.clone(),
+                    outputs: s.shape.outputs.clone(),
                     span: decl.span,
                 });
             }
         }
 
+        let output_index = first_index(outputs.iter().map(|f| f.name.as_str()));
         let return_bindings = match returns.first() {
-            Some(r) => self.bindings(&r.bindings, &outputs, &lookup, "the program", r.span),
+            Some(r) => self.bindings(&r.bindings, &outputs, &output_index, &lookup, "the program", r.span),
             None => {
                 self.diags.push(
                     Diagnostic::error("missing-output", file.header.span, "the program has no `return`")
@@ -156,11 +217,20 @@ impl Cx {
             }
         };
 
-        let metric_scope = metric_spec::Scope { inputs: &inputs, outputs: &outputs, signatures: &signatures };
+        let metric_scope = metric_spec::Scope {
+            inputs: &inputs,
+            outputs: &outputs,
+            signatures: &signatures,
+            input_index: &lookup.input_index,
+            output_index: &output_index,
+            signature_index: &targets.signatures,
+            suggest: &self.suggest,
+        };
         let metrics: Vec<MetricSpec> = metric_decls.iter().filter_map(|m| metric_spec::lower(m, &metric_scope, &mut self.diags)).collect();
         let metric_names: Vec<&str> = metric_decls.iter().map(|m| m.name.name.as_str()).collect();
         let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
         let optimizer: Option<OptimizerSpec> = optimizes.first().and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
+        let feedback = feedback_spec::lower(&feedback_decls, &mut self.diags);
 
         // Wiring needs every step; with any step unresolved, stop before graph checks.
         if steps.len() != step_decls.len() {
@@ -194,6 +264,7 @@ impl Cx {
             returns: return_bindings,
             metrics,
             optimizer,
+            feedback,
             wiring,
         })
     }
@@ -240,14 +311,14 @@ impl Cx {
             }),
             ast::TypeKind::List(inner) => Type::List(Box::new(self.ty(inner))),
             ast::TypeKind::Label(labels) => {
-                let mut seen: Vec<&str> = Vec::new();
+                let mut seen: HashSet<&str> = HashSet::new();
                 for l in labels {
                     if l.value.trim().is_empty() {
                         self.diags.push(Diagnostic::error("invalid-value", l.span, "a label cannot be empty"));
-                    } else if seen.contains(&l.value.as_str()) {
+                    } else if seen.contains(l.value.as_str()) {
                         self.diags.push(Diagnostic::error("duplicate-name", l.span, format!("the label `{}` is listed twice", l.value)));
                     }
-                    seen.push(&l.value);
+                    seen.insert(&l.value);
                 }
                 Type::Label(labels.iter().map(|l| l.value.clone()).collect())
             }
@@ -274,7 +345,15 @@ impl Cx {
         Signature { name: s.name.name.clone(), instruction: s.instruction.as_ref().map(|i| i.value.clone()).unwrap_or_default(), inputs, outputs, span: s.span }
     }
 
-    fn step_shape(&mut self, s: &ast::StepDecl, signatures: &[Signature], tools: &[ToolSpec]) -> Option<StepShape> {
+    fn step_shape<'s, 'a>(
+        &mut self,
+        s: &ast::StepDecl,
+        signatures: &[Signature],
+        tools: &[ToolSpec],
+        targets: &Targets<'_>,
+        sig_shapes: &'s [(Shape<'a>, Shape<'a>)],
+        tool_shapes: &'s [Shape<'a>],
+    ) -> Option<StepShape<'s, 'a>> {
         if RESERVED.contains(&s.name.name.as_str()) {
             self.diags.push(
                 Diagnostic::error("reserved-name", s.name.span, format!("`{}` cannot name a step", s.name.name))
@@ -282,17 +361,10 @@ impl Cx {
             );
         }
         let target = &s.target;
-        let sig = signatures.iter().position(|x| x.name == target.name);
-        let tool = tools.iter().position(|x| x.name == target.name);
+        let sig = targets.signatures.get(target.name.as_str()).copied();
+        let tool = targets.tools.get(target.name.as_str()).copied();
         match (s.kind, sig, tool) {
-            (ast::StepKind::Call, _, Some(t)) => {
-                let tool = &tools[t];
-                Some(StepShape {
-                    target: Target::Tool(ToolId(t)),
-                    slots: tool.params.clone(),
-                    outputs: vec![Field { name: RESULT.into(), ty: tool.returns.clone(), description: None }],
-                })
-            }
+            (ast::StepKind::Call, _, Some(t)) => Some(StepShape { target: Target::Tool(ToolId(t)), shape: &tool_shapes[t] }),
             (ast::StepKind::Call, Some(_), None) => {
                 self.diags.push(
                     Diagnostic::error("wrong-kind", target.span, format!("`{}` is a signature, and `call` runs a tool", target.name))
@@ -302,8 +374,8 @@ impl Cx {
             }
             (_, Some(i), _) => {
                 let sig = &signatures[i];
-                let mut outputs = Vec::new();
-                if s.kind == ast::StepKind::ChainOfThought {
+                let (plain, cot) = &sig_shapes[i];
+                let shape = if s.kind == ast::StepKind::ChainOfThought {
                     if sig.outputs.iter().any(|f| f.name == REASONING) {
                         self.diags.push(
                             Diagnostic::error("duplicate-name", target.span, format!("`{}` already has an output `reasoning`", sig.name))
@@ -311,10 +383,11 @@ impl Cx {
                                 .with_hint("`chain_of_thought` adds its own `reasoning` output; rename the signature's field"),
                         );
                     }
-                    outputs.push(Field { name: REASONING.into(), ty: Type::Text, description: Some("think step by step before answering".into()) });
-                }
-                outputs.extend(sig.outputs.iter().cloned());
-                Some(StepShape { target: Target::Signature(SignatureId(i)), slots: sig.inputs.clone(), outputs })
+                    cot
+                } else {
+                    plain
+                };
+                Some(StepShape { target: Target::Signature(SignatureId(i)), shape })
             }
             (_, None, Some(_)) => {
                 self.diags.push(
@@ -324,30 +397,30 @@ impl Cx {
                 None
             }
             (kind, None, None) => {
-                let (what, names): (&str, Vec<&str>) = if kind == ast::StepKind::Call {
-                    ("tool", tools.iter().map(|t| t.name.as_str()).collect())
+                let (what, hint) = if kind == ast::StepKind::Call {
+                    ("tool", self.suggest.did_you_mean(&target.name, tools.iter().map(|t| t.name.as_str())))
                 } else {
-                    ("signature", signatures.iter().map(|t| t.name.as_str()).collect())
+                    ("signature", self.suggest.did_you_mean(&target.name, signatures.iter().map(|t| t.name.as_str())))
                 };
                 self.diags.push(
                     Diagnostic::error("unknown-name", target.span, format!("unknown {what} `{}`", target.name))
                         .with_label(format!("no {what} has this name"))
-                        .with_hint_opt(did_you_mean(&target.name, names)),
+                        .with_hint_opt(hint),
                 );
                 None
             }
         }
     }
 
-    fn step_model(&mut self, s: &ast::StepDecl, models: &[ModelSpec], default: Option<ModelId>) -> Option<ModelId> {
+    fn step_model(&mut self, s: &ast::StepDecl, models: &[ModelSpec], targets: &Targets<'_>, default: Option<ModelId>) -> Option<ModelId> {
         match &s.model {
-            Some(m) => match models.iter().position(|x| x.name == m.name) {
-                Some(i) => Some(ModelId(i)),
+            Some(m) => match targets.models.get(m.name.as_str()) {
+                Some(&i) => Some(ModelId(i)),
                 None => {
                     self.diags.push(
                         Diagnostic::error("unknown-name", m.span, format!("unknown model `{}`", m.name))
                             .with_label("not declared")
-                            .with_hint_opt(did_you_mean(&m.name, models.iter().map(|x| x.name.as_str()))),
+                            .with_hint_opt(self.suggest.did_you_mean(&m.name, models.iter().map(|x| x.name.as_str()))),
                     );
                     None
                 }
@@ -364,18 +437,25 @@ impl Cx {
 
     /// Resolves `{ slot: value, ... }` against the slots of `owner` (a signature, tool, or the
     /// program's outputs), checking names, types and that every slot is filled.
-    fn bindings(&mut self, written: &[ast::Binding], slots: &[Field], lookup: &Lookup<'_>, owner: &str, span: Span) -> Vec<Binding> {
+    fn bindings(
+        &mut self,
+        written: &[ast::Binding],
+        slots: &[Field],
+        slot_index: &HashMap<&str, usize>,
+        lookup: &Lookup<'_>,
+        owner: &str,
+        span: Span,
+    ) -> Vec<Binding> {
         let mut out = Vec::new();
         self.unique("binding", written.iter().map(|b| &b.name));
         for b in written {
-            let Some(slot) = slots.iter().find(|s| s.name == b.name.name) else {
-                let names: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+            let Some(slot) = slot_index.get(b.name.name.as_str()).map(|&i| &slots[i]) else {
                 let what = if owner == "the program" { "has no output".to_string() } else { format!("`{owner}` has no input") };
                 self.diags.push(
                     Diagnostic::error("unknown-name", b.name.span, format!("{what} `{}`", b.name.name))
                         .with_label("unknown slot")
-                        .with_hint_opt(did_you_mean(&b.name.name, names.iter().copied()))
-                        .with_hint(format!("the slots are: {}", names.join(", "))),
+                        .with_hint_opt(self.suggest.did_you_mean(&b.name.name, slots.iter().map(|s| s.name.as_str())))
+                        .with_hint(format!("the slots are: {}", name_list(slots.iter().map(|s| s.name.as_str())))),
                 );
                 continue;
             };
@@ -383,46 +463,66 @@ impl Cx {
             if let Some(ty) = ty {
                 if !slot.ty.accepts(&ty) {
                     let owner_text = if owner == "the program" { "the program output".to_string() } else { format!("`{owner}` input") };
+                    let (ty_text, slot_text) = (ty.brief(), slot.ty.brief());
                     self.diags.push(
                         Diagnostic::error(
                             "type-mismatch",
                             b.value.span,
-                            format!("`{}` is `{ty}`, but {owner_text} `{}` takes `{}`", format_value(&b.value), slot.name, slot.ty),
+                            format!("`{}` is `{ty_text}`, but {owner_text} `{}` takes `{slot_text}`", format_value(&b.value), slot.name),
                         )
-                        .with_label(format!("this is `{ty}`"))
+                        .with_label(format!("this is `{ty_text}`"))
                         .with_hint(conversion_hint(&slot.ty, &ty)),
                     );
                 }
             }
             out.push(Binding { slot: slot.name.clone(), source, span: b.value.span });
         }
-        for slot in slots {
-            if !written.iter().any(|b| b.name.name == slot.name) {
-                let (code, msg) = if owner == "the program" {
-                    ("missing-output", format!("output `{}` is never produced", slot.name))
-                } else {
-                    ("unbound-input", format!("input `{}` of `{owner}` is not bound", slot.name))
-                };
-                self.diags.push(
-                    Diagnostic::error(code, span, msg)
-                        .with_label(format!("`{}` is missing here", slot.name))
-                        .with_hint(format!("add `{}: ...` (a `{}`) to the bindings", slot.name, slot.ty)),
-                );
+        // Count what is missing without walking every slot: the first few missing slots are
+        // found within the bound ones plus a few, however wide the target.
+        let bound: HashSet<&str> = written.iter().map(|b| b.name.name.as_str()).filter(|n| slot_index.contains_key(n)).collect();
+        let missing_count = slots.len() - bound.len();
+        let missing: Vec<&Field> = slots.iter().filter(|s| !bound.contains(s.name.as_str())).take(MISSING_NAMED).collect();
+        let code = if owner == "the program" { "missing-output" } else { "unbound-input" };
+        if missing_count > MISSING_LISTED {
+            // One diagnostic for many: a thousand steps that each leave a thousand slots unbound
+            // must not make a million diagnostics.
+            let what = if owner == "the program" { "outputs are never produced".to_string() } else { format!("inputs of `{owner}` are not bound") };
+            let mut names = missing.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
+            if missing_count > missing.len() {
+                names.push_str(&format!(" and {} more", missing_count - missing.len()));
             }
+            self.diags.push(
+                Diagnostic::error(code, span, format!("{missing_count} {what}: {names}"))
+                    .with_label("these are missing here")
+                    .with_hint("add `NAME: ...` to the bindings for each"),
+            );
+            return sorted_by_slot(out, slot_index);
         }
-        // Keep the slot order of the target, whatever order they were written in.
-        out.sort_by_key(|b| slots.iter().position(|s| s.name == b.slot));
-        out
+        for slot in missing {
+            let msg = if owner == "the program" {
+                format!("output `{}` is never produced", slot.name)
+            } else {
+                format!("input `{}` of `{owner}` is not bound", slot.name)
+            };
+            self.diags.push(Diagnostic::error(code, span, msg).with_label(format!("`{}` is missing here", slot.name)).with_hint(format!(
+                "add `{}: ...` (a `{}`) to the bindings",
+                slot.name,
+                slot.ty.brief()
+            )));
+        }
+        sorted_by_slot(out, slot_index)
     }
 
     /// Resolves a bound value: a reference (with its type) or a literal.
-    fn source(&mut self, v: &ast::Value, lookup: &Lookup<'_>) -> Option<(Source, Option<Type>)> {
+    /// The type is borrowed: cloning a referenced field's type for each of thousands of
+    /// references to a wide label set was quadratic.
+    fn source<'l>(&mut self, v: &ast::Value, lookup: &'l Lookup<'_>) -> Option<(Source, Option<Cow<'l, Type>>)> {
         Some(match &v.kind {
             ValueKind::Path(p) if p.len() == 2 => {
                 let (src, field) = (&p[0], &p[1]);
                 if src.name == "input" {
-                    match lookup.inputs.iter().find(|f| f.name == field.name) {
-                        Some(f) => (Source::Input(f.name.clone()), Some(f.ty.clone())),
+                    match lookup.input_index.get(field.name.as_str()).map(|&i| &lookup.inputs[i]) {
+                        Some(f) => (Source::Input(f.name.clone()), Some(Cow::Borrowed(&f.ty))),
                         None => {
                             self.unknown_field(field, "the program has no input", lookup.inputs);
                             return None;
@@ -436,18 +536,22 @@ impl Cx {
                     return None;
                 } else {
                     let Some(&i) = lookup.step_index.get(src.name.as_str()) else {
-                        let mut names = lookup.step_names.to_vec();
-                        names.push("input");
+                        let hint = if self.suggest.affords(lookup.step_names.len() + 1) {
+                            let names: Vec<&str> = lookup.step_names.iter().copied().chain(["input"]).collect();
+                            self.suggest.did_you_mean(&src.name, names)
+                        } else {
+                            None
+                        };
                         self.diags.push(
                             Diagnostic::error("unknown-name", src.span, format!("unknown step `{}`", src.name))
                                 .with_label("no step has this name")
-                                .with_hint_opt(did_you_mean(&src.name, names)),
+                                .with_hint_opt(hint),
                         );
                         return None;
                     };
-                    let shape = lookup.shapes[i].as_ref()?;
-                    match shape.outputs.iter().find(|f| f.name == field.name) {
-                        Some(f) => (Source::Step { step: StepId(i), field: f.name.clone() }, Some(f.ty.clone())),
+                    let shape = lookup.shapes[i].as_ref()?.shape;
+                    match shape.output(&field.name) {
+                        Some(f) => (Source::Step { step: StepId(i), field: f.name.clone() }, Some(Cow::Borrowed(&f.ty))),
                         None => {
                             self.unknown_field(field, &format!("step `{}` has no output", src.name), &shape.outputs);
                             return None;
@@ -463,53 +567,81 @@ impl Cx {
                 );
                 return None;
             }
-            ValueKind::Str(s) => (Source::Const(s.clone().into()), Some(Type::Text)),
-            ValueKind::Int(i) => (Source::Const((*i).into()), Some(Type::Int)),
-            ValueKind::Float(f) => (Source::Const(serde_json::json!(f)), Some(Type::Float)),
-            ValueKind::Bool(b) => (Source::Const((*b).into()), Some(Type::Bool)),
-            ValueKind::List(_) => (Source::Const(literal_json(v)), Some(Type::Json)),
+            ValueKind::Str(s) => (Source::Const(s.clone().into()), Some(Cow::Owned(Type::Text))),
+            ValueKind::Int(i) => (Source::Const((*i).into()), Some(Cow::Owned(Type::Int))),
+            ValueKind::Float(f) => (Source::Const(serde_json::json!(f)), Some(Cow::Owned(Type::Float))),
+            ValueKind::Bool(b) => (Source::Const((*b).into()), Some(Cow::Owned(Type::Bool))),
+            ValueKind::List(_) => (Source::Const(literal_json(v)), Some(Cow::Owned(Type::Json))),
         })
     }
 
     fn unknown_field(&mut self, field: &ast::Ident, what: &str, fields: &[Field]) {
-        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
         self.diags.push(
             Diagnostic::error("unknown-name", field.span, format!("{what} `{}`", field.name))
                 .with_label("unknown field")
-                .with_hint_opt(did_you_mean(&field.name, names.iter().copied()))
-                .with_hint(format!("the fields are: {}", names.join(", "))),
+                .with_hint_opt(self.suggest.did_you_mean(&field.name, fields.iter().map(|f| f.name.as_str())))
+                .with_hint(format!("the fields are: {}", name_list(fields.iter().map(|f| f.name.as_str())))),
         );
     }
 
     fn cycle(&mut self, cycle: &[StepId], steps: &[Step]) {
+        // A cycle through thousands of steps is named by its first few; listing all of them
+        // would make one diagnostic as long as the program.
+        const NAMED: usize = 8;
         let names: Vec<&str> = cycle.iter().map(|s| steps[s.0].name.as_str()).collect();
-        let mut path = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ");
+        let mut path = names.iter().take(NAMED).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ");
+        if names.len() > NAMED {
+            path.push_str(&format!(" → … ({} more)", names.len() - NAMED));
+        }
         path.push_str(&format!(" → `{}`", names[0]));
         let first = &steps[cycle[0].0];
         let mut d = Diagnostic::error("cycle", first.span, format!("steps form a cycle: {path}")).with_label("this step depends on itself through the cycle");
-        for s in &cycle[1..] {
+        for s in cycle.iter().skip(1).take(NAMED - 1) {
             d = d.with_related(steps[s.0].span, format!("`{}` is on the cycle", steps[s.0].name));
         }
         self.diags.push(d.with_hint("a step can only read the results of steps that do not depend on it"));
     }
 }
 
+/// The signatures, tools and models by name (the first declared, when a name repeats).
+struct Targets<'a> {
+    signatures: HashMap<&'a str, usize>,
+    tools: HashMap<&'a str, usize>,
+    models: HashMap<&'a str, usize>,
+}
+
+/// Missing slots reported one by one; more are reported in one diagnostic...
+const MISSING_LISTED: usize = 3;
+/// ...which names this many of them.
+const MISSING_NAMED: usize = 20;
+
+/// `bindings` in the slot order of the target, whatever order they were written in.
+fn sorted_by_slot(mut bindings: Vec<Binding>, slot_index: &HashMap<&str, usize>) -> Vec<Binding> {
+    bindings.sort_by_key(|b| slot_index.get(b.slot.as_str()).copied());
+    bindings
+}
+
 /// What a binding may refer to.
 struct Lookup<'a> {
     inputs: &'a [Field],
+    input_index: HashMap<&'a str, usize>,
     step_names: &'a [&'a str],
     step_index: &'a HashMap<&'a str, usize>,
-    shapes: &'a [Option<StepShape>],
+    shapes: &'a [Option<StepShape<'a, 'a>>],
 }
 
 fn conversion_hint(to: &Type, from: &Type) -> String {
     match (to, from) {
         (Type::Label(_), Type::Text) => "text never turns into a label by itself; classify it in a step with a `label(...)` output".into(),
-        (Type::Label(wide), Type::Label(narrow)) => {
-            let missing: Vec<&str> = narrow.iter().filter(|l| !wide.contains(l)).map(String::as_str).collect();
-            format!("these labels are not allowed in the slot: {}", missing.join(", "))
+        // Listing the labels that do not fit takes a pass over both sets, for each mismatch:
+        // done for sets of ordinary size only.
+        (Type::Label(wide), Type::Label(narrow)) if wide.len() + narrow.len() <= 1_000 => {
+            let wide: HashSet<&str> = wide.iter().map(String::as_str).collect();
+            let missing: Vec<&str> = narrow.iter().map(String::as_str).filter(|l| !wide.contains(l)).collect();
+            format!("these labels are not allowed in the slot: {}", name_list(missing))
         }
-        _ => format!("change the slot's type to `{from}`, or produce a `{to}`"),
+        (Type::Label(_), Type::Label(_)) => "the value may be a label the slot does not allow".into(),
+        _ => format!("change the slot's type to `{}`, or produce a `{}`", from.brief(), to.brief()),
     }
 }
 

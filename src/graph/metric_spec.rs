@@ -1,7 +1,9 @@
 //! `metric` declarations: how a program's outputs are scored against an example, in [0, 1].
 
+use std::collections::HashMap;
+
 use super::decl::{Field, Signature, SignatureId};
-use super::suggest::did_you_mean;
+use super::suggest::{did_you_mean, name_list, Suggester};
 use super::types::Type;
 use crate::syntax::ast::{Arg, MetricDecl, ValueKind};
 use crate::syntax::{format_value, Diagnostic, Span};
@@ -76,11 +78,25 @@ pub const METRIC_FUNCTIONS: [(&str, &str); 8] = [
     ("human", "human(\"helpfulness\")"),
 ];
 
-/// What a metric may refer to.
+/// What a metric may refer to, with name indexes (many metrics over many fields stay linear).
 pub(super) struct Scope<'a> {
     pub inputs: &'a [Field],
     pub outputs: &'a [Field],
     pub signatures: &'a [Signature],
+    pub input_index: &'a HashMap<&'a str, usize>,
+    pub output_index: &'a HashMap<&'a str, usize>,
+    pub signature_index: &'a HashMap<&'a str, usize>,
+    pub suggest: &'a Suggester,
+}
+
+impl Scope<'_> {
+    fn output(&self, name: &str) -> Option<&Field> {
+        self.output_index.get(name).map(|&i| &self.outputs[i])
+    }
+
+    fn input(&self, name: &str) -> Option<&Field> {
+        self.input_index.get(name).map(|&i| &self.inputs[i])
+    }
 }
 
 /// Resolves one `metric` declaration.
@@ -126,7 +142,11 @@ pub(super) fn lower(decl: &MetricDecl, scope: &Scope<'_>, diags: &mut Vec<Diagno
                     for (arg, op) in positional.iter().zip([&a, &b]) {
                         if let Some(ty) = operand_type(op, scope) {
                             if !Type::Float.accepts(&ty) {
-                                diags.push(Diagnostic::error("type-mismatch", arg.value.span, format!("`numeric` compares numbers, but this is `{ty}`")));
+                                diags.push(Diagnostic::error(
+                                    "type-mismatch",
+                                    arg.value.span,
+                                    format!("`numeric` compares numbers, but this is `{}`", ty.brief()),
+                                ));
                             }
                         }
                     }
@@ -193,10 +213,10 @@ fn judge(decl: &MetricDecl, positional: &[&Arg], named: &[&Arg], scope: &Scope<'
         diags.push(Diagnostic::error("invalid-value", decl.span, "`judge` takes one rubric signature").with_hint(format!("write `{usage}`")));
         return None;
     };
-    let Some(idx) = scope.signatures.iter().position(|s| s.name == sig_name.name) else {
+    let Some(&idx) = scope.signature_index.get(sig_name.name.as_str()) else {
         diags.push(
             Diagnostic::error("unknown-name", sig_name.span, format!("unknown signature `{}`", sig_name.name))
-                .with_hint_opt(did_you_mean(&sig_name.name, scope.signatures.iter().map(|s| s.name.as_str()))),
+                .with_hint_opt(scope.suggest.did_you_mean(&sig_name.name, scope.signatures.iter().map(|s| s.name.as_str()))),
         );
         return None;
     };
@@ -219,17 +239,25 @@ fn judge(decl: &MetricDecl, positional: &[&Arg], named: &[&Arg], scope: &Scope<'
         if !sig.inputs.iter().any(|f| f.name == n.name) {
             diags.push(
                 Diagnostic::error("unknown-name", n.span, format!("`{}` has no input `{}`", sig.name, n.name))
-                    .with_hint_opt(did_you_mean(&n.name, sig.inputs.iter().map(|f| f.name.as_str()))),
+                    .with_hint_opt(scope.suggest.did_you_mean(&n.name, sig.inputs.iter().map(|f| f.name.as_str()))),
             );
             continue;
         }
         bindings.push((n.name.clone(), operand(a, scope, diags)?));
     }
-    for f in &sig.inputs {
-        if !bindings.iter().any(|(n, _)| *n == f.name) {
+    let bound: std::collections::HashSet<&str> = bindings.iter().map(|(n, _)| n.as_str()).collect();
+    let missing: Vec<&str> = sig.inputs.iter().map(|f| f.name.as_str()).filter(|n| !bound.contains(n)).collect();
+    if missing.len() > 3 {
+        // One diagnostic for many, as for steps.
+        diags.push(
+            Diagnostic::error("unbound-input", decl.span, format!("{} inputs of `{}` are not bound: {}", missing.len(), sig.name, name_list(missing)))
+                .with_hint("add `NAME: output.FIELD` or `NAME: example.FIELD` for each"),
+        );
+    } else {
+        for f in missing {
             diags.push(
-                Diagnostic::error("unbound-input", decl.span, format!("input `{}` of `{}` is not bound", f.name, sig.name))
-                    .with_hint(format!("add `{}: output.FIELD` or `{}: example.FIELD`", f.name, f.name)),
+                Diagnostic::error("unbound-input", decl.span, format!("input `{f}` of `{}` is not bound", sig.name))
+                    .with_hint(format!("add `{f}: output.FIELD` or `{f}: example.FIELD`")),
             );
         }
     }
@@ -241,9 +269,9 @@ fn operand(arg: &Arg, scope: &Scope<'_>, diags: &mut Vec<Diagnostic>) -> Option<
     let op = match &v.kind {
         ValueKind::Path(p) if p.len() == 2 => {
             let (src, field) = (&p[0], &p[1]);
-            let (fields, op): (Vec<&Field>, fn(String) -> Operand) = match src.name.as_str() {
-                "output" => (scope.outputs.iter().collect(), Operand::Output),
-                "example" => (scope.inputs.iter().chain(scope.outputs).collect(), Operand::Example),
+            let (known, op): (bool, fn(String) -> Operand) = match src.name.as_str() {
+                "output" => (scope.output(&field.name).is_some(), Operand::Output),
+                "example" => (scope.output(&field.name).or_else(|| scope.input(&field.name)).is_some(), Operand::Example),
                 _ => {
                     diags.push(
                         Diagnostic::error("unknown-name", src.span, format!("a metric cannot read `{}`", src.name))
@@ -252,11 +280,19 @@ fn operand(arg: &Arg, scope: &Scope<'_>, diags: &mut Vec<Diagnostic>) -> Option<
                     return None;
                 }
             };
-            if !fields.iter().any(|f| f.name == field.name) {
+            if !known {
+                let fields: &[&[Field]] = if src.name == "output" { &[scope.outputs] } else { &[scope.inputs, scope.outputs] };
+                let count = fields.iter().map(|f| f.len()).sum();
+                let hint = if scope.suggest.affords(count) {
+                    let names: Vec<&str> = fields.iter().flat_map(|f| f.iter()).map(|f| f.name.as_str()).collect();
+                    scope.suggest.did_you_mean(&field.name, names)
+                } else {
+                    None
+                };
                 diags.push(
                     Diagnostic::error("unknown-name", field.span, format!("`{}` has no field `{}`", src.name, field.name))
                         .with_label("unknown field")
-                        .with_hint_opt(did_you_mean(&field.name, fields.iter().map(|f| f.name.as_str()))),
+                        .with_hint_opt(hint),
                 );
                 return None;
             }
@@ -278,10 +314,9 @@ fn operand(arg: &Arg, scope: &Scope<'_>, diags: &mut Vec<Diagnostic>) -> Option<
 }
 
 fn operand_type(op: &Operand, scope: &Scope<'_>) -> Option<Type> {
-    let find = |fields: &[Field], n: &str| fields.iter().find(|f| f.name == n).map(|f| f.ty.clone());
     match op {
-        Operand::Output(n) => find(scope.outputs, n),
-        Operand::Example(n) => find(scope.outputs, n).or_else(|| find(scope.inputs, n)),
+        Operand::Output(n) => scope.output(n).map(|f| f.ty.clone()),
+        Operand::Example(n) => scope.output(n).or_else(|| scope.input(n)).map(|f| f.ty.clone()),
         Operand::Const(v) if v.is_number() => Some(Type::Float),
         Operand::Const(_) => Some(Type::Text),
     }

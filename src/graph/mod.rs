@@ -8,6 +8,7 @@ mod check;
 mod config;
 mod dag;
 mod decl;
+mod feedback_spec;
 mod lower;
 mod metric_spec;
 mod model_spec;
@@ -21,7 +22,8 @@ mod tests;
 
 pub use self::check::check;
 pub use self::dag::{Dag, Edge, Node};
-pub use self::decl::{Binding, Field, MetricId, ModelId, Signature, SignatureId, Source, Step, StepId, StepKind, Target, ToolId, REASONING, RESULT};
+pub use self::decl::{Binding, Field, Fields, MetricId, ModelId, Signature, SignatureId, Source, Step, StepId, StepKind, Target, ToolId, REASONING, RESULT};
+pub use self::feedback_spec::{default_feedback, FeedbackKind, FeedbackSpec, CORRECTION, IMPLICIT_SIGNALS};
 pub use self::lower::{lower, Lowered};
 pub use self::metric_spec::{MetricKind, MetricSpec, Operand, METRIC_FUNCTIONS};
 pub use self::model_spec::{DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL};

@@ -216,3 +216,114 @@ fn optimizers_check_their_settings() {
     let src = with("step b = predict S { x: input.q }\nreturn { a: b.y }\noptimize labeled_few_shot");
     assert_eq!(check(&src), ["missing-setting 7:1 `optimize labeled_few_shot` needs a metric"]);
 }
+
+#[test]
+fn declared_feedback_is_typed_and_without_declarations_thumbs_and_correction_are_taken() {
+    let base = with("step b = predict S { x: input.q }\nreturn { a: b.y }\n");
+    let d = dag(&base);
+    let names: Vec<&str> = d.feedback().iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["correction", "thumbs"]);
+    let d =
+        dag(&format!("{base}feedback rating: int(1..5) \"how good\"\nfeedback conf: float(0..1)\nfeedback issue: label(rude, slow)\nfeedback note: text\n"));
+    let kinds: Vec<String> = d.feedback().iter().map(|f| f.kind.describe()).collect();
+    assert_eq!(kinds, ["int(1..5)", "float(0..1)", "label(rude, slow)", "text"]);
+    assert_eq!(d.feedback_spec("rating").unwrap().description.as_deref(), Some("how good"));
+    assert!(d.feedback_spec("thumbs").is_none(), "declaring feedback replaces the defaults");
+}
+
+#[test]
+fn bad_feedback_declarations_are_reported_where_they_are_written() {
+    let base = with("step b = predict S { x: input.q }\nreturn { a: b.y }\n");
+    for (decl, want) in [
+        ("feedback a: bool\nfeedback a: int", "duplicate-name 8:10 the feedback `a` is declared twice"),
+        ("feedback accepted: bool", "reserved-name 7:10 `accepted` is an implicit signal and cannot be declared"),
+        ("feedback stars", "missing-type 7:10 feedback `stars` has no type"),
+        ("feedback correction: text", "invalid-value 7:22 `correction` takes a value of the program's outputs and has no type of its own"),
+        ("feedback x: flaot", "unknown-name 7:13 unknown feedback type `flaot`"),
+        ("feedback x: json", "invalid-value 7:13 feedback `x` cannot be `json`"),
+        ("feedback x: list<text>", "invalid-value 7:13 feedback `x` cannot be a list"),
+        ("feedback x: int(5..1)", "invalid-value 7:16 the range is empty or reversed: 5 is not below 1"),
+        ("feedback x: int(1.5..3)", "invalid-value 7:16 the bounds of an `int` feedback are whole numbers"),
+        ("feedback x: text(1..3)", "invalid-value 7:17 a range applies to `int` and `float` feedback, not `text`"),
+        ("feedback x: label(a, a)", "duplicate-name 7:22 the label `a` is listed twice"),
+    ] {
+        assert_eq!(check(&format!("{base}{decl}\n")), [want], "{decl}");
+    }
+    assert_eq!(hints(&format!("{base}feedback x: flaot\n"))[0], "did you mean `float`?");
+}
+
+/// A program of `n` steps, each reading the one before; the first reads the input, or, when
+/// `closed`, the last step (so all of them form one cycle).
+fn chain(n: usize, closed: bool) -> String {
+    let mut src = with("");
+    let first = if closed { format!("s{}.y", n - 1) } else { "input.q".to_string() };
+    src.push_str(&format!("step s0 = predict S {{ x: {first} }}\n"));
+    for i in 1..n {
+        src.push_str(&format!("step s{i} = predict S {{ x: s{}.y }}\n", i - 1));
+    }
+    src.push_str(&format!("return {{ a: s{}.y }}\n", n - 1));
+    src
+}
+
+/// Runs `f` on a thread with the 2 MiB stack Rust gives spawned threads (a tokio worker, say).
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new().stack_size(2 << 20).spawn(f).unwrap().join().unwrap()
+}
+
+#[test]
+fn a_chain_of_fifty_thousand_steps_parses_checks_and_formats_on_a_small_stack() {
+    let (steps, layers, formatted_ok) = on_small_stack(|| {
+        let src = chain(50_000, false);
+        let d = dag(&src);
+        let formatted = crate::syntax::format_source(&src).unwrap();
+        (d.steps().len(), d.schedule().len(), crate::syntax::parse(&formatted).is_ok())
+    });
+    assert_eq!((steps, layers, formatted_ok), (50_000, 50_000, true));
+}
+
+#[test]
+fn a_cycle_through_fifty_thousand_steps_is_named_by_its_first_few() {
+    let lowered = on_small_stack(|| lower(&parse(&chain(50_000, true)).unwrap()));
+    let cycles: Vec<_> = lowered.diagnostics.iter().filter(|d| d.code == "cycle").collect();
+    assert_eq!(cycles.len(), 1);
+    assert_eq!(cycles[0].message, "steps form a cycle: `s0` → `s1` → `s2` → `s3` → `s4` → `s5` → `s6` → `s7` → … (49992 more) → `s0`");
+    assert_eq!(cycles[0].related.len(), 7, "the named steps after the first are pointed at");
+}
+
+#[test]
+fn many_misspelt_names_stop_getting_suggestions_once_the_budget_is_spent() {
+    // 2 000 steps read 2 000 misspelt steps: a suggestion each would take 4 million comparisons.
+    let mut src = with("");
+    for i in 0..2_000 {
+        src.push_str(&format!("step classify{i} = predict S {{ x: clasify{i}.y }}\n"));
+    }
+    src.push_str("return { a: classify0.y }\n");
+    let lowered = lower(&parse(&src).unwrap());
+    let unknown = lowered.diagnostics.iter().filter(|d| d.code == "unknown-name").count();
+    let suggested = lowered.diagnostics.iter().filter(|d| d.hints.iter().any(|h| h.starts_with("did you mean"))).count();
+    assert_eq!(unknown, 2_000);
+    assert!(suggested > 0 && suggested <= suggest::SUGGESTION_BUDGET / 2_000, "{suggested} suggestions");
+}
+
+#[test]
+fn steps_over_one_signature_share_its_output_fields() {
+    let d = dag(&chain(3, false));
+    assert!(std::ptr::eq(d.steps()[0].outputs.as_slice(), d.steps()[2].outputs.as_slice()));
+}
+
+#[test]
+fn many_unbound_inputs_make_one_diagnostic_per_step() {
+    let fields: String = (0..500).map(|i| format!("in f{i}: text ")).collect();
+    let mut src = format!("program p\ninput q: text\noutput a: text\nsignature W {{ {fields} out y: text }}\n");
+    for i in 0..100 {
+        src.push_str(&format!("step s{i} = predict W {{}}\n"));
+    }
+    src.push_str("return { a: s0.y }\n");
+    let got = check(&src);
+    assert_eq!(got.len(), 100, "one per step, not 50 000");
+    assert!(got[0].starts_with("unbound-input 5:1 500 inputs of `W` are not bound: f0, f1, "), "{}", got[0]);
+    assert!(got[0].ends_with("f19 and 480 more"), "{}", got[0]);
+    // A few are still named one by one, with their types.
+    let few = with("step s = predict S {}\nreturn { a: s.y }");
+    assert_eq!(check(&few), ["unbound-input 5:1 input `x` of `S` is not bound"]);
+}

@@ -5,7 +5,9 @@
 
 use super::config::{self, Kind};
 use super::decl::Field;
-use super::suggest::did_you_mean;
+use std::collections::HashSet;
+
+use super::suggest::{name_list, Suggester};
 use super::types::Type;
 use crate::syntax::ast::{Str, ToolDecl, ToolImpl, Value, ValueKind};
 use crate::syntax::{Diagnostic, Span};
@@ -473,10 +475,11 @@ const FIXED_HEADERS: [&str; 12] = [
 const UNSAFE_PLACEHOLDER: &str = "unsafe-placeholder";
 
 /// Resolves one `tool` declaration. `params` are the already-lowered parameters.
-pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, diags: &mut Vec<Diagnostic>) -> ToolSpec {
+pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, suggest: &Suggester, diags: &mut Vec<Diagnostic>) -> ToolSpec {
     let owner = format!("tool `{}`", decl.name.name);
     let param_names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-    let template = |s: &Str, diags: &mut Vec<Diagnostic>| template(s, &owner, &param_names, diags);
+    let names = Names { listed: &param_names, set: param_names.iter().copied().collect(), suggest };
+    let template = |s: &Str, diags: &mut Vec<Diagnostic>| template(s, &owner, &names, diags);
     let (kind, schema): (ToolKind, &[(&str, Kind)]) = match &decl.implementation {
         ToolImpl::Http { method, url } => {
             let m = method.name.to_ascii_uppercase();
@@ -495,6 +498,10 @@ pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, diags: &
                         .with_hint("placeholders may stand in the path, the query or the fragment; write the origin in full"),
                 ),
                 Some(e) => diags.push(Diagnostic::error("invalid-value", url.span, e.to_string())),
+                // The scheme is still checked on the raw text, so both problems are reported.
+                None if !(parsed || url.value.starts_with("http://") || url.value.starts_with("https://")) => {
+                    diags.push(Diagnostic::error("invalid-value", url.span, UrlTemplateError::NotHttp.to_string()))
+                }
                 None => {}
             }
             (
@@ -611,17 +618,24 @@ fn is_env_name(name: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A tool's parameter names, in order and as a set.
+struct Names<'a> {
+    listed: &'a [&'a str],
+    set: HashSet<&'a str>,
+    suggest: &'a Suggester,
+}
+
 /// Parses a template string and checks that each placeholder names a parameter.
-fn template(s: &Str, owner: &str, param_names: &[&str], diags: &mut Vec<Diagnostic>) -> Template {
+fn template(s: &Str, owner: &str, names: &Names<'_>, diags: &mut Vec<Diagnostic>) -> Template {
     match Template::parse(&s.value) {
         Ok(t) => {
             for p in t.params() {
-                if !param_names.contains(&p) {
+                if !names.set.contains(p) {
                     diags.push(
                         Diagnostic::error("unknown-name", s.span, format!("`{{{p}}}` is not a parameter of {owner}"))
                             .with_label("used here")
-                            .with_hint_opt(did_you_mean(p, param_names.iter().copied()))
-                            .with_hint(format!("the parameters are: {}", param_names.join(", "))),
+                            .with_hint_opt(names.suggest.did_you_mean(p, names.listed.iter().copied()))
+                            .with_hint(format!("the parameters are: {}", name_list(names.listed.iter().copied()))),
                     );
                 }
             }

@@ -77,6 +77,33 @@ impl fmt::Display for Type {
     }
 }
 
+impl Type {
+    /// The type as diagnostics quote it: like its `Display`, but a label set longer than
+    /// `BRIEF_LABELS` (8) is cut with a count, so a message naming a type stays short however
+    /// many labels the program lists (and however many messages name it).
+    pub fn brief(&self) -> Brief<'_> {
+        Brief(self)
+    }
+}
+
+/// Label values a [`Type::brief`] shows before it counts the rest.
+pub const BRIEF_LABELS: usize = 8;
+
+/// A type written for a message; see [`Type::brief`].
+pub struct Brief<'a>(&'a Type);
+
+impl fmt::Display for Brief<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Type::Label(labels) if labels.len() > BRIEF_LABELS => {
+                write!(f, "label({}, … and {} more)", labels[..BRIEF_LABELS].join(", "), labels.len() - BRIEF_LABELS)
+            }
+            Type::List(inner) => write!(f, "list<{}>", inner.brief()),
+            other => other.fmt(f),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +118,14 @@ mod tests {
         assert!(!label(&["a", "b"]).accepts(&Type::Text));
         assert!(label(&["a", "b", "c"]).accepts(&label(&["b", "a"])));
         assert!(!label(&["a"]).accepts(&label(&["a", "b"])));
+    }
+
+    #[test]
+    fn brief_types_cut_long_label_sets() {
+        let many: Vec<String> = (0..20).map(|i| format!("l{i}")).collect();
+        let ty = Type::List(Box::new(Type::Label(many)));
+        assert_eq!(ty.brief().to_string(), "list<label(l0, l1, l2, l3, l4, l5, l6, l7, … and 12 more)>");
+        assert_eq!(label(&["a", "b"]).brief().to_string(), "label(a, b)");
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! Reads GGUF files (llama.cpp's model format): metadata, tensor descriptions, and tensor
 //! data dequantized to f32.
+//!
+//! A GGUF file is untrusted input. Every count, length and offset read from it is checked,
+//! with checked arithmetic, against what the file can actually hold before it is used: a
+//! string or array longer than the rest of the file, a tensor whose dimensions multiply past
+//! 64 bits, or whose data would end past the file, is an error naming the key or tensor and the
+//! byte offset where it was read. Nothing is allocated in proportion to a number the file
+//! states, only to bytes it has.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,9 +74,10 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// The number of elements.
+    /// The number of elements (`u64::MAX` when the dimensions multiply past 64 bits, which
+    /// [`Gguf::parse`] refuses).
     pub fn len(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).unwrap_or(u64::MAX)
     }
 
     /// Whether the tensor has no elements.
@@ -86,52 +94,83 @@ pub struct Gguf {
     pub metadata: HashMap<String, MetaValue>,
     /// Tensors in file order.
     pub tensors: Vec<TensorInfo>,
+    /// The first tensor of each name.
+    by_name: HashMap<String, usize>,
     data_start: usize,
 }
 
+/// The bytes a GGUF tensor description takes at least: a name length, a dimension count, a
+/// type and an offset.
+const MIN_TENSOR_INFO: u64 = 8 + 4 + 4 + 8;
+/// The bytes a metadata entry takes at least: a key length, a type and a one-byte value.
+const MIN_META_ENTRY: u64 = 8 + 4 + 1;
+
 impl Gguf {
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path`, which must be a regular file (reading a device
+    /// such as `/dev/zero` would never end).
     pub fn open(path: &Path) -> Result<Gguf, ModelError> {
-        let bytes = std::fs::read(path).map_err(io("read", path))?;
-        Gguf::parse(path, bytes)
+        Gguf::parse(path, read_regular(path)?)
     }
 
     /// Parses GGUF `bytes` read from `path`.
     pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Gguf, ModelError> {
         let err = |reason: String| ModelError::Gguf { path: path.to_path_buf(), reason };
         let mut r = Reader { bytes: &bytes, pos: 0 };
-        if r.take(4).map_err(&err)? != b"GGUF" {
+        // Each failure says at which byte the part being read starts, so a crafted or damaged
+        // file can be inspected.
+        let at = |pos: usize, what: &str, e: String| err(format!("{what} (at byte {pos}): {e}"));
+        if r.take(4).map_err(|e| at(0, "the magic bytes", e))? != b"GGUF" {
             return Err(err("it does not start with the GGUF magic bytes".into()));
         }
-        let version = r.u32().map_err(&err)?;
+        let version = r.u32().map_err(|e| at(4, "the version", e))?;
         if !(2..=3).contains(&version) {
             return Err(err(format!("GGUF version {version} is not supported (2 and 3 are)")));
         }
-        let n_tensors = r.u64().map_err(&err)?;
-        let n_meta = r.u64().map_err(&err)?;
+        let n_tensors = r.u64().map_err(|e| at(8, "the tensor count", e))?;
+        let n_meta = r.u64().map_err(|e| at(16, "the metadata count", e))?;
+        let room = r.remaining();
+        if n_meta > room / MIN_META_ENTRY || n_tensors > room / MIN_TENSOR_INFO {
+            return Err(err(format!("the header claims {n_meta} metadata entries and {n_tensors} tensors, more than {room} bytes can hold")));
+        }
         let mut metadata = HashMap::new();
-        for _ in 0..n_meta {
-            let key = r.string().map_err(&err)?;
-            let ty = r.u32().map_err(&err)?;
-            let value = r.value(ty, 0).map_err(&err)?;
+        for i in 0..n_meta {
+            let start = r.pos;
+            let key = r.string().map_err(|e| at(start, &format!("the key of metadata entry {i}"), e))?;
+            let ty = r.u32().map_err(|e| at(start, &format!("metadata `{key}`"), e))?;
+            let value = r.value(ty, 0).map_err(|e| at(start, &format!("metadata `{key}`"), e))?;
             metadata.insert(key, value);
         }
         let mut tensors = Vec::new();
-        for _ in 0..n_tensors {
-            let name = r.string().map_err(&err)?;
-            let n_dims = r.u32().map_err(&err)?;
-            if n_dims > 4 {
-                return Err(err(format!("tensor `{name}` has {n_dims} dimensions")));
-            }
-            let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>, _>>().map_err(&err)?;
-            let raw_ty = r.u32().map_err(&err)?;
-            let ty = GgmlType::from_id(raw_ty).ok_or_else(|| err(format!("tensor `{name}` has unknown ggml type {raw_ty}")))?;
-            let offset = r.u64().map_err(&err)?;
-            tensors.push(TensorInfo { name, dims, ty, offset });
+        for i in 0..n_tensors {
+            let start = r.pos;
+            let name = r.string().map_err(|e| at(start, &format!("the name of tensor {i}"), e))?;
+            let mut info = || -> Result<TensorInfo, String> {
+                let n_dims = r.u32()?;
+                if n_dims > 4 {
+                    return Err(format!("{n_dims} dimensions, more than 4"));
+                }
+                let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+                if dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).is_none() {
+                    return Err(format!("dimensions {dims:?}, whose product does not fit in 64 bits"));
+                }
+                let raw_ty = r.u32()?;
+                let ty = GgmlType::from_id(raw_ty).ok_or_else(|| format!("unknown ggml type {raw_ty}"))?;
+                Ok(TensorInfo { name: name.clone(), dims, ty, offset: r.u64()? })
+            };
+            let info = info().map_err(|e| at(start, &format!("tensor `{name}`"), e))?;
+            tensors.push(info);
         }
-        let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32).max(1) as usize;
-        let data_start = r.pos.div_ceil(alignment) * alignment;
-        let gguf = Gguf { path: path.to_path_buf(), bytes, metadata, tensors, data_start };
+        let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32);
+        if alignment == 0 || alignment > bytes.len() as u64 {
+            return Err(err(format!("`general.alignment` is {alignment}, not a size within the file")));
+        }
+        // No overflow: `alignment` and `pos` are at most the file's length.
+        let data_start = r.pos.div_ceil(alignment as usize) * alignment as usize;
+        let mut by_name = HashMap::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            by_name.entry(t.name.clone()).or_insert(i);
+        }
+        let gguf = Gguf { path: path.to_path_buf(), bytes, metadata, tensors, by_name, data_start };
         for t in &gguf.tensors {
             gguf.tensor_bytes(t)?;
         }
@@ -167,31 +206,45 @@ impl Gguf {
 
     /// The tensor named `name`.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensors.iter().find(|t| t.name == name)
+        self.by_name.get(name).map(|&i| &self.tensors[i])
     }
 
     fn tensor_bytes(&self, t: &TensorInfo) -> Result<&[u8], ModelError> {
-        let size = t.ty.byte_size(t.len()).ok_or_else(|| ModelError::Gguf {
-            path: self.path.clone(),
-            reason: format!("tensor `{}` has {} elements, not a whole number of {:?} blocks", t.name, t.len(), t.ty),
-        })?;
-        let start = self.data_start as u64 + t.offset;
-        let end = start + size;
-        if end > self.bytes.len() as u64 {
-            return Err(ModelError::Gguf {
-                path: self.path.clone(),
-                reason: format!("tensor `{}` runs past the end of the file (truncated download?)", t.name),
-            });
-        }
-        Ok(&self.bytes[start as usize..end as usize])
+        let bad = |reason: String| ModelError::Gguf { path: self.path.clone(), reason };
+        let size =
+            t.ty.byte_size(t.len()).ok_or_else(|| bad(format!("tensor `{}` has {} elements, not a whole number of {:?} blocks", t.name, t.len(), t.ty)))?;
+        let range = (self.data_start as u64)
+            .checked_add(t.offset)
+            .and_then(|start| Some(start..start.checked_add(size)?))
+            .filter(|r| r.end <= self.bytes.len() as u64)
+            .ok_or_else(|| {
+                bad(format!(
+                    "tensor `{}` ({size} bytes at offset {} of the data section) runs past the end of the {}-byte file (truncated download?)",
+                    t.name,
+                    t.offset,
+                    self.bytes.len()
+                ))
+            })?;
+        // Both ends are within the file, so they fit in usize.
+        Ok(&self.bytes[range.start as usize..range.end as usize])
     }
 
     /// The tensor's values as f32, in ggml order (innermost dimension fastest).
     pub fn dequantize(&self, t: &TensorInfo) -> Result<Vec<f32>, ModelError> {
         let bytes = self.tensor_bytes(t)?;
-        quant::dequantize(t.ty, bytes, t.len() as usize)
+        // `len` fits in usize: the bytes holding the elements are in memory.
+        quant::dequantize(t.ty, bytes, usize::try_from(t.len()).unwrap_or(usize::MAX))
             .map_err(|reason| ModelError::Gguf { path: self.path.clone(), reason: format!("tensor `{}`: {reason}", t.name) })
     }
+}
+
+/// Reads `path` whole, refusing anything but a regular file.
+pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>, ModelError> {
+    let meta = std::fs::metadata(path).map_err(io("read", path))?;
+    if !meta.is_file() {
+        return Err(ModelError::Gguf { path: path.to_path_buf(), reason: "it is not a regular file".into() });
+    }
+    std::fs::read(path).map_err(io("read", path))
 }
 
 struct Reader<'a> {
@@ -200,6 +253,10 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn remaining(&self) -> u64 {
+        (self.bytes.len() - self.pos) as u64
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or("the file ends early (truncated?)")?;
         let s = &self.bytes[self.pos..end];
@@ -223,8 +280,11 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self) -> Result<String, String> {
         let len = self.u64()?;
-        let len = usize::try_from(len).map_err(|_| "a string length does not fit in memory")?;
-        let b = self.take(len)?;
+        if len > self.remaining() {
+            return Err(format!("a string of {len} bytes is longer than the rest of the file ({} bytes)", self.remaining()));
+        }
+        // Within the file, so within usize.
+        let b = self.take(len as usize)?;
         String::from_utf8(b.to_vec()).map_err(|_| "a string is not UTF-8".to_string())
     }
 
@@ -245,9 +305,11 @@ impl<'a> Reader<'a> {
                 }
                 let item_ty = self.u32()?;
                 let len = self.u64()?;
-                // Each item takes at least one byte: a longer array cannot fit in the file.
-                if len > (self.bytes.len() - self.pos) as u64 {
-                    return Err("an array is longer than the file".into());
+                let item_size = min_size(item_ty).ok_or_else(|| format!("unknown metadata value type {item_ty}"))?;
+                // An array cannot hold more items than the rest of the file has room for, so
+                // the vector below is sized by bytes that exist, not by the stated length.
+                if len > self.remaining() / item_size {
+                    return Err(format!("an array of {len} items is longer than the rest of the file ({} bytes)", self.remaining()));
                 }
                 let mut items = Vec::with_capacity(len as usize);
                 for _ in 0..len {
@@ -260,5 +322,107 @@ impl<'a> Reader<'a> {
             12 => MetaValue::Float(f64::from_le_bytes(self.array()?)),
             other => return Err(format!("unknown metadata value type {other}")),
         })
+    }
+}
+
+/// The fewest bytes a metadata value of type `ty` takes, if the type is known.
+fn min_size(ty: u32) -> Option<u64> {
+    Some(match ty {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        8 | 10..=12 => 8,
+        9 => 4 + 8,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF header with `n_tensors` tensors and the metadata `entries` (already encoded).
+    fn header(n_tensors: u64, entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&n_tensors.to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        for e in entries {
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    fn string(s: &str) -> Vec<u8> {
+        let mut out = (s.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(s.as_bytes());
+        out
+    }
+
+    fn tensor(name: &str, dims: &[u64], ty: u32, offset: u64) -> Vec<u8> {
+        let mut out = string(name);
+        out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in dims {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&ty.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out
+    }
+
+    fn parse_err(bytes: Vec<u8>) -> String {
+        match Gguf::parse(Path::new("x.gguf"), bytes) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn stated_lengths_beyond_the_file_are_errors_not_allocations() {
+        // A string of 2^62 bytes, an array of 2^60 u64s, a header of 2^40 tensors.
+        let mut huge_string = string("key");
+        huge_string.extend_from_slice(&8u32.to_le_bytes());
+        huge_string.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        assert!(parse_err(header(0, &[huge_string])).contains("a string of 4611686018427387904 bytes is longer than the rest of the file"));
+        let mut huge_array = string("key");
+        huge_array.extend_from_slice(&9u32.to_le_bytes());
+        huge_array.extend_from_slice(&10u32.to_le_bytes());
+        huge_array.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        let err = parse_err(header(0, &[huge_array]));
+        assert!(err.contains("metadata `key` (at byte 24): an array of 1152921504606846976 items is longer than the rest of the file"), "{err}");
+        assert!(parse_err(header(1 << 40, &[])).contains("the header claims 0 metadata entries and 1099511627776 tensors"));
+    }
+
+    #[test]
+    fn tensors_whose_size_overflows_or_runs_past_the_end_are_errors() {
+        let mut file = header(1, &[]);
+        file.extend(tensor("w", &[1 << 32, 1 << 32, 2], 0, 0));
+        let err = parse_err(file);
+        assert!(err.contains("tensor `w` (at byte 24): dimensions [4294967296, 4294967296, 2], whose product does not fit in 64 bits"), "{err}");
+        let mut file = header(1, &[]);
+        file.extend(tensor("w", &[4], 0, u64::MAX - 3));
+        assert!(parse_err(file).contains("tensor `w` (16 bytes at offset 18446744073709551612 of the data section) runs past the end"));
+        let mut file = header(1, &[]);
+        file.extend(tensor("w", &[1 << 40], 0, 0));
+        assert!(parse_err(file).contains("runs past the end of the"));
+    }
+
+    #[test]
+    fn every_truncation_of_a_valid_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        crate::model::testing::write_tiny_gguf(&path, 1).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(Gguf::parse(&path, bytes.clone()).is_ok());
+        // The last 32 bytes may be alignment padding after the last tensor, which nothing reads.
+        for cut in (0..bytes.len() - 32).step_by(97) {
+            assert!(Gguf::parse(&path, bytes[..cut].to_vec()).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn devices_are_not_read() {
+        let err = Gguf::open(Path::new("/dev/zero")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 }

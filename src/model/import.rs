@@ -37,38 +37,95 @@ pub struct Imported {
     pub source_sha256: String,
 }
 
-/// Reads the llama hyper-parameters of a GGUF.
+/// Reads the llama hyper-parameters of a GGUF, and checks them against its tensors: every
+/// tensor the decoder needs is present with the dimensions the shape implies. A GGUF that
+/// passes builds a consistent graph; one that does not gets an error naming the tensor, before
+/// anything is sized by the stated numbers.
 pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
+    let bad = |reason: String| ModelError::BadModel { model: "gguf import".into(), reason };
     let arch = g.meta_str("general.architecture")?;
     if arch != "llama" {
-        return Err(ModelError::BadModel { model: "gguf import".into(), reason: format!("architecture `{arch}` is not supported (llama-family models are)") });
+        return Err(bad(format!("architecture `{arch}` is not supported (llama-family models are)")));
     }
-    let n_embd = g.meta_u64("llama.embedding_length")? as usize;
-    let n_head = g.meta_u64("llama.attention.head_count")? as usize;
-    let head_dim = g.meta("llama.attention.key_length").and_then(MetaValue::as_u64).map_or(n_embd / n_head.max(1), |v| v as usize);
+    // Sizes are read as u32: no real model comes near, and products of two stay within u64.
+    let size = |key: &str, v: u64| u32::try_from(v).map(|v| v as usize).map_err(|_| bad(format!("metadata `{key}` is {v}, too large")));
+    let get = |key: &str| size(key, g.meta_u64(key)?);
+    let get_or = |key: &str, default: usize| g.meta(key).and_then(MetaValue::as_u64).map_or(Ok(default), |v| size(key, v));
+    let n_embd = get("llama.embedding_length")?;
+    let n_head = get("llama.attention.head_count")?;
+    let head_dim = get_or("llama.attention.key_length", n_embd / n_head.max(1))?;
     if let Some(rope_dim) = g.meta("llama.rope.dimension_count").and_then(MetaValue::as_u64) {
-        if rope_dim as usize != head_dim {
-            return Err(ModelError::BadModel {
-                model: "gguf import".into(),
-                reason: format!("partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported"),
-            });
+        if rope_dim != head_dim as u64 {
+            return Err(bad(format!("partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported")));
         }
     }
     let vocab = match g.meta("llama.vocab_size").and_then(MetaValue::as_u64) {
-        Some(v) => v as usize,
+        Some(v) => size("llama.vocab_size", v)?,
         None => g.meta_strings("tokenizer.ggml.tokens")?.len(),
     };
-    Ok(LlamaShape {
-        n_layer: g.meta_u64("llama.block_count")? as usize,
+    let float = |key: &str, default: f64| g.meta(key).and_then(MetaValue::as_f64).unwrap_or(default);
+    let shape = LlamaShape {
+        n_layer: get("llama.block_count")?,
         n_embd,
         n_head,
-        n_head_kv: g.meta("llama.attention.head_count_kv").and_then(MetaValue::as_u64).map_or(n_head, |v| v as usize),
+        n_head_kv: get_or("llama.attention.head_count_kv", n_head)?,
         head_dim,
-        n_ff: g.meta_u64("llama.feed_forward_length")? as usize,
+        n_ff: get("llama.feed_forward_length")?,
         vocab,
-        rope_theta: g.meta("llama.rope.freq_base").and_then(MetaValue::as_f64).unwrap_or(10_000.0) as f32,
-        rms_eps: g.meta("llama.attention.layer_norm_rms_epsilon").and_then(MetaValue::as_f64).unwrap_or(1e-5) as f32,
-    })
+        rope_theta: float("llama.rope.freq_base", 10_000.0) as f32,
+        rms_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5) as f32,
+    };
+    check_shape(g, &shape).map_err(bad)?;
+    Ok(shape)
+}
+
+/// Checks that `shape` is one the decoder can be built for, and that `g` holds each tensor it
+/// reads with the dimensions it implies (ggml order: input features first).
+fn check_shape(g: &Gguf, s: &LlamaShape) -> Result<(), String> {
+    let sizes = [("embedding_length", s.n_embd), ("head_count", s.n_head), ("head_count_kv", s.n_head_kv), ("key_length", s.head_dim)];
+    let sizes = sizes.into_iter().chain([("feed_forward_length", s.n_ff), ("vocab_size", s.vocab), ("block_count", s.n_layer)]);
+    for (name, v) in sizes {
+        if v == 0 {
+            return Err(format!("`{name}` is 0"));
+        }
+    }
+    if s.n_head % s.n_head_kv != 0 || s.head_dim % 2 != 0 {
+        return Err(format!("unsupported head layout: {} heads, {} KV heads, head size {}", s.n_head, s.n_head_kv, s.head_dim));
+    }
+    let usable = s.rope_theta.is_finite() && s.rope_theta > 0.0 && s.rms_eps.is_finite() && s.rms_eps >= 0.0;
+    if !usable {
+        return Err(format!("the RoPE base {} or the RMSNorm epsilon {} is not a usable number", s.rope_theta, s.rms_eps));
+    }
+    let (e, q, kv) = (s.n_embd as u64, (s.n_head * s.head_dim) as u64, (s.n_head_kv * s.head_dim) as u64);
+    let (ff, v) = (s.n_ff as u64, s.vocab as u64);
+    let expect = |name: &str, dims: &[u64], required: bool| -> Result<(), String> {
+        match g.tensor(name) {
+            Some(t) if t.dims == dims => Ok(()),
+            Some(t) => Err(format!("tensor `{name}` has dimensions {:?}, but the metadata implies {dims:?}", t.dims)),
+            None if required => Err(format!("tensor `{name}` is missing")),
+            None => Ok(()),
+        }
+    };
+    expect("token_embd.weight", &[e, v], true)?;
+    expect("output_norm.weight", &[e], true)?;
+    expect("output.weight", &[e, v], false)?;
+    // Layer by layer, so a huge stated block count stops at the first missing layer.
+    for i in 0..s.n_layer {
+        for (t, dims) in [
+            ("attn_norm", &[e][..]),
+            ("attn_q", &[e, q]),
+            ("attn_k", &[e, kv]),
+            ("attn_v", &[e, kv]),
+            ("attn_output", &[q, e]),
+            ("ffn_norm", &[e]),
+            ("ffn_gate", &[e, ff]),
+            ("ffn_up", &[e, ff]),
+            ("ffn_down", &[ff, e]),
+        ] {
+            expect(&format!("blk.{i}.{t}.weight"), dims, true)?;
+        }
+    }
+    Ok(())
 }
 
 struct GgufWeights<'a> {
@@ -95,7 +152,7 @@ impl WeightSource for GgufWeights<'_> {
 /// Imports the GGUF at `gguf_path` into `out_dir`, calling `progress(done, total)` per tensor.
 /// An existing `out_dir` is replaced only once the new one is complete.
 pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, usize)) -> Result<Imported, ModelError> {
-    let bytes = std::fs::read(gguf_path).map_err(io("read", gguf_path))?;
+    let bytes = super::gguf::read_regular(gguf_path)?;
     let source_sha256 = crate::fs::sha256_hex(&bytes);
     let gguf = Gguf::parse(gguf_path, bytes)?;
     let shape = llama_shape(&gguf)?;

@@ -244,6 +244,9 @@ impl<T> std::future::Future for Pending<T> {
     }
 }
 
+/// The largest `config.json` or `tokenizer_config.json` loopc reads.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// The context length a model declares, else this.
 const FALLBACK_CONTEXT: usize = 2048;
 
@@ -261,6 +264,11 @@ impl LocalModel {
             let path = dir.join(file);
             if !path.is_file() {
                 return Ok(None);
+            }
+            // Configuration files are kilobytes; a huge one is refused before it is read.
+            let size = std::fs::metadata(&path).map_err(io("read", &path))?.len();
+            if size > MAX_CONFIG_BYTES {
+                return Err(bad(format!("`{}` is {size} bytes, more than a configuration file may be ({MAX_CONFIG_BYTES})", path.display())));
             }
             std::fs::read(&path).map(Some).map_err(io("read", &path))
         };

@@ -20,6 +20,7 @@ mod session;
 pub mod testing;
 pub mod text;
 pub mod tokenizer;
+mod verify;
 mod worker;
 
 #[cfg(test)]

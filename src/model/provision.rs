@@ -102,18 +102,26 @@ impl Cache {
 }
 
 /// The ONNX Runtime library to load: `ORT_DYLIB_PATH`, else the cached copy, else one
-/// provisioned now from the `onnxruntime` wheel.
+/// provisioned now from the `onnxruntime` wheel; checked before it is returned, since loading a
+/// damaged library can crash the process (`verify.rs` says how it is checked).
 pub fn ort_library(cache: &Cache, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
+    let (path, origin) = find_or_provision_ort(cache, progress)?;
+    super::verify::check(&path, origin)?;
+    Ok(path)
+}
+
+fn find_or_provision_ort(cache: &Cache, progress: &dyn Progress) -> Result<(PathBuf, super::verify::Origin), ModelError> {
+    use super::verify::Origin;
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if !p.is_file() {
             return Err(ModelError::Runtime { path: p, reason: "ORT_DYLIB_PATH names no file".into() });
         }
-        return Ok(p);
+        return Ok((p, Origin::User));
     }
     let path = cache.ort_path();
     if path.is_file() {
-        return Ok(path);
+        return Ok((path, Origin::Provisioned));
     }
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err(ModelError::Provision {
@@ -125,8 +133,9 @@ pub fn ort_library(cache: &Cache, progress: &dyn Progress) -> Result<PathBuf, Mo
     let staging = tempfile::tempdir().map_err(io("create a temporary directory in", &std::env::temp_dir()))?;
     let wheel = pip_download(&format!("onnxruntime=={ORT_VERSION}"), staging.path())?;
     let lib = extract_from_wheel(&wheel, |name| name.starts_with("onnxruntime/capi/libonnxruntime.so"), &path)?;
+    super::verify::record(&lib)?;
     progress.finish(&format!("ONNX Runtime {ORT_VERSION} ready at {}", lib.display()));
-    Ok(lib)
+    Ok((lib, Origin::Provisioned))
 }
 
 /// The directory of the known model `model`, provisioning it on first use.

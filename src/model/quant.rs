@@ -65,10 +65,14 @@ impl GgmlType {
         }
     }
 
-    /// Bytes taken by `n` elements, if `n` is a whole number of blocks.
+    /// Bytes taken by `n` elements, if `n` is a whole number of blocks and the size fits in
+    /// 64 bits.
     pub fn byte_size(self, n: u64) -> Option<u64> {
         let (per, bytes) = self.block();
-        (n % per as u64 == 0).then_some(n / per as u64 * bytes as u64)
+        if n % per as u64 != 0 {
+            return None;
+        }
+        (n / per as u64).checked_mul(bytes as u64)
     }
 }
 
@@ -287,6 +291,12 @@ mod tests {
         let y = dequantize(GgmlType::Q6K, &b, 256).unwrap();
         assert_eq!(y[0], 0.25 * 2.0 * (49 - 32) as f32);
         assert_eq!(y[64], 0.25 * 1.0 * (2 - 32) as f32);
+    }
+
+    #[test]
+    fn sizes_past_64_bits_are_rejected() {
+        assert_eq!(GgmlType::F32.byte_size(u64::MAX / 2), None);
+        assert_eq!(GgmlType::Q8_0.byte_size(u64::MAX / 32 * 32), None, "34 bytes per 32 values");
     }
 
     #[test]

@@ -103,10 +103,27 @@ impl std::fmt::Display for TokenCount {
     }
 }
 
+/// The largest `tokenizer.json` loopc loads (real ones are a few megabytes).
+pub const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
 impl Tokenizer {
-    /// Loads a `tokenizer.json`.
+    /// Loads a `tokenizer.json`: a regular file of at most [`MAX_TOKENIZER_BYTES`], so a
+    /// device or a runaway file is refused before it is read.
     pub fn from_file(path: &std::path::Path) -> Result<Tokenizer, ModelError> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer(format!("cannot load `{}`: {e}", path.display())))?;
+        use std::io::Read;
+        let fail = |reason: String| ModelError::Tokenizer(format!("cannot load `{}`: {reason}", path.display()));
+        let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(fail("it is not a regular file".into()));
+        }
+        let mut bytes = Vec::new();
+        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        file.take(MAX_TOKENIZER_BYTES + 1).read_to_end(&mut bytes).map_err(|e| fail(e.to_string()))?;
+        if bytes.len() as u64 > MAX_TOKENIZER_BYTES {
+            return Err(fail(format!("it is larger than {} MiB, more than a tokenizer.json may be", MAX_TOKENIZER_BYTES >> 20)));
+        }
+        // The tokenizers crate reports JSON errors with their line and column.
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| fail(e.to_string()))?;
         let mut plain = inner.clone();
         plain.set_encode_special_tokens(true);
         let longest_token = inner.get_vocab(true).keys().map(|t| t.len()).max().unwrap_or(1).max(1);

@@ -19,6 +19,9 @@ use crate::graph::{Dag, Field, Provider, StepId, Type};
 
 /// The `format` field of every artifact.
 pub const FORMAT: &str = "loopc-artifact";
+/// The largest artifact loopc reads (real ones are kilobytes to a few megabytes).
+pub const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
+
 /// The artifact layout version this loopc writes and reads.
 pub const VERSION: u32 = 1;
 
@@ -183,8 +186,43 @@ pub struct Provenance {
     /// answer with one label (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<SelectionRecord>,
+    /// Which stored feedback the artifact was learned from (set by `loopc learn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<LearnedFrom>,
     /// What differs between two identical compiles: when and how fast.
     pub timing: Timing,
+}
+
+/// Which stored feedback made an artifact: the data snapshot, every feedback id used, and
+/// where each demo came from (so `loopc why` can answer, and `loopc forget` can find the
+/// artifacts a user's data shaped).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LearnedFrom {
+    /// The artifact it was learned from (its content hash), if any.
+    pub parent: Option<String>,
+    /// SHA-256 of the exported rows.
+    pub dataset_sha256: String,
+    /// Rows with human labels it trained on.
+    pub gold_rows: usize,
+    /// Rows of accepted model outputs it trained on.
+    pub model_labelled_rows: usize,
+    /// Every feedback id behind the rows.
+    pub feedback_ids: Vec<String>,
+    /// For each step, where each of its demos came from, in demo order.
+    pub demo_sources: BTreeMap<String, Vec<DemoSource>>,
+}
+
+/// Where one demo came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DemoSource {
+    /// `gold`, `model_labelled`, or `unknown` when no stored row matches the demo.
+    pub kind: String,
+    /// The runs on the demo's input.
+    pub run_ids: Vec<String>,
+    /// The feedback that labelled it.
+    pub feedback_ids: Vec<String>,
+    /// SHA-256 of each user id that gave it (ids themselves stay in the store).
+    pub users_sha256: Vec<String>,
 }
 
 /// The parts of provenance that depend on when and where the compile ran.
@@ -247,15 +285,27 @@ pub enum ArtifactError {
 impl Artifact {
     /// Reads and validates the artifact at `path`.
     pub fn read(path: &Path) -> Result<Artifact, ArtifactError> {
+        use std::io::Read;
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ArtifactError::Io { action: "read", path: shown.clone(), source })?;
+        let io = |source: std::io::Error| ArtifactError::Io { action: "read", path: shown.clone(), source };
+        let invalid = |reason: String| ArtifactError::Invalid { path: shown.clone(), reason };
+        if !std::fs::metadata(path).map_err(io)?.is_file() {
+            return Err(invalid("it is not a regular file".into()));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path).map_err(io)?.take(MAX_ARTIFACT_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() as u64 > MAX_ARTIFACT_BYTES {
+            return Err(invalid(format!("it is larger than {} MiB, more than an artifact may be", MAX_ARTIFACT_BYTES >> 20)));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| invalid(format!("it is not UTF-8 text (byte {} is not a character)", e.utf8_error().valid_up_to())))?;
         Artifact::parse(&shown, &text)
     }
 
     /// Parses and validates artifact JSON (`name` is used in messages).
     pub fn parse(name: &str, text: &str) -> Result<Artifact, ArtifactError> {
         let invalid = |reason: String| ArtifactError::Invalid { path: name.to_string(), reason };
-        let v: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
+        // Strictly: a key written twice (say by a hand edit) is an error, not the last one wins.
+        let v: Value = crate::json::strict(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
         if v["format"] != FORMAT {
             return Err(invalid(format!("its `format` is not \"{FORMAT}\"")));
         }
@@ -264,7 +314,9 @@ impl Artifact {
             Some(n) => return Err(invalid(format!("it is version {n}; this loopc reads version {VERSION}"))),
             None => return Err(invalid("it has no `version`".into())),
         }
-        let a: Artifact = serde_json::from_value(v).map_err(|e| invalid(e.to_string()))?;
+        // Read from the text again, not the value: serde then says at which line and column.
+        drop(v);
+        let a: Artifact = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if crate::fs::sha256_hex(a.program.source.as_bytes()) != a.program.source_sha256 {
             return Err(invalid("the embedded source does not match its hash (the file was edited)".into()));
         }

@@ -179,7 +179,8 @@ impl Executor {
         }
         if let Some(extra) = inputs.keys().find(|k| !self.dag.inputs().iter().any(|f| &f.name == *k)) {
             let names: Vec<&str> = self.dag.inputs().iter().map(|f| f.name.as_str()).collect();
-            return Err(RunError::Input { field: extra.clone(), reason: format!("not an input of the program (its inputs: {})", names.join(", ")) });
+            let hint = crate::graph::did_you_mean(extra, names.iter().copied()).map(|h| format!("; {h}")).unwrap_or_default();
+            return Err(RunError::Input { field: extra.clone(), reason: format!("not an input of the program (its inputs: {}){hint}", names.join(", ")) });
         }
         Ok(())
     }

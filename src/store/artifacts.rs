@@ -83,6 +83,13 @@ impl Store {
         rows.iter().map(artifact_from_row).collect()
     }
 
+    /// Every program's artifact versions, oldest first (without their bodies).
+    pub async fn all_artifacts(&self) -> Result<Vec<ArtifactVersion>, StoreError> {
+        let rows =
+            sqlx::query("SELECT hash, parent, program, created, NULL AS body, meta FROM artifacts ORDER BY created, hash").fetch_all(self.reader()).await?;
+        rows.iter().map(artifact_from_row).collect()
+    }
+
     /// One artifact version by hash.
     pub async fn artifact(&self, hash: &str) -> Result<Option<ArtifactVersion>, StoreError> {
         let row =

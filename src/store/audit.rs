@@ -27,11 +27,13 @@ pub enum AuditKind {
     Reject,
     /// The current artifact was rolled back to an earlier version.
     Rollback,
+    /// A recorded artifact version was trained on data of a user since forgotten.
+    Taint,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 5] = [AuditKind::ForgetUser, AuditKind::Expire, AuditKind::Promote, AuditKind::Reject, AuditKind::Rollback];
+    pub const ALL: [AuditKind; 6] = [AuditKind::ForgetUser, AuditKind::Expire, AuditKind::Promote, AuditKind::Reject, AuditKind::Rollback, AuditKind::Taint];
 
     /// The kind as stored and shown.
     pub fn as_str(self) -> &'static str {
@@ -41,6 +43,7 @@ impl AuditKind {
             AuditKind::Promote => "promote",
             AuditKind::Reject => "reject",
             AuditKind::Rollback => "rollback",
+            AuditKind::Taint => "taint",
         }
     }
 }

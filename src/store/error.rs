@@ -131,7 +131,7 @@ impl StoreError {
 }
 
 /// `url` with the password of its user-info part replaced by `***`, for messages.
-pub(crate) fn mask_password(url: &str) -> String {
+pub fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];

@@ -239,6 +239,14 @@ pub struct FeedbackFilter {
     pub limit: Option<usize>,
 }
 
+/// Inserts feedback with its payload in `score`, `value` or `correction` ($5), the other two NULL.
+const INSERT_SCORE: &str = "INSERT INTO feedback (id, client_id, run_id, key, score, comment, source, user_id, created) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (client_id) DO NOTHING RETURNING id";
+const INSERT_VALUE: &str = "INSERT INTO feedback (id, client_id, run_id, key, value, comment, source, user_id, created) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (client_id) DO NOTHING RETURNING id";
+const INSERT_CORRECTION: &str = "INSERT INTO feedback (id, client_id, run_id, key, correction, comment, source, user_id, created) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (client_id) DO NOTHING RETURNING id";
+
 const FEEDBACK_COLUMNS: &str = "f.id, f.client_id, f.run_id, f.key, f.score, f.value, f.correction, f.comment, f.source, f.user_id, f.created";
 
 fn feedback_from_row(row: &AnyRow) -> Result<StoredFeedback, StoreError> {
@@ -276,10 +284,14 @@ impl Store {
     pub async fn add_feedback(&self, feedback: NewFeedback) -> Result<FeedbackWrite, StoreError> {
         feedback.check()?;
         check_user_id(&self.redactor, feedback.user_id.as_deref())?;
-        let (score, value, correction) = match &feedback.payload {
-            FeedbackPayload::Score(s) => (Some(*s), None, None),
-            FeedbackPayload::Value(v) => (None, Some(self.redactor.text(v).into_owned()), None),
-            FeedbackPayload::Correction(c) => (None, None, Some(json_text(&self.redactor, c))),
+        // One statement per payload column, each binding its payload as a non-NULL value.
+        // sqlx's `Any` driver binds a NULL double as PostgreSQL `float4` (sqlx 0.8.6 swaps the
+        // two float kinds for NULLs); a statement first prepared with a NULL score would then
+        // refuse every later 8-byte score on that connection ("incorrect binary data format").
+        let (sql, score, text) = match &feedback.payload {
+            FeedbackPayload::Score(s) => (INSERT_SCORE, Some(*s), None),
+            FeedbackPayload::Value(v) => (INSERT_VALUE, None, Some(self.redactor.text(v).into_owned())),
+            FeedbackPayload::Correction(c) => (INSERT_CORRECTION, None, Some(json_text(&self.redactor, c))),
         };
         let comment = feedback.comment.as_deref().map(|c| self.redactor.text(c).into_owned());
         let id = FeedbackId::from_stored(self.ids.next("fb_"));
@@ -289,23 +301,13 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // The foreign key refuses a run that is not there; ON CONFLICT makes a repeated client
         // id a no-op that returns no row. (NULL client ids never conflict.)
-        let inserted = sqlx::query(
-            "INSERT INTO feedback (id, client_id, run_id, key, score, value, correction, comment, source, user_id, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (client_id) DO NOTHING RETURNING id",
-        )
-        .bind(id.as_str())
-        .bind(feedback.client_id.as_deref())
-        .bind(feedback.run_id.as_str())
-        .bind(&feedback.key)
-        .bind(score)
-        .bind(value)
-        .bind(correction)
-        .bind(comment)
-        .bind(feedback.source.as_str())
-        .bind(feedback.user_id.as_deref())
-        .bind(created.millis())
-        .fetch_optional(&mut *tx)
-        .await;
+        let query = sqlx::query(sql).bind(id.as_str()).bind(feedback.client_id.as_deref()).bind(feedback.run_id.as_str()).bind(&feedback.key);
+        let query = match (score, text) {
+            (Some(s), _) => query.bind(s),
+            (None, t) => query.bind(t.unwrap_or_default()),
+        };
+        let inserted =
+            query.bind(comment).bind(feedback.source.as_str()).bind(feedback.user_id.as_deref()).bind(created.millis()).fetch_optional(&mut *tx).await;
         let write = match inserted {
             Ok(Some(_)) => FeedbackWrite { id, created: true },
             Ok(None) => {

@@ -19,7 +19,11 @@ struct Migration {
 }
 
 /// Every migration, in order. Append only: a released migration is never edited.
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") },
+    Migration { version: 2, name: "secrets", sql: include_str!("migrations/0002_secrets.sql") },
+    Migration { version: 3, name: "leases", sql: include_str!("migrations/0003_leases.sql") },
+];
 
 /// The advisory lock key migrations take on PostgreSQL ("loopc" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006c_6f6f_7063;

@@ -22,7 +22,7 @@
 //!
 //! Layout: `db.rs` (opening URLs, connections), `migrate.rs` + `migrations/`
 //! (schema), `runs.rs`, `feedback.rs`, `artifacts.rs`, `audit.rs`, `retention.rs` (forget,
-//! expire), `stats.rs`, `redact.rs`, `ids.rs`, `time.rs`, `sql.rs` (query helpers), `writer.rs` (the write
+//! expire), `secrets.rs` (secrets shared by every process on a store), `stats.rs`, `redact.rs`, `ids.rs`, `time.rs`, `sql.rs` (query helpers), `writer.rs` (the write
 //! transaction), `bench.rs`.
 
 mod artifacts;
@@ -32,10 +32,12 @@ mod db;
 mod error;
 mod feedback;
 mod ids;
+mod leases;
 mod migrate;
 pub mod redact;
 mod retention;
 mod runs;
+mod secrets;
 mod sql;
 mod stats;
 mod time;
@@ -45,7 +47,7 @@ pub use artifacts::ArtifactVersion;
 pub use audit::{AuditEvent, AuditKind};
 pub use bench::{bench_feedback_writes, WriteThroughput};
 pub use db::{Backend, Store};
-pub use error::StoreError;
+pub use error::{mask_password, StoreError};
 pub use feedback::{FeedbackFilter, FeedbackPayload, FeedbackSource, FeedbackWrite, ImplicitSignal, NewFeedback, StoredFeedback};
 pub use ids::{FeedbackId, RunId};
 pub use migrate::schema_version;

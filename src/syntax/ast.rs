@@ -46,6 +46,8 @@ pub enum Item {
     Metric(MetricDecl),
     /// `optimize OPTIMIZER { key: value }`.
     Optimize(OptimizeDecl),
+    /// `feedback NAME: TYPE "description"` or `feedback correction`.
+    Feedback(FeedbackDecl),
 }
 
 impl Item {
@@ -60,6 +62,7 @@ impl Item {
             Item::Return(d) => d.span,
             Item::Metric(d) => d.span,
             Item::Optimize(d) => d.span,
+            Item::Feedback(d) => d.span,
         }
     }
 }
@@ -293,6 +296,33 @@ pub struct OptimizeDecl {
     /// Its settings.
     pub config: Config,
     /// The whole declaration.
+    pub span: Span,
+}
+
+/// `feedback NAME: TYPE "description"`: a kind of feedback the program takes, e.g.
+/// `feedback rating: int(1..5)`; `feedback correction` (no type) takes a corrected output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedbackDecl {
+    /// The feedback key, e.g. `thumbs`.
+    pub name: Ident,
+    /// Its type, when one is written.
+    pub ty: Option<Type>,
+    /// `(MIN..MAX)` after a numeric type, when written.
+    pub range: Option<Range>,
+    /// What it asks, for people giving it.
+    pub description: Option<Str>,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// `(MIN..MAX)`: the inclusive bounds of a numeric feedback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Range {
+    /// The lower bound (a number literal).
+    pub min: Value,
+    /// The upper bound (a number literal).
+    pub max: Value,
+    /// From `(` to `)`.
     pub span: Span,
 }
 

@@ -54,6 +54,7 @@ fn group(item: &Item) -> u8 {
         Item::Step(_) => 4,
         Item::Return(_) => 5,
         Item::Metric(_) | Item::Optimize(_) => 6,
+        Item::Feedback(_) => 7,
     }
 }
 
@@ -163,6 +164,7 @@ impl Printer<'_> {
                 self.out.push_str(&o.optimizer.name);
                 self.config(&o.config.entries);
             }
+            Item::Feedback(f) => self.out.push_str(&feedback(f)),
         }
     }
 
@@ -219,6 +221,23 @@ impl Printer<'_> {
         self.leading_comments(s.span.end, INDENT);
         self.out.push('}');
     }
+}
+
+/// `feedback NAME[: TYPE[(MIN..MAX)]] ["description"]`.
+fn feedback(f: &FeedbackDecl) -> String {
+    let mut s = format!("feedback {}", f.name.name);
+    if let Some(t) = &f.ty {
+        s.push_str(": ");
+        s.push_str(&ty(t));
+    }
+    if let Some(r) = &f.range {
+        s.push_str(&format!("({}..{})", value(&r.min), value(&r.max)));
+    }
+    if let Some(d) = &f.description {
+        s.push(' ');
+        s.push_str(&quote_multiline(&d.value, ""));
+    }
+    s
 }
 
 fn field(f: &FieldDecl, indent: &str) -> String {

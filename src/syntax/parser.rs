@@ -17,8 +17,10 @@ use super::{Diagnostic, Span};
 struct LoopParser;
 
 /// Parses a whole `.loop` file. On a syntax error, returns the one diagnostic that stopped
-/// the parse, pointing at the offending text.
+/// the parse, pointing at the offending text. Brackets nested deeper than
+/// [`MAX_NESTING`](super::MAX_NESTING) are an error too, found before the recursive parse.
 pub fn parse(source: &str) -> Result<File, Diagnostic> {
+    super::nesting::check_nesting(source)?;
     let mut pairs = match LoopParser::parse(Rule::file, source) {
         Ok(pairs) => pairs,
         Err(_) => return Err(syntax_error(source)),
@@ -48,7 +50,9 @@ fn syntax_error(source: &str) -> Diagnostic {
                     let t = t.to_string();
                     let t = t.trim();
                     let is_range = t.chars().count() == 4 && t.chars().skip(1).take(2).all(|c| c == '.');
-                    (!t.is_empty() && t != "//" && t != "BUILTIN_RULE" && !is_range).then(|| format!("`{t}`"))
+                    // The optional byte-order mark is never what a user means to write next.
+                    let noise = t.is_empty() || t == "//" || t == "BUILTIN_RULE" || t == "\u{FEFF}" || is_range;
+                    (!noise).then(|| format!("`{t}`"))
                 })
                 .collect();
             for stack in attempts.call_stacks() {
@@ -91,11 +95,42 @@ fn syntax_error(source: &str) -> Diagnostic {
     };
     expected.sort_unstable();
     expected.dedup();
+    if let Some(open) = unclosed_long_string(source).filter(|_| pos == source.len()) {
+        return Diagnostic::error("syntax", Span::new(open, open + 3), "this `\"\"\"` string is never closed")
+            .with_label("opened here")
+            .with_hint("end it with `\"\"\"`");
+    }
     let (found, len) = found_at(source, pos);
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     Diagnostic::error("syntax", Span::new(pos, pos + len), format!("expected {}, found {found}", one_of(&expected)))
         .with_label("unexpected here")
         .with_hint_opt(hint_for(&expected, source, pos))
+}
+
+/// Where a `\"\"\"` string opens that never closes, if one does (scanning as the grammar
+/// reads: comments and `"..."` strings skipped).
+fn unclosed_long_string(source: &str) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(b"\"\"\"") {
+            match bytes[i + 3..].windows(3).position(|w| w == b"\"\"\"") {
+                Some(e) => i += 3 + e + 3,
+                None => return Some(i),
+            }
+        } else if bytes[i] == b'"' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+        } else if bytes[i..].starts_with(b"//") {
+            i = bytes[i..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |e| i + e);
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 /// What stands at `pos`, as a phrase, and how many bytes it covers: a word, or one character.
@@ -105,11 +140,27 @@ fn found_at(source: &str, pos: usize) -> (String, usize) {
         None => ("the end of the file".into(), 0),
         Some('\n') => ("the end of the line".into(), 0),
         Some(c) if c.is_alphanumeric() || c == '_' => {
-            let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            (format!("`{word}`"), word.len())
+            let len: usize = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum();
+            // A word of a megabyte would make a megabyte of message; the span still covers it.
+            let shown: String = rest[..len].chars().take(FOUND_WORD_CHARS).collect();
+            let more = if shown.len() < len { "…" } else { "" };
+            (format!("`{shown}{more}`"), len)
         }
+        // Whitespace the grammar skips never stops a parse, so any found here is unusual
+        // (a no-break space, say) and is named by its code like the invisible characters.
+        Some(c) if c.is_control() || c.is_whitespace() || is_invisible(c) => (format!("`{}`", c.escape_unicode()), c.len_utf8()),
         Some(c) => (format!("`{c}`"), c.len_utf8()),
     }
+}
+
+/// How much of a word "found `...`" quotes.
+const FOUND_WORD_CHARS: usize = 40;
+
+/// Characters that show as nothing or reorder the text around them on a terminal (zero-width
+/// and byte-order marks, the "Trojan Source" bidirectional controls): quoted raw, a message
+/// would show nothing or scramble itself.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 fn hint_for(expected: &[&str], source: &str, pos: usize) -> Option<String> {
@@ -120,8 +171,8 @@ fn hint_for(expected: &[&str], source: &str, pos: usize) -> Option<String> {
     if expected.contains(&"`\"`") && rest.starts_with('\n') {
         return Some("a `\"...\"` string ends on its line; use `\"\"\"...\"\"\"` for text over several lines".into());
     }
-    let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-    if !word.is_empty() {
+    let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').take(FOUND_WORD_CHARS + 1).collect();
+    if !word.is_empty() && word.chars().count() <= FOUND_WORD_CHARS {
         let keywords = expected.iter().filter_map(|e| e.strip_prefix('`')?.strip_suffix('`'));
         let best = keywords.map(|k| (strsim::jaro_winkler(&word, k), k)).filter(|(score, k)| *score >= 0.8 && *k != word).max_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((_, k)) = best {
@@ -156,6 +207,8 @@ fn describe(rule: Rule) -> &'static str {
         Rule::return_decl | Rule::kw_return => "`return`",
         Rule::metric_decl | Rule::kw_metric => "`metric`",
         Rule::optimize_decl | Rule::kw_optimize => "`optimize`",
+        Rule::feedback_decl | Rule::kw_feedback => "`feedback`",
+        Rule::feedback_ty | Rule::range_ty => "a type",
         Rule::http_impl | Rule::kw_http => "`http`",
         Rule::command_impl | Rule::kw_command => "`command`",
         Rule::sig_field | Rule::direction | Rule::kw_in | Rule::kw_out => "`in` or `out`",
@@ -256,6 +309,7 @@ impl Builder<'_> {
             }
             Rule::metric_decl => Item::Metric(self.metric(pair)?),
             Rule::optimize_decl => Item::Optimize(self.optimize(pair)?),
+            Rule::feedback_decl => Item::Feedback(self.feedback(pair)?),
             other => return Err(Diagnostic::error("syntax", self.span(&pair), format!("internal: unexpected {other:?}"))),
         })
     }
@@ -418,6 +472,39 @@ impl Builder<'_> {
         let optimizer = ident(next(&mut it, span)?);
         let config = it.next().map(|p| self.config(p)).transpose()?.unwrap_or_default();
         Ok(OptimizeDecl { optimizer, config, span })
+    }
+
+    fn feedback(&self, pair: Pair<Rule>) -> Result<FeedbackDecl> {
+        let span = self.span(&pair);
+        let mut it = pair.into_inner().skip(1);
+        let name = ident(next(&mut it, span)?);
+        let (mut ty, mut range, mut description) = (None, None, None);
+        for p in it {
+            match p.as_rule() {
+                Rule::string => description = Some(string(p)?),
+                _ => {
+                    let inner = next(&mut p.into_inner(), span)?;
+                    match inner.as_rule() {
+                        Rule::range_ty => {
+                            let rspan = self.span(&inner);
+                            let mut ri = inner.into_inner();
+                            let type_pair = next(&mut ri, rspan)?;
+                            let type_span = self.span(&type_pair);
+                            ty = Some(Type { kind: TypeKind::Named(type_pair.as_str().to_string()), span: type_span });
+                            let bound = |p: Pair<Rule>| -> Result<Value> {
+                                let bspan = raw_span(&p);
+                                Ok(Value { kind: number(p.as_str(), bspan)?, span: bspan })
+                            };
+                            let min = bound(next(&mut ri, rspan)?)?;
+                            let max = bound(next(&mut ri, rspan)?)?;
+                            range = Some(Range { min, max, span: Span::new(type_span.end, rspan.end) });
+                        }
+                        _ => ty = Some(self.ty(inner)?),
+                    }
+                }
+            }
+        }
+        Ok(FeedbackDecl { name, ty, range, description, span })
     }
 
     fn config(&self, pair: Pair<Rule>) -> Result<Config> {

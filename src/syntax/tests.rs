@@ -143,11 +143,18 @@ fn syntax_errors_point_at_the_offending_token() {
         ("program p\ninput q text\n", "2:9 expected `:`, found `text`"),
         ("program p\noptimize o { n: 99999999999999999999 }", "2:17 the integer `99999999999999999999` does not fit in 64 bits"),
         ("program p \"\\u{D800}\"", "1:11 this `\\u{...}` escape names no character"),
+        // A float that overflows to infinity never reaches a setting such as `temperature`.
+        ("program p\nmodel m = onnx(\"x\") { temperature: 1e999 }", "2:36 the number `1e999` is too large"),
+        ("program p\nmodel m = onnx(\"x\") { top_p: -1e400 }", "2:30 the number `-1e400` is too large"),
+        // A control character is named by its code, not written raw to the terminal.
+        ("program p\n\u{1b}[31m", "2:1 expected "),
     ];
     for (src, want) in cases {
         let got = parse_err(src);
         assert!(got.starts_with(want), "for {src:?}\n got: {got}\nwant: {want}");
+        assert!(!got.contains('\u{1b}'), "{got:?}");
     }
+    assert!(parse_err("program p\n\u{1b}[31m").ends_with("found `\\u{1b}`"));
 }
 
 #[test]
@@ -202,4 +209,65 @@ pub(crate) fn programs() -> [(&'static str, &'static str); 5] {
         ("qa_cot", include_str!("../../programs/qa_cot.loop")),
         ("word_stats", include_str!("../../programs/word_stats.loop")),
     ]
+}
+
+#[test]
+fn feedback_declarations_parse_with_their_types_ranges_and_descriptions() {
+    let src = "program p\nfeedback thumbs: bool \"useful?\"\nfeedback rating: int(1..5)\nfeedback conf: float(0.5 .. 1.5)\n\
+               feedback issue: label(rude, \"too long\")\nfeedback correction \"the right answer\"\nfeedback drift: int(-3..3)\n";
+    let f = parse_ok(src);
+    assert_eq!(f.items.len(), 6);
+    let Item::Feedback(thumbs) = &f.items[0] else { panic!("{:?}", f.items[0]) };
+    assert_eq!((thumbs.name.name.as_str(), thumbs.description.as_ref().unwrap().value.as_str()), ("thumbs", "useful?"));
+    assert_eq!(thumbs.ty.as_ref().unwrap().kind, TypeKind::Named("bool".into()));
+    let Item::Feedback(rating) = &f.items[1] else { panic!() };
+    let range = rating.range.as_ref().unwrap();
+    assert_eq!((&range.min.kind, &range.max.kind), (&ValueKind::Int(1), &ValueKind::Int(5)));
+    assert_eq!(&src[range.span.range()], "(1..5)");
+    assert_eq!(&src[rating.span.range()], "feedback rating: int(1..5)");
+    let Item::Feedback(conf) = &f.items[2] else { panic!() };
+    assert_eq!(conf.range.as_ref().unwrap().min.kind, ValueKind::Float(0.5));
+    let Item::Feedback(correction) = &f.items[4] else { panic!() };
+    assert!(correction.ty.is_none() && correction.range.is_none());
+    let Item::Feedback(drift) = &f.items[5] else { panic!() };
+    assert_eq!(drift.range.as_ref().unwrap().min.kind, ValueKind::Int(-3));
+    let once = format_source(src).unwrap();
+    assert_eq!(parse_ok(&once), f);
+    assert_eq!(format_source(&once).unwrap(), once);
+    assert!(once.contains("\nfeedback conf: float(0.5..1.5)\n") && once.contains("\nfeedback correction \"the right answer\"\n"), "{once}");
+}
+
+#[test]
+fn a_half_written_feedback_range_is_a_syntax_error_at_the_gap() {
+    let got = parse_err("program p\nfeedback rating: int(1..)\n");
+    assert!(got.starts_with("2:25 expected `-` or a number, found `)`"), "{got}");
+}
+
+#[test]
+fn nesting_beyond_the_limit_is_one_located_error_however_deep() {
+    let depth = 100_000;
+    let ty = format!("program p\ninput x: {}text{}\n", "list<".repeat(depth), ">".repeat(depth));
+    // The 65th `list<` opens one level too many.
+    let col = "input x: ".len() + 64 * "list<".len() + "list".len() + 1;
+    assert_eq!(parse_err(&ty), format!("2:{col} brackets nest more than 64 deep here"));
+    let value = format!("program p\nmodel m = onnx(\"x\") {{ stop: {}{} }}\n", "[".repeat(depth), "]".repeat(depth));
+    // The config's `{` is the first level, so the 64th `[` is one too many.
+    let col = "model m = onnx(\"x\") { stop: ".len() + 63 + 1;
+    assert_eq!(parse_err(&value), format!("2:{col} brackets nest more than 64 deep here"));
+}
+
+#[test]
+fn a_byte_order_mark_before_the_header_is_allowed_and_invisible_characters_are_named() {
+    let f = parse_ok("\u{FEFF}program p\n");
+    assert_eq!(f.header.name.name, "p");
+    assert_eq!(format_source("\u{FEFF}program p\n").unwrap(), "program p\n", "the formatter drops the mark");
+    assert!(parse_err("program p\n\u{FEFF}input x: text").ends_with("found `\\u{feff}`"));
+    assert!(parse_err("program p\n\u{202E}input x: text").ends_with("found `\\u{202e}`"));
+}
+
+#[test]
+fn an_unclosed_long_string_is_reported_where_it_opens() {
+    assert_eq!(parse_err("program p\nsignature S \"\"\"\n  no end\n"), "2:13 this `\"\"\"` string is never closed");
+    // A closed one followed by a real error is not blamed.
+    assert!(parse_err("program p \"\"\"x\"\"\"\n}").starts_with("2:1 expected"));
 }

@@ -39,6 +39,8 @@ macro_rules! for_each_check {
             stores_opened_concurrently_on_one_database_apply_the_schema_once,
             the_write_benchmark_commits_every_write_it_counts,
             writes_cancelled_mid_flight_leave_the_store_consistent_and_usable,
+            feedback_of_every_payload_kind_follows_any_other_on_every_connection,
+            a_lease_has_one_holder_until_it_is_released_or_lapses,
         }
     };
 }
@@ -586,7 +588,7 @@ pub async fn reopening_a_store_keeps_its_data(url: String) {
     let again = open(&url).await;
     let got = again.run(&run).await.unwrap().expect("the run survived reopening");
     assert_eq!(got.feedback.len(), 1);
-    assert_eq!(schema_version(), 1);
+    assert_eq!(schema_version(), 3);
 }
 
 pub async fn stores_opened_concurrently_on_one_database_apply_the_schema_once(url: String) {
@@ -648,4 +650,41 @@ pub async fn writes_cancelled_mid_flight_leave_the_store_consistent_and_usable(u
         feedback_ok(&store, NewFeedback { client_id: Some(format!("cancel-{i}")), ..score(&run, "thumbs", 1.0) }).await;
     }
     assert_eq!(store.stats().await.unwrap().feedback, 61);
+}
+
+/// Scores, values and corrections written in every order, many times: whichever kind a pooled
+/// connection first prepared its insert with, the others still store (a NULL score once made
+/// PostgreSQL refuse every later score on that connection).
+pub async fn feedback_of_every_payload_kind_follows_any_other_on_every_connection(url: String) {
+    let store = open(&url).await;
+    let run = stored(&store, NewRun::new("triage", json!({"t": "x"}))).await;
+    let payloads = [FeedbackPayload::Value("too long".into()), FeedbackPayload::Correction(json!({"team": "tech"})), FeedbackPayload::Score(0.25)];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let (store, run, payload) = (store.clone(), run.clone(), payloads[i % 3].clone());
+        tasks.spawn(async move { store.add_feedback(NewFeedback::new(run, "k", payload)).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("no panic").expect("every payload kind stores");
+    }
+    let stored = store.run(&run).await.unwrap().unwrap().feedback;
+    assert_eq!(stored.len(), 60);
+    assert_eq!(stored.iter().filter(|f| f.payload == FeedbackPayload::Score(0.25)).count(), 20);
+}
+
+pub async fn a_lease_has_one_holder_until_it_is_released_or_lapses(url: String) {
+    let (a, b) = (open(&url).await, open(&url).await);
+    let long = std::time::Duration::from_secs(600);
+    // Racing handles: exactly one wins.
+    let (x, y) = tokio::join!(a.take_lease("learn:triage", "replica-a", long), b.take_lease("learn:triage", "replica-b", long));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert!(x ^ y, "exactly one replica holds the lease: {x} {y}");
+    let (winner, loser, w, l) = if x { (&a, &b, "replica-a", "replica-b") } else { (&b, &a, "replica-b", "replica-a") };
+    assert!(winner.take_lease("learn:triage", w, long).await.unwrap(), "the holder renews it");
+    assert!(!loser.take_lease("learn:triage", l, long).await.unwrap());
+    assert!(loser.take_lease("learn:other", l, long).await.unwrap(), "leases are by name");
+    winner.release_lease("learn:triage", w).await.unwrap();
+    assert!(loser.take_lease("learn:triage", l, std::time::Duration::from_millis(1)).await.unwrap(), "a released lease is free");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(winner.take_lease("learn:triage", w, long).await.unwrap(), "a lapsed lease is free");
 }

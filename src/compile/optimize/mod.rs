@@ -175,6 +175,9 @@ pub struct Job<'a> {
     pub budget: Budget,
     /// Where progress goes.
     pub progress: &'a (dyn Fn(Event<'_>) + Sync),
+    /// Step parameters to try first after the program as written (e.g. the current artifact's
+    /// demos and instructions, when learning warm-starts from it), by step name.
+    pub warm_start: Option<HashMap<String, StepParams>>,
 }
 
 /// Step parameters by step name, as the search and the artifact know them.
@@ -268,6 +271,11 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
         return Err(CompileError::Budget(job.budget.exhausted().unwrap_or_default()));
     }
     let baseline_score = baseline.mean();
+    if let Some(warm) = &job.warm_start {
+        let mut params = baseline_params.clone();
+        params.extend(warm.iter().filter(|(s, _)| steps.contains(s)).map(|(s, p)| (s.clone(), p.clone())));
+        search.score(params, "warm start: the current artifact", None).await?;
+    }
 
     // Demo pools: labelled demos from every train example, bootstrapped ones from teacher runs.
     let mut train_order: Vec<&Example> = job.train.examples.iter().collect();
@@ -417,6 +425,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
             model_calls: job.budget.calls(),
             stopped_early: job.budget.exhausted(),
             selection,
+            learned: None,
             timing: Timing {
                 created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                 wall_seconds: job.budget.elapsed().as_secs_f64(),

@@ -1,17 +1,17 @@
 //! The llama-family decoder as a standard-ops ONNX graph with a KV cache, in the input and
 //! output layout of Hugging Face Optimum exports:
 //!
-//! inputs `input_ids` [B,S] i64, `attention_mask` [B,T] i64, `position_ids` [B,S] i64,
-//! `past_key_values.{i}.key|value` [B,KVH,P,D] f32; outputs `logits` [B,S,V] f32 and
-//! `present.{i}.key|value` [B,KVH,T,D] f32, where T = P + S.
+//! inputs `input_ids` \[B,S\] i64, `attention_mask` \[B,T\] i64, `position_ids` \[B,S\] i64,
+//! `past_key_values.{i}.key|value` \[B,KVH,P,D\] f32; outputs `logits` \[B,S,V\] f32 and
+//! `present.{i}.key|value` \[B,KVH,T,D\] f32, where T = P + S.
 //!
 //! Two optional inputs go beyond that layout; runners that do not know them leave them at
 //! their defaults:
 //!
 //! - `num_logits_to_keep` (int64 scalar, default 0 = all positions) computes logits for the
 //!   last N positions only. Generation needs one, and choice scoring a few, so this saves the
-//!   LM head's work and memory (a [B,S,49152] tensor) on every other position.
-//! - `tree_mask` (bool [B,1,S,T], default all true) is and-ed with the causal and padding
+//!   LM head's work and memory (a \[B,S,49152\] tensor) on every other position.
+//! - `tree_mask` (bool \[B,1,S,T\], default all true) is and-ed with the causal and padding
 //!   mask, so a pass can hold a token tree: label continuations that share prefixes, each
 //!   token attending only to the prompt and its own ancestors. Constrained choice scores every
 //!   label of a prompt in the prompt's own pass this way, each shared token once.

@@ -1,0 +1,231 @@
+//! `loopc bench loop`: the closed loop, measured. A labelled stream is served round by round
+//! through the real runtime and a real (temporary SQLite) store; simulated users correct every
+//! answer (the gold label with probability 1 − noise, a random one otherwise; poisoned users
+//! always a wrong one); after each round the real learn path (`loopc::learn::learn`) compiles
+//! a candidate and promotes it only if it is not worse on the frozen holdout. Each round
+//! reports, on its items before learning from them, the static program's accuracy and the
+//! loop's, whether it promoted, and the holdout scores. Figures only, no thresholds.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use futures_util::stream::{self, StreamExt};
+use loopc::compile::{Dataset, Example};
+use loopc::graph::{OptimizerSettings, Type};
+use loopc::learn::{self, Current, ExportOptions, Round};
+use loopc::runtime::{CacheSetting, EngineOptions, Program, ProgramOptions};
+use loopc::store::{FeedbackPayload, FeedbackSource, NewFeedback, NewRun, Store};
+use loopc::Engine;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Map, Value};
+
+use super::args::BenchLoopArgs;
+use super::{source, Outcome};
+
+/// One item of a round: the example, who corrects it and what they say.
+struct Item {
+    example: Example,
+    user: String,
+    says: String,
+}
+
+/// What serving one item gave.
+struct Served {
+    static_right: bool,
+    loop_right: bool,
+}
+
+/// Draws a round's items: the next ones in the stream, or after the drift point, mostly of
+/// the labels in the second half of the label list (the label mix changes).
+fn draw(stream: &mut Vec<Example>, k: usize, drifted: bool, field: &str, labels: &[String], rng: &mut ChaCha8Rng) -> Vec<Example> {
+    let late: Vec<&String> = labels[labels.len() / 2..].iter().collect();
+    let mut out = Vec::with_capacity(k);
+    while out.len() < k && !stream.is_empty() {
+        let pick = if drifted && rng.random_bool(0.8) {
+            stream.iter().position(|e| e.fields.get(field).and_then(Value::as_str).is_some_and(|l| late.iter().any(|x| *x == l))).unwrap_or(0)
+        } else {
+            0
+        };
+        out.push(stream.remove(pick));
+    }
+    out
+}
+
+async fn serve_item(item: &Item, stat: &Program, looped: &Program, store: &Store, field: &str, artifact: Option<&str>) -> anyhow::Result<Served> {
+    let inputs: Map<String, Value> = item.example.inputs(stat.dag());
+    let gold = item.example.fields.get(field).cloned().unwrap_or(Value::Null);
+    let static_out = stat.run(inputs.clone()).await.ok();
+    let (loop_out, trace) = looped.run_traced(inputs.clone()).await;
+    let loop_out = loop_out.ok();
+    let mut run = NewRun::new(looped.dag().name(), Value::Object(inputs));
+    run.user_id = Some(item.user.clone());
+    run.outputs = loop_out.clone().map(Value::Object);
+    run.artifact_hash = artifact.map(str::to_string);
+    run.latency_ms = trace.latency_ms;
+    run.trace = serde_json::to_value(&trace)?;
+    let recorded = store.record_run(run).await?;
+    if let Some(id) = recorded.run_id() {
+        let mut fb = NewFeedback::new(id.clone(), "correction", FeedbackPayload::Correction(json!({ field: item.says })));
+        fb.source = FeedbackSource::User;
+        fb.user_id = Some(item.user.clone());
+        store.add_feedback(fb).await?;
+    }
+    let right = |o: &Option<Map<String, Value>>| o.as_ref().and_then(|o| o.get(field)) == Some(&gold);
+    Ok(Served { static_right: right(&static_out), loop_right: right(&loop_out) })
+}
+
+/// Runs `loopc bench loop`.
+pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
+    for (name, p) in [("--noise", args.noise), ("--poison", args.poison)] {
+        anyhow::ensure!(p.is_finite() && (0.0..=1.0).contains(&p), "{name} must be between 0 and 1");
+    }
+    anyhow::ensure!(args.rounds > 0 && args.per_round > 0 && args.users > 0, "--rounds, --per-round and --users must be at least 1");
+    let loaded = source::load(&args.program, color)?;
+    let dag = loaded.dag.clone();
+    let (field, labels) = match dag.outputs() {
+        [f] => match &f.ty {
+            Type::Label(l) => (f.name.clone(), l.clone()),
+            _ => anyhow::bail!("bench loop simulates corrections of one label output; `{}` has a `{}` output", args.program.display(), f.ty),
+        },
+        _ => anyhow::bail!("bench loop simulates corrections of one label output; this program has {}", dag.outputs().len()),
+    };
+    let metric = super::compile::pick_metric(&dag, None, None)?;
+    let mut stream = super::compile::load_data(&args.stream, &dag, &metric)?.examples;
+    let holdout_all = super::compile::load_data(&args.holdout, &dag, &metric)?;
+    let holdout = Dataset { examples: holdout_all.examples.iter().take(args.holdout_limit).cloned().collect(), ..holdout_all };
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    stream.shuffle(&mut rng);
+
+    let dir = tempfile::tempdir()?;
+    let options =
+        EngineOptions { responses: CacheSetting::Dir(dir.path().join("responses")), load: args.batching.load_options(false), ..EngineOptions::default() };
+    let engine = Engine::builder().options(options).progress(std::sync::Arc::new(super::progress::ConsoleProgress::new())).build()?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let store = rt.block_on(Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())))?;
+    let source_text = loaded.file.source().to_string();
+    let name = args.program.display().to_string();
+    let mut current = Current { name: name.clone(), source_file: name.clone(), source: source_text.clone(), artifact: None };
+    let stat = engine.load_source(&name, &source_text, ProgramOptions::default())?;
+    let mut looped = stat.clone();
+    let users: Vec<String> = (0..args.users).map(|i| format!("user-{i}")).collect();
+    let poisoned = ((args.users as f64) * args.poison).round() as usize;
+
+    let mut rounds = Vec::new();
+    for r in 1..=args.rounds {
+        let t = Instant::now();
+        let drifted = args.drift && r > args.rounds / 2;
+        let examples = draw(&mut stream, args.per_round, drifted, &field, &labels, &mut rng);
+        if examples.is_empty() {
+            eprintln!("the stream ran out after {} round(s)", r - 1);
+            break;
+        }
+        // Every random draw happens here, in order, so results do not depend on timing.
+        let items: Vec<Item> = examples
+            .into_iter()
+            .map(|example| {
+                let gold = example.fields.get(&field).and_then(Value::as_str).unwrap_or_default().to_string();
+                let u = rng.random_range(0..users.len());
+                let noisy = rng.random_bool(args.noise);
+                let random = labels[rng.random_range(0..labels.len())].clone();
+                let says = if u < poisoned {
+                    // A poisoning user always names a wrong label: the next one along.
+                    let i = labels.iter().position(|l| *l == gold).unwrap_or(0);
+                    labels[(i + 1) % labels.len()].clone()
+                } else if noisy {
+                    random
+                } else {
+                    gold
+                };
+                Item { example, user: users[u].clone(), says }
+            })
+            .collect();
+        let hash = current.artifact_hash();
+        let served: Vec<Served> = rt
+            .block_on(
+                stream::iter(&items)
+                    .map(|item| serve_item(item, &stat, &looped, &store, &field, hash.as_deref()))
+                    .buffered(args.concurrency.max(1))
+                    .collect::<Vec<_>>(),
+            )
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
+        let n = served.len();
+        let acc = |f: fn(&Served) -> bool| served.iter().filter(|s| f(s)).count() as f64 / n.max(1) as f64;
+        let (static_acc, loop_acc) = (acc(|s| s.static_right), acc(|s| s.loop_right));
+        if !args.json {
+            eprintln!("round {r}: served {n} items (static {static_acc:.3}, loop {loop_acc:.3}); learning …");
+        }
+        let quiet = |_: loopc::compile::Event<'_>| {};
+        let round = Round {
+            engine: &engine,
+            store: &store,
+            current: current.clone(),
+            holdout: Some(holdout.clone()),
+            export: ExportOptions::default(),
+            optimizer: None,
+            settings: OptimizerSettings { seed: Some(args.seed + r as u64), candidates: args.candidates, ..OptimizerSettings::default() },
+            metric: None,
+            margin: args.margin,
+            concurrency: args.concurrency.max(1),
+            max_rows: args.max_rows,
+            canary: false,
+            options: ProgramOptions::default(),
+            progress: &quiet,
+        };
+        let outcome = rt.block_on(learn::learn(round));
+        let (promoted, holdout_current, holdout_candidate, reason) = match outcome {
+            Ok(o) => {
+                let d = o.decision;
+                if d.promote {
+                    looped = engine.load_artifact(&name, &o.candidate, ProgramOptions::default())?;
+                    current.artifact = Some(o.candidate);
+                }
+                (d.promote, Some(d.current), Some(d.candidate), d.reason)
+            }
+            Err(e @ learn::LearnError::NotEnoughData { .. }) => (false, None, None, e.to_string()),
+            Err(e) => return Err(e.into()),
+        };
+        let seconds = t.elapsed().as_secs_f64();
+        if !args.json {
+            eprintln!("round {r}: {} ({reason}) in {seconds:.1} s", if promoted { "promoted" } else { "kept the current program" });
+        }
+        rounds.push(json!({
+            "round": r, "n": n, "static": static_acc, "loop": loop_acc, "promoted": promoted,
+            "holdout_current": holdout_current, "holdout_candidate": holdout_candidate, "seconds": seconds, "reason": reason,
+        }));
+    }
+    let mean = |key: &str| rounds.iter().filter_map(|r| r[key].as_f64()).sum::<f64>() / rounds.len().max(1) as f64;
+    let (static_mean, loop_mean) = (mean("static"), mean("loop"));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"rounds": rounds, "static": static_mean, "loop": loop_mean}))?);
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "closed loop on {} ({} per round, noise {}, poison {}{}; holdout {} items)",
+        args.program.display(),
+        args.per_round,
+        args.noise,
+        args.poison,
+        if args.drift { ", drift halfway" } else { "" },
+        holdout.examples.len()
+    );
+    println!("  round      n   static     loop   promoted   holdout current → candidate   seconds");
+    let score = |v: &Value| v.as_f64().map_or("   -  ".to_string(), |x| format!("{x:.3}"));
+    for r in &rounds {
+        println!(
+            "  {:>5}  {:>5}   {:.3}    {:.3}   {:>8}   {} → {}           {:>7.1}",
+            r["round"],
+            r["n"],
+            r["static"].as_f64().unwrap_or(0.0),
+            r["loop"].as_f64().unwrap_or(0.0),
+            if r["promoted"] == true { "yes" } else { "no" },
+            score(&r["holdout_current"]),
+            score(&r["holdout_candidate"]),
+            r["seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!("  mean          {static_mean:.3}    {loop_mean:.3}");
+    Ok(Outcome::Success)
+}

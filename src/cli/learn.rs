@@ -1,0 +1,277 @@
+//! `loopc learn`, `loopc dataset export`, `loopc history` and `loopc why`: the learning loop's
+//! commands. The logic is `loopc::learn`; this renders it.
+
+use std::sync::Mutex;
+
+use anyhow::Context;
+use loopc::graph::{OptimizerKind, OptimizerSettings};
+use loopc::learn::{self, Current, ExportOptions, Round};
+use loopc::runtime::artifact::Artifact;
+use loopc::runtime::source::ProgramFile;
+use loopc::store::{Store, Timestamp};
+use serde_json::json;
+
+use super::args::{DatasetCommand, HistoryArgs, LearnArgs, WhyArgs};
+use super::{source, Outcome};
+
+fn since(s: &Option<String>) -> anyhow::Result<Option<Timestamp>> {
+    Ok(s.as_deref().map(str::parse::<Timestamp>).transpose()?)
+}
+
+fn share(s: f64) -> anyhow::Result<f64> {
+    anyhow::ensure!(s.is_finite() && (0.0..=1.0).contains(&s), "--holdout-share must be between 0 and 1");
+    Ok(s)
+}
+
+/// The program of a `.loop` file or an artifact, as learning sees it.
+fn current(path: &std::path::Path, color: bool) -> anyhow::Result<Current> {
+    let loaded = source::load(path, color)?;
+    Ok(match loaded.file {
+        ProgramFile::Source { name, text } => Current { source_file: name.clone(), name, source: text, artifact: None },
+        ProgramFile::Artifact { name, artifact } => {
+            Current { source_file: artifact.program.source_file.clone(), source: artifact.program.source.clone(), name, artifact: Some(*artifact) }
+        }
+    })
+}
+
+/// Runs `loopc learn`.
+pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(args.margin.is_finite() && args.margin >= 0.0, "--margin must be a score difference of 0 or more");
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
+    let current = current(&args.file, color)?;
+    let dag = loopc::graph::check(&current.source).dag.ok_or_else(|| anyhow::anyhow!("`{}` does not check", args.file.display()))?;
+    let optimizer = match &args.optimizer {
+        Some(name) => Some(
+            OptimizerKind::ALL
+                .iter()
+                .find(|(_, n)| n == name)
+                .map(|(k, _)| *k)
+                .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))?,
+        ),
+        None => None,
+    };
+    let holdout = match &args.holdout {
+        Some(p) => {
+            let metric = super::compile::pick_metric(&dag, args.metric.as_deref(), None)?;
+            Some(super::compile::load_data(p, &dag, &metric)?)
+        }
+        None => None,
+    };
+    let settings = OptimizerSettings {
+        seed: args.seed,
+        candidates: args.candidates,
+        max_demos: args.max_demos,
+        max_calls: args.max_calls,
+        max_seconds: args.max_seconds,
+        ..OptimizerSettings::default()
+    };
+    let engine = args.runtime.reproducible_engine()?;
+    let store = rt.block_on(Store::open(&args.store))?;
+    let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+    let quiet = args.json;
+    let progress = |e: loopc::compile::Event<'_>| {
+        if quiet {
+            return;
+        }
+        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+        match e {
+            loopc::compile::Event::Phase(name, runs) => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                if runs == 0 {
+                    eprintln!("{name}");
+                } else {
+                    let b = indicatif::ProgressBar::new(runs as u64);
+                    b.set_message(name.to_string());
+                    *bar = Some(b);
+                }
+            }
+            loopc::compile::Event::Run => {
+                if let Some(b) = bar.as_ref() {
+                    b.inc(1);
+                }
+            }
+            loopc::compile::Event::Candidate(c, best, _) => eprintln!("trial {:>2}  score {:.3}  (best {best:.3})  {}", c.trial, c.score, c.description),
+            loopc::compile::Event::Note(n) => eprintln!("note: {n}"),
+        }
+    };
+    let round = Round {
+        engine: &engine,
+        store: &store,
+        current,
+        holdout,
+        export: ExportOptions { since: since(&args.since)?, min_agreement: args.min_agreement.max(1), holdout_share: share(args.holdout_share)? },
+        optimizer,
+        settings,
+        metric: args.metric.clone(),
+        margin: args.margin,
+        concurrency: args.concurrency.max(1),
+        max_rows: args.max_rows,
+        canary: false,
+        options: args.runtime.options()?,
+        progress: &progress,
+    };
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = learn::learn(round) => r.map(Some),
+            _ = interrupt.wait() => Ok(None),
+        }
+    });
+    if let Some(b) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        b.finish_and_clear();
+    }
+    let Some(outcome) = outcome? else {
+        eprintln!("interrupted: nothing was recorded");
+        return Ok(Outcome::Interrupted);
+    };
+    let d = &outcome.decision;
+    if d.promote {
+        if let Some(out) = &args.out {
+            outcome.candidate.write(out)?;
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "promoted": d.promote, "reason": d.reason, "candidate": outcome.hash,
+                "holdout_current": d.current, "holdout_candidate": d.candidate, "difference": d.difference,
+                "interval": [d.interval.0, d.interval.1], "holdout_items": d.items,
+                "dev_score": outcome.candidate.provenance.final_score,
+                "gold_rows": outcome.export.train.iter().filter(|r| r.kind == learn::RowKind::Gold).count(),
+                "model_labelled_rows": outcome.export.train.iter().filter(|r| r.kind == learn::RowKind::ModelLabelled).count(),
+                "holdout_rows_from_store": outcome.export.holdout.len(),
+                "feedback": outcome.export.feedback_ids.len(),
+                "written": if d.promote { args.out.clone() } else { None },
+            })
+        );
+    } else {
+        println!(
+            "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3})",
+            if d.promote { "promoted" } else { "not promoted" },
+            d.reason,
+            d.current,
+            d.candidate,
+            d.items,
+            d.interval.0,
+            d.interval.1
+        );
+        match (&args.out, d.promote) {
+            (Some(out), true) => println!("wrote {} (version {})", out.display(), &outcome.hash[..12]),
+            (None, true) => println!("version {} recorded in the store; pass -o to write it", &outcome.hash[..12]),
+            _ => println!("version {} recorded in the store as rejected", &outcome.hash[..12]),
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// Runs `loopc dataset`.
+pub fn dataset(cmd: &DatasetCommand, color: bool) -> anyhow::Result<Outcome> {
+    let DatasetCommand::Export { store, program, since: from, min_agreement, holdout_share, out } = cmd;
+    let dag = source::load_dag(program, color)?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let options = ExportOptions { since: since(from)?, min_agreement: (*min_agreement).max(1), holdout_share: share(*holdout_share)? };
+    let export = rt.block_on(async {
+        let store = Store::open(store).await?;
+        learn::export(&store, dag.name(), &dag, &options).await
+    })?;
+    loopc::fs::atomic_write(out, export.jsonl().as_bytes()).with_context(|| format!("cannot write `{}`", out.display()))?;
+    let count = |k: learn::RowKind| export.train.iter().chain(&export.holdout).filter(|r| r.kind == k).count();
+    eprintln!(
+        "wrote {}: {} gold rows ({} held out), {} accepted model outputs, {} negatives, from {} runs and {} pieces of feedback ({} invalid corrections skipped); snapshot {}",
+        out.display(),
+        count(learn::RowKind::Gold),
+        export.holdout.len(),
+        count(learn::RowKind::ModelLabelled),
+        export.negatives.len(),
+        export.runs_read,
+        export.feedback_ids.len(),
+        export.invalid_corrections,
+        &export.sha256[..12]
+    );
+    Ok(Outcome::Success)
+}
+
+/// Runs `loopc history`.
+pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let rows = rt.block_on(async {
+        let store = Store::open(&args.store).await?;
+        let programs: Vec<String> = match &args.program {
+            Some(p) => vec![p.clone()],
+            None => {
+                let mut all: Vec<String> = store.all_artifacts().await?.into_iter().map(|a| a.program).collect();
+                all.sort();
+                all.dedup();
+                all
+            }
+        };
+        let mut rows = Vec::new();
+        for p in programs {
+            rows.push((p.clone(), learn::history(&store, &p).await?));
+        }
+        Ok::<_, anyhow::Error>(rows)
+    })?;
+    if args.json {
+        let v: Vec<_> = rows
+            .iter()
+            .flat_map(|(p, vs)| {
+                vs.iter().map(move |v| {
+                    json!({"program": p, "hash": v.hash, "parent": v.parent, "created_ms": v.created_ms, "decision": v.decision, "reason": v.reason,
+                           "holdout_current": v.holdout.0, "holdout_candidate": v.holdout.1, "feedback": v.feedback_count, "tainted": v.tainted})
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(Outcome::Success);
+    }
+    for (program, versions) in rows {
+        println!("{program}: {} version(s)", versions.len());
+        for v in versions {
+            let when = Timestamp::from_millis(v.created_ms);
+            let taint = if v.tainted { "  [trained on a forgotten user's data: learn again]" } else { "" };
+            println!(
+                "  {}  {when}  {:<9} holdout {:.3} → {:.3}  {} feedback  parent {}{taint}\n      {}",
+                &v.hash[..12],
+                v.decision,
+                v.holdout.0,
+                v.holdout.1,
+                v.feedback_count,
+                v.parent.as_deref().map_or("-", |p| &p[..12.min(p.len())]),
+                v.reason
+            );
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// Runs `loopc why`.
+pub fn why(args: &WhyArgs) -> anyhow::Result<Outcome> {
+    let artifact = Artifact::read(&args.artifact)?;
+    let v = learn::why(&artifact);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(Outcome::Success);
+    }
+    match &v["learned_from"] {
+        serde_json::Value::Null => println!("{}: not learned from stored feedback (compiled from files)", artifact.program.name),
+        l => println!(
+            "{}: learned from {} gold and {} accepted rows ({} pieces of feedback), dataset {}",
+            artifact.program.name,
+            l["gold_rows"],
+            l["model_labelled_rows"],
+            l["feedback"],
+            l["dataset_sha256"].as_str().map_or("?", |s| &s[..12])
+        ),
+    }
+    for (step, demos) in v["steps"].as_object().into_iter().flatten() {
+        println!("\nstep `{step}`:");
+        for (i, d) in demos.as_array().into_iter().flatten().enumerate() {
+            println!("  demo {i}: {} → {}", d["inputs"], d["outputs"]);
+            println!("    {}; runs {}; feedback {}; {} user(s)", d["kind"].as_str().unwrap_or("?"), d["run_ids"], d["feedback_ids"], d["users"]);
+        }
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,308 @@
+//! From stored feedback to labelled data: corrections become gold rows, a thumbs-up (or an
+//! `accepted`) on an output becomes a weaker, model-labelled row, thumbs-down and rejections
+//! become negatives. Feedback on the same input is resolved by agreement: explicit human
+//! feedback beats implicit signals, each user counts once, and a label needs at least
+//! `min_agreement` users and a strict plurality. Every row keeps its provenance (runs,
+//! feedback, users). Rounds accumulate: the export reads every stored run, so nothing
+//! learned earlier is replaced by newer data.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::LearnError;
+use crate::compile::Example;
+use crate::graph::Dag;
+use crate::runtime::value::check;
+use crate::store::{FeedbackPayload, FeedbackSource, RunFilter, RunOrder, Store, StoredFeedback, StoredRun, Timestamp};
+
+/// What a row is good for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowKind {
+    /// The output people said is right (a correction, or an edit): trains, selects, and may
+    /// enter the holdout.
+    Gold,
+    /// An output of the model that people accepted: a weaker positive, usable as a demo but
+    /// never to select candidates or to judge them (retraining on a model's own outputs alone
+    /// collapses it).
+    ModelLabelled,
+    /// An output people rejected: for judges, never a demo.
+    Negative,
+}
+
+/// Where a row came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RowProvenance {
+    /// The runs on this input.
+    pub run_ids: Vec<String>,
+    /// The feedback that decided the row.
+    pub feedback_ids: Vec<String>,
+    /// The users who gave it (pseudonymous ids as stored).
+    pub users: Vec<String>,
+    /// Where the label came from: `user`, `api`, `annotation`, `implicit`, or `accepted` for
+    /// model outputs people accepted.
+    pub source: String,
+}
+
+/// One labelled example from the store.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Row {
+    /// The program's inputs.
+    pub inputs: Map<String, Value>,
+    /// The outputs (the label, for a negative: the rejected output).
+    pub outputs: Map<String, Value>,
+    /// What the row is good for.
+    pub kind: RowKind,
+    /// Where it came from.
+    pub provenance: RowProvenance,
+}
+
+impl Row {
+    /// The row as a dataset example: inputs and outputs side by side.
+    pub fn example(&self) -> Example {
+        let mut fields = self.inputs.clone();
+        fields.extend(self.outputs.clone());
+        let origin = self.provenance.run_ids.first().map_or_else(|| "store".to_string(), |r| format!("run {r}"));
+        Example { origin, fields }
+    }
+
+    /// A stable key of the row's inputs (what feedback on "the same input" means).
+    pub fn input_key(&self) -> String {
+        Value::Object(self.inputs.clone()).to_string()
+    }
+}
+
+/// How to export.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Only runs at or after this time.
+    pub since: Option<Timestamp>,
+    /// Users who must agree on a label before it is one.
+    pub min_agreement: usize,
+    /// The share of gold inputs (by a hash of the input, so the same input always falls the
+    /// same way) reserved as holdout and never trained on.
+    pub holdout_share: f64,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions { since: None, min_agreement: 1, holdout_share: 0.0 }
+    }
+}
+
+/// An export: rows by use, and what they were made from.
+#[derive(Clone, Debug, Default)]
+pub struct Export {
+    /// Gold and model-labelled rows to learn from.
+    pub train: Vec<Row>,
+    /// Gold rows reserved as holdout (human labels only).
+    pub holdout: Vec<Row>,
+    /// Rejected outputs.
+    pub negatives: Vec<Row>,
+    /// Every feedback id that decided a row.
+    pub feedback_ids: BTreeSet<String>,
+    /// Runs read.
+    pub runs_read: usize,
+    /// Corrections skipped because they do not fit the program's outputs.
+    pub invalid_corrections: usize,
+    /// SHA-256 over the rows (train, holdout, negatives) as JSON lines: the dataset snapshot.
+    pub sha256: String,
+}
+
+impl Export {
+    /// Every row, train then holdout then negatives, as JSON lines.
+    pub fn jsonl(&self) -> String {
+        self.train.iter().chain(&self.holdout).chain(&self.negatives).map(|r| format!("{}\n", serde_json::to_string(r).unwrap_or_default())).collect()
+    }
+}
+
+/// A vote for an output on one input.
+struct Vote {
+    outputs: Map<String, Value>,
+    user: String,
+    feedback_id: String,
+    source: FeedbackSource,
+    created: i64,
+}
+
+/// Whether a score-like key means the output is good (`Some(true)`), bad, or neither.
+fn verdict(f: &StoredFeedback) -> Option<bool> {
+    let FeedbackPayload::Score(s) = f.payload else { return None };
+    match f.key.as_str() {
+        "thumbs" | "accepted" => Some(s >= 0.5),
+        "rejected" | "regenerated" => Some(false),
+        _ => None,
+    }
+}
+
+/// The program outputs in `v`, checked against the declared output types; `None` when they
+/// do not fit (a correction that is not a value of the program's outputs).
+fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
+    let obj = v.as_object()?;
+    let mut out = Map::new();
+    for f in dag.outputs() {
+        let value = obj.get(&f.name)?;
+        check(&f.ty, value).ok()?;
+        out.insert(f.name.clone(), value.clone());
+    }
+    (obj.len() == out.len()).then_some(out)
+}
+
+/// Reads every run of `program` (since `options.since`) with its feedback and turns it into
+/// rows.
+pub async fn export(store: &Store, program: &str, dag: &Dag, options: &ExportOptions) -> Result<Export, LearnError> {
+    let mut runs: Vec<StoredRun> = Vec::new();
+    let mut filter = RunFilter {
+        program: Some(program.to_string()),
+        since: options.since,
+        limit: RunFilter::MAX_LIMIT,
+        order: RunOrder::OldestFirst,
+        ..RunFilter::default()
+    };
+    loop {
+        let page = store.runs(&filter).await?;
+        runs.extend(page.items);
+        match page.next {
+            Some(next) => filter.after = Some(next),
+            None => break,
+        }
+    }
+    Ok(from_runs(&runs, dag, options))
+}
+
+/// [`export`] on runs already read.
+pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Export {
+    // Group by input: feedback on any run with these inputs speaks of this input.
+    let mut groups: BTreeMap<String, (Map<String, Value>, Vec<&StoredRun>)> = BTreeMap::new();
+    for r in runs {
+        let Some(inputs) = r.inputs.as_object() else { continue };
+        let key = r.inputs.to_string();
+        groups.entry(key).or_insert_with(|| (inputs.clone(), Vec::new())).1.push(r);
+    }
+    let mut export = Export { runs_read: runs.len(), ..Export::default() };
+    for (key, (inputs, runs)) in groups {
+        let mut explicit = Vec::new();
+        let mut implicit = Vec::new();
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for run in &runs {
+            for f in &run.feedback {
+                let user = f.user_id.clone().or_else(|| run.user_id.clone()).unwrap_or_else(|| format!("anonymous:{}", f.id));
+                let vote = |outputs: Map<String, Value>| Vote {
+                    outputs,
+                    user: user.clone(),
+                    feedback_id: f.id.to_string(),
+                    source: f.source,
+                    created: f.created.millis(),
+                };
+                match (&f.payload, f.source) {
+                    // A model's opinion never labels data.
+                    (_, FeedbackSource::Model) => {}
+                    (FeedbackPayload::Correction(v), source) => match outputs_of(dag, v) {
+                        Some(o) if source == FeedbackSource::Implicit => implicit.push(vote(o)),
+                        Some(o) => explicit.push(vote(o)),
+                        None => export.invalid_corrections += 1,
+                    },
+                    _ => {
+                        let Some(good) = verdict(f) else { continue };
+                        let Some(o) = run.outputs.as_ref().and_then(|v| outputs_of(dag, v)) else { continue };
+                        if good {
+                            accepted.push(vote(o));
+                        } else {
+                            rejected.push(vote(o));
+                        }
+                    }
+                }
+            }
+        }
+        let run_ids: Vec<String> = runs.iter().map(|r| r.id.to_string()).collect();
+        let decided = [(explicit, RowKind::Gold), (implicit, RowKind::Gold), (accepted, RowKind::ModelLabelled)]
+            .into_iter()
+            .find_map(|(votes, kind)| agree(&votes, options.min_agreement).map(|w| (w, kind)));
+        if let Some(((outputs, ids, users, source), kind)) = decided {
+            // Outputs most users rejected are not accepted on the word of fewer.
+            let rejections = distinct_users(rejected.iter().filter(|v| v.outputs == outputs));
+            if kind == RowKind::ModelLabelled && rejections >= users.len() {
+                continue;
+            }
+            export.feedback_ids.extend(ids.iter().cloned());
+            let source = if kind == RowKind::ModelLabelled { "accepted".to_string() } else { source.as_str().to_string() };
+            let row = Row { inputs: inputs.clone(), outputs, kind, provenance: RowProvenance { run_ids: run_ids.clone(), feedback_ids: ids, users, source } };
+            // Only explicit human labels may be held out; which ones is fixed by the input.
+            let human = kind == RowKind::Gold && row.provenance.source != FeedbackSource::Implicit.as_str();
+            if human && in_holdout(&key, options.holdout_share) {
+                export.holdout.push(row);
+            } else {
+                export.train.push(row);
+            }
+        }
+        let mut distinct: Vec<&Map<String, Value>> = Vec::new();
+        for v in &rejected {
+            if !distinct.contains(&&v.outputs) {
+                distinct.push(&v.outputs);
+            }
+        }
+        for outputs in distinct.into_iter().cloned() {
+            let votes: Vec<&Vote> = rejected.iter().filter(|v| v.outputs == outputs).collect();
+            let ids: Vec<String> = votes.iter().map(|v| v.feedback_id.clone()).collect();
+            export.feedback_ids.extend(ids.iter().cloned());
+            let users = votes.iter().map(|v| v.user.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            export.negatives.push(Row {
+                inputs: inputs.clone(),
+                outputs,
+                kind: RowKind::Negative,
+                provenance: RowProvenance { run_ids: run_ids.clone(), feedback_ids: ids, users, source: "rejected".into() },
+            });
+        }
+    }
+    export.sha256 = crate::fs::sha256_hex(export.jsonl().as_bytes());
+    export
+}
+
+fn distinct_users<'a>(votes: impl Iterator<Item = &'a Vote>) -> usize {
+    votes.map(|v| v.user.as_str()).collect::<BTreeSet<_>>().len()
+}
+
+/// The winning outputs among `votes`: each user's latest vote counts once; the winner needs
+/// `min_agreement` users and more than any other output. Returns it with its feedback ids,
+/// users and the source of its latest vote.
+type Winner = (Map<String, Value>, Vec<String>, Vec<String>, FeedbackSource);
+
+fn agree(votes: &[Vote], min_agreement: usize) -> Option<Winner> {
+    let mut latest: BTreeMap<&str, &Vote> = BTreeMap::new();
+    for v in votes {
+        let slot = latest.entry(v.user.as_str()).or_insert(v);
+        if v.created >= slot.created {
+            *slot = v;
+        }
+    }
+    let mut tally: Vec<(&Map<String, Value>, Vec<&Vote>)> = Vec::new();
+    for v in latest.values() {
+        match tally.iter_mut().find(|(o, _)| **o == v.outputs) {
+            Some((_, vs)) => vs.push(v),
+            None => tally.push((&v.outputs, vec![v])),
+        }
+    }
+    tally.sort_by_key(|t| std::cmp::Reverse(t.1.len()));
+    let (outputs, winners) = tally.first()?;
+    let runner_up = tally.get(1).map_or(0, |t| t.1.len());
+    if winners.len() < min_agreement.max(1) || winners.len() == runner_up {
+        return None;
+    }
+    let source = winners.iter().max_by_key(|v| v.created).map_or(FeedbackSource::User, |v| v.source);
+    Some(((*outputs).clone(), winners.iter().map(|v| v.feedback_id.clone()).collect(), winners.iter().map(|v| v.user.clone()).collect(), source))
+}
+
+/// Whether the input with key `key` is reserved as holdout for a share `share` in [0, 1].
+pub fn in_holdout(key: &str, share: f64) -> bool {
+    if share <= 0.0 {
+        return false;
+    }
+    let h = crate::fs::sha256_hex(key.as_bytes());
+    let bucket = u64::from_str_radix(&h[..8], 16).unwrap_or(0) % 10_000;
+    (bucket as f64) < share.min(1.0) * 10_000.0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! The export on runs built in memory: what becomes gold, what is only accepted, what is a
+//! negative, how disagreement resolves, and what may enter the holdout.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::store::{FeedbackId, RunId, StoredFeedback, StoredRun};
+
+const SRC: &str = "program mood\ninput text: text\noutput mood: label(happy, sad)\nmetric m = exact(output.mood, example.mood)\n\
+    signature S { in text: text out mood: label(happy, sad) }\nstep s = predict S { text: input.text }\nreturn { mood: s.mood }\n";
+
+fn dag() -> Dag {
+    crate::graph::check(SRC).dag.unwrap()
+}
+
+fn run(id: &str, text: &str, said: &str, feedback: Vec<StoredFeedback>) -> StoredRun {
+    StoredRun {
+        id: RunId::parse(id).unwrap(),
+        program: "mood".into(),
+        artifact_hash: None,
+        created: Timestamp::from_millis(1),
+        user_id: None,
+        inputs: json!({ "text": text }),
+        outputs: Some(json!({ "mood": said })),
+        trace: Value::Null,
+        error: None,
+        latency_ms: 1,
+        feedback,
+    }
+}
+
+fn fb(id: &str, key: &str, payload: FeedbackPayload, source: FeedbackSource, user: &str, at: i64) -> StoredFeedback {
+    StoredFeedback {
+        id: FeedbackId::parse(id).unwrap(),
+        client_id: None,
+        run_id: RunId::parse("r").unwrap(),
+        key: key.into(),
+        payload,
+        comment: None,
+        source,
+        user_id: Some(user.into()),
+        created: Timestamp::from_millis(at),
+    }
+}
+
+fn correction(id: &str, mood: &str, source: FeedbackSource, user: &str, at: i64) -> StoredFeedback {
+    fb(id, "correction", FeedbackPayload::Correction(json!({ "mood": mood })), source, user, at)
+}
+
+fn thumbs(id: &str, up: bool, user: &str) -> StoredFeedback {
+    fb(id, "thumbs", FeedbackPayload::Score(f64::from(u8::from(up))), FeedbackSource::User, user, 5)
+}
+
+fn labels(rows: &[Row]) -> Vec<(String, String, RowKind)> {
+    rows.iter().map(|r| (r.inputs["text"].as_str().unwrap().to_string(), r.outputs["mood"].as_str().unwrap().to_string(), r.kind)).collect()
+}
+
+#[test]
+fn corrections_are_gold_thumbs_up_are_model_labelled_and_thumbs_down_are_negatives() {
+    let runs = vec![
+        run("r1", "lost my keys", "happy", vec![correction("f1", "sad", FeedbackSource::User, "u1", 2)]),
+        run("r2", "sunny day", "happy", vec![thumbs("f2", true, "u2")]),
+        run("r3", "a fine rain", "sad", vec![thumbs("f3", false, "u3")]),
+        run("r4", "no feedback", "sad", vec![]),
+    ];
+    let e = from_runs(&runs, &dag(), &ExportOptions::default());
+    let want: Vec<(String, String, RowKind)> =
+        vec![("lost my keys".into(), "sad".into(), RowKind::Gold), ("sunny day".into(), "happy".into(), RowKind::ModelLabelled)];
+    assert_eq!(labels(&e.train), want);
+    assert_eq!(labels(&e.negatives), [("a fine rain".to_string(), "sad".to_string(), RowKind::Negative)]);
+    let gold = &e.train[0];
+    assert_eq!(
+        (gold.provenance.run_ids.clone(), gold.provenance.feedback_ids.clone(), gold.provenance.users.clone()),
+        (vec!["r1".to_string()], vec!["f1".to_string()], vec!["u1".to_string()])
+    );
+    assert_eq!(e.feedback_ids.len(), 3);
+    assert_eq!(e.runs_read, 4);
+}
+
+#[test]
+fn explicit_feedback_beats_implicit_and_the_majority_of_users_decides() {
+    let runs = vec![
+        // Two users say sad, one says happy, an implicit edit says happy: sad wins.
+        run(
+            "r1",
+            "grey sky",
+            "happy",
+            vec![
+                correction("f1", "sad", FeedbackSource::User, "u1", 2),
+                correction("f2", "sad", FeedbackSource::Annotation, "u2", 3),
+                correction("f3", "happy", FeedbackSource::User, "u3", 4),
+                fb("f4", "edited", FeedbackPayload::Correction(json!({"mood": "happy"})), FeedbackSource::Implicit, "u4", 9),
+            ],
+        ),
+        // A user who changed their mind counts once, with their latest answer.
+        run("r2", "cake", "sad", vec![correction("g1", "sad", FeedbackSource::User, "u1", 2), correction("g2", "happy", FeedbackSource::User, "u1", 3)]),
+        // A tie is no label.
+        run("r3", "meh", "sad", vec![correction("h1", "sad", FeedbackSource::User, "u1", 2), correction("h2", "happy", FeedbackSource::User, "u2", 2)]),
+        // Implicit edits alone do label.
+        run("r4", "party", "sad", vec![fb("i1", "edited", FeedbackPayload::Correction(json!({"mood": "happy"})), FeedbackSource::Implicit, "u5", 2)]),
+        // A model's opinion never labels.
+        run("r5", "judge me", "sad", vec![correction("j1", "happy", FeedbackSource::Model, "m", 2)]),
+    ];
+    let e = from_runs(&runs, &dag(), &ExportOptions::default());
+    let mut got = labels(&e.train);
+    got.sort();
+    assert_eq!(
+        got,
+        [("cake".into(), "happy".into(), RowKind::Gold), ("grey sky".into(), "sad".into(), RowKind::Gold), ("party".into(), "happy".into(), RowKind::Gold)]
+    );
+    let grey = e.train.iter().find(|r| r.inputs["text"] == "grey sky").unwrap();
+    assert_eq!(grey.provenance.users.len(), 2);
+    let strict = from_runs(&runs, &dag(), &ExportOptions { min_agreement: 2, ..ExportOptions::default() });
+    assert_eq!(labels(&strict.train), [("grey sky".to_string(), "sad".to_string(), RowKind::Gold)], "only the label two users agree on");
+}
+
+#[test]
+fn feedback_on_runs_with_the_same_input_adds_up_and_rounds_accumulate() {
+    let first = vec![run("r1", "same words", "happy", vec![correction("f1", "sad", FeedbackSource::User, "u1", 2)])];
+    let mut later = first.clone();
+    later.push(run("r2", "same words", "sad", vec![correction("f2", "sad", FeedbackSource::User, "u2", 3)]));
+    later.push(run("r3", "new words", "sad", vec![correction("f3", "happy", FeedbackSource::User, "u3", 3)]));
+    let a = from_runs(&first, &dag(), &ExportOptions::default());
+    let b = from_runs(&later, &dag(), &ExportOptions::default());
+    assert_eq!(a.train.len(), 1);
+    assert_eq!(b.train.len(), 2, "the later export keeps the earlier row and adds the new one");
+    let same = b.train.iter().find(|r| r.inputs["text"] == "same words").unwrap();
+    assert_eq!(same.provenance.run_ids, ["r1", "r2"]);
+    assert_eq!(same.provenance.users.len(), 2);
+    assert_ne!(a.sha256, b.sha256);
+}
+
+#[test]
+fn only_explicit_human_labels_enter_the_holdout_and_invalid_corrections_are_skipped() {
+    let mut runs = Vec::new();
+    for i in 0..200 {
+        let text = format!("text {i}");
+        let feedback = match i % 3 {
+            0 => vec![correction(&format!("c{i}"), "sad", FeedbackSource::User, "u", 2)],
+            1 => vec![thumbs(&format!("t{i}"), true, "u")],
+            _ => vec![fb(&format!("e{i}"), "edited", FeedbackPayload::Correction(json!({"mood": "happy"})), FeedbackSource::Implicit, "u", 2)],
+        };
+        runs.push(run(&format!("r{i}"), &text, "happy", feedback));
+    }
+    runs.push(run("bad", "odd", "happy", vec![correction("x1", "furious", FeedbackSource::User, "u", 2)]));
+    let e = from_runs(&runs, &dag(), &ExportOptions { holdout_share: 0.5, ..ExportOptions::default() });
+    assert!(!e.holdout.is_empty(), "about half the corrections are held out");
+    assert!(e.holdout.iter().all(|r| r.kind == RowKind::Gold && r.provenance.source == "user"), "only explicit human labels");
+    assert!(e.train.iter().any(|r| r.kind == RowKind::ModelLabelled) && e.train.iter().any(|r| r.provenance.source == "implicit"));
+    assert_eq!(e.invalid_corrections, 1, "a label outside the label set is not data");
+    // The same input always falls on the same side.
+    let again = from_runs(&runs, &dag(), &ExportOptions { holdout_share: 0.5, ..ExportOptions::default() });
+    assert_eq!(labels(&again.holdout), labels(&e.holdout));
+}

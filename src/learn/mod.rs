@@ -1,0 +1,49 @@
+//! **Learning:** closes the loop. Stored feedback becomes labelled data (`export`), a round
+//! compiles a candidate warm-started from the current artifact and keeps it only if it is not
+//! worse on a frozen human holdout (`round`, `gate`), and every version, its lineage and the
+//! feedback behind it is recorded and can be audited or forgotten (`audit`).
+//!
+//! Learning reads the store and drives the compiler; the runtime, the model and the store
+//! know nothing of it. The same [`learn`] runs for `loopc learn`, `serve --learn-every` and
+//! `loopc bench loop`.
+
+mod audit;
+pub mod export;
+pub mod gate;
+mod round;
+
+pub use self::audit::{conclude_canary, current, forget, history, why, Version};
+pub use self::export::{export, Export, ExportOptions, Row, RowKind, RowProvenance};
+pub use self::gate::{decide, Decision};
+pub use self::round::{artifact_hash, learn, Current, Outcome, Round, MIN_GOLD_ROWS};
+
+/// Why learning could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    /// Occurs when the store fails.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Occurs when a program or artifact cannot be loaded.
+    #[error(transparent)]
+    Load(#[from] crate::runtime::LoadError),
+    /// Occurs when an artifact cannot be read.
+    #[error(transparent)]
+    Artifact(#[from] crate::runtime::artifact::ArtifactError),
+    /// Occurs when the compile fails.
+    #[error(transparent)]
+    Compile(#[from] crate::compile::CompileError),
+    /// Occurs when the metric cannot score.
+    #[error(transparent)]
+    Metric(#[from] crate::compile::MetricError),
+    /// Occurs when there is no holdout to judge a candidate on.
+    #[error("no holdout: pass a human-labelled file with --holdout, or reserve a share of the stored corrections with --holdout-share")]
+    NoHoldout,
+    /// Occurs when the store has too few human labels to learn from.
+    #[error("only {gold} human-labelled input(s) in the store; learning needs at least {needed} (corrections, or edits)")]
+    NotEnoughData {
+        /// Human-labelled rows found.
+        gold: usize,
+        /// Rows needed.
+        needed: usize,
+    },
+}

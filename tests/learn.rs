@@ -1,0 +1,180 @@
+//! The learn path end to end on a real (temporary SQLite) store and a tiny seeded model: runs
+//! and corrections go in, a round compiles a candidate, the gate decides on the holdout, and
+//! the version is recorded with its lineage and the feedback behind it; `why` traces demos to
+//! runs, `forget` removes a user's data and marks what it trained; the CLI does the same.
+
+use std::path::Path;
+use std::process::Command;
+
+use loopc::compile::Event;
+use loopc::graph::OptimizerSettings;
+use loopc::learn::{self, Current, ExportOptions, Round};
+use loopc::runtime::{CacheSetting, Engine, EngineOptions};
+use loopc::store::{FeedbackPayload, FeedbackSource, NewFeedback, NewRun, Store};
+use serde_json::json;
+
+fn program(model: &Path) -> String {
+    format!(
+        "program mood\ninput text: text\noutput mood: label(happy, sad)\nmodel default = onnx(\"{}\")\n\
+         signature S \"Say the mood.\" {{ in text: text out mood: label(happy, sad) }}\n\
+         step s = predict S {{ text: input.text }}\nreturn {{ mood: s.mood }}\nmetric accuracy = exact(output.mood, example.mood)\n\
+         optimize labeled_few_shot {{ max_demos: 2, seed: 3 }}\n",
+        model.display()
+    )
+}
+
+/// Stores `n` runs with a correction each, from users `u0`, `u1`, ...
+async fn fill(store: &Store, n: usize) {
+    for i in 0..n {
+        let mood = if i % 2 == 0 { "happy" } else { "sad" };
+        let mut run = NewRun::new("mood", json!({ "text": format!("day {i} was {mood}") }));
+        run.outputs = Some(json!({ "mood": "happy" }));
+        run.user_id = Some(format!("u{}", i % 3));
+        let id = store.record_run(run).await.unwrap().run_id().cloned().unwrap();
+        let mut fb = NewFeedback::new(id, "correction", FeedbackPayload::Correction(json!({ "mood": mood })));
+        fb.source = FeedbackSource::User;
+        fb.user_id = Some(format!("u{}", i % 3));
+        store.add_feedback(fb).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_marks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    loopc::model::testing::write_tiny_model(&model, 21).unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    fill(&store, 24).await;
+    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let source = program(&model);
+    let progress = |_: Event<'_>| {};
+    let round = |current: Current| Round {
+        engine: &engine,
+        store: &store,
+        current,
+        holdout: None,
+        export: ExportOptions { holdout_share: 0.3, ..ExportOptions::default() },
+        optimizer: None,
+        settings: OptimizerSettings::default(),
+        metric: None,
+        margin: 0.0,
+        concurrency: 2,
+        max_rows: 100,
+        canary: false,
+        options: loopc::runtime::ProgramOptions::default(),
+        progress: &progress,
+    };
+    let first = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: source.clone(), artifact: None };
+    let outcome = learn::learn(round(first.clone())).await.unwrap();
+    let d = &outcome.decision;
+    assert!(d.items > 0 && !outcome.export.holdout.is_empty(), "the store reserved a holdout");
+    assert_eq!(d.promote, d.difference >= 0.0 && d.interval.0 >= -d.margin, "{d:?}");
+
+    // The artifact says which feedback made it; each demo names its runs and feedback.
+    let learned = outcome.candidate.provenance.learned.as_ref().unwrap();
+    assert_eq!(learned.parent, None);
+    assert_eq!(learned.dataset_sha256, outcome.export.sha256);
+    assert!(learned.feedback_ids.iter().all(|f| outcome.export.feedback_ids.contains(f)));
+    // (A tiny random model may keep the program as written; then there are no demos to trace.)
+    let demos = &outcome.candidate.steps["s"].demos;
+    let sources = &learned.demo_sources["s"];
+    assert_eq!(sources.len(), demos.len());
+    assert!(sources.iter().all(|s| s.kind == "gold" && !s.run_ids.is_empty() && !s.feedback_ids.is_empty()), "{sources:?}");
+    let why = learn::why(&outcome.candidate);
+    assert_eq!(why["steps"]["s"].as_array().unwrap().len(), demos.len());
+
+    // The store holds the version with its decision; the next round names it as parent.
+    let versions = learn::history(&store, "mood").await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].decision, if d.promote { "promoted" } else { "rejected" });
+    assert!(!versions[0].tainted);
+    let second = Current { artifact: Some(outcome.candidate.clone()), ..first };
+    let again = learn::learn(round(second)).await.unwrap();
+    assert_eq!(again.candidate.provenance.learned.as_ref().unwrap().parent.as_deref(), Some(outcome.hash.as_str()));
+
+    // Forgetting a user removes their runs from later exports and marks what they trained.
+    let (removed, marked) = learn::forget(&store, "u1").await.unwrap();
+    assert_eq!(removed.runs, 8);
+    assert_eq!(marked.len(), 2, "both versions were trained on u1's corrections");
+    assert!(learn::history(&store, "mood").await.unwrap().iter().all(|v| v.tainted));
+    let after = learn::export(&store, "mood", &loopc::graph::check(&source).dag.unwrap(), &ExportOptions::default()).await.unwrap();
+    assert!(after.train.iter().all(|r| !r.provenance.users.contains(&"u1".to_string())));
+    assert_eq!(after.train.len() + after.holdout.len(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_human_labels_or_no_holdout_stop_the_round_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    loopc::model::testing::write_tiny_model(&model, 22).unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let progress = |_: Event<'_>| {};
+    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: program(&model), artifact: None };
+    let round = |share: f64| Round {
+        engine: &engine,
+        store: &store,
+        current: current.clone(),
+        holdout: None,
+        export: ExportOptions { holdout_share: share, ..ExportOptions::default() },
+        optimizer: None,
+        settings: OptimizerSettings::default(),
+        metric: None,
+        margin: 0.0,
+        concurrency: 2,
+        max_rows: 100,
+        canary: false,
+        options: loopc::runtime::ProgramOptions::default(),
+        progress: &progress,
+    };
+    let err = learn::learn(round(0.0)).await.err().unwrap();
+    assert!(matches!(err, learn::LearnError::NoHoldout), "{err}");
+    fill(&store, 3).await;
+    let err = learn::learn(round(0.01)).await.err().unwrap();
+    assert!(matches!(err, learn::LearnError::NoHoldout | learn::LearnError::NotEnoughData { .. }), "{err}");
+}
+
+#[test]
+fn the_cli_exports_learns_and_shows_history_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    loopc::model::testing::write_tiny_model(&model, 23).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async { fill(&Store::open(&url).await.unwrap(), 20).await });
+    let src = dir.path().join("mood.loop");
+    std::fs::write(&src, program(&model)).unwrap();
+    let holdout = dir.path().join("holdout.jsonl");
+    std::fs::write(
+        &holdout,
+        (0..8).map(|i| format!("{{\"text\": \"held {i}\", \"mood\": \"{}\"}}\n", if i % 2 == 0 { "happy" } else { "sad" })).collect::<String>(),
+    )
+    .unwrap();
+    let loopc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("NO_COLOR", "1").output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    let rows = dir.path().join("rows.jsonl");
+    let o = loopc(&["dataset", "export", "--store", &url, "--program", src.to_str().unwrap(), "-o", rows.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&rows).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 20);
+    assert!(lines.iter().all(|r| r["kind"] == "gold" && r["provenance"]["feedback_ids"].as_array().unwrap().len() == 1));
+
+    let out = dir.path().join("learned.json");
+    let o =
+        loopc(&["learn", src.to_str().unwrap(), "--store", &url, "--holdout", holdout.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-cache", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["holdout_items"], 8);
+    assert_eq!(out.exists(), v["promoted"] == true, "the artifact is written only when promoted: {v}");
+    let o = loopc(&["history", "--store", &url, "--program", "mood", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(h.as_array().unwrap().len(), 1);
+    assert_eq!(h[0]["hash"], v["candidate"]);
+    if out.exists() {
+        let o = loopc(&["why", out.to_str().unwrap(), "--json"]);
+        let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(w["learned_from"]["gold_rows"], 20);
+        assert!(w["steps"]["s"].as_array().unwrap().iter().all(|d| d["kind"] == "gold"));
+    }
+}

@@ -92,8 +92,7 @@ fn quoted_labels_survive_check_fmt_compile_run_trace_and_eval() {
         let out: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert!(labels.contains(out["intent"].as_str().unwrap_or_default()), "{file}: {out}");
         let t: Value = serde_json::from_str(std::fs::read_to_string(&trace).unwrap().lines().next().unwrap()).unwrap();
-        let scored: BTreeSet<String> =
-            t["steps"][0]["choice_scores"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap().to_string()).collect();
+        let scored: BTreeSet<String> = t["steps"][0]["choice_scores"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap().to_string()).collect();
         assert_eq!(scored, labels, "{file}: every label is scored as written");
     }
 

@@ -45,12 +45,7 @@ struct Task {
 const TASKS: [Task; 4] = [
     Task { name: "emotion", program: "programs/tweet_emotion.loop", train: "tweeteval-emotion-train.jsonl", val: Some("tweeteval-emotion-val.jsonl") },
     Task { name: "irony", program: "programs/tweet_irony.loop", train: "tweeteval-irony-train.jsonl", val: Some("tweeteval-irony-val.jsonl") },
-    Task {
-        name: "offensive",
-        program: "programs/tweet_offensive.loop",
-        train: "tweeteval-offensive-train.jsonl",
-        val: Some("tweeteval-offensive-val.jsonl"),
-    },
+    Task { name: "offensive", program: "programs/tweet_offensive.loop", train: "tweeteval-offensive-train.jsonl", val: Some("tweeteval-offensive-val.jsonl") },
     Task { name: "banking77", program: "programs/banking77.loop", train: "banking77-train.jsonl", val: None },
 ];
 
@@ -95,7 +90,8 @@ fn accuracy_and_f1(truth: &[String], answers: &[Option<String>]) -> (f64, f64) {
             }
         }
     }
-    let f1: f64 = counts.values().map(|(tp, fp, fneg)| if *tp == 0.0 { 0.0 } else { 2.0 * tp / (2.0 * tp + fp + fneg) }).sum::<f64>() / counts.len().max(1) as f64;
+    let f1: f64 =
+        counts.values().map(|(tp, fp, fneg)| if *tp == 0.0 { 0.0 } else { 2.0 * tp / (2.0 * tp + fp + fneg) }).sum::<f64>() / counts.len().max(1) as f64;
     (right as f64 / n, f1)
 }
 
@@ -200,11 +196,8 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
     }
     let (truth, zero) = answers(Path::new(t.program), &val_path, field, color)?;
     let (_, compiled) = answers(&artifact_path, &val_path, field, color)?;
-    let seen: Vec<String> = [&train, &dev]
-        .into_iter()
-        .flatten()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get(field).map(loopc::runtime::value::render))
-        .collect();
+    let seen: Vec<String> =
+        [&train, &dev].into_iter().flatten().filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get(field).map(loopc::runtime::value::render)).collect();
     let majority_label = majority(&seen);
     let constant: Vec<Option<String>> = truth.iter().map(|_| Some(majority_label.clone())).collect();
     let best = majority(&truth);

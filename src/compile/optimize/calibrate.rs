@@ -120,8 +120,9 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         for row in col + 1..n {
             let f = a[row][col] / a[col][col];
             if f != 0.0 {
-                for k in col..n {
-                    a[row][k] -= f * a[col][k];
+                let (above, below) = a.split_at_mut(row);
+                for (x, p) in below[0][col..n].iter_mut().zip(&above[col][col..n]) {
+                    *x -= f * p;
                 }
                 b[row] -= f * b[col];
             }

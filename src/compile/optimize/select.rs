@@ -178,12 +178,8 @@ mod tests {
     fn a_lead_of_one_example_goes_to_the_simpler_candidate() {
         // 31/60 against 30/60: the candidates disagree on nine examples, five to four.
         let mut a = hits(30, 60);
-        for i in 0..4 {
-            a[i] = 0;
-        }
-        for i in 30..35 {
-            a[i] = 1;
-        }
+        a[..4].fill(0);
+        a[30..35].fill(1);
         let v = choose(&[entrant((0, 0), &hits(30, 60), false), entrant((1, 3), &a, false)], &mut rng());
         assert_eq!((v.chosen, v.best), (0, 1), "{v:?}");
         assert!(v.reason.contains("not significant"), "{}", v.reason);

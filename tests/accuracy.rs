@@ -102,3 +102,49 @@ fn quoted_labels_survive_check_fmt_compile_run_trace_and_eval() {
     let score = e["score"].as_f64().or_else(|| e["mean"].as_f64()).unwrap_or(-1.0);
     assert!((0.0..=1.0).contains(&score), "{e}");
 }
+
+#[test]
+fn bench_accuracy_compiles_a_task_and_compares_it_with_zero_shot_and_the_majority_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("model");
+    loopc::model::testing::write_tiny_model(&model, 43).unwrap();
+    let tasks = d.join("tasks");
+    std::fs::create_dir_all(&tasks).unwrap();
+    // `anger` is the most frequent label of the training file; validation has 30 rows, fewer
+    // than the bench's sample, so it is used whole.
+    let label = |i: usize| if i % 5 < 2 { "anger" } else { ["joy", "optimism", "sadness"][i % 3] };
+    let rows = |n: usize, tag: &str| -> String { (0..n).map(|i| format!("{}\n", json!({"text": format!("{tag} {i}"), "label": label(i)}))).collect() };
+    std::fs::write(tasks.join("tweeteval-emotion-train.jsonl"), rows(170, "t")).unwrap();
+    std::fs::write(tasks.join("tweeteval-emotion-val.jsonl"), rows(30, "v")).unwrap();
+    let out = d.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_loopc"))
+        .args(["bench", "accuracy", "--tasks", tasks.to_str().unwrap(), "--task", "emotion", "--model", model.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &v["tasks"][0];
+    assert_eq!(t["task"], "emotion");
+    assert_eq!(t["labels"], 4);
+    assert_eq!(t["majority"]["label"], "anger");
+    let truth: Vec<&str> = (0..30).map(label).collect();
+    let anger = truth.iter().filter(|l| **l == "anger").count() as f64 / 30.0;
+    assert!((t["majority"]["accuracy"].as_f64().unwrap() - anger).abs() < 1e-9, "{t}");
+    for k in ["zero_shot", "compiled"] {
+        let a = t[k]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a), "{k}: {t}");
+    }
+    assert!(t["compile_model_calls"].as_u64().unwrap() > 0 && t["peak_rss_mb"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(out.join("emotion-compiled.json").exists() && out.join("emotion-val.jsonl").exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_loopc"))
+        .args(["bench", "accuracy", "--tasks", tasks.to_str().unwrap(), "--task", "sentiment"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "an unknown task is a usage error");
+    assert!(text(&o.stderr).contains("unknown task `sentiment`"), "{}", text(&o.stderr));
+}

@@ -863,6 +863,9 @@ pub struct BenchAccuracyArgs {
     /// Also write each task's data samples and compiled artifact into this directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace the programs' model (default: the programs' own, the 135M default model).
+    #[arg(long)]
+    pub model: Option<String>,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,

@@ -134,9 +134,9 @@ struct Row {
 }
 
 /// The answers of `program` (a `.loop` file or an artifact) on `data`, read from output `field`.
-fn answers(file: &Path, data: &Path, field: &str, color: bool) -> anyhow::Result<(Vec<String>, Vec<Option<String>>)> {
+fn answers(file: &Path, data: &Path, field: &str, model: Option<&str>, color: bool) -> anyhow::Result<(Vec<String>, Vec<Option<String>>)> {
     super::source::load(file, color)?;
-    let runtime = runtime_args(None);
+    let runtime = runtime_args(None, model);
     let program = runtime.reproducible_engine()?.load_with(file, runtime.options()?)?;
     let dag = program.dag().clone();
     let metric = pick_metric(&dag, None, None)?;
@@ -148,8 +148,15 @@ fn answers(file: &Path, data: &Path, field: &str, color: bool) -> anyhow::Result
     Ok((truth, got))
 }
 
-fn runtime_args(cache: Option<PathBuf>) -> RuntimeArgs {
-    RuntimeArgs { model: None, tool_url: Vec::new(), step_timeout: 120, no_cache: cache.is_none(), batching: Default::default(), cache_dir: cache }
+fn runtime_args(cache: Option<PathBuf>, model: Option<&str>) -> RuntimeArgs {
+    RuntimeArgs {
+        model: model.map(str::to_string),
+        tool_url: Vec::new(),
+        step_timeout: 120,
+        no_cache: cache.is_none(),
+        batching: Default::default(),
+        cache_dir: cache,
+    }
 }
 
 /// Runs one task (`None`: interrupted).
@@ -181,7 +188,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         concurrency: 4,
         interactive: false,
         json: true,
-        runtime: runtime_args(Some(cache.path().join("responses"))),
+        runtime: runtime_args(Some(cache.path().join("responses")), args.model.as_deref()),
     };
     if !args.json {
         eprintln!("{}: compiling {} on {TRAIN} train / {DEV} dev examples …", t.name, t.program);
@@ -194,8 +201,8 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
     if !args.json {
         eprintln!("{}: scoring the program as written, the compiled artifact and the majority label on {VAL} validation examples …", t.name);
     }
-    let (truth, zero) = answers(Path::new(t.program), &val_path, field, color)?;
-    let (_, compiled) = answers(&artifact_path, &val_path, field, color)?;
+    let (truth, zero) = answers(Path::new(t.program), &val_path, field, args.model.as_deref(), color)?;
+    let (_, compiled) = answers(&artifact_path, &val_path, field, args.model.as_deref(), color)?;
     let seen: Vec<String> =
         [&train, &dev].into_iter().flatten().filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get(field).map(loopc::runtime::value::render)).collect();
     let majority_label = majority(&seen);

@@ -784,6 +784,8 @@ pub enum BenchCommand {
     Serve(BenchServeArgs),
     /// Fill a store with many runs and time the review page's queue, run page and dashboard.
     Review(BenchReviewArgs),
+    /// Zero-shot, compiled and majority-label accuracy on public classification tasks.
+    Accuracy(BenchAccuracyArgs),
 }
 
 /// `loopc bench review`.
@@ -880,6 +882,27 @@ pub struct BenchLoopArgs {
     pub json: bool,
     #[command(flatten)]
     pub batching: BatchArgs,
+}
+
+/// `loopc bench accuracy`.
+#[derive(Debug, Args)]
+pub struct BenchAccuracyArgs {
+    /// The directory holding the tasks' data files (TweetEval emotion, irony and offensive
+    /// train/val JSONL, banking77 train JSONL).
+    #[arg(long, default_value = "../shared/data")]
+    pub tasks: PathBuf,
+    /// Run only these tasks (emotion, irony, offensive, banking77); default: all.
+    #[arg(long = "task", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Also write each task's data samples and compiled artifact into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace the programs' model (default: the programs' own, the 135M default model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench compile`.

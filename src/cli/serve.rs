@@ -146,10 +146,11 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
         if options.api_key.is_none() {
             eprintln!("loopc serve: no API key set (--api-key-file or LOOPC_API_KEY): listening on loopback only, every local caller is trusted");
         }
-        eprintln!("loopc serve: listening on http://{local}");
+        // Before "listening on", which is what scripts and tests wait for.
         if options.api_key.is_some() || args.reviewers_file.is_some() {
             eprintln!("loopc serve: review page on http://{local}/review");
         }
+        eprintln!("loopc serve: listening on http://{local}");
         serve::serve(listener, service, tokens, options, shutdown_signal()).await.context("the server failed")?;
         eprintln!("loopc serve: stopped");
         anyhow::Ok(())

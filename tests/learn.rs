@@ -61,6 +61,7 @@ async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_m
         concurrency: 2,
         max_rows: 100,
         canary: false,
+        judge_min_agreement: 0.7,
         options: loopc::runtime::ProgramOptions::default(),
         progress: &progress,
     };
@@ -124,6 +125,7 @@ async fn too_few_human_labels_or_no_holdout_stop_the_round_with_a_clear_error() 
         concurrency: 2,
         max_rows: 100,
         canary: false,
+        judge_min_agreement: 0.7,
         options: loopc::runtime::ProgramOptions::default(),
         progress: &progress,
     };
@@ -132,6 +134,73 @@ async fn too_few_human_labels_or_no_holdout_stop_the_round_with_a_clear_error() 
     fill(&store, 3).await;
     let err = learn::learn(round(0.01)).await.err().unwrap();
     assert!(matches!(err, learn::LearnError::NoHoldout | learn::LearnError::NotEnoughData { .. }), "{err}");
+}
+
+/// The mood program with a star rating, a `human("stars")` metric and an LM judge.
+fn rated_program(model: &Path) -> String {
+    program(model).replace("optimize labeled_few_shot {", "optimize labeled_few_shot { metric: accuracy,").replace(
+        "optimize labeled_few_shot",
+        "feedback stars: int(1..5)\nfeedback correction\n\
+         signature Rubric \"Is this the mood of the text?\" { in text: text in mood: text out right: bool }\n\
+         metric liked = human(\"stars\")\nmetric judged = judge(Rubric, text: example.text, mood: output.mood)\n\
+         metric loved = human(\"hearts\")\noptimize labeled_few_shot",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_scores_by_stored_human_ratings_and_uses_a_judge_only_when_it_agrees_with_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    loopc::model::testing::write_tiny_model(&model, 23).unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    fill(&store, 24).await;
+    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let progress = |_: Event<'_>| {};
+    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: rated_program(&model), artifact: None };
+    let round = |metric: &str, judge_min_agreement: f64| Round {
+        engine: &engine,
+        store: &store,
+        current: current.clone(),
+        holdout: None,
+        export: ExportOptions { holdout_share: 0.3, ..ExportOptions::default() },
+        optimizer: None,
+        settings: OptimizerSettings::default(),
+        metric: Some(metric.into()),
+        margin: 0.0,
+        concurrency: 2,
+        max_rows: 100,
+        canary: false,
+        judge_min_agreement,
+        options: loopc::runtime::ProgramOptions::default(),
+        progress: &progress,
+    };
+
+    // human("stars"): every stored answer was corrected, so each holdout answer scores 1 (the
+    // correction), 0 (the answer it replaced) or 0.5 (an answer nobody rated); the unit tests
+    // in learn/human.rs pin down which.
+    let outcome = learn::learn(round("liked", 0.7)).await.unwrap();
+    assert!(outcome.judge.is_none());
+    let d = &outcome.decision;
+    assert!(d.items > 0);
+    let halves = |v: f64| (v * d.items as f64 * 2.0).fract().abs() < 1e-9;
+    assert!(halves(d.current) && halves(d.candidate), "{d:?}");
+
+    // A feedback the program does not declare is refused by name.
+    let err = learn::learn(round("loved", 0.7)).await.err().unwrap();
+    assert!(matches!(err, learn::LearnError::UnknownCriterion { .. }) && err.to_string().contains("`hearts`"), "{err}");
+
+    // The judge is calibrated on the rated runs: impossible to pass at an agreement above 1,
+    // used (and its agreement reported) at 0.
+    let err = learn::learn(round("judged", 1.01)).await.err().unwrap();
+    match err {
+        learn::LearnError::JudgeUncalibrated { items, agreement, .. } => assert!(items >= 10 && (0.0..=1.0).contains(&agreement), "{items} {agreement}"),
+        other => panic!("expected an uncalibrated judge, got: {other}"),
+    }
+    let outcome = learn::learn(round("judged", 0.0)).await.unwrap();
+    let c = outcome.judge.expect("the judge's calibration is reported");
+    assert!(c.items >= 10 && c.items + c.failed <= 24, "{c:?}");
+    let versions = store.artifacts("mood").await.unwrap();
+    assert_eq!(versions.last().unwrap().meta["judge_items"], serde_json::json!(c.items), "the version records the calibration");
 }
 
 #[test]

@@ -44,3 +44,11 @@ fn acknowledged_feedback_survives_kill_9_of_the_server_on_postgresql_exactly_onc
     let fixture = Fixture::new();
     acknowledged_feedback_survives_kill_9_exactly_once(&fixture, &cluster.url("faults"));
 }
+
+#[test]
+fn two_replicas_on_postgresql_learn_while_serving_one_at_a_time_and_no_request_fails() {
+    let cluster = Cluster::start();
+    cluster.create_db("learn");
+    let fixture = Fixture::new();
+    two_replicas_learn_while_serving_and_no_request_fails(&fixture, &cluster.url("learn"));
+}

@@ -166,6 +166,9 @@ pub struct ServeArgs {
     /// Runs with feedback a canary needs before it is judged.
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub canary_runs: usize,
+    /// How much lower the canary's live approval rate may be than the served version's.
+    #[arg(long, default_value_t = 0.02, value_name = "SHARE")]
+    pub canary_margin: f64,
     /// How often the learner looks at the store (and picks up versions other replicas promoted).
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub learn_poll: String,
@@ -633,6 +636,10 @@ pub struct LearnArgs {
     /// The most stored rows one round compiles on (a seeded sample, human labels first).
     #[arg(long, default_value_t = 300)]
     pub max_rows: usize,
+    /// With an LM-judge metric: the share of stored human ratings it must agree with (on 10
+    /// rated runs or more) before the round uses it.
+    #[arg(long, default_value_t = 0.7, value_name = "SHARE")]
+    pub judge_min_agreement: f64,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -777,6 +784,8 @@ pub enum BenchCommand {
     Serve(BenchServeArgs),
     /// Fill a store with many runs and time the review page's queue, run page and dashboard.
     Review(BenchReviewArgs),
+    /// Zero-shot, compiled and majority-label accuracy on public classification tasks.
+    Accuracy(BenchAccuracyArgs),
 }
 
 /// `loopc bench review`.
@@ -873,6 +882,27 @@ pub struct BenchLoopArgs {
     pub json: bool,
     #[command(flatten)]
     pub batching: BatchArgs,
+}
+
+/// `loopc bench accuracy`.
+#[derive(Debug, Args)]
+pub struct BenchAccuracyArgs {
+    /// The directory holding the tasks' data files (TweetEval emotion, irony and offensive
+    /// train/val JSONL, banking77 train JSONL).
+    #[arg(long, default_value = "../shared/data")]
+    pub tasks: PathBuf,
+    /// Run only these tasks (emotion, irony, offensive, banking77); default: all.
+    #[arg(long = "task", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Also write each task's data samples and compiled artifact into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace the programs' model (default: the programs' own, the 135M default model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench compile`.

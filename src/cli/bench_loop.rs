@@ -171,6 +171,7 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
             concurrency: args.concurrency.max(1),
             max_rows: args.max_rows,
             canary: false,
+            judge_min_agreement: 0.7,
             options: ProgramOptions::default(),
             progress: &quiet,
         };

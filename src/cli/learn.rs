@@ -37,6 +37,7 @@ fn current(path: &std::path::Path, color: bool) -> anyhow::Result<Current> {
 /// Runs `loopc learn`.
 pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.margin.is_finite() && args.margin >= 0.0, "--margin must be a score difference of 0 or more");
+    anyhow::ensure!(args.judge_min_agreement.is_finite() && (0.0..=1.0).contains(&args.judge_min_agreement), "--judge-min-agreement must be between 0 and 1");
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     let current = current(&args.file, color)?;
@@ -110,6 +111,7 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
         concurrency: args.concurrency.max(1),
         max_rows: args.max_rows,
         canary: false,
+        judge_min_agreement: args.judge_min_agreement,
         options: args.runtime.options()?,
         progress: &progress,
     };
@@ -144,10 +146,15 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
                 "model_labelled_rows": outcome.export.train.iter().filter(|r| r.kind == learn::RowKind::ModelLabelled).count(),
                 "holdout_rows_from_store": outcome.export.holdout.len(),
                 "feedback": outcome.export.feedback_ids.len(),
+                "judge_agreement": outcome.judge.as_ref().map(|c| c.agreement),
+                "judge_items": outcome.judge.as_ref().map(|c| c.items),
                 "written": if d.promote { args.out.clone() } else { None },
             })
         );
     } else {
+        if let Some(c) = &outcome.judge {
+            println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
+        }
         println!(
             "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3})",
             if d.promote { "promoted" } else { "not promoted" },

@@ -12,6 +12,7 @@
 
 mod args;
 mod bench;
+mod bench_accuracy;
 mod bench_compile;
 mod bench_loop;
 mod bench_model;
@@ -107,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Model(a)) => bench_model::run(&a),
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
         Command::Bench(BenchCommand::Compile(a)) => bench_compile::run(&a, color),
+        Command::Bench(BenchCommand::Accuracy(a)) => bench_accuracy::run(&a, color),
         Command::Bench(BenchCommand::Serve(a)) => bench_serve::run(&a, color),
         Command::Bench(BenchCommand::Review(a)) => bench_review::run(&a),
         Command::Serve(a) => serve::run(&a, color),

@@ -55,6 +55,7 @@ fn learn_loop(args: &ServeArgs, color: bool) -> anyhow::Result<Option<LearnLoop>
     l.margin = args.margin;
     l.explore = args.explore.map(|e| share("--explore", e)).transpose()?;
     l.canary_runs = args.canary_runs.max(1);
+    l.canary_margin = share("--canary-margin", args.canary_margin)?;
     l.poll = parse_duration(&args.learn_poll).context("--learn-poll")?;
     l.max_rows = args.max_rows.max(1);
     l.report = Reporter::new(|outcome| match outcome {
@@ -146,7 +147,7 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
         if options.api_key.is_none() {
             eprintln!("loopc serve: no API key set (--api-key-file or LOOPC_API_KEY): listening on loopback only, every local caller is trusted");
         }
-        // Before "listening on", which is what scripts and tests wait for.
+        // "listening on" comes last: scripts (and the tests) wait for it.
         if options.api_key.is_some() || args.reviewers_file.is_some() {
             eprintln!("loopc serve: review page on http://{local}/review");
         }

@@ -74,7 +74,7 @@ impl Budget {
     }
 
     /// Counts the model calls of a run (every attempt of every model step) and returns them.
-    fn record(&self, trace: &Trace) -> u64 {
+    pub(crate) fn record(&self, trace: &Trace) -> u64 {
         let mut calls = 0;
         for st in trace.steps.iter().filter(|s| s.kind != crate::graph::StepKind::Call) {
             let n = st.raw.len().max(1) as u64;

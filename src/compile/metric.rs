@@ -44,7 +44,13 @@ pub enum MetricError {
 /// The metric to use for `dag`: the one named `name`, else the optimizer's, else the first
 /// declared.
 pub fn choose(dag: &crate::graph::Dag, name: Option<&str>, rater: Option<std::sync::Arc<dyn Rater>>) -> Result<Metric, MetricError> {
-    let spec = match name {
+    Metric::new(pick(dag, name)?, rater)
+}
+
+/// The declaration of the metric [`choose`] would use, before anything needed to score with it
+/// (a rater, a judge's model) is at hand.
+pub fn pick(dag: &crate::graph::Dag, name: Option<&str>) -> Result<MetricSpec, MetricError> {
+    Ok(match name {
         Some(n) => {
             let id = dag.metric_id(n).ok_or_else(|| {
                 let names: Vec<&str> = dag.metrics().iter().map(|m| m.name.as_str()).collect();
@@ -60,8 +66,7 @@ pub fn choose(dag: &crate::graph::Dag, name: Option<&str>, rater: Option<std::sy
                 .cloned()
                 .ok_or_else(|| MetricError::NoMetric("the program declares no metric: add `metric NAME = exact(output.X, example.X)`".into()))?,
         },
-    };
-    Metric::new(spec, rater)
+    })
 }
 
 /// Gives human scores in [0, 1] for one criterion.

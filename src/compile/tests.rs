@@ -68,7 +68,7 @@ impl Backend for Rules {
                     0
                 };
                 let scores = (0..labels.len()).map(|i| if i == pick { -0.1 } else { -3.0 }).collect();
-                Choice { scores, prompt_tokens: 40, cached_tokens: 0, from_cache: false }
+                Choice { scores, label_tokens: vec![1; labels.len()], prompt_tokens: 40, cached_tokens: 0, from_cache: false }
             })
             .collect();
         Box::pin(async move { Ok(out) })
@@ -246,4 +246,136 @@ async fn a_teacher_model_runs_the_bootstrap() {
         "demos are the teacher's right answers"
     );
     assert_eq!(a.provenance.settings["teacher"], "teacher");
+}
+
+/// Label scores as a function of the ticket text and the labels (in label order): a model
+/// whose biases a test can write down.
+struct Scoring {
+    calls: AtomicU64,
+    scores: fn(&str, &[String]) -> Vec<f32>,
+}
+
+impl Backend for Scoring {
+    fn identity(&self) -> Identity {
+        Identity { provider: "rules".into(), name: "scoring".into(), fingerprint: None }
+    }
+
+    fn generate(&self, _calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
+        Box::pin(async move { Err(BackendError::Unsupported("this test model only scores labels".into())) })
+    }
+
+    fn supports_choice(&self) -> bool {
+        true
+    }
+
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        self.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
+        let bare: Vec<String> = labels.iter().map(|l| l.trim().trim_matches('"').to_string()).collect();
+        let out = calls
+            .iter()
+            .map(|c| {
+                let scores = (self.scores)(&c.request.user.to_plain(), &bare);
+                Choice { label_tokens: vec![1; scores.len()], scores, prompt_tokens: 30, cached_tokens: 0, from_cache: false }
+            })
+            .collect();
+        Box::pin(async move { Ok(out) })
+    }
+}
+
+/// Tickets whose team is `team_of(i)`.
+fn tickets(name: &str, n: usize, team_of: fn(usize) -> &'static str) -> Dataset {
+    let examples = (0..n)
+        .map(|i| {
+            let team = team_of(i);
+            let fields: Map<String, Value> = json!({"ticket": format!("ticket {i} of {name}: kw-{team}"), "team": team}).as_object().cloned().unwrap();
+            Example { origin: format!("{name}:{}", i + 1), fields }
+        })
+        .collect();
+    Dataset { source: name.into(), sha256: "0".repeat(64), examples }
+}
+
+/// Compiles the routing program on `scores` with `team_of` data (40 train, 30 dev).
+async fn compile_scored(scores: fn(&str, &[String]) -> Vec<f32>, team_of: fn(usize) -> &'static str) -> (crate::runtime::artifact::Artifact, Program) {
+    let backend = Arc::new(Scoring { calls: AtomicU64::new(0), scores });
+    let program = Program::with_backends(&engine(), dag(), vec![backend.clone() as Arc<dyn Backend>], RunOptions::default()).unwrap();
+    let mut job = job(program.clone(), SRC, 0, 0, plan(OptimizerKind::BootstrapRandomSearch, 4));
+    job.train = tickets("train", 40, team_of);
+    job.dev = tickets("dev", 30, team_of);
+    job.plan.candidates = 2;
+    let artifact = compile(job).await.unwrap();
+    assert_eq!(artifact.provenance.model_calls, backend.calls.load(Ordering::Relaxed), "every call the backend saw is counted");
+    (artifact, program)
+}
+
+/// The dev accuracy of `artifact` run afresh (what `loopc eval` does).
+async fn rerun(artifact: &crate::runtime::artifact::Artifact, program: &Program, team_of: fn(usize) -> &'static str) -> f64 {
+    // The test model is no local model: record it as one so the artifact validates.
+    let mut artifact = artifact.clone();
+    artifact.models[0].provider = "onnx".into();
+    artifact.models[0].weights_sha256 = Some("0".repeat(64));
+    let params = artifact.validate("a.json", program.dag()).unwrap();
+    let compiled = program.with_params(params);
+    let dev = tickets("dev", 30, team_of);
+    let mut right = 0;
+    for ex in &dev.examples {
+        let out = compiled.run(ex.inputs(compiled.dag())).await.unwrap();
+        right += usize::from(out["team"] == ex.fields["team"]);
+    }
+    right as f64 / dev.examples.len() as f64
+}
+
+fn thirds(i: usize) -> &'static str {
+    ["billing", "shipping", "technical"][i % 3]
+}
+
+#[tokio::test]
+async fn a_model_biased_toward_one_label_is_corrected_by_a_learned_bias() {
+    // The right label scores -1, but `billing` always scores -0.5 when it is wrong: the raw
+    // sum answers `billing` every time (a third right); a bias against `billing` fixes it.
+    let biased = |user: &str, labels: &[String]| -> Vec<f32> {
+        labels
+            .iter()
+            .map(|l| {
+                if user.contains(&format!("kw-{l}")) {
+                    -1.0
+                } else if l == "billing" {
+                    -0.5
+                } else {
+                    -3.0
+                }
+            })
+            .collect()
+    };
+    let (a, program) = compile_scored(biased, thirds).await;
+    let step = &a.steps["route"];
+    assert_eq!(step.scoring.name(), "learned_bias", "{:?}", a.provenance.selection);
+    assert!((a.provenance.baseline_score - 1.0 / 3.0).abs() < 1e-9, "{}", a.provenance.baseline_score);
+    assert_eq!(a.provenance.final_score, 1.0);
+    let selection = a.provenance.selection.as_ref().unwrap();
+    assert!(selection.evaluated_on.starts_with("train + dev (70 examples"), "{}", selection.evaluated_on);
+    let chosen = &selection.entrants[selection.chosen];
+    assert!(chosen.low <= chosen.mean && chosen.mean <= chosen.high && chosen.examples > 30, "{chosen:?}");
+    assert_eq!(rerun(&a, &program, thirds).await, a.provenance.final_score, "running the artifact reproduces its dev score");
+    // The artifact keeps the numbers, and reads back.
+    let back = crate::runtime::artifact::Artifact::parse("a.json", &a.to_json()).unwrap();
+    assert_eq!(back.steps["route"].scoring, step.scoring);
+}
+
+#[tokio::test]
+async fn a_model_worse_than_the_majority_label_ships_no_worse_than_the_majority() {
+    // Seven tickets in ten are billing; the model always names the next team after the right
+    // one, which no per-label bias can undo.
+    let wrong = |user: &str, labels: &[String]| -> Vec<f32> {
+        let right = labels.iter().position(|l| user.contains(&format!("kw-{l}"))).unwrap_or(0);
+        (0..labels.len()).map(|i| if i == (right + 1) % labels.len() { -0.1 } else { -2.0 }).collect()
+    };
+    let skewed = |i: usize| if i % 10 < 7 { "billing" } else { ["shipping", "technical"][i % 2] };
+    let (a, program) = compile_scored(wrong, skewed).await;
+    assert_eq!(a.provenance.baseline_score, 0.0);
+    let selection = a.provenance.selection.as_ref().unwrap();
+    let constant = selection.entrants.last().unwrap();
+    assert_eq!(constant.scoring, "constant");
+    assert!(selection.entrants[selection.chosen].mean >= constant.mean, "{selection:?}");
+    assert!((a.provenance.final_score - 0.7).abs() < 1e-9, "the shipped program answers billing: {}", a.provenance.final_score);
+    assert_eq!(rerun(&a, &program, skewed).await, a.provenance.final_score);
 }

@@ -152,14 +152,14 @@ fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
 /// Reads every run of `program` (since `options.since`) with its feedback and turns it into
 /// rows.
 pub async fn export(store: &Store, program: &str, dag: &Dag, options: &ExportOptions) -> Result<Export, LearnError> {
+    let runs = read_runs(store, program, options.since).await?;
+    Ok(from_runs(&runs, dag, options))
+}
+
+/// Every run of `program` since `since`, oldest first, with its feedback.
+pub(crate) async fn read_runs(store: &Store, program: &str, since: Option<Timestamp>) -> Result<Vec<StoredRun>, LearnError> {
     let mut runs: Vec<StoredRun> = Vec::new();
-    let mut filter = RunFilter {
-        program: Some(program.to_string()),
-        since: options.since,
-        limit: RunFilter::MAX_LIMIT,
-        order: RunOrder::OldestFirst,
-        ..RunFilter::default()
-    };
+    let mut filter = RunFilter { program: Some(program.to_string()), since, limit: RunFilter::MAX_LIMIT, order: RunOrder::OldestFirst, ..RunFilter::default() };
     loop {
         let page = store.runs(&filter).await?;
         runs.extend(page.items);
@@ -168,7 +168,7 @@ pub async fn export(store: &Store, program: &str, dag: &Dag, options: &ExportOpt
             None => break,
         }
     }
-    Ok(from_runs(&runs, dag, options))
+    Ok(runs)
 }
 
 /// [`export`] on runs already read.

@@ -10,6 +10,7 @@
 mod audit;
 pub mod export;
 pub mod gate;
+pub mod human;
 mod round;
 
 pub use self::audit::{conclude_canary, current, forget, history, why, Version};
@@ -35,6 +36,38 @@ pub enum LearnError {
     /// Occurs when the metric cannot score.
     #[error(transparent)]
     Metric(#[from] crate::compile::MetricError),
+    /// Occurs when `human("KEY")` names a feedback the program does not declare.
+    #[error("`human(\"{criterion}\")` scores by the stored feedback `{criterion}`, which the program does not declare (its feedback: {declared})")]
+    UnknownCriterion {
+        /// The key asked for.
+        criterion: String,
+        /// The keys declared.
+        declared: String,
+    },
+    /// Occurs when `human("KEY")` names a feedback without a range to normalise from.
+    #[error(
+        "`human(\"{criterion}\")` scores by the feedback `{criterion}`, which has no range to score from: declare it `bool`, `int(1..5)` or `float(0..1)`"
+    )]
+    UnboundedCriterion {
+        /// The key asked for.
+        criterion: String,
+    },
+    /// Occurs when an LM judge agrees with people too rarely (or on too few runs) to be used.
+    #[error(
+        "the judge `{metric}` agrees with people on {agreement:.2} of {items} rated runs; a round uses a judge only from {threshold:.2} on {min_items} runs or more (rate more runs, improve its rubric, or lower --judge-min-agreement)"
+    )]
+    JudgeUncalibrated {
+        /// The judge metric.
+        metric: String,
+        /// The share of rated runs it agrees on.
+        agreement: f64,
+        /// Rated runs it scored.
+        items: usize,
+        /// The agreement needed.
+        threshold: f64,
+        /// The rated runs needed.
+        min_items: usize,
+    },
     /// Occurs when there is no holdout to judge a candidate on.
     #[error("no holdout: pass a human-labelled file with --holdout, or reserve a share of the stored corrections with --holdout-share")]
     NoHoldout,

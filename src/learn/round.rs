@@ -4,17 +4,19 @@
 //! candidate is not worse, and record the version, its lineage and the decision in the store.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 
-use super::export::{export, Export, ExportOptions, Row, RowKind};
+use super::export::{from_runs, read_runs, Export, ExportOptions, Row, RowKind};
 use super::gate::{decide, Decision};
+use super::human::{calibrate, Calibration, StoredRatings, MIN_CALIBRATION_ITEMS};
 use super::LearnError;
-use crate::compile::{self, Budget, Dataset, Event, Example, Job, Metric, Plan};
-use crate::graph::{Dag, OptimizerKind, OptimizerSettings, Source};
+use crate::compile::{self, Budget, Dataset, Event, Example, Job, Metric, Plan, Rater};
+use crate::graph::{Dag, MetricKind, OptimizerKind, OptimizerSettings, Source};
 use crate::runtime::artifact::{Artifact, DemoSource, LearnedFrom};
 use crate::runtime::executor::StepParams;
 use crate::runtime::{Engine, Program, ProgramOptions};
@@ -74,6 +76,9 @@ pub struct Round<'a> {
     /// Record a candidate the gate passes as a `canary`, not `promoted`: live traffic decides
     /// (see [`super::conclude_canary`]).
     pub canary: bool,
+    /// The agreement with stored human ratings an LM-judge metric needs before a round uses it
+    /// (see [`super::human::calibrate`]); other metrics ignore it.
+    pub judge_min_agreement: f64,
     /// How to load the programs (the model override, run limits), as the service or CLI
     /// loads them; step parameters here are ignored, the round chooses its own.
     pub options: ProgramOptions,
@@ -91,6 +96,8 @@ pub struct Outcome {
     pub decision: Decision,
     /// The data it learned from.
     pub export: Export,
+    /// How well the LM judge agreed with people, when the metric is one.
+    pub judge: Option<Calibration>,
 }
 
 /// The fewest human-labelled rows a round learns from (some go to dev, the rest to train).
@@ -121,7 +128,8 @@ async fn holdout_scores(program: &Program, examples: &[Example], metric: &Metric
 pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     let current_program = program_of(round.engine, &round.current, round.current.artifact.as_ref(), &round.options)?;
     let dag = current_program.dag().clone();
-    let data = export(round.store, dag.name(), &dag, &round.export).await?;
+    let runs = read_runs(round.store, dag.name(), round.export.since).await?;
+    let data = from_runs(&runs, &dag, &round.export);
 
     // The holdout: the given file and the store's reserved share, human labels only.
     let mut holdout: Vec<Example> = round.holdout.as_ref().map(|d| d.examples.clone()).unwrap_or_default();
@@ -149,7 +157,30 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     train.source = format!("store: {} gold and {} accepted rows", gold.len(), accepted.len());
     train.sha256 = data.sha256.clone();
 
-    let metric = compile::metric::choose(&dag, round.metric.as_deref(), None)?.judged_by(&current_program);
+    // `human("KEY")` scores by what people said of stored answers; an LM judge is used only
+    // when it agrees with people often enough.
+    let spec = compile::metric::pick(&dag, round.metric.as_deref())?;
+    let rater: Option<Arc<dyn Rater>> = match &spec.kind {
+        MetricKind::Human { criterion } => Some(Arc::new(StoredRatings::from_runs(&runs, &dag, criterion)?)),
+        _ => None,
+    };
+    let metric = Metric::new(spec, rater)?.judged_by(&current_program);
+    let judge = if metric.needs_model() {
+        (round.progress)(Event::Phase("calibrating the judge on stored human ratings", 0));
+        let c = calibrate(&metric, &runs, &dag).await;
+        if c.items < MIN_CALIBRATION_ITEMS || c.agreement < round.judge_min_agreement {
+            return Err(LearnError::JudgeUncalibrated {
+                metric: metric.name().to_string(),
+                agreement: c.agreement,
+                items: c.items,
+                threshold: round.judge_min_agreement,
+                min_items: MIN_CALIBRATION_ITEMS,
+            });
+        }
+        Some(c)
+    } else {
+        None
+    };
     let written = program_of(round.engine, &round.current, None, &round.options)?;
     let warm_start: Option<HashMap<String, StepParams>> = round.current.artifact.as_ref().and_then(|a| {
         let params = a.validate(&round.current.name, &dag).ok()?;
@@ -207,6 +238,8 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
         "feedback_count": data.feedback_ids.len(),
         "feedback_ids": data.feedback_ids,
         "users_sha256": users_sha256(&data),
+        "judge_agreement": judge.as_ref().map(|c| c.agreement),
+        "judge_items": judge.as_ref().map(|c| c.items),
     });
     let version = ArtifactVersion {
         hash: hash.clone(),
@@ -221,7 +254,7 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
         let kind = if decision.promote { AuditKind::Promote } else { AuditKind::Reject };
         round.store.audit(kind, &hash, &json!({"program": dag.name(), "reason": decision.reason})).await?;
     }
-    Ok(Outcome { candidate, hash, decision, export: data })
+    Ok(Outcome { candidate, hash, decision, export: data, judge })
 }
 
 /// SHA-256 of each distinct user id behind the rows (ids themselves stay in the store).

@@ -153,6 +153,8 @@ pub struct ChoiceScores {
     pub prompt_tokens: usize,
     /// Of those, the tokens taken from the prefix cache.
     pub cached_tokens: usize,
+    /// Each choice's length in tokens (what a per-token mean divides by).
+    pub choice_tokens: Vec<usize>,
 }
 
 /// What the scheduler thread and callers share: read-only model facts and the counters.

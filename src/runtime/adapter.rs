@@ -83,6 +83,10 @@ pub struct Request {
     pub user: PromptText,
     /// Text the answer starts with, written by loopc so the model continues in format.
     pub answer_prefix: String,
+    /// Whether the demos belong to the prompt's shared (cacheable) part. They do unless they
+    /// were chosen for this input (retrieved demos differ per input, so only the instruction
+    /// is shared).
+    pub demos_shared: bool,
 }
 
 const COMPLETED: &str = "[[ ## completed ## ]]";
@@ -199,6 +203,7 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
                     .collect(),
                 user: marked(task.inputs, inputs),
                 answer_prefix: format!("{}\n{}", marker(first), task.outputs.first().map_or("", opener)),
+                demos_shared: true,
             }
         }
         Template::Json => Request {
@@ -212,6 +217,7 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
             demos: demos.iter().map(|d| (json_object(task.inputs, &d.inputs), json_object(task.outputs, &d.outputs))).collect(),
             user: json_object(task.inputs, inputs),
             answer_prefix: format!("{{\"{first}\": "),
+            demos_shared: true,
         },
         Template::Completion => Request {
             template,
@@ -219,6 +225,7 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
             demos: demos.iter().map(|d| (lines(task.inputs, &d.inputs), completion_answer(task.outputs, &d.outputs))).collect(),
             user: lines(task.inputs, inputs),
             answer_prefix: format!("{}:", title(first)),
+            demos_shared: true,
         },
     }
 }
@@ -260,6 +267,14 @@ impl Request {
     fn completion_shared(&self) -> PromptText {
         let mut t = self.system.clone();
         t.push_markup("\n\n");
+        if self.demos_shared {
+            t.append(&self.completion_demos());
+        }
+        t
+    }
+
+    fn completion_demos(&self) -> PromptText {
+        let mut t = PromptText::new();
         for (u, a) in &self.demos {
             t.append(u);
             t.push_markup(&format!("\n{}", self.answer_prefix));
@@ -270,7 +285,8 @@ impl Request {
     }
 
     fn completion_tail(&self) -> PromptText {
-        let mut t = self.user.clone();
+        let mut t = if self.demos_shared { PromptText::new() } else { self.completion_demos() };
+        t.append(&self.user);
         t.push_markup(&format!("\n{}", self.answer_prefix));
         t
     }
@@ -287,9 +303,13 @@ impl Request {
                     turns.push((Role::User, u));
                     turns.push((Role::Assistant, a));
                 }
+                // Retrieved demos differ per input: only the system turn is shared then.
+                let split = if self.demos_shared { turns.len() } else { 1 };
                 let mut shared = PromptText::markup(format.begin());
-                shared.append(&format.render_text(&turns, false));
-                let mut rest = format.render_text(&[(Role::User, &self.user)], true);
+                shared.append(&format.render_text(&turns[..split], false));
+                let mut tail = turns.split_off(split);
+                tail.push((Role::User, &self.user));
+                let mut rest = format.render_text(&tail, true);
                 rest.push_markup(&self.answer_prefix);
                 (shared, rest)
             }

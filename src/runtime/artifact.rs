@@ -1,7 +1,7 @@
 //! The program artifact: a compiled program as one self-contained JSON file — the source,
 //! each step's chosen instruction, template and demos, the model identity, and provenance.
 //!
-//! The compiler writes it; [`super::Program::load`] runs it with no `.loop` file present.
+//! The compiler writes it; [`super::Engine::load_artifact`] runs it with no `.loop` file present.
 //! Everything outside `provenance.timing` is a function of (source, data, settings, seed,
 //! model), so the same compile gives the same bytes there.
 
@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::adapter::{Demo, Template};
 use super::executor::StepParams;
-use crate::graph::{Dag, Field, Provider, StepId};
+use super::retrieve::{RetrievalSpec, Retriever};
+use super::scoring::LabelScoring;
+use crate::graph::{Dag, Field, Provider, StepId, Type};
 
 /// The `format` field of every artifact.
 pub const FORMAT: &str = "loopc-artifact";
@@ -64,8 +66,15 @@ pub struct StepRecord {
     pub template: Template,
     /// The instruction sent (the signature's own, or a better one found by search).
     pub instruction: String,
-    /// The demonstrations, in prompt order.
+    /// The demonstrations, in prompt order (empty when demos are retrieved per input).
     pub demos: Vec<Demo>,
+    /// Demos retrieved per input (the pool and the retriever's numbers), if the step does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalSpec>,
+    /// How a constrained choice's label scores become the answer, with its numbers
+    /// (artifacts from before scoring modes have none: `sum`).
+    #[serde(default)]
+    pub scoring: LabelScoring,
 }
 
 /// A model as compiled against.
@@ -109,6 +118,40 @@ pub struct CandidateRecord {
     pub model_calls: u64,
 }
 
+/// The final choice of a classification program: every (candidate, scoring mode) compared on
+/// one evaluation set, with intervals, and what was shipped and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelectionRecord {
+    /// What the entrants were scored on, e.g. `train + dev (160 examples; ...), 5-fold
+    /// cross-validation for fitted modes`.
+    pub evaluated_on: String,
+    /// Every entrant; the last is the best constant answer.
+    pub entrants: Vec<EntrantRecord>,
+    /// The index of the entrant shipped.
+    pub chosen: usize,
+    /// What was shipped, in words.
+    pub shipped: String,
+    /// Why it was chosen.
+    pub reason: String,
+}
+
+/// One entrant of the final choice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntrantRecord {
+    /// The candidate and its scoring mode.
+    pub description: String,
+    /// The scoring mode's name (`constant` for the constant answer).
+    pub scoring: String,
+    /// The mean metric score (cross-validated for fitted modes).
+    pub mean: f64,
+    /// The 95% bootstrap interval of the mean: low end.
+    pub low: f64,
+    /// The high end.
+    pub high: f64,
+    /// Examples it was scored on.
+    pub examples: usize,
+}
+
 /// How the artifact came to be.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -139,6 +182,10 @@ pub struct Provenance {
     pub model_calls: u64,
     /// Why the search stopped early, if it did (a budget ran out).
     pub stopped_early: Option<String>,
+    /// The final choice among label scoring modes and the best candidates, for programs that
+    /// answer with one label (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<SelectionRecord>,
     /// Which stored feedback the artifact was learned from (set by `loopc learn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned: Option<LearnedFrom>,
@@ -331,7 +378,43 @@ impl Artifact {
                 check_values(&sig.inputs, &demo.inputs).map_err(|(f, why)| at(format!("steps.{step}.demos[{d}].inputs{f}"), why))?;
                 check_values(&dag.step(id).outputs, &demo.outputs).map_err(|(f, why)| at(format!("steps.{step}.demos[{d}].outputs{f}"), why))?;
             }
-            out.insert(id, StepParams { template, instruction: Some(rec.instruction.clone()), demos: rec.demos.clone() });
+            let outputs = &dag.step(id).outputs;
+            let label_field = match outputs.as_slice() {
+                [f] if matches!(f.ty, Type::Label(_)) => Some(f.name.clone()),
+                _ => None,
+            };
+            let retrieval = match &rec.retrieval {
+                None => None,
+                Some(spec) => {
+                    spec.check().map_err(|(f, why)| at(format!("steps.{step}.retrieval.{f}"), why))?;
+                    if !rec.demos.is_empty() {
+                        return Err(at(path("demos"), "a step that retrieves its demos has no fixed demos".into()));
+                    }
+                    for (d, demo) in spec.pool.iter().enumerate() {
+                        check_values(&sig.inputs, &demo.inputs).map_err(|(f, why)| at(format!("steps.{step}.retrieval.pool[{d}].inputs{f}"), why))?;
+                        check_values(outputs, &demo.outputs).map_err(|(f, why)| at(format!("steps.{step}.retrieval.pool[{d}].outputs{f}"), why))?;
+                    }
+                    Some(std::sync::Arc::new(Retriever::new(spec.clone(), label_field)))
+                }
+            };
+            if !rec.scoring.is_sum() {
+                let labels = match outputs.as_slice() {
+                    [f] => match &f.ty {
+                        Type::Label(labels) => labels.clone(),
+                        Type::Bool => vec!["true".to_string(), "false".to_string()],
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                if labels.is_empty() {
+                    return Err(at(path("scoring"), format!("`{}` applies to a step whose one output is a label or bool", rec.scoring.name())));
+                }
+                rec.scoring.check(&labels).map_err(|why| at(path("scoring"), why))?;
+            }
+            out.insert(
+                id,
+                StepParams { template, instruction: Some(rec.instruction.clone()), demos: rec.demos.clone(), retrieval, scoring: rec.scoring.clone() },
+            );
         }
         Ok(out)
     }

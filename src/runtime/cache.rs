@@ -229,14 +229,18 @@ impl Backend for CachedBackend {
         Box::pin(async move {
             let decode = |v: &Value| {
                 let scores: Vec<f32> = v["scores"].as_array()?.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect();
-                (scores.len() == labels.len()).then_some(Choice {
+                // Entries written before label lengths were kept are misses (answered afresh).
+                let label_tokens: Vec<u32> = v["label_tokens"].as_array()?.iter().filter_map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok())).collect();
+                (scores.len() == labels.len() && label_tokens.len() == labels.len()).then_some(Choice {
                     scores,
+                    label_tokens,
                     prompt_tokens: v["prompt_tokens"].as_u64()?,
                     cached_tokens: v["cached_tokens"].as_u64()?,
                     from_cache: true,
                 })
             };
-            let encode = |c: &Choice| json!({"scores": c.scores, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens});
+            let encode =
+                |c: &Choice| json!({"scores": c.scores, "label_tokens": c.label_tokens, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens});
             self.through("choose", &calls, &labels, decode, encode, |missing| self.inner.choose(missing, labels.clone())).await
         })
     }

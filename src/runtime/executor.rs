@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 
 use super::adapter::{render_request, Demo, ParseProblem, Request, Task, Template};
 use super::backend::{Backend, BackendError, Call};
+use super::retrieve::Retriever;
+use super::scoring::LabelScoring;
 use super::tools::{self, ToolError};
 use super::trace::{LabelScore, StepTrace, Trace};
 use super::value::check;
@@ -25,13 +27,17 @@ pub struct StepParams {
     pub template: Template,
     /// An instruction replacing the signature's, if set.
     pub instruction: Option<String>,
-    /// Demonstrations.
+    /// Demonstrations (the same for every input).
     pub demos: Vec<Demo>,
+    /// Demos chosen per input instead of `demos`, if set.
+    pub retrieval: Option<Arc<Retriever>>,
+    /// How a constrained choice's label scores become the answer.
+    pub scoring: LabelScoring,
 }
 
 impl Default for StepParams {
     fn default() -> Self {
-        StepParams { template: Template::Chat, instruction: None, demos: Vec::new() }
+        StepParams { template: Template::Chat, instruction: None, demos: Vec::new(), retrieval: None, scoring: LabelScoring::Sum }
     }
 }
 
@@ -204,7 +210,16 @@ impl Executor {
         let params = self.params.get(&step).cloned().unwrap_or_default();
         let instruction = params.instruction.as_deref().unwrap_or(&sig.instruction);
         let task = Task { instruction, inputs: &sig.inputs, outputs: &s.outputs };
-        Some(render_request(params.template, &task, &params.demos, bound))
+        Some(match &params.retrieval {
+            Some(r) => {
+                // Retrieval matches on the values the signature's inputs get.
+                let shown: Map<String, Value> = sig.inputs.iter().filter_map(|f| Some((f.name.clone(), bound.get(&f.name)?.clone()))).collect();
+                let mut request = render_request(params.template, &task, &r.select(&shown), bound);
+                request.demos_shared = false;
+                request
+            }
+            None => render_request(params.template, &task, &params.demos, bound),
+        })
     }
 
     /// Runs the program on `inputs`. The trace is returned whether or not the run succeeded.
@@ -398,9 +413,19 @@ impl Executor {
                             st.prompt_tokens = choice.prompt_tokens;
                             st.cached_tokens = choice.cached_tokens;
                             st.cache_hit = choice.from_cache;
-                            let row = choice.scores;
-                            let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
-                            st.choice_scores = Some(labels.iter().zip(row).map(|(l, s)| LabelScore { label: l.clone(), logprob: s }).collect());
+                            let scoring = step.map(|id| self.params(id).scoring).unwrap_or_default();
+                            let adjusted = scoring.apply(&labels, &choice.scores, &choice.label_tokens);
+                            let best = super::scoring::best(&adjusted);
+                            let keep = !scoring.is_sum();
+                            st.choice_scores = Some(
+                                labels
+                                    .iter()
+                                    .zip(choice.scores)
+                                    .zip(adjusted)
+                                    .zip(choice.label_tokens.iter().copied().chain(std::iter::repeat(0)))
+                                    .map(|(((l, s), a), n)| LabelScore { label: l.clone(), logprob: s, adjusted: keep.then_some(a), tokens: n })
+                                    .collect(),
+                            );
                             st.raw.push(labels[best].clone());
                             let mut out = Map::new();
                             out.insert(field.name.clone(), values[best].clone());

@@ -56,7 +56,10 @@ impl Backend for Scripted {
         let scores = self.scores.clone().unwrap_or_default();
         Box::pin(async move {
             assert_eq!(scores.len(), labels.len());
-            Ok(calls.iter().map(|_| Choice { scores: scores.clone(), prompt_tokens: 10, cached_tokens: 0, from_cache: false }).collect())
+            Ok(calls
+                .iter()
+                .map(|_| Choice { scores: scores.clone(), label_tokens: vec![1; scores.len()], prompt_tokens: 10, cached_tokens: 0, from_cache: false })
+                .collect())
         })
     }
 }

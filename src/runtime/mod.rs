@@ -9,6 +9,8 @@ pub mod cache;
 mod engine;
 pub mod executor;
 mod program;
+pub mod retrieve;
+pub mod scoring;
 pub mod source;
 pub mod tools;
 pub mod trace;

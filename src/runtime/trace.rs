@@ -9,7 +9,7 @@
 //!  "latency_ms": 41, "error": null,
 //!  "steps": [{"step": "classify", "kind": "predict", "served_by": "onnx smollm2-135m-instruct",
 //!             "inputs": {…}, "prompt": "…", "raw": ["positive"], "outputs": {…} | null,
-//!             "choice_scores": [{"label": "positive", "logprob": -0.1}] | null,
+//!             "choice_scores": [{"label": "positive", "logprob": -0.1, "tokens": 1}] | null,
 //!             "prompt_tokens": 120, "cached_tokens": 96, "completion_tokens": 0,
 //!             "cache_hit": false, "started_ms": 0, "latency_ms": 40, "error": null}]}
 //! ```
@@ -63,8 +63,21 @@ impl Default for Trace {
 pub struct LabelScore {
     /// The label.
     pub label: String,
-    /// Its log-probability given the prompt.
+    /// Its log-probability given the prompt (the sum over its tokens).
     pub logprob: f32,
+    /// The score the step's label scoring made of it, when that is not the raw sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjusted: Option<f32>,
+    /// Its length in tokens (0 when the backend does not say).
+    #[serde(default)]
+    pub tokens: u32,
+}
+
+impl LabelScore {
+    /// The score the decision was made on: the adjusted one if any, else the raw sum.
+    pub fn decisive(&self) -> f32 {
+        self.adjusted.unwrap_or(self.logprob)
+    }
 }
 
 /// The record of one step.
@@ -128,7 +141,7 @@ impl StepTrace {
     /// was), when the step used one.
     pub fn label_margin(&self) -> Option<f32> {
         let scores = self.choice_scores.as_ref()?;
-        let mut v: Vec<f32> = scores.iter().map(|s| s.logprob).collect();
+        let mut v: Vec<f32> = scores.iter().map(LabelScore::decisive).collect();
         v.sort_by(|a, b| b.total_cmp(a));
         Some(match v.as_slice() {
             [a, b, ..] => a - b,
@@ -144,7 +157,10 @@ mod tests {
     #[test]
     fn a_trace_round_trips_through_json_with_its_schema() {
         let mut st = StepTrace::new("classify", StepKind::Predict, Map::new());
-        st.choice_scores = Some(vec![LabelScore { label: "a".into(), logprob: -0.5 }, LabelScore { label: "b".into(), logprob: -2.0 }]);
+        st.choice_scores = Some(vec![
+            LabelScore { label: "a".into(), logprob: -0.5, adjusted: None, tokens: 1 },
+            LabelScore { label: "b".into(), logprob: -2.0, adjusted: None, tokens: 2 },
+        ]);
         let t = Trace { run_id: "r1".into(), program: "p".into(), steps: vec![st], ..Trace::default() };
         let v = serde_json::to_value(&t).unwrap();
         assert_eq!(v["schema"], TRACE_SCHEMA);

@@ -39,8 +39,10 @@ pub struct LearnLoop {
     pub holdout: Option<Dataset>,
     /// The share of stored corrections held out.
     pub holdout_share: f64,
-    /// The gate's margin (and the canary's).
+    /// The gate's margin: how much lower a candidate's holdout score may be.
     pub margin: f64,
+    /// How much lower the canary's live approval rate may be than the served version's.
+    pub canary_margin: f64,
     /// Send this share of traffic to a passed candidate before promoting it.
     pub explore: Option<f64>,
     /// Runs with feedback a canary needs before it is judged.
@@ -51,6 +53,8 @@ pub struct LearnLoop {
     pub settings: OptimizerSettings,
     /// The most rows a round compiles on.
     pub max_rows: usize,
+    /// The agreement with people an LM-judge metric needs before a round uses it.
+    pub judge_min_agreement: f64,
     /// This replica's name, as the lease holder.
     pub replica: String,
     /// Told what each turn did, except idle ones (the CLI prints it; the library never does).
@@ -91,11 +95,13 @@ impl LearnLoop {
             holdout: None,
             holdout_share: 0.2,
             margin: 0.02,
+            canary_margin: 0.02,
             explore: None,
             canary_runs: 30,
             poll: Duration::from_secs(10),
             settings: OptimizerSettings::default(),
             max_rows: 300,
+            judge_min_agreement: 0.7,
             replica: format!("replica-{:016x}", rand::random::<u64>()),
             report: Reporter::default(),
         }
@@ -201,6 +207,7 @@ async fn learn_once(service: &Service, engine: &Engine, options: &LearnLoop) -> 
         concurrency: 4,
         max_rows: options.max_rows,
         canary: options.explore.is_some(),
+        judge_min_agreement: options.judge_min_agreement,
         options: service.options(),
         progress: &quiet,
     };
@@ -274,7 +281,7 @@ async fn judge_canary(service: &Service, options: &LearnLoop, program: &str, has
     }
     let rate = |(ok, n): (usize, usize)| if n == 0 { None } else { Some(ok as f64 / n as f64) };
     let (c, s) = (rate(canary).unwrap_or(0.0), rate(served));
-    let promote = s.is_none_or(|s| c >= s - options.margin);
+    let promote = s.is_none_or(|s| c >= s - options.canary_margin);
     let reason = match s {
         Some(s) => format!("live approval {c:.3} for the candidate vs {s:.3} for the served version ({} and {} judged runs)", canary.1, served.1),
         None => format!("live approval {c:.3} on {} judged runs; the served version had none", canary.1),

@@ -565,3 +565,90 @@ pub fn run_all(server: &Server) -> Vec<String> {
     }
     failures
 }
+
+/// Two replicas on `url` with `--learn-every`, under load, while users correct runs: one
+/// learns (under the store's lease), both swap to the promoted version, no request fails.
+pub fn two_replicas_learn_while_serving_and_no_request_fails(fixture: &Fixture, url: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // `--margin 1` lets any candidate through the gate, so a swap is certain; the gate's own
+    // decisions are tested in tests/learn.rs.
+    let flags = ["--learn-every", "16", "--learn-poll", "1s", "--margin", "1", "--holdout-share", "0.3"];
+    let a = Server::start(fixture.command(url, &flags), url);
+    let b = Server::start(fixture.command(url, &flags), url);
+
+    // Load on both replicas until both serve the learned version: runs without consent, so
+    // they are answered but not stored and do not themselves trigger rounds.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new((Vec::<String>::new(), std::collections::BTreeSet::<String>::new(), 0usize)));
+    let load: Vec<_> = [a.addr.clone(), b.addr.clone(), a.addr.clone(), b.addr.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let (stop, seen) = (stop.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = json!({"inputs": {"ticket": format!("load {i}.{n}: my invoice is wrong")}, "consent": false});
+                    let r = request(&addr, "POST", "/v1/run", Some(KEY), Some("application/json"), body.to_string().as_bytes());
+                    let mut seen = seen.lock().unwrap();
+                    if r.status == 200 {
+                        seen.1.insert(r.json["artifact"].as_str().unwrap_or("(source)").to_string());
+                        seen.2 += 1;
+                    } else {
+                        seen.0.push(format!("{} {}", r.status, r.body));
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+
+    // Users correct 20 stored runs on replica a.
+    let teams = ["billing", "tech", "other"];
+    for i in 0..20 {
+        let team = teams[i % 3];
+        let run = a.run(&format!("ticket {i}: a question for {team}"));
+        let r = a.post("/v1/feedback", &json!({"run_id": run["run_id"], "key": "correction", "correction": {"team": team}}));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    let health = |s: &Server| request(&s.addr, "GET", "/healthz", None, None, b"").json["artifact"].as_str().map(str::to_string);
+    let start = std::time::Instant::now();
+    let learned = loop {
+        if let (Some(x), Some(y)) = (health(&a), health(&b)) {
+            if x == y {
+                break x;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "no learned version on both replicas in 300 s\nreplica a:\n{}\nreplica b:\n{}", a.log(), b.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Some load after the swap, then stop it.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let (failures, versions, answered) = seen.lock().unwrap().clone();
+    assert!(failures.is_empty(), "{} of the requests across the swap failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(versions.contains("(source)") && versions.contains(&learned), "the load spanned the swap: {versions:?} ({answered} answered)");
+
+    // One replica learned (under the lease); the other followed. New runs name the version.
+    let rounds = [&a, &b].iter().map(|s| s.log().matches("learner: promoted").count()).sum::<usize>();
+    assert_eq!(rounds, 1, "one round, on one replica:\nreplica a:\n{}\nreplica b:\n{}", a.log(), b.log());
+    let run = b.run("one more ticket");
+    assert_eq!(run["artifact"], learned.as_str());
+    assert_eq!(b.get(&format!("/v1/runs/{}", run["run_id"].as_str().unwrap())).json["artifact"], learned.as_str());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (current, versions) = rt.block_on(async {
+        let store = loopc::store::Store::open(url).await.unwrap();
+        (loopc::learn::current(&store, "triage").await.unwrap().map(|(h, _)| h), store.artifacts("triage").await.unwrap())
+    });
+    assert_eq!(current.as_deref(), Some(learned.as_str()), "the store's current version is the one served");
+    let promoted = versions.iter().find(|v| v.hash == learned).unwrap();
+    assert!(
+        promoted.body.as_ref().unwrap()["provenance"]["learned"]["feedback_ids"].as_array().is_some_and(|f| !f.is_empty()),
+        "it says which feedback made it"
+    );
+}

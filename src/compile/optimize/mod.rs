@@ -3,9 +3,12 @@
 //! comes from one ChaCha generator seeded by the `seed` setting, and evaluation keeps example
 //! order, so the same seed, model and data give the same artifact.
 
+mod calibrate;
+mod choose;
 mod demos;
 mod propose;
 mod record;
+mod select;
 mod tpe;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +27,7 @@ use crate::runtime::adapter::{Demo, Template};
 use crate::runtime::artifact::*;
 use crate::runtime::backend::BackendError;
 use crate::runtime::executor::StepParams;
+use crate::runtime::retrieve::{RetrievalSpec, Retriever, Similarity};
 use crate::Program;
 
 /// A trace passes (and may become a demo) when its score is at least this.
@@ -195,6 +199,9 @@ struct Search<'j, 'a> {
     steps: Vec<String>,
     candidates: Vec<CandidateRecord>,
     best: Option<(f64, Params)>,
+    /// Every candidate scored on the whole dev set, with its evaluation (the final choice of a
+    /// classification program rescores their traces).
+    whole: Vec<(String, Params, Evaluation)>,
 }
 
 impl Search<'_, '_> {
@@ -205,7 +212,13 @@ impl Search<'_, '_> {
             .map(|s| {
                 let p = params.get(s).cloned().unwrap_or_default();
                 let custom = if p.instruction.is_some() { " instruction=proposed" } else { "" };
-                format!("{s}: template={} demos={}{custom}", p.template.name(), p.demos.len())
+                match &p.retrieval {
+                    Some(r) => {
+                        let cap = r.spec().per_label.map_or(String::new(), |c| format!(", at most {c} per label"));
+                        format!("{s}: template={} demos=retrieved ({} per input{cap}){custom}", p.template.name(), r.spec().k)
+                    }
+                    None => format!("{s}: template={} demos={}{custom}", p.template.name(), p.demos.len()),
+                }
             })
             .collect();
         format!("{} ({origin})", parts.join("; "))
@@ -224,8 +237,11 @@ impl Search<'_, '_> {
         if !e.cut_short {
             let record =
                 CandidateRecord { trial: self.candidates.len(), description, score: e.mean(), evaluated_on: e.scores.len(), model_calls: e.model_calls };
-            if minibatch.is_none() && self.best.as_ref().is_none_or(|(b, _)| record.score > *b) {
-                self.best = Some((record.score, params));
+            if minibatch.is_none() {
+                if self.best.as_ref().is_none_or(|(b, _)| record.score > *b) {
+                    self.best = Some((record.score, params.clone()));
+                }
+                self.whole.push((record.description.clone(), params, e.clone()));
             }
             (job.progress)(Event::Candidate(&record, self.best.as_ref().map_or(0.0, |b| b.0), job.budget.calls()));
             self.candidates.push(record);
@@ -246,7 +262,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
     }
     let plan = &job.plan;
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-    let mut search = Search { job: &job, steps: steps.clone(), candidates: Vec::new(), best: None };
+    let mut search = Search { job: &job, steps: steps.clone(), candidates: Vec::new(), best: None, whole: Vec::new() };
     let step_id = |s: &str| dag.step_id(s).unwrap_or(StepId(0));
 
     let baseline_params: Params = steps.iter().map(|s| (s.clone(), job.program.executor().params(step_id(s)))).collect();
@@ -265,6 +281,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
     let mut train_order: Vec<&Example> = job.train.examples.iter().collect();
     train_order.shuffle(&mut rng);
     let mut pools = Pools::default();
+    let mut baseline_train = None;
     for s in &steps {
         pools.labeled.insert(s.clone(), train_order.iter().filter_map(|ex| labeled_demo(&dag, step_id(s), ex)).collect());
     }
@@ -290,6 +307,10 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
                 e.scores.len()
             )));
         }
+        // Without a teacher these are the program as written on the training set.
+        if plan.teacher.is_none() && !e.cut_short {
+            baseline_train = Some((owned, e));
+        }
     }
 
     let with = |template: Template, demos_of: &dyn Fn(&str) -> Vec<Demo>| -> Params {
@@ -304,6 +325,9 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
             .collect()
     };
     let first_template = plan.templates.first().copied().unwrap_or(Template::Chat);
+    // A classification program (one step answering one label) also gets scoring modes,
+    // retrieved demos and the honest final choice. An LM judge cannot rescore answers offline.
+    let label_step = choose::LabelStep::of(&dag).filter(|_| !job.metric.needs_model());
     let mut proposed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     match plan.optimizer {
         OptimizerKind::LabeledFewShot => {
@@ -342,7 +366,22 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
         }
     }
 
-    let (final_score, chosen) = search.best.clone().unwrap_or((baseline_score, baseline_params));
+    if let Some(step) = &label_step {
+        if plan.optimizer != OptimizerKind::LabeledFewShot && plan.optimizer != OptimizerKind::BootstrapFewShot {
+            retrieval_candidates(&mut search, &pools, step, &baseline_params).await?;
+        }
+    }
+    let (final_score, chosen, selection) = match label_step {
+        Some(step) if !search.whole.is_empty() => {
+            let cx = choose::Context { search: &mut search, step, baseline: baseline_params.clone(), baseline_train };
+            let d = choose::decide(cx, &mut rng).await?;
+            (d.final_score, d.params, Some(d.record))
+        }
+        _ => {
+            let (f, c) = search.best.clone().unwrap_or((baseline_score, baseline_params));
+            (f, c, None)
+        }
+    };
     let step_records = steps
         .iter()
         .filter_map(|s| {
@@ -353,6 +392,8 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
                 template: p.template,
                 instruction: p.instruction.unwrap_or_else(|| sig.instruction.clone()),
                 demos: p.demos,
+                retrieval: p.retrieval.map(|r| r.spec().clone()),
+                scoring: p.scoring,
             };
             Some((s.clone(), record))
         })
@@ -383,6 +424,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
             proposed_instructions: proposed,
             model_calls: job.budget.calls(),
             stopped_early: job.budget.exhausted(),
+            selection,
             learned: None,
             timing: Timing {
                 created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -421,6 +463,31 @@ fn random_set(pools: &Pools, dag: &Dag, step: &str, plan: &Plan, rng: &mut ChaCh
     let k = rng.random_range(1..=plan.max_demos.max(1)).min(pool.len());
     pool.truncate(k);
     (pool, false)
+}
+
+/// Demos retrieved per input as a search candidate for a classification step: the `max_demos`
+/// nearest training examples per input, at most `max_demos / labels` (rounded up) of one label,
+/// under the template of the best candidate so far. Only the balanced set is tried: nearness
+/// alone often shows a small model one label only (on tweet emotion it scored 0.43 on dev
+/// against 0.45 balanced), and every retrieval candidate costs a dev run with no prefix cache.
+async fn retrieval_candidates(search: &mut Search<'_, '_>, pools: &Pools, step: &choose::LabelStep, baseline: &Params) -> Result<(), CompileError> {
+    let job = search.job;
+    let pool = pools.labeled.get(&step.name).cloned().unwrap_or_default();
+    if pool.is_empty() || job.budget.exhausted().is_some() {
+        return Ok(());
+    }
+    let template = search.best.as_ref().and_then(|(_, p)| p.get(&step.name)).map_or(Template::Chat, |p| p.template);
+    let k = job.plan.max_demos.max(1);
+    let per_label = Some(k.div_ceil(step.labels.len().max(1)));
+    let spec = RetrievalSpec { similarity: Similarity::default(), k, per_label, pool };
+    let mut params = baseline.clone();
+    if let Some(p) = params.get_mut(&step.name) {
+        p.template = template;
+        p.demos = Vec::new();
+        p.retrieval = Some(std::sync::Arc::new(Retriever::new(spec, Some(step.field.clone()))));
+    }
+    search.score(params, "demos retrieved per input (BM25, balanced by label)", None).await?;
+    Ok(())
 }
 
 /// Leaders (by mean minibatch score) that get a full dev evaluation.

@@ -35,7 +35,12 @@ pub(crate) fn score(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, jobs: Vec
     let result = if long.is_empty() { Ok(()) } else { second_pass(dec, shared, fwd, &jobs, &long, &mut scores) };
     for ((_, job), row) in jobs.into_iter().zip(scores) {
         let answer = match &result {
-            Ok(()) => Ok(ChoiceScores { scores: row, prompt_tokens: job.prompt.ids.len(), cached_tokens: cached }),
+            Ok(()) => Ok(ChoiceScores {
+                scores: row,
+                prompt_tokens: job.prompt.ids.len(),
+                cached_tokens: cached,
+                choice_tokens: job.choices.ids.iter().map(Vec::len).collect(),
+            }),
             Err(e) => Err(e.duplicate()),
         };
         job.reply.send(answer);

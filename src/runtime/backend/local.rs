@@ -96,6 +96,7 @@ impl Backend for LocalBackend {
                     let s = submit(bytes, move || model.start_choose(&prompt, &labels, caching)).await?;
                     Ok::<_, BackendError>(Choice {
                         scores: s.scores,
+                        label_tokens: s.choice_tokens.iter().map(|&n| u32::try_from(n).unwrap_or(u32::MAX)).collect(),
                         prompt_tokens: s.prompt_tokens as u64,
                         cached_tokens: s.cached_tokens as u64,
                         from_cache: false,

@@ -49,6 +49,8 @@ pub struct Completion {
 pub struct Choice {
     /// Each label's log-probability, in label order.
     pub scores: Vec<f32>,
+    /// Each label's length in tokens, in label order (for per-token means).
+    pub label_tokens: Vec<u32>,
     /// Prompt tokens.
     pub prompt_tokens: u64,
     /// Prompt tokens served from a cache of computed prefixes.

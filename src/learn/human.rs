@@ -1,0 +1,267 @@
+//! Scoring by what people said: the `human("KEY")` metric answered from stored feedback, and
+//! the calibration of an LM judge against stored human ratings before a round may use it.
+//!
+//! A round never asks a person: it reads what people already said of stored runs. An answer
+//! is scored by the mean of the human ratings given to that same answer for that same input;
+//! a correction rates the corrected answer 1 and the answer it replaced 0. Only feedback from
+//! people counts (sources `user`, `api`, `annotation`): a model's or an implicit signal's
+//! opinion is not a human rating.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::LearnError;
+use crate::compile::{Example, Metric, MetricError, Rater};
+use crate::graph::{Dag, FeedbackKind};
+use crate::store::{FeedbackPayload, FeedbackSource, StoredRun};
+
+/// The score of an answer nobody rated for its input: unknown, so halfway.
+pub const UNRATED: f64 = 0.5;
+
+/// The fewest rated runs a judge is calibrated on.
+pub const MIN_CALIBRATION_ITEMS: usize = 10;
+
+/// The most rated runs a judge is calibrated on (the newest), bounding the model calls.
+pub const MAX_CALIBRATION_ITEMS: usize = 60;
+
+/// Whether feedback from `source` is a person's.
+fn is_human(source: FeedbackSource) -> bool {
+    matches!(source, FeedbackSource::User | FeedbackSource::Api | FeedbackSource::Annotation)
+}
+
+/// The range a declared score feedback is normalised from, if it has one.
+fn scale(kind: &FeedbackKind) -> Option<(f64, f64)> {
+    match kind {
+        FeedbackKind::Bool => Some((0.0, 1.0)),
+        FeedbackKind::Int { min: Some(lo), max: Some(hi) } if lo < hi => Some((*lo as f64, *hi as f64)),
+        FeedbackKind::Float { min: Some(lo), max: Some(hi) } if lo < hi => Some((*lo, *hi)),
+        _ => None,
+    }
+}
+
+/// A canonical key of the named fields of `values` (independent of field order).
+fn key_of<'a>(names: impl Iterator<Item = &'a String>, values: &Map<String, Value>) -> String {
+    let picked: BTreeMap<&str, &Value> = names.filter_map(|n| values.get(n).map(|v| (n.as_str(), v))).collect();
+    serde_json::to_string(&picked).unwrap_or_default()
+}
+
+/// Human ratings of stored answers for one criterion: a [`Rater`] for `human("KEY")`.
+#[derive(Debug)]
+pub struct StoredRatings {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    /// (input key, answer key) → (sum of normalised scores, count).
+    ratings: HashMap<(String, String), (f64, usize)>,
+}
+
+impl StoredRatings {
+    /// The ratings under `criterion` (a declared `bool` or bounded score feedback of `dag`)
+    /// and every correction, read from `runs`.
+    pub fn from_runs(runs: &[StoredRun], dag: &Dag, criterion: &str) -> Result<StoredRatings, LearnError> {
+        let Some(spec) = dag.feedback().iter().find(|f| f.name == criterion) else {
+            let declared: Vec<&str> = dag.feedback().iter().map(|f| f.name.as_str()).collect();
+            return Err(LearnError::UnknownCriterion { criterion: criterion.to_string(), declared: declared.join(", ") });
+        };
+        let (lo, hi) = scale(&spec.kind).ok_or_else(|| LearnError::UnboundedCriterion { criterion: criterion.to_string() })?;
+        let inputs: Vec<String> = dag.inputs().iter().map(|f| f.name.clone()).collect();
+        let outputs: Vec<String> = dag.outputs().iter().map(|f| f.name.clone()).collect();
+        let mut ratings: HashMap<(String, String), (f64, usize)> = HashMap::new();
+        let mut add = |input: &str, answer: String, score: f64| {
+            let e = ratings.entry((input.to_string(), answer)).or_insert((0.0, 0));
+            e.0 += score.clamp(0.0, 1.0);
+            e.1 += 1;
+        };
+        for run in runs {
+            let (Some(run_inputs), Some(Value::Object(answer))) = (run.inputs.as_object(), run.outputs.as_ref()) else { continue };
+            let input = key_of(inputs.iter(), run_inputs);
+            let answer_key = key_of(outputs.iter(), answer);
+            for f in run.feedback.iter().filter(|f| is_human(f.source)) {
+                match &f.payload {
+                    FeedbackPayload::Score(v) if f.key == criterion => add(&input, answer_key.clone(), (v - lo) / (hi - lo)),
+                    FeedbackPayload::Correction(c) => {
+                        // One output alone may be sent as its bare value.
+                        let corrected = match (c, outputs.as_slice()) {
+                            (Value::Object(o), _) => o.clone(),
+                            (v, [only]) => Map::from_iter([(only.clone(), v.clone())]),
+                            _ => continue,
+                        };
+                        let corrected_key = key_of(outputs.iter(), &corrected);
+                        if corrected_key != answer_key {
+                            add(&input, answer_key.clone(), 0.0);
+                        }
+                        add(&input, corrected_key, 1.0);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(StoredRatings { inputs, outputs, ratings })
+    }
+
+    /// How many (input, answer) pairs people rated.
+    pub fn rated(&self) -> usize {
+        self.ratings.len()
+    }
+}
+
+impl Rater for StoredRatings {
+    fn rate(&self, _criterion: &str, example: &Example, outputs: &Map<String, Value>) -> Result<f64, MetricError> {
+        let key = (key_of(self.inputs.iter(), &example.fields), key_of(self.outputs.iter(), outputs));
+        Ok(self.ratings.get(&key).map_or(UNRATED, |(sum, n)| sum / *n as f64))
+    }
+}
+
+/// How well an LM judge agrees with people on stored runs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Calibration {
+    /// The share of rated runs where the judge and people agree on pass (≥ 0.5) or fail.
+    pub agreement: f64,
+    /// Rated runs the judge scored.
+    pub items: usize,
+    /// Rated runs the judge could not score (its rubric failed on them).
+    pub failed: usize,
+}
+
+/// What people said of a run, normalised to [0, 1], from every declared score feedback with a
+/// range and every correction; `None` when no person rated it.
+fn human_score(run: &StoredRun, dag: &Dag) -> Option<f64> {
+    let answer = run.outputs.as_ref()?.as_object()?;
+    let mut scores = Vec::new();
+    for f in run.feedback.iter().filter(|f| is_human(f.source)) {
+        match &f.payload {
+            FeedbackPayload::Score(v) => {
+                if let Some((lo, hi)) = dag.feedback().iter().find(|s| s.name == f.key).and_then(|s| scale(&s.kind)) {
+                    scores.push(((v - lo) / (hi - lo)).clamp(0.0, 1.0));
+                }
+            }
+            FeedbackPayload::Correction(Value::Object(c)) => scores.push(f64::from(u8::from(c.iter().all(|(k, v)| answer.get(k) == Some(v))))),
+            _ => {}
+        }
+    }
+    (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64)
+}
+
+/// Runs the judge of `metric` on the newest stored runs people rated (at most
+/// [`MAX_CALIBRATION_ITEMS`]) and measures how often it agrees with them.
+pub async fn calibrate(metric: &Metric, runs: &[StoredRun], dag: &Dag) -> Calibration {
+    let rated: Vec<(&StoredRun, f64)> = runs.iter().rev().filter_map(|r| human_score(r, dag).map(|s| (r, s))).take(MAX_CALIBRATION_ITEMS).collect();
+    let (mut agree, mut items, mut failed) = (0usize, 0usize, 0usize);
+    for (run, human) in rated {
+        let (Some(inputs), Some(Value::Object(answer))) = (run.inputs.as_object(), run.outputs.as_ref()) else { continue };
+        let example = Example { origin: format!("run {}", run.id), fields: inputs.clone() };
+        match metric.judge(Some(answer), &example).await {
+            Ok((score, _)) => {
+                items += 1;
+                agree += usize::from((score >= 0.5) == (human >= 0.5));
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    Calibration { agreement: if items == 0 { 0.0 } else { agree as f64 / items as f64 }, items, failed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FeedbackId, RunId, StoredFeedback, Timestamp};
+    use serde_json::json;
+
+    fn dag() -> Dag {
+        let src = "program p\ninput text: text\noutput mood: label(a, b)\nsignature S { in t: text out mood: label(a, b) }\n\
+                   step s = predict S { t: input.text }\nreturn { mood: s.mood }\nfeedback stars: int(1..5)\nfeedback open: int\n\
+                   feedback correction\n";
+        crate::graph::check(src).dag.unwrap()
+    }
+
+    fn run(text: &str, said: &str, feedback: Vec<(&str, FeedbackPayload, FeedbackSource)>) -> StoredRun {
+        let id = RunId::parse("r").unwrap();
+        StoredRun {
+            id: id.clone(),
+            program: "p".into(),
+            artifact_hash: None,
+            created: Timestamp::from_millis(1),
+            user_id: None,
+            inputs: json!({ "text": text }),
+            outputs: Some(json!({ "mood": said })),
+            trace: Value::Null,
+            error: None,
+            latency_ms: 1,
+            feedback: feedback
+                .into_iter()
+                .enumerate()
+                .map(|(i, (key, payload, source))| StoredFeedback {
+                    id: FeedbackId::parse(&format!("f{i}")).unwrap(),
+                    client_id: None,
+                    run_id: id.clone(),
+                    key: key.into(),
+                    payload,
+                    comment: None,
+                    source,
+                    user_id: None,
+                    created: Timestamp::from_millis(1),
+                })
+                .collect(),
+        }
+    }
+
+    fn ex(text: &str) -> Example {
+        Example { origin: "t".into(), fields: json!({ "text": text }).as_object().cloned().unwrap_or_default() }
+    }
+
+    fn answer(mood: &str) -> Map<String, Value> {
+        json!({ "mood": mood }).as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn an_answer_scores_the_mean_human_rating_it_got_normalised_from_the_declared_range() {
+        let runs = [
+            run(
+                "x",
+                "a",
+                vec![("stars", FeedbackPayload::Score(5.0), FeedbackSource::User), ("stars", FeedbackPayload::Score(2.0), FeedbackSource::Annotation)],
+            ),
+            run("x", "b", vec![("stars", FeedbackPayload::Score(1.0), FeedbackSource::User)]),
+            // A model's and an implicit opinion are not human ratings.
+            run(
+                "y",
+                "a",
+                vec![("stars", FeedbackPayload::Score(5.0), FeedbackSource::Model), ("stars", FeedbackPayload::Score(5.0), FeedbackSource::Implicit)],
+            ),
+        ];
+        let r = StoredRatings::from_runs(&runs, &dag(), "stars").unwrap();
+        let rate = |t: &str, m: &str| r.rate("stars", &ex(t), &answer(m)).unwrap();
+        assert!((rate("x", "a") - (1.0 + 0.25) / 2.0).abs() < 1e-12);
+        assert_eq!(rate("x", "b"), 0.0);
+        assert_eq!(rate("y", "a"), UNRATED);
+        assert_eq!(rate("z", "a"), UNRATED);
+    }
+
+    #[test]
+    fn a_correction_rates_the_corrected_answer_one_and_the_replaced_answer_zero() {
+        let runs = [run("x", "a", vec![("correction", FeedbackPayload::Correction(json!({ "mood": "b" })), FeedbackSource::User)])];
+        let r = StoredRatings::from_runs(&runs, &dag(), "stars").unwrap();
+        assert_eq!(r.rate("stars", &ex("x"), &answer("b")).unwrap(), 1.0);
+        assert_eq!(r.rate("stars", &ex("x"), &answer("a")).unwrap(), 0.0);
+        assert_eq!(r.rated(), 2);
+    }
+
+    #[test]
+    fn an_undeclared_or_unbounded_criterion_is_refused_by_name() {
+        let e = StoredRatings::from_runs(&[], &dag(), "helpfulness").unwrap_err().to_string();
+        assert!(e.contains("`helpfulness`") && e.contains("stars"), "{e}");
+        let e = StoredRatings::from_runs(&[], &dag(), "open").unwrap_err().to_string();
+        assert!(e.contains("`open`") && e.contains("no range"), "{e}");
+    }
+
+    #[test]
+    fn a_run_scores_what_people_said_of_it_from_ratings_and_corrections() {
+        let d = dag();
+        let good = run("x", "a", vec![("stars", FeedbackPayload::Score(5.0), FeedbackSource::User)]);
+        let wrong = run("x", "a", vec![("correction", FeedbackPayload::Correction(json!({ "mood": "b" })), FeedbackSource::Api)]);
+        let silent = run("x", "a", vec![("stars", FeedbackPayload::Score(5.0), FeedbackSource::Model)]);
+        assert_eq!(human_score(&good, &d), Some(1.0));
+        assert_eq!(human_score(&wrong, &d), Some(0.0));
+        assert_eq!(human_score(&silent, &d), None);
+    }
+}

@@ -22,8 +22,9 @@
 //!
 //! Layout: `db.rs` (opening URLs, connections), `migrate.rs` + `migrations/`
 //! (schema), `runs.rs`, `feedback.rs`, `artifacts.rs`, `audit.rs`, `retention.rs` (forget,
-//! expire), `review.rs` (the review queue and dashboard figures), `secrets.rs` (secrets shared by every process on a store), `stats.rs`, `redact.rs`, `ids.rs`, `time.rs`, `sql.rs` (query helpers), `writer.rs` (the write
-//! transaction), `bench.rs`.
+//! expire), `review.rs` (the review queue and the dashboard's figures), `secrets.rs` (secrets
+//! shared by every process on a store), `leases.rs`, `stats.rs`, `redact.rs`, `ids.rs`,
+//! `time.rs`, `sql.rs` (query helpers), `writer.rs` (the write transaction), `bench.rs`.
 
 mod artifacts;
 mod audit;

@@ -89,16 +89,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     let rater: Option<Arc<dyn Rater>> =
         args.interactive.then(|| Arc::new(TerminalRater::new(std::io::BufReader::new(std::io::stdin()), std::io::stderr())) as Arc<dyn Rater>);
     let metric = pick_metric(&dag, args.metric.as_deref(), rater)?;
-    let optimizer = match &args.optimizer {
-        Some(name) => Some(
-            OptimizerKind::ALL
-                .iter()
-                .find(|(_, n)| n == name)
-                .map(|(k, _)| *k)
-                .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))?,
-        ),
-        None => None,
-    };
+    let optimizer = optimizer(args.optimizer.as_deref())?;
     let overrides = OptimizerSettings {
         seed: args.seed,
         candidates: args.candidates,
@@ -150,6 +141,18 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     artifact.provenance.timing.tokens_prefilled = prefilled;
     artifact.provenance.timing.tokens_generated = generated;
     Ok(Some(artifact))
+}
+
+/// The optimizer named by `--optimizer`, if one was given.
+pub fn optimizer(name: Option<&str>) -> anyhow::Result<Option<OptimizerKind>> {
+    name.map(|name| {
+        OptimizerKind::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(k, _)| *k)
+            .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))
+    })
+    .transpose()
 }
 
 /// Runs `loopc compile`.

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use anyhow::Context;
-use loopc::graph::{OptimizerKind, OptimizerSettings};
+use loopc::graph::OptimizerSettings;
 use loopc::learn::{self, Current, ExportOptions, Round};
 use loopc::runtime::artifact::Artifact;
 use loopc::runtime::source::ProgramFile;
@@ -18,9 +18,10 @@ fn since(s: &Option<String>) -> anyhow::Result<Option<Timestamp>> {
     Ok(s.as_deref().map(str::parse::<Timestamp>).transpose()?)
 }
 
-fn share(s: f64) -> anyhow::Result<f64> {
-    anyhow::ensure!(s.is_finite() && (0.0..=1.0).contains(&s), "--holdout-share must be between 0 and 1");
-    Ok(s)
+/// `value` of the flag `name`, which must be a share: between 0 and 1.
+pub fn share(name: &str, value: f64) -> anyhow::Result<f64> {
+    anyhow::ensure!(value.is_finite() && (0.0..=1.0).contains(&value), "{name} must be between 0 and 1, not {value}");
+    Ok(value)
 }
 
 /// The program of a `.loop` file or an artifact, as learning sees it.
@@ -37,21 +38,12 @@ fn current(path: &std::path::Path, color: bool) -> anyhow::Result<Current> {
 /// Runs `loopc learn`.
 pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.margin.is_finite() && args.margin >= 0.0, "--margin must be a score difference of 0 or more");
-    anyhow::ensure!(args.judge_min_agreement.is_finite() && (0.0..=1.0).contains(&args.judge_min_agreement), "--judge-min-agreement must be between 0 and 1");
+    share("--judge-min-agreement", args.judge_min_agreement)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     let current = current(&args.file, color)?;
     let dag = loopc::graph::check(&current.source).dag.ok_or_else(|| anyhow::anyhow!("`{}` does not check", args.file.display()))?;
-    let optimizer = match &args.optimizer {
-        Some(name) => Some(
-            OptimizerKind::ALL
-                .iter()
-                .find(|(_, n)| n == name)
-                .map(|(k, _)| *k)
-                .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))?,
-        ),
-        None => None,
-    };
+    let optimizer = super::compile::optimizer(args.optimizer.as_deref())?;
     let holdout = match &args.holdout {
         Some(p) => {
             let metric = super::compile::pick_metric(&dag, args.metric.as_deref(), None)?;
@@ -103,7 +95,11 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
         store: &store,
         current,
         holdout,
-        export: ExportOptions { since: since(&args.since)?, min_agreement: args.min_agreement.max(1), holdout_share: share(args.holdout_share)? },
+        export: ExportOptions {
+            since: since(&args.since)?,
+            min_agreement: args.min_agreement.max(1),
+            holdout_share: share("--holdout-share", args.holdout_share)?,
+        },
         optimizer,
         settings,
         metric: args.metric.clone(),
@@ -179,7 +175,7 @@ pub fn dataset(cmd: &DatasetCommand, color: bool) -> anyhow::Result<Outcome> {
     let DatasetCommand::Export { store, program, since: from, min_agreement, holdout_share, out } = cmd;
     let dag = source::load_dag(program, color)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let options = ExportOptions { since: since(from)?, min_agreement: (*min_agreement).max(1), holdout_share: share(*holdout_share)? };
+    let options = ExportOptions { since: since(from)?, min_agreement: (*min_agreement).max(1), holdout_share: share("--holdout-share", *holdout_share)? };
     let export = rt.block_on(async {
         let store = Store::open(store).await?;
         learn::export(&store, dag.name(), &dag, &options).await

@@ -35,10 +35,7 @@ fn learn_loop(args: &ServeArgs, color: bool) -> anyhow::Result<Option<LearnLoop>
         Ok(n) => Trigger::Runs(n),
         Err(_) => Trigger::Every(parse_duration(every).context("--learn-every: give a number of runs (e.g. 500) or a duration (e.g. 6h)")?),
     };
-    let share = |name: &str, v: f64| {
-        anyhow::ensure!(v.is_finite() && (0.0..=1.0).contains(&v), "{name} must be between 0 and 1, not {v}");
-        Ok(v)
-    };
+    let share = super::learn::share;
     anyhow::ensure!(args.margin.is_finite() && args.margin >= 0.0, "--margin must be a score difference of 0 or more");
     let holdout = match &args.holdout {
         Some(p) => {

@@ -38,19 +38,12 @@ async fn fill(store: &Store, n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_marks_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    loopc::model::testing::write_tiny_model(&model, 21).unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
-    fill(&store, 24).await;
-    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
-    let source = program(&model);
-    let progress = |_: Event<'_>| {};
-    let round = |current: Current| Round {
-        engine: &engine,
-        store: &store,
+/// A round of `current` with the settings these tests share: 30% of the stored corrections held
+/// out, no margin, at most 100 rows.
+fn base<'a>(engine: &'a Engine, store: &'a Store, current: Current, progress: &'a (dyn Fn(Event<'_>) + Sync)) -> Round<'a> {
+    Round {
+        engine,
+        store,
         current,
         holdout: None,
         export: ExportOptions { holdout_share: 0.3, ..ExportOptions::default() },
@@ -63,8 +56,21 @@ async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_m
         canary: false,
         judge_min_agreement: 0.7,
         options: loopc::runtime::ProgramOptions::default(),
-        progress: &progress,
-    };
+        progress,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_marks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    loopc::model::testing::write_tiny_model(&model, 21).unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    fill(&store, 24).await;
+    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let source = program(&model);
+    let progress = |_: Event<'_>| {};
+    let round = |current: Current| Round { ..base(&engine, &store, current, &progress) };
     let first = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: source.clone(), artifact: None };
     let outcome = learn::learn(round(first.clone())).await.unwrap();
     let d = &outcome.decision;
@@ -112,23 +118,8 @@ async fn too_few_human_labels_or_no_holdout_stop_the_round_with_a_clear_error() 
     let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
     let progress = |_: Event<'_>| {};
     let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: program(&model), artifact: None };
-    let round = |share: f64| Round {
-        engine: &engine,
-        store: &store,
-        current: current.clone(),
-        holdout: None,
-        export: ExportOptions { holdout_share: share, ..ExportOptions::default() },
-        optimizer: None,
-        settings: OptimizerSettings::default(),
-        metric: None,
-        margin: 0.0,
-        concurrency: 2,
-        max_rows: 100,
-        canary: false,
-        judge_min_agreement: 0.7,
-        options: loopc::runtime::ProgramOptions::default(),
-        progress: &progress,
-    };
+    let round =
+        |share: f64| Round { export: ExportOptions { holdout_share: share, ..ExportOptions::default() }, ..base(&engine, &store, current.clone(), &progress) };
     let err = learn::learn(round(0.0)).await.err().unwrap();
     assert!(matches!(err, learn::LearnError::NoHoldout), "{err}");
     fill(&store, 3).await;
@@ -158,21 +149,9 @@ async fn a_round_scores_by_stored_human_ratings_and_uses_a_judge_only_when_it_ag
     let progress = |_: Event<'_>| {};
     let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: rated_program(&model), artifact: None };
     let round = |metric: &str, judge_min_agreement: f64| Round {
-        engine: &engine,
-        store: &store,
-        current: current.clone(),
-        holdout: None,
-        export: ExportOptions { holdout_share: 0.3, ..ExportOptions::default() },
-        optimizer: None,
-        settings: OptimizerSettings::default(),
         metric: Some(metric.into()),
-        margin: 0.0,
-        concurrency: 2,
-        max_rows: 100,
-        canary: false,
         judge_min_agreement,
-        options: loopc::runtime::ProgramOptions::default(),
-        progress: &progress,
+        ..base(&engine, &store, current.clone(), &progress)
     };
 
     // human("stars"): every stored answer was corrected, so each holdout answer scores 1 (the

@@ -70,7 +70,7 @@ async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_m
     let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
     let source = program(&model);
     let progress = |_: Event<'_>| {};
-    let round = |current: Current| Round { ..base(&engine, &store, current, &progress) };
+    let round = |current: Current| base(&engine, &store, current, &progress);
     let first = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: source.clone(), artifact: None };
     let outcome = learn::learn(round(first.clone())).await.unwrap();
     let d = &outcome.decision;

@@ -132,6 +132,34 @@ fn sqlite_pool(synchronous: Synchronous, max: u32) -> AnyPoolOptions {
     })
 }
 
+/// Puts the file in WAL mode. Switching needs an exclusive lock that SQLite's busy timeout does
+/// not wait for, so replicas opening one new file together would see "database is locked":
+/// retry on `SQLITE_BUSY` until the busy timeout. Once the file is in WAL mode the pragma needs
+/// no lock and succeeds at once.
+async fn enable_wal(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// Whether SQLite refused for a lock another connection holds (`SQLITE_BUSY` and its extended
+/// codes, whose low byte is 5).
+fn is_busy(e: &sqlx::Error) -> bool {
+    let code = match e {
+        sqlx::Error::Database(db) => db.code(),
+        _ => None,
+    };
+    code.and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 5)
+}
+
 impl Store {
     /// Opens (and on first use creates) the store at `url`, bringing its schema up to date.
     ///
@@ -186,7 +214,7 @@ impl Store {
         for pragma in sqlite_pragmas(synchronous) {
             sqlx::query(&pragma).execute(&mut writer).await.map_err(connect_err)?;
         }
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut writer).await.map_err(connect_err)?;
+        enable_wal(&mut writer).await.map_err(connect_err)?;
         let options: AnyConnectOptions = sqlx_url.parse().map_err(connect_err)?;
         let read = sqlite_pool(synchronous, 4).connect_lazy_with(options);
         Ok(Store { backend: Backend::Sqlite, read, write: Writer::sqlite(writer), redactor: Redactor::new(), ids: Arc::default() })

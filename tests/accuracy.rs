@@ -32,7 +32,7 @@ fn program(model: &Path) -> String {
          signature S \"Which intent does the message express?\" {{ in text: text out intent: label({labels}) }}\n\
          step route = predict S {{ text: input.text }}\nreturn {{ intent: route.intent }}\n\
          metric accuracy = exact(output.intent, example.intent)\n\
-         optimize bootstrap_random_search {{ max_demos: 3, candidates: 2, seed: 5, templates: [completion] }}\n",
+         optimize bootstrap_random_search {{ max_demos: 3, candidates: 2, seed: 5, templates: [completion], retrieval: true }}\n",
         model.display()
     )
 }

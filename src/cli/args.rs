@@ -375,6 +375,9 @@ pub struct CompileArgs {
     /// Budget: the most seconds.
     #[arg(long)]
     pub max_seconds: Option<u64>,
+    /// Also try demos retrieved per input (classification programs; the `retrieval` setting).
+    #[arg(long)]
+    pub retrieval: bool,
     /// Program runs at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -630,6 +633,9 @@ pub struct LearnArgs {
     /// Budget: the most seconds of the compile.
     #[arg(long)]
     pub max_seconds: Option<u64>,
+    /// Also try demos retrieved per input (classification programs; the `retrieval` setting).
+    #[arg(long)]
+    pub retrieval: bool,
     /// Program runs at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,

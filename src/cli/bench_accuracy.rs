@@ -185,6 +185,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         max_calls: None,
         max_tokens: None,
         max_seconds: None,
+        retrieval: false,
         concurrency: 4,
         interactive: false,
         json: true,

@@ -26,6 +26,7 @@ pub fn run(args: &BenchCompileArgs, color: bool) -> anyhow::Result<Outcome> {
         max_calls: None,
         max_tokens: None,
         max_seconds: None,
+        retrieval: false,
         concurrency: 4,
         interactive: false,
         json: true,

@@ -97,6 +97,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
         max_calls: args.max_calls,
         max_tokens: args.max_tokens,
         max_seconds: args.max_seconds,
+        retrieval: args.retrieval.then_some(true),
         ..OptimizerSettings::default()
     };
     let plan = Plan::new(&dag, optimizer, &overrides, args.concurrency);

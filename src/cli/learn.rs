@@ -57,6 +57,7 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
         max_demos: args.max_demos,
         max_calls: args.max_calls,
         max_seconds: args.max_seconds,
+        retrieval: args.retrieval.then_some(true),
         ..OptimizerSettings::default()
     };
     let engine = args.runtime.reproducible_engine()?;

@@ -139,6 +139,7 @@ fn plan(optimizer: OptimizerKind, seed: u64) -> Plan {
         max_tokens: None,
         max_time: None,
         concurrency: 3,
+        retrieval: false,
     }
 }
 
@@ -378,4 +379,23 @@ async fn a_model_worse_than_the_majority_label_ships_no_worse_than_the_majority(
     assert!(selection.entrants[selection.chosen].mean >= constant.mean, "{selection:?}");
     assert!((a.provenance.final_score - 0.7).abs() < 1e-9, "the shipped program answers billing: {}", a.provenance.final_score);
     assert_eq!(rerun(&a, &program, skewed).await, a.provenance.final_score);
+}
+
+#[tokio::test]
+async fn demos_retrieved_per_input_are_tried_only_when_asked_for() {
+    let right = |user: &str, labels: &[String]| -> Vec<f32> { labels.iter().map(|l| if user.contains(&format!("kw-{l}")) { -0.1 } else { -2.0 }).collect() };
+    let mut tried = Vec::new();
+    for retrieval in [false, true] {
+        let backend = Arc::new(Scoring { calls: AtomicU64::new(0), scores: right });
+        let program = Program::with_backends(&engine(), dag(), vec![backend as Arc<dyn Backend>], RunOptions::default()).unwrap();
+        let mut job = job(program, SRC, 0, 0, plan(OptimizerKind::BootstrapRandomSearch, 4));
+        job.train = tickets("train", 20, thirds);
+        job.dev = tickets("dev", 12, thirds);
+        job.plan.candidates = 1;
+        job.plan.retrieval = retrieval;
+        let a = compile(job).await.unwrap();
+        tried.push(a.provenance.candidates.iter().any(|c| c.description.contains("demos=retrieved")));
+        assert_eq!(a.provenance.settings.contains_key("retrieval"), retrieval, "{:?}", a.provenance.settings);
+    }
+    assert_eq!(tried, [false, true], "a retrieval candidate only with `retrieval: true`");
 }

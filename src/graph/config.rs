@@ -20,6 +20,8 @@ pub(super) enum Kind {
     Name,
     /// A list of bare names.
     NameList,
+    /// `true` or `false`.
+    Bool,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::StrList => "a list of strings",
             Kind::Name => "a name",
             Kind::NameList => "a list of names",
+            Kind::Bool => "`true` or `false`",
         }
     }
 
@@ -42,6 +45,7 @@ impl Kind {
             (Kind::Name, ValueKind::Path(p)) => p.len() == 1,
             (Kind::StrList, ValueKind::List(items)) => items.iter().all(|i| matches!(i.kind, ValueKind::Str(_))),
             (Kind::NameList, ValueKind::List(items)) => items.iter().all(|i| Kind::Name.fits(i)),
+            (Kind::Bool, ValueKind::Bool(_)) => true,
             _ => false,
         }
     }
@@ -102,6 +106,14 @@ impl<'a> Settings<'a> {
     pub(super) fn count(&self, key: &str) -> Option<u64> {
         self.get(key).and_then(|v| match v.kind {
             ValueKind::Int(i) => u64::try_from(i).ok(),
+            _ => None,
+        })
+    }
+
+    /// A `Bool` setting.
+    pub(super) fn boolean(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(|v| match v.kind {
+            ValueKind::Bool(b) => Some(b),
             _ => None,
         })
     }

@@ -75,9 +75,11 @@ pub struct OptimizerSettings {
     pub max_tokens: Option<u64>,
     /// Budget: the most wall-clock seconds.
     pub max_seconds: Option<u64>,
+    /// Whether a classification program's search also tries demos retrieved per input.
+    pub retrieval: Option<bool>,
 }
 
-const SETTINGS: [(&str, Kind); 12] = [
+const SETTINGS: [(&str, Kind); 13] = [
     ("metric", Kind::Name),
     ("max_demos", Kind::Count),
     ("max_labeled_demos", Kind::Count),
@@ -90,6 +92,7 @@ const SETTINGS: [(&str, Kind); 12] = [
     ("max_calls", Kind::Count),
     ("max_tokens", Kind::Count),
     ("max_seconds", Kind::Count),
+    ("retrieval", Kind::Bool),
 ];
 
 /// Resolves the `optimize` declaration against the program's metrics and models.
@@ -168,6 +171,7 @@ pub(super) fn lower(decl: &OptimizeDecl, metrics: &[&str], models: &[&str], diag
         max_calls: s.count("max_calls"),
         max_tokens: s.count("max_tokens"),
         max_seconds: s.count("max_seconds"),
+        retrieval: s.boolean("retrieval"),
     };
     Some(OptimizerSpec { kind, settings, span: decl.span })
 }

@@ -202,6 +202,7 @@ fn optimizers_check_their_settings() {
         ("optimize labeled_few_shot { max_demos: -1 }", "invalid-value 8:40 `max_demos` takes a whole number"),
         ("optimize labeled_few_shot { templates: [chat, xml] }", "unknown-name 8:47 unknown template `xml`"),
         ("optimize labeled_few_shot { teacher: big }", "unknown-name 8:38 unknown model `big`"),
+        ("optimize labeled_few_shot { retrieval: 1 }", "invalid-value 8:40 `retrieval` takes `true` or `false`, not `1`"),
     ];
     for (opt, want) in cases {
         let got = check(&format!("{base}{opt}"));
@@ -212,6 +213,9 @@ fn optimizers_check_their_settings() {
     let o = d.optimizer().unwrap();
     assert_eq!(o.kind, OptimizerKind::BootstrapRandomSearch);
     assert_eq!((o.settings.metric, o.settings.max_demos, o.settings.seed), (Some(MetricId(0)), Some(4), Some(7)));
+    assert_eq!(o.settings.retrieval, None);
+    let d = dag(&format!("{base}optimize bootstrap_random_search {{ retrieval: true }}"));
+    assert_eq!(d.optimizer().unwrap().settings.retrieval, Some(true));
 
     let src = with("step b = predict S { x: input.q }\nreturn { a: b.y }\noptimize labeled_few_shot");
     assert_eq!(check(&src), ["missing-setting 7:1 `optimize labeled_few_shot` needs a metric"]);

@@ -79,6 +79,11 @@ pub struct Plan {
     pub max_tokens: Option<u64>,
     /// Budget: the longest wall time.
     pub max_time: Option<std::time::Duration>,
+    /// Whether a classification program's search also tries demos retrieved per input. Off
+    /// unless asked for: a retrieved prompt shares no prefix with another, so scoring it costs
+    /// about four times a fixed-demo candidate (on tweet emotion, 16–19 s of a 55–70 s learning
+    /// round), and on the four public tasks it never won the final choice.
+    pub retrieval: bool,
 }
 
 /// Demos per step unless set.
@@ -115,6 +120,7 @@ impl Plan {
             max_calls: overrides.max_calls.or(program.max_calls),
             max_tokens: overrides.max_tokens.or(program.max_tokens),
             max_time: overrides.max_seconds.or(program.max_seconds).map(std::time::Duration::from_secs),
+            retrieval: overrides.retrieval.or(program.retrieval).unwrap_or(false),
         }
     }
 
@@ -137,6 +143,9 @@ impl Plan {
         }
         if let Some(t) = self.teacher {
             s.insert("teacher".into(), json!(dag.model(t).name));
+        }
+        if self.retrieval {
+            s.insert("retrieval".into(), json!(true));
         }
         s
     }
@@ -367,7 +376,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
     }
 
     if let Some(step) = &label_step {
-        if plan.optimizer != OptimizerKind::LabeledFewShot && plan.optimizer != OptimizerKind::BootstrapFewShot {
+        if plan.retrieval && plan.optimizer != OptimizerKind::LabeledFewShot && plan.optimizer != OptimizerKind::BootstrapFewShot {
             retrieval_candidates(&mut search, &pools, step, &baseline_params).await?;
         }
     }

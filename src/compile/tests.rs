@@ -399,3 +399,32 @@ async fn demos_retrieved_per_input_are_tried_only_when_asked_for() {
     }
     assert_eq!(tried, [false, true], "a retrieval candidate only with `retrieval: true`");
 }
+
+#[tokio::test]
+async fn the_final_choice_of_the_program_as_written_does_not_depend_on_how_many_candidates_ran() {
+    // Right on two tickets in three, so every scoring mode has something to weigh.
+    let mostly = |user: &str, labels: &[String]| -> Vec<f32> {
+        let odd = user.bytes().map(u32::from).sum::<u32>() % 3 == 0;
+        labels.iter().map(|l| if user.contains(&format!("kw-{l}")) != odd { -0.2 } else { -1.5 }).collect()
+    };
+    let mut as_written = Vec::new();
+    for candidates in [1, 3] {
+        let backend = Arc::new(Scoring { calls: AtomicU64::new(0), scores: mostly });
+        let program = Program::with_backends(&engine(), dag(), vec![backend as Arc<dyn Backend>], RunOptions::default()).unwrap();
+        let mut job = job(program, SRC, 0, 0, plan(OptimizerKind::BootstrapRandomSearch, 4));
+        job.train = tickets("train", 30, thirds);
+        job.dev = tickets("dev", 15, thirds);
+        job.plan.candidates = candidates;
+        let a = compile(job).await.unwrap();
+        let selection = a.provenance.selection.unwrap();
+        let entrants: Vec<(String, f64, f64, f64)> = selection
+            .entrants
+            .iter()
+            .filter(|e| e.description.starts_with("the program as written"))
+            .map(|e| (e.scoring.clone(), e.mean, e.low, e.high))
+            .collect();
+        assert_eq!(entrants.len(), 4, "{:?}", selection.entrants);
+        as_written.push(entrants);
+    }
+    assert_eq!(as_written[0], as_written[1], "the same folds and resamples whatever the search drew before");
+}

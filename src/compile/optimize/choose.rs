@@ -180,13 +180,15 @@ pub(super) async fn decide(cx: Context<'_, '_, '_>, rng: &mut ChaCha8Rng) -> Res
     let truths: Vec<Option<usize>> = examples.iter().map(|e| step.truth(e)).collect();
     let scorer = Scorer { job_metric: &job.metric, step: &step, examples: &examples };
 
-    // 1. Finalists: the program as written first, then the best distinct search candidates.
+    // 1. Finalists: the program as written first, then the best distinct search candidates,
+    //    every one ranked on the same folds of dev (a paired comparison).
+    let dev_fold = folds(dev.len(), rng);
     let mut ranked: Vec<(f64, usize)> = search
         .whole
         .iter()
         .enumerate()
         .filter(|(_, (_, p, _))| *p != baseline)
-        .map(|(i, (_, _, e))| (dev_estimate(&scorer, &step, &rows_of(&e.traces, &step.name), rng), i))
+        .map(|(i, (_, _, e))| (dev_estimate(&scorer, &step, &rows_of(&e.traces, &step.name), &dev_fold), i))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let baseline_dev = search.whole.iter().find(|(_, p, _)| *p == baseline).map(|(_, _, e)| e.clone()).unwrap_or_default();
@@ -247,12 +249,7 @@ pub(super) async fn decide(cx: Context<'_, '_, '_>, rng: &mut ChaCha8Rng) -> Res
     }
 
     // 3. Every (finalist, mode) scored per example; the learned bias cross-validated.
-    let mut order: Vec<usize> = (0..examples.len()).collect();
-    order.shuffle(rng);
-    let mut fold = vec![0; examples.len()];
-    for (k, &i) in order.iter().enumerate() {
-        fold[i] = k % FOLDS;
-    }
+    let fold = folds(examples.len(), rng);
     let mut entrants = Vec::new();
     let mut described: Vec<(usize, Mode, String)> = Vec::new();
     for (k, f) in finalists.iter().enumerate() {
@@ -462,14 +459,20 @@ impl Scorer<'_> {
 /// How well a search candidate could do on dev under its best mode: the most of the sum, the
 /// per-token mean and a cross-validated learned bias (the content-free calls are saved for
 /// the finalists).
-fn dev_estimate(scorer: &Scorer<'_>, step: &LabelStep, rows: &[Row], rng: &mut ChaCha8Rng) -> f64 {
-    let truths: Vec<Option<usize>> = (0..rows.len()).map(|i| scorer.examples.get(i).and_then(|e| step.truth(e))).collect();
-    let mut order: Vec<usize> = (0..rows.len()).collect();
+/// A seeded assignment of `n` examples to [`FOLDS`] folds of (nearly) equal size.
+fn folds(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(rng);
-    let mut fold = vec![0; rows.len()];
+    let mut fold = vec![0; n];
     for (k, &i) in order.iter().enumerate() {
         fold[i] = k % FOLDS;
     }
+    fold
+}
+
+fn dev_estimate(scorer: &Scorer<'_>, step: &LabelStep, rows: &[Row], fold: &[usize]) -> f64 {
+    let truths: Vec<Option<usize>> = (0..rows.len()).map(|i| scorer.examples.get(i).and_then(|e| step.truth(e))).collect();
+    let fold: Vec<usize> = (0..rows.len()).map(|i| fold.get(i).copied().unwrap_or(i % FOLDS)).collect();
     let f = Finalist { description: String::new(), params: Params::new(), rows: rows.to_vec(), content_free: Vec::new() };
     [Mode::Sum, Mode::LengthNormalized, Mode::LearnedBias]
         .iter()

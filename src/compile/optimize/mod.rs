@@ -86,6 +86,9 @@ pub struct Plan {
     pub retrieval: bool,
 }
 
+/// Mixed into the seed of the final choice's random stream ("choice" in ASCII).
+const FINAL_CHOICE_STREAM: u64 = 0x6368_6f69_6365;
+
 /// Demos per step unless set.
 const DEFAULT_MAX_DEMOS: u32 = 4;
 
@@ -383,7 +386,11 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
     let (final_score, chosen, selection) = match label_step {
         Some(step) if !search.whole.is_empty() => {
             let cx = choose::Context { search: &mut search, step, baseline: baseline_params.clone(), baseline_train };
-            let d = choose::decide(cx, &mut rng).await?;
+            // Its own seeded stream: the folds and resamples of the final choice must not
+            // depend on how many draws the search made before it (one candidate more or less
+            // would otherwise reshuffle every fold).
+            let mut choice_rng = ChaCha8Rng::seed_from_u64(plan.seed ^ FINAL_CHOICE_STREAM);
+            let d = choose::decide(cx, &mut choice_rng).await?;
             (d.final_score, d.params, Some(d.record))
         }
         _ => {

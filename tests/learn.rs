@@ -226,3 +226,46 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
         assert!(w["steps"]["s"].as_array().unwrap().iter().all(|d| d["kind"] == "gold"));
     }
 }
+
+#[test]
+fn bench_loop_serves_rounds_through_the_store_and_reports_each_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    loopc::model::testing::write_tiny_model(&model, 25).unwrap();
+    let src = dir.path().join("mood.loop");
+    std::fs::write(&src, program(&model)).unwrap();
+    let rows = |n: usize, tag: &str| -> String {
+        (0..n).map(|i| format!("{{\"text\": \"{tag} {i}\", \"mood\": \"{}\"}}\n", if i % 3 == 0 { "happy" } else { "sad" })).collect()
+    };
+    let (stream, holdout) = (dir.path().join("stream.jsonl"), dir.path().join("holdout.jsonl"));
+    std::fs::write(&stream, rows(30, "day")).unwrap();
+    std::fs::write(&holdout, rows(8, "held")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_loopc"))
+        .args(["bench", "loop", src.to_str().unwrap(), "--stream", stream.to_str().unwrap(), "--holdout", holdout.to_str().unwrap()])
+        .args(["--rounds", "3", "--per-round", "12", "--noise", "0.2", "--json"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rounds = v["rounds"].as_array().unwrap();
+    // 30 stream items at 12 per round: 12, 12, then the last 6.
+    assert_eq!(rounds.iter().map(|r| r["n"].as_u64().unwrap()).collect::<Vec<_>>(), [12, 12, 6], "{v}");
+    for r in rounds {
+        for k in ["static", "loop"] {
+            assert!((0.0..=1.0).contains(&r[k].as_f64().unwrap()), "{r}");
+        }
+        assert!(r["seconds"].as_f64().unwrap() > 0.0, "{r}");
+        // A round with a holdout decision has both scores; one refused for too little data has neither.
+        assert_eq!(r["holdout_current"].is_null(), r["holdout_candidate"].is_null(), "{r}");
+        if r["promoted"] == true {
+            assert!(r["holdout_candidate"].as_f64() >= r["holdout_current"].as_f64().map(|c| c - 0.02), "{r}");
+        }
+    }
+    // The first round serves the program as written: the loop and the control answer alike.
+    assert_eq!(rounds[0]["static"], rounds[0]["loop"], "{v}");
+    let mean = |k: &str| rounds.iter().map(|r| r[k].as_f64().unwrap()).sum::<f64>() / rounds.len() as f64;
+    for k in ["static", "loop"] {
+        assert!((v[k].as_f64().unwrap() - mean(k)).abs() < 1e-9, "{k}: {v}");
+    }
+}

@@ -4,7 +4,10 @@
 //! always a wrong one); after each round the real learn path (`loopc::learn::learn`) compiles
 //! a candidate and promotes it only if it is not worse on the frozen holdout. Each round
 //! reports, on its items before learning from them, the static program's accuracy and the
-//! loop's, whether it promoted, and the holdout scores. Figures only, no thresholds.
+//! loop's, whether it promoted, the holdout scores, and the round's seconds: serving its items
+//! with the loop's program (runs and feedback stored) plus learning. The static program, the
+//! control, answers the same items after the round, outside its time. Figures only, no
+//! thresholds.
 
 use std::time::Instant;
 
@@ -32,11 +35,6 @@ struct Item {
 }
 
 /// What serving one item gave.
-struct Served {
-    static_right: bool,
-    loop_right: bool,
-}
-
 /// Draws a round's items: the next ones in the stream, or after the drift point, mostly of
 /// the labels in the second half of the label list (the label mix changes).
 fn draw(stream: &mut Vec<Example>, k: usize, drifted: bool, field: &str, labels: &[String], rng: &mut ChaCha8Rng) -> Vec<Example> {
@@ -53,10 +51,18 @@ fn draw(stream: &mut Vec<Example>, k: usize, drifted: bool, field: &str, labels:
     out
 }
 
-async fn serve_item(item: &Item, stat: &Program, looped: &Program, store: &Store, field: &str, artifact: Option<&str>) -> anyhow::Result<Served> {
-    let inputs: Map<String, Value> = item.example.inputs(stat.dag());
+/// Whether the static program answers `item` right (the control: not stored, not timed as
+/// part of the round).
+async fn control(item: &Item, stat: &Program, field: &str) -> bool {
+    let out = stat.run(item.example.inputs(stat.dag())).await.ok();
+    out.as_ref().and_then(|o| o.get(field)) == item.example.fields.get(field)
+}
+
+/// Serves `item` with the loop's program, stores the run and the simulated user's correction,
+/// and says whether the answer was right.
+async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, artifact: Option<&str>) -> anyhow::Result<bool> {
+    let inputs: Map<String, Value> = item.example.inputs(looped.dag());
     let gold = item.example.fields.get(field).cloned().unwrap_or(Value::Null);
-    let static_out = stat.run(inputs.clone()).await.ok();
     let (loop_out, trace) = looped.run_traced(inputs.clone()).await;
     let loop_out = loop_out.ok();
     let mut run = NewRun::new(looped.dag().name(), Value::Object(inputs));
@@ -72,8 +78,7 @@ async fn serve_item(item: &Item, stat: &Program, looped: &Program, store: &Store
         fb.user_id = Some(item.user.clone());
         store.add_feedback(fb).await?;
     }
-    let right = |o: &Option<Map<String, Value>>| o.as_ref().and_then(|o| o.get(field)) == Some(&gold);
-    Ok(Served { static_right: right(&static_out), loop_right: right(&loop_out) })
+    Ok(loop_out.as_ref().and_then(|o| o.get(field)) == Some(&gold))
 }
 
 /// Runs `loopc bench loop`.
@@ -114,7 +119,6 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
 
     let mut rounds = Vec::new();
     for r in 1..=args.rounds {
-        let t = Instant::now();
         let drifted = args.drift && r > args.rounds / 2;
         let examples = draw(&mut stream, args.per_round, drifted, &field, &labels, &mut rng);
         if examples.is_empty() {
@@ -142,20 +146,21 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
             })
             .collect();
         let hash = current.artifact_hash();
-        let served: Vec<Served> = rt
+        let t = Instant::now();
+        let served: Vec<bool> = rt
             .block_on(
                 stream::iter(&items)
-                    .map(|item| serve_item(item, &stat, &looped, &store, &field, hash.as_deref()))
+                    .map(|item| serve_item(item, &looped, &store, &field, hash.as_deref()))
                     .buffered(args.concurrency.max(1))
                     .collect::<Vec<_>>(),
             )
             .into_iter()
             .collect::<anyhow::Result<_>>()?;
         let n = served.len();
-        let acc = |f: fn(&Served) -> bool| served.iter().filter(|s| f(s)).count() as f64 / n.max(1) as f64;
-        let (static_acc, loop_acc) = (acc(|s| s.static_right), acc(|s| s.loop_right));
+        let share = |right: &[bool]| right.iter().filter(|r| **r).count() as f64 / right.len().max(1) as f64;
+        let loop_acc = share(&served);
         if !args.json {
-            eprintln!("round {r}: served {n} items (static {static_acc:.3}, loop {loop_acc:.3}); learning …");
+            eprintln!("round {r}: served {n} items (loop {loop_acc:.3}); learning …");
         }
         let quiet = |_: loopc::compile::Event<'_>| {};
         let round = Round {
@@ -189,6 +194,11 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
             Err(e) => return Err(e.into()),
         };
         let seconds = t.elapsed().as_secs_f64();
+        // The control, after the round and outside its time: the static program on the same
+        // items.
+        let control: Vec<bool> =
+            rt.block_on(stream::iter(&items).map(|item| control(item, &stat, &field)).buffered(args.concurrency.max(1)).collect::<Vec<_>>());
+        let static_acc = share(&control);
         if !args.json {
             eprintln!("round {r}: {} ({reason}) in {seconds:.1} s", if promoted { "promoted" } else { "kept the current program" });
         }

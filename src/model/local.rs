@@ -218,7 +218,8 @@ pub struct LocalModel {
     vocab: usize,
     input_names: Vec<String>,
     keeps_logits: bool,
-    jobs: Option<Sender<Job>>,
+    /// Jobs for the scheduler; one send is one arrival (one caller's prompts arrive together).
+    jobs: Option<Sender<Vec<Job>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -436,8 +437,14 @@ impl LocalModel {
     }
 
     fn submit(&self, job: Job) -> Result<(), ModelError> {
+        self.submit_all(vec![job])
+    }
+
+    /// Submits `jobs` as one arrival: the scheduler sees all of them before it plans a pass, so
+    /// one caller's prompts are packed together however the threads are scheduled.
+    fn submit_all(&self, jobs: Vec<Job>) -> Result<(), ModelError> {
         let tx = self.jobs.as_ref().ok_or_else(|| ModelError::Ort("the model is shutting down".into()))?;
-        tx.send(job).map_err(|_| ModelError::Ort("the model's scheduler stopped".into()))
+        tx.send(jobs).map_err(|_| ModelError::Ort("the model's scheduler stopped".into()))
     }
 
     fn gen_job(&self, r: &GenerateRequest, caching: PrefixCaching, reply: Reply<Result<Generation, ModelError>>) -> Result<(), ModelError> {
@@ -509,12 +516,14 @@ impl LocalModel {
     pub fn score_choices_counted(&self, prompts: &[Prompt], choices: &[String], caching: PrefixCaching) -> Result<Vec<ChoiceScores>, ModelError> {
         let choices = self.encode_choices(choices)?;
         let mut waits = Vec::with_capacity(prompts.len());
+        let mut jobs = Vec::with_capacity(prompts.len());
         for p in prompts {
             let prompt = self.encode(p, caching)?;
             let (tx, rx) = mpsc::sync_channel(1);
-            self.submit(Job::Choose(ChoiceJob { prompt, choices: choices.clone(), reply: Reply::Sync(tx) }))?;
+            jobs.push(Job::Choose(ChoiceJob { prompt, choices: choices.clone(), reply: Reply::Sync(tx) }));
             waits.push(rx);
         }
+        self.submit_all(jobs)?;
         waits.into_iter().map(|rx| rx.recv().map_err(|_| ModelError::Ort("the model's scheduler stopped".into()))?).collect()
     }
 

@@ -187,7 +187,7 @@ impl Worker {
     }
 
     /// Serves jobs until every sender is gone and the work in hand is done.
-    pub(crate) fn run(mut self, rx: Receiver<Job>) {
+    pub(crate) fn run(mut self, rx: Receiver<Vec<Job>>) {
         let window = self.shared.options.batch_window;
         let mut open = true;
         loop {
@@ -196,7 +196,7 @@ impl Worker {
                     return;
                 }
                 match rx.recv() {
-                    Ok(job) => self.waiting.push_back(job),
+                    Ok(jobs) => self.waiting.extend(jobs),
                     Err(_) => return,
                 }
                 // Idle until now: wait a moment for the job's companions (concurrent requests
@@ -205,7 +205,7 @@ impl Worker {
                 while self.waiting.len() < self.shared.options.max_batch.max(1) {
                     let left = until.saturating_duration_since(Instant::now());
                     match rx.recv_timeout(left) {
-                        Ok(job) => self.waiting.push_back(job),
+                        Ok(jobs) => self.waiting.extend(jobs),
                         Err(RecvTimeoutError::Timeout) => break,
                         Err(RecvTimeoutError::Disconnected) => {
                             open = false;
@@ -216,7 +216,7 @@ impl Worker {
             }
             loop {
                 match rx.try_recv() {
-                    Ok(job) => self.waiting.push_back(job),
+                    Ok(jobs) => self.waiting.extend(jobs),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         open = false;

@@ -170,17 +170,18 @@ impl Executor {
         &self.dag
     }
 
-    /// Checks `inputs` against the declared inputs: every one present and typed right, none
-    /// unknown.
+    /// Checks `inputs` against the declared inputs: none unknown, every one present and typed
+    /// right. Unknown names are reported first: a misspelt name is also a missing one, and
+    /// the misspelling is what the caller has to fix.
     pub fn check_inputs(&self, inputs: &Map<String, Value>) -> Result<(), RunError> {
-        for f in self.dag.inputs() {
-            let v = inputs.get(&f.name).ok_or_else(|| RunError::Input { field: f.name.clone(), reason: "missing".into() })?;
-            check(&f.ty, v).map_err(|reason| RunError::Input { field: f.name.clone(), reason })?;
-        }
         if let Some(extra) = inputs.keys().find(|k| !self.dag.inputs().iter().any(|f| &f.name == *k)) {
             let names: Vec<&str> = self.dag.inputs().iter().map(|f| f.name.as_str()).collect();
             let hint = crate::graph::did_you_mean(extra, names.iter().copied()).map(|h| format!("; {h}")).unwrap_or_default();
             return Err(RunError::Input { field: extra.clone(), reason: format!("not an input of the program (its inputs: {}){hint}", names.join(", ")) });
+        }
+        for f in self.dag.inputs() {
+            let v = inputs.get(&f.name).ok_or_else(|| RunError::Input { field: f.name.clone(), reason: "missing".into() })?;
+            check(&f.ty, v).map_err(|reason| RunError::Input { field: f.name.clone(), reason })?;
         }
         Ok(())
     }

@@ -150,6 +150,8 @@ async fn bad_inputs_are_rejected_by_field() {
         (json!({}), "input `q`: missing"),
         (json!({"q": 3}), "input `q`: expected text (a JSON string), found a number"),
         (json!({"q": "x", "z": 1}), "input `z`: not an input of the program (its inputs: q)"),
+        // A misspelt input is named, not only the one it leaves missing.
+        (json!({"z": "x"}), "input `z`: not an input of the program (its inputs: q)"),
     ];
     for (given, want) in cases {
         let (res, _) = ex.run(inputs(given)).await;

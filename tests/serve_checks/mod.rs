@@ -356,6 +356,10 @@ pub fn unknown_or_missing_inputs_are_400_naming_the_field(s: &Server) {
     let r = s.post("/v1/run", &json!({"inputs": {"ticket": "x", "priority": 1}}));
     r.assert_error(400, "invalid_input");
     assert!(r.body.contains("`priority`"), "{}", r.body);
+    // A misspelt input is named, with the input it was likely meant to be.
+    let r = s.post("/v1/run", &json!({"inputs": {"tickt": "x"}}));
+    r.assert_error(400, "invalid_input");
+    assert!(r.body.contains("input `tickt`: not an input") && r.body.contains("`ticket`"), "{}", r.body);
     s.post("/v1/run", &json!({"inputs": {"ticket": 5}})).assert_error(400, "invalid_input");
 }
 

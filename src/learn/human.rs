@@ -164,7 +164,7 @@ pub async fn calibrate(metric: &Metric, runs: &[StoredRun], dag: &Dag) -> Calibr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{FeedbackId, RunId, StoredFeedback, Timestamp};
+    use crate::learn::test_runs::{stored_feedback, stored_run};
     use serde_json::json;
 
     fn dag() -> Dag {
@@ -175,34 +175,9 @@ mod tests {
     }
 
     fn run(text: &str, said: &str, feedback: Vec<(&str, FeedbackPayload, FeedbackSource)>) -> StoredRun {
-        let id = RunId::parse("r").unwrap();
-        StoredRun {
-            id: id.clone(),
-            program: "p".into(),
-            artifact_hash: None,
-            created: Timestamp::from_millis(1),
-            user_id: None,
-            inputs: json!({ "text": text }),
-            outputs: Some(json!({ "mood": said })),
-            trace: Value::Null,
-            error: None,
-            latency_ms: 1,
-            feedback: feedback
-                .into_iter()
-                .enumerate()
-                .map(|(i, (key, payload, source))| StoredFeedback {
-                    id: FeedbackId::parse(&format!("f{i}")).unwrap(),
-                    client_id: None,
-                    run_id: id.clone(),
-                    key: key.into(),
-                    payload,
-                    comment: None,
-                    source,
-                    user_id: None,
-                    created: Timestamp::from_millis(1),
-                })
-                .collect(),
-        }
+        let feedback =
+            feedback.into_iter().enumerate().map(|(i, (key, payload, source))| stored_feedback(&format!("f{i}"), key, payload, source, None, 1)).collect();
+        stored_run("r", "p", text, said, feedback)
     }
 
     fn ex(text: &str) -> Example {

@@ -12,6 +12,8 @@ pub mod export;
 pub mod gate;
 pub mod human;
 mod round;
+#[cfg(test)]
+mod test_runs;
 
 pub use self::audit::{conclude_canary, current, forget, history, why, Version};
 pub use self::export::{export, Export, ExportOptions, Row, RowKind, RowProvenance};

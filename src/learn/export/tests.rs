@@ -1,10 +1,11 @@
 //! The export on runs built in memory: what becomes gold, what is only accepted, what is a
 //! negative, how disagreement resolves, and what may enter the holdout.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::*;
-use crate::store::{FeedbackId, RunId, StoredFeedback, StoredRun};
+use crate::learn::test_runs::{stored_feedback, stored_run};
+use crate::store::{StoredFeedback, StoredRun};
 
 const SRC: &str = "program mood\ninput text: text\noutput mood: label(happy, sad)\nmetric m = exact(output.mood, example.mood)\n\
     signature S { in text: text out mood: label(happy, sad) }\nstep s = predict S { text: input.text }\nreturn { mood: s.mood }\n";
@@ -14,33 +15,11 @@ fn dag() -> Dag {
 }
 
 fn run(id: &str, text: &str, said: &str, feedback: Vec<StoredFeedback>) -> StoredRun {
-    StoredRun {
-        id: RunId::parse(id).unwrap(),
-        program: "mood".into(),
-        artifact_hash: None,
-        created: Timestamp::from_millis(1),
-        user_id: None,
-        inputs: json!({ "text": text }),
-        outputs: Some(json!({ "mood": said })),
-        trace: Value::Null,
-        error: None,
-        latency_ms: 1,
-        feedback,
-    }
+    stored_run(id, "mood", text, said, feedback)
 }
 
 fn fb(id: &str, key: &str, payload: FeedbackPayload, source: FeedbackSource, user: &str, at: i64) -> StoredFeedback {
-    StoredFeedback {
-        id: FeedbackId::parse(id).unwrap(),
-        client_id: None,
-        run_id: RunId::parse("r").unwrap(),
-        key: key.into(),
-        payload,
-        comment: None,
-        source,
-        user_id: Some(user.into()),
-        created: Timestamp::from_millis(at),
-    }
+    stored_feedback(id, key, payload, source, Some(user), at)
 }
 
 fn correction(id: &str, mood: &str, source: FeedbackSource, user: &str, at: i64) -> StoredFeedback {

@@ -25,6 +25,7 @@ pub mod fs;
 pub mod graph;
 pub mod json;
 pub mod learn;
+pub mod lsp;
 pub mod model;
 pub mod runtime;
 pub mod serve;

@@ -90,6 +90,37 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Print a shell completion script, e.g. `loopc completions bash > /etc/bash_completion.d/loopc`.
     Completions(CompletionsArgs),
+    /// Run the program's examples and compare their outputs with the expected ones.
+    Test(TestArgs),
+    /// Serve the language server protocol over standard input and output, for editors.
+    Lsp(LspArgs),
+}
+
+/// `loopc test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The program: a `.loop` file or a compiled artifact (its embedded program's examples run
+    /// with its compiled prompts).
+    pub file: PathBuf,
+    /// Run only the example with this name (repeatable).
+    #[arg(long = "example", value_name = "NAME")]
+    pub examples: Vec<String>,
+    /// Examples run at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Print every example's inputs, expected and actual outputs and diff as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `loopc lsp`.
+#[derive(Debug, Args)]
+pub struct LspArgs {
+    /// Talk over standard input and output (the only transport; editors pass it).
+    #[arg(long)]
+    pub stdio: bool,
 }
 
 /// Which store: shared by `serve`, `runs`, `feedback` and `forget`.
@@ -336,9 +367,10 @@ pub struct RunArgs {
 pub struct CompileArgs {
     /// The program: a `.loop` file or a compiled artifact.
     pub file: PathBuf,
-    /// Training examples (JSONL or CSV): demos come from here.
+    /// Training examples (JSONL or CSV): demos come from here, and from the program's own
+    /// `example` blocks (all but the `held_out` ones), which are the data when this is not given.
     #[arg(long)]
-    pub train: PathBuf,
+    pub train: Option<PathBuf>,
     /// Dev examples candidates are scored on (default: a seeded split of --train).
     #[arg(long)]
     pub dev: Option<PathBuf>,
@@ -778,6 +810,8 @@ pub struct FmtArgs {
 pub enum BenchCommand {
     /// Parse and check a generated program with many steps.
     Parse(BenchParseArgs),
+    /// Time the language server re-checking a program after an edit, as an editor sees it.
+    Lsp(BenchLspArgs),
     /// Measure the local model: prefill, decode at batch 1 and 8, choice scoring with and without the prefix cache.
     Model(BenchModelArgs),
     /// Measure the runtime: batch throughput, and its own overhead per step (warm response cache).
@@ -978,6 +1012,20 @@ pub struct BenchModelArgs {
     /// Length of the prefix those prompts share, in tokens.
     #[arg(long, default_value_t = 250)]
     pub shared_tokens: usize,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc bench lsp`.
+#[derive(Debug, Args)]
+pub struct BenchLspArgs {
+    /// How many lines the generated program has.
+    #[arg(long, default_value_t = 500)]
+    pub lines: usize,
+    /// How many edits to time.
+    #[arg(long, default_value_t = 200)]
+    pub edits: usize,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,

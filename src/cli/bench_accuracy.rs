@@ -172,7 +172,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
     let cache = tempfile::tempdir()?;
     let compile = CompileArgs {
         file: PathBuf::from(t.program),
-        train: train_path,
+        train: Some(train_path),
         dev: Some(dev_path),
         dev_fraction: 0.3,
         out: artifact_path.clone(),

@@ -13,7 +13,7 @@ pub fn run(args: &BenchCompileArgs, color: bool) -> anyhow::Result<Outcome> {
     let out = cache.path().join("artifact.json");
     let compile = CompileArgs {
         file: args.file.clone(),
-        train: args.train.clone(),
+        train: Some(args.train.clone()),
         dev: Some(args.dev.clone()),
         dev_fraction: 0.3,
         out,

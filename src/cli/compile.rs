@@ -102,13 +102,32 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     };
     let plan = Plan::new(&dag, optimizer, &overrides, args.concurrency);
     let (optimizer, seed) = (plan.optimizer, plan.seed);
-    let train_all = load_data(&args.train, &dag, &metric)?;
-    let (train, dev) = match &args.dev {
-        Some(d) => (train_all, load_data(d, &dag, &metric)?),
-        None => {
-            anyhow::ensure!(train_all.examples.len() >= 2, "`{}` has one example; a dev split needs at least two (or pass --dev)", args.train.display());
+    // The program's own examples (all but the held-out ones) join the training data; they
+    // are the data when no --train is given.
+    let examples = compile::examples::training(&dag, &source_file, &src);
+    let required = metric.example_fields();
+    let file_data = args.train.as_ref().map(|p| load_data(p, &dag, &metric)).transpose()?;
+    let (train, dev) = match (&args.dev, file_data) {
+        (Some(d), data) => (compile::examples::join_training(data, examples, &dag, &required)?, load_data(d, &dag, &metric)?),
+        (None, data) => {
             anyhow::ensure!(args.dev_fraction > 0.0 && args.dev_fraction < 1.0, "--dev-fraction must be between 0 and 1");
-            compile::dataset::split(&train_all, args.dev_fraction, seed)
+            match data {
+                Some(data) => {
+                    let shown = args.train.as_ref().map_or_else(String::new, |p| p.display().to_string());
+                    anyhow::ensure!(data.examples.len() >= 2, "`{shown}` has one example; a dev split needs at least two (or pass --dev)");
+                    let (train, dev) = compile::dataset::split(&data, args.dev_fraction, seed);
+                    (compile::examples::join_training(Some(train), examples, &dag, &required)?, dev)
+                }
+                None => {
+                    anyhow::ensure!(
+                        !examples.is_empty(),
+                        "give --train, or add `example` blocks to the program (`example NAME {{ input {{ ... }} output {{ ... }} }}`)"
+                    );
+                    let all = compile::examples::join_training(None, examples, &dag, &required)?;
+                    anyhow::ensure!(all.examples.len() >= 2, "the program has one example to train on; a dev split needs at least two (or pass --dev)");
+                    compile::dataset::split(&all, args.dev_fraction, seed)
+                }
+            }
         }
     };
     let budget = plan.budget();

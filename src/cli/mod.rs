@@ -15,6 +15,7 @@ mod bench;
 mod bench_accuracy;
 mod bench_compile;
 mod bench_loop;
+mod bench_lsp;
 mod bench_model;
 mod bench_review;
 mod bench_run;
@@ -30,6 +31,7 @@ mod html_report;
 mod inspect;
 mod interrupt;
 mod learn;
+mod lsp;
 mod model;
 mod progress;
 mod prompt;
@@ -38,6 +40,7 @@ mod run;
 mod serve;
 mod source;
 mod store;
+mod test;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -118,6 +121,9 @@ pub fn main() -> ExitCode {
         Command::Forget(a) => store::forget(&a),
         Command::Bench(BenchCommand::Loop(a)) => bench_loop::run(&a, color),
         Command::Completions(a) => completions(a.shell),
+        Command::Test(a) => test::run(&a, color),
+        Command::Lsp(a) => lsp::run(&a),
+        Command::Bench(BenchCommand::Lsp(a)) => bench_lsp::run(&a),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -170,7 +170,7 @@ fn csv_rows(shown: &str, bytes: &[u8], dag: &Dag) -> Result<Vec<Example>, Datase
     Ok(rows)
 }
 
-fn validate(ex: &Example, dag: &Dag, required: &[String]) -> Result<(), DatasetError> {
+pub(crate) fn validate(ex: &Example, dag: &Dag, required: &[String]) -> Result<(), DatasetError> {
     let bad = |reason: String| DatasetError::Line { origin: ex.origin.clone(), reason };
     for f in dag.inputs() {
         match ex.fields.get(&f.name) {

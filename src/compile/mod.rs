@@ -4,11 +4,13 @@
 
 pub mod dataset;
 pub mod evaluate;
+pub mod examples;
 pub mod metric;
 pub mod optimize;
 
 pub use self::dataset::{Dataset, DatasetError, Example};
 pub use self::evaluate::{evaluate, Budget, Evaluation};
+pub use self::examples::{run_examples, ExampleRun};
 pub use self::metric::{Metric, MetricError, Rater, TerminalRater};
 pub use self::optimize::{compile, CompileError, Event, Job, Plan};
 

@@ -8,6 +8,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use super::decl::*;
+use super::example_spec::ExampleSpec;
 use super::feedback_spec::FeedbackSpec;
 use super::metric_spec::MetricSpec;
 use super::model_spec::ModelSpec;
@@ -31,6 +32,7 @@ pub struct Dag {
     pub(super) metrics: Vec<MetricSpec>,
     pub(super) optimizer: Option<OptimizerSpec>,
     pub(super) feedback: Vec<FeedbackSpec>,
+    pub(super) examples: Vec<ExampleSpec>,
     pub(super) wiring: Wiring,
 }
 
@@ -293,6 +295,11 @@ impl Dag {
     /// The feedback named `key`, if the program takes it.
     pub fn feedback_spec(&self, key: &str) -> Option<&FeedbackSpec> {
         self.feedback.iter().find(|f| f.name == key)
+    }
+
+    /// The program's `example` blocks, in source order: tests, and (unless held out) data.
+    pub fn examples(&self) -> &[ExampleSpec] {
+        &self.examples
     }
 
     /// Layers of steps that may run concurrently, in order.

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::dag::{Dag, Wiring};
 use super::decl::*;
+use super::example_spec;
 use super::feedback_spec;
 use super::metric_spec::{self, MetricSpec};
 use super::model_spec::{self, ModelSpec};
@@ -91,6 +92,7 @@ impl Cx {
         let mut returns: Vec<&ast::ReturnDecl> = Vec::new();
         let mut optimizes: Vec<&ast::OptimizeDecl> = Vec::new();
         let mut feedback_decls: Vec<&ast::FeedbackDecl> = Vec::new();
+        let mut example_decls: Vec<&ast::ExampleDecl> = Vec::new();
         for item in &file.items {
             match item {
                 Item::Input(f) => inputs.push(f),
@@ -103,6 +105,7 @@ impl Cx {
                 Item::Metric(m) => metric_decls.push(m),
                 Item::Optimize(o) => optimizes.push(o),
                 Item::Feedback(f) => feedback_decls.push(f),
+                Item::Example(e) => example_decls.push(e),
             }
         }
         self.unique("input", inputs.iter().map(|f| &f.name));
@@ -231,6 +234,7 @@ impl Cx {
         let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
         let optimizer: Option<OptimizerSpec> = optimizes.first().and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
         let feedback = feedback_spec::lower(&feedback_decls, &mut self.diags);
+        let examples = example_spec::lower(&example_decls, &inputs, &outputs, &self.suggest, &mut self.diags);
 
         // Wiring needs every step; with any step unresolved, stop before graph checks.
         if steps.len() != step_decls.len() {
@@ -265,6 +269,7 @@ impl Cx {
             metrics,
             optimizer,
             feedback,
+            examples,
             wiring,
         })
     }

@@ -192,6 +192,13 @@ pub(super) fn lower(decl: &ModelDecl, diags: &mut Vec<Diagnostic>) -> Option<Mod
     Some(ModelSpec { name: decl.name.name.clone(), provider, params, span: decl.span })
 }
 
+/// Resolves one `model` declaration on its own, for tools that show what a model will use
+/// (an editor's hover): its settings with the defaults filled in, or `None` when the
+/// declaration is too broken to say (its problems are what `lower` reports).
+pub fn resolve(decl: &ModelDecl) -> Option<ModelSpec> {
+    lower(decl, &mut Vec::new())
+}
+
 fn clamp_u32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }

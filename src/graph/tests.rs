@@ -4,7 +4,7 @@
 use super::*;
 use crate::syntax::{parse, LineIndex};
 
-fn check(src: &str) -> Vec<String> {
+pub(super) fn check(src: &str) -> Vec<String> {
     let file = parse(src).unwrap_or_else(|d| panic!("syntax error: {d:?}"));
     let lowered = lower(&file);
     let index = LineIndex::new(src);

@@ -48,6 +48,8 @@ pub enum Item {
     Optimize(OptimizeDecl),
     /// `feedback NAME: TYPE "description"` or `feedback correction`.
     Feedback(FeedbackDecl),
+    /// `example NAME "description" held_out { input { ... } output { ... } }`.
+    Example(ExampleDecl),
 }
 
 impl Item {
@@ -63,6 +65,7 @@ impl Item {
             Item::Metric(d) => d.span,
             Item::Optimize(d) => d.span,
             Item::Feedback(d) => d.span,
+            Item::Example(d) => d.span,
         }
     }
 }
@@ -323,6 +326,29 @@ pub struct Range {
     /// The upper bound (a number literal).
     pub max: Value,
     /// From `(` to `)`.
+    pub span: Span,
+}
+
+/// `example NAME "description" held_out { input { ... } output { ... } }`: an input of the
+/// program and the outputs it should give, both a test (`loopc test`) and training data
+/// (`loopc compile`, unless `held_out`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExampleDecl {
+    /// The example's name.
+    pub name: Ident,
+    /// What the example shows.
+    pub description: Option<Str>,
+    /// Where `held_out` is written, when it is: the example is a test only, never trained on.
+    pub held_out: Option<Span>,
+    /// `input { field: literal, ... }`: a value for each program input.
+    pub inputs: Vec<Binding>,
+    /// Where `input { ... }` is written.
+    pub inputs_span: Span,
+    /// `output { field: literal, ... }`: the expected value of some or all outputs.
+    pub outputs: Vec<Binding>,
+    /// Where `output { ... }` is written, when it is.
+    pub outputs_span: Option<Span>,
+    /// The whole declaration.
     pub span: Span,
 }
 

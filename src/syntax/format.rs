@@ -29,7 +29,11 @@ pub fn format(file: &File, comments: &[Comment], source: &str) -> String {
     for item in &file.items {
         let blank = match prev {
             None => true,
-            Some(prev) => group(prev) != group(item) || matches!(item, Item::Signature(_)) || had_blank_line(source, prev.span().end, item.span().start),
+            Some(prev) => {
+                group(prev) != group(item)
+                    || matches!(item, Item::Signature(_) | Item::Example(_))
+                    || had_blank_line(source, prev.span().end, item.span().start)
+            }
         };
         if blank {
             p.out.push('\n');
@@ -55,6 +59,7 @@ fn group(item: &Item) -> u8 {
         Item::Return(_) => 5,
         Item::Metric(_) | Item::Optimize(_) => 6,
         Item::Feedback(_) => 7,
+        Item::Example(_) => 8,
     }
 }
 
@@ -165,6 +170,7 @@ impl Printer<'_> {
                 self.config(&o.config.entries);
             }
             Item::Feedback(f) => self.out.push_str(&feedback(f)),
+            Item::Example(e) => self.out.push_str(&super::format_example::example(e)),
         }
     }
 

@@ -209,6 +209,10 @@ fn describe(rule: Rule) -> &'static str {
         Rule::optimize_decl | Rule::kw_optimize => "`optimize`",
         Rule::feedback_decl | Rule::kw_feedback => "`feedback`",
         Rule::feedback_ty | Rule::range_ty => "a type",
+        Rule::example_decl | Rule::kw_example => "`example`",
+        Rule::kw_held_out => "`held_out`",
+        Rule::example_input => "`input`",
+        Rule::example_output => "`output`",
         Rule::http_impl | Rule::kw_http => "`http`",
         Rule::command_impl | Rule::kw_command => "`command`",
         Rule::sig_field | Rule::direction | Rule::kw_in | Rule::kw_out => "`in` or `out`",
@@ -310,6 +314,7 @@ impl Builder<'_> {
             Rule::metric_decl => Item::Metric(self.metric(pair)?),
             Rule::optimize_decl => Item::Optimize(self.optimize(pair)?),
             Rule::feedback_decl => Item::Feedback(self.feedback(pair)?),
+            Rule::example_decl => Item::Example(self.example(pair)?),
             other => return Err(Diagnostic::error("syntax", self.span(&pair), format!("internal: unexpected {other:?}"))),
         })
     }
@@ -505,6 +510,29 @@ impl Builder<'_> {
             }
         }
         Ok(FeedbackDecl { name, ty, range, description, span })
+    }
+
+    fn example(&self, pair: Pair<Rule>) -> Result<ExampleDecl> {
+        let span = self.span(&pair);
+        let mut it = pair.into_inner().skip(1);
+        let name = ident(next(&mut it, span)?);
+        let mut decl =
+            ExampleDecl { name, description: None, held_out: None, inputs: Vec::new(), inputs_span: span, outputs: Vec::new(), outputs_span: None, span };
+        for p in it {
+            match p.as_rule() {
+                Rule::string => decl.description = Some(string(p)?),
+                Rule::kw_held_out => decl.held_out = Some(raw_span(&p)),
+                Rule::example_input => {
+                    decl.inputs_span = self.span(&p);
+                    decl.inputs = self.bindings(next(&mut p.into_inner().skip(1), span)?)?;
+                }
+                _ => {
+                    decl.outputs_span = Some(self.span(&p));
+                    decl.outputs = self.bindings(next(&mut p.into_inner().skip(1), span)?)?;
+                }
+            }
+        }
+        Ok(decl)
     }
 
     fn config(&self, pair: Pair<Rule>) -> Result<Config> {

@@ -151,11 +151,14 @@ fn the_textmate_grammar_scopes_every_program_as_the_language_server_does() {
     let extra = dir.join("extra.loop");
     std::fs::write(
         &extra,
-        "program extra \"tabs\\t, quotes \\\" and \\u{1F600}\" // a comment with \"quotes\"\ninput q: text\noutput n: float\noutput ok: bool\n\
+        "program extra \"tabs\\t, quotes \\\" and \\u{1F600}\" // a comment with \"quotes\"\ninput q: text\ninput j: json\noutput n: float\noutput ok: bool\n\
+         model other = openai(\"http://127.0.0.1:9/v1\", \"m\") { api_key_env: \"KEY\" }\n\
+         signature Judge { in q: text in j: json out fine: list<label(yes, \"not really\")> }\n\
+         step judge = chain_of_thought Judge { q: input.q, j: input.j } using other\n\
          tool look(q: text) -> float = http GET \"http://127.0.0.1:9/{q}?x={{literal}}\" { timeout_ms: 1500, retries: 0 }\n\
-         step l = call look { q: input.q }\nreturn { n: l.result, ok: true }\nfeedback rating: int(1..5) \"how good\"\n\
+         step l = call look { q: input.q }\nreturn { n: l.result, ok: true }\nfeedback correction\nfeedback rating: int(1..5) \"how good\"\n\
          metric close = numeric(output.n, example.n, tolerance: -0.5e-3)\n\
-         example e held_out {\n  input { q: \"\"\"\n    two // not a comment\n    lines\n  \"\"\" }\n  output { n: 2.5, ok: false }\n}\n",
+         example e held_out {\n  input { q: \"\"\"\n    two // not a comment\n    lines\n  \"\"\", j: [1, \"two\", true] }\n  output { n: 2.5, ok: false }\n}\n",
     )
     .unwrap();
     files.push(extra);
@@ -227,7 +230,6 @@ fn neovim_receives_the_servers_diagnostics_for_a_program_with_an_error() {
             "local loopc = dofile({snippet})\n\
              loopc.setup({{ cmd = {{ {bin}, 'lsp' }} }})\n\
              vim.api.nvim_create_autocmd('VimEnter', {{ callback = function()\n\
-               vim.cmd('edit ' .. vim.fn.fnameescape({program}))\n\
                local ok = vim.wait(60000, function() return #vim.diagnostic.get(0) > 0 end, 50)\n\
                local rows = {{}}\n\
                for _, d in ipairs(vim.diagnostic.get(0)) do\n\
@@ -240,7 +242,6 @@ fn neovim_receives_the_servers_diagnostics_for_a_program_with_an_error() {
              end }})\n",
             snippet = lua(&root().join("editors/neovim/loopc.lua")),
             bin = lua(Path::new(env!("CARGO_BIN_EXE_loopc"))),
-            program = lua(&program),
             out = lua(&out),
         ),
     )
@@ -248,6 +249,7 @@ fn neovim_receives_the_servers_diagnostics_for_a_program_with_an_error() {
     let mut child = Command::new(nvim)
         .args(["--headless", "-n", "-i", "NONE", "-u"])
         .arg(&init)
+        .arg(&program)
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

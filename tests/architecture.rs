@@ -164,3 +164,24 @@ fn only_the_loop_stages_use_both_the_runtime_and_the_store() {
     }
     assert_eq!(serve_uses, (true, true), "src/serve/ is where the runtime meets the store");
 }
+
+#[test]
+fn nothing_in_the_library_reaches_into_the_language_server() {
+    for (path, text) in library_files() {
+        if !path.components().any(|c| c.as_os_str() == "lsp") {
+            assert!(!text.contains("crate::lsp"), "{} uses the language server; only the CLI may", path.display());
+        }
+    }
+}
+
+#[test]
+fn the_language_server_never_opens_standard_input_or_output_itself() {
+    // The CLI hands it a connection; standard output is the protocol's alone.
+    for (path, text) in library_files() {
+        if path.components().any(|c| c.as_os_str() == "lsp") {
+            for banned in ["Connection::stdio", "std::io::stdin", "std::io::stdout"] {
+                assert!(!text.contains(banned), "{} uses `{banned}`", path.display());
+            }
+        }
+    }
+}

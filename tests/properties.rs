@@ -16,9 +16,11 @@ const PROGRAMS: [&str; 5] = [
 ];
 
 /// Tokens of the language, so mutations produce near-valid programs, not just noise.
-const TOKENS: [&str; 43] = [
+const TOKENS: [&str; 45] = [
     "program",
     "feedback",
+    "example",
+    "held_out",
     "..",
     "int(1..5)",
     "input",

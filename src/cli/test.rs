@@ -71,10 +71,11 @@ pub fn run(args: &TestArgs, color: bool) -> anyhow::Result<Outcome> {
         let paint = |text: &str, code: &str| if color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() };
         for (r, at) in runs.iter().zip(&origins) {
             let at = report::printable(at);
+            let name = if r.held_out { format!("{} (held out)", r.name) } else { r.name.clone() };
             match &r.outputs {
-                Ok(outputs) if r.passed() => println!("{} {} ({:.2} s)  {}", paint("PASS", "32"), r.name, r.seconds, Value::Object(outputs.clone())),
+                Ok(outputs) if r.passed() => println!("{} {} ({:.2} s)  {}", paint("PASS", "32"), name, r.seconds, Value::Object(outputs.clone())),
                 Ok(_) => {
-                    println!("{} {} ({:.2} s)  {at}", paint("FAIL", "31"), r.name, r.seconds);
+                    println!("{} {} ({:.2} s)  {at}", paint("FAIL", "31"), name, r.seconds);
                     for line in r.diff().unwrap_or_default().lines() {
                         let shown = report::printable(line);
                         let shown = match line.chars().next() {
@@ -85,7 +86,7 @@ pub fn run(args: &TestArgs, color: bool) -> anyhow::Result<Outcome> {
                         println!("    {shown}");
                     }
                 }
-                Err(e) => println!("{} {} ({:.2} s)  {at}\n    the run failed: {}", paint("FAIL", "31"), r.name, r.seconds, report::printable(e)),
+                Err(e) => println!("{} {} ({:.2} s)  {at}\n    the run failed: {}", paint("FAIL", "31"), name, r.seconds, report::printable(e)),
             }
         }
         println!("{} examples: {} passed, {failed} failed", runs.len(), runs.len() - failed);

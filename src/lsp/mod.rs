@@ -22,6 +22,9 @@ mod server;
 mod symbols;
 mod tokens;
 
+#[cfg(test)]
+mod tests;
+
 pub use self::analysis::Analysis;
 pub use self::runner::RUN_EXAMPLE;
 pub use self::server::{serve, ServerError};

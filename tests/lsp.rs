@@ -197,6 +197,12 @@ fn an_editor_session_over_json_rpc_gets_every_answer_it_asks_for() {
     assert_eq!(def["uri"], uri.as_str());
     assert_eq!(def["range"]["start"], pos(&text, "classify = predict", 0, 0));
 
+    // The other places the name under the cursor is written.
+    let marks = c.request("textDocument/documentHighlight", json!({ "textDocument": { "uri": uri }, "position": pos(&text, "classify.mood", 0, 2) }));
+    let marks = marks.as_array().unwrap();
+    assert_eq!(marks.len(), 2, "{marks:?}");
+    assert_eq!(marks[0]["kind"], 3, "the declaration is where the name is written");
+
     // Completion: the members of `input.`, and the labels of an example's output.
     let items = c.request("textDocument/completion", json!({ "textDocument": { "uri": uri }, "position": pos(&text, "input.ticket", 0, 6) }));
     let labels: Vec<&str> = items.as_array().unwrap().iter().filter_map(|i| i["label"].as_str()).collect();

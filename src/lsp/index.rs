@@ -121,6 +121,9 @@ pub struct Index {
     pub references: Vec<Reference>,
     /// The first symbol of each kind and name (fields and parameters keyed by parent too).
     by_name: HashMap<(SymbolKind, Option<SymbolId>, String), SymbolId>,
+    /// The fields of each signature and the parameters of each tool, so listing them costs
+    /// their number, not the file's (a reference to a step's field lists its signature's).
+    children: HashMap<SymbolId, Vec<SymbolId>>,
 }
 
 impl Index {
@@ -215,6 +218,9 @@ impl Index {
     fn declare(&mut self, symbol: Symbol) -> SymbolId {
         let id = self.symbols.len();
         self.by_name.entry((symbol.kind, symbol.parent, symbol.name.clone())).or_insert(id);
+        if let Some(parent) = symbol.parent {
+            self.children.entry(parent).or_default().push(id);
+        }
         self.symbols.push(symbol);
         id
     }

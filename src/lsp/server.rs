@@ -8,16 +8,16 @@ use std::collections::HashMap;
 use lsp_server::{Connection, ErrorCode, ExtractError, Message, Notification, Request, RequestId, Response};
 use lsp_types::notification::{DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification as _, PublishDiagnostics};
 use lsp_types::request::{
-    CodeActionRequest, CodeLensRequest, Completion, DocumentSymbolRequest, ExecuteCommand, Formatting, GotoDefinition, HoverRequest, PrepareRenameRequest,
-    References, Rename, Request as _, SemanticTokensFullRequest,
+    CodeActionRequest, CodeLensRequest, Completion, DocumentHighlightRequest, DocumentSymbolRequest, ExecuteCommand, Formatting, GotoDefinition, HoverRequest,
+    PrepareRenameRequest, References, Rename, Request as _, SemanticTokensFullRequest,
 };
 use lsp_types::{
     CodeAction, CodeActionKind, CodeActionOrCommand, CodeActionProviderCapability, CodeLensOptions, CompletionItem, CompletionItemKind, CompletionOptions,
-    CompletionResponse, DiagnosticRelatedInformation, DiagnosticSeverity, DocumentSymbolResponse, Documentation, ExecuteCommandOptions, GotoDefinitionResponse,
-    Hover, HoverContents, HoverProviderCapability, InitializeParams, Location, MarkupContent, MarkupKind, NumberOrString, OneOf, Position,
-    PrepareRenameResponse, PublishDiagnosticsParams, RenameOptions, SemanticTokens, SemanticTokensFullOptions, SemanticTokensOptions, SemanticTokensResult,
-    SemanticTokensServerCapabilities, ServerCapabilities, ServerInfo, TextDocumentContentChangeEvent, TextDocumentSyncCapability, TextDocumentSyncKind,
-    TextEdit, Url, WorkspaceEdit,
+    CompletionResponse, DiagnosticRelatedInformation, DiagnosticSeverity, DocumentHighlight, DocumentHighlightKind, DocumentSymbolResponse, Documentation,
+    ExecuteCommandOptions, GotoDefinitionResponse, Hover, HoverContents, HoverProviderCapability, InitializeParams, Location, MarkupContent, MarkupKind,
+    NumberOrString, OneOf, Position, PrepareRenameResponse, PublishDiagnosticsParams, RenameOptions, SemanticTokens, SemanticTokensFullOptions,
+    SemanticTokensOptions, SemanticTokensResult, SemanticTokensServerCapabilities, ServerCapabilities, ServerInfo, TextDocumentContentChangeEvent,
+    TextDocumentSyncCapability, TextDocumentSyncKind, TextEdit, Url, WorkspaceEdit,
 };
 use serde_json::Value;
 
@@ -92,6 +92,7 @@ fn capabilities(encoding: Encoding) -> ServerCapabilities {
         hover_provider: Some(HoverProviderCapability::Simple(true)),
         definition_provider: Some(OneOf::Left(true)),
         references_provider: Some(OneOf::Left(true)),
+        document_highlight_provider: Some(OneOf::Left(true)),
         rename_provider: Some(OneOf::Right(RenameOptions { prepare_provider: Some(true), work_done_progress_options: Default::default() })),
         completion_provider: Some(CompletionOptions { trigger_characters: Some(vec![".".into(), ":".into()]), ..Default::default() }),
         document_formatting_provider: Some(OneOf::Left(true)),
@@ -196,6 +197,7 @@ impl Server {
             HoverRequest::METHOD => self.handle::<HoverRequest>(req, Server::hover),
             GotoDefinition::METHOD => self.handle::<GotoDefinition>(req, Server::definition),
             References::METHOD => self.handle::<References>(req, Server::references),
+            DocumentHighlightRequest::METHOD => self.handle::<DocumentHighlightRequest>(req, Server::highlights),
             PrepareRenameRequest::METHOD => self.handle::<PrepareRenameRequest>(req, Server::prepare_rename),
             Rename::METHOD => self.handle::<Rename>(req, Server::rename),
             Completion::METHOD => self.handle::<Completion>(req, Server::completion),
@@ -263,6 +265,22 @@ impl Server {
         let (doc, positions, offset) = self.at(&tdp.text_document.uri, tdp.position)?;
         let spans = navigate::references(&doc.analysis, offset, p.context.include_declaration);
         Ok(Some(spans.into_iter().map(|s| Location { uri: doc.uri.clone(), range: positions.range(s) }).collect()))
+    }
+
+    /// The other places the name under the cursor is written, its declaration marked as written.
+    fn highlights(&self, p: lsp_types::DocumentHighlightParams) -> Handled<Option<Vec<DocumentHighlight>>> {
+        let tdp = p.text_document_position_params;
+        let (doc, positions, offset) = self.at(&tdp.text_document.uri, tdp.position)?;
+        let spans = navigate::references(&doc.analysis, offset, true);
+        let highlights = spans
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| DocumentHighlight {
+                range: positions.range(s),
+                kind: Some(if i == 0 { DocumentHighlightKind::WRITE } else { DocumentHighlightKind::READ }),
+            })
+            .collect();
+        Ok(Some(highlights))
     }
 
     fn prepare_rename(&self, p: lsp_types::TextDocumentPositionParams) -> Handled<Option<PrepareRenameResponse>> {

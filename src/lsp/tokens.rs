@@ -31,7 +31,7 @@ const TYPES: [SemanticTokenType; 14] = [
     SemanticTokenType::VARIABLE,
 ];
 
-/// What a token is, as an index into [`TYPES`].
+/// What a token is; as a number, its index in the legend the server announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Class {

@@ -90,17 +90,25 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         "name": name, "dir": dir, "size_mb": dir_mb(&dir), "sha256": hash,
         "layers": kv.layers, "kv_heads": kv.heads, "head_dim": kv.head_dim, "vocab": vocab,
         "hidden_size": config.get("hidden_size"), "attention_heads": config.get("num_attention_heads"),
-        "chat_format": format!("{:?}", model.chat_format()), "inputs": inputs, "cache": cache.root(),
+        "chat_template": model.chat_template().family().name(), "inputs": inputs, "cache": cache.root(),
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!("{name}\n  directory   {}\n  size        {:.0} MB\n  sha256      {hash}", dir.display(), dir_mb(&dir));
         println!("  shape       {} layers, {} KV heads x {} dims, vocab {vocab}", kv.layers, kv.heads, kv.head_dim);
-        println!("  chat        {:?}", model.chat_format());
+        println!("  chat        {}", describe_chat(model.chat_template()));
         println!("  inputs      {}", summarize_inputs(&inputs));
     }
     Ok(Outcome::Success)
+}
+
+fn describe_chat(chat: &loopc::model::chat::ChatTemplate) -> String {
+    if chat.is_plain() {
+        "no chat template: a plain System:/User:/Assistant: transcript".to_string()
+    } else {
+        format!("the model's Jinja template ({})", chat.family().name())
+    }
 }
 
 fn summarize_inputs(inputs: &[String]) -> String {

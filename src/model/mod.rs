@@ -16,6 +16,7 @@ pub mod provision;
 pub mod quant;
 pub mod sampling;
 mod session;
+pub mod source;
 #[doc(hidden)]
 pub mod testing;
 pub mod text;

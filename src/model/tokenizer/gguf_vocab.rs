@@ -95,6 +95,16 @@ pub const END_OF_GENERATION_TEXTS: &[&str] = &[
     "<|end_of_text|>",
     "<end_of_utterance>",
     "<｜end▁of▁sentence｜>",
+    "</s>",
+    "<eos>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "[EOT]",
+    "[EOS]",
+    "<turn|>",
+    "<|tool_response>",
 ];
 
 /// Fill-in-the-middle padding tokens, which llama.cpp also ends generation at.
@@ -123,14 +133,12 @@ pub fn from_gguf(gguf: &Gguf) -> Result<GgufVocab, ModelError> {
             return Err(unsupported(format!("the vocabulary lists `{t}` twice (ids {first} and {i})")));
         }
     }
-    // llama.cpp makes end-of-turn tokens stored as normal ones control tokens (old converters
-    // typed `<|im_end|>` and friends as normal), so they are special here too.
+    // llama.cpp makes end-of-turn tokens control tokens whatever their stored type (old
+    // converters typed `<|im_end|>` and friends as normal; Gemma types `</s>` user-defined),
+    // so they are special here too: never matched in data.
     for text in END_OF_GENERATION_TEXTS.iter().chain(FIM_END_TEXTS) {
         if let Some(&id) = ids.get(text) {
-            let ty = &mut types[id as usize];
-            if !matches!(ty, TokenType::Control | TokenType::UserDefined) {
-                *ty = TokenType::Control;
-            }
+            types[id as usize] = TokenType::Control;
         }
     }
     let id_of = |key: &str| gguf.meta(key).and_then(MetaValue::as_u64).filter(|&i| (i as usize) < tokens.len()).map(|i| i as u32);

@@ -277,3 +277,6 @@ fn unprefixed_json(bytes: &[u8]) -> Option<serde_json::Value> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -112,9 +112,25 @@ def record_model(path, with_logits=True, prompts=PROMPTS, greedy=GREEDY, chat_pr
     return out
 
 
-def record_templates():
+def gguf_templates(tiny):
+    """The chat templates the tiny GGUFs carry (real ones: Qwen3's), by file name."""
+    from gguf import GGUFReader
+    found = {}
+    for f in sorted(os.listdir(tiny)):
+        if f.endswith(".gguf"):
+            field = GGUFReader(os.path.join(tiny, f)).fields.get("tokenizer.chat_template")
+            if field is not None and field.contents() not in found.values():
+                found[f.replace(".gguf", "")] = field.contents()
+    return found
+
+
+SMOLLM2 = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+
+
+def record_templates(tiny):
     out = []
-    for name, template in TEMPLATES.items():
+    templates = dict(TEMPLATES, smollm2=SMOLLM2, **gguf_templates(tiny))
+    for name, template in templates.items():
         bos = {"llama3": "<|begin_of_text|>", "gemma3": "<bos>", "mistral": "<s>"}.get(name, "")
         eos = {"llama3": "<|eot_id|>", "gemma3": "<eos>", "phi3": "<|endoftext|>", "mistral": "</s>"}.get(name, "")
         fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
@@ -137,7 +153,7 @@ def main():
             with open(os.path.join(out_dir, f.replace(".gguf", ".oracle.json")), "w") as fh:
                 json.dump(rec, fh, ensure_ascii=False, indent=1)
             print(f, "recorded")
-    templates = record_templates()
+    templates = record_templates(tiny)
     with open(os.path.join(out_dir, "chat-templates.oracle.json"), "w") as fh:
         json.dump(templates, fh, ensure_ascii=False, indent=1)
     if len(sys.argv) > 3:

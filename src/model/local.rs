@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::chat::{ChatTemplate, Message};
 use super::error::{io, ModelError};
-use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
+use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE};
+use super::prompting::ModelText;
 use super::sampling::Sampling;
 use super::session::{self, Decoder};
 use super::text::PromptText;
@@ -245,33 +246,17 @@ impl<T> std::future::Future for Pending<T> {
     }
 }
 
-/// The BOS token prompts start with: the model's, when its tokenizer config says to add it.
-fn prompt_bos(tok_config: &serde_json::Value, tokenizer: &Tokenizer) -> Option<u32> {
-    if tok_config.get("add_bos_token").and_then(|v| v.as_bool()) != Some(true) {
-        return None;
-    }
-    let bos = match tok_config.get("bos_token")? {
-        serde_json::Value::String(s) => s.as_str(),
-        v => v.get("content")?.as_str()?,
-    };
-    tokenizer.token_id(bos)
-}
-
 /// The tokens generation stops at: `eos_token_id` (one or a list), the tokenizer config's
 /// `eos_token`, and the end-of-turn tokens llama.cpp recognises by their text.
-fn end_tokens(config: &serde_json::Value, tok_config: &serde_json::Value, tokenizer: &Tokenizer) -> Vec<u32> {
+fn end_tokens(config: &serde_json::Value, text: &ModelText) -> Vec<u32> {
+    let tokenizer = &text.tokenizer;
     let mut end = Vec::new();
     match config.get("eos_token_id") {
         Some(serde_json::Value::Array(ids)) => end.extend(ids.iter().filter_map(|v| v.as_u64()).map(|v| v as u32)),
         Some(v) => end.extend(v.as_u64().map(|v| v as u32)),
         None => {}
     }
-    let eos = match tok_config.get("eos_token") {
-        Some(serde_json::Value::String(s)) => Some(s.as_str()),
-        Some(v) => v.get("content").and_then(|c| c.as_str()),
-        None => None,
-    };
-    end.extend(eos.into_iter().chain(super::tokenizer::END_OF_TURN_TEXTS.iter().copied()).filter_map(|t| tokenizer.token_id(t)));
+    end.extend(text.config_token("eos_token").into_iter().chain(super::tokenizer::END_OF_TURN_TEXTS.iter().copied()).filter_map(|t| tokenizer.token_id(t)));
     end.sort_unstable();
     end.dedup();
     end
@@ -312,20 +297,18 @@ impl LocalModel {
             }
         };
         let config = json(CONFIG_FILE, &read(CONFIG_FILE)?)?;
-        let tok_config = json(TOKENIZER_CONFIG_FILE, &read(TOKENIZER_CONFIG_FILE)?)?;
-        let mut tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
+        let text = ModelText::load(dir, name)?;
         let decoder = Decoder::open(env, &dir.join(MODEL_FILE), options.threads, name)?;
         if let Some(layers) = config.get("num_hidden_layers").and_then(|v| v.as_u64()) {
             if layers as usize != decoder.kv.layers {
                 return Err(bad(format!("config.json says {layers} layers but the model has {} past_key_values inputs", decoder.kv.layers)));
             }
         }
-        if tokenizer.vocab_size() > decoder.vocab {
-            return Err(bad(format!("the tokenizer has {} tokens but the model's logits cover {}", tokenizer.vocab_size(), decoder.vocab)));
+        if text.tokenizer.vocab_size() > decoder.vocab {
+            return Err(bad(format!("the tokenizer has {} tokens but the model's logits cover {}", text.tokenizer.vocab_size(), decoder.vocab)));
         }
-        let chat = ChatTemplate::from_tokenizer_config(&tok_config).map_err(|e| bad(e.to_string()))?;
-        tokenizer.set_bos(prompt_bos(&tok_config, &tokenizer));
-        let end_tokens = end_tokens(&config, &tok_config, &tokenizer);
+        let end_tokens = end_tokens(&config, &text);
+        let ModelText { tokenizer, chat, .. } = text;
         let pad_token = config.get("pad_token_id").and_then(|v| v.as_u64()).map(|v| v as u32).or_else(|| end_tokens.first().copied()).unwrap_or(0);
         let context = ["max_position_embeddings", "n_positions", "max_sequence_length"]
             .iter()

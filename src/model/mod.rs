@@ -12,6 +12,7 @@ pub mod import;
 mod local;
 pub mod onnx;
 pub mod progress;
+pub mod prompting;
 pub mod provision;
 pub mod quant;
 pub mod sampling;

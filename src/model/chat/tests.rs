@@ -92,3 +92,39 @@ fn templates_come_from_tokenizer_config_with_their_special_tokens() {
     assert_eq!(t.family(), ChatFamily::Llama3);
     assert!(t.render(&[msg(Role::User, "x")], false).unwrap().starts_with("<s><|start_header_id|>user"));
 }
+
+/// Every template and conversation in `tests/fixtures/models/chat-templates.oracle.json`, as
+/// Python's Jinja rendered them in llama-cpp-python's (and Hugging Face's) environment.
+#[test]
+fn templates_render_as_pythons_jinja_renders_them() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/chat-templates.oracle.json");
+    let oracle: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let role = |r: &str| match r {
+        "system" => Role::System,
+        "user" => Role::User,
+        _ => Role::Assistant,
+    };
+    let mut checked = 0;
+    for t in oracle.as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let template = ChatTemplate::jinja(t["template"].as_str().unwrap(), t["bos_token"].as_str(), t["eos_token"].as_str()).unwrap();
+        for r in t["renders"].as_array().unwrap() {
+            let messages: Vec<Message> =
+                r["messages"].as_array().unwrap().iter().map(|m| msg(role(m["role"].as_str().unwrap()), m["content"].as_str().unwrap())).collect();
+            let ours = template.render(&messages, true);
+            match r["text"].as_str() {
+                Some(text) => {
+                    assert_eq!(ours.as_deref().ok(), Some(text), "template {name}, messages {}", r["messages"]);
+                    // Rendered as prompt text (contents as data), the pieces concatenate to the same text.
+                    let contents: Vec<PromptText> = messages.iter().map(|m| PromptText::data(m.content.clone())).collect();
+                    let turns: Vec<(Role, &PromptText)> = messages.iter().zip(&contents).map(|(m, c)| (m.role, c)).collect();
+                    let (shared, rest) = template.render_text(&turns, 1).unwrap();
+                    assert_eq!(format!("{shared}{rest}"), text, "template {name} as prompt text, messages {}", r["messages"]);
+                }
+                None => assert!(ours.is_err(), "template {name} should refuse {}", r["messages"]),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "{checked} renders checked");
+}

@@ -85,13 +85,14 @@ pub fn resolve(spec: &str, cache: &Cache, progress: &dyn Progress) -> Result<Opt
             };
             let file = path.join(one);
             let file = std::fs::canonicalize(&file).unwrap_or(file);
-            origin(&file, spec.to_string(), None)
+            origin(&file, file.display().to_string(), None)
         }
         ModelSource::Gguf(path) => {
             if !path.is_file() {
                 return Err(ModelError::UnknownModel { name: spec.to_string(), hint: "no such GGUF file".into() });
             }
-            origin(&path, spec.to_string(), None)
+            let path = std::fs::canonicalize(&path).unwrap_or(path);
+            origin(&path, path.display().to_string(), None)
         }
         ModelSource::Ollama(name) => {
             let m = ollama::find(&name)?;

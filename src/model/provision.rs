@@ -265,12 +265,13 @@ pub fn locate_model(spec: &str, cache: &Cache, progress: &dyn Progress) -> Resul
         return Ok(dir);
     }
     let installed = cache.installed_models();
-    let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+    let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).chain(super::source::known::KNOWN_GGUFS.iter().map(|k| k.name)).collect();
     Err(ModelError::UnknownModel {
         name: spec.to_string(),
         hint: format!(
             "it is neither a directory nor a model in {} (installed: {}; provisioned on demand: {}); \
-             a GGUF file path, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` works too (`loopc model list` shows what is available)",
+             a GGUF file path, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` works too, or `loopc model import FILE.gguf --name {spec}` \
+             (`loopc model list` shows what is available)",
             cache.models_dir().display(),
             if installed.is_empty() { "none".to_string() } else { installed.join(", ") },
             known.join(", ")

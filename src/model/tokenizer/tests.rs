@@ -51,3 +51,40 @@ fn token_ids_equal_llama_cpps_for_every_vocabulary_family() {
     assert!(seen >= 8, "the fixtures hold {seen} GGUFs");
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
 }
+
+fn fixture_tokenizer(name: &str) -> Tokenizer {
+    let vocab = from_gguf(&Gguf::open(&fixtures().join(name)).unwrap()).unwrap();
+    let mut tok = Tokenizer::from_bytes(vocab.json.to_string().as_bytes()).unwrap();
+    tok.set_bos(vocab.facts.bos.filter(|_| vocab.facts.add_bos));
+    tok
+}
+
+#[test]
+fn a_prompt_in_pieces_gets_the_space_prefix_only_where_llama_cpp_puts_it() {
+    // Mistral's vocabulary prefixes each fragment after a special token with a space; pieces
+    // that continue text must not get one.
+    let tok = fixture_tokenizer("tiny-mistral.gguf");
+    let whole = tok.encode("[INST] Review: great film [/INST]").unwrap();
+    let mut pieces = crate::model::PromptText::markup("[INST] Review:");
+    pieces.push_data(" great film").push_markup(" [/INST]");
+    let (ids, _) = tok.encode_prompt(&crate::model::PromptText::new(), &pieces).unwrap();
+    assert_eq!(ids[0], tok.token_id("<s>").unwrap(), "the model adds its BOS token");
+    assert_eq!(ids[1..], whole[..]);
+    // Split into a shared part and the rest, the same tokens.
+    let (shared, rest) = (crate::model::PromptText::markup("[INST] Review:"), crate::model::PromptText::data(" great film [/INST]"));
+    let (split_ids, n_shared) = tok.encode_prompt(&shared, &rest).unwrap();
+    assert_eq!(split_ids[1..n_shared], tok.encode("[INST] Review:").unwrap()[..]);
+    assert_eq!(tok.encode_data("great").unwrap(), tok.encode_data("great").unwrap());
+    assert_ne!(tok.encode_data("great").unwrap(), tok.encode("great").unwrap(), "data continuing text has no space prefix");
+}
+
+#[test]
+fn a_vocabulary_of_an_unknown_kind_or_pre_tokenizer_is_refused_naming_it() {
+    let mut g = Gguf::open(&fixtures().join("tiny-qwen3.gguf")).unwrap();
+    g.metadata.insert("tokenizer.ggml.pre".into(), crate::model::gguf::MetaValue::Str("mystery".into()));
+    let err = from_gguf(&g).err().unwrap().to_string();
+    assert!(err.contains("the pre-tokenizer `mystery` is not supported") && err.contains("qwen2"), "{err}");
+    g.metadata.insert("tokenizer.ggml.model".into(), crate::model::gguf::MetaValue::Str("t5".into()));
+    let err = from_gguf(&g).err().unwrap().to_string();
+    assert!(err.contains("tokenizer type `t5` is not supported"), "{err}");
+}

@@ -74,17 +74,22 @@ def tokenize(llm, text, special):
 
 
 def greedy_run(llm, ids, n):
+    """Last-position logits, the greedy tokens, and at each step the margin between the best
+    and second-best logit (where a near-tie lets another implementation pick differently)."""
     llm.reset()
     llm.eval(ids)
     logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-    out = []
+    out, margins = [], []
     for _ in range(n):
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        top2 = np.sort(row)[-2:]
+        tok = int(np.argmax(row))
         out.append(tok)
+        margins.append(round(float(top2[1] - top2[0]), 5))
         if llm.token_eos() == tok:
             break
         llm.eval([tok])
-    return logits, out
+    return logits, out, margins
 
 
 def record_model(path, with_logits=True, prompts=PROMPTS, greedy=GREEDY, chat_prompts=None):
@@ -100,10 +105,10 @@ def record_model(path, with_logits=True, prompts=PROMPTS, greedy=GREEDY, chat_pr
         runs = []
         for p in prompts:
             ids = llm.tokenize(p.encode("utf-8"), add_bos=True, special=True)
-            logits, greedy_ids = greedy_run(llm, ids, greedy)
+            logits, greedy_ids, margins = greedy_run(llm, ids, greedy)
             order = np.argsort(-logits)[:10]
             runs.append({
-                "prompt": p, "input_ids": ids, "greedy_ids": greedy_ids,
+                "prompt": p, "input_ids": ids, "greedy_ids": greedy_ids, "greedy_margins": margins,
                 "greedy_text": llm.detokenize(greedy_ids).decode("utf-8", errors="replace"),
                 "last_top10_ids": [int(i) for i in order], "last_top10_logits": [round(float(logits[i]), 5) for i in order],
                 "last_logits": [round(float(x), 4) for x in logits] if len(logits) <= 4096 else None,

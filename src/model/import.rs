@@ -56,6 +56,14 @@ pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
     let n_embd = get("llama.embedding_length")?;
     let n_head = get("llama.attention.head_count")?;
     let head_dim = get_or("llama.attention.key_length", n_embd / n_head.max(1))?;
+    // Llama 3.x scales rope frequencies by a `rope_freqs` tensor, other models by a scaling
+    // type; the graph applies neither yet, and running without them gives wrong logits.
+    if g.tensor("rope_freqs.weight").is_some() {
+        return Err(bad("Llama 3.x rope scaling (the `rope_freqs` tensor) is not supported yet".into()));
+    }
+    if let Some(kind) = g.meta("llama.rope.scaling.type").and_then(MetaValue::as_str).filter(|k| *k != "none") {
+        return Err(bad(format!("rope scaling `{kind}` is not supported yet")));
+    }
     if let Some(rope_dim) = g.meta("llama.rope.dimension_count").and_then(MetaValue::as_u64) {
         if rope_dim != head_dim as u64 {
             return Err(bad(format!("partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported")));

@@ -165,13 +165,13 @@ impl ChatTemplate {
     /// Renders `messages` exactly as the template does, opening the assistant's turn when
     /// `add_generation_prompt`. No default system prompt is added beyond what the template adds.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, ModelError> {
-        let turns: Vec<(Role, PromptText)> = messages.iter().map(|m| (m.role, PromptText::markup(m.content.clone()))).collect();
         match &self.jinja {
             Some(j) => {
                 let values: Vec<(Role, String)> = messages.iter().map(|m| (m.role, m.content.clone())).collect();
                 j.render(&values, add_generation_prompt)
             }
             None => {
+                let turns: Vec<(Role, PromptText)> = messages.iter().map(|m| (m.role, PromptText::markup(m.content.clone()))).collect();
                 let refs: Vec<(Role, &PromptText)> = turns.iter().map(|(r, t)| (*r, t)).collect();
                 Ok(plain(&refs, add_generation_prompt).to_plain())
             }

@@ -32,8 +32,8 @@ enum Part {
     Content { turn: usize, trim_left: bool, trim_right: bool },
 }
 
-/// A turn's content as the template sees it. `merged_system` puts the system turn's text
-/// before the first user turn's, for templates that refuse system turns.
+/// Each turn's content as the template sees it, in the two renderings: sentinels in probes,
+/// the later turns' (from `shared` on) differing between the two.
 fn contents(turns: &[(Role, &PromptText)], shared: usize) -> Vec<(Role, [String; 2])> {
     turns
         .iter()

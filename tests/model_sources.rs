@@ -121,6 +121,9 @@ fn ollama_and_hub_models_are_listed_then_imported_once_on_first_use() {
     let origins: Vec<&str> = installed.iter().map(|m| m["origin"].as_str().unwrap()).collect();
     assert!(origins.contains(&"ollama:tiny:latest") && origins.contains(&"hf:org/tiny-GGUF:tiny-q8_0.gguf"), "{origins:?}");
     assert!(find(&after, "ollama:tiny:latest").is_none(), "an imported model is listed once, as installed");
+    let imported = installed.iter().find(|m| m["origin"] == "ollama:tiny:latest").unwrap();
+    let info = p.json(&["model", "info", imported["name"].as_str().unwrap(), "--json"]);
+    assert_eq!((info["origin"].as_str(), info["architecture"].as_str()), (Some("ollama:tiny:latest"), Some("llama")));
 }
 
 #[test]

@@ -107,7 +107,9 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         "name": name, "dir": dir, "size_mb": dir_mb(&dir), "sha256": hash,
         "layers": kv.layers, "kv_heads": kv.heads, "head_dim": kv.head_dim, "vocab": vocab,
         "hidden_size": config.get("hidden_size"), "attention_heads": config.get("num_attention_heads"),
-        "chat_template": model.chat_template().family().name(), "inputs": inputs, "cache": cache.root(),
+        "chat_template": model.chat_template().family().name(),
+        "architecture": config.pointer("/loopc/architecture").or_else(|| config.get("model_type")),
+        "quantization": config.pointer("/loopc/quantization"), "origin": source::origin_of(&dir), "inputs": inputs, "cache": cache.root(),
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -115,6 +117,9 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         println!("{name}\n  directory   {}\n  size        {:.0} MB\n  sha256      {hash}", dir.display(), dir_mb(&dir));
         println!("  shape       {} layers, {} KV heads x {} dims, vocab {vocab}", kv.layers, kv.heads, kv.head_dim);
         println!("  chat        {}", describe_chat(model.chat_template()));
+        if let Some(origin) = source::origin_of(&dir) {
+            println!("  origin      {origin}");
+        }
         println!("  inputs      {}", summarize_inputs(&inputs));
     }
     Ok(Outcome::Success)

@@ -18,7 +18,7 @@ use super::import::{CONFIG_FILE, MODEL_FILE};
 use super::progress::Progress;
 use super::provision::{Cache, KNOWN_MODELS};
 
-pub use self::imported::{hash_file, SOURCE_FILE};
+pub use self::imported::{hash_file, origin_of, SOURCE_FILE};
 
 /// What a model spec names.
 #[derive(Clone, Debug, PartialEq, Eq)]

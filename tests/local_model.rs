@@ -79,7 +79,8 @@ fn greedy_generation_matches_the_reference() {
 #[test]
 fn the_capital_of_france_is_paris() {
     let m = model();
-    let prompt = m.chat_prompt(&[loopc::model::chat::Message { role: loopc::model::chat::Role::User, content: "What is the capital of France?".into() }]);
+    let prompt =
+        m.chat_prompt(&[loopc::model::chat::Message { role: loopc::model::chat::Role::User, content: "What is the capital of France?".into() }]).unwrap();
     let g = m.generate(&[greedy(Prompt::plain(prompt), 32)], PrefixCaching::Off).unwrap();
     assert!(g[0].text.contains("Paris"), "{:?}", g[0].text);
 }

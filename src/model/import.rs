@@ -10,13 +10,15 @@ use super::error::{io, ModelError};
 use super::gguf::{Gguf, MetaValue};
 use super::onnx::graph::GraphBuilder;
 use super::onnx::llama::{self, LlamaShape, Matrix, WeightSource};
-use super::tokenizer::tokenizer_json;
+use super::tokenizer;
 
 /// The file names of a model directory.
 pub const MODEL_FILE: &str = "model.onnx";
 /// The version of loopc's ONNX export, recorded in `config.json` as `loopc_export`; known
 /// models converted by an older loopc are converted again (2 added the `tree_mask` input).
 pub const EXPORT_VERSION: u64 = 2;
+/// The GGUF architectures (`general.architecture`) the importer converts.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
 /// External weights of [`MODEL_FILE`].
 pub const DATA_FILE: &str = "model.onnx.data";
 /// The tokenizer.
@@ -45,7 +47,7 @@ pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
     let bad = |reason: String| ModelError::BadModel { model: "gguf import".into(), reason };
     let arch = g.meta_str("general.architecture")?;
     if arch != "llama" {
-        return Err(bad(format!("architecture `{arch}` is not supported (llama-family models are)")));
+        return Err(bad(format!("architecture `{arch}` is not supported yet; loopc imports {}", SUPPORTED_ARCHITECTURES.join(", "))));
     }
     // Sizes are read as u32: no real model comes near, and products of two stay within u64.
     let size = |key: &str, v: u64| u32::try_from(v).map(|v| v as usize).map_err(|_| bad(format!("metadata `{key}` is {v}, too large")));
@@ -54,6 +56,14 @@ pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
     let n_embd = get("llama.embedding_length")?;
     let n_head = get("llama.attention.head_count")?;
     let head_dim = get_or("llama.attention.key_length", n_embd / n_head.max(1))?;
+    // Llama 3.x scales rope frequencies by a `rope_freqs` tensor, other models by a scaling
+    // type; the graph applies neither yet, and running without them gives wrong logits.
+    if g.tensor("rope_freqs.weight").is_some() {
+        return Err(bad("Llama 3.x rope scaling (the `rope_freqs` tensor) is not supported yet".into()));
+    }
+    if let Some(kind) = g.meta("llama.rope.scaling.type").and_then(MetaValue::as_str).filter(|k| *k != "none") {
+        return Err(bad(format!("rope scaling `{kind}` is not supported yet")));
+    }
     if let Some(rope_dim) = g.meta("llama.rope.dimension_count").and_then(MetaValue::as_u64) {
         if rope_dim != head_dim as u64 {
             return Err(bad(format!("partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported")));
@@ -156,7 +166,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, us
     let source_sha256 = crate::fs::sha256_hex(&bytes);
     let gguf = Gguf::parse(gguf_path, bytes)?;
     let shape = llama_shape(&gguf)?;
-    let tokenizer = tokenizer_json(&gguf)?;
+    let vocab = tokenizer::from_gguf(&gguf)?;
 
     let parent = out_dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io("create", parent))?;
@@ -167,7 +177,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, us
     llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, &mut g)?;
     let model = g.finish("llama")?;
     write(&dir.join(MODEL_FILE), &model)?;
-    write(&dir.join(TOKENIZER_FILE), tokenizer.to_string().as_bytes())?;
+    write(&dir.join(TOKENIZER_FILE), vocab.json.to_string().as_bytes())?;
 
     let tokens = gguf.meta_strings("tokenizer.ggml.tokens")?;
     let id = |key: &str| gguf.meta(key).and_then(MetaValue::as_u64);
@@ -187,18 +197,19 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, us
         "rms_norm_eps": shape.rms_eps,
         "max_position_embeddings": id("llama.context_length"),
         "bos_token_id": id("tokenizer.ggml.bos_token_id"),
-        "eos_token_id": id("tokenizer.ggml.eos_token_id"),
+        "eos_token_id": vocab.facts.end_of_generation,
         "pad_token_id": id("tokenizer.ggml.padding_token_id"),
         "tie_word_embeddings": gguf.tensor("output.weight").is_none(),
         "loopc": {"source": gguf_path.file_name().and_then(|n| n.to_str()), "source_sha256": source_sha256,
-                  "importer": env!("CARGO_PKG_VERSION")},
+                  "importer": env!("CARGO_PKG_VERSION"), "architecture": gguf.meta_str("general.architecture")?,
+                  "quantization": super::gguf::quantization_name(&gguf.metadata, &gguf.tensors)},
     });
     write(&dir.join(CONFIG_FILE), serde_json::to_string_pretty(&config).unwrap_or_default().as_bytes())?;
     let tok_config = json!({
         "bos_token": token("tokenizer.ggml.bos_token_id"),
         "eos_token": token("tokenizer.ggml.eos_token_id"),
         "pad_token": token("tokenizer.ggml.padding_token_id"),
-        "add_bos_token": gguf.meta("tokenizer.ggml.add_bos_token").map(|v| *v == MetaValue::Bool(true)).unwrap_or(false),
+        "add_bos_token": vocab.facts.add_bos,
         "chat_template": gguf.meta("tokenizer.chat_template").and_then(MetaValue::as_str),
         "model_max_length": id("llama.context_length"),
     });

@@ -99,11 +99,17 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
         json!({"model_type": "llama", "num_hidden_layers": shape.n_layer, "vocab_size": shape.vocab,
                               "eos_token_id": 2, "bos_token_id": 1, "pad_token_id": 0, "max_position_embeddings": TINY_CONTEXT}),
     )?;
-    write(
-        TOKENIZER_CONFIG_FILE,
-        json!({"eos_token": "<|im_end|>", "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"}),
-    )?;
+    write(TOKENIZER_CONFIG_FILE, json!({"eos_token": "<|im_end|>", "chat_template": CHATML_TEMPLATE}))?;
     Ok(())
+}
+
+/// A plain ChatML template (what the tiny model and tests of rendering use).
+pub const CHATML_TEMPLATE: &str =
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// A [`ChatTemplate`](super::chat::ChatTemplate) of [`CHATML_TEMPLATE`].
+pub fn chatml() -> super::chat::ChatTemplate {
+    super::chat::ChatTemplate::jinja(CHATML_TEMPLATE, None, Some("<|im_end|>")).expect("the ChatML template compiles")
 }
 
 /// Writes the tiny model as a GGUF file (norms in F32, the embedding in F16, the other
@@ -157,7 +163,7 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> Result<(), ModelError> {
         ("tokenizer.ggml.bos_token_id", Meta::U32(1)),
         ("tokenizer.ggml.eos_token_id", Meta::U32(2)),
         ("tokenizer.ggml.padding_token_id", Meta::U32(0)),
-        ("tokenizer.chat_template", Meta::Str("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}".into())),
+        ("tokenizer.chat_template", Meta::Str(CHATML_TEMPLATE.into())),
     ];
     out.extend_from_slice(&(kv.len() as u64).to_le_bytes());
     let put_str = |out: &mut Vec<u8>, s: &str| {

@@ -15,7 +15,7 @@ use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 use loopc::compile::{Dataset, Example};
 use loopc::graph::{OptimizerSettings, Type};
-use loopc::learn::{self, Current, ExportOptions, Round};
+use loopc::learn::{self, Current, Round, RoundSettings};
 use loopc::runtime::{CacheSetting, EngineOptions, Program, ProgramOptions};
 use loopc::store::{FeedbackPayload, FeedbackSource, NewFeedback, NewRun, Store};
 use loopc::Engine;
@@ -34,7 +34,6 @@ struct Item {
     says: String,
 }
 
-/// What serving one item gave.
 /// Draws a round's items: the next ones in the stream, or after the drift point, mostly of
 /// the labels in the second half of the label list (the label mix changes).
 fn draw(stream: &mut Vec<Example>, k: usize, drifted: bool, field: &str, labels: &[String], rng: &mut ChaCha8Rng) -> Vec<Example> {
@@ -83,9 +82,6 @@ async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, a
 
 /// Runs `loopc bench loop`.
 pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
-    for (name, p) in [("--noise", args.noise), ("--poison", args.poison)] {
-        anyhow::ensure!(p.is_finite() && (0.0..=1.0).contains(&p), "{name} must be between 0 and 1");
-    }
     anyhow::ensure!(args.rounds > 0 && args.per_round > 0 && args.users > 0, "--rounds, --per-round and --users must be at least 1");
     let loaded = source::load(&args.program, color)?;
     let dag = loaded.dag.clone();
@@ -162,23 +158,13 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
         if !args.json {
             eprintln!("round {r}: served {n} items (loop {loop_acc:.3}); learning …");
         }
-        let quiet = |_: loopc::compile::Event<'_>| {};
+        // The shared round defaults, but for the holdout: the bench's frozen file alone, so
+        // every stored correction may be learned from.
         let round = Round {
-            engine: &engine,
-            store: &store,
-            current: current.clone(),
             holdout: Some(holdout.clone()),
-            export: ExportOptions::default(),
-            optimizer: None,
-            settings: OptimizerSettings { seed: Some(args.seed + r as u64), candidates: args.candidates, ..OptimizerSettings::default() },
-            metric: None,
-            margin: args.margin,
-            concurrency: args.concurrency.max(1),
-            max_rows: args.max_rows,
-            canary: false,
-            judge_min_agreement: 0.7,
-            options: ProgramOptions::default(),
-            progress: &quiet,
+            search: OptimizerSettings { seed: Some(args.seed + r as u64), candidates: args.candidates, ..OptimizerSettings::default() },
+            settings: RoundSettings { margin: args.margin, max_rows: args.max_rows, holdout_share: 0.0, ..RoundSettings::DEFAULT },
+            ..Round::new(&engine, &store, current.clone())
         };
         let outcome = rt.block_on(learn::learn(round));
         let (promoted, holdout_current, holdout_candidate, reason) = match outcome {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loopc::compile::{self, Dataset, Event, Job, Metric, Plan, Rater, TerminalRater};
-use loopc::graph::{Dag, OptimizerKind, OptimizerSettings};
+use loopc::graph::Dag;
 use loopc::runtime::artifact::Artifact;
 use loopc::runtime::source::ProgramFile;
 use serde_json::json;
@@ -88,26 +88,14 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     };
     let rater: Option<Arc<dyn Rater>> =
         args.interactive.then(|| Arc::new(TerminalRater::new(std::io::BufReader::new(std::io::stdin()), std::io::stderr())) as Arc<dyn Rater>);
-    let metric = pick_metric(&dag, args.metric.as_deref(), rater)?;
-    let optimizer = optimizer(args.optimizer.as_deref())?;
-    let overrides = OptimizerSettings {
-        seed: args.seed,
-        candidates: args.candidates,
-        max_demos: args.max_demos,
-        max_calls: args.max_calls,
-        max_tokens: args.max_tokens,
-        max_seconds: args.max_seconds,
-        retrieval: args.retrieval.then_some(true),
-        ..OptimizerSettings::default()
-    };
-    let plan = Plan::new(&dag, optimizer, &overrides, args.concurrency);
+    let metric = pick_metric(&dag, args.search.metric.as_deref(), rater)?;
+    let plan = Plan::new(&dag, args.search.optimizer, &args.search.settings(), args.concurrency);
     let (optimizer, seed) = (plan.optimizer, plan.seed);
     let train_all = load_data(&args.train, &dag, &metric)?;
     let (train, dev) = match &args.dev {
         Some(d) => (train_all, load_data(d, &dag, &metric)?),
         None => {
             anyhow::ensure!(train_all.examples.len() >= 2, "`{}` has one example; a dev split needs at least two (or pass --dev)", args.train.display());
-            anyhow::ensure!(args.dev_fraction > 0.0 && args.dev_fraction < 1.0, "--dev-fraction must be between 0 and 1");
             compile::dataset::split(&train_all, args.dev_fraction, seed)
         }
     };
@@ -133,27 +121,11 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
             _ = interrupt.wait() => Ok(None),
         }
     });
+    // The bar is cleared whether the compile finished, failed or was interrupted.
     if let Some(b) = display.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
         b.finish_and_clear();
     }
-    let Some(mut artifact) = artifact? else { return Ok(None) };
-    // The engine is this compile's own, so its models' counters are this compile's tokens.
-    let (prefilled, generated) = engine.token_totals();
-    artifact.provenance.timing.tokens_prefilled = prefilled;
-    artifact.provenance.timing.tokens_generated = generated;
-    Ok(Some(artifact))
-}
-
-/// The optimizer named by `--optimizer`, if one was given.
-pub fn optimizer(name: Option<&str>) -> anyhow::Result<Option<OptimizerKind>> {
-    name.map(|name| {
-        OptimizerKind::ALL
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(k, _)| *k)
-            .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))
-    })
-    .transpose()
+    artifact
 }
 
 /// Runs `loopc compile`.

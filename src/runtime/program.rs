@@ -29,6 +29,27 @@ pub enum LoadError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Occurs when a program file is no file to read (a directory, a named pipe) or larger
+    /// than a program may be.
+    #[error("`{path}` {reason}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// What it is instead.
+        reason: String,
+    },
+    /// Occurs when a program file is not UTF-8 text.
+    #[error("`{path}` is not UTF-8 text: line {line}, column {col} (byte {byte}) is not a character")]
+    NotUtf8 {
+        /// The file.
+        path: String,
+        /// The line of the first byte that is not part of a character.
+        line: usize,
+        /// Its column, in characters.
+        col: usize,
+        /// Its offset in the file.
+        byte: usize,
+    },
     /// Occurs when the program has errors; each is `file:line:col: message`.
     #[error("`{path}` is not a valid program:\n  {}", .errors.join("\n  "))]
     Invalid {

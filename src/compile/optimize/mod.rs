@@ -338,8 +338,11 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
     };
     let first_template = plan.templates.first().copied().unwrap_or(Template::Chat);
     // A classification program (one step answering one label) also gets scoring modes,
-    // retrieved demos and the honest final choice. An LM judge cannot rescore answers offline.
-    let label_step = choose::LabelStep::of(&dag).filter(|_| !job.metric.needs_model());
+    // retrieved demos and the honest final choice. They rescore answers offline from the label
+    // scores a run keeps, so they need a backend that scores labels (constrained choice): an
+    // LM judge cannot be rescored, and an endpoint that only generates text keeps no scores.
+    let scores_labels = |s: &choose::LabelStep| job.program.executor().backends().get(dag.step(s.id).model.0).is_some_and(|b| b.supports_choice());
+    let label_step = choose::LabelStep::of(&dag).filter(|s| !job.metric.needs_model() && scores_labels(s));
     let mut proposed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     match plan.optimizer {
         OptimizerKind::LabeledFewShot => {
@@ -446,7 +449,8 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
                 created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                 wall_seconds: job.budget.elapsed().as_secs_f64(),
                 cache_hits: job.budget.cache_hits(),
-                ..Timing::default()
+                tokens_prefilled: job.budget.tokens_prefilled(),
+                tokens_generated: job.budget.tokens_generated(),
             },
         },
     })

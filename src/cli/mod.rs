@@ -30,6 +30,7 @@ mod html_report;
 mod inspect;
 mod interrupt;
 mod learn;
+mod measure;
 mod model;
 mod progress;
 mod prompt;

@@ -25,15 +25,28 @@ pub(super) fn load_data(path: &Path, dag: &Dag, metric: &Metric) -> anyhow::Resu
     Ok(compile::dataset::load(path, dag, &metric.example_fields())?)
 }
 
-/// One progress bar per phase, and candidate lines above it.
-struct Display {
+/// One progress bar per phase, and candidate lines above it (`compile` and `learn`).
+pub(super) struct Display {
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
     max_calls: Option<u64>,
 }
 
 impl Display {
-    fn on(&self, event: Event<'_>) {
+    /// A display of a compile's progress; `quiet` shows nothing; `max_calls` is the budget shown.
+    pub(super) fn new(quiet: bool, max_calls: Option<u64>) -> Display {
+        Display { bar: Mutex::new(None), quiet, max_calls }
+    }
+
+    /// Clears the bar (the compile finished, failed or was interrupted).
+    pub(super) fn finish(&self) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
+
+    /// Shows `event`.
+    pub(super) fn on(&self, event: Event<'_>) {
         if self.quiet {
             return;
         }
@@ -103,7 +116,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     let engine = args.runtime.reproducible_engine()?;
     let program = engine.load_source(&loaded.file.source_name(), &src, args.runtime.options()?)?;
     let metric = metric.judged_by(&program);
-    let display = Display { bar: Mutex::new(None), quiet: args.json, max_calls: budget.max_calls };
+    let display = Display::new(args.json, budget.max_calls);
     let on_event = |e: Event<'_>| display.on(e);
     let job = Job { program, source_file, source: src, train, dev, metric, plan, budget, progress: &on_event, warm_start: None };
     if !args.json {
@@ -121,10 +134,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
             _ = interrupt.wait() => Ok(None),
         }
     });
-    // The bar is cleared whether the compile finished, failed or was interrupted.
-    if let Some(b) = display.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        b.finish_and_clear();
-    }
+    display.finish();
     artifact
 }
 

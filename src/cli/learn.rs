@@ -1,8 +1,6 @@
 //! `loopc learn`, `loopc dataset export`, `loopc history` and `loopc why`: the learning loop's
 //! commands. The logic is `loopc::learn`; this renders it.
 
-use std::sync::Mutex;
-
 use anyhow::Context;
 use loopc::learn::{self, Current, ExportOptions, Round, RoundSettings};
 use loopc::runtime::artifact::Artifact;
@@ -39,35 +37,8 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
     };
     let engine = args.runtime.reproducible_engine()?;
     let store = rt.block_on(Store::open(&args.store))?;
-    let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
-    let quiet = args.json;
-    let progress = |e: loopc::compile::Event<'_>| {
-        if quiet {
-            return;
-        }
-        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
-        match e {
-            loopc::compile::Event::Phase(name, runs) => {
-                if let Some(b) = bar.take() {
-                    b.finish_and_clear();
-                }
-                if runs == 0 {
-                    eprintln!("{name}");
-                } else {
-                    let b = indicatif::ProgressBar::new(runs as u64);
-                    b.set_message(name.to_string());
-                    *bar = Some(b);
-                }
-            }
-            loopc::compile::Event::Run => {
-                if let Some(b) = bar.as_ref() {
-                    b.inc(1);
-                }
-            }
-            loopc::compile::Event::Candidate(c, best, _) => eprintln!("trial {:>2}  score {:.3}  (best {best:.3})  {}", c.trial, c.score, c.description),
-            loopc::compile::Event::Note(n) => eprintln!("note: {n}"),
-        }
-    };
+    let display = super::compile::Display::new(args.json, args.search.max_calls);
+    let progress = |e: loopc::compile::Event<'_>| display.on(e);
     let settings = RoundSettings {
         margin: args.margin,
         concurrency: args.concurrency.max(1),
@@ -93,19 +64,24 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
             _ = interrupt.wait() => Ok(None),
         }
     });
-    if let Some(b) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        b.finish_and_clear();
-    }
+    display.finish();
     let Some(outcome) = outcome? else {
         eprintln!("interrupted: nothing was recorded");
         return Ok(Outcome::Interrupted);
     };
-    let d = &outcome.decision;
-    if d.promote {
+    if outcome.decision.promote {
         if let Some(out) = &args.out {
             outcome.candidate.write(out)?;
         }
     }
+    print_outcome(args, &outcome);
+    Ok(Outcome::Success)
+}
+
+/// Prints what a round of `loopc learn` did, as text or JSON.
+fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
+    let d = &outcome.decision;
+    let written = if d.promote { args.out.clone() } else { None };
     if args.json {
         println!(
             "{}",
@@ -119,30 +95,30 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
                 "feedback": outcome.export.feedback_ids.len(),
                 "judge_agreement": outcome.judge.as_ref().map(|c| c.agreement),
                 "judge_items": outcome.judge.as_ref().map(|c| c.items),
-                "written": if d.promote { args.out.clone() } else { None },
+                "written": written,
             })
         );
-    } else {
-        if let Some(c) = &outcome.judge {
-            println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
-        }
-        println!(
-            "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3})",
-            if d.promote { "promoted" } else { "not promoted" },
-            d.reason,
-            d.current,
-            d.candidate,
-            d.items,
-            d.interval.0,
-            d.interval.1
-        );
-        match (&args.out, d.promote) {
-            (Some(out), true) => println!("wrote {} (version {})", out.display(), &outcome.hash[..12]),
-            (None, true) => println!("version {} recorded in the store; pass -o to write it", &outcome.hash[..12]),
-            _ => println!("version {} recorded in the store as rejected", &outcome.hash[..12]),
-        }
+        return;
     }
-    Ok(Outcome::Success)
+    if let Some(c) = &outcome.judge {
+        println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
+    }
+    println!(
+        "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3})",
+        if d.promote { "promoted" } else { "not promoted" },
+        d.reason,
+        d.current,
+        d.candidate,
+        d.items,
+        d.interval.0,
+        d.interval.1
+    );
+    let short = &outcome.hash[..12.min(outcome.hash.len())];
+    match written {
+        Some(out) => println!("wrote {} (version {short})", out.display()),
+        None if d.promote => println!("version {short} recorded in the store; pass -o to write it"),
+        None => println!("version {short} recorded in the store as {}", outcome.verdict),
+    }
 }
 
 /// Runs `loopc dataset`.

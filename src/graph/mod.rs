@@ -29,5 +29,5 @@ pub use self::metric_spec::{MetricKind, MetricSpec, Operand, METRIC_FUNCTIONS};
 pub use self::model_spec::{DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL};
 pub use self::optimizer_spec::{OptimizerKind, OptimizerSettings, OptimizerSpec, TEMPLATE_NAMES};
 pub use self::suggest::did_you_mean;
-pub use self::tool_spec::{arg_rule, url_slots, ArgRule, Segment, Template, ToolKind, ToolOptions, ToolSpec, UrlSlot, UrlTemplateError};
+pub use self::tool_spec::{arg_rule, url_slots, ArgRule, Segment, ToolKind, ToolOptions, ToolSpec, ToolTemplate, UrlSlot, UrlTemplateError};
 pub use self::types::Type;

@@ -251,7 +251,7 @@ async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_m
     assert_eq!(removed.runs, 8);
     assert_eq!(marked.len(), 2, "both versions were trained on u1's corrections");
     assert!(learn::history(&store, "mood").await.unwrap().iter().all(|v| v.tainted));
-    let after = learn::export(&store, "mood", &loopc::graph::check(&source).dag.unwrap(), &ExportOptions::default()).await.unwrap();
+    let after = learn::export(&store, "mood", &loopc::graph::check_text(&source).dag.unwrap(), &ExportOptions::default()).await.unwrap();
     assert!(after.train.iter().all(|r| !r.provenance.users.contains(&"u1".to_string())));
     assert_eq!(after.train.len() + after.holdout.len(), 16);
 }

@@ -27,7 +27,7 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     let current = current(&args.file, color)?;
-    let dag = loopc::graph::check(&current.source).dag.ok_or_else(|| anyhow::anyhow!("`{}` does not check", args.file.display()))?;
+    let dag = loopc::graph::check_text(&current.source).dag.ok_or_else(|| anyhow::anyhow!("`{}` does not check", args.file.display()))?;
     let holdout = match &args.holdout {
         Some(p) => {
             let metric = super::compile::pick_metric(&dag, args.search.metric.as_deref(), None)?;

@@ -150,7 +150,7 @@ impl Checked {
 
 /// Checks `source` as if read from `path`.
 pub fn check_source(path: &Path, source: String) -> Checked {
-    let lowered = graph::check(&source);
+    let lowered = graph::check_text(&source);
     Checked { path: path.to_path_buf(), source, dag: lowered.dag, diagnostics: lowered.diagnostics }
 }
 

@@ -20,7 +20,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub use self::check::check;
+pub use self::check::check_text;
 pub use self::dag::{Dag, Edge, Node};
 pub use self::decl::{Binding, Field, Fields, MetricId, ModelId, Signature, SignatureId, Source, Step, StepId, StepKind, Target, ToolId, REASONING, RESULT};
 pub use self::feedback_spec::{default_feedback, FeedbackKind, FeedbackSpec, CORRECTION, IMPLICIT_SIGNALS};

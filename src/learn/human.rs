@@ -147,7 +147,7 @@ mod tests {
         let src = "program p\ninput text: text\noutput mood: label(a, b)\nsignature S { in t: text out mood: label(a, b) }\n\
                    step s = predict S { t: input.text }\nreturn { mood: s.mood }\nfeedback stars: int(1..5)\nfeedback open: int\n\
                    feedback correction\n";
-        crate::graph::check(src).dag.unwrap()
+        crate::graph::check_text(src).dag.unwrap()
     }
 
     fn run(text: &str, said: &str, feedback: Vec<(&str, FeedbackPayload, FeedbackSource)>) -> StoredRun {

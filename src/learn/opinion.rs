@@ -181,14 +181,14 @@ mod tests {
             "program p\ninput text: text\noutput mood: label(a, b)\nsignature S {{ in t: text out mood: label(a, b) }}\n\
              step s = predict S {{ t: input.text }}\nreturn {{ mood: s.mood }}\n{feedback}"
         );
-        crate::graph::check(&src).dag.unwrap()
+        crate::graph::check_text(&src).dag.unwrap()
     }
 
     fn two_outputs() -> Dag {
         let src = "program p\ninput text: text\noutput mood: label(a, b)\noutput why: text\n\
                    signature S { in t: text out mood: label(a, b) out why: text }\n\
                    step s = predict S { t: input.text }\nreturn { mood: s.mood, why: s.why }\n";
-        crate::graph::check(src).dag.unwrap()
+        crate::graph::check_text(src).dag.unwrap()
     }
 
     fn said(key: &str, payload: FeedbackPayload, source: FeedbackSource, answer: Value, dag: &Dag) -> Option<(Voice, Said)> {

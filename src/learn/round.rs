@@ -365,7 +365,7 @@ mod tests {
     fn each_demo_is_traced_to_the_stored_row_with_its_input() {
         let src = "program p\ninput text: text\noutput mood: label(a, b)\nsignature S { in t: text out mood: label(a, b) }\n\
                    step s = predict S { t: input.text }\nreturn { mood: s.mood }\n";
-        let dag = crate::graph::check(src).dag.unwrap();
+        let dag = crate::graph::check_text(src).dag.unwrap();
         let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
         let row = |text: &str, kind: RowKind, run: &str| Row {
             inputs: obj(json!({"text": text})),

@@ -246,7 +246,7 @@ pub fn check(name: &str, source: &str) -> Result<Dag, LoadError> {
         let lc = index.line_col(source, d.span.start);
         format!("{name}:{}:{}: {}", lc.line, lc.col, d.message)
     };
-    let checked = crate::graph::check(source);
+    let checked = crate::graph::check_text(source);
     checked.dag.ok_or_else(|| LoadError::Invalid {
         path: name.to_string(),
         errors: checked.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(locate).collect(),

@@ -11,7 +11,7 @@ const SRC: &str = "program mood\ninput text: text\noutput mood: label(happy, sad
     signature S { in text: text out mood: label(happy, sad) }\nstep s = predict S { text: input.text }\nreturn { mood: s.mood }\n";
 
 fn dag() -> Dag {
-    crate::graph::check(SRC).dag.unwrap()
+    crate::graph::check_text(SRC).dag.unwrap()
 }
 
 fn run(id: &str, text: &str, said: &str, feedback: Vec<StoredFeedback>) -> StoredRun {
@@ -134,7 +134,7 @@ fn only_explicit_human_labels_enter_the_holdout_and_invalid_corrections_are_skip
 
 #[test]
 fn ratings_approve_or_reject_on_their_declared_scale_and_a_judges_thumbs_say_nothing() {
-    let rated = crate::graph::check(&format!("{SRC}feedback stars: int(1..5)\nfeedback thumbs: bool\nfeedback correction\n")).dag.unwrap();
+    let rated = crate::graph::check_text(&format!("{SRC}feedback stars: int(1..5)\nfeedback thumbs: bool\nfeedback correction\n")).dag.unwrap();
     let stars = |id: &str, n: f64, user: &str| fb(id, "stars", FeedbackPayload::Score(n), FeedbackSource::User, user, 3);
     let runs = vec![
         run("r1", "sunny day", "happy", vec![stars("s1", 5.0, "u1")]),

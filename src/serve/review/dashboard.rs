@@ -238,7 +238,7 @@ mod tests {
         let src = "program p\ninput text: text\noutput team: label(a, b)\noutput n: int\n\
                    signature S { in t: text out team: label(a, b) out n: int }\nstep s = predict S { t: input.text }\n\
                    return { team: s.team, n: s.n }\nfeedback thumbs: bool\nfeedback stars: int(1..5)\nfeedback correction\n";
-        crate::graph::check(src).dag.unwrap()
+        crate::graph::check_text(src).dag.unwrap()
     }
 
     #[test]

@@ -196,7 +196,7 @@ mod tests {
              signature S \"Route.\" {{ in ticket: text out team: label(billing, tech) out reply: text }}\n\
              step s = predict S {{ ticket: input.ticket }}\nreturn {{ team: s.team, reply: s.reply }}\n{extra}"
         );
-        crate::runtime::check("t.loop", &src).unwrap()
+        crate::runtime::checked_dag("t.loop", &src).unwrap()
     }
 
     fn input(key: &str) -> FeedbackInput {
@@ -236,7 +236,7 @@ mod tests {
     fn a_program_with_one_output_takes_its_value_alone_as_a_correction() {
         let src = "program s\ninput t: text\noutput mood: label(up, down)\nsignature S \"x\" { in t: text out mood: label(up, down) }\n\
                    step s = predict S { t: input.t }\nreturn { mood: s.mood }\n";
-        let d = crate::runtime::check("s.loop", src).unwrap();
+        let d = crate::runtime::checked_dag("s.loop", src).unwrap();
         assert_eq!(check(&d, FeedbackInput { correction: Some(json!("up")), ..input("correction") }), Ok(FeedbackPayload::Correction(json!({"mood": "up"}))));
         assert!(check(&d, FeedbackInput { correction: Some(json!("sideways")), ..input("correction") }).is_err());
         assert!(check(&d, FeedbackInput { correction: Some(json!({"feeling": "up"})), ..input("correction") })

@@ -15,7 +15,7 @@ use super::opinion::{of_feedback, Said, Voice};
 use super::LearnError;
 use crate::compile::Example;
 use crate::graph::Dag;
-use crate::runtime::value::check;
+use crate::runtime::value::check_type;
 use crate::store::{FeedbackSource, RunFilter, RunOrder, Store, StoredRun, Timestamp};
 
 /// What a row is good for.
@@ -153,7 +153,7 @@ fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     for f in dag.outputs() {
         let value = obj.get(&f.name)?;
-        check(&f.ty, value).ok()?;
+        check_type(&f.ty, value).ok()?;
         out.insert(f.name.clone(), value.clone());
     }
     (obj.len() == out.len()).then_some(out)

@@ -278,7 +278,7 @@ fn is_sha256(s: &str) -> bool {
 fn check_values(fields: &[Field], values: &serde_json::Map<String, Value>) -> Result<(), (String, String)> {
     for f in fields {
         let v = values.get(&f.name).ok_or_else(|| (format!(".{}", f.name), "missing".to_string()))?;
-        super::value::check(&f.ty, v).map_err(|why| (format!(".{}", f.name), why))?;
+        super::value::check_type(&f.ty, v).map_err(|why| (format!(".{}", f.name), why))?;
     }
     if let Some(extra) = values.keys().find(|k| !fields.iter().any(|f| &f.name == *k)) {
         let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();

@@ -15,7 +15,7 @@ use super::retrieve::Retriever;
 use super::scoring::LabelScoring;
 use super::tools::{self, ToolError};
 use super::trace::{LabelScore, StepTrace, Trace};
-use super::value::check;
+use super::value::check_type;
 use crate::graph::{Dag, Field, ModelId, SignatureId, Source, StepId, StepKind, Target, Type};
 use crate::model::sampling::Sampling;
 use crate::model::{ModelError, TokenCount};
@@ -181,7 +181,7 @@ impl Executor {
         }
         for f in self.dag.inputs() {
             let v = inputs.get(&f.name).ok_or_else(|| RunError::Input { field: f.name.clone(), reason: "missing".into() })?;
-            check(&f.ty, v).map_err(|reason| RunError::Input { field: f.name.clone(), reason })?;
+            check_type(&f.ty, v).map_err(|reason| RunError::Input { field: f.name.clone(), reason })?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Checking feedback against what the program declared, before it reaches the store: the key
 //! must be a declared feedback or an implicit signal, the payload must fit its kind (a score in
 //! range, a label of the set), and a correction must be a value of the program's outputs,
-//! checked exactly as a model's output is (`runtime::value::check`).
+//! checked exactly as a model's output is (`runtime::value::check_type`).
 //!
 //! The HTTP API and the library path (`Service::feedback`) both go through [`check_feedback`].
 
@@ -178,7 +178,7 @@ pub fn correction(dag: &Dag, given: &Value) -> Result<Value, FeedbackError> {
     };
     for (name, v) in &object {
         if let Some(field) = outputs.iter().find(|f| &f.name == name) {
-            value::check(&field.ty, v).map_err(|reason| FeedbackError::Correction { what: format!("output `{name}`"), reason })?;
+            value::check_type(&field.ty, v).map_err(|reason| FeedbackError::Correction { what: format!("output `{name}`"), reason })?;
         }
     }
     Ok(Value::Object(object))

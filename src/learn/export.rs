@@ -1,4 +1,4 @@
-//! From stored feedback to labelled data, reading each piece through [`super::opinion`]:
+//! From stored feedback to labelled data, reading each piece through [`mod@super::opinion`]:
 //! corrections and edits become gold rows, an output people approved (a thumbs-up, a good
 //! rating, an `accepted`) becomes a weaker, model-labelled row, and outputs they rejected
 //! become negatives. A model's feedback is never a label. Feedback on the same input is

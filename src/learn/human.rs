@@ -2,7 +2,7 @@
 //! the calibration of an LM judge against stored human ratings before a round may use it.
 //!
 //! A round never asks a person: it reads what people already said of stored runs, each piece
-//! read through [`super::opinion`]. An answer is scored by the mean of the human ratings given
+//! read through [`mod@super::opinion`]. An answer is scored by the mean of the human ratings given
 //! to that same answer for that same input; a correction rates the corrected answer 1 and the
 //! answer it replaced 0. Only people's opinions count ([`Voice::Person`]): an implicit signal
 //! is not a rating of the criterion, and a model's feedback is nobody's opinion.

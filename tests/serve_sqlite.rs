@@ -372,10 +372,10 @@ fn bad_learning_flags_are_refused_before_serving() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     for (flags, says) in [
-        (&["--learn-every", "0"][..], "--learn-every 0"),
-        (&["--learn-every", "soon"][..], "--learn-every"),
-        (&["--learn-every", "10", "--explore", "1.5"][..], "--explore must be between 0 and 1"),
-        (&["--learn-every", "10", "--margin=-1"][..], "--margin"),
+        (&["--learn-every", "0"][..], "'--learn-every <N|DURATION>': 0: give a number of runs above zero"),
+        (&["--learn-every", "soon"][..], "`soon` is not a duration"),
+        (&["--learn-every", "10", "--explore", "1.5"][..], "'--explore <SHARE>': `1.5` is not a share: write a number from 0 to 1"),
+        (&["--learn-every", "10", "--margin=-1"][..], "'--margin <MARGIN>': `-1` is not a margin"),
         (&["--explore", "0.1"][..], "--learn-every"),
     ] {
         let out = fixture.command(&url, flags).output().unwrap();

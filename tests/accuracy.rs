@@ -60,9 +60,11 @@ fn quoted_labels_survive_check_fmt_compile_run_trace_and_eval() {
 
     let o = loopc(d, &["check", "intents.loop"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = loopc(d, &["fmt", "--check", "intents.loop"]);
-    let o = if o.status.success() { o } else { loopc(d, &["fmt", "intents.loop"]) };
+    // Formatting writes the canonical layout, which then passes `--check`, labels quoted as written.
+    let o = loopc(d, &["fmt", "intents.loop"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = loopc(d, &["fmt", "--check", "intents.loop"]);
+    assert!(o.status.success(), "a formatted file passes --check: {}", text(&o.stderr));
     let formatted = std::fs::read_to_string(d.join("intents.loop")).unwrap();
     for l in LABELS {
         assert!(formatted.contains(&quoted(l)), "fmt keeps `{l}` quoted: {formatted}");
@@ -73,12 +75,34 @@ fn quoted_labels_survive_check_fmt_compile_run_trace_and_eval() {
     let artifact: Value = serde_json::from_str(&std::fs::read_to_string(d.join("a.json")).unwrap()).unwrap();
     let selection = &artifact["provenance"]["selection"];
     assert!(selection["entrants"].as_array().is_some_and(|e| !e.is_empty()), "the final choice ran: {selection}");
-    let scoring = &artifact["steps"]["route"]["scoring"];
-    for numbers in ["bias", "content_free"] {
-        if let Some(map) = scoring[numbers].as_object() {
-            assert_eq!(map.keys().cloned().collect::<BTreeSet<_>>(), labels, "{numbers} has one number per label, named as written");
-        }
+    // Every scoring mode was tried over these labels, and the shipped one carries one number
+    // per label, named as written, when it carries numbers at all.
+    let tried: BTreeSet<&str> = selection["entrants"].as_array().unwrap().iter().filter_map(|e| e["scoring"].as_str()).collect();
+    for mode in ["sum", "length_normalized", "calibrated", "learned_bias"] {
+        assert!(tried.contains(mode), "{mode} was not tried: {selection}");
     }
+    let scoring = &artifact["steps"]["route"]["scoring"];
+    let numbers = match scoring["mode"].as_str() {
+        Some("calibrated") => Some(&scoring["content_free"]),
+        Some("learned_bias") => Some(&scoring["bias"]),
+        Some("sum" | "length_normalized") => None,
+        _ => panic!("an unknown scoring mode was shipped: {scoring}"),
+    };
+    if let Some(map) = numbers {
+        let names: BTreeSet<String> = map.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(names, labels, "one number per label, named as written: {scoring}");
+    }
+    // Numbers keyed by these labels load and decide: a learned bias that ignores the model
+    // (scale 0) and favours the quoted label makes it every answer.
+    let favoured = LABELS[3];
+    let mut biased = artifact.clone();
+    let bias: serde_json::Map<String, Value> = LABELS.iter().map(|l| (l.to_string(), json!(if *l == favoured { 5.0 } else { 0.0 }))).collect();
+    biased["steps"]["route"]["scoring"] = json!({"mode": "learned_bias", "scale": 0.0, "bias": bias});
+    std::fs::write(d.join("biased.json"), serde_json::to_string_pretty(&biased).unwrap()).unwrap();
+    let o = loopc(d, &["run", "biased.json", "--input", r#"{"text": "msg 7 reverted_card_payment?"}"#, "--no-cache"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["intent"], favoured, "{out}");
     for demo in artifact["steps"]["route"]["demos"].as_array().into_iter().flatten() {
         assert!(labels.contains(demo["outputs"]["intent"].as_str().unwrap_or_default()), "{demo}");
     }
@@ -99,8 +123,9 @@ fn quoted_labels_survive_check_fmt_compile_run_trace_and_eval() {
     let o = loopc(d, &["eval", "a.json", "--data", "dev.jsonl", "--no-cache", "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let e: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let score = e["score"].as_f64().or_else(|| e["mean"].as_f64()).unwrap_or(-1.0);
-    assert!((0.0..=1.0).contains(&score), "{e}");
+    // Eval on the compile's dev file reproduces the score the compile reported for it.
+    assert_eq!(e["score"], artifact["provenance"]["final_score"], "{e}");
+    assert_eq!(e["examples"], 12, "{e}");
 }
 
 #[test]

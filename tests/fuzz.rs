@@ -59,7 +59,7 @@ proptest! {
             Ok(artifact) => {
                 // What loading does next: the embedded program is checked, then the artifact
                 // validated against it.
-                if let Ok(dag) = loopc::runtime::check("fuzzed.json", &artifact.program.source) {
+                if let Ok(dag) = loopc::runtime::checked_dag("fuzzed.json", &artifact.program.source) {
                     if let Err(e) = artifact.validate("fuzzed.json", &dag) {
                         prop_assert!(e.to_string().contains("fuzzed.json"), "{e}");
                     }

@@ -178,6 +178,44 @@ fn without_an_api_key_serve_listens_on_loopback_only_and_says_so() {
     r.assert_error(401, "unauthorized");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_serves_without_a_key_on_loopback_only() {
+    use loopc::serve::{self, ServeError, ServeOptions, Service};
+    let fixture = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = loopc::Engine::new().unwrap();
+    let options = loopc::runtime::ProgramOptions { model_override: Some(fixture.model().display().to_string()), ..Default::default() };
+    let program = fixture.program();
+    let loaded = tokio::task::spawn_blocking(move || serve::load(&engine, &program, options)).await.unwrap().unwrap();
+    let store = loopc::store::Store::open(&sqlite_url(dir.path())).await.unwrap();
+    let tokens = serve::token_key(&store, None).await.unwrap();
+    let service = Service::new(loaded, store).await.unwrap();
+    let never = std::future::pending::<()>;
+
+    // A keyless server on an address other machines reach is refused before it serves.
+    let public = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let err = serve::serve(public, service.clone(), tokens.clone(), ServeOptions::default(), never()).await.unwrap_err();
+    assert!(matches!(err, ServeError::PublicWithoutKey { .. }), "{err}");
+
+    // The app itself answers keyless calls only from peers it knows are on loopback: served
+    // without the peer's address, it refuses them.
+    let (router, _) = serve::app(service.clone(), tokens.clone(), &ServeOptions::default());
+    let bare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare_addr = bare.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(bare, router).await });
+    let client = reqwest::Client::new();
+    let r = client.get(format!("http://{bare_addr}/v1/runs")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("loopback"));
+
+    // `serve` on loopback gives the app the peer's address: local callers are trusted.
+    let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local_addr = local.local_addr().unwrap();
+    tokio::spawn(serve::serve(local, service, tokens, ServeOptions::default(), never()));
+    let r = client.get(format!("http://{local_addr}/v1/runs")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
 #[test]
 fn retention_deletes_old_runs_and_tokens_outlive_a_restart() {
     let fixture = Fixture::new();
@@ -334,10 +372,10 @@ fn bad_learning_flags_are_refused_before_serving() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     for (flags, says) in [
-        (&["--learn-every", "0"][..], "--learn-every 0"),
-        (&["--learn-every", "soon"][..], "--learn-every"),
-        (&["--learn-every", "10", "--explore", "1.5"][..], "--explore must be between 0 and 1"),
-        (&["--learn-every", "10", "--margin=-1"][..], "--margin"),
+        (&["--learn-every", "0"][..], "'--learn-every <N|DURATION>': 0: give a number of runs above zero"),
+        (&["--learn-every", "soon"][..], "`soon` is not a duration"),
+        (&["--learn-every", "10", "--explore", "1.5"][..], "'--explore <SHARE>': `1.5` is not a share: write a number from 0 to 1"),
+        (&["--learn-every", "10", "--margin=-1"][..], "'--margin <MARGIN>': `-1` is not a margin"),
         (&["--explore", "0.1"][..], "--learn-every"),
     ] {
         let out = fixture.command(&url, flags).output().unwrap();

@@ -2,8 +2,13 @@
 //! commands turn these into library calls.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use loopc::graph::{OptimizerKind, OptimizerSettings};
+use loopc::learn::{CanaryRules, RoundSettings, Trigger};
+use loopc::store::Timestamp;
 
 /// loopc: compile prompt programs against a metric, run them on a local model.
 #[derive(Debug, Parser)]
@@ -159,8 +164,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub token_secret_file: Option<PathBuf>,
     /// How long a run's feedback token stays valid: e.g. 90s, 30m, 24h, 7d.
-    #[arg(long, default_value = "24h", value_name = "DURATION")]
-    pub token_ttl: String,
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_duration)]
+    pub token_ttl: Duration,
     /// The people who may sign in to the review page (/review): one `NAME KEY` per line (keys
     /// of 16 or more characters). The API key also signs in, as `api-key`.
     #[arg(long, value_name = "FILE")]
@@ -179,32 +184,32 @@ pub struct ServeArgs {
     /// Learn while serving: after N new runs (e.g. `500`) or every DURATION (e.g. `6h`), run a
     /// learning round on the store's feedback and swap in the candidate if the gate passes it.
     /// Replicas on one store take turns by a lease; the others follow the promoted version.
-    #[arg(long, value_name = "N|DURATION")]
-    pub learn_every: Option<String>,
+    #[arg(long, value_name = "N|DURATION", value_parser = parse_trigger)]
+    pub learn_every: Option<Trigger>,
     /// The human-labelled holdout (JSONL or CSV) the background learner's gate judges on.
     #[arg(long, value_name = "FILE", requires = "learn_every")]
     pub holdout: Option<PathBuf>,
     /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
-    #[arg(long, default_value_t = 0.2, value_name = "SHARE")]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub holdout_share: f64,
     /// How much lower a candidate's holdout score may be, at its interval's lower end.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.margin, value_parser = parse_margin)]
     pub margin: f64,
     /// Serve a passed candidate to this share of traffic first (0 to 1), and promote it only
     /// if people approve of its answers at least as much as of the served version's.
-    #[arg(long, value_name = "SHARE", requires = "learn_every")]
+    #[arg(long, value_name = "SHARE", requires = "learn_every", value_parser = parse_share)]
     pub explore: Option<f64>,
     /// Runs with feedback a canary needs before it is judged.
-    #[arg(long, default_value_t = 30, value_name = "N")]
+    #[arg(long, default_value_t = CanaryRules::DEFAULT.runs, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub canary_runs: usize,
     /// How much lower the canary's live approval rate may be than the served version's.
-    #[arg(long, default_value_t = 0.02, value_name = "SHARE")]
+    #[arg(long, default_value_t = CanaryRules::DEFAULT.margin, value_name = "SHARE", value_parser = parse_share)]
     pub canary_margin: f64,
     /// How often the learner looks at the store (and picks up versions other replicas promoted).
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
-    pub learn_poll: String,
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub learn_poll: Duration,
     /// The most stored rows one round compiles on.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.max_rows)]
     pub max_rows: usize,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
@@ -374,8 +379,8 @@ pub struct CompileArgs {
     /// Dev examples candidates are scored on (default: a seeded split of --train).
     #[arg(long)]
     pub dev: Option<PathBuf>,
-    /// The share of --train held out as dev when --dev is not given.
-    #[arg(long, default_value_t = 0.3)]
+    /// The share of --train held out as dev when --dev is not given (between 0 and 1).
+    #[arg(long, default_value_t = 0.3, value_parser = parse_open_share)]
     pub dev_fraction: f64,
     /// Where to write the artifact.
     #[arg(short, long, default_value = "compiled.json")]
@@ -383,9 +388,29 @@ pub struct CompileArgs {
     /// Also write an HTML report: candidate scores over trials and the winning prompts.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
-    /// The optimizer (default: the program's `optimize`, else bootstrap_random_search).
+    #[command(flatten)]
+    pub search: SearchArgs,
+    /// Program runs at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Rate outputs in the terminal for `human(..)` metrics.
     #[arg(long)]
-    pub optimizer: Option<String>,
+    pub interactive: bool,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// The search flags `compile` and `learn` share; each overrides the program's `optimize`
+/// setting of the same name.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Search")]
+pub struct SearchArgs {
+    /// The optimizer (default: the program's `optimize`, else bootstrap_random_search).
+    #[arg(long, value_parser = parse_optimizer)]
+    pub optimizer: Option<OptimizerKind>,
     /// The metric to maximise (default: the optimizer's, else the program's first).
     #[arg(long)]
     pub metric: Option<String>,
@@ -410,17 +435,23 @@ pub struct CompileArgs {
     /// Also try demos retrieved per input (classification programs; the `retrieval` setting).
     #[arg(long)]
     pub retrieval: bool,
-    /// Program runs at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
-    /// Rate outputs in the terminal for `human(..)` metrics.
-    #[arg(long)]
-    pub interactive: bool,
-    /// Print a JSON summary instead of text.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+}
+
+impl SearchArgs {
+    /// The settings these flags give, over the program's own: the one place the search flags
+    /// become [`OptimizerSettings`].
+    pub fn settings(&self) -> OptimizerSettings {
+        OptimizerSettings {
+            seed: self.seed,
+            candidates: self.candidates,
+            max_demos: self.max_demos,
+            max_calls: self.max_calls,
+            max_tokens: self.max_tokens,
+            max_seconds: self.max_seconds,
+            retrieval: self.retrieval.then_some(true),
+            ..OptimizerSettings::default()
+        }
+    }
 }
 
 /// `loopc inspect`.
@@ -530,6 +561,73 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A share: a number from 0 to 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a share: write a number from 0 to 1")),
+    }
+}
+
+/// A share strictly between 0 and 1 (a split that leaves something on both sides).
+fn parse_open_share(s: &str) -> Result<f64, String> {
+    match parse_share(s) {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!("`{s}`: write a number between 0 and 1, both excluded")),
+    }
+}
+
+/// A score margin: a finite number of 0 or more.
+fn parse_margin(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a margin: write a score difference of 0 or more, e.g. 0.02")),
+    }
+}
+
+/// A duration written as `90s`, `30m`, `24h`, `7d` (or plain seconds), longer than zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let bad = || format!("`{text}` is not a duration: write e.g. 90s, 30m, 24h or 7d");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let secs = n.checked_mul(scale).ok_or_else(bad)?;
+    if secs == 0 {
+        return Err("a duration must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// `--learn-every`: a number of runs above zero, or a duration.
+fn parse_trigger(text: &str) -> Result<Trigger, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("0: give a number of runs above zero, or a duration such as 6h".into()),
+        Ok(n) => Ok(Trigger::Runs(n)),
+        Err(_) => parse_duration(text).map(Trigger::Every).map_err(|e| format!("{e}; or give a number of runs (e.g. 500)")),
+    }
+}
+
+/// An optimizer by its name in source.
+fn parse_optimizer(name: &str) -> Result<OptimizerKind, String> {
+    OptimizerKind::ALL
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(k, _)| *k)
+        .ok_or_else(|| format!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))
+}
+
+/// A time: RFC 3339, a date, or milliseconds since 1970.
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    text.parse::<Timestamp>().map_err(|e| e.to_string())
+}
+
 /// `loopc prompt`.
 #[derive(Debug, Args)]
 pub struct PromptArgs {
@@ -634,53 +732,31 @@ pub struct LearnArgs {
     #[arg(long)]
     pub holdout: Option<PathBuf>,
     /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub holdout_share: f64,
     /// Users who must agree on a label before it is one.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.min_agreement, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub min_agreement: usize,
     /// How much lower the candidate's holdout score may be, at its interval's lower end.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.margin, value_parser = parse_margin)]
     pub margin: f64,
-    /// Only feedback on runs since this time (RFC 3339, or milliseconds since the epoch).
-    #[arg(long)]
-    pub since: Option<String>,
+    /// Only feedback on runs since this time (RFC 3339, a date, or milliseconds since the epoch).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<Timestamp>,
     /// Where to write the candidate when it is promoted.
     #[arg(short, long)]
     pub out: Option<PathBuf>,
-    /// The optimizer (default: the program's, else bootstrap_random_search).
-    #[arg(long)]
-    pub optimizer: Option<String>,
-    /// The metric (default: the optimizer's, else the program's first).
-    #[arg(long)]
-    pub metric: Option<String>,
-    /// The search seed.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Candidates for the search optimizers.
-    #[arg(long)]
-    pub candidates: Option<u32>,
-    /// The most demos per step.
-    #[arg(long)]
-    pub max_demos: Option<u32>,
-    /// Budget: the most model calls of the compile.
-    #[arg(long)]
-    pub max_calls: Option<u64>,
-    /// Budget: the most seconds of the compile.
-    #[arg(long)]
-    pub max_seconds: Option<u64>,
-    /// Also try demos retrieved per input (classification programs; the `retrieval` setting).
-    #[arg(long)]
-    pub retrieval: bool,
+    #[command(flatten)]
+    pub search: SearchArgs,
     /// Program runs at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.concurrency)]
     pub concurrency: usize,
     /// The most stored rows one round compiles on (a seeded sample, human labels first).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.max_rows)]
     pub max_rows: usize,
     /// With an LM-judge metric: the share of stored human ratings it must agree with (on 10
     /// rated runs or more) before the round uses it.
-    #[arg(long, default_value_t = 0.7, value_name = "SHARE")]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.judge_min_agreement, value_name = "SHARE", value_parser = parse_share)]
     pub judge_min_agreement: f64,
     /// Print the outcome as JSON.
     #[arg(long)]
@@ -700,14 +776,14 @@ pub enum DatasetCommand {
         /// The program (a `.loop` file or an artifact: its outputs decide what a valid label is).
         #[arg(long)]
         program: PathBuf,
-        /// Only runs since this time (RFC 3339, or milliseconds since the epoch).
-        #[arg(long)]
-        since: Option<String>,
+        /// Only runs since this time (RFC 3339, a date, or milliseconds since the epoch).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<Timestamp>,
         /// Users who must agree on a label before it is one.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = RoundSettings::DEFAULT.min_agreement, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
         min_agreement: usize,
-        /// Mark this share of the human corrections as holdout.
-        #[arg(long, default_value_t = 0.0)]
+        /// Mark this share of the human corrections as holdout (0 to 1).
+        #[arg(long, default_value_t = 0.0, value_name = "SHARE", value_parser = parse_share)]
         holdout_share: f64,
         /// Where to write the rows.
         #[arg(short, long)]
@@ -894,11 +970,11 @@ pub struct BenchLoopArgs {
     /// Items served per round.
     #[arg(long, default_value_t = 100)]
     pub per_round: usize,
-    /// The chance a user's correction is a random label instead of the gold one.
-    #[arg(long, default_value_t = 0.0)]
+    /// The chance a user's correction is a random label instead of the gold one (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     pub noise: f64,
-    /// The share of users who always give a wrong label.
-    #[arg(long, default_value_t = 0.0)]
+    /// The share of users who always give a wrong label (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     pub poison: f64,
     /// Change the stream's label mix halfway.
     #[arg(long)]
@@ -913,10 +989,10 @@ pub struct BenchLoopArgs {
     #[arg(long)]
     pub candidates: Option<u32>,
     /// The gate's margin.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.margin, value_parser = parse_margin)]
     pub margin: f64,
     /// The most stored rows a round compiles on.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.max_rows)]
     pub max_rows: usize,
     /// Items served at once.
     #[arg(long, default_value_t = 8)]
@@ -1047,4 +1123,66 @@ pub struct BenchParseArgs {
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_their_units() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
+        for bad in ["", "h", "5w", "0s", "-1h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shares_margins_triggers_and_optimizers_are_parsed_by_clap() {
+        assert_eq!(parse_share("0.25"), Ok(0.25));
+        for bad in ["-0.1", "1.5", "nan", "inf", "half"] {
+            assert!(parse_share(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_open_share("0").is_err() && parse_open_share("1").is_err() && parse_open_share("0.3") == Ok(0.3));
+        assert!(parse_margin("-0.01").is_err() && parse_margin("0") == Ok(0.0));
+        assert_eq!(parse_trigger("500"), Ok(Trigger::Runs(500)));
+        assert_eq!(parse_trigger("6h"), Ok(Trigger::Every(Duration::from_secs(6 * 3600))));
+        assert!(parse_trigger("0").is_err() && parse_trigger("soon").is_err());
+        assert_eq!(parse_optimizer("instruction_search"), Ok(OptimizerKind::InstructionSearch));
+        assert!(parse_optimizer("adam").unwrap_err().contains("bootstrap_random_search"));
+    }
+
+    #[test]
+    fn compile_and_learn_take_the_same_search_flags() {
+        let flags = ["--optimizer", "labeled_few_shot", "--seed", "7", "--candidates", "3", "--max-demos", "2"];
+        let flags = [&flags[..], &["--max-calls", "10", "--max-tokens", "900", "--max-seconds", "60", "--retrieval"]].concat();
+        let compile = Cli::try_parse_from([&["loopc", "compile", "p.loop", "--train", "t.jsonl"][..], &flags].concat()).unwrap();
+        let learn = Cli::try_parse_from([&["loopc", "learn", "p.loop", "--store", "sqlite::memory:"][..], &flags].concat()).unwrap();
+        let (Command::Compile(c), Command::Learn(l)) = (compile.command, learn.command) else { panic!("parsed as other commands") };
+        assert_eq!(c.search.settings(), l.search.settings());
+        assert_eq!(c.search.settings().max_tokens, Some(900), "learn takes --max-tokens too");
+        assert_eq!(l.search.optimizer, Some(OptimizerKind::LabeledFewShot));
+    }
+
+    #[test]
+    fn the_learning_flags_default_to_the_librarys_round_settings() {
+        let learn = Cli::try_parse_from(["loopc", "learn", "p.loop", "--store", "sqlite::memory:"]).unwrap();
+        let serve = Cli::try_parse_from(["loopc", "serve", "p.loop", "--learn-every", "10"]).unwrap();
+        let bench = Cli::try_parse_from(["loopc", "bench", "loop", "p.loop", "--stream", "s", "--holdout", "h"]).unwrap();
+        let (Command::Learn(l), Command::Serve(s), Command::Bench(BenchCommand::Loop(b))) = (learn.command, serve.command, bench.command) else {
+            panic!("parsed as other commands")
+        };
+        let d = RoundSettings::DEFAULT;
+        assert_eq!(
+            (l.margin, l.concurrency, l.max_rows, l.judge_min_agreement, l.holdout_share),
+            (d.margin, d.concurrency, d.max_rows, d.judge_min_agreement, d.holdout_share)
+        );
+        assert_eq!((s.margin, s.max_rows, s.holdout_share), (d.margin, d.max_rows, d.holdout_share));
+        assert_eq!((s.canary_runs, s.canary_margin), (CanaryRules::DEFAULT.runs, CanaryRules::DEFAULT.margin));
+        assert_eq!((b.margin, b.max_rows), (d.margin, d.max_rows));
+    }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use loopc::{graph, syntax};
 
 use super::args::BenchParseArgs;
+use super::measure::Latencies;
 use super::Outcome;
 
 /// A program with `steps` steps in a layered pipeline: each step reads the program input and
@@ -42,7 +43,7 @@ pub fn parse(args: &BenchParseArgs) -> anyhow::Result<Outcome> {
         let dag = lowered.dag.ok_or_else(|| anyhow::anyhow!("generated program does not check"))?;
         layers = dag.schedule().len();
     }
-    let (p, c) = (median(&mut parse_times), median(&mut check_times));
+    let (p, c) = (median(&parse_times), median(&check_times));
     let mb = source.len() as f64 / 1e6;
     let figures = serde_json::json!({
         "steps": args.steps,
@@ -66,9 +67,8 @@ pub fn parse(args: &BenchParseArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    times[times.len() / 2]
+fn median(times: &[Duration]) -> Duration {
+    Duration::from_secs_f64(Latencies::from_durations(times.iter().copied()).percentile(0.5) / 1e3)
 }
 
 fn ms(d: Duration) -> f64 {

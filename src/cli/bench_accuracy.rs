@@ -20,7 +20,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{json, Value};
 
-use super::args::{BenchAccuracyArgs, CompileArgs, RuntimeArgs};
+use super::args::{BenchAccuracyArgs, CompileArgs, RuntimeArgs, SearchArgs};
 use super::compile::{compile_artifact, load_data, pick_metric};
 use super::Outcome;
 
@@ -104,19 +104,6 @@ fn majority(truth: &[String]) -> String {
     counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(l, _)| l.to_string()).unwrap_or_default()
 }
 
-/// The peak resident memory of this process so far, in MB.
-fn peak_rss_mb() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a `rusage` into the pointer it is given and reads nothing.
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
-    if !ok {
-        return 0.0;
-    }
-    // SAFETY: getrusage succeeded, so the struct is initialized.
-    let usage = unsafe { usage.assume_init() };
-    usage.ru_maxrss as f64 / 1024.0
-}
-
 /// What one task measured.
 struct Row {
     task: &'static str,
@@ -130,7 +117,7 @@ struct Row {
     model_calls: u64,
     dev_cv: Option<(f64, f64, f64)>,
     shipped: String,
-    peak_mb: f64,
+    peak_mb: Option<f64>,
 }
 
 /// The answers of `program` (a `.loop` file or an artifact) on `data`, read from output `field`.
@@ -177,15 +164,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         dev_fraction: 0.3,
         out: artifact_path.clone(),
         report: None,
-        optimizer: None,
-        metric: None,
-        seed: None,
-        candidates: None,
-        max_demos: None,
-        max_calls: None,
-        max_tokens: None,
-        max_seconds: None,
-        retrieval: false,
+        search: SearchArgs::default(),
         concurrency: 4,
         interactive: false,
         json: true,
@@ -229,7 +208,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         model_calls: artifact.provenance.model_calls,
         dev_cv: selection.and_then(|s| s.entrants.get(s.chosen)).map(|e| (e.mean, e.low, e.high)),
         shipped: selection.map_or_else(|| "the search's best candidate".to_string(), |s| s.shipped.clone()),
-        peak_mb: peak_rss_mb(),
+        peak_mb: super::measure::peak_rss_mb(),
     }))
 }
 
@@ -291,7 +270,7 @@ pub fn run(args: &BenchAccuracyArgs, color: bool) -> anyhow::Result<Outcome> {
                 r.best_constant,
                 r.compile_wall,
                 r.model_calls,
-                r.peak_mb
+                r.peak_mb.unwrap_or(f64::NAN)
             );
         }
         println!();

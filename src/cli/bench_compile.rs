@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::args::{BenchCompileArgs, CompileArgs, RuntimeArgs};
+use super::args::{BenchCompileArgs, CompileArgs, RuntimeArgs, SearchArgs};
 use super::compile::compile_artifact;
 use super::Outcome;
 
@@ -18,15 +18,7 @@ pub fn run(args: &BenchCompileArgs, color: bool) -> anyhow::Result<Outcome> {
         dev_fraction: 0.3,
         out,
         report: None,
-        optimizer: None,
-        metric: None,
-        seed: None,
-        candidates: None,
-        max_demos: None,
-        max_calls: None,
-        max_tokens: None,
-        max_seconds: None,
-        retrieval: false,
+        search: SearchArgs::default(),
         concurrency: 4,
         interactive: false,
         json: true,

@@ -15,7 +15,7 @@ use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 use loopc::compile::{Dataset, Example};
 use loopc::graph::{OptimizerSettings, Type};
-use loopc::learn::{self, Current, ExportOptions, Round};
+use loopc::learn::{self, Current, Round, RoundSettings};
 use loopc::runtime::{CacheSetting, EngineOptions, Program, ProgramOptions};
 use loopc::store::{FeedbackPayload, FeedbackSource, NewFeedback, NewRun, Store};
 use loopc::Engine;
@@ -34,7 +34,6 @@ struct Item {
     says: String,
 }
 
-/// What serving one item gave.
 /// Draws a round's items: the next ones in the stream, or after the drift point, mostly of
 /// the labels in the second half of the label list (the label mix changes).
 fn draw(stream: &mut Vec<Example>, k: usize, drifted: bool, field: &str, labels: &[String], rng: &mut ChaCha8Rng) -> Vec<Example> {
@@ -81,14 +80,34 @@ async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, a
     Ok(loop_out.as_ref().and_then(|o| o.get(field)) == Some(&gold))
 }
 
-/// Runs `loopc bench loop`.
-pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
-    for (name, p) in [("--noise", args.noise), ("--poison", args.poison)] {
-        anyhow::ensure!(p.is_finite() && (0.0..=1.0).contains(&p), "{name} must be between 0 and 1");
-    }
-    anyhow::ensure!(args.rounds > 0 && args.per_round > 0 && args.users > 0, "--rounds, --per-round and --users must be at least 1");
-    let loaded = source::load(&args.program, color)?;
-    let dag = loaded.dag.clone();
+/// What one round measured.
+#[derive(Debug, serde::Serialize)]
+struct RoundFigures {
+    round: usize,
+    n: usize,
+    /// The static program's accuracy on the round's items (the control).
+    #[serde(rename = "static")]
+    static_accuracy: f64,
+    /// The loop's accuracy on them, before learning from them.
+    #[serde(rename = "loop")]
+    loop_accuracy: f64,
+    promoted: bool,
+    holdout_current: Option<f64>,
+    holdout_candidate: Option<f64>,
+    seconds: f64,
+    reason: String,
+}
+
+/// The labelled task: the one label output, its labels, the stream (shuffled) and the holdout.
+struct Task {
+    field: String,
+    labels: Vec<String>,
+    stream: Vec<Example>,
+    holdout: Dataset,
+}
+
+/// Reads the task of `args` for the program `dag`.
+fn task(args: &BenchLoopArgs, dag: &loopc::graph::Dag, rng: &mut ChaCha8Rng) -> anyhow::Result<Task> {
     let (field, labels) = match dag.outputs() {
         [f] => match &f.ty {
             Type::Label(l) => (f.name.clone(), l.clone()),
@@ -96,44 +115,35 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
         },
         _ => anyhow::bail!("bench loop simulates corrections of one label output; this program has {}", dag.outputs().len()),
     };
-    let metric = super::compile::pick_metric(&dag, None, None)?;
-    let mut stream = super::compile::load_data(&args.stream, &dag, &metric)?.examples;
-    let holdout_all = super::compile::load_data(&args.holdout, &dag, &metric)?;
+    let metric = super::compile::pick_metric(dag, None, None)?;
+    let mut stream = super::compile::load_data(&args.stream, dag, &metric)?.examples;
+    let holdout_all = super::compile::load_data(&args.holdout, dag, &metric)?;
     let holdout = Dataset { examples: holdout_all.examples.iter().take(args.holdout_limit).cloned().collect(), ..holdout_all };
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    stream.shuffle(&mut rng);
+    stream.shuffle(rng);
+    Ok(Task { field, labels, stream, holdout })
+}
 
-    let dir = tempfile::tempdir()?;
-    let options =
-        EngineOptions { responses: CacheSetting::Dir(dir.path().join("responses")), load: args.batching.load_options(false), ..EngineOptions::default() };
-    let engine = Engine::builder().options(options).progress(std::sync::Arc::new(super::progress::ConsoleProgress::new())).build()?;
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let store = rt.block_on(Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())))?;
-    let source_text = loaded.file.source().to_string();
-    let name = args.program.display().to_string();
-    let mut current = Current { name: name.clone(), source_file: name.clone(), source: source_text.clone(), artifact: None };
-    let stat = engine.load_source(&name, &source_text, ProgramOptions::default())?;
-    let mut looped = stat.clone();
-    let users: Vec<String> = (0..args.users).map(|i| format!("user-{i}")).collect();
-    let poisoned = ((args.users as f64) * args.poison).round() as usize;
+/// The simulated users of a run of the bench.
+struct Users {
+    names: Vec<String>,
+    /// The first this many always give a wrong label.
+    poisoned: usize,
+    noise: f64,
+}
 
-    let mut rounds = Vec::new();
-    for r in 1..=args.rounds {
-        let drifted = args.drift && r > args.rounds / 2;
-        let examples = draw(&mut stream, args.per_round, drifted, &field, &labels, &mut rng);
-        if examples.is_empty() {
-            eprintln!("the stream ran out after {} round(s)", r - 1);
-            break;
-        }
-        // Every random draw happens here, in order, so results do not depend on timing.
-        let items: Vec<Item> = examples
+impl Users {
+    /// Who corrects each example and what they say. Every random draw happens here, in order,
+    /// so results do not depend on timing.
+    fn correct(&self, examples: Vec<Example>, task: &Task, rng: &mut ChaCha8Rng) -> Vec<Item> {
+        let labels = &task.labels;
+        examples
             .into_iter()
             .map(|example| {
-                let gold = example.fields.get(&field).and_then(Value::as_str).unwrap_or_default().to_string();
-                let u = rng.random_range(0..users.len());
-                let noisy = rng.random_bool(args.noise);
+                let gold = example.fields.get(&task.field).and_then(Value::as_str).unwrap_or_default().to_string();
+                let u = rng.random_range(0..self.names.len());
+                let noisy = rng.random_bool(self.noise);
                 let random = labels[rng.random_range(0..labels.len())].clone();
-                let says = if u < poisoned {
+                let says = if u < self.poisoned {
                     // A poisoning user always names a wrong label: the next one along.
                     let i = labels.iter().position(|l| *l == gold).unwrap_or(0);
                     labels[(i + 1) % labels.len()].clone()
@@ -142,51 +152,60 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
                 } else {
                     gold
                 };
-                Item { example, user: users[u].clone(), says }
+                Item { example, user: self.names[u].clone(), says }
             })
-            .collect();
-        let hash = current.artifact_hash();
+            .collect()
+    }
+}
+
+/// The loop under measurement: the store, the program it serves and what it learned.
+struct Loop<'a> {
+    args: &'a BenchLoopArgs,
+    engine: &'a Engine,
+    store: &'a Store,
+    rt: &'a tokio::runtime::Runtime,
+    name: String,
+    current: Current,
+    looped: Program,
+    stat: Program,
+}
+
+impl Loop<'_> {
+    /// Round `r` on `items`: serve them with the loop's program (runs and corrections stored),
+    /// learn, then answer them with the static program outside the round's time.
+    fn round(&mut self, r: usize, items: &[Item], task: &Task) -> anyhow::Result<RoundFigures> {
+        let (args, field) = (self.args, task.field.as_str());
+        let hash = self.current.artifact_hash();
         let t = Instant::now();
-        let served: Vec<bool> = rt
+        let served: Vec<bool> = self
+            .rt
             .block_on(
-                stream::iter(&items)
-                    .map(|item| serve_item(item, &looped, &store, &field, hash.as_deref()))
+                stream::iter(items)
+                    .map(|item| serve_item(item, &self.looped, self.store, field, hash.as_deref()))
                     .buffered(args.concurrency.max(1))
                     .collect::<Vec<_>>(),
             )
             .into_iter()
             .collect::<anyhow::Result<_>>()?;
-        let n = served.len();
         let share = |right: &[bool]| right.iter().filter(|r| **r).count() as f64 / right.len().max(1) as f64;
-        let loop_acc = share(&served);
+        let loop_accuracy = share(&served);
         if !args.json {
-            eprintln!("round {r}: served {n} items (loop {loop_acc:.3}); learning …");
+            eprintln!("round {r}: served {} items (loop {loop_accuracy:.3}); learning …", served.len());
         }
-        let quiet = |_: loopc::compile::Event<'_>| {};
+        // The shared round defaults, but for the holdout: the bench's frozen file alone, so
+        // every stored correction may be learned from.
         let round = Round {
-            engine: &engine,
-            store: &store,
-            current: current.clone(),
-            holdout: Some(holdout.clone()),
-            export: ExportOptions::default(),
-            optimizer: None,
-            settings: OptimizerSettings { seed: Some(args.seed + r as u64), candidates: args.candidates, ..OptimizerSettings::default() },
-            metric: None,
-            margin: args.margin,
-            concurrency: args.concurrency.max(1),
-            max_rows: args.max_rows,
-            canary: false,
-            judge_min_agreement: 0.7,
-            options: ProgramOptions::default(),
-            progress: &quiet,
+            holdout: Some(task.holdout.clone()),
+            search: OptimizerSettings { seed: Some(args.seed + r as u64), candidates: args.candidates, ..OptimizerSettings::default() },
+            settings: RoundSettings { margin: args.margin, max_rows: args.max_rows, holdout_share: 0.0, ..RoundSettings::DEFAULT },
+            ..Round::new(self.engine, self.store, self.current.clone())
         };
-        let outcome = rt.block_on(learn::learn(round));
-        let (promoted, holdout_current, holdout_candidate, reason) = match outcome {
+        let (promoted, holdout_current, holdout_candidate, reason) = match self.rt.block_on(learn::learn(round)) {
             Ok(o) => {
                 let d = o.decision;
                 if d.promote {
-                    looped = engine.load_artifact(&name, &o.candidate, ProgramOptions::default())?;
-                    current.artifact = Some(o.candidate);
+                    self.looped = self.engine.load_artifact(&self.name, &o.candidate, ProgramOptions::default())?;
+                    self.current.artifact = Some(o.candidate);
                 }
                 (d.promote, Some(d.current), Some(d.candidate), d.reason)
             }
@@ -197,18 +216,59 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
         // The control, after the round and outside its time: the static program on the same
         // items.
         let control: Vec<bool> =
-            rt.block_on(stream::iter(&items).map(|item| control(item, &stat, &field)).buffered(args.concurrency.max(1)).collect::<Vec<_>>());
-        let static_acc = share(&control);
+            self.rt.block_on(stream::iter(items).map(|item| control(item, &self.stat, field)).buffered(args.concurrency.max(1)).collect::<Vec<_>>());
         if !args.json {
             eprintln!("round {r}: {} ({reason}) in {seconds:.1} s", if promoted { "promoted" } else { "kept the current program" });
         }
-        rounds.push(json!({
-            "round": r, "n": n, "static": static_acc, "loop": loop_acc, "promoted": promoted,
-            "holdout_current": holdout_current, "holdout_candidate": holdout_candidate, "seconds": seconds, "reason": reason,
-        }));
+        Ok(RoundFigures {
+            round: r,
+            n: served.len(),
+            static_accuracy: share(&control),
+            loop_accuracy,
+            promoted,
+            holdout_current,
+            holdout_candidate,
+            seconds,
+            reason,
+        })
     }
-    let mean = |key: &str| rounds.iter().filter_map(|r| r[key].as_f64()).sum::<f64>() / rounds.len().max(1) as f64;
-    let (static_mean, loop_mean) = (mean("static"), mean("loop"));
+}
+
+/// Runs `loopc bench loop`.
+pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(args.rounds > 0 && args.per_round > 0 && args.users > 0, "--rounds, --per-round and --users must be at least 1");
+    let loaded = source::load(&args.program, color)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut task = task(args, &loaded.dag, &mut rng)?;
+    let dir = tempfile::tempdir()?;
+    let options =
+        EngineOptions { responses: CacheSetting::Dir(dir.path().join("responses")), load: args.batching.load_options(false), ..EngineOptions::default() };
+    let engine = Engine::builder().options(options).progress(std::sync::Arc::new(super::progress::ConsoleProgress::new())).build()?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let store = rt.block_on(Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())))?;
+    let source_text = loaded.file.source().to_string();
+    let name = args.program.display().to_string();
+    let stat = engine.load_source(&name, &source_text, ProgramOptions::default())?;
+    let current = Current { name: name.clone(), source_file: name.clone(), source: source_text, artifact: None };
+    let mut the_loop = Loop { args, engine: &engine, store: &store, rt: &rt, name, current, looped: stat.clone(), stat };
+    let users = Users {
+        names: (0..args.users).map(|i| format!("user-{i}")).collect(),
+        poisoned: ((args.users as f64) * args.poison).round() as usize,
+        noise: args.noise,
+    };
+    let mut rounds = Vec::new();
+    for r in 1..=args.rounds {
+        let drifted = args.drift && r > args.rounds / 2;
+        let examples = draw(&mut task.stream, args.per_round, drifted, &task.field, &task.labels, &mut rng);
+        if examples.is_empty() {
+            eprintln!("the stream ran out after {} round(s)", r - 1);
+            break;
+        }
+        let items = users.correct(examples, &task, &mut rng);
+        rounds.push(the_loop.round(r, &items, &task)?);
+    }
+    let mean = |f: fn(&RoundFigures) -> f64| rounds.iter().map(f).sum::<f64>() / rounds.len().max(1) as f64;
+    let (static_mean, loop_mean) = (mean(|r| r.static_accuracy), mean(|r| r.loop_accuracy));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({"rounds": rounds, "static": static_mean, "loop": loop_mean}))?);
         return Ok(Outcome::Success);
@@ -220,21 +280,21 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
         args.noise,
         args.poison,
         if args.drift { ", drift halfway" } else { "" },
-        holdout.examples.len()
+        task.holdout.examples.len()
     );
     println!("  round      n   static     loop   promoted   holdout current → candidate   seconds");
-    let score = |v: &Value| v.as_f64().map_or("   -  ".to_string(), |x| format!("{x:.3}"));
+    let score = |v: Option<f64>| v.map_or("   -  ".to_string(), |x| format!("{x:.3}"));
     for r in &rounds {
         println!(
             "  {:>5}  {:>5}   {:.3}    {:.3}   {:>8}   {} → {}           {:>7.1}",
-            r["round"],
-            r["n"],
-            r["static"].as_f64().unwrap_or(0.0),
-            r["loop"].as_f64().unwrap_or(0.0),
-            if r["promoted"] == true { "yes" } else { "no" },
-            score(&r["holdout_current"]),
-            score(&r["holdout_candidate"]),
-            r["seconds"].as_f64().unwrap_or(0.0)
+            r.round,
+            r.n,
+            r.static_accuracy,
+            r.loop_accuracy,
+            if r.promoted { "yes" } else { "no" },
+            score(r.holdout_current),
+            score(r.holdout_candidate),
+            r.seconds
         );
     }
     println!("  mean          {static_mean:.3}    {loop_mean:.3}");

@@ -145,7 +145,7 @@ mod tests {
         let src = generated_program(500);
         let lines = src.lines().count();
         assert!((480..=520).contains(&lines), "{lines}");
-        let checked = loopc::graph::check(&src);
+        let checked = loopc::graph::check_text(&src);
         assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
     }
 }

@@ -32,13 +32,6 @@ fn text_of(model: &LocalModel, tokens: usize, offset: usize) -> anyhow::Result<S
     }
 }
 
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 /// Runs `loopc bench model`.
 pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     let mut options = LoadOptions { max_batch: 16, ..LoadOptions::default() };
@@ -110,7 +103,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         "choice_seconds_without_prefix_cache": score_uncached, "choice_seconds_with_prefix_cache": score_cached,
         "prefix_cache_speedup": score_uncached / score_cached, "ideal_speedup_total_over_suffix_tokens": ideal,
         "same_best_label_cached_vs_uncached": format!("{same_choice}/{}", prompts.len()),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": super::measure::peak_rss_mb(),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -127,7 +120,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
             score_uncached / score_cached,
             prompts.len()
         );
-        if let Some(mb) = peak_rss_mb() {
+        if let Some(mb) = super::measure::peak_rss_mb() {
             println!("  peak memory        {mb:>8.0} MB");
         }
     }

@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use super::args::BenchReviewArgs;
+use super::measure::Latencies;
 use super::Outcome;
 
 const PROGRAM: &str = r#"program triage "Route a support ticket"
@@ -111,8 +112,8 @@ async fn fill(store: &Store, n: usize, writers: usize) -> anyhow::Result<(usize,
     Ok((feedback, started.elapsed().as_secs_f64()))
 }
 
-/// Loads `url` `n` times as the reviewer, one after another; the latencies, sorted.
-async fn time_page(client: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+/// Loads `url` `n` times as the reviewer, one after another; the latencies.
+async fn time_page(client: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<Latencies> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
@@ -122,13 +123,7 @@ async fn time_page(client: &reqwest::Client, url: &str, n: usize) -> anyhow::Res
         anyhow::ensure!(status.is_success(), "GET {url}: {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
         out.push(t.elapsed());
     }
-    out.sort();
-    Ok(out)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1).min(sorted.len().saturating_sub(1));
-    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    Ok(Latencies::from_durations(out))
 }
 
 /// Runs `loopc bench review`.
@@ -167,8 +162,8 @@ pub fn run(args: &BenchReviewArgs) -> anyhow::Result<Outcome> {
         for (name, path) in [("queue", "/review".to_string()), ("queue, page 2", later), ("run", run_page), ("dashboard", "/review/dashboard".to_string())] {
             time_page(&client, &format!("{base}{path}"), 2).await?; // warm the caches
             let times = time_page(&client, &format!("{base}{path}"), args.requests).await?;
-            pages.push(json!({"page": name, "path": path, "n": times.len(), "p50_ms": percentile(&times, 0.5), "p95_ms": percentile(&times, 0.95),
-                "max_ms": percentile(&times, 1.0)}));
+            pages.push(json!({"page": name, "path": path, "n": times.count(), "p50_ms": times.percentile(0.5), "p95_ms": times.percentile(0.95),
+                "max_ms": times.percentile(1.0)}));
         }
         let _ = stop.send(());
         server.await.context("the server task failed")??;

@@ -15,6 +15,7 @@ use loopc::Program;
 use serde_json::{json, Map, Value};
 
 use super::args::BenchRunArgs;
+use super::measure::Latencies;
 use super::{source, Outcome};
 
 const PHRASES: [&str; 8] = [
@@ -60,23 +61,8 @@ fn inputs(args: &BenchRunArgs, dag: &Dag) -> anyhow::Result<Vec<Map<String, Valu
     }
 }
 
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// Runs every input at `concurrency`; returns (wall seconds, per-run latencies in ms, failures).
-fn pass(rt: &tokio::runtime::Runtime, program: &Program, inputs: &[Map<String, Value>], concurrency: usize) -> (f64, Vec<f64>, usize) {
+/// Runs every input at `concurrency`; returns (wall seconds, per-run latencies, failures).
+fn pass(rt: &tokio::runtime::Runtime, program: &Program, inputs: &[Map<String, Value>], concurrency: usize) -> (f64, Latencies, usize) {
     let t = Instant::now();
     let results: Vec<(bool, f64)> = rt.block_on(
         stream::iter(inputs.to_vec())
@@ -91,8 +77,7 @@ fn pass(rt: &tokio::runtime::Runtime, program: &Program, inputs: &[Map<String, V
             .buffer_unordered(concurrency.max(1))
             .collect(),
     );
-    let mut latencies: Vec<f64> = results.iter().map(|r| r.1).collect();
-    latencies.sort_by(f64::total_cmp);
+    let latencies = Latencies::from_ms(results.iter().map(|r| r.1));
     (t.elapsed().as_secs_f64(), latencies, results.iter().filter(|r| !r.0).count())
 }
 
@@ -111,8 +96,8 @@ fn level(args: &BenchRunArgs, concurrency: usize, color: bool) -> anyhow::Result
     Ok(json!({
         "concurrency": concurrency, "examples": inputs.len(), "failed": failed, "wall_seconds": wall,
         "examples_per_second": inputs.len() as f64 / wall,
-        "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
-        "peak_rss_mb": peak_rss_mb(),
+        "p50_ms": latencies.percentile(0.5), "p95_ms": latencies.percentile(0.95),
+        "peak_rss_mb": super::measure::peak_rss_mb(),
         "prefill_passes": passes, "mean_prefill_rows": rows as f64 / passes.max(1) as f64,
         "decode_steps": steps, "mean_decode_rows": step_rows as f64 / steps.max(1) as f64,
     }))

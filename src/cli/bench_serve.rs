@@ -16,6 +16,7 @@ use loopc::store::{bench_feedback_writes, Backend, Store};
 use serde_json::{json, Map, Value};
 
 use super::args::BenchServeArgs;
+use super::measure::Latencies;
 use super::{source, Outcome};
 
 const PHRASES: [&str; 6] = [
@@ -37,10 +38,8 @@ struct Phase {
 
 impl Phase {
     fn json(&self) -> Value {
-        let mut l = self.latencies.clone();
-        l.sort();
-        let pct =
-            |p: f64| l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1).min(l.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        let l = Latencies::from_durations(self.latencies.iter().copied());
+        let pct = |p: f64| l.percentile(p);
         json!({
             "n": self.n,
             "failed": self.failed,

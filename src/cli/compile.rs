@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loopc::compile::{self, Dataset, Event, Job, Metric, Plan, Rater, TerminalRater};
-use loopc::graph::{Dag, OptimizerKind, OptimizerSettings};
+use loopc::graph::Dag;
 use loopc::runtime::artifact::Artifact;
 use loopc::runtime::source::ProgramFile;
 use serde_json::json;
@@ -25,15 +25,28 @@ pub(super) fn load_data(path: &Path, dag: &Dag, metric: &Metric) -> anyhow::Resu
     Ok(compile::dataset::load(path, dag, &metric.example_fields())?)
 }
 
-/// One progress bar per phase, and candidate lines above it.
-struct Display {
+/// One progress bar per phase, and candidate lines above it (`compile` and `learn`).
+pub(super) struct Display {
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
     max_calls: Option<u64>,
 }
 
 impl Display {
-    fn on(&self, event: Event<'_>) {
+    /// A display of a compile's progress; `quiet` shows nothing; `max_calls` is the budget shown.
+    pub(super) fn new(quiet: bool, max_calls: Option<u64>) -> Display {
+        Display { bar: Mutex::new(None), quiet, max_calls }
+    }
+
+    /// Clears the bar (the compile finished, failed or was interrupted).
+    pub(super) fn finish(&self) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
+
+    /// Shows `event`.
+    pub(super) fn on(&self, event: Event<'_>) {
         if self.quiet {
             return;
         }
@@ -88,19 +101,8 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     };
     let rater: Option<Arc<dyn Rater>> =
         args.interactive.then(|| Arc::new(TerminalRater::new(std::io::BufReader::new(std::io::stdin()), std::io::stderr())) as Arc<dyn Rater>);
-    let metric = pick_metric(&dag, args.metric.as_deref(), rater)?;
-    let optimizer = optimizer(args.optimizer.as_deref())?;
-    let overrides = OptimizerSettings {
-        seed: args.seed,
-        candidates: args.candidates,
-        max_demos: args.max_demos,
-        max_calls: args.max_calls,
-        max_tokens: args.max_tokens,
-        max_seconds: args.max_seconds,
-        retrieval: args.retrieval.then_some(true),
-        ..OptimizerSettings::default()
-    };
-    let plan = Plan::new(&dag, optimizer, &overrides, args.concurrency);
+    let metric = pick_metric(&dag, args.search.metric.as_deref(), rater)?;
+    let plan = Plan::new(&dag, args.search.optimizer, &args.search.settings(), args.concurrency);
     let (optimizer, seed) = (plan.optimizer, plan.seed);
     // The program's own examples (all but the held-out ones) join the training data; they
     // are the data when no --train is given.
@@ -110,7 +112,6 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     let (train, dev) = match (&args.dev, file_data) {
         (Some(d), data) => (compile::examples::join_training(data, examples, &dag, &required)?, load_data(d, &dag, &metric)?),
         (None, data) => {
-            anyhow::ensure!(args.dev_fraction > 0.0 && args.dev_fraction < 1.0, "--dev-fraction must be between 0 and 1");
             match data {
                 Some(data) => {
                     let shown = args.train.as_ref().map_or_else(String::new, |p| p.display().to_string());
@@ -134,7 +135,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     let engine = args.runtime.reproducible_engine()?;
     let program = engine.load_source(&loaded.file.source_name(), &src, args.runtime.options()?)?;
     let metric = metric.judged_by(&program);
-    let display = Display { bar: Mutex::new(None), quiet: args.json, max_calls: budget.max_calls };
+    let display = Display::new(args.json, budget.max_calls);
     let on_event = |e: Event<'_>| display.on(e);
     let job = Job { program, source_file, source: src, train, dev, metric, plan, budget, progress: &on_event, warm_start: None };
     if !args.json {
@@ -152,27 +153,8 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
             _ = interrupt.wait() => Ok(None),
         }
     });
-    if let Some(b) = display.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        b.finish_and_clear();
-    }
-    let Some(mut artifact) = artifact? else { return Ok(None) };
-    // The engine is this compile's own, so its models' counters are this compile's tokens.
-    let (prefilled, generated) = engine.token_totals();
-    artifact.provenance.timing.tokens_prefilled = prefilled;
-    artifact.provenance.timing.tokens_generated = generated;
-    Ok(Some(artifact))
-}
-
-/// The optimizer named by `--optimizer`, if one was given.
-pub fn optimizer(name: Option<&str>) -> anyhow::Result<Option<OptimizerKind>> {
-    name.map(|name| {
-        OptimizerKind::ALL
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(k, _)| *k)
-            .ok_or_else(|| anyhow::anyhow!("unknown optimizer `{name}` (the optimizers: {})", OptimizerKind::ALL.map(|(_, n)| n).join(", ")))
-    })
-    .transpose()
+    display.finish();
+    artifact
 }
 
 /// Runs `loopc compile`.

@@ -15,7 +15,7 @@ use super::Outcome;
 pub fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
     let artifact = Artifact::read(&args.artifact)?;
     let shown = args.artifact.display().to_string();
-    let dag = loopc::runtime::check(&format!("{shown} (embedded {})", artifact.program.source_file), &artifact.program.source)?;
+    let dag = loopc::runtime::checked_dag(&format!("{shown} (embedded {})", artifact.program.source_file), &artifact.program.source)?;
     let params = artifact.validate(&shown, &dag)?;
     if let Some(s) = &args.step {
         anyhow::ensure!(

@@ -1,11 +1,8 @@
 //! `loopc learn`, `loopc dataset export`, `loopc history` and `loopc why`: the learning loop's
 //! commands. The logic is `loopc::learn`; this renders it.
 
-use std::sync::Mutex;
-
 use anyhow::Context;
-use loopc::graph::OptimizerSettings;
-use loopc::learn::{self, Current, ExportOptions, Round};
+use loopc::learn::{self, Current, ExportOptions, Round, RoundSettings};
 use loopc::runtime::artifact::Artifact;
 use loopc::runtime::source::ProgramFile;
 use loopc::store::{Store, Timestamp};
@@ -13,16 +10,6 @@ use serde_json::json;
 
 use super::args::{DatasetCommand, HistoryArgs, LearnArgs, WhyArgs};
 use super::{source, Outcome};
-
-fn since(s: &Option<String>) -> anyhow::Result<Option<Timestamp>> {
-    Ok(s.as_deref().map(str::parse::<Timestamp>).transpose()?)
-}
-
-/// `value` of the flag `name`, which must be a share: between 0 and 1.
-pub fn share(name: &str, value: f64) -> anyhow::Result<f64> {
-    anyhow::ensure!(value.is_finite() && (0.0..=1.0).contains(&value), "{name} must be between 0 and 1, not {value}");
-    Ok(value)
-}
 
 /// The program of a `.loop` file or an artifact, as learning sees it.
 fn current(path: &std::path::Path, color: bool) -> anyhow::Result<Current> {
@@ -37,80 +24,39 @@ fn current(path: &std::path::Path, color: bool) -> anyhow::Result<Current> {
 
 /// Runs `loopc learn`.
 pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
-    anyhow::ensure!(args.margin.is_finite() && args.margin >= 0.0, "--margin must be a score difference of 0 or more");
-    share("--judge-min-agreement", args.judge_min_agreement)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     let current = current(&args.file, color)?;
-    let dag = loopc::graph::check(&current.source).dag.ok_or_else(|| anyhow::anyhow!("`{}` does not check", args.file.display()))?;
-    let optimizer = super::compile::optimizer(args.optimizer.as_deref())?;
+    let dag = loopc::graph::check_text(&current.source).dag.ok_or_else(|| anyhow::anyhow!("`{}` does not check", args.file.display()))?;
     let holdout = match &args.holdout {
         Some(p) => {
-            let metric = super::compile::pick_metric(&dag, args.metric.as_deref(), None)?;
+            let metric = super::compile::pick_metric(&dag, args.search.metric.as_deref(), None)?;
             Some(super::compile::load_data(p, &dag, &metric)?)
         }
         None => None,
     };
-    let settings = OptimizerSettings {
-        seed: args.seed,
-        candidates: args.candidates,
-        max_demos: args.max_demos,
-        max_calls: args.max_calls,
-        max_seconds: args.max_seconds,
-        retrieval: args.retrieval.then_some(true),
-        ..OptimizerSettings::default()
-    };
     let engine = args.runtime.reproducible_engine()?;
     let store = rt.block_on(Store::open(&args.store))?;
-    let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
-    let quiet = args.json;
-    let progress = |e: loopc::compile::Event<'_>| {
-        if quiet {
-            return;
-        }
-        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
-        match e {
-            loopc::compile::Event::Phase(name, runs) => {
-                if let Some(b) = bar.take() {
-                    b.finish_and_clear();
-                }
-                if runs == 0 {
-                    eprintln!("{name}");
-                } else {
-                    let b = indicatif::ProgressBar::new(runs as u64);
-                    b.set_message(name.to_string());
-                    *bar = Some(b);
-                }
-            }
-            loopc::compile::Event::Run => {
-                if let Some(b) = bar.as_ref() {
-                    b.inc(1);
-                }
-            }
-            loopc::compile::Event::Candidate(c, best, _) => eprintln!("trial {:>2}  score {:.3}  (best {best:.3})  {}", c.trial, c.score, c.description),
-            loopc::compile::Event::Note(n) => eprintln!("note: {n}"),
-        }
-    };
-    let round = Round {
-        engine: &engine,
-        store: &store,
-        current,
-        holdout,
-        export: ExportOptions {
-            since: since(&args.since)?,
-            min_agreement: args.min_agreement.max(1),
-            holdout_share: share("--holdout-share", args.holdout_share)?,
-        },
-        optimizer,
-        settings,
-        metric: args.metric.clone(),
+    let display = super::compile::Display::new(args.json, args.search.max_calls);
+    let progress = |e: loopc::compile::Event<'_>| display.on(e);
+    let settings = RoundSettings {
         margin: args.margin,
         concurrency: args.concurrency.max(1),
         max_rows: args.max_rows,
-        canary: false,
         judge_min_agreement: args.judge_min_agreement,
+        holdout_share: args.holdout_share,
+        min_agreement: args.min_agreement,
+    };
+    let round = Round {
+        holdout,
+        since: args.since,
+        optimizer: args.search.optimizer,
+        search: args.search.settings(),
+        metric: args.search.metric.clone(),
+        settings,
         options: args.runtime.options()?,
         progress: &progress,
+        ..Round::new(&engine, &store, current)
     };
     let outcome = rt.block_on(async {
         tokio::select! {
@@ -118,19 +64,24 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
             _ = interrupt.wait() => Ok(None),
         }
     });
-    if let Some(b) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        b.finish_and_clear();
-    }
+    display.finish();
     let Some(outcome) = outcome? else {
         eprintln!("interrupted: nothing was recorded");
         return Ok(Outcome::Interrupted);
     };
-    let d = &outcome.decision;
-    if d.promote {
+    if outcome.decision.promote {
         if let Some(out) = &args.out {
             outcome.candidate.write(out)?;
         }
     }
+    print_outcome(args, &outcome);
+    Ok(Outcome::Success)
+}
+
+/// Prints what a round of `loopc learn` did, as text or JSON.
+fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
+    let d = &outcome.decision;
+    let written = if d.promote { args.out.clone() } else { None };
     if args.json {
         println!(
             "{}",
@@ -139,44 +90,43 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
                 "holdout_current": d.current, "holdout_candidate": d.candidate, "difference": d.difference,
                 "interval": [d.interval.0, d.interval.1], "holdout_items": d.items,
                 "dev_score": outcome.candidate.provenance.final_score,
-                "gold_rows": outcome.export.train.iter().filter(|r| r.kind == learn::RowKind::Gold).count(),
-                "model_labelled_rows": outcome.export.train.iter().filter(|r| r.kind == learn::RowKind::ModelLabelled).count(),
+                "verdict": outcome.verdict, "gold_rows": outcome.export.gold_rows(), "model_labelled_rows": outcome.export.model_labelled_rows(),
                 "holdout_rows_from_store": outcome.export.holdout.len(),
                 "feedback": outcome.export.feedback_ids.len(),
                 "judge_agreement": outcome.judge.as_ref().map(|c| c.agreement),
                 "judge_items": outcome.judge.as_ref().map(|c| c.items),
-                "written": if d.promote { args.out.clone() } else { None },
+                "written": written,
             })
         );
-    } else {
-        if let Some(c) = &outcome.judge {
-            println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
-        }
-        println!(
-            "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3})",
-            if d.promote { "promoted" } else { "not promoted" },
-            d.reason,
-            d.current,
-            d.candidate,
-            d.items,
-            d.interval.0,
-            d.interval.1
-        );
-        match (&args.out, d.promote) {
-            (Some(out), true) => println!("wrote {} (version {})", out.display(), &outcome.hash[..12]),
-            (None, true) => println!("version {} recorded in the store; pass -o to write it", &outcome.hash[..12]),
-            _ => println!("version {} recorded in the store as rejected", &outcome.hash[..12]),
-        }
+        return;
     }
-    Ok(Outcome::Success)
+    if let Some(c) = &outcome.judge {
+        println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
+    }
+    println!(
+        "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3})",
+        if d.promote { "promoted" } else { "not promoted" },
+        d.reason,
+        d.current,
+        d.candidate,
+        d.items,
+        d.interval.0,
+        d.interval.1
+    );
+    let short = &outcome.hash[..12.min(outcome.hash.len())];
+    match written {
+        Some(out) => println!("wrote {} (version {short})", out.display()),
+        None if d.promote => println!("version {short} recorded in the store; pass -o to write it"),
+        None => println!("version {short} recorded in the store as {}", outcome.verdict),
+    }
 }
 
 /// Runs `loopc dataset`.
 pub fn dataset(cmd: &DatasetCommand, color: bool) -> anyhow::Result<Outcome> {
-    let DatasetCommand::Export { store, program, since: from, min_agreement, holdout_share, out } = cmd;
+    let DatasetCommand::Export { store, program, since, min_agreement, holdout_share, out } = cmd;
     let dag = source::load_dag(program, color)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let options = ExportOptions { since: since(from)?, min_agreement: (*min_agreement).max(1), holdout_share: share("--holdout-share", *holdout_share)? };
+    let options = ExportOptions { since: *since, min_agreement: *min_agreement, holdout_share: *holdout_share };
     let export = rt.block_on(async {
         let store = Store::open(store).await?;
         learn::export(&store, dag.name(), &dag, &options).await
@@ -223,28 +173,31 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
             .iter()
             .flat_map(|(p, vs)| {
                 vs.iter().map(move |v| {
-                    json!({"program": p, "hash": v.hash, "parent": v.parent, "created_ms": v.created_ms, "decision": v.decision, "reason": v.reason,
-                           "holdout_current": v.holdout.0, "holdout_candidate": v.holdout.1, "feedback": v.feedback_count, "tainted": v.tainted})
+                    let r = &v.record;
+                    json!({"program": p, "hash": v.hash, "parent": v.parent, "created_ms": v.created_ms, "decision": r.decision, "reason": r.reason,
+                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate, "feedback": r.feedback_count, "tainted": v.tainted})
                 })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(Outcome::Success);
     }
+    let score = |s: Option<f64>| s.map_or_else(|| "  -  ".to_string(), |s| format!("{s:.3}"));
     for (program, versions) in rows {
         println!("{program}: {} version(s)", versions.len());
         for v in versions {
+            let r = &v.record;
             let when = Timestamp::from_millis(v.created_ms);
             let taint = if v.tainted { "  [trained on a forgotten user's data: learn again]" } else { "" };
             println!(
-                "  {}  {when}  {:<9} holdout {:.3} → {:.3}  {} feedback  parent {}{taint}\n      {}",
-                &v.hash[..12],
-                v.decision,
-                v.holdout.0,
-                v.holdout.1,
-                v.feedback_count,
+                "  {}  {when}  {:<9} holdout {} → {}  {} feedback  parent {}{taint}\n      {}",
+                &v.hash[..12.min(v.hash.len())],
+                r.decision,
+                score(r.holdout_current),
+                score(r.holdout_candidate),
+                r.feedback_count,
                 v.parent.as_deref().map_or("-", |p| &p[..12.min(p.len())]),
-                v.reason
+                r.reason
             );
         }
     }
@@ -254,27 +207,28 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
 /// Runs `loopc why`.
 pub fn why(args: &WhyArgs) -> anyhow::Result<Outcome> {
     let artifact = Artifact::read(&args.artifact)?;
-    let v = learn::why(&artifact);
+    let why = learn::why(&artifact);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&why)?);
         return Ok(Outcome::Success);
     }
-    match &v["learned_from"] {
-        serde_json::Value::Null => println!("{}: not learned from stored feedback (compiled from files)", artifact.program.name),
-        l => println!(
+    match &why.learned_from {
+        None => println!("{}: not learned from stored feedback (compiled from files)", why.program),
+        Some(l) => println!(
             "{}: learned from {} gold and {} accepted rows ({} pieces of feedback), dataset {}",
-            artifact.program.name,
-            l["gold_rows"],
-            l["model_labelled_rows"],
-            l["feedback"],
-            l["dataset_sha256"].as_str().map_or("?", |s| &s[..12])
+            why.program,
+            l.gold_rows,
+            l.model_labelled_rows,
+            l.feedback,
+            &l.dataset_sha256[..12.min(l.dataset_sha256.len())]
         ),
     }
-    for (step, demos) in v["steps"].as_object().into_iter().flatten() {
+    let list = |ids: &Option<Vec<String>>| ids.as_ref().map_or_else(|| "-".to_string(), |ids| ids.join(", "));
+    for (step, demos) in &why.steps {
         println!("\nstep `{step}`:");
-        for (i, d) in demos.as_array().into_iter().flatten().enumerate() {
-            println!("  demo {i}: {} → {}", d["inputs"], d["outputs"]);
-            println!("    {}; runs {}; feedback {}; {} user(s)", d["kind"].as_str().unwrap_or("?"), d["run_ids"], d["feedback_ids"], d["users"]);
+        for (i, d) in demos.iter().enumerate() {
+            println!("  demo {i}: {} → {}", serde_json::Value::Object(d.inputs.clone()), serde_json::Value::Object(d.outputs.clone()));
+            println!("    {}; runs {}; feedback {}; {} user(s)", d.kind, list(&d.run_ids), list(&d.feedback_ids), d.users);
         }
     }
     Ok(Outcome::Success)

@@ -32,6 +32,7 @@ mod inspect;
 mod interrupt;
 mod learn;
 mod lsp;
+mod measure;
 mod model;
 mod progress;
 mod prompt;

@@ -5,42 +5,20 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use loopc::serve::{self, AllowedOrigins, ApiKey, LearnLoop, Reporter, Reviewers, ServeOptions, Service, Trigger};
+use loopc::learn::CanaryRules;
+use loopc::serve::{self, AllowedOrigins, ApiKey, LearnLoop, Reporter, Reviewers, ServeOptions, Service};
 use loopc::store::{mask_password, Store};
 
 use super::args::ServeArgs;
 use super::{source, Outcome};
 
-/// Reads a duration written as `90s`, `30m`, `24h`, `7d` (or plain seconds).
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let t = text.trim();
-    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = number.parse().with_context(|| format!("`{text}` is not a duration: write e.g. 90s, 30m, 24h or 7d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => anyhow::bail!("`{text}` is not a duration: write e.g. 90s, 30m, 24h or 7d"),
-    };
-    anyhow::ensure!(secs > 0, "a duration must be longer than zero");
-    Ok(Duration::from_secs(secs))
-}
-
-/// The background learner of `--learn-every`, if asked for.
+/// The background learner of `--learn-every`, if asked for: the round's and the canary's
+/// defaults are the library's, and each flag overrides its own.
 fn learn_loop(args: &ServeArgs, color: bool) -> anyhow::Result<Option<LearnLoop>> {
-    let Some(every) = &args.learn_every else { return Ok(None) };
-    let trigger = match every.trim().parse::<u64>() {
-        Ok(0) => anyhow::bail!("--learn-every 0: give a number of runs above zero, or a duration such as 6h"),
-        Ok(n) => Trigger::Runs(n),
-        Err(_) => Trigger::Every(parse_duration(every).context("--learn-every: give a number of runs (e.g. 500) or a duration (e.g. 6h)")?),
-    };
-    let share = super::learn::share;
-    anyhow::ensure!(args.margin.is_finite() && args.margin >= 0.0, "--margin must be a score difference of 0 or more");
+    let Some(trigger) = args.learn_every else { return Ok(None) };
     let holdout = match &args.holdout {
         Some(p) => {
-            let loaded = source::load(&args.file, color)?;
-            let dag = loaded.dag;
+            let dag = source::load(&args.file, color)?.dag;
             let metric = super::compile::pick_metric(&dag, None, None)?;
             Some(super::compile::load_data(p, &dag, &metric)?)
         }
@@ -48,15 +26,14 @@ fn learn_loop(args: &ServeArgs, color: bool) -> anyhow::Result<Option<LearnLoop>
     };
     let mut l = LearnLoop::new(trigger);
     l.holdout = holdout;
-    l.holdout_share = share("--holdout-share", args.holdout_share)?;
-    l.margin = args.margin;
-    l.explore = args.explore.map(|e| share("--explore", e)).transpose()?;
-    l.canary_runs = args.canary_runs.max(1);
-    l.canary_margin = share("--canary-margin", args.canary_margin)?;
-    l.poll = parse_duration(&args.learn_poll).context("--learn-poll")?;
-    l.max_rows = args.max_rows.max(1);
+    l.round.holdout_share = args.holdout_share;
+    l.round.margin = args.margin;
+    l.round.max_rows = args.max_rows.max(1);
+    l.explore = args.explore;
+    l.canary = CanaryRules { runs: args.canary_runs, margin: args.canary_margin };
+    l.poll = args.learn_poll;
     l.report = Reporter::new(|outcome| match outcome {
-        Ok(what) => eprintln!("loopc serve: learner: {what}"),
+        Ok(turn) => eprintln!("loopc serve: learner: {turn}"),
         Err(e) => eprintln!("loopc serve: learner failed: {e}"),
     });
     Ok(Some(l))
@@ -104,17 +81,14 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
     source::load(&args.file, color)?;
     let key = api_key(args)?;
     let addr: SocketAddr = args.addr.parse().with_context(|| format!("--addr `{}`: write HOST:PORT with an IP address, e.g. 127.0.0.1:8080", args.addr))?;
-    if key.is_none() && !addr.ip().is_loopback() {
-        anyhow::bail!(
-            "--addr {addr} is not a loopback address, and no API key is set: anyone who can reach it could run the program and read every stored run.\n\
-             Give --api-key-file FILE (or set LOOPC_API_KEY), or listen on 127.0.0.1"
-        );
-    }
+    // `serve::serve` refuses it too; checking first saves loading the model.
+    serve::check_address(addr, key.as_ref())
+        .map_err(|e| anyhow::anyhow!("--addr {e}.\nGive --api-key-file FILE (or set LOOPC_API_KEY), or listen on 127.0.0.1"))?;
     let options = ServeOptions {
         api_key: key,
         max_body: args.max_body,
         max_inflight: args.max_inflight.max(1),
-        token_ttl: parse_duration(&args.token_ttl).context("--token-ttl")?,
+        token_ttl: args.token_ttl,
         retain: args.retain_days.map(|d| Duration::from_secs(u64::from(d) * 86_400)),
         retention_every: Duration::from_secs(args.retention_interval.max(1)),
         drain_limit: Duration::from_secs(args.drain_seconds),
@@ -154,21 +128,4 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
         anyhow::Ok(())
     })?;
     Ok(Outcome::Success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_with_their_units() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
-        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
-        assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
-        for bad in ["", "h", "5w", "0s", "-1h"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 }

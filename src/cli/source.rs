@@ -2,9 +2,10 @@
 //! artifacts, which embed their source) and runs them through parsing and checking, keeping
 //! the text for rendering diagnostics.
 //!
-//! Reading is bounded and located: a source over [`MAX_SOURCE_BYTES`] (say `/dev/zero`) is
-//! refused after that many bytes instead of filling memory, and text that is not UTF-8 is
-//! reported with the line and column of its first bad byte.
+//! Reading is the library's (`loopc::runtime::source`): bounded, so a source over
+//! `MAX_SOURCE_BYTES` (say `/dev/zero`) is refused after that many bytes instead of filling
+//! memory, and strict, so text that is not UTF-8 is reported with the line and column of its
+//! first bad byte.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -13,13 +14,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use loopc::graph::{self, Dag, StepId};
 use loopc::runtime::executor::StepParams;
-use loopc::runtime::source::ProgramFile;
-use loopc::syntax::{has_errors, Diagnostic, LineIndex};
+use loopc::runtime::source::{read_program_from, read_program_text, ProgramFile};
+use loopc::syntax::{has_errors, Diagnostic};
 
 use super::report;
-
-/// The largest `.loop` source loopc reads.
-pub const MAX_SOURCE_BYTES: u64 = 64 << 20;
 
 /// The path that stands for standard input.
 const STDIN: &str = "-";
@@ -110,34 +108,17 @@ fn loop_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Reads a `.loop` file (or standard input for `-`): at most [`MAX_SOURCE_BYTES`], and UTF-8.
+/// Reads a `.loop` file or an artifact (or standard input for `-`), as the library does:
+/// bounded, strictly UTF-8, never a directory or a named pipe.
 pub fn read_source(path: &Path) -> anyhow::Result<String> {
     if path.as_os_str() == STDIN {
         return Input::Stdin.read();
     }
-    if path.is_dir() {
-        bail!("`{}` is a directory, not a `.loop` file", path.display());
-    }
-    // Opening a named pipe would wait for a writer forever.
-    if std::fs::metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type())) {
-        bail!("`{}` is a named pipe, not a `.loop` file (use `-` to read standard input)", path.display());
-    }
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    read_limited(file, path)
+    Ok(read_program_text(path)?)
 }
 
 fn read_limited(reader: impl Read, path: &Path) -> anyhow::Result<String> {
-    let mut bytes = Vec::new();
-    reader.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read `{}`", path.display()))?;
-    if bytes.len() as u64 > MAX_SOURCE_BYTES {
-        bail!("`{}` is larger than {} MiB, more than a `.loop` source may be", path.display(), MAX_SOURCE_BYTES >> 20);
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let bad = e.utf8_error().valid_up_to();
-        let text = std::str::from_utf8(&e.as_bytes()[..bad]).unwrap_or_default();
-        let at = LineIndex::new(text).line_col(text, bad);
-        anyhow::anyhow!("`{}` is not UTF-8 text: line {}, column {} (byte {bad}) is not a character", path.display(), at.line, at.col)
-    })
+    Ok(read_program_from(reader, &path.display().to_string())?)
 }
 
 /// A file after parsing and checking.
@@ -169,7 +150,7 @@ impl Checked {
 
 /// Checks `source` as if read from `path`.
 pub fn check_source(path: &Path, source: String) -> Checked {
-    let lowered = graph::check(&source);
+    let lowered = graph::check_text(&source);
     Checked { path: path.to_path_buf(), source, dag: lowered.dag, diagnostics: lowered.diagnostics }
 }
 
@@ -227,13 +208,5 @@ mod tests {
         std::fs::create_dir(root.join("empty")).unwrap();
         assert!(expand(&[root.join("empty")]).unwrap_err().to_string().contains("holds no `.loop` files"));
         assert!(expand(&["-".into(), "-".into()]).is_err(), "standard input can be read once");
-    }
-
-    #[test]
-    fn text_that_is_not_utf8_is_located_and_big_input_is_refused() {
-        let err = read_limited(&b"program p\nin\xffput"[..], Path::new("x.loop")).unwrap_err().to_string();
-        assert_eq!(err, "`x.loop` is not UTF-8 text: line 2, column 3 (byte 12) is not a character");
-        let err = read_limited(std::io::repeat(0).take(MAX_SOURCE_BYTES + 10), Path::new("/dev/zero")).unwrap_err().to_string();
-        assert!(err.contains("larger than 64 MiB"), "{err}");
     }
 }

@@ -175,12 +175,12 @@ pub(crate) fn validate(ex: &Example, dag: &Dag, required: &[String]) -> Result<(
     for f in dag.inputs() {
         match ex.fields.get(&f.name) {
             None => return Err(bad(format!("field `{}` missing (a program input)", f.name))),
-            Some(v) => value::check(&f.ty, v).map_err(|r| bad(format!("field `{}`: {r}", f.name)))?,
+            Some(v) => value::check_type(&f.ty, v).map_err(|r| bad(format!("field `{}`: {r}", f.name)))?,
         }
     }
     for f in dag.outputs() {
         if let Some(v) = ex.fields.get(&f.name) {
-            value::check(&f.ty, v).map_err(|r| bad(format!("field `{}`: {r}", f.name)))?;
+            value::check_type(&f.ty, v).map_err(|r| bad(format!("field `{}`: {r}", f.name)))?;
         }
     }
     if let Some(name) = required.iter().find(|n| !ex.fields.contains_key(*n)) {

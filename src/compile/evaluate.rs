@@ -26,6 +26,8 @@ pub struct Budget {
     calls: AtomicU64,
     cache_hits: AtomicU64,
     tokens: AtomicU64,
+    prefilled: AtomicU64,
+    generated: AtomicU64,
 }
 
 impl Budget {
@@ -64,11 +66,33 @@ impl Budget {
         self.started.map_or(Duration::ZERO, |s| s.elapsed())
     }
 
+    /// Prompt tokens the model computed for this compile: not from its prefix cache, not
+    /// answered by the response cache. Counted from the compile's own calls, so other work on
+    /// the same engine (a server's requests during a learning round) is not in it.
+    pub fn tokens_prefilled(&self) -> u64 {
+        self.prefilled.load(Ordering::Relaxed)
+    }
+
+    /// Tokens the model generated for this compile (not answered by the response cache).
+    pub fn tokens_generated(&self) -> u64 {
+        self.generated.load(Ordering::Relaxed)
+    }
+
+    /// Counts the tokens of one call: all toward the token budget, the ones the model computed
+    /// toward [`Budget::tokens_prefilled`] and [`Budget::tokens_generated`].
+    fn count_tokens(&self, prompt: u64, cached: u64, completion: u64, from_cache: bool) {
+        self.tokens.fetch_add(prompt + completion, Ordering::Relaxed);
+        if !from_cache {
+            self.prefilled.fetch_add(prompt.saturating_sub(cached), Ordering::Relaxed);
+            self.generated.fetch_add(completion, Ordering::Relaxed);
+        }
+    }
+
     /// Counts one model call made outside a program run (e.g. an instruction proposal).
-    pub fn record_call(&self, tokens: u64, from_cache: bool) {
+    pub fn record_call(&self, completion: &crate::runtime::backend::Completion) {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        self.tokens.fetch_add(tokens, Ordering::Relaxed);
-        if from_cache {
+        self.count_tokens(completion.prompt_tokens, completion.cached_tokens, completion.completion_tokens, completion.from_cache);
+        if completion.from_cache {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -82,7 +106,7 @@ impl Budget {
             if st.cache_hit {
                 self.cache_hits.fetch_add(n, Ordering::Relaxed);
             }
-            self.tokens.fetch_add(st.prompt_tokens + st.completion_tokens, Ordering::Relaxed);
+            self.count_tokens(st.prompt_tokens, st.cached_tokens, st.completion_tokens, st.cache_hit);
         }
         self.calls.fetch_add(calls, Ordering::Relaxed);
         calls

@@ -165,7 +165,7 @@ mod tests {
     use serde_json::json;
 
     fn dag(src: &str) -> Dag {
-        let checked = crate::graph::check(src);
+        let checked = crate::graph::check_text(src);
         checked.dag.unwrap_or_else(|| panic!("{:?}", checked.diagnostics))
     }
 

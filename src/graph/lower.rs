@@ -84,78 +84,59 @@ struct StepShape<'s, 'a> {
     shape: &'s Shape<'a>,
 }
 
-impl Cx {
-    fn file(&mut self, file: &ast::File) -> Option<Dag> {
-        let mut inputs = Vec::new();
-        let mut outputs = Vec::new();
-        let (mut sig_decls, mut model_decls, mut tool_decls, mut step_decls, mut metric_decls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut returns: Vec<&ast::ReturnDecl> = Vec::new();
-        let mut optimizes: Vec<&ast::OptimizeDecl> = Vec::new();
-        let mut feedback_decls: Vec<&ast::FeedbackDecl> = Vec::new();
-        let mut example_decls: Vec<&ast::ExampleDecl> = Vec::new();
+/// A file's declarations, sorted by kind, in file order.
+#[derive(Default)]
+struct Decls<'f> {
+    inputs: Vec<&'f ast::FieldDecl>,
+    outputs: Vec<&'f ast::FieldDecl>,
+    signatures: Vec<&'f ast::SignatureDecl>,
+    models: Vec<&'f ast::ModelDecl>,
+    tools: Vec<&'f ast::ToolDecl>,
+    steps: Vec<&'f ast::StepDecl>,
+    metrics: Vec<&'f ast::MetricDecl>,
+    returns: Vec<&'f ast::ReturnDecl>,
+    optimizes: Vec<&'f ast::OptimizeDecl>,
+    feedback: Vec<&'f ast::FeedbackDecl>,
+    examples: Vec<&'f ast::ExampleDecl>,
+}
+
+impl<'f> Decls<'f> {
+    fn of(file: &'f ast::File) -> Decls<'f> {
+        let mut d = Decls::default();
         for item in &file.items {
             match item {
-                Item::Input(f) => inputs.push(f),
-                Item::Output(f) => outputs.push(f),
-                Item::Model(m) => model_decls.push(m),
-                Item::Tool(t) => tool_decls.push(t),
-                Item::Signature(s) => sig_decls.push(s),
-                Item::Step(s) => step_decls.push(s),
-                Item::Return(r) => returns.push(r),
-                Item::Metric(m) => metric_decls.push(m),
-                Item::Optimize(o) => optimizes.push(o),
-                Item::Feedback(f) => feedback_decls.push(f),
-                Item::Example(e) => example_decls.push(e),
+                Item::Input(f) => d.inputs.push(f),
+                Item::Output(f) => d.outputs.push(f),
+                Item::Model(m) => d.models.push(m),
+                Item::Tool(t) => d.tools.push(t),
+                Item::Signature(s) => d.signatures.push(s),
+                Item::Step(s) => d.steps.push(s),
+                Item::Return(r) => d.returns.push(r),
+                Item::Metric(m) => d.metrics.push(m),
+                Item::Optimize(o) => d.optimizes.push(o),
+                Item::Feedback(f) => d.feedback.push(f),
+                Item::Example(e) => d.examples.push(e),
             }
         }
-        self.unique("input", inputs.iter().map(|f| &f.name));
-        self.unique("output", outputs.iter().map(|f| &f.name));
-        self.unique("signature", sig_decls.iter().map(|s| &s.name));
-        self.unique("model", model_decls.iter().map(|m| &m.name));
-        self.unique("tool", tool_decls.iter().map(|t| &t.name));
-        self.unique("step", step_decls.iter().map(|s| &s.name));
-        self.unique("metric", metric_decls.iter().map(|m| &m.name));
-        self.single("return", returns.iter().map(|r| r.span));
-        self.single("optimize", optimizes.iter().map(|o| o.span));
-        let input_decls: HashMap<&str, &ast::FieldDecl> = inputs.iter().rev().map(|f| (f.name.name.as_str(), *f)).collect();
-        for o in &outputs {
-            if let Some(i) = input_decls.get(o.name.name.as_str()) {
-                self.diags.push(
-                    Diagnostic::error("duplicate-name", o.name.span, format!("`{}` is both an input and an output", o.name.name))
-                        .with_related(i.name.span, "declared as an input here")
-                        .with_hint("datasets hold inputs and outputs side by side, so each name must be unique"),
-                );
-            }
-        }
+        d
+    }
+}
 
-        let inputs: Vec<Field> = inputs.iter().map(|f| self.field(f)).collect();
-        let outputs: Vec<Field> = outputs.iter().map(|f| self.field(f)).collect();
+impl Cx {
+    fn file(&mut self, file: &ast::File) -> Option<Dag> {
+        let decls = Decls::of(file);
+        self.names(&decls);
+        let inputs: Vec<Field> = decls.inputs.iter().map(|f| self.field(f)).collect();
+        let outputs: Vec<Field> = decls.outputs.iter().map(|f| self.field(f)).collect();
         if outputs.is_empty() {
             self.diags.push(
                 Diagnostic::error("missing-output", file.header.span, "the program declares no `output`")
                     .with_hint("add e.g. `output answer: text` and bind it in `return { answer: step.field }`"),
             );
         }
-        let signatures: Vec<Signature> = sig_decls.iter().map(|s| self.signature(s)).collect();
-        let mut models: Vec<ModelSpec> = model_decls.iter().filter_map(|m| model_spec::lower(m, &mut self.diags)).collect();
-        let default_model = match models.iter().position(|m| m.name == "default") {
-            Some(i) => Some(ModelId(i)),
-            None if models.len() == 1 => Some(ModelId(0)),
-            None if models.is_empty() && model_decls.is_empty() => {
-                models.push(ModelSpec::builtin_default());
-                Some(ModelId(0))
-            }
-            None => None,
-        };
-        let tools: Vec<ToolSpec> = tool_decls
-            .iter()
-            .map(|t| {
-                self.unique("parameter", t.params.iter().map(|p| &p.name));
-                let params = t.params.iter().map(|p| Field { name: p.name.name.clone(), ty: self.ty(&p.ty), description: None }).collect();
-                let returns = self.ty(&t.returns);
-                tool_spec::lower(t, params, returns, &self.suggest, &mut self.diags)
-            })
-            .collect();
+        let signatures: Vec<Signature> = decls.signatures.iter().map(|s| self.signature(s)).collect();
+        let (models, default_model) = self.models(&decls);
+        let tools = self.tools(&decls);
 
         // Each signature's shapes (as `predict` and as `chain_of_thought`) and each tool's,
         // made once: a program of many steps over one wide signature stays linear.
@@ -174,8 +155,8 @@ impl Cx {
             tools: first_index(tools.iter().map(|t| t.name.as_str())),
             models: first_index(models.iter().map(|m| m.name.as_str())),
         };
-        let shapes: Vec<Option<StepShape>> = step_decls.iter().map(|s| self.step_shape(s, &signatures, &tools, &targets, &sig_shapes, &tool_shapes)).collect();
-        let step_names: Vec<&str> = step_decls.iter().map(|s| s.name.name.as_str()).collect();
+        let shapes: Vec<Option<StepShape>> = decls.steps.iter().map(|s| self.step_shape(s, &signatures, &tools, &targets, &sig_shapes, &tool_shapes)).collect();
+        let step_names: Vec<&str> = decls.steps.iter().map(|s| s.name.name.as_str()).collect();
         let step_index: HashMap<&str, usize> = first_index(step_names.iter().copied());
         let lookup = Lookup {
             inputs: &inputs,
@@ -184,32 +165,10 @@ impl Cx {
             step_index: &step_index,
             shapes: &shapes,
         };
-        let mut steps = Vec::new();
-        for (i, decl) in step_decls.iter().enumerate() {
-            let bindings = match &shapes[i] {
-                Some(s) => self.bindings(&decl.bindings, s.shape.slots, &s.shape.slot_index, &lookup, &decl.target.name, decl.span),
-                None => Vec::new(),
-            };
-            let model = self.step_model(decl, &models, &targets, default_model);
-            if let (Some(s), Some(model)) = (&shapes[i], model) {
-                steps.push(Step {
-                    name: decl.name.name.clone(),
-                    kind: match decl.kind {
-                        ast::StepKind::Predict => StepKind::Predict,
-                        ast::StepKind::ChainOfThought => StepKind::ChainOfThought,
-                        ast::StepKind::Call => StepKind::Call,
-                    },
-                    target: s.target,
-                    bindings,
-                    model,
-                    outputs: s.shape.outputs.clone(),
-                    span: decl.span,
-                });
-            }
-        }
+        let steps = self.steps(&decls, &shapes, &lookup, &models, &targets, default_model);
 
         let output_index = first_index(outputs.iter().map(|f| f.name.as_str()));
-        let return_bindings = match returns.first() {
+        let return_bindings = match decls.returns.first() {
             Some(r) => self.bindings(&r.bindings, &outputs, &output_index, &lookup, "the program", r.span),
             None => {
                 self.diags.push(
@@ -229,32 +188,18 @@ impl Cx {
             signature_index: &targets.signatures,
             suggest: &self.suggest,
         };
-        let metrics: Vec<MetricSpec> = metric_decls.iter().filter_map(|m| metric_spec::lower(m, &metric_scope, &mut self.diags)).collect();
-        let metric_names: Vec<&str> = metric_decls.iter().map(|m| m.name.name.as_str()).collect();
+        let metrics: Vec<MetricSpec> = decls.metrics.iter().filter_map(|m| metric_spec::lower(m, &metric_scope, &mut self.diags)).collect();
+        let metric_names: Vec<&str> = decls.metrics.iter().map(|m| m.name.name.as_str()).collect();
         let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-        let optimizer: Option<OptimizerSpec> = optimizes.first().and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
-        let feedback = feedback_spec::lower(&feedback_decls, &mut self.diags);
-        let examples = example_spec::lower(&example_decls, &inputs, &outputs, &self.suggest, &mut self.diags);
+        let optimizer: Option<OptimizerSpec> = decls.optimizes.first().and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
+        let feedback = feedback_spec::lower(&decls.feedback, &mut self.diags);
+        let examples = example_spec::lower(&decls.examples, &inputs, &outputs, &self.suggest, &mut self.diags);
 
         // Wiring needs every step; with any step unresolved, stop before graph checks.
-        if steps.len() != step_decls.len() {
+        if steps.len() != decls.steps.len() {
             return None;
         }
-        let wiring = Wiring::connect(&steps, &return_bindings);
-        for cycle in wiring.cycles() {
-            self.cycle(&cycle, &steps);
-        }
-        // Unused-step warnings would only echo errors (a misspelt reference leaves its step
-        // unread), so they wait until the rest is clean.
-        let unused = if has_errors(&self.diags) { Vec::new() } else { wiring.unused_steps() };
-        for unused in unused {
-            let s = &steps[unused.0];
-            self.diags.push(
-                Diagnostic::warning("unused-step", step_decls[unused.0].name.span, format!("the results of step `{}` are never used", s.name))
-                    .with_label("computed but never read")
-                    .with_hint("use one of its fields in a later step or in `return`, or remove the step"),
-            );
-        }
+        let wiring = self.wiring(&steps, &return_bindings, &decls);
         Some(Dag {
             name: file.header.name.name.clone(),
             description: file.header.description.as_ref().map(|d| d.value.clone()),
@@ -272,6 +217,117 @@ impl Cx {
             examples,
             wiring,
         })
+    }
+
+    /// Reports names declared twice, items that may appear once, and names both an input and
+    /// an output.
+    fn names(&mut self, d: &Decls<'_>) {
+        self.unique("input", d.inputs.iter().map(|f| &f.name));
+        self.unique("output", d.outputs.iter().map(|f| &f.name));
+        self.unique("signature", d.signatures.iter().map(|s| &s.name));
+        self.unique("model", d.models.iter().map(|m| &m.name));
+        self.unique("tool", d.tools.iter().map(|t| &t.name));
+        self.unique("step", d.steps.iter().map(|s| &s.name));
+        self.unique("metric", d.metrics.iter().map(|m| &m.name));
+        self.single("return", d.returns.iter().map(|r| r.span));
+        self.single("optimize", d.optimizes.iter().map(|o| o.span));
+        let input_decls: HashMap<&str, &ast::FieldDecl> = d.inputs.iter().rev().map(|f| (f.name.name.as_str(), *f)).collect();
+        for o in &d.outputs {
+            if let Some(i) = input_decls.get(o.name.name.as_str()) {
+                self.diags.push(
+                    Diagnostic::error("duplicate-name", o.name.span, format!("`{}` is both an input and an output", o.name.name))
+                        .with_related(i.name.span, "declared as an input here")
+                        .with_hint("datasets hold inputs and outputs side by side, so each name must be unique"),
+                );
+            }
+        }
+    }
+
+    /// The declared models and the default one: the model named `default`, else the only one,
+    /// else (none declared) the built-in default model.
+    fn models(&mut self, d: &Decls<'_>) -> (Vec<ModelSpec>, Option<ModelId>) {
+        let mut models: Vec<ModelSpec> = d.models.iter().filter_map(|m| model_spec::lower(m, &mut self.diags)).collect();
+        let default_model = match models.iter().position(|m| m.name == "default") {
+            Some(i) => Some(ModelId(i)),
+            None if models.len() == 1 => Some(ModelId(0)),
+            None if models.is_empty() && d.models.is_empty() => {
+                models.push(ModelSpec::builtin_default());
+                Some(ModelId(0))
+            }
+            None => None,
+        };
+        (models, default_model)
+    }
+
+    /// The declared tools.
+    fn tools(&mut self, d: &Decls<'_>) -> Vec<ToolSpec> {
+        d.tools
+            .iter()
+            .map(|t| {
+                self.unique("parameter", t.params.iter().map(|p| &p.name));
+                let params = t.params.iter().map(|p| Field { name: p.name.name.clone(), ty: self.ty(&p.ty), description: None }).collect();
+                let returns = self.ty(&t.returns);
+                tool_spec::lower(t, params, returns, &self.suggest, &mut self.diags)
+            })
+            .collect()
+    }
+
+    /// The steps whose target and model resolve, with their bindings (every step's bindings
+    /// are checked, so each problem is reported).
+    fn steps(
+        &mut self,
+        d: &Decls<'_>,
+        shapes: &[Option<StepShape<'_, '_>>],
+        lookup: &Lookup<'_>,
+        models: &[ModelSpec],
+        targets: &Targets<'_>,
+        default_model: Option<ModelId>,
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for (i, decl) in d.steps.iter().enumerate() {
+            let bindings = match &shapes[i] {
+                Some(s) => self.bindings(&decl.bindings, s.shape.slots, &s.shape.slot_index, lookup, &decl.target.name, decl.span),
+                None => Vec::new(),
+            };
+            let model = self.step_model(decl, models, targets, default_model);
+            if let (Some(s), Some(model)) = (&shapes[i], model) {
+                steps.push(Step {
+                    name: decl.name.name.clone(),
+                    kind: match decl.kind {
+                        ast::StepKind::Predict => StepKind::Predict,
+                        ast::StepKind::ChainOfThought => StepKind::ChainOfThought,
+                        ast::StepKind::Call => StepKind::Call,
+                    },
+                    target: s.target,
+                    bindings,
+                    model,
+                    outputs: s.shape.outputs.clone(),
+                    span: decl.span,
+                });
+            }
+        }
+        steps
+    }
+
+    /// The graph of every step: cycles are reported, and (when nothing else is wrong) the steps
+    /// whose results nobody reads.
+    fn wiring(&mut self, steps: &[Step], return_bindings: &[Binding], d: &Decls<'_>) -> Wiring {
+        let wiring = Wiring::connect(steps, return_bindings);
+        for cycle in wiring.cycles() {
+            self.cycle(&cycle, steps);
+        }
+        // Unused-step warnings would only echo errors (a misspelt reference leaves its step
+        // unread), so they wait until the rest is clean.
+        let unused = if has_errors(&self.diags) { Vec::new() } else { wiring.unused_steps() };
+        for unused in unused {
+            let s = &steps[unused.0];
+            self.diags.push(
+                Diagnostic::warning("unused-step", d.steps[unused.0].name.span, format!("the results of step `{}` are never used", s.name))
+                    .with_label("computed but never read")
+                    .with_hint("use one of its fields in a later step or in `return`, or remove the step"),
+            );
+        }
+        wiring
     }
 
     /// Reports every name in `names` declared more than once.

@@ -21,7 +21,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub use self::check::check;
+pub use self::check::check_text;
 pub use self::dag::{Dag, Edge, Node};
 pub use self::decl::{Binding, Field, Fields, MetricId, ModelId, Signature, SignatureId, Source, Step, StepId, StepKind, Target, ToolId, REASONING, RESULT};
 pub use self::example_spec::ExampleSpec;
@@ -31,5 +31,5 @@ pub use self::metric_spec::{MetricKind, MetricSpec, Operand, METRIC_FUNCTIONS};
 pub use self::model_spec::{resolve as resolve_model, DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL};
 pub use self::optimizer_spec::{OptimizerKind, OptimizerSettings, OptimizerSpec, TEMPLATE_NAMES};
 pub use self::suggest::did_you_mean;
-pub use self::tool_spec::{arg_rule, url_slots, ArgRule, Segment, Template, ToolKind, ToolOptions, ToolSpec, UrlSlot, UrlTemplateError};
+pub use self::tool_spec::{arg_rule, url_slots, ArgRule, Segment, ToolKind, ToolOptions, ToolSpec, ToolTemplate, UrlSlot, UrlTemplateError};
 pub use self::types::Type;

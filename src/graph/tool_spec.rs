@@ -37,18 +37,18 @@ pub enum ToolKind {
         /// `GET`, `POST`, ...
         method: String,
         /// The URL; parameters are percent-encoded into it.
-        url: Template,
+        url: ToolTemplate,
         /// The request body; parameters are JSON-escaped when it looks like JSON.
-        body: Option<Template>,
+        body: Option<ToolTemplate>,
         /// Extra headers as (name, value template).
-        headers: Vec<(String, Template)>,
+        headers: Vec<(String, ToolTemplate)>,
     },
     /// A local program, run with an argument vector and never through a shell.
     Command {
         /// The program and its arguments; the program (`argv[0]`) has no placeholder.
-        argv: Vec<Template>,
+        argv: Vec<ToolTemplate>,
         /// Text written to the program's standard input.
-        stdin: Option<Template>,
+        stdin: Option<ToolTemplate>,
         /// Environment variables passed on from loopc's environment besides `PATH`, `LANG`
         /// and `LC_ALL`; the program sees no other variable.
         env: Vec<String>,
@@ -68,12 +68,12 @@ pub struct ToolOptions {
 
 /// A string with `{param}` placeholders (`{{` and `}}` stand for braces).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Template {
+pub struct ToolTemplate {
     /// Literal text and placeholders, in order.
     pub segments: Vec<Segment>,
 }
 
-/// A piece of a [`Template`].
+/// A piece of a [`ToolTemplate`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Segment {
     /// Text copied as is.
@@ -82,9 +82,9 @@ pub enum Segment {
     Param(String),
 }
 
-impl Template {
+impl ToolTemplate {
     /// Parses `text`; the error says what is wrong with the braces.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<ToolTemplate, String> {
         let mut segments = Vec::new();
         let mut lit = String::new();
         let mut chars = text.chars().peekable();
@@ -122,7 +122,7 @@ impl Template {
         if !lit.is_empty() {
             segments.push(Segment::Text(lit));
         }
-        Ok(Template { segments })
+        Ok(ToolTemplate { segments })
     }
 
     /// The parameters the template uses.
@@ -191,7 +191,7 @@ pub enum UrlTemplateError {
 /// The slot of each placeholder of the URL template `url`, in order. It must start with
 /// `http://` or `https://` and name a host, and no placeholder may stand in the scheme, host
 /// or port, where a value could send the request to another server.
-pub fn url_slots(url: &Template) -> Result<Vec<UrlSlot>, UrlTemplateError> {
+pub fn url_slots(url: &ToolTemplate) -> Result<Vec<UrlSlot>, UrlTemplateError> {
     /// How far the scan has come.
     #[derive(Clone, Copy, PartialEq)]
     enum Part {
@@ -261,7 +261,7 @@ pub enum ArgRule {
 
 /// The rule for `argv[index]` of a command tool: the program is fixed, options are fixed,
 /// and values never stand where a well-known interpreter reads code.
-pub fn arg_rule(argv: &[Template], index: usize) -> ArgRule {
+pub fn arg_rule(argv: &[ToolTemplate], index: usize) -> ArgRule {
     let Some(arg) = argv.get(index) else { return ArgRule::Fixed };
     let Some(first) = arg.params().next() else { return ArgRule::Fixed };
     if index == 0 {
@@ -300,7 +300,7 @@ const RUNNERS: &[&str] = &[
 const FIND_EXEC: [&str; 4] = ["-exec", "-execdir", "-ok", "-okdir"];
 
 /// If `argv[index]` goes to a program that runs programs from its arguments, names it.
-fn runner(argv: &[Template], index: usize) -> Option<&str> {
+fn runner(argv: &[ToolTemplate], index: usize) -> Option<&str> {
     let program = argv.first()?.literal()?;
     let base = program.rsplit('/').next().unwrap_or(program);
     if RUNNERS.contains(&base) {
@@ -388,7 +388,7 @@ const INTERPRETERS: &[Interpreter] = &[
 ];
 
 /// If `argv[index]` is where a well-known interpreter reads code, says which (`` `sh -c` ``).
-fn code_slot(argv: &[Template], index: usize) -> Option<String> {
+fn code_slot(argv: &[ToolTemplate], index: usize) -> Option<String> {
     let program = argv.first()?.literal()?;
     let base = program.rsplit('/').next().unwrap_or(program);
     let name = base.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
@@ -491,7 +491,7 @@ pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, suggest:
             }
             let url_template = template(url, diags);
             // A template that does not parse has been reported; its slots mean nothing.
-            let parsed = Template::parse(&url.value).is_ok();
+            let parsed = ToolTemplate::parse(&url.value).is_ok();
             match url_slots(&url_template).err().filter(|_| parsed) {
                 Some(e @ UrlTemplateError::PlaceholderInOrigin(_)) => diags.push(
                     Diagnostic::error(UNSAFE_PLACEHOLDER, url.span, e.to_string())
@@ -510,7 +510,7 @@ pub(super) fn lower(decl: &ToolDecl, params: Vec<Field>, returns: Type, suggest:
             )
         }
         ToolImpl::Command { argv: args } => {
-            let argv: Vec<Template> = args.iter().map(|a| template(a, diags)).collect();
+            let argv: Vec<ToolTemplate> = args.iter().map(|a| template(a, diags)).collect();
             if args.first().is_some_and(|a| a.value.trim().is_empty()) {
                 diags.push(Diagnostic::error("invalid-value", args[0].span, "the program of a command tool is empty"));
             }
@@ -626,8 +626,8 @@ struct Names<'a> {
 }
 
 /// Parses a template string and checks that each placeholder names a parameter.
-fn template(s: &Str, owner: &str, names: &Names<'_>, diags: &mut Vec<Diagnostic>) -> Template {
-    match Template::parse(&s.value) {
+fn template(s: &Str, owner: &str, names: &Names<'_>, diags: &mut Vec<Diagnostic>) -> ToolTemplate {
+    match ToolTemplate::parse(&s.value) {
         Ok(t) => {
             for p in t.params() {
                 if !names.set.contains(p) {
@@ -643,7 +643,7 @@ fn template(s: &Str, owner: &str, names: &Names<'_>, diags: &mut Vec<Diagnostic>
         }
         Err(msg) => {
             diags.push(Diagnostic::error("invalid-value", s.span, format!("bad template: {msg}")));
-            Template { segments: Vec::new() }
+            ToolTemplate { segments: Vec::new() }
         }
     }
 }
@@ -655,7 +655,7 @@ impl ToolSpec {
         let ToolKind::Http { url: current, .. } = &mut self.kind else {
             return Err(format!("tool `{}` is a command, not an HTTP tool", self.name));
         };
-        let t = Template::parse(url).map_err(|m| format!("bad template: {m}"))?;
+        let t = ToolTemplate::parse(url).map_err(|m| format!("bad template: {m}"))?;
         url_slots(&t).map_err(|e| e.to_string())?;
         if let Some(p) = t.params().find(|p| !self.params.iter().any(|f| f.name == *p)) {
             let names: Vec<&str> = self.params.iter().map(|f| f.name.as_str()).collect();
@@ -672,16 +672,16 @@ mod tests {
 
     #[test]
     fn templates_split_placeholders_and_escaped_braces() {
-        let t = Template::parse("a {x} {{lit}} {y}").unwrap();
+        let t = ToolTemplate::parse("a {x} {{lit}} {y}").unwrap();
         assert_eq!(t.params().collect::<Vec<_>>(), vec!["x", "y"]);
         assert_eq!(t.render(|p| p.to_uppercase()), "a X {lit} Y");
     }
 
     #[test]
     fn broken_templates_say_what_is_wrong() {
-        assert!(Template::parse("a {x").unwrap_err().contains("never closed"));
-        assert!(Template::parse("a }").unwrap_err().contains("lone"));
-        assert!(Template::parse("{}").unwrap_err().contains("names no parameter"));
+        assert!(ToolTemplate::parse("a {x").unwrap_err().contains("never closed"));
+        assert!(ToolTemplate::parse("a }").unwrap_err().contains("lone"));
+        assert!(ToolTemplate::parse("{}").unwrap_err().contains("names no parameter"));
     }
 
     #[test]
@@ -690,7 +690,7 @@ mod tests {
             name: "kb".into(),
             params: vec![Field { name: "q".into(), ty: Type::Text, description: None }],
             returns: Type::Text,
-            kind: ToolKind::Http { method: "GET".into(), url: Template::parse("http://a/{q}").unwrap(), body: None, headers: Vec::new() },
+            kind: ToolKind::Http { method: "GET".into(), url: ToolTemplate::parse("http://a/{q}").unwrap(), body: None, headers: Vec::new() },
             options: ToolOptions { timeout_ms: 1, retries: 0, max_bytes: 1 },
             span: Span::default(),
         };
@@ -728,7 +728,7 @@ mod tests {
 
     #[test]
     fn url_slots_follow_the_part_of_the_url() {
-        let t = Template::parse("http://h/a/{p}/b?x={p}&y=z{p}#{p}").unwrap();
+        let t = ToolTemplate::parse("http://h/a/{p}/b?x={p}&y=z{p}#{p}").unwrap();
         assert_eq!(url_slots(&t).unwrap(), vec![UrlSlot::Path, UrlSlot::Query, UrlSlot::Query, UrlSlot::Fragment]);
     }
 
@@ -782,7 +782,7 @@ mod tests {
 
     #[test]
     fn arg_rules_tell_the_runtime_what_to_check() {
-        let argv: Vec<Template> = ["sort", "{p}", "--key={p}", "--", "{p}"].iter().map(|a| Template::parse(a).unwrap()).collect();
+        let argv: Vec<ToolTemplate> = ["sort", "{p}", "--key={p}", "--", "{p}"].iter().map(|a| ToolTemplate::parse(a).unwrap()).collect();
         let rules: Vec<ArgRule> = (0..argv.len()).map(|i| arg_rule(&argv, i)).collect();
         assert_eq!(rules, vec![ArgRule::Fixed, ArgRule::NoLeadingDash, ArgRule::Free, ArgRule::Fixed, ArgRule::Free]);
     }

@@ -3,8 +3,11 @@
 //! their runs and feedback leave the store, so no later dataset holds them, and every version
 //! whose training data they shaped is marked.
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
+use serde_json::{json, Map, Value};
+
+use super::record::{Verdict, VersionRecord};
 use super::LearnError;
 use crate::runtime::artifact::Artifact;
 use crate::store::{AuditKind, Removed, Store};
@@ -18,14 +21,8 @@ pub struct Version {
     pub parent: Option<String>,
     /// When it was recorded (milliseconds since the epoch).
     pub created_ms: i64,
-    /// `promoted` or `rejected`.
-    pub decision: String,
-    /// Why.
-    pub reason: String,
-    /// The current program's holdout score, and the candidate's.
-    pub holdout: (f64, f64),
-    /// Pieces of feedback behind its data.
-    pub feedback_count: u64,
+    /// What the store recorded of it.
+    pub record: VersionRecord,
     /// Whether a forgotten user's data shaped it (it should be learned again without them).
     pub tainted: bool,
 }
@@ -37,19 +34,7 @@ pub async fn history(store: &Store, program: &str) -> Result<Vec<Version>, Learn
         .artifacts(program)
         .await?
         .into_iter()
-        .map(|a| {
-            let m = &a.meta;
-            Version {
-                tainted: tainted.contains(&a.hash),
-                hash: a.hash,
-                parent: a.parent,
-                created_ms: a.created.millis(),
-                decision: m["decision"].as_str().unwrap_or("recorded").to_string(),
-                reason: m["reason"].as_str().unwrap_or_default().to_string(),
-                holdout: (m["holdout_current"].as_f64().unwrap_or(f64::NAN), m["holdout_candidate"].as_f64().unwrap_or(f64::NAN)),
-                feedback_count: m["feedback_count"].as_u64().unwrap_or(0),
-            }
-        })
+        .map(|a| Version { tainted: tainted.contains(&a.hash), record: VersionRecord::of(&a), hash: a.hash, parent: a.parent, created_ms: a.created.millis() })
         .collect();
     versions.sort_by_key(|v| v.created_ms);
     Ok(versions)
@@ -68,7 +53,7 @@ pub async fn current(store: &Store, program: &str) -> Result<Option<(String, Art
         if rollbacks.iter().any(|e| e.subject == v.hash) {
             continue;
         }
-        let by_gate = (v.meta["decision"] == "promoted").then(|| v.created.millis());
+        let by_gate = (VersionRecord::of(&v).decision == Verdict::Promoted).then(|| v.created.millis());
         let by_event = promotes.iter().filter(|e| e.subject == v.hash && e.detail["after_canary"] == true).map(|e| e.created.millis()).max();
         let Some(at) = by_gate.into_iter().chain(by_event).max() else { continue };
         if best.as_ref().is_none_or(|(t, _)| at >= *t) {
@@ -89,33 +74,87 @@ pub async fn conclude_canary(store: &Store, program: &str, hash: &str, promote: 
     Ok(())
 }
 
-/// For each step of `artifact`, each demo and where it came from, as JSON (`loopc why`).
-pub fn why(artifact: &Artifact) -> Value {
+/// Where an artifact's demos came from (`loopc why`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Why {
+    /// The program's name.
+    pub program: String,
+    /// What it learned from, when a round made it.
+    pub learned_from: Option<WhyLearned>,
+    /// Each step's demos, in order.
+    pub steps: BTreeMap<String, Vec<WhyDemo>>,
+}
+
+/// The data a learned artifact came from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct WhyLearned {
+    /// The version it was learned from.
+    pub parent: Option<String>,
+    /// SHA-256 of the dataset snapshot.
+    pub dataset_sha256: String,
+    /// Human-labelled rows.
+    pub gold_rows: usize,
+    /// Accepted model outputs.
+    pub model_labelled_rows: usize,
+    /// Pieces of feedback behind the data.
+    pub feedback: usize,
+}
+
+/// One demo and where it came from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct WhyDemo {
+    /// The demo's inputs.
+    pub inputs: Map<String, Value>,
+    /// The demo's outputs.
+    pub outputs: Map<String, Value>,
+    /// The kind of stored row it came from, or `not learned from the store`.
+    pub kind: &'static str,
+    /// The runs on its input (none when not learned from the store).
+    pub run_ids: Option<Vec<String>>,
+    /// The feedback that labelled it.
+    pub feedback_ids: Option<Vec<String>>,
+    /// How many users gave that feedback.
+    pub users: usize,
+}
+
+/// For each step of `artifact`, each demo and where it came from (`loopc why`).
+pub fn why(artifact: &Artifact) -> Why {
     let learned = artifact.provenance.learned.as_ref();
-    let steps: serde_json::Map<String, Value> = artifact
+    let steps = artifact
         .steps
         .iter()
         .map(|(step, rec)| {
             let sources = learned.and_then(|l| l.demo_sources.get(step));
-            let demos: Vec<Value> = rec
+            let demos = rec
                 .demos
                 .iter()
                 .enumerate()
                 .map(|(i, d)| {
                     let s = sources.and_then(|s| s.get(i));
-                    json!({"inputs": d.inputs, "outputs": d.outputs, "kind": s.map_or("not learned from the store", |s| s.kind.as_str()),
-                           "run_ids": s.map(|s| &s.run_ids), "feedback_ids": s.map(|s| &s.feedback_ids), "users": s.map_or(0, |s| s.users_sha256.len())})
+                    WhyDemo {
+                        inputs: d.inputs.clone(),
+                        outputs: d.outputs.clone(),
+                        kind: s.map_or("not learned from the store", |s| s.kind.as_str()),
+                        run_ids: s.map(|s| s.run_ids.clone()),
+                        feedback_ids: s.map(|s| s.feedback_ids.clone()),
+                        users: s.map_or(0, |s| s.users_sha256.len()),
+                    }
                 })
                 .collect();
-            (step.clone(), json!(demos))
+            (step.clone(), demos)
         })
         .collect();
-    json!({
-        "program": artifact.program.name,
-        "learned_from": learned.map(|l| json!({"parent": l.parent, "dataset_sha256": l.dataset_sha256, "gold_rows": l.gold_rows,
-            "model_labelled_rows": l.model_labelled_rows, "feedback": l.feedback_ids.len()})),
-        "steps": steps,
-    })
+    Why {
+        program: artifact.program.name.clone(),
+        learned_from: learned.map(|l| WhyLearned {
+            parent: l.parent.clone(),
+            dataset_sha256: l.dataset_sha256.clone(),
+            gold_rows: l.gold_rows,
+            model_labelled_rows: l.model_labelled_rows,
+            feedback: l.feedback_ids.len(),
+        }),
+        steps,
+    }
 }
 
 /// Forgets `user`: deletes their runs and feedback (so no later dataset holds them) and marks
@@ -126,7 +165,7 @@ pub async fn forget(store: &Store, user: &str) -> Result<(Removed, Vec<String>),
     let hashed = crate::fs::sha256_hex(user.as_bytes());
     let mut marked = Vec::new();
     for v in store.all_artifacts().await? {
-        let shaped = v.meta["users_sha256"].as_array().is_some_and(|users| users.iter().any(|u| u == &Value::String(hashed.clone())));
+        let shaped = VersionRecord::of(&v).users_sha256.contains(&hashed);
         if shaped {
             store.audit(AuditKind::Taint, &v.hash, &json!({"program": v.program, "reason": "a forgotten user's feedback trained it"})).await?;
             marked.push(v.hash);

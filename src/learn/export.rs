@@ -1,8 +1,9 @@
-//! From stored feedback to labelled data: corrections become gold rows, a thumbs-up (or an
-//! `accepted`) on an output becomes a weaker, model-labelled row, thumbs-down and rejections
-//! become negatives. Feedback on the same input is resolved by agreement: explicit human
-//! feedback beats implicit signals, each user counts once, and a label needs at least
-//! `min_agreement` users and a strict plurality. Every row keeps its provenance (runs,
+//! From stored feedback to labelled data, reading each piece through [`mod@super::opinion`]:
+//! corrections and edits become gold rows, an output people approved (a thumbs-up, a good
+//! rating, an `accepted`) becomes a weaker, model-labelled row, and outputs they rejected
+//! become negatives. A model's feedback is never a label. Feedback on the same input is
+//! resolved by agreement: explicit human labels beat implicit ones (edits), each user counts
+//! once, and a label needs at least `min_agreement` users and a strict plurality. Every row keeps its provenance (runs,
 //! feedback, users). Rounds accumulate: the export reads every stored run, so nothing
 //! learned earlier is replaced by newer data.
 
@@ -10,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
+use super::opinion::{of_feedback, Said, Voice};
 use super::LearnError;
 use crate::compile::Example;
 use crate::graph::Dag;
-use crate::runtime::value::check;
-use crate::store::{FeedbackPayload, FeedbackSource, RunFilter, RunOrder, Store, StoredFeedback, StoredRun, Timestamp};
+use crate::runtime::value::check_type;
+use crate::store::{FeedbackSource, RunFilter, RunOrder, Store, StoredRun, Timestamp};
 
 /// What a row is good for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -111,6 +113,24 @@ pub struct Export {
 }
 
 impl Export {
+    /// Human-labelled rows to learn from (the holdout's are not counted).
+    pub fn gold_rows(&self) -> usize {
+        self.train.iter().filter(|r| r.kind == RowKind::Gold).count()
+    }
+
+    /// Accepted model outputs to learn from.
+    pub fn model_labelled_rows(&self) -> usize {
+        self.train.iter().filter(|r| r.kind == RowKind::ModelLabelled).count()
+    }
+
+    /// SHA-256 of each distinct user behind the rows learned from or held out, sorted (the ids
+    /// themselves stay in the store).
+    pub fn users_sha256(&self) -> Vec<String> {
+        let users: BTreeSet<String> =
+            self.train.iter().chain(&self.holdout).flat_map(|r| r.provenance.users.iter()).map(|u| crate::fs::sha256_hex(u.as_bytes())).collect();
+        users.into_iter().collect()
+    }
+
     /// Every row, train then holdout then negatives, as JSON lines.
     pub fn jsonl(&self) -> String {
         self.train.iter().chain(&self.holdout).chain(&self.negatives).map(|r| format!("{}\n", serde_json::to_string(r).unwrap_or_default())).collect()
@@ -126,16 +146,6 @@ struct Vote {
     created: i64,
 }
 
-/// Whether a score-like key means the output is good (`Some(true)`), bad, or neither.
-fn verdict(f: &StoredFeedback) -> Option<bool> {
-    let FeedbackPayload::Score(s) = f.payload else { return None };
-    match f.key.as_str() {
-        "thumbs" | "accepted" => Some(s >= 0.5),
-        "rejected" | "regenerated" => Some(false),
-        _ => None,
-    }
-}
-
 /// The program outputs in `v`, checked against the declared output types; `None` when they
 /// do not fit (a correction that is not a value of the program's outputs).
 fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
@@ -143,7 +153,7 @@ fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     for f in dag.outputs() {
         let value = obj.get(&f.name)?;
-        check(&f.ty, value).ok()?;
+        check_type(&f.ty, value).ok()?;
         out.insert(f.name.clone(), value.clone());
     }
     (obj.len() == out.len()).then_some(out)
@@ -188,6 +198,8 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
         let mut rejected = Vec::new();
         for run in &runs {
             for f in &run.feedback {
+                // What each piece says is decided by `opinion`; how they combine, here.
+                let Some(said) = of_feedback(f, run, dag) else { continue };
                 let user = f.user_id.clone().or_else(|| run.user_id.clone()).unwrap_or_else(|| format!("anonymous:{}", f.id));
                 let vote = |outputs: Map<String, Value>| Vote {
                     outputs,
@@ -196,16 +208,14 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
                     source: f.source,
                     created: f.created.millis(),
                 };
-                match (&f.payload, f.source) {
-                    // A model's opinion never labels data.
-                    (_, FeedbackSource::Model) => {}
-                    (FeedbackPayload::Correction(v), source) => match outputs_of(dag, v) {
-                        Some(o) if source == FeedbackSource::Implicit => implicit.push(vote(o)),
-                        Some(o) => explicit.push(vote(o)),
-                        None => export.invalid_corrections += 1,
+                match said.said {
+                    Said::Labelled { outputs, .. } => match (outputs_of(dag, &Value::Object(outputs)), said.voice) {
+                        (Some(o), Voice::Behaviour) => implicit.push(vote(o)),
+                        (Some(o), Voice::Person) => explicit.push(vote(o)),
+                        (None, _) => export.invalid_corrections += 1,
                     },
                     _ => {
-                        let Some(good) = verdict(f) else { continue };
+                        let Some(good) = said.approves() else { continue };
                         let Some(o) = run.outputs.as_ref().and_then(|v| outputs_of(dag, v)) else { continue };
                         if good {
                             accepted.push(vote(o));

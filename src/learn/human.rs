@@ -1,20 +1,21 @@
 //! Scoring by what people said: the `human("KEY")` metric answered from stored feedback, and
 //! the calibration of an LM judge against stored human ratings before a round may use it.
 //!
-//! A round never asks a person: it reads what people already said of stored runs. An answer
-//! is scored by the mean of the human ratings given to that same answer for that same input;
-//! a correction rates the corrected answer 1 and the answer it replaced 0. Only feedback from
-//! people counts (sources `user`, `api`, `annotation`): a model's or an implicit signal's
-//! opinion is not a human rating.
+//! A round never asks a person: it reads what people already said of stored runs, each piece
+//! read through [`mod@super::opinion`]. An answer is scored by the mean of the human ratings given
+//! to that same answer for that same input; a correction rates the corrected answer 1 and the
+//! answer it replaced 0. Only people's opinions count ([`Voice::Person`]): an implicit signal
+//! is not a rating of the criterion, and a model's feedback is nobody's opinion.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
+use super::opinion::{of_feedback, scale, Opinion, Said, Voice};
 use super::LearnError;
 use crate::compile::{Example, Metric, MetricError, Rater};
-use crate::graph::{Dag, FeedbackKind};
-use crate::store::{FeedbackPayload, FeedbackSource, StoredRun};
+use crate::graph::Dag;
+use crate::store::StoredRun;
 
 /// The score of an answer nobody rated for its input: unknown, so halfway.
 pub const UNRATED: f64 = 0.5;
@@ -24,21 +25,6 @@ pub const MIN_CALIBRATION_ITEMS: usize = 10;
 
 /// The most rated runs a judge is calibrated on (the newest), bounding the model calls.
 pub const MAX_CALIBRATION_ITEMS: usize = 60;
-
-/// Whether feedback from `source` is a person's.
-fn is_human(source: FeedbackSource) -> bool {
-    matches!(source, FeedbackSource::User | FeedbackSource::Api | FeedbackSource::Annotation)
-}
-
-/// The range a declared score feedback is normalised from, if it has one.
-fn scale(kind: &FeedbackKind) -> Option<(f64, f64)> {
-    match kind {
-        FeedbackKind::Bool => Some((0.0, 1.0)),
-        FeedbackKind::Int { min: Some(lo), max: Some(hi) } if lo < hi => Some((*lo as f64, *hi as f64)),
-        FeedbackKind::Float { min: Some(lo), max: Some(hi) } if lo < hi => Some((*lo, *hi)),
-        _ => None,
-    }
-}
 
 /// A canonical key of the named fields of `values` (independent of field order).
 fn key_of<'a>(names: impl Iterator<Item = &'a String>, values: &Map<String, Value>) -> String {
@@ -63,34 +49,29 @@ impl StoredRatings {
             let declared: Vec<&str> = dag.feedback().iter().map(|f| f.name.as_str()).collect();
             return Err(LearnError::UnknownCriterion { criterion: criterion.to_string(), declared: declared.join(", ") });
         };
-        let (lo, hi) = scale(&spec.kind).ok_or_else(|| LearnError::UnboundedCriterion { criterion: criterion.to_string() })?;
+        if scale(&spec.kind).is_none() {
+            return Err(LearnError::UnboundedCriterion { criterion: criterion.to_string() });
+        }
         let inputs: Vec<String> = dag.inputs().iter().map(|f| f.name.clone()).collect();
         let outputs: Vec<String> = dag.outputs().iter().map(|f| f.name.clone()).collect();
         let mut ratings: HashMap<(String, String), (f64, usize)> = HashMap::new();
         let mut add = |input: &str, answer: String, score: f64| {
             let e = ratings.entry((input.to_string(), answer)).or_insert((0.0, 0));
-            e.0 += score.clamp(0.0, 1.0);
+            e.0 += score;
             e.1 += 1;
         };
         for run in runs {
             let (Some(run_inputs), Some(Value::Object(answer))) = (run.inputs.as_object(), run.outputs.as_ref()) else { continue };
             let input = key_of(inputs.iter(), run_inputs);
             let answer_key = key_of(outputs.iter(), answer);
-            for f in run.feedback.iter().filter(|f| is_human(f.source)) {
-                match &f.payload {
-                    FeedbackPayload::Score(v) if f.key == criterion => add(&input, answer_key.clone(), (v - lo) / (hi - lo)),
-                    FeedbackPayload::Correction(c) => {
-                        // One output alone may be sent as its bare value.
-                        let corrected = match (c, outputs.as_slice()) {
-                            (Value::Object(o), _) => o.clone(),
-                            (v, [only]) => Map::from_iter([(only.clone(), v.clone())]),
-                            _ => continue,
-                        };
-                        let corrected_key = key_of(outputs.iter(), &corrected);
-                        if corrected_key != answer_key {
+            for o in people(run, dag) {
+                match o.said {
+                    Said::Rated { key, score } if key == criterion => add(&input, answer_key.clone(), score),
+                    Said::Labelled { outputs: corrected, kept } => {
+                        if !kept {
                             add(&input, answer_key.clone(), 0.0);
                         }
-                        add(&input, corrected_key, 1.0);
+                        add(&input, key_of(outputs.iter(), &corrected), 1.0);
                     }
                     _ => {}
                 }
@@ -123,22 +104,16 @@ pub struct Calibration {
     pub failed: usize,
 }
 
-/// What people said of a run, normalised to [0, 1], from every declared score feedback with a
-/// range and every correction; `None` when no person rated it.
+/// What people (not their implicit signals, not a model) said of `run`, by [`opinion`].
+fn people<'a>(run: &'a StoredRun, dag: &'a Dag) -> impl Iterator<Item = Opinion> + 'a {
+    run.feedback.iter().filter_map(move |f| of_feedback(f, run, dag)).filter(|o| o.voice == Voice::Person)
+}
+
+/// What people said of a run, in [0, 1]: the mean score of their opinions of it (ratings
+/// under any declared range, corrections); `None` when no person rated it.
 fn human_score(run: &StoredRun, dag: &Dag) -> Option<f64> {
-    let answer = run.outputs.as_ref()?.as_object()?;
-    let mut scores = Vec::new();
-    for f in run.feedback.iter().filter(|f| is_human(f.source)) {
-        match &f.payload {
-            FeedbackPayload::Score(v) => {
-                if let Some((lo, hi)) = dag.feedback().iter().find(|s| s.name == f.key).and_then(|s| scale(&s.kind)) {
-                    scores.push(((v - lo) / (hi - lo)).clamp(0.0, 1.0));
-                }
-            }
-            FeedbackPayload::Correction(Value::Object(c)) => scores.push(f64::from(u8::from(c.iter().all(|(k, v)| answer.get(k) == Some(v))))),
-            _ => {}
-        }
-    }
+    run.outputs.as_ref()?.as_object()?;
+    let scores: Vec<f64> = people(run, dag).map(|o| o.score()).collect();
     (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64)
 }
 
@@ -165,13 +140,14 @@ pub async fn calibrate(metric: &Metric, runs: &[StoredRun], dag: &Dag) -> Calibr
 mod tests {
     use super::*;
     use crate::learn::test_runs::{stored_feedback, stored_run};
+    use crate::store::{FeedbackPayload, FeedbackSource};
     use serde_json::json;
 
     fn dag() -> Dag {
         let src = "program p\ninput text: text\noutput mood: label(a, b)\nsignature S { in t: text out mood: label(a, b) }\n\
                    step s = predict S { t: input.text }\nreturn { mood: s.mood }\nfeedback stars: int(1..5)\nfeedback open: int\n\
                    feedback correction\n";
-        crate::graph::check(src).dag.unwrap()
+        crate::graph::check_text(src).dag.unwrap()
     }
 
     fn run(text: &str, said: &str, feedback: Vec<(&str, FeedbackPayload, FeedbackSource)>) -> StoredRun {

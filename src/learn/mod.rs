@@ -1,24 +1,35 @@
-//! **Learning:** closes the loop. Stored feedback becomes labelled data (`export`), a round
-//! compiles a candidate warm-started from the current artifact and keeps it only if it is not
-//! worse on a frozen human holdout (`round`, `gate`), and every version, its lineage and the
-//! feedback behind it is recorded and can be audited or forgotten (`audit`).
+//! **Learning:** closes the loop. Stored feedback becomes labelled data (`export`, reading
+//! every piece through the one rule of `opinion`), a round compiles a candidate warm-started
+//! from the current artifact and keeps it only if it is not worse on a frozen human holdout
+//! (`round`, `gate`), and every version, its lineage and the feedback behind it is recorded
+//! (`record`) and can be audited or forgotten (`audit`). The policies of learning while
+//! serving live here too: when a round is due and who learns (`schedule`), and how a canary
+//! is judged by live feedback (`canary`); `serve` only runs them on a timer.
 //!
 //! Learning reads the store and drives the compiler; the runtime, the model and the store
 //! know nothing of it. The same [`learn`] runs for `loopc learn`, `serve --learn-every` and
-//! `loopc bench loop`.
+//! `loopc bench loop`, all from [`RoundSettings::DEFAULT`].
 
 mod audit;
+mod canary;
 pub mod export;
 pub mod gate;
 pub mod human;
+pub mod opinion;
+mod record;
 mod round;
+mod schedule;
 #[cfg(test)]
 mod test_runs;
 
-pub use self::audit::{conclude_canary, current, forget, history, why, Version};
+pub use self::audit::{conclude_canary, current, forget, history, why, Version, Why, WhyDemo, WhyLearned};
+pub use self::canary::{judge_canary, CanaryJudgement, CanaryRules, Tally};
 pub use self::export::{export, Export, ExportOptions, Row, RowKind, RowProvenance};
 pub use self::gate::{decide, Decision};
-pub use self::round::{artifact_hash, learn, Current, Outcome, Round, MIN_GOLD_ROWS};
+pub use self::opinion::{opinion, Opinion, Said, Voice};
+pub use self::record::{Verdict, VersionRecord};
+pub use self::round::{learn, Current, Outcome, Round, RoundSettings, MIN_GOLD_ROWS};
+pub use self::schedule::{due, learning_turn, Trigger, Turn, LEASE};
 
 /// Why learning could not go on.
 #[derive(Debug, thiserror::Error)]

@@ -14,13 +14,14 @@ use serde_json::{json, Map, Value};
 use super::export::{from_runs, read_runs, Export, ExportOptions, Row, RowKind};
 use super::gate::{decide, Decision};
 use super::human::{calibrate, Calibration, StoredRatings, MIN_CALIBRATION_ITEMS};
+use super::record::{Verdict, VersionRecord};
 use super::LearnError;
 use crate::compile::{self, Budget, Dataset, Event, Example, Job, Metric, Plan, Rater};
 use crate::graph::{Dag, MetricKind, OptimizerKind, OptimizerSettings, Source};
-use crate::runtime::artifact::{Artifact, DemoSource, LearnedFrom};
+use crate::runtime::artifact::{Artifact, DemoOrigin, DemoSource, LearnedFrom};
 use crate::runtime::executor::StepParams;
 use crate::runtime::{Engine, Program, ProgramOptions};
-use crate::store::{ArtifactVersion, AuditKind, Store, Timestamp};
+use crate::store::{ArtifactVersion, AuditKind, Store, StoredRun, Timestamp};
 
 /// The program being learned: its source, and the artifact currently serving it, if any.
 #[derive(Clone)]
@@ -36,15 +37,46 @@ pub struct Current {
 }
 
 impl Current {
-    /// The content hash of the current artifact, if any.
+    /// The content hash of the current artifact, if any ([`Artifact::content_hash`]).
     pub fn artifact_hash(&self) -> Option<String> {
-        self.artifact.as_ref().map(artifact_hash)
+        self.artifact.as_ref().map(Artifact::content_hash)
     }
 }
 
-/// The content hash that names an artifact version in the store.
-pub fn artifact_hash(a: &Artifact) -> String {
-    crate::fs::sha256_hex(a.to_json().as_bytes())
+/// A round's knobs. [`RoundSettings::DEFAULT`] is the one set of defaults `loopc learn`,
+/// `serve --learn-every` and `loopc bench loop` start from; each overrides only what its
+/// caller asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundSettings {
+    /// How much worse than the current program the candidate may be, at the interval's
+    /// lower end, and still be promoted.
+    pub margin: f64,
+    /// Program runs at once (compile and holdout).
+    pub concurrency: usize,
+    /// The most rows a round compiles on (a seeded sample of everything stored, human labels
+    /// first): the store keeps accumulating; each round's cost stays bounded.
+    pub max_rows: usize,
+    /// The agreement with stored human ratings an LM-judge metric needs before a round uses it
+    /// (see [`super::human::calibrate`]); other metrics ignore it.
+    pub judge_min_agreement: f64,
+    /// The share of stored human-labelled inputs held out (by a hash of the input, so the same
+    /// ones in every round) to judge candidates on, never trained on.
+    pub holdout_share: f64,
+    /// Users who must agree on a label before it is one.
+    pub min_agreement: usize,
+}
+
+impl RoundSettings {
+    /// The defaults: margin 0.02, 4 runs at once, 300 rows, judges from 0.7 agreement, a
+    /// fifth of the stored labels held out, one user makes a label.
+    pub const DEFAULT: RoundSettings =
+        RoundSettings { margin: 0.02, concurrency: 4, max_rows: 300, judge_min_agreement: 0.7, holdout_share: 0.2, min_agreement: 1 };
+}
+
+impl Default for RoundSettings {
+    fn default() -> Self {
+        RoundSettings::DEFAULT
+    }
 }
 
 /// Everything a round reads.
@@ -57,28 +89,19 @@ pub struct Round<'a> {
     pub current: Current,
     /// A human-labelled holdout file, already read (optional when the store reserves one).
     pub holdout: Option<Dataset>,
-    /// How to turn feedback into data.
-    pub export: ExportOptions,
+    /// Only feedback on runs since this time.
+    pub since: Option<Timestamp>,
     /// The optimizer (default: the program's, else `bootstrap_random_search`).
     pub optimizer: Option<OptimizerKind>,
-    /// Settings over the program's own (seed, candidates, budgets...).
-    pub settings: OptimizerSettings,
+    /// Search settings over the program's own (seed, candidates, budgets...).
+    pub search: OptimizerSettings,
     /// The metric (default: the optimizer's, else the first declared).
     pub metric: Option<String>,
-    /// How much worse than the current program the candidate may be, at the interval's
-    /// lower end, and still be promoted.
-    pub margin: f64,
-    /// Runs at once.
-    pub concurrency: usize,
-    /// The most rows a round compiles on (a seeded sample of everything stored, human labels
-    /// first): the store keeps accumulating; each round's cost stays bounded.
-    pub max_rows: usize,
-    /// Record a candidate the gate passes as a `canary`, not `promoted`: live traffic decides
-    /// (see [`super::conclude_canary`]).
+    /// The round's knobs.
+    pub settings: RoundSettings,
+    /// Record a candidate the gate passes as a [`Verdict::Canary`], not promoted: live
+    /// traffic decides (see [`super::judge_canary`]).
     pub canary: bool,
-    /// The agreement with stored human ratings an LM-judge metric needs before a round uses it
-    /// (see [`super::human::calibrate`]); other metrics ignore it.
-    pub judge_min_agreement: f64,
     /// How to load the programs (the model override, run limits), as the service or CLI
     /// loads them; step parameters here are ignored, the round chooses its own.
     pub options: ProgramOptions,
@@ -86,7 +109,36 @@ pub struct Round<'a> {
     pub progress: &'a (dyn Fn(Event<'_>) + Sync),
 }
 
+impl<'a> Round<'a> {
+    /// A round of `current` on `store` with the default settings, the program's own search
+    /// settings, no holdout file and no progress.
+    pub fn new(engine: &'a Engine, store: &'a Store, current: Current) -> Round<'a> {
+        Round {
+            engine,
+            store,
+            current,
+            holdout: None,
+            since: None,
+            optimizer: None,
+            search: OptimizerSettings::default(),
+            metric: None,
+            settings: RoundSettings::DEFAULT,
+            canary: false,
+            options: ProgramOptions::default(),
+            progress: &quiet,
+        }
+    }
+
+    fn export_options(&self) -> ExportOptions {
+        ExportOptions { since: self.since, min_agreement: self.settings.min_agreement.max(1), holdout_share: self.settings.holdout_share }
+    }
+}
+
+/// Progress nobody watches.
+fn quiet(_: Event<'_>) {}
+
 /// What a round did.
+#[derive(Debug)]
 pub struct Outcome {
     /// The candidate compiled this round.
     pub candidate: Artifact,
@@ -94,6 +146,8 @@ pub struct Outcome {
     pub hash: String,
     /// What the gate decided.
     pub decision: Decision,
+    /// How the version was recorded.
+    pub verdict: Verdict,
     /// The data it learned from.
     pub export: Export,
     /// How well the LM judge agreed with people, when the metric is one.
@@ -124,63 +178,80 @@ async fn holdout_scores(program: &Program, examples: &[Example], metric: &Metric
     Ok(compile::evaluate(program, examples, metric, concurrency, &budget, &|| {}).await?.scores)
 }
 
+/// The data of a round: the holdout, and train and dev drawn from the stored rows.
+struct Data {
+    export: Export,
+    holdout: Vec<Example>,
+    train: Dataset,
+    dev: Dataset,
+}
+
+/// Exports the stored feedback and draws the round's data: the holdout (the given file and the
+/// store's reserved share, human labels only), dev from the gold rows alone, and train from the
+/// rest of a seeded sample of at most `max_rows` rows, human labels first.
+fn draw_data(round: &Round<'_>, runs: &[StoredRun], dag: &Dag, seed: u64) -> Result<Data, LearnError> {
+    let export = from_runs(runs, dag, &round.export_options());
+    let mut holdout: Vec<Example> = round.holdout.as_ref().map(|d| d.examples.clone()).unwrap_or_default();
+    holdout.extend(export.holdout.iter().map(Row::example));
+    if holdout.is_empty() {
+        return Err(LearnError::NoHoldout);
+    }
+    let gold: Vec<&Row> = export.train.iter().filter(|r| r.kind == RowKind::Gold).collect();
+    let accepted: Vec<&Row> = export.train.iter().filter(|r| r.kind == RowKind::ModelLabelled).collect();
+    if gold.len() < MIN_GOLD_ROWS {
+        return Err(LearnError::NotEnoughData { gold: gold.len(), needed: MIN_GOLD_ROWS });
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut gold_sample = gold.clone();
+    gold_sample.shuffle(&mut rng);
+    gold_sample.truncate(round.settings.max_rows.max(MIN_GOLD_ROWS));
+    let mut accepted_sample = accepted.clone();
+    accepted_sample.shuffle(&mut rng);
+    accepted_sample.truncate(round.settings.max_rows.saturating_sub(gold_sample.len()));
+    // Dev is human labels only; accepted model outputs may become demos but never choose.
+    let (mut train, dev) = compile::dataset::split(&dataset("store (gold rows)", &gold_sample), 0.3, seed);
+    train.examples.extend(accepted_sample.iter().map(|r| r.example()));
+    train.source = format!("store: {} gold and {} accepted rows", gold.len(), accepted.len());
+    train.sha256 = export.sha256.clone();
+    Ok(Data { export, holdout, train, dev })
+}
+
+/// The round's metric: `human("KEY")` scores by what people said of stored answers; an LM
+/// judge is used only when it agrees with people often enough.
+async fn metric_of(round: &Round<'_>, runs: &[StoredRun], dag: &Dag, judge_program: &Program) -> Result<(Metric, Option<Calibration>), LearnError> {
+    let spec = compile::metric::pick(dag, round.metric.as_deref())?;
+    let rater: Option<Arc<dyn Rater>> = match &spec.kind {
+        MetricKind::Human { criterion } => Some(Arc::new(StoredRatings::from_runs(runs, dag, criterion)?)),
+        _ => None,
+    };
+    let metric = Metric::new(spec, rater)?.judged_by(judge_program);
+    if !metric.needs_model() {
+        return Ok((metric, None));
+    }
+    (round.progress)(Event::Phase("calibrating the judge on stored human ratings", 0));
+    let c = calibrate(&metric, runs, dag).await;
+    let threshold = round.settings.judge_min_agreement;
+    if c.items < MIN_CALIBRATION_ITEMS || c.agreement < threshold {
+        return Err(LearnError::JudgeUncalibrated {
+            metric: metric.name().to_string(),
+            agreement: c.agreement,
+            items: c.items,
+            threshold,
+            min_items: MIN_CALIBRATION_ITEMS,
+        });
+    }
+    Ok((metric, Some(c)))
+}
+
 /// Runs one round and records it in the store.
 pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     let current_program = program_of(round.engine, &round.current, round.current.artifact.as_ref(), &round.options)?;
     let dag = current_program.dag().clone();
-    let runs = read_runs(round.store, dag.name(), round.export.since).await?;
-    let data = from_runs(&runs, &dag, &round.export);
+    let runs = read_runs(round.store, dag.name(), round.since).await?;
+    let plan = Plan::new(&dag, round.optimizer, &round.search, round.settings.concurrency);
+    let Data { export, holdout, train, dev } = draw_data(&round, &runs, &dag, plan.seed)?;
+    let (metric, judge) = metric_of(&round, &runs, &dag, &current_program).await?;
 
-    // The holdout: the given file and the store's reserved share, human labels only.
-    let mut holdout: Vec<Example> = round.holdout.as_ref().map(|d| d.examples.clone()).unwrap_or_default();
-    holdout.extend(data.holdout.iter().map(Row::example));
-    if holdout.is_empty() {
-        return Err(LearnError::NoHoldout);
-    }
-    let gold: Vec<&Row> = data.train.iter().filter(|r| r.kind == RowKind::Gold).collect();
-    let accepted: Vec<&Row> = data.train.iter().filter(|r| r.kind == RowKind::ModelLabelled).collect();
-    if gold.len() < MIN_GOLD_ROWS {
-        return Err(LearnError::NotEnoughData { gold: gold.len(), needed: MIN_GOLD_ROWS });
-    }
-    let plan = Plan::new(&dag, round.optimizer, &round.settings, round.concurrency);
-    let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-    let mut gold_sample = gold.clone();
-    gold_sample.shuffle(&mut rng);
-    gold_sample.truncate(round.max_rows.max(MIN_GOLD_ROWS));
-    let mut accepted_sample = accepted.clone();
-    accepted_sample.shuffle(&mut rng);
-    accepted_sample.truncate(round.max_rows.saturating_sub(gold_sample.len()));
-    // Dev is human labels only; accepted model outputs may become demos but never choose.
-    let (train_gold, dev) = compile::dataset::split(&dataset("store (gold rows)", &gold_sample), 0.3, plan.seed);
-    let mut train = train_gold;
-    train.examples.extend(accepted_sample.iter().map(|r| r.example()));
-    train.source = format!("store: {} gold and {} accepted rows", gold.len(), accepted.len());
-    train.sha256 = data.sha256.clone();
-
-    // `human("KEY")` scores by what people said of stored answers; an LM judge is used only
-    // when it agrees with people often enough.
-    let spec = compile::metric::pick(&dag, round.metric.as_deref())?;
-    let rater: Option<Arc<dyn Rater>> = match &spec.kind {
-        MetricKind::Human { criterion } => Some(Arc::new(StoredRatings::from_runs(&runs, &dag, criterion)?)),
-        _ => None,
-    };
-    let metric = Metric::new(spec, rater)?.judged_by(&current_program);
-    let judge = if metric.needs_model() {
-        (round.progress)(Event::Phase("calibrating the judge on stored human ratings", 0));
-        let c = calibrate(&metric, &runs, &dag).await;
-        if c.items < MIN_CALIBRATION_ITEMS || c.agreement < round.judge_min_agreement {
-            return Err(LearnError::JudgeUncalibrated {
-                metric: metric.name().to_string(),
-                agreement: c.agreement,
-                items: c.items,
-                threshold: round.judge_min_agreement,
-                min_items: MIN_CALIBRATION_ITEMS,
-            });
-        }
-        Some(c)
-    } else {
-        None
-    };
     let written = program_of(round.engine, &round.current, None, &round.options)?;
     let warm_start: Option<HashMap<String, StepParams>> = round.current.artifact.as_ref().and_then(|a| {
         let params = a.validate(&round.current.name, &dag).ok()?;
@@ -203,67 +274,45 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     let parent = round.current.artifact_hash();
     candidate.provenance.learned = Some(LearnedFrom {
         parent: parent.clone(),
-        dataset_sha256: data.sha256.clone(),
-        gold_rows: gold.len(),
-        model_labelled_rows: accepted.len(),
-        feedback_ids: data.feedback_ids.iter().cloned().collect(),
-        demo_sources: demo_sources(&dag, &candidate, &data),
+        dataset_sha256: export.sha256.clone(),
+        gold_rows: export.gold_rows(),
+        model_labelled_rows: export.model_labelled_rows(),
+        feedback_ids: export.feedback_ids.iter().cloned().collect(),
+        demo_sources: demo_sources(&dag, &candidate, &export),
     });
-    let hash = artifact_hash(&candidate);
+    let hash = candidate.content_hash();
 
     (round.progress)(Event::Phase("scoring the current program and the candidate on the holdout", 0));
     let candidate_program = program_of(round.engine, &round.current, Some(&candidate), &round.options)?;
-    let now = holdout_scores(&current_program, &holdout, &metric, round.concurrency).await?;
-    let next = holdout_scores(&candidate_program, &holdout, &metric, round.concurrency).await?;
-    let decision = decide(&now, &next, round.margin, plan.seed);
+    let now = holdout_scores(&current_program, &holdout, &metric, round.settings.concurrency).await?;
+    let next = holdout_scores(&candidate_program, &holdout, &metric, round.settings.concurrency).await?;
+    let decision = decide(&now, &next, round.settings.margin, plan.seed);
 
     let verdict = match (decision.promote, round.canary) {
-        (true, false) => "promoted",
-        (true, true) => "canary",
-        (false, _) => "rejected",
+        (true, false) => Verdict::Promoted,
+        (true, true) => Verdict::Canary,
+        (false, _) => Verdict::Rejected,
     };
-    let meta = json!({
-        "decision": verdict,
-        "reason": decision.reason,
-        "holdout_current": decision.current,
-        "holdout_candidate": decision.candidate,
-        "difference": decision.difference,
-        "interval": [decision.interval.0, decision.interval.1],
-        "margin": decision.margin,
-        "holdout_items": decision.items,
-        "dev_score": candidate.provenance.final_score,
-        "dataset_sha256": data.sha256,
-        "gold_rows": gold.len(),
-        "model_labelled_rows": accepted.len(),
-        "feedback_count": data.feedback_ids.len(),
-        "feedback_ids": data.feedback_ids,
-        "users_sha256": users_sha256(&data),
-        "judge_agreement": judge.as_ref().map(|c| c.agreement),
-        "judge_items": judge.as_ref().map(|c| c.items),
-    });
+    let record = VersionRecord::of_round(verdict, &decision, candidate.provenance.final_score, &export, judge.as_ref());
     let version = ArtifactVersion {
         hash: hash.clone(),
         parent,
         program: dag.name().to_string(),
         created: Timestamp::now(),
         body: serde_json::to_value(&candidate).ok(),
-        meta,
+        meta: record.to_meta(),
     };
     round.store.record_artifact(&version).await?;
-    if verdict != "canary" {
-        let kind = if decision.promote { AuditKind::Promote } else { AuditKind::Reject };
+    // A canary's audit event comes when live traffic decides (`conclude_canary`).
+    let event = match verdict {
+        Verdict::Promoted => Some(AuditKind::Promote),
+        Verdict::Rejected => Some(AuditKind::Reject),
+        Verdict::Canary | Verdict::Recorded => None,
+    };
+    if let Some(kind) = event {
         round.store.audit(kind, &hash, &json!({"program": dag.name(), "reason": decision.reason})).await?;
     }
-    Ok(Outcome { candidate, hash, decision, export: data, judge })
-}
-
-/// SHA-256 of each distinct user id behind the rows (ids themselves stay in the store).
-fn users_sha256(data: &Export) -> Vec<String> {
-    let mut users: Vec<String> =
-        data.train.iter().chain(&data.holdout).flat_map(|r| r.provenance.users.iter()).map(|u| crate::fs::sha256_hex(u.as_bytes())).collect();
-    users.sort();
-    users.dedup();
-    users
+    Ok(Outcome { candidate, hash, decision, verdict, export, judge })
 }
 
 /// Where each demo of `artifact` came from: the stored row whose program inputs the demo's
@@ -290,16 +339,15 @@ fn demo_sources(dag: &Dag, artifact: &Artifact, data: &Export) -> BTreeMap<Strin
                 match rows.iter().find(|r| matches(&r.inputs)) {
                     Some(r) => DemoSource {
                         kind: match r.kind {
-                            RowKind::Gold => "gold",
-                            RowKind::ModelLabelled => "model_labelled",
-                            RowKind::Negative => "negative",
-                        }
-                        .into(),
+                            RowKind::Gold => DemoOrigin::Gold,
+                            RowKind::ModelLabelled => DemoOrigin::ModelLabelled,
+                            RowKind::Negative => DemoOrigin::Negative,
+                        },
                         run_ids: r.provenance.run_ids.clone(),
                         feedback_ids: r.provenance.feedback_ids.clone(),
                         users_sha256: r.provenance.users.iter().map(|u| crate::fs::sha256_hex(u.as_bytes())).collect(),
                     },
-                    None => DemoSource { kind: "unknown".into(), ..DemoSource::default() },
+                    None => DemoSource::default(),
                 }
             })
             .collect();
@@ -317,7 +365,7 @@ mod tests {
     fn each_demo_is_traced_to_the_stored_row_with_its_input() {
         let src = "program p\ninput text: text\noutput mood: label(a, b)\nsignature S { in t: text out mood: label(a, b) }\n\
                    step s = predict S { t: input.text }\nreturn { mood: s.mood }\n";
-        let dag = crate::graph::check(src).dag.unwrap();
+        let dag = crate::graph::check_text(src).dag.unwrap();
         let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
         let row = |text: &str, kind: RowKind, run: &str| Row {
             inputs: obj(json!({"text": text})),

@@ -67,7 +67,7 @@ mod tests {
         let fixed = fixed(src);
         assert_eq!(fixed.len(), 1);
         assert!(fixed[0].contains("return { c: classify.c }"));
-        assert!(crate::graph::check(&fixed[0]).dag.is_some());
+        assert!(crate::graph::check_text(&fixed[0]).dag.is_some());
     }
 
     #[test]

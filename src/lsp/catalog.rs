@@ -150,7 +150,7 @@ mod tests {
     /// The codes of the diagnostics of `src` (with a program around it).
     fn codes(body: &str) -> Vec<&'static str> {
         let src = format!("program p\ninput t: text\noutput o: text\nreturn {{ o: input.t }}\nmetric m = exact(output.o, example.o)\n{body}\n");
-        crate::graph::check(&src).diagnostics.into_iter().map(|d| d.code).collect()
+        crate::graph::check_text(&src).diagnostics.into_iter().map(|d| d.code).collect()
     }
 
     #[test]
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(TEMPLATES, crate::graph::TEMPLATE_NAMES);
         for (p, _) in PROVIDERS {
             let src = format!("program p\noutput o: text\nreturn {{ o: \"x\" }}\nmodel x = {p}(\"http://h/v1\", \"m\")\n");
-            let messages: Vec<String> = crate::graph::check(&src).diagnostics.into_iter().map(|d| d.message).collect();
+            let messages: Vec<String> = crate::graph::check_text(&src).diagnostics.into_iter().map(|d| d.message).collect();
             assert!(messages.iter().all(|m| !m.contains("unknown model provider")), "{p}: {messages:?}");
         }
     }

@@ -90,7 +90,7 @@ impl Runner {
     }
 
     fn run(&self, source_name: &str, text: &str, name: Option<&str>) -> Result<Vec<ExampleRun>, String> {
-        let checked = crate::graph::check(text);
+        let checked = crate::graph::check_text(text);
         let Some(dag) = checked.dag else {
             return Err(format!("`{source_name}` has errors; fix them to run its examples"));
         };

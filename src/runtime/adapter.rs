@@ -371,7 +371,7 @@ impl Request {
             };
             let v = match r {
                 Value::String(s) => coerce(&f.ty, s),
-                other => super::value::check(&f.ty, other).map(|_| other.clone()).or_else(|e| coerce(&f.ty, &other.to_string()).map_err(|_| e)),
+                other => super::value::check_type(&f.ty, other).map(|_| other.clone()).or_else(|e| coerce(&f.ty, &other.to_string()).map_err(|_| e)),
             }
             .map_err(|reason| ParseError { field: f.name.clone(), problem: ParseProblem::Invalid(reason) })?;
             values.insert(f.name.clone(), v);

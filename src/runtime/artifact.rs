@@ -212,11 +212,38 @@ pub struct LearnedFrom {
     pub demo_sources: BTreeMap<String, Vec<DemoSource>>,
 }
 
+/// What kind of stored row a demo came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemoOrigin {
+    /// A human-labelled row (a correction or an edit).
+    Gold,
+    /// A model output people accepted.
+    ModelLabelled,
+    /// A rejected output (never chosen as a demo by loopc; kept for completeness).
+    Negative,
+    /// No stored row matches the demo.
+    #[default]
+    Unknown,
+}
+
+impl DemoOrigin {
+    /// The origin as written in the artifact: `gold`, `model_labelled`, `negative`, `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DemoOrigin::Gold => "gold",
+            DemoOrigin::ModelLabelled => "model_labelled",
+            DemoOrigin::Negative => "negative",
+            DemoOrigin::Unknown => "unknown",
+        }
+    }
+}
+
 /// Where one demo came from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DemoSource {
-    /// `gold`, `model_labelled`, or `unknown` when no stored row matches the demo.
-    pub kind: String,
+    /// What kind of row it came from.
+    pub kind: DemoOrigin,
     /// The runs on the demo's input.
     pub run_ids: Vec<String>,
     /// The feedback that labelled it.
@@ -234,9 +261,10 @@ pub struct Timing {
     pub wall_seconds: f64,
     /// Model calls answered by the response cache.
     pub cache_hits: u64,
-    /// Prompt tokens the local model computed (not from its prefix cache).
+    /// Prompt tokens the model computed for the compile (not from its prefix cache, not
+    /// answered by the response cache), as the compile's own calls report them.
     pub tokens_prefilled: u64,
-    /// Tokens the local model generated.
+    /// Tokens the model generated for the compile.
     pub tokens_generated: u64,
 }
 
@@ -250,7 +278,7 @@ fn is_sha256(s: &str) -> bool {
 fn check_values(fields: &[Field], values: &serde_json::Map<String, Value>) -> Result<(), (String, String)> {
     for f in fields {
         let v = values.get(&f.name).ok_or_else(|| (format!(".{}", f.name), "missing".to_string()))?;
-        super::value::check(&f.ty, v).map_err(|why| (format!(".{}", f.name), why))?;
+        super::value::check_type(&f.ty, v).map_err(|why| (format!(".{}", f.name), why))?;
     }
     if let Some(extra) = values.keys().find(|k| !fields.iter().any(|f| &f.name == *k)) {
         let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
@@ -424,6 +452,14 @@ impl Artifact {
         let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
         s.push('\n');
         s
+    }
+
+    /// The content hash that names the artifact (a version in the store, the `artifact` of a
+    /// run): the SHA-256 of its canonical JSON, [`Artifact::to_json`], which is also the file
+    /// [`Artifact::write`] writes. The one definition: an artifact read from a file reformatted
+    /// by hand has the same hash as the file loopc wrote.
+    pub fn content_hash(&self) -> String {
+        crate::fs::sha256_hex(self.to_json().as_bytes())
     }
 
     /// Writes the artifact atomically: readers see the old file or the whole new one.

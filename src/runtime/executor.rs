@@ -15,7 +15,7 @@ use super::retrieve::Retriever;
 use super::scoring::LabelScoring;
 use super::tools::{self, ToolError};
 use super::trace::{LabelScore, StepTrace, Trace};
-use super::value::check;
+use super::value::check_type;
 use crate::graph::{Dag, Field, ModelId, SignatureId, Source, StepId, StepKind, Target, Type};
 use crate::model::sampling::Sampling;
 use crate::model::{ModelError, TokenCount};
@@ -181,7 +181,7 @@ impl Executor {
         }
         for f in self.dag.inputs() {
             let v = inputs.get(&f.name).ok_or_else(|| RunError::Input { field: f.name.clone(), reason: "missing".into() })?;
-            check(&f.ty, v).map_err(|reason| RunError::Input { field: f.name.clone(), reason })?;
+            check_type(&f.ty, v).map_err(|reason| RunError::Input { field: f.name.clone(), reason })?;
         }
         Ok(())
     }
@@ -391,57 +391,72 @@ impl Executor {
             sampling,
             stop: spec.params.stop.clone(),
         };
-
         // A single label or bool output is scored directly when the backend can: it cannot
         // fail to parse.
+        let ask = Ask { name, step, backend: backend.as_ref() };
         if let [field] = outputs {
-            let choices = match &field.ty {
-                Type::Label(labels) => Some((labels.clone(), labels.iter().map(|l| Value::String(l.clone())).collect::<Vec<_>>())),
-                Type::Bool => Some((vec!["true".to_string(), "false".to_string()], vec![Value::Bool(true), Value::Bool(false)])),
-                _ => None,
-            };
-            if let Some((labels, values)) = choices {
-                let written: Vec<String> = labels.iter().map(|l| request.choice_text(l)).collect();
-                if backend.supports_choice() {
-                    return match backend.choose(vec![call.clone()], written).await {
-                        Ok(choices) => {
-                            let Some(choice) = choices.into_iter().next() else {
-                                return (
-                                    Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend scored no choice".into()) }),
-                                    st,
-                                );
-                            };
-                            st.prompt_tokens = choice.prompt_tokens;
-                            st.cached_tokens = choice.cached_tokens;
-                            st.cache_hit = choice.from_cache;
-                            let scoring = step.map(|id| self.params(id).scoring).unwrap_or_default();
-                            let adjusted = scoring.apply(&labels, &choice.scores, &choice.label_tokens);
-                            let best = super::scoring::best(&adjusted);
-                            let keep = !scoring.is_sum();
-                            st.choice_scores = Some(
-                                labels
-                                    .iter()
-                                    .zip(choice.scores)
-                                    .zip(adjusted)
-                                    .zip(choice.label_tokens.iter().copied().chain(std::iter::repeat(0)))
-                                    .map(|(((l, s), a), n)| LabelScore { label: l.clone(), logprob: s, adjusted: keep.then_some(a), tokens: n })
-                                    .collect(),
-                            );
-                            st.raw.push(labels[best].clone());
-                            let mut out = Map::new();
-                            out.insert(field.name.clone(), values[best].clone());
-                            (Ok(out), st)
-                        }
-                        Err(e) => {
-                            let err = self.model_failure(name, step, backend.as_ref(), &st.inputs, e);
-                            (Err(err), st)
-                        }
-                    };
-                }
+            if let Some(choices) = choices_of(&field.ty).filter(|_| backend.supports_choice()) {
+                return self.choose(ask, field, &request, call, choices, st).await;
             }
         }
+        self.generate(ask, outputs, &request, call, st).await
+    }
 
-        let mut call = call;
+    /// Constrained choice among `labels` (whose values are `values`) for the one output `field`.
+    async fn choose(
+        &self,
+        Ask { name, step, backend }: Ask<'_>,
+        field: &Field,
+        request: &Request,
+        call: Call,
+        (labels, values): (Vec<String>, Vec<Value>),
+        mut st: StepTrace,
+    ) -> (Result<Map<String, Value>, RunError>, StepTrace) {
+        let written: Vec<String> = labels.iter().map(|l| request.choice_text(l)).collect();
+        match backend.choose(vec![call], written).await {
+            Ok(choices) => {
+                let Some(choice) = choices.into_iter().next() else {
+                    return (Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend scored no choice".into()) }), st);
+                };
+                st.prompt_tokens = choice.prompt_tokens;
+                st.cached_tokens = choice.cached_tokens;
+                st.cache_hit = choice.from_cache;
+                let scoring = step.map(|id| self.params(id).scoring).unwrap_or_default();
+                let adjusted = scoring.apply(&labels, &choice.scores, &choice.label_tokens);
+                let best = super::scoring::best(&adjusted);
+                let keep = !scoring.is_sum();
+                st.choice_scores = Some(
+                    labels
+                        .iter()
+                        .zip(choice.scores)
+                        .zip(adjusted)
+                        .zip(choice.label_tokens.iter().copied().chain(std::iter::repeat(0)))
+                        .map(|(((l, s), a), n)| LabelScore { label: l.clone(), logprob: s, adjusted: keep.then_some(a), tokens: n })
+                        .collect(),
+                );
+                st.raw.push(labels[best].clone());
+                let mut out = Map::new();
+                out.insert(field.name.clone(), values[best].clone());
+                (Ok(out), st)
+            }
+            Err(e) => {
+                let err = self.model_failure(name, step, backend, &st.inputs, e);
+                (Err(err), st)
+            }
+        }
+    }
+
+    /// Generation of `outputs`, parsed; on a parse failure, one retry: a field never written
+    /// is asked for by continuing the answer from its marker, a field written wrongly by
+    /// showing the model the error.
+    async fn generate(
+        &self,
+        Ask { name, step, backend }: Ask<'_>,
+        outputs: &[Field],
+        request: &Request,
+        mut call: Call,
+        mut st: StepTrace,
+    ) -> (Result<Map<String, Value>, RunError>, StepTrace) {
         let mut failure = None;
         for attempt in 0..2 {
             let completion = match backend.generate(vec![call.clone()]).await {
@@ -453,7 +468,7 @@ impl Executor {
                     )
                 }
                 Err(e) => {
-                    let err = self.model_failure(name, step, backend.as_ref(), &st.inputs, e);
+                    let err = self.model_failure(name, step, backend, &st.inputs, e);
                     return (Err(err), st);
                 }
             };
@@ -488,5 +503,23 @@ impl Executor {
         }
         let err = failure.unwrap_or(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("no attempt was made".into()) });
         (Err(err), st)
+    }
+}
+
+/// Who is asked, for which step (`None` for a judge's rubric), named `name` in errors.
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    name: &'a str,
+    step: Option<StepId>,
+    backend: &'a dyn Backend,
+}
+
+/// The labels a single `ty` output is chosen among, as written and as values: a label's
+/// labels, or `true` and `false`; `None` for a type that is not chosen.
+fn choices_of(ty: &Type) -> Option<(Vec<String>, Vec<Value>)> {
+    match ty {
+        Type::Label(labels) => Some((labels.clone(), labels.iter().map(|l| Value::String(l.clone())).collect())),
+        Type::Bool => Some((vec!["true".to_string(), "false".to_string()], vec![Value::Bool(true), Value::Bool(false)])),
+        _ => None,
     }
 }

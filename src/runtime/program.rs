@@ -29,6 +29,27 @@ pub enum LoadError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Occurs when a program file is no file to read (a directory, a named pipe) or larger
+    /// than a program may be.
+    #[error("`{path}` {reason}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// What it is instead.
+        reason: String,
+    },
+    /// Occurs when a program file is not UTF-8 text.
+    #[error("`{path}` is not UTF-8 text: line {line}, column {col} (byte {byte}) is not a character")]
+    NotUtf8 {
+        /// The file.
+        path: String,
+        /// The line of the first byte that is not part of a character.
+        line: usize,
+        /// Its column, in characters.
+        col: usize,
+        /// Its offset in the file.
+        byte: usize,
+    },
     /// Occurs when the program has errors; each is `file:line:col: message`.
     #[error("`{path}` is not a valid program:\n  {}", .errors.join("\n  "))]
     Invalid {
@@ -102,7 +123,7 @@ pub struct Program {
 impl Program {
     /// Checks `source` (named `name` in messages) and readies its models on `engine`.
     pub(crate) fn from_source(engine: &Engine, name: &str, source: &str, options: ProgramOptions) -> Result<Program, LoadError> {
-        let mut dag = check(name, source)?;
+        let mut dag = checked_dag(name, source)?;
         for (tool, url) in &options.tool_urls {
             dag.set_tool_url(tool, url).map_err(|reason| LoadError::ToolUrl { tool: tool.clone(), url: url.clone(), reason })?;
         }
@@ -123,7 +144,7 @@ impl Program {
     /// artifact's records, with the compiled parameters (`options.params` override them).
     pub(crate) fn from_artifact(engine: &Engine, name: &str, artifact: &Artifact, mut options: ProgramOptions) -> Result<Program, LoadError> {
         let source_name = format!("{name} (embedded {})", artifact.program.source_file);
-        let dag = check(&source_name, &artifact.program.source)?;
+        let dag = checked_dag(&source_name, &artifact.program.source)?;
         let compiled = artifact.validate(name, &dag).map_err(LoadError::Artifact)?;
         for (id, params) in compiled {
             options.params.entry(dag.step(id).name.clone()).or_insert(params);
@@ -219,13 +240,13 @@ fn step_ids(dag: &Dag, params: HashMap<String, StepParams>) -> Result<HashMap<St
 }
 
 /// Parses and checks `source`, turning errors into located messages.
-pub fn check(name: &str, source: &str) -> Result<Dag, LoadError> {
+pub fn checked_dag(name: &str, source: &str) -> Result<Dag, LoadError> {
     let index = LineIndex::new(source);
     let locate = |d: &crate::syntax::Diagnostic| {
         let lc = index.line_col(source, d.span.start);
         format!("{name}:{}:{}: {}", lc.line, lc.col, d.message)
     };
-    let checked = crate::graph::check(source);
+    let checked = crate::graph::check_text(source);
     checked.dag.ok_or_else(|| LoadError::Invalid {
         path: name.to_string(),
         errors: checked.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(locate).collect(),
@@ -270,7 +291,7 @@ mod tests {
 
     #[test]
     fn invalid_programs_report_located_errors() {
-        let err = check("bad.loop", "program p\ninput q: text\noutput a: text\nreturn { a: nope.x }\n").err().unwrap();
+        let err = checked_dag("bad.loop", "program p\ninput q: text\noutput a: text\nreturn { a: nope.x }\n").err().unwrap();
         assert_eq!(err.to_string(), "`bad.loop` is not a valid program:\n  bad.loop:4:13: unknown step `nope`");
     }
 

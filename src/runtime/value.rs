@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::graph::Type;
 
 /// Checks that `v` is a value of type `ty`; the error says what was found instead.
-pub fn check(ty: &Type, v: &Value) -> Result<(), String> {
+pub fn check_type(ty: &Type, v: &Value) -> Result<(), String> {
     let ok = match (ty, v) {
         (Type::Text, Value::String(_)) => true,
         (Type::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
@@ -21,7 +21,7 @@ pub fn check(ty: &Type, v: &Value) -> Result<(), String> {
         }
         (Type::List(inner), Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                check(inner, item).map_err(|e| format!("item {i}: {e}"))?;
+                check_type(inner, item).map_err(|e| format!("item {i}: {e}"))?;
             }
             true
         }
@@ -112,7 +112,7 @@ pub fn coerce(ty: &Type, raw: &str) -> Result<Value, String> {
                     .into_iter()
                     .map(|item| match item {
                         Value::String(s) if !matches!(**inner, Type::Text | Type::Json) => coerce(inner, &s),
-                        other => check(inner, &other).map(|_| other),
+                        other => check_type(inner, &other).map(|_| other),
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::Array);
@@ -228,9 +228,9 @@ mod tests {
 
     #[test]
     fn check_explains_what_was_found() {
-        assert_eq!(check(&Type::Int, &json!("3")), Err("expected an int (a whole JSON number), found a string".into()));
-        assert!(check(&label(&["a"]), &json!("b")).unwrap_err().contains("not one of the labels a"));
-        assert!(check(&Type::List(Box::new(Type::Bool)), &json!([true, 1])).unwrap_err().starts_with("item 1:"));
-        assert_eq!(check(&Type::Float, &json!(2)), Ok(()));
+        assert_eq!(check_type(&Type::Int, &json!("3")), Err("expected an int (a whole JSON number), found a string".into()));
+        assert!(check_type(&label(&["a"]), &json!("b")).unwrap_err().contains("not one of the labels a"));
+        assert!(check_type(&Type::List(Box::new(Type::Bool)), &json!([true, 1])).unwrap_err().starts_with("item 1:"));
+        assert_eq!(check_type(&Type::Float, &json!(2)), Ok(()));
     }
 }

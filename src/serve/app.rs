@@ -12,12 +12,13 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `/review…`, `GET /v1/widget.js` | the review page and the feedback widget (`review/`) |
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body as HttpBody;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -81,16 +82,27 @@ pub(super) fn router(state: Shared, max_body: usize) -> Router {
         .with_state(state)
 }
 
-/// Authenticates the caller and hands it to the handler as an extension.
+/// Authenticates the caller and hands it to the handler as an extension. Without an API key
+/// only loopback callers are served: the peer's address comes from axum's `ConnectInfo`
+/// ([`super::serve`] provides it), and a router served without it refuses every keyless call
+/// rather than trust callers it cannot place.
 async fn require_caller(State(app): State<Shared>, mut req: Request, next: Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION).map(|h| h.to_str().unwrap_or("\u{0}"));
     match authenticate(header, app.api_key.as_ref(), &app.tokens, Timestamp::now()) {
+        Ok(Caller::Local) if !from_loopback(&req) => {
+            ApiError::forbidden("this server has no API key, so it answers callers on this machine (loopback) only").into_response()
+        }
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Whether the request's peer is on a loopback address (false when the server did not say).
+fn from_loopback(req: &Request) -> bool {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback())
 }
 
 /// Counts every answer by route template and status.

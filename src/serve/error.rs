@@ -26,14 +26,17 @@ pub enum ServeError {
     /// Occurs when the store refuses a write or cannot be reached.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Occurs when the artifact file cannot be read for its hash.
-    #[error("cannot read `{path}`: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
+    /// Occurs when a server without an API key is asked to listen on an address other
+    /// machines can reach: anyone there could run the program and read every stored run.
+    #[error("{addr} is not a loopback address, and no API key is set: anyone who can reach it could run the program and read every stored run")]
+    PublicWithoutKey {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
     },
+    /// Occurs when the listener fails (its address cannot be read, or serving stops on an
+    /// I/O error).
+    #[error("the server failed: {0}")]
+    Listen(#[from] std::io::Error),
 }
 
 /// An HTTP error answer.
@@ -128,7 +131,9 @@ impl From<ServeError> for ApiError {
             ServeError::Feedback(e @ FeedbackError::Correction { .. }) => ApiError::bad_request("invalid_correction", e.to_string()),
             ServeError::Feedback(e) => ApiError::bad_request("invalid_feedback", e.to_string()),
             ServeError::Store(e) => e.into(),
-            e @ (ServeError::Load(_) | ServeError::Read { .. }) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            e @ (ServeError::Load(_) | ServeError::PublicWithoutKey { .. } | ServeError::Listen(_)) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
         }
     }
 }

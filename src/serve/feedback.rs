@@ -1,7 +1,7 @@
 //! Checking feedback against what the program declared, before it reaches the store: the key
 //! must be a declared feedback or an implicit signal, the payload must fit its kind (a score in
 //! range, a label of the set), and a correction must be a value of the program's outputs,
-//! checked exactly as a model's output is (`runtime::value::check`).
+//! checked exactly as a model's output is (`runtime::value::check_type`).
 //!
 //! The HTTP API and the library path (`Service::feedback`) both go through [`check_feedback`].
 
@@ -178,7 +178,7 @@ pub fn correction(dag: &Dag, given: &Value) -> Result<Value, FeedbackError> {
     };
     for (name, v) in &object {
         if let Some(field) = outputs.iter().find(|f| &f.name == name) {
-            value::check(&field.ty, v).map_err(|reason| FeedbackError::Correction { what: format!("output `{name}`"), reason })?;
+            value::check_type(&field.ty, v).map_err(|reason| FeedbackError::Correction { what: format!("output `{name}`"), reason })?;
         }
     }
     Ok(Value::Object(object))
@@ -196,7 +196,7 @@ mod tests {
              signature S \"Route.\" {{ in ticket: text out team: label(billing, tech) out reply: text }}\n\
              step s = predict S {{ ticket: input.ticket }}\nreturn {{ team: s.team, reply: s.reply }}\n{extra}"
         );
-        crate::runtime::check("t.loop", &src).unwrap()
+        crate::runtime::checked_dag("t.loop", &src).unwrap()
     }
 
     fn input(key: &str) -> FeedbackInput {
@@ -236,7 +236,7 @@ mod tests {
     fn a_program_with_one_output_takes_its_value_alone_as_a_correction() {
         let src = "program s\ninput t: text\noutput mood: label(up, down)\nsignature S \"x\" { in t: text out mood: label(up, down) }\n\
                    step s = predict S { t: input.t }\nreturn { mood: s.mood }\n";
-        let d = crate::runtime::check("s.loop", src).unwrap();
+        let d = crate::runtime::checked_dag("s.loop", src).unwrap();
         assert_eq!(check(&d, FeedbackInput { correction: Some(json!("up")), ..input("correction") }), Ok(FeedbackPayload::Correction(json!({"mood": "up"}))));
         assert!(check(&d, FeedbackInput { correction: Some(json!("sideways")), ..input("correction") }).is_err());
         assert!(check(&d, FeedbackInput { correction: Some(json!({"feeling": "up"})), ..input("correction") })

@@ -78,7 +78,7 @@ impl Metrics {
         let learner_turns = Family::<Labels, Counter>::default();
         registry.register(
             "learner_turns",
-            "Turns of the background learner, by what happened (idle, promoted, rejected, canary, error...)",
+            "Turns of the background learner, by what happened (idle, waiting, rejected, promoted, canary_started, canary_promoted, error...)",
             learner_turns.clone(),
         );
         Metrics {
@@ -97,15 +97,10 @@ impl Metrics {
         }
     }
 
-    /// Counts a turn of the background learner by its outcome (the text's first words only,
-    /// so the label set stays small).
-    pub fn learner(&self, outcome: Result<&str, &str>) {
-        let what = match outcome {
-            Ok(text) => text.split(':').next().unwrap_or("idle").to_string(),
-            Err(_) => "error".to_string(),
-        };
-        let what = if what.starts_with("another replica") { "another replica is learning".to_string() } else { what };
-        self.learner_turns.get_or_create(&vec![("outcome", what)]).inc();
+    /// Counts a turn of the background learner by its outcome's label
+    /// ([`super::LearnerTurn::label`], or `error`).
+    pub fn learner(&self, outcome: &'static str) {
+        self.learner_turns.get_or_create(&vec![("outcome", outcome.to_string())]).inc();
     }
 
     /// Counts a request answered on `route` (a route template) with `status`.

@@ -4,6 +4,7 @@
 //! as a background task beside it.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::app::{router, AppState};
 use super::auth::ApiKey;
+use super::error::ServeError;
 use super::learner::LearnLoop;
 use super::metrics::Metrics;
 use super::review::{AllowedOrigins, Reviewers};
@@ -23,8 +25,9 @@ use crate::store::{Store, StoreError, Timestamp};
 /// How the server behaves.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// The API key callers must send; `None` serves anyone (callers keep such a server on
-    /// loopback: `loopc serve` refuses any other address without a key).
+    /// The API key callers must send; `None` serves anyone on this machine: [`serve`] then
+    /// refuses a listener on any other than a loopback address, and answers loopback callers
+    /// only.
     pub api_key: Option<ApiKey>,
     /// The largest request body, in bytes (larger: 413).
     pub max_body: usize,
@@ -106,16 +109,31 @@ pub fn app(service: Service, tokens: TokenKey, options: &ServeOptions) -> (Route
     (router(state, options.max_body), metrics)
 }
 
+/// Whether a server with `api_key` may listen on `addr`: without a key, only on a loopback
+/// address ([`ServeError::PublicWithoutKey`] otherwise). [`serve`] checks it; callers may check
+/// it early, before loading a model.
+pub fn check_address(addr: SocketAddr, api_key: Option<&ApiKey>) -> Result<(), ServeError> {
+    if api_key.is_none() && !addr.ip().is_loopback() {
+        return Err(ServeError::PublicWithoutKey { addr });
+    }
+    Ok(())
+}
+
 /// Serves `service` on `listener` until `shutdown` resolves; then drains: no new connections,
 /// every request in flight answered (for at most `options.drain_limit`), retention stopped, the
 /// store closed. Returns once all of that is done.
+///
+/// Without an API key, only a loopback listener is accepted ([`ServeError::PublicWithoutKey`]),
+/// and only loopback callers are answered: a library caller cannot open the program and the
+/// store to the network by leaving the key out.
 pub async fn serve(
     listener: TcpListener,
     service: Service,
     tokens: TokenKey,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> Result<(), ServeError> {
+    check_address(listener.local_addr()?, options.api_key.as_ref())?;
     let store = service.store().clone();
     let learner_service = service.clone();
     let (router, metrics) = app(service, tokens, &options);
@@ -129,7 +147,9 @@ pub async fn serve(
         shutdown.await;
         let _ = began.send(());
     };
-    let server = std::future::IntoFuture::into_future(axum::serve(listener, router).with_graceful_shutdown(shutdown));
+    let server = std::future::IntoFuture::into_future(
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown),
+    );
     let limit = async {
         match draining.await {
             Ok(()) => tokio::time::sleep(options.drain_limit).await,
@@ -145,7 +165,7 @@ pub async fn serve(
         let _ = task.await;
     }
     store.close().await;
-    served
+    Ok(served?)
 }
 
 /// Deletes runs older than `age` now and every `every`, counting what it removed (or that the

@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::error::ServeError;
 use super::feedback::{check_feedback, FeedbackInput};
-use crate::learn::Current;
+use crate::learn::{Current, VersionRecord};
 use crate::runtime::artifact::Artifact;
 use crate::runtime::executor::RunError;
 use crate::runtime::source::ProgramFile;
@@ -28,7 +28,7 @@ use crate::store::{ArtifactVersion, Consent, FeedbackWrite, NewFeedback, NewRun,
 pub struct Loaded {
     /// The program, ready to run.
     pub program: Program,
-    /// When it came from an artifact: the SHA-256 of the artifact file's bytes, and the
+    /// When it came from an artifact: its content hash ([`Artifact::content_hash`]), and the
     /// artifact as JSON (recorded in the store as a version).
     pub artifact: Option<(String, Value)>,
     /// The program as learning sees it: its source and the artifact in use.
@@ -37,24 +37,22 @@ pub struct Loaded {
     pub options: ProgramOptions,
 }
 
-/// Loads `path` (a `.loop` file or an artifact, told apart by content) on `engine`. Blocking:
-/// it may provision and load models; call it before serving or from `spawn_blocking`.
+/// Loads `path` (a `.loop` file or an artifact, told apart by content) on `engine`. The file
+/// is read as [`Engine::load`] reads it: bounded and strictly UTF-8. Blocking: it may
+/// provision and load models; call it before serving or from `spawn_blocking`.
 pub fn load(engine: &Engine, path: &Path, options: ProgramOptions) -> Result<Loaded, ServeError> {
     let kept = options.clone();
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ServeError::Read { path: name.clone(), source })?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    match ProgramFile::parse(name.clone(), text.clone())? {
+    match ProgramFile::read(path)? {
         ProgramFile::Source { name, text } => {
             let current = Current { name: name.clone(), source_file: name.clone(), source: text.clone(), artifact: None };
             Ok(Loaded { program: engine.load_source(&name, &text, options)?, artifact: None, current, options: kept })
         }
         ProgramFile::Artifact { name, artifact } => {
             let program = engine.load_artifact(&name, &artifact, options)?;
-            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let recorded = (artifact.content_hash(), serde_json::to_value(&*artifact).unwrap_or(Value::Null));
             let current =
                 Current { name, source_file: artifact.program.source_file.clone(), source: artifact.program.source.clone(), artifact: Some(*artifact) };
-            Ok(Loaded { program, artifact: Some((crate::fs::sha256_hex(&bytes), body)), current, options: kept })
+            Ok(Loaded { program, artifact: Some(recorded), current, options: kept })
         }
     }
 }
@@ -256,7 +254,7 @@ async fn record_version(store: &Store, loaded: &Loaded) -> Result<(), ServeError
             program: loaded.program.dag().name().to_string(),
             created: Timestamp::now(),
             body: Some(body.clone()),
-            meta: json!({"recorded_by": "serve"}),
+            meta: VersionRecord::served().to_meta(),
         };
         store.record_artifact(&version).await?;
     }

@@ -214,12 +214,10 @@ pub struct FeedbackDay {
     pub key: String,
     /// Who gave it.
     pub source: FeedbackSource,
+    /// The score these pieces gave (`None` for values and corrections).
+    pub score: Option<f64>,
     /// How many pieces.
     pub count: u64,
-    /// How many were scores of 0 (a thumbs-down, for a `bool` key).
-    pub zeros: u64,
-    /// How many were scores of 1 (a thumbs-up).
-    pub ones: u64,
 }
 
 /// A correction (or an implicit edit) with the outputs of the run it corrects.
@@ -404,20 +402,17 @@ impl Store {
         Ok(ReviewCounts { flagged: counts[0], unsure: counts[1], sample: counts[2], reviewed })
     }
 
-    /// Feedback per day, key and source on runs of `program` (every program when `None`),
-    /// given in `[since, until)`, oldest day first.
+    /// Feedback per day, key, source and score on runs of `program` (every program when
+    /// `None`), given in `[since, until)`, oldest day first. Scores are grouped as given, so a
+    /// caller can tell what each group says (thumbs, ratings on any scale).
     pub async fn feedback_days(&self, program: Option<&str>, since: Timestamp, until: Timestamp) -> Result<Vec<FeedbackDay>, StoreError> {
-        let mut sql = Sql::new(
-            "SELECT f.created / 86400000 AS day, f.key, f.source, COUNT(*) AS n, \
-             CAST(SUM(CASE WHEN f.score = 0 THEN 1 ELSE 0 END) AS BIGINT) AS zeros, \
-             CAST(SUM(CASE WHEN f.score = 1 THEN 1 ELSE 0 END) AS BIGINT) AS ones FROM feedback f",
-        );
+        let mut sql = Sql::new("SELECT f.created / 86400000 AS day, f.key, f.source, f.score, COUNT(*) AS n FROM feedback f");
         if program.is_some() {
             sql.push(" JOIN runs r ON r.id = f.run_id");
         }
         sql.push(" WHERE f.created >= ").bind(Arg::Int(since.millis())).push(" AND f.created < ").bind(Arg::Int(until.millis()));
         sql.and_eq("r.program", program);
-        sql.push(" GROUP BY f.created / 86400000, f.key, f.source ORDER BY day, f.key, f.source");
+        sql.push(" GROUP BY f.created / 86400000, f.key, f.source, f.score ORDER BY day, f.key, f.source, f.score");
         let mut days = Vec::new();
         for row in sql.query().fetch_all(self.reader()).await? {
             let source: String = row.try_get("source")?;
@@ -425,9 +420,8 @@ impl Store {
                 day: row.try_get("day")?,
                 key: row.try_get("key")?,
                 source: source.parse()?,
+                score: row.try_get("score")?,
                 count: count_column(&row, "n")?,
-                zeros: count_column(&row, "zeros")?,
-                ones: count_column(&row, "ones")?,
             });
         }
         Ok(days)

@@ -778,8 +778,9 @@ pub async fn the_review_figures_count_feedback_per_day_and_pair_corrections_with
     c.created = Some(t(2 * day + 9));
     feedback_ok(&store, c).await;
     let days = store.feedback_days(Some("triage"), t(0), t(10 * day)).await.unwrap();
-    let thumbs: Vec<(i64, u64, u64, u64)> = days.iter().filter(|d| d.key == "thumbs").map(|d| (d.day, d.count, d.zeros, d.ones)).collect();
-    assert_eq!(thumbs, [(1, 2, 1, 1), (2, 1, 0, 1)]);
+    let thumbs: Vec<(i64, Option<f64>, u64)> = days.iter().filter(|d| d.key == "thumbs").map(|d| (d.day, d.score, d.count)).collect();
+    assert_eq!(thumbs, [(1, Some(0.0), 1), (1, Some(1.0), 1), (2, Some(1.0), 1)]);
+    assert!(days.iter().filter(|d| d.key == "correction").all(|d| d.score.is_none()), "corrections carry no score");
     assert!(days.iter().any(|d| d.key == "correction" && d.source == FeedbackSource::Annotation && d.day == 2));
     assert!(store.feedback_days(Some("other"), t(0), t(10 * day)).await.unwrap().is_empty());
     let corrections = store.corrections(Some("triage"), t(0), t(10 * day), 10).await.unwrap();

@@ -169,29 +169,54 @@ pub(super) struct Decision {
     pub record: SelectionRecord,
 }
 
-/// Runs the final choice.
+/// Runs the final choice: finalists, their scores on more data, every (finalist, mode) as an
+/// entrant beside the guards, the selection, and the shipped parameters.
 pub(super) async fn decide(cx: Context<'_, '_, '_>, rng: &mut ChaCha8Rng) -> Result<Decision, CompileError> {
     let Context { search, step, baseline, baseline_train } = cx;
     let job = search.job;
-    let dag = job.program.dag().clone();
     let dev = &job.dev.examples;
     let pooled = dev.len() < SMALL_DEV;
     let examples: Vec<Example> = if pooled { dev.iter().chain(&job.train.examples).cloned().collect() } else { dev.clone() };
     let truths: Vec<Option<usize>> = examples.iter().map(|e| step.truth(e)).collect();
     let scorer = Scorer { job_metric: &job.metric, step: &step, examples: &examples };
 
-    // 1. Finalists: the program as written first, then the best distinct search candidates,
-    //    every one ranked on the same folds of dev (a paired comparison).
-    let dev_fold = folds(dev.len(), rng);
+    let mut finalists = finalists(search, &scorer, &step, &baseline, rng);
+    score_finalists(search, &step, &mut finalists, &examples, pooled, &baseline_train).await?;
+    let field = Field::of(&scorer, &finalists, &truths, rng);
+    let verdict = select(&field.entrants, rng);
+    let (params, scoring, description) = field.shipped(verdict.chosen, &scorer, &finalists, &truths, &step, &baseline);
+    let mut params = params;
+    if let Some(p) = params.get_mut(&step.name) {
+        p.scoring = scoring.clone();
+    }
+    let final_score = field.dev_score(verdict.chosen, &scorer, &finalists, &scoring, &step, dev.len());
+    let evaluated_on = if pooled {
+        format!("train + dev ({} examples; dev has fewer than {SMALL_DEV}), {FOLDS}-fold cross-validation for fitted modes", examples.len())
+    } else {
+        format!("dev ({} examples), {FOLDS}-fold cross-validation for fitted modes", examples.len())
+    };
+    let (records, chosen_index) = field.records(&verdict, &step);
+    (job.progress)(Event::Note(format!(
+        "chose {description}: {:.3} [{:.3}, {:.3}] on {evaluated_on}; {}",
+        verdict.summaries[verdict.chosen].mean, verdict.summaries[verdict.chosen].low, verdict.summaries[verdict.chosen].high, verdict.reason
+    )));
+    let record = SelectionRecord { evaluated_on, entrants: records, chosen: chosen_index, shipped: description, reason: verdict.reason };
+    Ok(Decision { params, final_score, record })
+}
+
+/// 1. The finalists: the program as written first, then the best distinct search candidates,
+///    every one ranked on the same folds of dev (a paired comparison).
+fn finalists(search: &Search<'_, '_>, scorer: &Scorer<'_>, step: &LabelStep, baseline: &Params, rng: &mut ChaCha8Rng) -> Vec<Finalist> {
+    let dev_fold = folds(search.job.dev.examples.len(), rng);
     let mut ranked: Vec<(f64, usize)> = search
         .whole
         .iter()
         .enumerate()
-        .filter(|(_, (_, p, _))| *p != baseline)
-        .map(|(i, (_, _, e))| (dev_estimate(&scorer, &step, &rows_of(&e.traces, &step.name), &dev_fold), i))
+        .filter(|(_, (_, p, _))| p != baseline)
+        .map(|(i, (_, _, e))| (dev_estimate(scorer, step, &rows_of(&e.traces, &step.name), &dev_fold), i))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let baseline_dev = search.whole.iter().find(|(_, p, _)| *p == baseline).map(|(_, _, e)| e.clone()).unwrap_or_default();
+    let baseline_dev = search.whole.iter().find(|(_, p, _)| p == baseline).map(|(_, _, e)| e.clone()).unwrap_or_default();
     let mut finalists = vec![Finalist {
         description: "the program as written".into(),
         params: baseline.clone(),
@@ -208,9 +233,23 @@ pub(super) async fn decide(cx: Context<'_, '_, '_>, rng: &mut ChaCha8Rng) -> Res
         }
         finalists.push(Finalist { description: description.clone(), params: params.clone(), rows: rows_of(&e.traces, &step.name), content_free: Vec::new() });
     }
+    finalists
+}
 
-    // 2. Every finalist on the whole evaluation set, and on the content-free inputs.
-    let pool: Vec<Demo> = dev.iter().chain(&job.train.examples).filter_map(|ex| labeled_demo(&dag, step.id, ex)).collect();
+/// 2. Every finalist on the whole evaluation set (`examples`: dev, then train when `pooled`),
+///    and on the content-free inputs.
+async fn score_finalists(
+    search: &Search<'_, '_>,
+    step: &LabelStep,
+    finalists: &mut [Finalist],
+    examples: &[Example],
+    pooled: bool,
+    baseline_train: &Option<(Vec<Example>, Evaluation)>,
+) -> Result<(), CompileError> {
+    let job = search.job;
+    let dag = job.program.dag();
+    let dev = &job.dev.examples;
+    let pool: Vec<Demo> = dev.iter().chain(&job.train.examples).filter_map(|ex| labeled_demo(dag, step.id, ex)).collect();
     for (k, f) in finalists.iter_mut().enumerate() {
         if job.budget.exhausted().is_some() {
             break;
@@ -221,14 +260,14 @@ pub(super) async fn decide(cx: Context<'_, '_, '_>, rng: &mut ChaCha8Rng) -> Res
             if let Some(p) = f.params.get_mut(&step.name) {
                 p.retrieval = Some(Arc::new(Retriever::new(spec, step.label_field())));
             }
-            let e = run(search, &f.params, &examples, &format!("finalist {k}: {} on {} examples", f.description, examples.len())).await?;
+            let e = run(search, &f.params, examples, &format!("finalist {k}: {} on {} examples", f.description, examples.len())).await?;
             f.rows = rows_of(&e.traces, &step.name);
             f.rows.resize(examples.len(), Row::Skipped);
         } else if pooled {
             let demos: Vec<&Demo> = f.params.get(&step.name).map(|p| p.demos.iter().collect()).unwrap_or_default();
-            let is_demo = |ex: &Example| labeled_demo(&dag, step.id, ex).is_some_and(|d| demos.iter().any(|x| x.inputs == d.inputs));
+            let is_demo = |ex: &Example| labeled_demo(dag, step.id, ex).is_some_and(|d| demos.iter().any(|x| x.inputs == d.inputs));
             let train: Vec<Example> = job.train.examples.iter().filter(|ex| !is_demo(ex)).cloned().collect();
-            let (ran, e) = match &baseline_train {
+            let (ran, e) = match baseline_train {
                 Some((ran, e)) if k == 0 => (ran.clone(), e.clone()),
                 _ => {
                     let e = run(search, &f.params, &train, &format!("finalist {k}: {} on the training set", f.description)).await?;
@@ -245,102 +284,129 @@ pub(super) async fn decide(cx: Context<'_, '_, '_>, rng: &mut ChaCha8Rng) -> Res
             }
         }
         f.rows.resize(examples.len(), Row::Skipped);
-        f.content_free = content_free(search, &dag, &step, &f.params).await;
+        f.content_free = content_free(search, dag, step, &f.params).await;
     }
+    Ok(())
+}
 
-    // 3. Every (finalist, mode) scored per example; the learned bias cross-validated.
-    let fold = folds(examples.len(), rng);
-    let mut entrants = Vec::new();
-    let mut described: Vec<(usize, Mode, String)> = Vec::new();
-    for (k, f) in finalists.iter().enumerate() {
-        for mode in MODES {
-            if mode == Mode::Calibrated && f.content_free.is_empty() {
-                continue;
+/// 3. The entrants: every (finalist, mode) scored per example, the learned bias
+///    cross-validated, and the guards.
+struct Field {
+    entrants: Vec<Entrant>,
+    /// Per non-guard entrant: its finalist, mode and description.
+    described: Vec<(usize, Mode, String)>,
+    /// Where the constant-answer guard is.
+    constant_at: usize,
+    /// The majority label over every example.
+    majority: usize,
+}
+
+impl Field {
+    fn of(scorer: &Scorer<'_>, finalists: &[Finalist], truths: &[Option<usize>], rng: &mut ChaCha8Rng) -> Field {
+        let step = scorer.step;
+        let fold = folds(truths.len(), rng);
+        let mut entrants = Vec::new();
+        let mut described: Vec<(usize, Mode, String)> = Vec::new();
+        for (k, f) in finalists.iter().enumerate() {
+            for mode in MODES {
+                if mode == Mode::Calibrated && f.content_free.is_empty() {
+                    continue;
+                }
+                let scores = scorer.cross_validated(f, mode, truths, &fold);
+                entrants.push(Entrant { complexity: (f.demo_rank(&step.name), mode as u32), scores, guard: false });
+                described.push((k, mode, format!("{} with {} scoring", f.description, mode.name())));
             }
-            let scores = scorer.cross_validated(f, mode, &truths, &fold);
-            entrants.push(Entrant { complexity: (f.demo_rank(&step.name), mode as u32), scores, guard: false });
-            described.push((k, mode, format!("{} with {} scoring", f.description, mode.name())));
         }
+        // The guards: the best constant answer (cross-validated like the learned bias), and the
+        // program as written (already an entrant; as a guard it is never passed over for a
+        // simpler-looking choice that scores below it).
+        let constant_scores: Vec<Option<f64>> = (0..truths.len())
+            .map(|i| {
+                let majority = majority(truths, |j| fold[j] != fold[i])?;
+                Some(scorer.score(i, majority))
+            })
+            .collect();
+        let constant_at = entrants.len();
+        entrants.push(Entrant { complexity: (0, 0), scores: constant_scores, guard: true });
+        if let Some(first) = entrants.first().cloned() {
+            entrants.push(Entrant { guard: true, ..first });
+        }
+        Field { entrants, described, constant_at, majority: majority(truths, |_| true).unwrap_or(0) }
     }
-    // The guards: the best constant answer (cross-validated like the learned bias), and the
-    // program as written (already an entrant; as a guard it is never passed over for a
-    // simpler-looking choice that scores below it).
-    let constant_scores: Vec<Option<f64>> = (0..examples.len())
-        .map(|i| {
-            let majority = majority(&truths, |j| fold[j] != fold[i])?;
-            Some(scorer.score(i, majority))
-        })
-        .collect();
-    let constant_at = entrants.len();
-    entrants.push(Entrant { complexity: (0, 0), scores: constant_scores, guard: true });
-    if let Some(first) = entrants.first().cloned() {
-        entrants.push(Entrant { guard: true, ..first });
-    }
-    let verdict = select(&entrants, rng);
 
-    // 4. The shipped parameters, fitted on every example.
-    let all_majority = majority(&truths, |_| true).unwrap_or(0);
-    let (params, scoring, description) = if verdict.chosen == constant_at {
-        let scoring = constant(&step.labels, all_majority);
-        (baseline.clone(), scoring, format!("the constant answer `{}` (the majority label)", step.labels[all_majority]))
-    } else {
-        let (k, mode, description) = described.get(verdict.chosen).cloned().unwrap_or((0, Mode::Sum, "the program as written with sum scoring".into()));
+    /// 4. The shipped parameters, scoring and description of entrant `chosen`, its numbers
+    ///    fitted on every example.
+    fn shipped(
+        &self,
+        chosen: usize,
+        scorer: &Scorer<'_>,
+        finalists: &[Finalist],
+        truths: &[Option<usize>],
+        step: &LabelStep,
+        baseline: &Params,
+    ) -> (Params, LabelScoring, String) {
+        if chosen == self.constant_at {
+            let scoring = constant(&step.labels, self.majority);
+            return (baseline.clone(), scoring, format!("the constant answer `{}` (the majority label)", step.labels[self.majority]));
+        }
+        let (k, mode, description) = self.described.get(chosen).cloned().unwrap_or((0, Mode::Sum, "the program as written with sum scoring".into()));
         let f = &finalists[k];
         let scoring = match mode {
             Mode::Sum => LabelScoring::Sum,
             Mode::LengthNormalized => LabelScoring::LengthNormalized,
             Mode::Calibrated => crate::runtime::scoring::content_free(&step.labels, &f.content_free)
                 .map_or(LabelScoring::Sum, |content_free| LabelScoring::Calibrated { content_free }),
-            Mode::LearnedBias => fit_bias(&step.labels, &scorer.training(f, &truths, |_| true)),
+            Mode::LearnedBias => fit_bias(&step.labels, &scorer.training(f, truths, |_| true)),
         };
         (f.params.clone(), scoring, description)
-    };
-    let mut params = params;
-    if let Some(p) = params.get_mut(&step.name) {
-        p.scoring = scoring.clone();
     }
-    // The dev score of what is shipped, as `loopc eval` on the dev set reproduces it.
-    let shipped_rows: Vec<Row> = if verdict.chosen == constant_at {
-        Vec::new()
-    } else {
-        let k = described.get(verdict.chosen).map_or(0, |d| d.0);
-        finalists[k].rows.clone()
-    };
-    let dev_scores: Vec<f64> = (0..dev.len())
-        .map(|i| match shipped_rows.get(i) {
-            _ if verdict.chosen == constant_at => scorer.score(i, all_majority),
-            Some(Row::Raw(raw, tokens)) => scorer.score(i, scoring.decide(&step.labels, raw, tokens)),
-            _ => scorer.failed(i),
-        })
-        .collect();
-    let final_score = if dev_scores.is_empty() { 0.0 } else { dev_scores.iter().sum::<f64>() / dev_scores.len() as f64 };
-    let mut records: Vec<EntrantRecord> = described
-        .iter()
-        .zip(&verdict.summaries)
-        .map(|((_, mode, d), s)| EntrantRecord { description: d.clone(), scoring: mode.name().into(), mean: s.mean, low: s.low, high: s.high, examples: s.n })
-        .collect();
-    if let Some(s) = verdict.summaries.get(constant_at) {
-        records.push(EntrantRecord {
-            description: format!("the constant answer `{}` (the majority label)", step.labels[all_majority]),
-            scoring: "constant".into(),
-            mean: s.mean,
-            low: s.low,
-            high: s.high,
-            examples: s.n,
-        });
+
+    /// The dev score of what is shipped, as `loopc eval` on the dev set reproduces it.
+    fn dev_score(&self, chosen: usize, scorer: &Scorer<'_>, finalists: &[Finalist], scoring: &LabelScoring, step: &LabelStep, dev: usize) -> f64 {
+        let constant = chosen == self.constant_at;
+        let shipped_rows: Vec<Row> = if constant { Vec::new() } else { finalists[self.described.get(chosen).map_or(0, |d| d.0)].rows.clone() };
+        let dev_scores: Vec<f64> = (0..dev)
+            .map(|i| match shipped_rows.get(i) {
+                _ if constant => scorer.score(i, self.majority),
+                Some(Row::Raw(raw, tokens)) => scorer.score(i, scoring.decide(&step.labels, raw, tokens)),
+                _ => scorer.failed(i),
+            })
+            .collect();
+        if dev_scores.is_empty() {
+            0.0
+        } else {
+            dev_scores.iter().sum::<f64>() / dev_scores.len() as f64
+        }
     }
-    let evaluated_on = if pooled {
-        format!("train + dev ({} examples; dev has fewer than {SMALL_DEV}), {FOLDS}-fold cross-validation for fitted modes", examples.len())
-    } else {
-        format!("dev ({} examples), {FOLDS}-fold cross-validation for fitted modes", examples.len())
-    };
-    let chosen_index = if verdict.chosen == constant_at { records.len() - 1 } else { verdict.chosen.min(records.len().saturating_sub(1)) };
-    (job.progress)(Event::Note(format!(
-        "chose {description}: {:.3} [{:.3}, {:.3}] on {evaluated_on}; {}",
-        verdict.summaries[verdict.chosen].mean, verdict.summaries[verdict.chosen].low, verdict.summaries[verdict.chosen].high, verdict.reason
-    )));
-    let record = SelectionRecord { evaluated_on, entrants: records, chosen: chosen_index, shipped: description, reason: verdict.reason };
-    Ok(Decision { params, final_score, record })
+
+    /// The entrants as the artifact records them, and where the chosen one is among them.
+    fn records(&self, verdict: &super::select::Verdict, step: &LabelStep) -> (Vec<EntrantRecord>, usize) {
+        let mut records: Vec<EntrantRecord> = self
+            .described
+            .iter()
+            .zip(&verdict.summaries)
+            .map(|((_, mode, d), s)| EntrantRecord {
+                description: d.clone(),
+                scoring: mode.name().into(),
+                mean: s.mean,
+                low: s.low,
+                high: s.high,
+                examples: s.n,
+            })
+            .collect();
+        if let Some(s) = verdict.summaries.get(self.constant_at) {
+            records.push(EntrantRecord {
+                description: format!("the constant answer `{}` (the majority label)", step.labels[self.majority]),
+                scoring: "constant".into(),
+                mean: s.mean,
+                low: s.low,
+                high: s.high,
+                examples: s.n,
+            });
+        }
+        let chosen = if verdict.chosen == self.constant_at { records.len() - 1 } else { verdict.chosen.min(records.len().saturating_sub(1)) };
+        (records, chosen)
+    }
 }
 
 /// Runs `params` on `examples` for the final choice (counted against the budget).

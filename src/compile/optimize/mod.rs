@@ -48,6 +48,15 @@ pub enum CompileError {
     /// Occurs when the budget runs out before the baseline is measured.
     #[error("{0} before the program as written could be scored on the dev set; raise the budget")]
     Budget(String),
+    /// Occurs when a step the compile works on is not in the program (a bug: the steps come
+    /// from the program itself).
+    #[error("the program has no step `{0}`")]
+    UnknownStep(String),
+}
+
+/// The id of the step named `name`.
+fn step_id(dag: &Dag, name: &str) -> Result<StepId, CompileError> {
+    dag.step_id(name).ok_or_else(|| CompileError::UnknownStep(name.to_string()))
 }
 
 /// The optimizer and its settings, with defaults filled in.
@@ -262,22 +271,20 @@ impl Search<'_, '_> {
     }
 }
 
-/// Runs the compile and returns the artifact.
+/// The training runs of the program as written, when the bootstrap made them (no teacher):
+/// the final choice reuses them.
+type BaselineTrain = Option<(Vec<Example>, Evaluation)>;
+
+/// Runs the compile and returns the artifact: the program as written (and a warm start), the
+/// demo pools, the optimizer's candidates, the final choice, the artifact.
 pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
     let dag = job.program.dag().clone();
-    let steps: Vec<String> = model_steps(&dag).into_iter().map(|s| dag.step(s).name.clone()).collect();
-    if steps.is_empty() {
-        return Err(CompileError::Settings("the program has no model steps: there is nothing to compile".into()));
-    }
-    if job.budget.max_calls == Some(0) || job.budget.max_tokens == Some(0) || job.budget.max_time.is_some_and(|t| t.is_zero()) {
-        return Err(CompileError::Settings("the budget is zero: not even the program as written can be scored".into()));
-    }
+    let steps = compiled_steps(&job, &dag)?;
     let plan = &job.plan;
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
     let mut search = Search { job: &job, steps: steps.clone(), candidates: Vec::new(), best: None, whole: Vec::new() };
-    let step_id = |s: &str| dag.step_id(s).unwrap_or(StepId(0));
-
-    let baseline_params: Params = steps.iter().map(|s| (s.clone(), job.program.executor().params(step_id(s)))).collect();
+    let baseline_params: Params =
+        steps.iter().map(|s| Ok((s.clone(), job.program.executor().params(step_id(&dag, s)?)))).collect::<Result<_, CompileError>>()?;
     let baseline = search.score(baseline_params.clone(), "the program as written", None).await?;
     if baseline.cut_short {
         return Err(CompileError::Budget(job.budget.exhausted().unwrap_or_default()));
@@ -288,59 +295,119 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
         params.extend(warm.iter().filter(|(s, _)| steps.contains(s)).map(|(s, p)| (s.clone(), p.clone())));
         search.score(params, "warm start: the current artifact", None).await?;
     }
+    let (pools, baseline_train) = demo_pools(&job, &dag, &steps, &baseline_params, &mut rng).await?;
+    let proposed = search_candidates(&mut search, &pools, &baseline_params, &mut rng).await?;
 
-    // Demo pools: labelled demos from every train example, bootstrapped ones from teacher runs.
-    let mut train_order: Vec<&Example> = job.train.examples.iter().collect();
-    train_order.shuffle(&mut rng);
-    let mut pools = Pools::default();
-    let mut baseline_train = None;
-    for s in &steps {
-        pools.labeled.insert(s.clone(), train_order.iter().filter_map(|ex| labeled_demo(&dag, step_id(s), ex)).collect());
+    // A classification program (one step answering one label) also gets scoring modes,
+    // retrieved demos and the honest final choice. They rescore answers offline from the label
+    // scores a run keeps, so they need a backend that scores labels (constrained choice): an
+    // LM judge cannot be rescored, and an endpoint that only generates text keeps no scores.
+    let scores_labels = |s: &choose::LabelStep| job.program.executor().backends().get(dag.step(s.id).model.0).is_some_and(|b| b.supports_choice());
+    let label_step = choose::LabelStep::of(&dag).filter(|s| !job.metric.needs_model() && scores_labels(s));
+    if let Some(step) = &label_step {
+        if plan.retrieval && plan.optimizer != OptimizerKind::LabeledFewShot && plan.optimizer != OptimizerKind::BootstrapFewShot {
+            retrieval_candidates(&mut search, &pools, step, &baseline_params).await?;
+        }
     }
-    if plan.optimizer != OptimizerKind::LabeledFewShot {
-        let owned: Vec<Example> = train_order.iter().map(|e| (*e).clone()).collect();
-        (job.progress)(Event::Phase("bootstrapping demos from the training set", owned.len()));
-        let teacher = match plan.teacher {
-            Some(m) => job.program.on_model(m).with_params(by_id(&dag, &baseline_params)),
-            None => job.program.with_params(by_id(&dag, &baseline_params)),
-        };
-        let tick = || (job.progress)(Event::Run);
-        let e = evaluate(&teacher, &owned, &job.metric, plan.concurrency, &job.budget, &tick).await?;
-        for (i, score) in e.scores.iter().enumerate() {
-            if *score >= PASS {
-                for (step, demo) in trace_demos(&dag, &e.traces[i]) {
-                    pools.boot.entry(step).or_default().push(demo);
-                }
+    let (final_score, chosen, selection) = match label_step {
+        Some(step) if !search.whole.is_empty() => {
+            let cx = choose::Context { search: &mut search, step, baseline: baseline_params.clone(), baseline_train };
+            // Its own seeded stream: the folds and resamples of the final choice must not
+            // depend on how many draws the search made before it (one candidate more or less
+            // would otherwise reshuffle every fold).
+            let mut choice_rng = ChaCha8Rng::seed_from_u64(plan.seed ^ FINAL_CHOICE_STREAM);
+            let d = choose::decide(cx, &mut choice_rng).await?;
+            (d.final_score, d.params, Some(d.record))
+        }
+        _ => {
+            let (f, c) = search.best.clone().unwrap_or((baseline_score, baseline_params));
+            (f, c, None)
+        }
+    };
+    let outcome = Chosen { baseline_score, final_score, params: chosen, selection, proposed, candidates: search.candidates };
+    Ok(artifact(&job, &dag, &steps, outcome))
+}
+
+/// The model steps a compile works on, by name; refuses a job with none or a zero budget.
+fn compiled_steps(job: &Job<'_>, dag: &Dag) -> Result<Vec<String>, CompileError> {
+    let steps: Vec<String> = model_steps(dag).into_iter().map(|s| dag.step(s).name.clone()).collect();
+    if steps.is_empty() {
+        return Err(CompileError::Settings("the program has no model steps: there is nothing to compile".into()));
+    }
+    if job.budget.max_calls == Some(0) || job.budget.max_tokens == Some(0) || job.budget.max_time.is_some_and(|t| t.is_zero()) {
+        return Err(CompileError::Settings("the budget is zero: not even the program as written can be scored".into()));
+    }
+    Ok(steps)
+}
+
+/// The demo pools: labelled demos from every training example, in a seeded order, and
+/// bootstrapped ones from the passing training runs of the teacher (or the program as
+/// written), with those runs when they are the program's own.
+async fn demo_pools(job: &Job<'_>, dag: &Dag, steps: &[String], baseline: &Params, rng: &mut ChaCha8Rng) -> Result<(Pools, BaselineTrain), CompileError> {
+    let plan = &job.plan;
+    let mut train_order: Vec<&Example> = job.train.examples.iter().collect();
+    train_order.shuffle(rng);
+    let mut pools = Pools::default();
+    for s in steps {
+        let id = step_id(dag, s)?;
+        pools.labeled.insert(s.clone(), train_order.iter().filter_map(|ex| labeled_demo(dag, id, ex)).collect());
+    }
+    if plan.optimizer == OptimizerKind::LabeledFewShot {
+        return Ok((pools, None));
+    }
+    let owned: Vec<Example> = train_order.iter().map(|e| (*e).clone()).collect();
+    (job.progress)(Event::Phase("bootstrapping demos from the training set", owned.len()));
+    let teacher = match plan.teacher {
+        Some(m) => job.program.on_model(m).with_params(by_id(dag, baseline)),
+        None => job.program.with_params(by_id(dag, baseline)),
+    };
+    let tick = || (job.progress)(Event::Run);
+    let e = evaluate(&teacher, &owned, &job.metric, plan.concurrency, &job.budget, &tick).await?;
+    for (i, score) in e.scores.iter().enumerate() {
+        if *score >= PASS {
+            for (step, demo) in trace_demos(dag, &e.traces[i]) {
+                pools.boot.entry(step).or_default().push(demo);
             }
         }
-        if !e.scores.iter().any(|s| *s >= PASS) {
-            (job.progress)(Event::Note(format!(
-                "bootstrapped 0 passing traces from {} training runs (none scored {PASS} or more); falling back to labelled demos",
-                e.scores.len()
-            )));
-        }
-        // Without a teacher these are the program as written on the training set.
-        if plan.teacher.is_none() && !e.cut_short {
-            baseline_train = Some((owned, e));
-        }
     }
+    if !e.scores.iter().any(|s| *s >= PASS) {
+        (job.progress)(Event::Note(format!(
+            "bootstrapped 0 passing traces from {} training runs (none scored {PASS} or more); falling back to labelled demos",
+            e.scores.len()
+        )));
+    }
+    // Without a teacher these are the program as written on the training set.
+    let baseline_train = (plan.teacher.is_none() && !e.cut_short).then_some((owned, e));
+    Ok((pools, baseline_train))
+}
 
-    let with = |template: Template, demos_of: &dyn Fn(&str) -> Vec<Demo>| -> Params {
-        steps
-            .iter()
-            .map(|s| {
-                let mut p = baseline_params.get(s).cloned().unwrap_or_default();
-                p.template = template;
-                p.demos = demos_of(s);
-                (s.clone(), p)
-            })
-            .collect()
-    };
+/// `baseline` with every step's template set to `template` and its demos to `demos_of(step)`.
+fn with_demos(steps: &[String], baseline: &Params, template: Template, demos_of: &dyn Fn(&str) -> Vec<Demo>) -> Params {
+    steps
+        .iter()
+        .map(|s| {
+            let mut p = baseline.get(s).cloned().unwrap_or_default();
+            p.template = template;
+            p.demos = demos_of(s);
+            (s.clone(), p)
+        })
+        .collect()
+}
+
+/// Scores the optimizer's candidates; returns the instructions it proposed (per step), if it
+/// proposes any.
+async fn search_candidates(
+    search: &mut Search<'_, '_>,
+    pools: &Pools,
+    baseline: &Params,
+    rng: &mut ChaCha8Rng,
+) -> Result<BTreeMap<String, Vec<String>>, CompileError> {
+    let job = search.job;
+    let plan = &job.plan;
+    let dag = job.program.dag();
+    let steps = search.steps.clone();
+    let with = |template: Template, demos_of: &dyn Fn(&str) -> Vec<Demo>| with_demos(&steps, baseline, template, demos_of);
     let first_template = plan.templates.first().copied().unwrap_or(Template::Chat);
-    // A classification program (one step answering one label) also gets scoring modes,
-    // retrieved demos and the honest final choice. An LM judge cannot rescore answers offline.
-    let label_step = choose::LabelStep::of(&dag).filter(|_| !job.metric.needs_model());
-    let mut proposed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     match plan.optimizer {
         OptimizerKind::LabeledFewShot => {
             let params = with(first_template, &|s| pools.labeled_set(s, plan.max_labeled_demos.min(plan.max_demos)));
@@ -365,7 +432,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
                 let mut balanced = false;
                 let mut sets: HashMap<String, Vec<Demo>> = HashMap::new();
                 for s in &steps {
-                    let (set, b) = random_set(&pools, &dag, s, plan, &mut rng);
+                    let (set, b) = random_set(pools, dag, s, plan, rng);
                     balanced |= b;
                     sets.insert(s.clone(), set);
                 }
@@ -373,36 +440,30 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
                 search.score(params, if balanced { "random demo set, one per label" } else { "random demo set" }, None).await?;
             }
         }
-        OptimizerKind::InstructionSearch => {
-            proposed = instruction_search(&mut search, &pools, &baseline_params, &mut rng).await?;
-        }
+        OptimizerKind::InstructionSearch => return instruction_search(search, pools, baseline, rng).await,
     }
+    Ok(BTreeMap::new())
+}
 
-    if let Some(step) = &label_step {
-        if plan.retrieval && plan.optimizer != OptimizerKind::LabeledFewShot && plan.optimizer != OptimizerKind::BootstrapFewShot {
-            retrieval_candidates(&mut search, &pools, step, &baseline_params).await?;
-        }
-    }
-    let (final_score, chosen, selection) = match label_step {
-        Some(step) if !search.whole.is_empty() => {
-            let cx = choose::Context { search: &mut search, step, baseline: baseline_params.clone(), baseline_train };
-            // Its own seeded stream: the folds and resamples of the final choice must not
-            // depend on how many draws the search made before it (one candidate more or less
-            // would otherwise reshuffle every fold).
-            let mut choice_rng = ChaCha8Rng::seed_from_u64(plan.seed ^ FINAL_CHOICE_STREAM);
-            let d = choose::decide(cx, &mut choice_rng).await?;
-            (d.final_score, d.params, Some(d.record))
-        }
-        _ => {
-            let (f, c) = search.best.clone().unwrap_or((baseline_score, baseline_params));
-            (f, c, None)
-        }
-    };
+/// What the search and the final choice settled on.
+struct Chosen {
+    baseline_score: f64,
+    final_score: f64,
+    params: Params,
+    selection: Option<SelectionRecord>,
+    proposed: BTreeMap<String, Vec<String>>,
+    candidates: Vec<CandidateRecord>,
+}
+
+/// The artifact of a compile: the chosen parameters of each step, the program, the models and
+/// the provenance.
+fn artifact(job: &Job<'_>, dag: &Dag, steps: &[String], chosen: Chosen) -> Artifact {
+    let plan = &job.plan;
     let step_records = steps
         .iter()
         .filter_map(|s| {
             let sig = dag.step_signature(dag.step_id(s)?)?;
-            let p = chosen.get(s).cloned().unwrap_or_default();
+            let p = chosen.params.get(s).cloned().unwrap_or_default();
             let record = StepRecord {
                 signature: sig.name.clone(),
                 template: p.template,
@@ -414,7 +475,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
             Some((s.clone(), record))
         })
         .collect();
-    Ok(Artifact {
+    Artifact {
         format: FORMAT.into(),
         version: VERSION,
         program: ProgramRecord {
@@ -422,34 +483,35 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
             source_file: job.source_file.clone(),
             source: job.source.clone(),
             source_sha256: crate::fs::sha256_hex(job.source.as_bytes()),
-            graph: record::graph_json(&dag),
+            graph: record::graph_json(dag),
         },
         steps: step_records,
         models: record::models(&job.program),
         provenance: Provenance {
             loopc_version: env!("CARGO_PKG_VERSION").into(),
             optimizer: plan.optimizer.name().into(),
-            settings: plan.settings(&dag),
+            settings: plan.settings(dag),
             seed: plan.seed,
             metric: job.metric.name().into(),
             train: DatasetRecord { source: job.train.source.clone(), sha256: job.train.sha256.clone(), examples: job.train.examples.len() },
             dev: DatasetRecord { source: job.dev.source.clone(), sha256: job.dev.sha256.clone(), examples: job.dev.examples.len() },
-            baseline_score,
-            final_score,
-            candidates: search.candidates,
-            proposed_instructions: proposed,
+            baseline_score: chosen.baseline_score,
+            final_score: chosen.final_score,
+            candidates: chosen.candidates,
+            proposed_instructions: chosen.proposed,
             model_calls: job.budget.calls(),
             stopped_early: job.budget.exhausted(),
-            selection,
+            selection: chosen.selection,
             learned: None,
             timing: Timing {
                 created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                 wall_seconds: job.budget.elapsed().as_secs_f64(),
                 cache_hits: job.budget.cache_hits(),
-                ..Timing::default()
+                tokens_prefilled: job.budget.tokens_prefilled(),
+                tokens_generated: job.budget.tokens_generated(),
             },
         },
-    })
+    }
 }
 
 /// A seeded random demo set for `step`: shuffled pool, seeded size. For a step whose one
@@ -530,7 +592,7 @@ async fn instruction_search(
     let mut demo_sets: Vec<Vec<Vec<Demo>>> = Vec::new();
     let mut proposed = BTreeMap::new();
     for s in &steps {
-        let id = dag.step_id(s).unwrap_or(StepId(0));
+        let id = step_id(dag, s)?;
         let boot = pools.bootstrap_set(s, plan.max_demos, plan.max_labeled_demos);
         (job.progress)(Event::Phase(&format!("proposing {} instructions for `{s}`", plan.instructions), 0));
         let new = propose::instructions(&job.program, id, &job.train.examples, &boot, plan.instructions, rng, &job.budget).await?;

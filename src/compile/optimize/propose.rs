@@ -134,7 +134,7 @@ pub async fn instructions(
         let call = Call { request, answer_so_far: String::new(), max_tokens: 80, sampling, stop: vec!["\n".into()] };
         let mut done = backend.generate(vec![call]).await?;
         let Some(c) = done.pop() else { continue };
-        budget.record_call(c.prompt_tokens + c.completion_tokens, c.from_cache);
+        budget.record_call(&c);
         if let Some(i) = clean(&c.text).filter(|i| *i != sig.instruction && !out.contains(i)) {
             out.push(i);
         }

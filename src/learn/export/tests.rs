@@ -5,13 +5,13 @@ use serde_json::json;
 
 use super::*;
 use crate::learn::test_runs::{stored_feedback, stored_run};
-use crate::store::{StoredFeedback, StoredRun};
+use crate::store::{FeedbackPayload, StoredFeedback, StoredRun};
 
 const SRC: &str = "program mood\ninput text: text\noutput mood: label(happy, sad)\nmetric m = exact(output.mood, example.mood)\n\
     signature S { in text: text out mood: label(happy, sad) }\nstep s = predict S { text: input.text }\nreturn { mood: s.mood }\n";
 
 fn dag() -> Dag {
-    crate::graph::check(SRC).dag.unwrap()
+    crate::graph::check_text(SRC).dag.unwrap()
 }
 
 fn run(id: &str, text: &str, said: &str, feedback: Vec<StoredFeedback>) -> StoredRun {
@@ -130,4 +130,21 @@ fn only_explicit_human_labels_enter_the_holdout_and_invalid_corrections_are_skip
     // The same input always falls on the same side.
     let again = from_runs(&runs, &dag(), &ExportOptions { holdout_share: 0.5, ..ExportOptions::default() });
     assert_eq!(labels(&again.holdout), labels(&e.holdout));
+}
+
+#[test]
+fn ratings_approve_or_reject_on_their_declared_scale_and_a_judges_thumbs_say_nothing() {
+    let rated = crate::graph::check_text(&format!("{SRC}feedback stars: int(1..5)\nfeedback thumbs: bool\nfeedback correction\n")).dag.unwrap();
+    let stars = |id: &str, n: f64, user: &str| fb(id, "stars", FeedbackPayload::Score(n), FeedbackSource::User, user, 3);
+    let runs = vec![
+        run("r1", "sunny day", "happy", vec![stars("s1", 5.0, "u1")]),
+        run("r2", "lost keys", "happy", vec![stars("s2", 1.0, "u2")]),
+        // The middle of the scale says neither.
+        run("r3", "so-so", "sad", vec![stars("s3", 3.0, "u3")]),
+        run("r4", "judged", "sad", vec![fb("j1", "thumbs", FeedbackPayload::Score(1.0), FeedbackSource::Model, "m", 3)]),
+    ];
+    let e = from_runs(&runs, &rated, &ExportOptions::default());
+    assert_eq!(labels(&e.train), [("sunny day".to_string(), "happy".to_string(), RowKind::ModelLabelled)]);
+    assert_eq!(labels(&e.negatives), [("lost keys".to_string(), "happy".to_string(), RowKind::Negative)]);
+    assert_eq!(e.feedback_ids.len(), 2, "the middle rating and the judge decided nothing");
 }

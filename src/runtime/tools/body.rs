@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::call::arg;
 use super::url::COMPONENT;
-use crate::graph::{Segment, Template};
+use crate::graph::{Segment, ToolTemplate};
 
 /// How a body's values are written into it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub(super) enum BodyKind {
 }
 
 /// The kind of body `template` is, from the declared `Content-Type` or, without one, its first character.
-pub(super) fn kind(template: &Template, headers: &[(String, Template)]) -> BodyKind {
+pub(super) fn kind(template: &ToolTemplate, headers: &[(String, ToolTemplate)]) -> BodyKind {
     let declared = headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.literal_prefix().to_ascii_lowercase());
     match declared {
         Some(ct) if ct.contains("json") => BodyKind::Json,
@@ -38,7 +38,7 @@ pub(super) fn kind(template: &Template, headers: &[(String, Template)]) -> BodyK
 }
 
 /// The body for `template` with `args`. The error says why a value can't be placed.
-pub(super) fn render(template: &Template, kind: BodyKind, args: &Map<String, Value>) -> Result<String, String> {
+pub(super) fn render(template: &ToolTemplate, kind: BodyKind, args: &Map<String, Value>) -> Result<String, String> {
     match kind {
         BodyKind::Text => Ok(template.render(|p| arg(args, p))),
         BodyKind::Form => Ok(template.render(|p| utf8_percent_encode(&arg(args, p), COMPONENT).to_string())),
@@ -55,7 +55,7 @@ pub(super) fn render(template: &Template, kind: BodyKind, args: &Map<String, Val
 }
 
 /// Fills a JSON template: values inside a string literal are escaped, values outside are JSON.
-fn json(template: &Template, value_of: impl Fn(&str) -> Value) -> Result<String, String> {
+fn json(template: &ToolTemplate, value_of: impl Fn(&str) -> Value) -> Result<String, String> {
     let mut out = String::new();
     let mut in_string = false;
     let mut escaped = false;
@@ -96,7 +96,7 @@ mod tests {
     use serde_json::json;
 
     fn fill(template: &str, kind: BodyKind, value: Value) -> Result<String, String> {
-        let t = Template::parse(template).map_err(|e| e.to_string())?;
+        let t = ToolTemplate::parse(template).map_err(|e| e.to_string())?;
         let args = json!({ "p": value }).as_object().cloned().unwrap_or_default();
         render(&t, kind, &args)
     }
@@ -128,11 +128,11 @@ mod tests {
 
     #[test]
     fn the_kind_follows_the_declared_content_type() {
-        let form = Template::parse("q={p}").unwrap();
-        let ct = |v: &str| vec![("Content-Type".to_string(), Template::parse(v).unwrap())];
+        let form = ToolTemplate::parse("q={p}").unwrap();
+        let ct = |v: &str| vec![("Content-Type".to_string(), ToolTemplate::parse(v).unwrap())];
         assert_eq!(kind(&form, &ct("application/x-www-form-urlencoded")), BodyKind::Form);
         assert_eq!(kind(&form, &ct("application/json; charset=utf-8")), BodyKind::Json);
         assert_eq!(kind(&form, &[]), BodyKind::Text);
-        assert_eq!(kind(&Template::parse("{{\"a\": 1}}").unwrap(), &[]), BodyKind::Json);
+        assert_eq!(kind(&ToolTemplate::parse("{{\"a\": 1}}").unwrap(), &[]), BodyKind::Json);
     }
 }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::call::arg;
 use super::error::{snippet, ToolError};
-use crate::graph::{arg_rule, ArgRule, Template, ToolSpec};
+use crate::graph::{arg_rule, ArgRule, ToolSpec, ToolTemplate};
 
 /// Variables every command gets from loopc's environment, when set: enough to find programs
 /// and to read and write text in the user's locale. `HOME` is not among them (a program that
@@ -26,7 +26,13 @@ const BASE_ENV: [&str; 3] = ["PATH", "LANG", "LC_ALL"];
 const STDERR_BYTES: usize = 4096;
 
 /// Runs the command `spec` describes and returns its standard output.
-pub(super) async fn run(spec: &ToolSpec, argv: &[Template], stdin: Option<&Template>, env: &[String], args: &Map<String, Value>) -> Result<String, ToolError> {
+pub(super) async fn run(
+    spec: &ToolSpec,
+    argv: &[ToolTemplate],
+    stdin: Option<&ToolTemplate>,
+    env: &[String],
+    args: &Map<String, Value>,
+) -> Result<String, ToolError> {
     let tool = spec.name.clone();
     let refuse = |reason: String| ToolError::Argument { tool: tool.clone(), reason };
     let argv = arguments(argv, args).map_err(refuse)?;
@@ -81,8 +87,8 @@ pub(super) async fn run(spec: &ToolSpec, argv: &[Template], stdin: Option<&Templ
 }
 
 /// The argument vector with values filled in, each checked against its argument's rule.
-fn arguments(argv: &[Template], args: &Map<String, Value>) -> Result<Vec<String>, String> {
-    let program = argv.first().and_then(Template::literal).unwrap_or_default();
+fn arguments(argv: &[ToolTemplate], args: &Map<String, Value>) -> Result<Vec<String>, String> {
+    let program = argv.first().and_then(ToolTemplate::literal).unwrap_or_default();
     let mut out = Vec::with_capacity(argv.len());
     for (i, t) in argv.iter().enumerate() {
         let text = t.render(|p| arg(args, p));
@@ -170,7 +176,7 @@ mod tests {
 
     /// The checked argument vector for `argv` with `p` set to `value`.
     fn check(argv: &[&str], value: &str) -> Result<Vec<String>, String> {
-        let argv: Vec<Template> = argv.iter().map(|a| Template::parse(a).unwrap()).collect();
+        let argv: Vec<ToolTemplate> = argv.iter().map(|a| ToolTemplate::parse(a).unwrap()).collect();
         let args = json!({ "p": value }).as_object().cloned().unwrap_or_default();
         arguments(&argv, &args)
     }

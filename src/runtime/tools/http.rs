@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::call::arg;
 use super::error::{snippet, ToolError};
 use super::{body, url};
-use crate::graph::{Template, ToolSpec};
+use crate::graph::{ToolSpec, ToolTemplate};
 
 /// Redirects followed in one request, as browsers and reqwest's default allow.
 const MAX_REDIRECTS: usize = 10;
@@ -43,9 +43,9 @@ pub(super) async fn request(
     client: &reqwest::Client,
     spec: &ToolSpec,
     method: &str,
-    url: &Template,
-    body: Option<&Template>,
-    headers: &[(String, Template)],
+    url: &ToolTemplate,
+    body: Option<&ToolTemplate>,
+    headers: &[(String, ToolTemplate)],
     args: &Map<String, Value>,
 ) -> Result<String, ToolError> {
     let tool = spec.name.clone();
@@ -117,7 +117,7 @@ pub(super) async fn request(
 
 /// The tool's headers with values filled in as they are. A value can't add a header or end
 /// the head: one with a line break, NUL or other control character is refused.
-fn header_map(headers: &[(String, Template)], args: &Map<String, Value>) -> Result<HeaderMap, String> {
+fn header_map(headers: &[(String, ToolTemplate)], args: &Map<String, Value>) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let v = value.render(|p| arg(args, p));

@@ -13,14 +13,14 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Url;
 
 use super::error::snippet;
-use crate::graph::{url_slots, Segment, Template, UrlSlot};
+use crate::graph::{url_slots, Segment, ToolTemplate, UrlSlot};
 
 /// Everything but the unreserved characters `A-Z a-z 0-9 - . _ ~`.
 pub(super) const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The URL `template` names with each parameter's value from `value_of`. The error says which
 /// value could not be placed, or why the template itself is unusable.
-pub(super) fn build(template: &Template, value_of: impl Fn(&str) -> String) -> Result<Url, String> {
+pub(super) fn build(template: &ToolTemplate, value_of: impl Fn(&str) -> String) -> Result<Url, String> {
     let slots = url_slots(template).map_err(|e| e.to_string())?;
     let (text, path_values) = render(template, &slots, value_of);
     for (param, range) in &path_values {
@@ -57,7 +57,7 @@ pub(super) fn build(template: &Template, value_of: impl Fn(&str) -> String) -> R
 }
 
 /// The filled-in template and, for each value placed in the path, its parameter and byte range.
-fn render<'t>(template: &'t Template, slots: &[UrlSlot], value_of: impl Fn(&str) -> String) -> (String, Vec<(&'t str, Range<usize>)>) {
+fn render<'t>(template: &'t ToolTemplate, slots: &[UrlSlot], value_of: impl Fn(&str) -> String) -> (String, Vec<(&'t str, Range<usize>)>) {
     let mut text = String::new();
     let mut path_values = Vec::new();
     let mut slots = slots.iter();
@@ -86,7 +86,7 @@ fn enclosing_segment(text: &str, range: Range<usize>) -> &str {
 
 /// The template's text up to its first placeholder, without query or fragment: the origin
 /// and the part of the path no value can touch.
-fn fixed_prefix(template: &Template) -> &str {
+fn fixed_prefix(template: &ToolTemplate) -> &str {
     let prefix = template.literal_prefix();
     prefix.find(['?', '#']).map_or(prefix, |i| &prefix[..i])
 }
@@ -114,7 +114,7 @@ mod tests {
 
     /// The URL for `template` with every parameter set to `value`, or the refusal.
     fn check(template: &str, value: &str) -> Result<String, String> {
-        let t = Template::parse(template).map_err(|e| e.to_string())?;
+        let t = ToolTemplate::parse(template).map_err(|e| e.to_string())?;
         build(&t, |_| value.to_string()).map(|u| u.to_string())
     }
 

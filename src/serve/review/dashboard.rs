@@ -1,7 +1,8 @@
 //! The dashboard: for the served program, each artifact version's holdout score and promotion
 //! decision (what learning recorded, as `loopc history` shows it), feedback volume per day by
-//! source, agreement over time (thumbs-up share, and how often reviewers left the answer as it
-//! was), and the label confusion that corrections reveal. Every figure comes from a bounded
+//! source, agreement over time (the share of thumbs, ratings and implicit signals that approve
+//! of the answer, read by the loop's one rule, `learn::opinion`, and how often reviewers left the
+//! answer as it was), and the label confusion that corrections reveal. Every figure comes from a bounded
 //! store query: the last [`DAYS`] days, at most [`MAX_CORRECTIONS`] corrections.
 
 use std::collections::BTreeMap;
@@ -16,9 +17,10 @@ use serde_json::Value;
 use super::auth::Reviewer;
 use super::charts::{self, VersionPoint};
 use super::pages::{self, esc, when, Page, Section};
-use crate::graph::{Dag, FeedbackKind, Type};
+use crate::graph::{Dag, Type};
+use crate::learn::{opinion, Verdict};
 use crate::serve::app::Shared;
-use crate::store::{CorrectionRow, FeedbackDay, FeedbackSource, ReviewFilter, Timestamp};
+use crate::store::{CorrectionRow, FeedbackDay, FeedbackPayload, FeedbackSource, ReviewFilter, Timestamp};
 
 /// How many days the charts cover.
 pub const DAYS: i64 = 30;
@@ -79,9 +81,9 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
         .iter()
         .map(|v| VersionPoint {
             label: v.hash.chars().take(7).collect(),
-            current: finite(v.holdout.0),
-            candidate: finite(v.holdout.1),
-            promoted: v.decision == "promoted",
+            current: v.record.holdout_current.and_then(finite),
+            candidate: v.record.holdout_candidate.and_then(finite),
+            promoted: v.record.decision == Verdict::Promoted,
         })
         .collect();
     html.push_str(&charts::versions("holdout score per version", &points));
@@ -90,7 +92,8 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
     );
     html.push_str("<div class=\"scroll\"><table><tr><th>version</th><th>recorded</th><th>decision</th><th>holdout (was → candidate)</th><th>feedback</th><th>reason</th></tr>");
     for v in history.iter().rev() {
-        let score = |s: f64| if s.is_finite() { format!("{s:.3}") } else { "–".into() };
+        let score = |s: Option<f64>| s.filter(|s| s.is_finite()).map_or_else(|| "–".into(), |s| format!("{s:.3}"));
+        let r = &v.record;
         let _ = write!(
             html,
             "<tr><td><code title=\"{}\">{}</code>{}</td><td>{}</td><td class=\"decision-{}\">{}</td><td>{} → {}</td><td>{}</td><td>{}</td></tr>",
@@ -98,12 +101,12 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
             esc(&v.hash.chars().take(12).collect::<String>()),
             if v.tainted { " <span class=\"tier tier-flagged\" title=\"a forgotten user's data trained it\">tainted</span>" } else { "" },
             esc(&when(Timestamp::from_millis(v.created_ms))),
-            esc(&v.decision),
-            esc(&v.decision),
-            score(v.holdout.0),
-            score(v.holdout.1),
-            v.feedback_count,
-            esc(&v.reason),
+            r.decision,
+            r.decision,
+            score(r.holdout_current),
+            score(r.holdout_candidate),
+            r.feedback_count,
+            esc(&r.reason),
         );
     }
     html.push_str("</table></div></section>");
@@ -132,43 +135,50 @@ fn volume_section(days: &[FeedbackDay], today: i64, labels: &[String]) -> String
     )
 }
 
-/// Whether a correction left the program's answer as it was: every corrected field equals the
-/// run's output.
-fn agrees(c: &CorrectionRow) -> Option<bool> {
-    let outputs = c.outputs.as_ref()?.as_object()?;
-    let corrected = c.correction.as_object()?;
-    Some(corrected.iter().all(|(k, v)| outputs.get(k) == Some(v)))
+/// What a piece of feedback says of its run's answer, by the loop's one rule
+/// ([`opinion`]): `Some(true)` approves, `Some(false)` rejects, `None` says neither.
+fn approves(dag: &Dag, key: &str, payload: &FeedbackPayload, source: FeedbackSource, answer: Option<&Value>) -> Option<bool> {
+    opinion(key, payload, source, answer, dag).and_then(|o| o.approves())
+}
+
+/// Whether a reviewer's correction kept the program's answer (every corrected field as
+/// answered); `None` when the run did not answer.
+fn kept(dag: &Dag, c: &CorrectionRow) -> Option<bool> {
+    c.outputs.as_ref()?;
+    approves(dag, &c.key, &FeedbackPayload::Correction(c.correction.clone()), c.source, c.outputs.as_ref())
 }
 
 fn agreement_section(dag: &Dag, days: &[FeedbackDay], corrections: &[CorrectionRow], today: i64, labels: &[String]) -> String {
-    let thumbs: Vec<&str> = dag.feedback().iter().filter(|f| f.kind == FeedbackKind::Bool).map(|f| f.name.as_str()).collect();
+    // Scores approve or reject as `opinion` reads them: thumbs, ratings on their declared
+    // scale, implicit signals; a model's scores are no one's approval.
     let mut up = vec![(0u64, 0u64); labels.len()];
-    for d in days.iter().filter(|d| thumbs.contains(&d.key.as_str())) {
-        if let Some(i) = slot(d.day, today) {
-            up[i].0 += d.ones;
-            up[i].1 += d.ones + d.zeros;
+    for d in days {
+        let Some(score) = d.score else { continue };
+        if let (Some(i), Some(a)) = (slot(d.day, today), approves(dag, &d.key, &FeedbackPayload::Score(score), d.source, None)) {
+            up[i].0 += if a { d.count } else { 0 };
+            up[i].1 += d.count;
         }
     }
-    let mut kept = vec![(0u64, 0u64); labels.len()];
+    let mut kept_answers = vec![(0u64, 0u64); labels.len()];
     for c in corrections.iter().filter(|c| c.source == FeedbackSource::Annotation) {
-        if let (Some(i), Some(a)) = (slot(c.created.millis().div_euclid(DAY_MS), today), agrees(c)) {
-            kept[i].0 += u64::from(a);
-            kept[i].1 += 1;
+        if let (Some(i), Some(a)) = (slot(c.created.millis().div_euclid(DAY_MS), today), kept(dag, c)) {
+            kept_answers[i].0 += u64::from(a);
+            kept_answers[i].1 += 1;
         }
     }
     let share = |v: &[(u64, u64)]| -> Vec<Option<f64>> { v.iter().map(|(a, n)| (*n > 0).then(|| *a as f64 / *n as f64)).collect() };
     let total = |v: &[(u64, u64)]| v.iter().fold((0, 0), |acc, (a, n)| (acc.0 + a, acc.1 + n));
     let (ups, votes) = total(&up);
-    let (same, reviewed) = total(&kept);
+    let (same, reviewed) = total(&kept_answers);
     let pct = |a: u64, n: u64| if n == 0 { "–".to_string() } else { format!("{:.0}%", 100.0 * a as f64 / n as f64) };
     format!(
-        "<section><h2>Agreement over time</h2><p class=\"hint\">Thumbs up: {} of {votes} votes ({}). Reviewers kept the answer: {} of {reviewed} reviews ({}).</p>{}{}</section>",
+        "<section><h2>Agreement over time</h2><p class=\"hint\">Approved: {} of {votes} thumbs, ratings and signals ({}). Reviewers kept the answer: {} of {reviewed} reviews ({}).</p>{}{}</section>",
         ups,
         pct(ups, votes),
         same,
         pct(same, reviewed),
-        charts::share_lines("agreement per day", labels, &[share(&up), share(&kept)]),
-        charts::legend(&["thumbs up".to_string(), "reviewer kept the answer".to_string()])
+        charts::share_lines("agreement per day", labels, &[share(&up), share(&kept_answers)]),
+        charts::legend(&["approved".to_string(), "reviewer kept the answer".to_string()])
     )
 }
 
@@ -224,13 +234,40 @@ mod tests {
         }
     }
 
+    fn dag() -> Dag {
+        let src = "program p\ninput text: text\noutput team: label(a, b)\noutput n: int\n\
+                   signature S { in t: text out team: label(a, b) out n: int }\nstep s = predict S { t: input.text }\n\
+                   return { team: s.team, n: s.n }\nfeedback thumbs: bool\nfeedback stars: int(1..5)\nfeedback correction\n";
+        crate::graph::check_text(src).dag.unwrap()
+    }
+
     #[test]
-    fn a_correction_agrees_when_it_leaves_every_field_as_answered() {
-        assert_eq!(agrees(&correction(json!({"team": "a", "n": 1}), json!({"team": "a"}))), Some(true));
-        assert_eq!(agrees(&correction(json!({"team": "a"}), json!({"team": "b"}))), Some(false));
+    fn a_correction_is_kept_when_it_leaves_every_field_as_answered() {
+        let d = dag();
+        assert_eq!(kept(&d, &correction(json!({"team": "a", "n": 1}), json!({"team": "a"}))), Some(true));
+        assert_eq!(kept(&d, &correction(json!({"team": "a"}), json!({"team": "b"}))), Some(false));
         let mut none = correction(json!({}), json!({"team": "b"}));
         none.outputs = None;
-        assert_eq!(agrees(&none), None);
+        assert_eq!(kept(&d, &none), None);
+    }
+
+    #[test]
+    fn the_approval_share_reads_scores_by_the_loops_one_rule() {
+        let d = dag();
+        let day = |key: &str, source, score: f64, count| FeedbackDay { day: 100, key: key.into(), source, score: Some(score), count };
+        let days = [
+            day("thumbs", FeedbackSource::User, 1.0, 3),
+            day("thumbs", FeedbackSource::User, 0.0, 1),
+            // Four stars of five approve, one star rejects, on the declared scale.
+            day("stars", FeedbackSource::User, 4.0, 2),
+            day("stars", FeedbackSource::User, 1.0, 2),
+            day("accepted", FeedbackSource::Implicit, 1.0, 1),
+            // A judge's thumbs are no one's approval.
+            day("thumbs", FeedbackSource::Model, 1.0, 50),
+        ];
+        let labels: Vec<String> = (0..DAYS).map(|i| i.to_string()).collect();
+        let html = agreement_section(&d, &days, &[], 100, &labels);
+        assert!(html.contains("Approved: 6 of 9 thumbs, ratings and signals (67%)"), "{html}");
     }
 
     #[test]

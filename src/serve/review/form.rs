@@ -274,7 +274,7 @@ feedback thumbs: bool "was it right"
 feedback rating: int(1..5)
 feedback correction "the right answer"
 "#;
-        let checked = crate::graph::check(src);
+        let checked = crate::graph::check_text(src);
         checked.dag.unwrap_or_else(|| panic!("the test program checks: {:?}", checked.diagnostics))
     }
 

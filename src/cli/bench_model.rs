@@ -47,7 +47,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     }
     let threads = options.threads;
     let model = open_model(&args.model, options, &ConsoleProgress::new())?;
-    let greedy = |prompt: Prompt, n: usize| GenerateRequest { prompt, max_tokens: n, sampling: Sampling::default(), stop: Vec::new() };
+    let greedy = |prompt: Prompt, n: usize| GenerateRequest { prompt, max_tokens: n, sampling: Sampling::default(), stop: Vec::new(), grammar: None };
 
     // Warm-up: the first pass pays for ONNX Runtime's lazy initialisation.
     model.generate(&[greedy(Prompt::plain("warm up"), 2)], PrefixCaching::Off)?;

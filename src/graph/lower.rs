@@ -310,6 +310,7 @@ impl Cx {
                 Type::Json
             }),
             ast::TypeKind::List(inner) => Type::List(Box::new(self.ty(inner))),
+            ast::TypeKind::Constrained { name, constraints } => super::constraint::lower(name, constraints, t.span, &mut self.diags),
             ast::TypeKind::Label(labels) => {
                 let mut seen: HashSet<&str> = HashSet::new();
                 for l in labels {

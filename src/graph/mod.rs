@@ -6,6 +6,7 @@
 
 mod check;
 mod config;
+mod constraint;
 mod dag;
 mod decl;
 mod feedback_spec;
@@ -30,4 +31,5 @@ pub use self::model_spec::{DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODE
 pub use self::optimizer_spec::{OptimizerKind, OptimizerSettings, OptimizerSpec, TEMPLATE_NAMES};
 pub use self::suggest::did_you_mean;
 pub use self::tool_spec::{arg_rule, url_slots, ArgRule, Segment, Template, ToolKind, ToolOptions, ToolSpec, UrlSlot, UrlTemplateError};
+pub use self::constraint::{Format, TextRule, FORMAT_NAMES};
 pub use self::types::Type;

@@ -15,6 +15,7 @@ use super::sampling::Sampling;
 use super::session::{self, Decoder};
 use super::text::PromptText;
 use super::tokenizer::{TokenCount, Tokenizer};
+use super::grammar::Constraint;
 use super::worker::{self, ChoiceJob, Choices, Encoded, GenJob, Job, LogitsJob, Reply, Worker};
 
 /// Options for loading a model.
@@ -88,6 +89,8 @@ pub struct GenerateRequest {
     pub sampling: Sampling,
     /// Stop when the text contains one of these (the stop text is not returned).
     pub stop: Vec<String>,
+    /// A grammar every generated token must keep the text inside, if any.
+    pub grammar: Option<super::grammar::Grammar>,
 }
 
 /// Why generation ended.
@@ -165,6 +168,8 @@ pub(crate) struct Shared {
     pub options: LoadOptions,
     /// Whether the model takes a tree mask (label continuations scored in the prompt's pass).
     pub tree: bool,
+    /// Grammar-constrained decoding, prepared on first use.
+    pub constrainer: super::grammar::LazyConstrainer,
     counters: [AtomicU64; 7],
 }
 
@@ -313,7 +318,7 @@ impl LocalModel {
         let (kv, vocab, keeps_logits) = (decoder.kv, decoder.vocab, decoder.keeps_logits());
         let input_names = decoder.input_names().to_vec();
         let tree = decoder.takes_tree_mask() && options.tree_choices;
-        let shared = Arc::new(Shared { tokenizer, end_tokens, pad_token, options, tree, counters: Default::default() });
+        let shared = Arc::new(Shared { tokenizer, end_tokens, pad_token, options, tree, constrainer: Default::default(), counters: Default::default() });
         let (tx, rx) = mpsc::channel();
         let worker = Worker::new(decoder, shared.clone());
         let thread = std::thread::Builder::new()
@@ -451,7 +456,24 @@ impl LocalModel {
         let prompt = self.encode(&r.prompt, caching)?;
         // The answer may use what the context has left, no more.
         let max_tokens = r.max_tokens.min(self.context - prompt.ids.len());
-        self.submit(Job::Generate(GenJob { prompt, max_tokens, sampling: r.sampling.clone(), stop: r.stop.clone(), reply }))
+        // The grammar compiles here, on the caller's thread: a bad one fails before any model work.
+        let constraint = match &r.grammar {
+            Some(g) => Some(Constraint::new(self.constrainer()?.start(g)?)),
+            None => None,
+        };
+        self.submit(Job::Generate(GenJob { prompt, max_tokens, sampling: r.sampling.clone(), stop: r.stop.clone(), constraint, reply }))
+    }
+
+    /// The model's constrainer (built on first use: the token trie and llguidance's factory).
+    fn constrainer(&self) -> Result<Arc<super::grammar::Constrainer>, ModelError> {
+        let shared = &self.shared;
+        shared.constrainer.get(|| super::grammar::Constrainer::new(&self.dir.join(TOKENIZER_FILE), &shared.tokenizer, self.vocab, &shared.end_tokens))
+    }
+
+    /// Checks that `grammar` compiles for this model, without generating (what a caller can do
+    /// before submitting work, e.g. to report a program's bad constraint early).
+    pub fn check_grammar(&self, grammar: &super::grammar::Grammar) -> Result<(), ModelError> {
+        self.constrainer()?.start(grammar).map(|_| ())
     }
 
     /// Submits one generation (tokenizing it here) and returns its answer to await: the

@@ -30,7 +30,7 @@ fn tiny(options: LoadOptions) -> LocalModel {
 }
 
 fn request(shared: &str, rest: &str, max_tokens: usize) -> GenerateRequest {
-    GenerateRequest { prompt: Prompt { shared: shared.into(), rest: rest.into() }, max_tokens, sampling: Sampling::default(), stop: Vec::new() }
+    GenerateRequest { prompt: Prompt { shared: shared.into(), rest: rest.into() }, max_tokens, sampling: Sampling::default(), stop: Vec::new(), grammar: None }
 }
 
 fn tokens(gens: &[Generation]) -> Vec<Vec<u32>> {

@@ -89,7 +89,8 @@ pub struct Request {
     pub demos_shared: bool,
 }
 
-const COMPLETED: &str = "[[ ## completed ## ]]";
+/// The marker that ends a chat answer.
+pub(crate) const COMPLETED: &str = "[[ ## completed ## ]]";
 
 /// How loopc opens a field's value in a chat answer. Writing the opening bracket (and quote)
 /// itself keeps small models from writing prose or markers where a list belongs; a `json`
@@ -104,12 +105,13 @@ fn opener(field: &Field) -> &'static str {
     }
 }
 
-fn marker(name: &str) -> String {
+/// A chat field marker: `[[ ## name ## ]]`.
+pub(crate) fn marker(name: &str) -> String {
     format!("[[ ## {name} ## ]]")
 }
 
 /// The label a completion-style prompt gives a field: `ticket_text` → `Ticket text`.
-fn title(name: &str) -> String {
+pub(crate) fn title(name: &str) -> String {
     let words = name.replace('_', " ");
     let mut chars = words.chars();
     match chars.next() {
@@ -231,6 +233,21 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
 }
 
 impl Request {
+    /// The request as sent to a backend that decodes the answer under its grammar
+    /// ([`super::structure::grammar`]): the answer prefix ends where the grammar starts. In
+    /// chat that is right after the first marker (loopc no longer opens a list or object
+    /// itself: the grammar allows only a value of the type, an empty list included); in JSON
+    /// the grammar writes the whole object.
+    pub fn constrained(mut self, outputs: &[Field]) -> Request {
+        let first = outputs.first().map_or("answer", |f| f.name.as_str());
+        match self.template {
+            Template::Chat => self.answer_prefix = format!("{}\n", marker(first)),
+            Template::Json => self.answer_prefix = String::new(),
+            Template::Completion => {}
+        }
+        self
+    }
+
     /// The chat messages for a remote chat API (the answer prefix cannot be forced there).
     pub fn messages(&self) -> Vec<Message> {
         self.turns().into_iter().map(|(role, content)| Message { role, content: content.to_plain() }).collect()

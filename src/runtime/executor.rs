@@ -390,6 +390,8 @@ impl Executor {
             max_tokens: spec.params.max_tokens as usize,
             sampling,
             stop: spec.params.stop.clone(),
+            grammar: None,
+            structured: None,
         };
 
         // A single label or bool output is scored directly when the backend can: it cannot

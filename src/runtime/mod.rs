@@ -12,6 +12,7 @@ mod program;
 pub mod retrieve;
 pub mod scoring;
 pub mod source;
+pub mod structure;
 pub mod tools;
 pub mod trace;
 pub mod value;

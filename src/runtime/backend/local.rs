@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::{Backend, BackendError, Call, Choice, Completion, Identity};
+use super::{AnswerShape, Backend, BackendError, Call, Choice, Completion, Identity};
 use crate::model::{GenerateRequest, LocalModel, PrefixCaching, TokenCount};
 
 /// Prompts longer than this are tokenized on the blocking pool rather than on an async worker.
@@ -55,7 +55,7 @@ impl Backend for LocalBackend {
                 let prompt = c.request.local_prompt(format, &c.answer_so_far);
                 let bytes = prompt.shared.len() + prompt.rest.len();
                 let stop = c.request.stop().into_iter().chain(c.stop.iter().cloned()).collect();
-                let request = GenerateRequest { prompt, max_tokens: c.max_tokens, sampling: c.sampling.clone(), stop };
+                let request = GenerateRequest { prompt, max_tokens: c.max_tokens, sampling: c.sampling.clone(), stop, grammar: c.grammar.clone() };
                 let (model, caching) = (self.model.clone(), self.caching);
                 async move {
                     let g = submit(bytes, move || model.start_generate(&request, caching)).await?;
@@ -65,6 +65,8 @@ impl Backend for LocalBackend {
                         cached_tokens: g.cached_tokens as u64,
                         completion_tokens: g.tokens.len() as u64,
                         from_cache: false,
+                        shape: AnswerShape::Template,
+                        structure_note: None,
                     })
                 }
             });

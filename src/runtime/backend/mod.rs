@@ -27,6 +27,22 @@ pub struct Call {
     pub sampling: Sampling,
     /// Extra stop sequences (the template's own are always used).
     pub stop: Vec<String>,
+    /// The grammar of the answer (after the answer prefix), for backends that decode under one.
+    pub grammar: Option<crate::model::Grammar>,
+    /// The answer as one JSON object, for endpoints that take a JSON Schema (structured output).
+    pub structured: Option<Structured>,
+}
+
+/// How to ask an endpoint for the answer as one JSON object.
+#[derive(Clone, Debug)]
+pub struct Structured {
+    /// The JSON Schema of the answer object (see [`crate::runtime::structure::schema`]).
+    pub schema: serde_json::Value,
+    /// The same task rendered in the JSON template, so the prompt asks for what the schema
+    /// enforces (demos as JSON objects).
+    pub request: Request,
+    /// The labels, when the answer is one label (for dialects that take a choice).
+    pub choice: Option<Vec<String>>,
 }
 
 /// A finished call.
@@ -42,6 +58,25 @@ pub struct Completion {
     pub completion_tokens: u64,
     /// Whether the response cache answered.
     pub from_cache: bool,
+    /// How the answer was asked for: as the template's text, or (structured output) as one
+    /// JSON object of the outputs, or one label alone.
+    pub shape: AnswerShape,
+    /// What the endpoint did about the structure asked for, when it was asked remotely (the
+    /// dialect it took, or that none was accepted), for the trace.
+    pub structure_note: Option<String>,
+}
+
+/// How a completion's text is laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerShape {
+    /// In the request's template, after its answer prefix.
+    #[default]
+    Template,
+    /// One JSON object of the outputs ([`Structured::request`]'s template).
+    JsonObject,
+    /// One of [`Structured::choice`], alone.
+    Choice,
 }
 
 /// The scores of a constrained choice after one call.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::{Backend, BackendError, Call, Choice, Completion, Identity};
+use super::{AnswerShape, Backend, BackendError, Call, Choice, Completion, Identity};
 use crate::model::chat::{Message, Role};
 
 /// How a pool calls its endpoints.
@@ -202,6 +202,8 @@ impl OpenAiBackend {
             cached_tokens: usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0),
             completion_tokens: usage["completion_tokens"].as_u64().unwrap_or(0),
             from_cache: false,
+            shape: AnswerShape::Template,
+            structure_note: None,
         })
     }
 

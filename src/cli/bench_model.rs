@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::progress::ConsoleProgress;
 use loopc::model::provision::open_model;
 use loopc::model::sampling::Sampling;
-use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt, PromptText};
+use loopc::model::{GenerateRequest, Grammar, LoadOptions, LocalModel, PrefixCaching, Prompt, PromptText};
 
 use super::args::BenchModelArgs;
 use super::Outcome;
@@ -65,9 +65,12 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     let prefill = ids.len() as f64 / fastest;
 
     // Decode at batch 1 and 8: time after the first token, which includes the prefill.
-    let decode = |batch: usize| -> anyhow::Result<f64> {
+    // Under a grammar every row's token mask is computed each step.
+    let decode_under = |batch: usize, grammar: Option<&Grammar>| -> anyhow::Result<f64> {
         let reqs: Vec<GenerateRequest> = (0..batch)
-            .map(|i| text_of(&model, 24, i).map(|p| GenerateRequest { stop: vec![], ..greedy(Prompt::plain(p), args.decode_tokens) }))
+            .map(|i| {
+                text_of(&model, 24, i).map(|p| GenerateRequest { stop: vec![], grammar: grammar.cloned(), ..greedy(Prompt::plain(p), args.decode_tokens) })
+            })
             .collect::<anyhow::Result<_>>()?;
         let first = Instant::now();
         model.generate(&reqs.iter().map(|r| GenerateRequest { max_tokens: 1, ..r.clone() }).collect::<Vec<_>>(), PrefixCaching::Off)?;
@@ -79,8 +82,17 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         let secs = (t.elapsed().saturating_sub(prefill_time)).as_secs_f64();
         Ok((generated - batch as f64) / secs)
     };
+    let decode = |batch: usize| decode_under(batch, None);
     let decode1 = decode(1)?;
     let decode8 = decode(8)?;
+    // Free text without marker syntax (what a chat answer's text is held to), and a JSON list of
+    // strings: every token masked, the text as long as unconstrained decoding's.
+    let text_grammar = Grammar::lark(r"start: /(?s:.*)/ & ~/(?s:.*)(\[\[|\]\]|##)(?s:.*)/");
+    let decode8_text = decode_under(8, Some(&text_grammar))?;
+    let list_grammar = Grammar::lark(r#"start: "[" (STR ("," STR)*)? "]" /(?s:.*)/
+STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#);
+    let decode8_list = decode_under(8, Some(&list_grammar))?;
+    let cost = |constrained: f64| 100.0 * (1.0 - constrained / decode8);
 
     // Choice scoring: prompts sharing a long prefix, four labels each.
     let shared = format!("{}\n", text_of(&model, args.shared_tokens, 3)?);
@@ -106,6 +118,8 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         "model": args.model, "threads": threads,
         "prefill_tokens": ids.len(), "prefill_tok_per_s": prefill,
         "decode_tok_per_s_batch1": decode1, "decode_tok_per_s_batch8": decode8,
+        "decode_tok_per_s_batch8_text_grammar": decode8_text, "decode_tok_per_s_batch8_json_list_grammar": decode8_list,
+        "grammar_slowdown_percent_text": cost(decode8_text), "grammar_slowdown_percent_json_list": cost(decode8_list),
         "choice_prompts": args.prompts, "choice_labels": labels.len(), "shared_prefix_tokens": args.shared_tokens,
         "choice_seconds_without_prefix_cache": score_uncached, "choice_seconds_with_prefix_cache": score_cached,
         "prefix_cache_speedup": score_uncached / score_cached, "ideal_speedup_total_over_suffix_tokens": ideal,
@@ -119,6 +133,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         println!("  prefill            {prefill:>8.0} tok/s   ({} tokens)", ids.len());
         println!("  decode, batch 1    {decode1:>8.1} tok/s");
         println!("  decode, batch 8    {decode8:>8.1} tok/s   (total)");
+        println!("    under a grammar: text {decode8_text:>8.1} tok/s ({:+.1}% slower), JSON list {decode8_list:>8.1} tok/s ({:+.1}% slower)", cost(decode8_text), cost(decode8_list));
         println!(
             "  choice, {} prompts x {} labels, {}-token shared prefix:\n    without prefix cache {score_uncached:>7.2} s\n    with prefix cache    {score_cached:>7.2} s   ({:.1}x; total/suffix tokens {ideal:.1}x; same best label {same_choice}/{})",
             args.prompts,

@@ -27,7 +27,7 @@ pub use self::decl::{Binding, Field, Fields, MetricId, ModelId, Signature, Signa
 pub use self::feedback_spec::{default_feedback, FeedbackKind, FeedbackSpec, CORRECTION, IMPLICIT_SIGNALS};
 pub use self::lower::{lower, Lowered};
 pub use self::metric_spec::{MetricKind, MetricSpec, Operand, METRIC_FUNCTIONS};
-pub use self::model_spec::{DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL};
+pub use self::model_spec::{DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL, STRUCTURED_OUTPUT_VALUES};
 pub use self::optimizer_spec::{OptimizerKind, OptimizerSettings, OptimizerSpec, TEMPLATE_NAMES};
 pub use self::suggest::did_you_mean;
 pub use self::tool_spec::{arg_rule, url_slots, ArgRule, Segment, Template, ToolKind, ToolOptions, ToolSpec, UrlSlot, UrlTemplateError};

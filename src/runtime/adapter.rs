@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use super::value::{coerce, render};
+use super::value::{read, render, Repair};
 use crate::graph::{Field, Type};
 use crate::model::chat::{ChatFormat, Message, Role};
 use crate::model::{Prompt, PromptText};
@@ -376,7 +376,16 @@ impl Request {
 
     /// Reads the answer (the text after the answer prefix) into the output fields.
     pub fn parse(&self, outputs: &[Field], answer: &str) -> Result<Map<String, Value>, ParseError> {
+        self.parse_repaired(outputs, answer).map(|(values, _)| values)
+    }
+
+    /// Reads the answer into the output fields, with every repair the reading took (see
+    /// [`Repair`]). A value that does not fit its type and constraints is an error; so is, in
+    /// a chat answer, a value holding marker syntax (`[[ ## x ## ]]`, `## x ##`): that is a
+    /// field the model wrote into the wrong place, never a value.
+    pub fn parse_repaired(&self, outputs: &[Field], answer: &str) -> Result<(Map<String, Value>, Vec<FieldRepair>), ParseError> {
         let full = format!("{}{answer}", self.answer_prefix);
+        let mut repairs = Vec::new();
         let raw = match self.template {
             Template::Chat => split_marked(outputs, &full),
             // A model may also repeat the opening brace and key: then the answer stands alone.
@@ -388,14 +397,55 @@ impl Request {
             let Some(r) = raw.iter().find(|(n, _)| n == &f.name).map(|(_, v)| v) else {
                 return Err(ParseError { field: f.name.clone(), problem: ParseProblem::Missing });
             };
-            let v = match r {
-                Value::String(s) => coerce(&f.ty, s),
-                other => super::value::check(&f.ty, other).map(|_| other.clone()).or_else(|e| coerce(&f.ty, &other.to_string()).map_err(|_| e)),
+            let invalid = |reason: String| ParseError { field: f.name.clone(), problem: ParseProblem::Invalid(reason) };
+            let (v, fixes) = match r {
+                Value::String(s) => read(&f.ty, s),
+                other => match super::value::check(&f.ty, other) {
+                    Ok(()) => Ok((other.clone(), Vec::new())),
+                    Err(e) => read(&f.ty, &other.to_string()).map_err(|_| e),
+                },
             }
-            .map_err(|reason| ParseError { field: f.name.clone(), problem: ParseProblem::Invalid(reason) })?;
+            .map_err(invalid)?;
+            if self.template == Template::Chat {
+                if let Some(m) = marker_in(&v) {
+                    return Err(invalid(format!("the value holds the field marker `{m}`")));
+                }
+            }
+            repairs.extend(fixes.into_iter().map(|repair| FieldRepair { field: f.name.clone(), repair }));
             values.insert(f.name.clone(), v);
         }
-        Ok(values)
+        Ok((values, repairs))
+    }
+}
+
+/// A repair made while reading one field of an answer (recorded in the step's trace).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldRepair {
+    /// The output field.
+    pub field: String,
+    /// What was fixed.
+    pub repair: Repair,
+}
+
+/// Marker syntax inside a value (a string anywhere in it), if any: `[[ ## x ## ]]` or a
+/// fragment such as `## people ##` or `## completed ## ]`.
+fn marker_in(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => {
+            let t = s.trim();
+            let fragment = t.contains("[[ ##") || t.contains("## ]]") || {
+                // `## name ##`: two `##` around a word.
+                let parts: Vec<&str> = t.split("##").collect();
+                parts.len() >= 3 && parts[1..parts.len() - 1].iter().any(|p| {
+                    let w = p.trim();
+                    !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+            };
+            fragment.then(|| t.chars().take(40).collect())
+        }
+        Value::Array(items) => items.iter().find_map(marker_in),
+        Value::Object(o) => o.values().find_map(marker_in),
+        _ => None,
     }
 }
 

@@ -226,6 +226,10 @@ impl Backend for CachedBackend {
         self.inner.supports_choice()
     }
 
+    fn enforcement(&self) -> super::backend::Enforcement {
+        self.inner.enforcement()
+    }
+
     fn weights_sha256(&self) -> Option<String> {
         self.inner.weights_sha256()
     }

@@ -161,11 +161,11 @@ async fn bad_inputs_are_rejected_by_field() {
 
 #[tokio::test]
 async fn slow_steps_time_out_and_runs_have_a_deadline() {
-    let slow = RunOptions { step_timeout: Duration::from_millis(100), deadline: Duration::from_secs(10) };
+    let slow = RunOptions { step_timeout: Duration::from_millis(100), deadline: Duration::from_secs(10), ..RunOptions::default() };
     let ex = executor(TWO_BRANCHES, Scripted::new(&[], 1000, None), slow);
     let (res, _) = ex.run(inputs(json!({"q": "x"}))).await;
     assert!(matches!(res.unwrap_err(), RunError::StepTimeout { ms: 100, .. }));
-    let short = RunOptions { step_timeout: Duration::from_secs(10), deadline: Duration::from_millis(100) };
+    let short = RunOptions { step_timeout: Duration::from_secs(10), deadline: Duration::from_millis(100), ..RunOptions::default() };
     let ex = executor(TWO_BRANCHES, Scripted::new(&[], 1000, None), short);
     let (res, _) = ex.run(inputs(json!({"q": "x"}))).await;
     assert_eq!(res.unwrap_err().to_string(), "the run passed its deadline of 100 ms");

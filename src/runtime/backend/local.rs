@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::{AnswerShape, Backend, BackendError, Call, Choice, Completion, Identity};
+use super::{AnswerShape, Backend, BackendError, Call, Choice, Completion, Enforcement, Identity};
 use crate::model::{GenerateRequest, LocalModel, PrefixCaching, TokenCount};
 
 /// Prompts longer than this are tokenized on the blocking pool rather than on an async worker.
@@ -76,6 +76,10 @@ impl Backend for LocalBackend {
 
     fn supports_choice(&self) -> bool {
         true
+    }
+
+    fn enforcement(&self) -> Enforcement {
+        Enforcement::Grammar
     }
 
     fn weights_sha256(&self) -> Option<String> {

@@ -12,7 +12,7 @@ use crate::model::sampling::Sampling;
 use crate::model::TokenCount;
 
 pub use self::local::LocalBackend;
-pub use self::openai::{OpenAiBackend, PoolOptions};
+pub use self::openai::{Dialect, OpenAiBackend, PoolOptions, StructuredOutput, DIALECTS};
 
 /// One generation call.
 #[derive(Clone, Debug)]
@@ -113,6 +113,18 @@ pub enum BackendError {
     Unsupported(String),
 }
 
+/// How a backend enforces an answer's structure; see [`Backend::enforcement`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enforcement {
+    /// It doesn't: answers are parsed (tolerantly) and checked.
+    None,
+    /// Every token is masked by the answer's grammar (the local model).
+    Grammar,
+    /// The endpoint is asked for one JSON object fitting a JSON Schema, in the dialect it
+    /// takes (OpenAI-compatible servers); answers are still checked.
+    JsonSchema,
+}
+
 /// What identifies a model for caching and provenance.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
@@ -133,6 +145,13 @@ pub trait Backend: Send + Sync {
     fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>>;
     /// Whether [`Backend::choose`] works here (otherwise the runtime generates and parses).
     fn supports_choice(&self) -> bool;
+
+    /// How this backend can keep an answer well-formed while decoding it: under the answer's
+    /// grammar ([`Call::grammar`]), by asking for a JSON object ([`Call::structured`]), or not
+    /// at all (the answer is then only parsed).
+    fn enforcement(&self) -> Enforcement {
+        Enforcement::None
+    }
     /// Scores `labels` (as written by [`Request::choice_text`]) after each call's prompt and
     /// answer so far: the log-probability of each label, per call.
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>>;

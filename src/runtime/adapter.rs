@@ -389,7 +389,12 @@ impl Request {
         let raw = match self.template {
             Template::Chat => split_marked(outputs, &full),
             // A model may also repeat the opening brace and key: then the answer stands alone.
-            Template::Json => split_json(outputs, &full).or_else(|e| split_json(outputs, answer).map_err(|_| e))?,
+            Template::Json => {
+                let (fields, fixes) = split_json(outputs, &full).or_else(|e| split_json(outputs, answer).map_err(|_| e))?;
+                // Repairs of the object as a whole belong to no one field.
+                repairs.extend(fixes.into_iter().map(|repair| FieldRepair { field: String::new(), repair }));
+                fields
+            }
             Template::Completion => split_lines(outputs, &full),
         };
         let mut values = Map::new();
@@ -421,7 +426,7 @@ impl Request {
 /// A repair made while reading one field of an answer (recorded in the step's trace).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldRepair {
-    /// The output field.
+    /// The output field; empty for a repair of the answer as a whole (a JSON answer's object).
     pub field: String,
     /// What was fixed.
     pub repair: Repair,
@@ -495,17 +500,12 @@ fn split_marked(outputs: &[Field], text: &str) -> Vec<(String, Value)> {
     found
 }
 
-fn split_json(outputs: &[Field], text: &str) -> Result<Vec<(String, Value)>, ParseError> {
-    let start = text.find('{');
-    let obj = start.and_then(|s| {
-        // The first complete JSON object: try each closing brace in turn.
-        text[s..].match_indices('}').find_map(|(i, _)| serde_json::from_str::<Map<String, Value>>(&text[s..s + i + 1]).ok())
-    });
-    let obj = obj.ok_or_else(|| ParseError {
+fn split_json(outputs: &[Field], text: &str) -> Result<(Vec<(String, Value)>, Vec<Repair>), ParseError> {
+    let (obj, fixes) = super::value::read_object(text).map_err(|_| ParseError {
         field: outputs.first().map_or(String::new(), |f| f.name.clone()),
         problem: ParseProblem::NoJsonObject(text.chars().take(80).collect()),
     })?;
-    Ok(obj.into_iter().collect())
+    Ok((obj.into_iter().collect(), fixes))
 }
 
 fn split_lines(outputs: &[Field], text: &str) -> Vec<(String, Value)> {

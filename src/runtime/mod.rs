@@ -23,6 +23,8 @@ pub use self::program::{check, LoadError, Program, ProgramOptions};
 #[cfg(test)]
 mod backend_tests;
 #[cfg(test)]
+mod dialect_tests;
+#[cfg(test)]
 mod executor_tests;
 #[cfg(test)]
 mod test_http;

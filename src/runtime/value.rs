@@ -216,6 +216,31 @@ fn read_item(inner: &Type, item: Value, repairs: &mut Vec<Repair>) -> Result<Val
     }
 }
 
+/// The first JSON object in `text`, read as tolerantly as [`read`] reads a value (code fences,
+/// prose around it, single quotes, trailing commas), with the repairs it took.
+pub fn read_object(text: &str) -> Result<(serde_json::Map<String, Value>, Vec<Repair>), String> {
+    let mut repairs = Vec::new();
+    let t = strip_fences(text.trim(), &mut repairs);
+    let t = match t.find("```") {
+        // Prose before a fence: the object is inside it.
+        Some(i) if t[..i].find('{').is_none() => {
+            repairs.push(Repair::ProseAround);
+            strip_fences(t[i..].trim(), &mut repairs)
+        }
+        _ => t,
+    };
+    if !t.contains('{') {
+        return Err("no JSON object".into());
+    }
+    match tolerant_json(t, Some('{'), &mut repairs)? {
+        Value::Object(o) => {
+            repairs.dedup();
+            Ok((o, repairs))
+        }
+        _ => Err("no JSON object".into()),
+    }
+}
+
 /// The first JSON value in `text` (starting at `open` when given), with repairs: prose
 /// around it dropped, single quotes and trailing commas fixed. A value cut short is an error.
 fn tolerant_json(text: &str, open: Option<char>, repairs: &mut Vec<Repair>) -> Result<Value, String> {

@@ -223,8 +223,12 @@ impl OpenAiBackend {
         }
     }
 
+    /// The request body: in `dialect` when one is given; else, for a call that wants
+    /// structure from an endpoint that took no dialect (`Auto`), the JSON-template prompt alone,
+    /// whose answer is then parsed tolerantly; else the call's own template.
     fn body(&self, call: &Call, dialect: Option<Dialect>) -> Value {
-        let Some((dialect, structured)) = dialect.zip(call.structured.as_ref()) else { return self.template_body(call) };
+        let plain_json = self.options.structured_output == StructuredOutput::Auto;
+        let Some(structured) = call.structured.as_ref().filter(|_| dialect.is_some() || plain_json) else { return self.template_body(call) };
         let role = |r: Role| match r {
             Role::System => "system",
             Role::User => "user",
@@ -245,6 +249,7 @@ impl OpenAiBackend {
             body["stop"] = json!(call.stop.iter().take(4).collect::<Vec<_>>());
         }
         let schema = &structured.schema;
+        let Some(dialect) = dialect else { return body };
         match dialect {
             Dialect::JsonSchema => body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": schema}}),
             Dialect::JsonObject => body["response_format"] = json!({"type": "json_object", "schema": schema}),
@@ -352,7 +357,7 @@ impl OpenAiBackend {
                         (Some(Dialect::Guided), Some(s)) if s.choice.is_some() => (AnswerShape::Choice, Some("guided_choice".to_string())),
                         (Some(d), _) => (AnswerShape::JsonObject, Some(d.name().to_string())),
                         (None, Some(_)) if self.options.structured_output == StructuredOutput::Off => (AnswerShape::Template, Some("parsed (structured_output: off)".into())),
-                        (None, Some(_)) => (AnswerShape::Template, Some("parsed (the endpoint took no structured-output dialect)".into())),
+                        (None, Some(_)) => (AnswerShape::JsonObject, Some("parsed (the endpoint took no structured-output dialect)".into())),
                         (None, None) => (AnswerShape::Template, None),
                     };
                     return Ok(c);

@@ -139,8 +139,12 @@ impl Constraint {
         &self.mask
     }
 
-    /// Takes the sampled token.
+    /// Takes the sampled token. Once the grammar is complete the matcher stops and allows only
+    /// an end token, which ends the sequence without being fed to it.
     pub(crate) fn take(&mut self, token: u32) -> Result<(), ModelError> {
+        if self.matcher.is_stopped() {
+            return Ok(());
+        }
         self.matcher.consume_token(token).map_err(|e| ModelError::Request(format!("constrained decoding refused token {token}: {e}")))
     }
 }

@@ -106,6 +106,10 @@ pub struct TextRule {
     pattern: Option<String>,
     min_length: Option<u32>,
     max_length: Option<u32>,
+    /// `from: FIELD`: the value must occur in that input of the step, as written there.
+    source: Option<String>,
+    /// Where `from: FIELD` is written (for diagnostics; not part of what the rule means).
+    source_span: Span,
     /// `^(?:format)$` and `^(?:pattern)$`, compiled once.
     checkers: Vec<regex::Regex>,
 }
@@ -129,8 +133,27 @@ impl Hash for TextRule {
 pub const MAX_LENGTH_LIMIT: u32 = 100_000;
 
 impl TextRule {
-    fn key(&self) -> (Option<Format>, Option<&str>, Option<u32>, Option<u32>) {
-        (self.format, self.pattern.as_deref(), self.min_length, self.max_length)
+    fn key(&self) -> (Option<Format>, Option<&str>, Option<u32>, Option<u32>, Option<&str>) {
+        (self.format, self.pattern.as_deref(), self.min_length, self.max_length, self.source.as_deref())
+    }
+
+    /// The same rule with `from: FIELD` set (the field must be an input of the step).
+    pub fn with_source(mut self, field: &str, span: Span) -> TextRule {
+        self.source = Some(field.to_string());
+        self.source_span = span;
+        self
+    }
+
+    /// The input field the value must occur in (`from: FIELD`), if any.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// Whether a value of rule `other` satisfies this rule: the same constraints, where this
+    /// rule may leave out `from` (a value quoted from an input is still such a value).
+    pub fn admits(&self, other: &TextRule) -> bool {
+        let (a, b) = (self.key(), other.key());
+        self == other || (self.source.is_none() && (a.0, a.1, a.2, a.3) == (b.0, b.1, b.2, b.3))
     }
 
     /// A rule from its parts. Fails with a message when the pattern does not compile.
@@ -140,7 +163,7 @@ impl TextRule {
             let rx = regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| short_regex_error(&e.to_string()))?;
             checkers.push(rx);
         }
-        Ok(TextRule { format, pattern, min_length, max_length, checkers })
+        Ok(TextRule { format, pattern, min_length, max_length, source: None, source_span: Span::default(), checkers })
     }
 
     /// The format, if one is set.
@@ -207,6 +230,9 @@ impl TextRule {
             (Some(a), None) => parts.push(format!("at least {a} characters")),
             (None, None) => {}
         }
+        if let Some(field) = &self.source {
+            parts.push(format!("copied from `{field}`"));
+        }
         format!("text, {}", parts.join(", "))
     }
 }
@@ -225,6 +251,9 @@ impl fmt::Display for TextRule {
         }
         if let Some(n) = self.max_length {
             parts.push(format!("max_length: {n}"));
+        }
+        if let Some(field) = &self.source {
+            parts.push(format!("from: {field}"));
         }
         write!(f, "text({})", parts.join(", "))
     }
@@ -267,6 +296,7 @@ pub(crate) fn lower(name: &Ident, constraints: &[Constraint], span: Span, diags:
     let mut pattern: Option<(String, Span)> = None;
     let mut min_length: Option<(u32, Span)> = None;
     let mut max_length: Option<(u32, Span)> = None;
+    let mut source: Option<(String, Span)> = None;
     let before = diags.len();
     let twice = |diags: &mut Vec<Diagnostic>, what: &str, at: Span, first: Span| {
         diags.push(Diagnostic::error("duplicate-name", at, format!("a text type takes one {what}")).with_related(first, "the first one is here"));
@@ -295,17 +325,25 @@ pub(crate) fn lower(name: &Ident, constraints: &[Constraint], span: Span, diags:
                     Err(reason) => diags.push(Diagnostic::error("invalid-pattern", c.span, format!("invalid pattern: {reason}")).with_label("this pattern")),
                 },
             },
+            ConstraintKind::Setting { key, value } if key.name == "from" => match (&value.kind, &source) {
+                (_, Some((_, first))) => twice(diags, "`from`", c.span, *first),
+                (ValueKind::Path(parts), None) if parts.len() == 1 => source = Some((parts[0].name.clone(), value.span)),
+                _ => diags.push(
+                    Diagnostic::error("invalid-value", value.span, "`from` takes the name of one of the step's inputs, e.g. `from: email`")
+                        .with_label("not a field name"),
+                ),
+            },
             ConstraintKind::Setting { key, value } => {
                 let slot = match key.name.as_str() {
                     "max_length" => &mut max_length,
                     "min_length" => &mut min_length,
                     other => {
-                        let hint = super::did_you_mean(other, ["max_length", "min_length"]);
+                        let hint = super::did_you_mean(other, ["max_length", "min_length", "from"]);
                         diags.push(
                             Diagnostic::error("unknown-name", key.span, format!("unknown text constraint `{other}`"))
                                 .with_label("not a constraint")
                                 .with_hint_opt(hint)
-                                .with_hint("text takes a format, a `/pattern/`, `min_length: N` and `max_length: N`"),
+                                .with_hint("text takes a format, a `/pattern/`, `min_length: N`, `max_length: N` and `from: FIELD`"),
                         );
                         continue;
                     }
@@ -352,7 +390,54 @@ pub(crate) fn lower(name: &Ident, constraints: &[Constraint], span: Span, diags:
         diags.push(Diagnostic::error("unmatchable-pattern", at, empty).with_label("nothing can match").with_hint("a value would have to match every constraint at once"));
         return base;
     }
-    Type::Constrained(rule)
+    Type::Constrained(match source {
+        Some((field, at)) => rule.with_source(&field, at),
+        None => rule,
+    })
+}
+
+/// Checks the `from: FIELD` constraints of a signature: each names one of its `in` fields, and
+/// only `out` fields have them (a step's inputs are what its answer may quote).
+pub(crate) fn check_sources(inputs: &[super::Field], outputs: &[super::Field], diags: &mut Vec<Diagnostic>) {
+    for f in outputs {
+        for rule in rules(&f.ty) {
+            if let Some(src) = rule.source() {
+                if !inputs.iter().any(|i| i.name == src) {
+                    let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+                    diags.push(
+                        Diagnostic::error("unknown-name", rule.source_span, format!("`from: {src}` names no input of this signature"))
+                            .with_label("not an `in` field")
+                            .with_hint_opt(super::did_you_mean(src, names.iter().copied()))
+                            .with_hint(format!("the value must be quoted from one of the signature's inputs: {}", names.join(", "))),
+                    );
+                }
+            }
+        }
+    }
+    forbid_sources(inputs, "a signature's `in` fields", diags);
+}
+
+/// Reports every `from: FIELD` in `fields`, which are not a signature's outputs.
+pub(crate) fn forbid_sources(fields: &[super::Field], what: &str, diags: &mut Vec<Diagnostic>) {
+    for f in fields {
+        for rule in rules(&f.ty) {
+            if rule.source().is_some() {
+                diags.push(
+                    Diagnostic::error("invalid-constraint", rule.source_span, format!("`from` does not apply to {what}"))
+                        .with_hint("`from: FIELD` constrains what a model writes in a signature's `out` field to text quoted from one of its `in` fields"),
+                );
+            }
+        }
+    }
+}
+
+/// Every text rule inside a type (through lists).
+pub(crate) fn rules(ty: &Type) -> Vec<&TextRule> {
+    match ty {
+        Type::Constrained(r) => vec![r],
+        Type::List(inner) => rules(inner),
+        _ => Vec::new(),
+    }
 }
 
 /// The fuel a pattern's check may spend in the regex engine: patterns real programs use take

@@ -127,6 +127,8 @@ impl Cx {
 
         let inputs: Vec<Field> = inputs.iter().map(|f| self.field(f)).collect();
         let outputs: Vec<Field> = outputs.iter().map(|f| self.field(f)).collect();
+        super::constraint::forbid_sources(&inputs, "program inputs", &mut self.diags);
+        super::constraint::forbid_sources(&outputs, "program outputs (declare it on the signature's `out` field)", &mut self.diags);
         if outputs.is_empty() {
             self.diags.push(
                 Diagnostic::error("missing-output", file.header.span, "the program declares no `output`")
@@ -337,6 +339,7 @@ impl Cx {
                 ast::Direction::Out => outputs.push(field),
             }
         }
+        super::constraint::check_sources(&inputs, &outputs, &mut self.diags);
         if outputs.is_empty() {
             self.diags.push(
                 Diagnostic::error("missing-output", s.name.span, format!("signature `{}` has no `out` field", s.name.name))

@@ -356,3 +356,14 @@ fn constrained_text_fits_text_slots_and_text_does_not_fit_constrained_ones() {
     let src = "program p\ninput q: text\noutput a: text(email)\nreturn { a: input.q }";
     assert_eq!(check(src)[0].split(' ').next(), Some("type-mismatch"));
 }
+
+#[test]
+fn text_from_an_input_names_one_of_the_signatures_inputs() {
+    let ok = "program p\ninput q: text\noutput a: list<text(email)>\nsignature S { in mail: text out to: list<text(email, from: mail)> }\nstep s = predict S { mail: input.q }\nreturn { a: s.to }";
+    assert_eq!(check(ok), Vec::<String>::new(), "a quoted value fills a slot without `from`");
+    let typo = ok.replace("from: mail", "from: mial");
+    assert_eq!(check(&typo), ["unknown-name 4:60 `from: mial` names no input of this signature"]);
+    assert_eq!(hints(&typo)[0], "did you mean `mail`?");
+    let on_output = "program p\ninput q: text\noutput a: text(from: q)\nreturn { a: input.q }";
+    assert_eq!(check(on_output)[0], "invalid-constraint 3:22 `from` does not apply to program outputs (declare it on the signature's `out` field)");
+}

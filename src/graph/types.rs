@@ -54,6 +54,7 @@ impl Type {
             (Type::Text, Type::Label(_)) => true,
             // Constrained text is text; text is not constrained text until checked.
             (Type::Text, Type::Constrained(_)) => true,
+            (Type::Constrained(slot), Type::Constrained(value)) => slot.admits(value),
             (Type::Float, Type::Int) => true,
             (Type::Label(wide), Type::Label(narrow)) => narrow.iter().all(|l| wide.contains(l)),
             (Type::List(to), Type::List(from)) => to.accepts(from),

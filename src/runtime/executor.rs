@@ -482,7 +482,7 @@ impl Executor {
         let request = match enforcement {
             Enforcement::Grammar => {
                 let r = request.constrained(outputs);
-                call.grammar = Some(structure::grammar(r.template, outputs));
+                call.grammar = Some(structure::grammar(r.template, outputs, &st.inputs));
                 st.structure = Some("grammar".into());
                 r
             }
@@ -535,6 +535,8 @@ impl Executor {
                 }
                 AnswerShape::Choice => (completion.text.clone(), read_choice(outputs, &completion.text)),
             };
+            // What `from: FIELD` promises is checked whatever the backend did.
+            let parsed = parsed.and_then(|(out, repairs)| structure::check_sources(outputs, &out, &st.inputs).map(|()| (out, repairs)));
             match parsed {
                 Ok((out, repairs)) => {
                     st.repairs.extend(repairs);

@@ -13,7 +13,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::adapter::{marker, title, Template, COMPLETED};
+use super::adapter::{marker, title, ParseError, ParseProblem, Template, COMPLETED};
 use crate::graph::{Field, TextRule, Type};
 use crate::model::Grammar;
 
@@ -29,9 +29,10 @@ const NUMBER: &str = r"/-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/";
 const INTEGER: &str = r"/-?(0|[1-9][0-9]*)/";
 
 /// The grammar of an answer to `outputs` in `template`, for the text after the answer
-/// prefix of a constrained request ([`super::adapter::Request::constrained`]).
-pub fn grammar(template: Template, outputs: &[Field]) -> Grammar {
-    let mut g = Lark::default();
+/// prefix of a constrained request ([`super::adapter::Request::constrained`]). `inputs` are
+/// the step's bound values, which text constrained `from: FIELD` quotes.
+pub fn grammar(template: Template, outputs: &[Field], inputs: &Map<String, Value>) -> Grammar {
+    let mut g = Lark { inputs: inputs.clone(), ..Lark::default() };
     let mut start = Vec::new();
     match template {
         Template::Chat => {
@@ -63,6 +64,29 @@ pub fn grammar(template: Template, outputs: &[Field]) -> Grammar {
     }
     g.rules.insert(0, format!("start: {}", start.join(" ")));
     Grammar::lark(g.rules.join("\n"))
+}
+
+/// Checks what `from: FIELD` promises of an answer: every such value occurs in that input,
+/// as written there. (A grammar guarantees it locally; endpoints can't be told.)
+pub fn check_sources(outputs: &[Field], values: &Map<String, Value>, inputs: &Map<String, Value>) -> Result<(), ParseError> {
+    fn walk(ty: &Type, v: &Value, inputs: &Map<String, Value>) -> Result<(), String> {
+        match (ty, v) {
+            (Type::Constrained(rule), Value::String(s)) => match rule.source() {
+                Some(src) if !inputs.get(src).map(super::value::render).unwrap_or_default().contains(s.as_str()) => {
+                    Err(format!("`{}` does not occur in `{src}`", s.chars().take(60).collect::<String>()))
+                }
+                _ => Ok(()),
+            },
+            (Type::List(inner), Value::Array(items)) => items.iter().try_for_each(|i| walk(inner, i, inputs)),
+            _ => Ok(()),
+        }
+    }
+    for f in outputs {
+        if let Some(v) = values.get(&f.name) {
+            walk(&f.ty, v, inputs).map_err(|reason| ParseError { field: f.name.clone(), problem: ParseProblem::Invalid(reason) })?;
+        }
+    }
+    Ok(())
 }
 
 /// The JSON Schema of an answer object holding `outputs` (every field required, in order,
@@ -111,6 +135,8 @@ pub fn type_schema(ty: &Type) -> Value {
 struct Lark {
     rules: Vec<String>,
     next: usize,
+    /// The step's inputs, for `from: FIELD`.
+    inputs: Map<String, Value>,
 }
 
 /// A Lark string literal.
@@ -171,7 +197,7 @@ impl Lark {
             let base = if multiline { format!("/(?s:.*)/ & {NO_MARKERS}") } else { "/[^\\n]*/".to_string() };
             match rule {
                 None => base,
-                Some(r) => format!("{base} & {}", rule_terminal(r)),
+                Some(r) => format!("{base} & {}", rule_terminal(r, &self.inputs)),
             }
         };
         match ty {
@@ -206,7 +232,7 @@ impl Lark {
             // A constrained string is written without escapes: its characters are its value, so
             // the constraints apply to them as they stand.
             Type::Constrained(r) => {
-                let body = self.terminal(format!("/[^\"\\\\\\x00-\\x1F\\x7F]*/ & {}", rule_terminal(r)));
+                let body = self.terminal(format!("/[^\"\\\\\\x00-\\x1F\\x7F]*/ & {}", rule_terminal(r, &self.inputs)));
                 self.terminal(format!("\"\\\"\" {body} \"\\\"\""))
             }
             Type::Int => self.terminal(INTEGER.to_string()),
@@ -225,9 +251,15 @@ impl Lark {
     }
 }
 
-/// A text rule's constraints as one terminal expression: its regexes and length, intersected.
-fn rule_terminal(rule: &TextRule) -> String {
+/// A text rule's constraints as one terminal expression: its regexes, length and source,
+/// intersected. Text quoted `from` an input is a run of that input's words (a value can't
+/// start or end inside a word).
+fn rule_terminal(rule: &TextRule, inputs: &Map<String, Value>) -> String {
     let mut parts: Vec<String> = rule.regexes().iter().map(|p| regex(&format!("(?:{p})"))).collect();
+    if let Some(src) = rule.source() {
+        let text = inputs.get(src).map(super::value::render).unwrap_or_default();
+        parts.push(format!("%regex {{ \"substring_words\": {} }}", json_text(&text)));
+    }
     if rule.min_length().is_some() || rule.max_length().is_some() {
         let min = rule.min_length().unwrap_or(0);
         let max = rule.max_length().map(|m| m.to_string()).unwrap_or_default();

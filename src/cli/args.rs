@@ -512,6 +512,9 @@ pub struct PromptArgs {
     /// The template: chat, json or completion (default: an artifact's compiled choice, else chat).
     #[arg(long)]
     pub template: Option<String>,
+    /// Also print the grammar the local model decodes the answer under (llguidance's Lark).
+    #[arg(long)]
+    pub grammar: bool,
 }
 
 /// `loopc generate`.

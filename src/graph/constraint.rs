@@ -215,12 +215,10 @@ impl TextRule {
         Ok(())
     }
 
-    /// What a value must be, in words (for prompts and messages).
+    /// What a value must be, in words (for prompts and messages): `an e-mail address, at most
+    /// 80 characters, copied from `email``.
     pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(f) = self.format {
-            parts.push(f.example().to_string());
-        }
+        let mut parts = vec![self.format.map_or("text", Format::example).to_string()];
         if let Some(p) = &self.pattern {
             parts.push(format!("matching /{p}/"));
         }
@@ -233,7 +231,7 @@ impl TextRule {
         if let Some(field) = &self.source {
             parts.push(format!("copied from `{field}`"));
         }
-        format!("text, {}", parts.join(", "))
+        parts.join(", ")
     }
 }
 

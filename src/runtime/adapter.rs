@@ -123,6 +123,8 @@ pub(crate) fn title(name: &str) -> String {
 fn type_hint(ty: &Type) -> String {
     match ty {
         Type::Label(labels) => format!("one of: {}", labels.join(", ")),
+        Type::Constrained(rule) => rule.describe(),
+        Type::List(inner) if matches!(**inner, Type::Constrained(_)) => format!("a JSON list; each item {}", type_hint(inner)),
         Type::List(inner) => format!("a JSON list of {}", type_hint(inner)),
         Type::Json => "JSON".into(),
         other => other.to_string(),

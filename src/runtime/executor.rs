@@ -213,8 +213,14 @@ impl Executor {
     /// The request a step would send for `inputs`, for showing prompts without running.
     /// Steps that read other steps' results get placeholders for them.
     pub fn preview(&self, step: StepId, inputs: &Map<String, Value>) -> Option<Request> {
+        let bound = self.preview_inputs(step, inputs);
+        self.request(step, &bound)
+    }
+
+    /// The values a step's slots would get for `inputs` (placeholders for other steps' results).
+    pub fn preview_inputs(&self, step: StepId, inputs: &Map<String, Value>) -> Map<String, Value> {
         let s = self.dag.step(step);
-        let bound: Map<String, Value> = s
+        s
             .bindings
             .iter()
             .map(|b| {
@@ -225,8 +231,7 @@ impl Executor {
                 };
                 (b.slot.clone(), v)
             })
-            .collect();
-        self.request(step, &bound)
+            .collect()
     }
 
     fn request(&self, step: StepId, bound: &Map<String, Value>) -> Option<Request> {

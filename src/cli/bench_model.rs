@@ -89,8 +89,10 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     // strings: every token masked, the text as long as unconstrained decoding's.
     let text_grammar = Grammar::lark(r"start: /(?s:.*)/ & ~/(?s:.*)(\[\[|\]\]|##)(?s:.*)/");
     let decode8_text = decode_under(8, Some(&text_grammar))?;
-    let list_grammar = Grammar::lark(r#"start: "[" (STR ("," STR)*)? "]" /(?s:.*)/
-STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#);
+    let list_grammar = Grammar::lark(
+        r#"start: "[" (STR ("," STR)*)? "]" /(?s:.*)/
+STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
+    );
     let decode8_list = decode_under(8, Some(&list_grammar))?;
     let cost = |constrained: f64| 100.0 * (1.0 - constrained / decode8);
 
@@ -133,7 +135,11 @@ STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#);
         println!("  prefill            {prefill:>8.0} tok/s   ({} tokens)", ids.len());
         println!("  decode, batch 1    {decode1:>8.1} tok/s");
         println!("  decode, batch 8    {decode8:>8.1} tok/s   (total)");
-        println!("    under a grammar: text {decode8_text:>8.1} tok/s ({:+.1}% slower), JSON list {decode8_list:>8.1} tok/s ({:+.1}% slower)", cost(decode8_text), cost(decode8_list));
+        println!(
+            "    under a grammar: text {decode8_text:>8.1} tok/s ({:+.1}% slower), JSON list {decode8_list:>8.1} tok/s ({:+.1}% slower)",
+            cost(decode8_text),
+            cost(decode8_list)
+        );
         println!(
             "  choice, {} prompts x {} labels, {}-token shared prefix:\n    without prefix cache {score_uncached:>7.2} s\n    with prefix cache    {score_cached:>7.2} s   ({:.1}x; total/suffix tokens {ideal:.1}x; same best label {same_choice}/{})",
             args.prompts,

@@ -35,7 +35,9 @@ fn examples(path: &Path, dag: &Dag, limit: Option<usize>) -> anyhow::Result<Vec<
         let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line) else {
             anyhow::bail!("{}:{}: not a JSON object", path.display(), i + 1);
         };
-        let pick = |fields: &[loopc::graph::Field]| -> Map<String, Value> { obj.iter().filter(|(k, _)| fields.iter().any(|f| &f.name == *k)).map(|(k, v)| (k.clone(), v.clone())).collect() };
+        let pick = |fields: &[loopc::graph::Field]| -> Map<String, Value> {
+            obj.iter().filter(|(k, _)| fields.iter().any(|f| &f.name == *k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
         let inputs = pick(dag.inputs());
         anyhow::ensure!(inputs.len() == dag.inputs().len(), "{}:{}: the line lacks some of the program's inputs", path.display(), i + 1);
         out.push(Example { inputs, expected: pick(dag.outputs()) });
@@ -72,8 +74,8 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 fn measure(args: &BenchStructuredArgs, dag: &Dag, data: &[Example], name: &str, model: Option<String>, constrain: bool) -> anyhow::Result<Value> {
     let options = EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() };
     let engine = Engine::builder().options(options).build()?;
-    let program =
-        engine.load_with(&args.file, ProgramOptions { model_override: model, run: RunOptions { constrain, ..RunOptions::default() }, ..ProgramOptions::default() })?;
+    let program = engine
+        .load_with(&args.file, ProgramOptions { model_override: model, run: RunOptions { constrain, ..RunOptions::default() }, ..ProgramOptions::default() })?;
     let rt = tokio::runtime::Runtime::new()?;
     let started = Instant::now();
     let results: Vec<_> = rt.block_on(
@@ -182,7 +184,8 @@ fn start_server(python: &Path, gguf: &Path, wait: Duration) -> anyhow::Result<Se
     let rt = tokio::runtime::Runtime::new()?;
     let client = reqwest::Client::new();
     while Instant::now() < deadline {
-        let up = rt.block_on(async { client.get(format!("{}/models", server.url)).timeout(Duration::from_secs(2)).send().await.map(|r| r.status().is_success()) });
+        let up =
+            rt.block_on(async { client.get(format!("{}/models", server.url)).timeout(Duration::from_secs(2)).send().await.map(|r| r.status().is_success()) });
         if up.unwrap_or(false) {
             return Ok(server);
         }
@@ -215,7 +218,8 @@ fn default_gguf(python: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
 pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
     let dag = source::load_dag(&args.file, color)?;
     let data = examples(&args.data, &dag, args.limit)?;
-    let mut configs: Vec<(String, Option<String>, bool)> = vec![("local, constrained".into(), args.model.clone(), true), ("local, unconstrained".into(), args.model.clone(), false)];
+    let mut configs: Vec<(String, Option<String>, bool)> =
+        vec![("local, constrained".into(), args.model.clone(), true), ("local, unconstrained".into(), args.model.clone(), false)];
     let scratch = tempfile::tempdir()?;
     let server = match (&args.server_url, &args.server_python) {
         (Some(url), _) => Some((None, url.clone())),

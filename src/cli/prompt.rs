@@ -1,7 +1,7 @@
 //! `loopc prompt`: the exact prompt of a step, without calling a model.
 
-use loopc::runtime::adapter::{Request, Template};
 use loopc::graph::Type;
+use loopc::runtime::adapter::{Request, Template};
 use loopc::runtime::executor::{Executor, RunOptions, StepParams};
 use loopc::runtime::structure;
 use serde_json::Value;

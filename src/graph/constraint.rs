@@ -77,10 +77,14 @@ impl Format {
         match self {
             Format::Email => format!("{EMAIL_LOCAL}@(?:{DOMAIN_LABEL}\\.)+[A-Za-z]{{2,63}}"),
             Format::Url => {
-                format!("https?://(?:{DOMAIN_LABEL}\\.)*{DOMAIN_LABEL}(?::[0-9]{{1,5}})?(?:/{URL_CHARS}*)?(?:\\?(?:{URL_CHARS}|\\?)*)?(?:#(?:{URL_CHARS}|\\?)*)?")
+                format!(
+                    "https?://(?:{DOMAIN_LABEL}\\.)*{DOMAIN_LABEL}(?::[0-9]{{1,5}})?(?:/{URL_CHARS}*)?(?:\\?(?:{URL_CHARS}|\\?)*)?(?:#(?:{URL_CHARS}|\\?)*)?"
+                )
             }
             // Months with 31, 30 and 29 days (February 29 is allowed in every year).
-            Format::Date => "[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-9]))".into(),
+            Format::Date => {
+                "[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-9]))".into()
+            }
             Format::Time => "(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?".into(),
             Format::Uuid => "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}".into(),
         }
@@ -128,12 +132,15 @@ impl Hash for TextRule {
     }
 }
 
+/// What a rule means (format, pattern, lengths, source): what it compares and hashes by.
+type RuleKey<'a> = (Option<Format>, Option<&'a str>, Option<u32>, Option<u32>, Option<&'a str>);
+
 /// The longest `max_length` a program may ask for: long enough for any field a model
 /// writes, short enough that the grammar's counting stays small.
 pub const MAX_LENGTH_LIMIT: u32 = 100_000;
 
 impl TextRule {
-    fn key(&self) -> (Option<Format>, Option<&str>, Option<u32>, Option<u32>, Option<&str>) {
+    fn key(&self) -> RuleKey<'_> {
         (self.format, self.pattern.as_deref(), self.min_length, self.max_length, self.source.as_deref())
     }
 
@@ -368,7 +375,10 @@ pub(crate) fn lower(name: &Ident, constraints: &[Constraint], span: Span, diags:
     }
     if let (Some((min, _)), Some((max, at))) = (min_length, max_length) {
         if min > max {
-            diags.push(Diagnostic::error("unmatchable-pattern", at, format!("no text is at least {min} and at most {max} characters long")).with_label("below the minimum"));
+            diags.push(
+                Diagnostic::error("unmatchable-pattern", at, format!("no text is at least {min} and at most {max} characters long"))
+                    .with_label("below the minimum"),
+            );
             return base;
         }
     }
@@ -385,7 +395,11 @@ pub(crate) fn lower(name: &Ident, constraints: &[Constraint], span: Span, diags:
     };
     if let Err(empty) = matchable(&rule) {
         let at = pattern.as_ref().map(|(_, s)| *s).or(max_length.map(|(_, s)| s)).unwrap_or(span);
-        diags.push(Diagnostic::error("unmatchable-pattern", at, empty).with_label("nothing can match").with_hint("a value would have to match every constraint at once"));
+        diags.push(
+            Diagnostic::error("unmatchable-pattern", at, empty)
+                .with_label("nothing can match")
+                .with_hint("a value would have to match every constraint at once"),
+        );
         return base;
     }
     Type::Constrained(match source {

@@ -22,6 +22,7 @@ mod types;
 mod tests;
 
 pub use self::check::check;
+pub use self::constraint::{Format, TextRule, FORMAT_NAMES};
 pub use self::dag::{Dag, Edge, Node};
 pub use self::decl::{Binding, Field, Fields, MetricId, ModelId, Signature, SignatureId, Source, Step, StepId, StepKind, Target, ToolId, REASONING, RESULT};
 pub use self::feedback_spec::{default_feedback, FeedbackKind, FeedbackSpec, CORRECTION, IMPLICIT_SIGNALS};
@@ -31,5 +32,4 @@ pub use self::model_spec::{DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODE
 pub use self::optimizer_spec::{OptimizerKind, OptimizerSettings, OptimizerSpec, TEMPLATE_NAMES};
 pub use self::suggest::did_you_mean;
 pub use self::tool_spec::{arg_rule, url_slots, ArgRule, Segment, Template, ToolKind, ToolOptions, ToolSpec, UrlSlot, UrlTemplateError};
-pub use self::constraint::{Format, TextRule, FORMAT_NAMES};
 pub use self::types::Type;

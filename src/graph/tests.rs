@@ -334,14 +334,21 @@ fn many_unbound_inputs_make_one_diagnostic_per_step() {
 
 #[test]
 fn constraints_are_checked_where_they_are_written() {
-    let t = |ty: &str| check(&format!("program p\ninput q: text\noutput a: {ty}\nsignature S {{ in x: text out y: {ty} }}\nstep s = predict S {{ x: input.q }}\nreturn {{ a: s.y }}"));
+    let t = |ty: &str| {
+        check(&format!(
+            "program p\ninput q: text\noutput a: {ty}\nsignature S {{ in x: text out y: {ty} }}\nstep s = predict S {{ x: input.q }}\nreturn {{ a: s.y }}"
+        ))
+    };
     assert_eq!(t("list<text(email)>"), Vec::<String>::new());
     assert_eq!(t("text(/[A-Z]{3}/, max_length: 3)"), Vec::<String>::new());
     assert_eq!(t("text(emial)")[0], "unknown-name 3:16 unknown text format `emial`");
-    assert_eq!(hints(&format!("program p\noutput a: text(emial)\nreturn {{ a: \"x\" }}"))[0], "did you mean `email`?");
+    assert_eq!(hints("program p\noutput a: text(emial)\nreturn { a: \"x\" }")[0], "did you mean `email`?");
     assert_eq!(t("text(/[a-/)")[0].split(':').next(), Some("invalid-pattern 3"));
     assert!(t("text(/(?=a)b/)")[0].starts_with("invalid-pattern 3:16 invalid pattern:"), "{:?}", t("text(/(?=a)b/)"));
-    assert_eq!(t("text(date, /[a-z]+/)"), ["unmatchable-pattern 3:22 no text satisfies `text(date, /[a-z]+/)`", "unmatchable-pattern 4:44 no text satisfies `text(date, /[a-z]+/)`"]);
+    assert_eq!(
+        t("text(date, /[a-z]+/)"),
+        ["unmatchable-pattern 3:22 no text satisfies `text(date, /[a-z]+/)`", "unmatchable-pattern 4:44 no text satisfies `text(date, /[a-z]+/)`"]
+    );
     assert_eq!(t("text(min_length: 5, max_length: 2)")[0], "unmatchable-pattern 3:31 no text is at least 5 and at most 2 characters long");
     assert_eq!(t("int(email)")[0], "invalid-constraint 3:11 `int` takes no constraints");
     assert_eq!(t("text(max_len: 3)")[0], "unknown-name 3:16 unknown text constraint `max_len`");

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use super::chat::{ChatFormat, Message};
 use super::error::{io, ModelError};
+use super::grammar::Constraint;
 use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
 use super::sampling::Sampling;
 use super::session::{self, Decoder};
 use super::text::PromptText;
 use super::tokenizer::{TokenCount, Tokenizer};
-use super::grammar::Constraint;
 use super::worker::{self, ChoiceJob, Choices, Encoded, GenJob, Job, LogitsJob, Reply, Worker};
 
 /// Options for loading a model.
@@ -458,7 +458,7 @@ impl LocalModel {
         let max_tokens = r.max_tokens.min(self.context - prompt.ids.len());
         // The grammar compiles here, on the caller's thread: a bad one fails before any model work.
         let constraint = match &r.grammar {
-            Some(g) => Some(Constraint::new(self.constrainer()?.start(g)?)),
+            Some(g) => Some(Box::new(Constraint::new(self.constrainer()?.start(g)?))),
             None => None,
         };
         self.submit(Job::Generate(GenJob { prompt, max_tokens, sampling: r.sampling.clone(), stop: r.stop.clone(), constraint, reply }))

@@ -443,10 +443,11 @@ fn marker_in(v: &Value) -> Option<String> {
             let fragment = t.contains("[[ ##") || t.contains("## ]]") || {
                 // `## name ##`: two `##` around a word.
                 let parts: Vec<&str> = t.split("##").collect();
-                parts.len() >= 3 && parts[1..parts.len() - 1].iter().any(|p| {
-                    let w = p.trim();
-                    !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                })
+                parts.len() >= 3
+                    && parts[1..parts.len() - 1].iter().any(|p| {
+                        let w = p.trim();
+                        !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
             };
             fragment.then(|| t.chars().take(40).collect())
         }
@@ -502,7 +503,10 @@ fn split_marked(outputs: &[Field], text: &str) -> Vec<(String, Value)> {
     found
 }
 
-fn split_json(outputs: &[Field], text: &str) -> Result<(Vec<(String, Value)>, Vec<Repair>), ParseError> {
+/// The fields of a JSON answer, by name, with the repairs reading it took.
+type JsonFields = (Vec<(String, Value)>, Vec<Repair>);
+
+fn split_json(outputs: &[Field], text: &str) -> Result<JsonFields, ParseError> {
     let (obj, fixes) = super::value::read_object(text).map_err(|_| ParseError {
         field: outputs.first().map_or(String::new(), |f| f.name.clone()),
         problem: ParseProblem::NoJsonObject(text.chars().take(80).collect()),

@@ -53,9 +53,14 @@ async fn double(kind: Kind, answer: fn(&Value) -> String) -> (String, Arc<Mutex<
                     (422, json!({"detail": [{"msg": "Input should be 'text' or 'json_object'"}]}).to_string())
                 } else {
                     let content = answer(&body);
-                    (200, json!({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": {"prompt_tokens": 20, "completion_tokens": 5}}).to_string())
+                    (
+                        200,
+                        json!({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": {"prompt_tokens": 20, "completion_tokens": 5}})
+                            .to_string(),
+                    )
                 };
-                let resp = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+                let resp =
+                    format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
                 let _ = sock.write_all(resp.as_bytes()).await;
             });
         }

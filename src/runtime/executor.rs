@@ -11,9 +11,9 @@ use serde_json::{Map, Value};
 
 use super::adapter::{render_request, Demo, FieldRepair, ParseError, ParseProblem, Request, Task, Template};
 use super::backend::{AnswerShape, Backend, BackendError, Call, Enforcement, Structured};
-use super::structure;
 use super::retrieve::Retriever;
 use super::scoring::LabelScoring;
+use super::structure;
 use super::tools::{self, ToolError};
 use super::trace::{LabelScore, StepTrace, Trace};
 use super::value::{check, read};
@@ -220,8 +220,7 @@ impl Executor {
     /// The values a step's slots would get for `inputs` (placeholders for other steps' results).
     pub fn preview_inputs(&self, step: StepId, inputs: &Map<String, Value>) -> Map<String, Value> {
         let s = self.dag.step(step);
-        s
-            .bindings
+        s.bindings
             .iter()
             .map(|b| {
                 let v = match &b.source {

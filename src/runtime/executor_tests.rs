@@ -42,7 +42,15 @@ impl Backend for Scripted {
             for c in calls {
                 self.seen.lock().unwrap().push(c.request.user.to_plain());
                 let text = self.replies.lock().unwrap().pop_front().unwrap_or_default();
-                out.push(Completion { text, prompt_tokens: 10, cached_tokens: 0, completion_tokens: 2, from_cache: false, shape: Default::default(), structure_note: None });
+                out.push(Completion {
+                    text,
+                    prompt_tokens: 10,
+                    cached_tokens: 0,
+                    completion_tokens: 2,
+                    from_cache: false,
+                    shape: Default::default(),
+                    structure_note: None,
+                });
             }
             Ok(out)
         })

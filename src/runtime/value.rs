@@ -184,20 +184,27 @@ fn read_list(inner: &Type, text: &str, repairs: &mut Vec<Repair>) -> Result<Valu
     if text.contains('[') {
         let v = tolerant_json(text, Some('['), repairs).map_err(|e| format!("not a valid JSON list ({e}): `{}`", short(text)))?;
         let Value::Array(items) = v else { return Err(format!("not a list: `{}`", short(text))) };
-        return items.into_iter().enumerate().map(|(i, item)| read_item(inner, item, repairs).map_err(|e| format!("item {i}: {e}"))).collect::<Result<Vec<_>, _>>().map(Value::Array);
+        return items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| read_item(inner, item, repairs).map_err(|e| format!("item {i}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
     }
     if text.is_empty() {
         return Ok(Value::Array(Vec::new()));
     }
     // One item per line ("- a", "1. a"), comma-separated on one line, or a single value.
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let items: Vec<&str> = if lines.len() > 1 {
-        lines.iter().map(|l| strip_bullet(l)).collect()
-    } else {
-        text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
-    };
+    let items: Vec<&str> =
+        if lines.len() > 1 { lines.iter().map(|l| strip_bullet(l)).collect() } else { text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect() };
     repairs.push(if items.len() > 1 { Repair::LinesToList } else { Repair::SingleToList });
-    items.into_iter().enumerate().map(|(i, item)| read_stripped(inner, item, repairs).map_err(|e| format!("item {i}: {e}"))).collect::<Result<Vec<_>, _>>().map(Value::Array)
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| read_stripped(inner, item, repairs).map_err(|e| format!("item {i}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
 }
 
 /// A JSON list item: checked as it is, or, when it came as a string for a non-text type,

@@ -84,7 +84,8 @@ mod tests {
     #[test]
     fn brackets_in_strings_comments_and_arrows_do_not_count() {
         let deep = "[".repeat(MAX_NESTING + 5);
-        let src = format!("program p \"{deep}\"\n// {deep}\nsignature S \"\"\"\n{deep}\n\"\"\" {{}}\ntool t() -> text = command [\"x\"]\ninput x: text(/{deep}/)\n");
+        let src =
+            format!("program p \"{deep}\"\n// {deep}\nsignature S \"\"\"\n{deep}\n\"\"\" {{}}\ntool t() -> text = command [\"x\"]\ninput x: text(/{deep}/)\n");
         assert!(check_nesting(&src).is_ok());
     }
 }

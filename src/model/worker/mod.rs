@@ -81,8 +81,9 @@ pub(crate) struct GenJob {
     pub max_tokens: usize,
     pub sampling: Sampling,
     pub stop: Vec<String>,
-    /// The grammar's state, for a constrained generation.
-    pub constraint: Option<Constraint>,
+    /// The grammar's state, for a constrained generation (boxed: a matcher is large, and
+    /// jobs wait in a queue).
+    pub constraint: Option<Box<Constraint>>,
     pub reply: Reply<Result<Generation, ModelError>>,
 }
 
@@ -131,7 +132,7 @@ impl Job {
 /// A generating sequence in the decode batch.
 pub(crate) struct Sequence {
     sampler: Sampler,
-    constraint: Option<Constraint>,
+    constraint: Option<Box<Constraint>>,
     tokens: Vec<u32>,
     text: String,
     max_tokens: usize,

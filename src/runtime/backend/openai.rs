@@ -251,7 +251,9 @@ impl OpenAiBackend {
         let schema = &structured.schema;
         let Some(dialect) = dialect else { return body };
         match dialect {
-            Dialect::JsonSchema => body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": schema}}),
+            Dialect::JsonSchema => {
+                body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": schema}})
+            }
             Dialect::JsonObject => body["response_format"] = json!({"type": "json_object", "schema": schema}),
             Dialect::Guided => match &structured.choice {
                 Some(labels) => body["guided_choice"] = json!(labels),
@@ -356,7 +358,9 @@ impl OpenAiBackend {
                     (c.shape, c.structure_note) = match (dialect, call.structured.as_ref()) {
                         (Some(Dialect::Guided), Some(s)) if s.choice.is_some() => (AnswerShape::Choice, Some("guided_choice".to_string())),
                         (Some(d), _) => (AnswerShape::JsonObject, Some(d.name().to_string())),
-                        (None, Some(_)) if self.options.structured_output == StructuredOutput::Off => (AnswerShape::Template, Some("parsed (structured_output: off)".into())),
+                        (None, Some(_)) if self.options.structured_output == StructuredOutput::Off => {
+                            (AnswerShape::Template, Some("parsed (structured_output: off)".into()))
+                        }
                         (None, Some(_)) => (AnswerShape::JsonObject, Some("parsed (the endpoint took no structured-output dialect)".into())),
                         (None, None) => (AnswerShape::Template, None),
                     };
@@ -369,7 +373,10 @@ impl OpenAiBackend {
                         last = (endpoint.base_url.clone(), reason);
                     }
                     (Some(d), _) => {
-                        return Err(BackendError::Remote { url: endpoint.base_url.clone(), reason: format!("refused `structured_output: {}`: {reason}", d.name()) })
+                        return Err(BackendError::Remote {
+                            url: endpoint.base_url.clone(),
+                            reason: format!("refused `structured_output: {}`: {reason}", d.name()),
+                        })
                     }
                     (None, _) => return Err(BackendError::Remote { url: endpoint.base_url.clone(), reason }),
                 },

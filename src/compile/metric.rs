@@ -140,7 +140,11 @@ impl Metric {
     /// The example fields the metric reads (each must be in every example).
     pub fn example_fields(&self) -> Vec<String> {
         let ops: Vec<&Operand> = match &self.spec.kind {
-            MetricKind::Exact(a, b) | MetricKind::NormalizedExact(a, b) | MetricKind::Contains(a, b) | MetricKind::TokenF1(a, b) | MetricKind::ItemsF1(a, b) => {
+            MetricKind::Exact(a, b)
+            | MetricKind::NormalizedExact(a, b)
+            | MetricKind::Contains(a, b)
+            | MetricKind::TokenF1(a, b)
+            | MetricKind::ItemsF1(a, b) => {
                 vec![a, b]
             }
             MetricKind::Regex(a, _) => vec![a],

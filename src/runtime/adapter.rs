@@ -350,6 +350,12 @@ impl Request {
     /// asked to continue with exactly that field (small models often stop or ramble after
     /// reasoning instead of writing the next marker). `None` where the template cannot.
     pub fn continue_with(&self, outputs: &[Field], answer: &str, field: &str) -> Option<String> {
+        self.continue_from(outputs, answer, field, true)
+    }
+
+    /// [`Request::continue_with`], opening the field's value (`["`, `[`, `{`) only when `open`:
+    /// a continuation decoded under the rest of the answer's grammar starts at the value.
+    pub fn continue_from(&self, outputs: &[Field], answer: &str, field: &str, open: bool) -> Option<String> {
         // Drop trailing lines that open a bracket but are not a marker loopc knows.
         let mut kept: Vec<&str> = answer.trim_end().lines().collect();
         while kept.last().is_some_and(|l| l.trim_start().starts_with('[') && !l.contains("[[ ## ")) {
@@ -359,8 +365,8 @@ impl Request {
         let body = body.trim_end();
         match self.template {
             Template::Chat => {
-                let open = outputs.iter().find(|f| f.name == field).map_or("", opener);
-                Some(format!("{body}\n\n{}\n{open}", marker(field)))
+                let opening = if open { outputs.iter().find(|f| f.name == field).map_or("", opener) } else { "" };
+                Some(format!("{body}\n\n{}\n{opening}", marker(field)))
             }
             Template::Completion => Some(format!("{body}\n{}:", title(field))),
             Template::Json => None,

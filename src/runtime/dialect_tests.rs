@@ -21,6 +21,9 @@ enum Kind {
     OpenAi,
     /// llama-cpp-python's server: `json_schema` refused with 422, `json_object` + schema taken.
     LlamaCppPython,
+    /// The same server as it answered here (0.3.36 with a recent FastAPI): the validation error
+    /// comes back as a 500 naming the field.
+    LlamaCppPython500,
     /// vLLM with `response_format` switched off: only `guided_json` / `guided_choice`.
     Guided,
     /// No structured output at all: any such field is a 400.
@@ -45,12 +48,16 @@ async fn double(kind: Kind, answer: fn(&Value) -> String) -> (String, Arc<Mutex<
                 let guided = body.get("guided_json").is_some() || body.get("guided_choice").is_some();
                 let refused = match kind {
                     Kind::OpenAi => guided || format == Some("json_object"),
-                    Kind::LlamaCppPython => guided || format == Some("json_schema"),
+                    Kind::LlamaCppPython | Kind::LlamaCppPython500 => guided || format == Some("json_schema"),
                     Kind::Guided => format.is_some(),
                     Kind::Plain => format.is_some() || guided,
                 };
                 let (status, text) = if refused {
-                    (422, json!({"detail": [{"msg": "Input should be 'text' or 'json_object'"}]}).to_string())
+                    let detail = "1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}";
+                    match kind {
+                        Kind::LlamaCppPython500 => (500, json!({"error": {"message": detail, "type": "internal_server_error"}}).to_string()),
+                        _ => (422, json!({"detail": [{"msg": "Input should be 'text' or 'json_object'"}]}).to_string()),
+                    }
                 } else {
                     let content = answer(&body);
                     (
@@ -113,6 +120,16 @@ async fn a_server_that_refuses_json_schema_is_asked_in_its_own_dialect_from_then
     // The prompt asks for what the schema enforces: a JSON object.
     let system = bodies[1]["messages"][0]["content"].as_str().unwrap_or("");
     assert!(system.contains("Answer with one JSON object"), "{system}");
+}
+
+#[tokio::test]
+async fn a_refusal_that_comes_back_as_a_server_error_naming_the_field_is_still_a_refusal() {
+    let (url, seen) = double(Kind::LlamaCppPython500, joy).await;
+    let ex = executor(EMOTION, &url, StructuredOutput::Auto);
+    let (out, trace) = ex.run(inputs(json!({"tweet": "x"}))).await;
+    assert_eq!(out.expect("runs").get("emotion"), Some(&json!("joy")));
+    assert_eq!(trace.steps[0].structure.as_deref(), Some("json_object"));
+    assert_eq!(seen.lock().expect("log").len(), 2, "no retries spent on the refusal (retries are 0 here)");
 }
 
 #[tokio::test]

@@ -549,14 +549,21 @@ impl Executor {
                 Err(e) => {
                     if attempt == 0 {
                         let missing = e.problem == ParseProblem::Missing;
-                        // Under a grammar a field is never left out unless the answer ran out of
-                        // tokens; continuing from a marker would leave the grammar behind.
-                        let continuation = (missing && enforcement != Enforcement::Grammar && completion.shape == AnswerShape::Template)
-                            .then(|| request.continue_with(outputs, &answer, &e.field))
+                        let grammar = enforcement == Enforcement::Grammar;
+                        let continuation = (missing && completion.shape == AnswerShape::Template)
+                            .then(|| request.continue_from(outputs, &answer, &e.field, !grammar))
                             .flatten();
                         match continuation {
-                            // A field never written: continue the answer from that field's marker.
-                            Some(so_far) => call.answer_so_far = so_far,
+                            // A field never written (under a grammar: the answer ran out of tokens,
+                            // e.g. in its reasoning): continue the answer from that field's marker,
+                            // decoding the rest under the grammar of the fields from there on.
+                            Some(so_far) => {
+                                call.answer_so_far = so_far;
+                                if grammar {
+                                    let from = outputs.iter().position(|f| f.name == e.field).unwrap_or(0);
+                                    call.grammar = Some(structure::grammar(request.template, &outputs[from..], &st.inputs));
+                                }
+                            }
                             // A field written wrongly: ask again, showing what went wrong.
                             None => {
                                 call.request.user = with_error_note(&request.user, &e.to_string());

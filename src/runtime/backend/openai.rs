@@ -311,6 +311,12 @@ impl OpenAiBackend {
             Err(Bounded::Broken(e)) => return Attempt::Retry(format!("the connection broke while reading the answer: {e}")),
         };
         let excerpt = || text.chars().take(200).collect::<String>();
+        // A server error that names the structured-output field is a refusal of the dialect:
+        // llama-cpp-python's server answers `json_schema` with a validation error that some
+        // FastAPI versions turn into a 500 (seen with 0.3.36), others into a 422.
+        if refusable && status.is_server_error() && names_a_dialect(&text) {
+            return Attempt::Refused(format!("HTTP {status}: {}", excerpt()));
+        }
         if status.as_u16() == 429 || status.is_server_error() {
             return Attempt::Retry(format!("HTTP {status}: {}", excerpt()));
         }
@@ -391,6 +397,11 @@ impl OpenAiBackend {
         }
         Err(BackendError::Remote { url: last.0, reason: format!("gave up after {} attempt(s); last: {}", self.options.retries + 1, last.1) })
     }
+}
+
+/// Whether an error answer speaks of a structured-output field (its name or a dialect's).
+fn names_a_dialect(body: &str) -> bool {
+    ["response_format", "json_schema", "json_object", "guided_json", "guided_choice"].iter().any(|k| body.contains(k))
 }
 
 enum Bounded {

@@ -53,7 +53,7 @@ pub fn unescape_regex(body: &str) -> String {
     out
 }
 
-/// Writes a pattern as a `/.../` literal: the inverse of [`unescape_regex`] (a `/` not
+/// Writes a pattern as a `/.../` literal: the inverse of reading one (a `/` not
 /// already escaped gets a backslash; escape pairs are kept whole).
 pub fn quote_regex(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 2);

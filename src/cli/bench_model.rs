@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::progress::ConsoleProgress;
 use loopc::model::provision::open_model;
 use loopc::model::sampling::Sampling;
-use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt, PromptText};
+use loopc::model::{GenerateRequest, Grammar, LoadOptions, LocalModel, PrefixCaching, Prompt, PromptText};
 
 use super::args::BenchModelArgs;
 use super::Outcome;
@@ -40,7 +40,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     }
     let threads = options.threads;
     let model = open_model(&args.model, options, &ConsoleProgress::new())?;
-    let greedy = |prompt: Prompt, n: usize| GenerateRequest { prompt, max_tokens: n, sampling: Sampling::default(), stop: Vec::new() };
+    let greedy = |prompt: Prompt, n: usize| GenerateRequest { prompt, max_tokens: n, sampling: Sampling::default(), stop: Vec::new(), grammar: None };
 
     // Warm-up: the first pass pays for ONNX Runtime's lazy initialisation.
     model.generate(&[greedy(Prompt::plain("warm up"), 2)], PrefixCaching::Off)?;
@@ -58,9 +58,12 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     let prefill = ids.len() as f64 / fastest;
 
     // Decode at batch 1 and 8: time after the first token, which includes the prefill.
-    let decode = |batch: usize| -> anyhow::Result<f64> {
+    // Under a grammar every row's token mask is computed each step.
+    let decode_under = |batch: usize, grammar: Option<&Grammar>| -> anyhow::Result<f64> {
         let reqs: Vec<GenerateRequest> = (0..batch)
-            .map(|i| text_of(&model, 24, i).map(|p| GenerateRequest { stop: vec![], ..greedy(Prompt::plain(p), args.decode_tokens) }))
+            .map(|i| {
+                text_of(&model, 24, i).map(|p| GenerateRequest { stop: vec![], grammar: grammar.cloned(), ..greedy(Prompt::plain(p), args.decode_tokens) })
+            })
             .collect::<anyhow::Result<_>>()?;
         let first = Instant::now();
         model.generate(&reqs.iter().map(|r| GenerateRequest { max_tokens: 1, ..r.clone() }).collect::<Vec<_>>(), PrefixCaching::Off)?;
@@ -72,8 +75,24 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         let secs = (t.elapsed().saturating_sub(prefill_time)).as_secs_f64();
         Ok((generated - batch as f64) / secs)
     };
+    let decode = |batch: usize| decode_under(batch, None);
     let decode1 = decode(1)?;
-    let decode8 = decode(8)?;
+    // Free text without marker syntax (what a chat answer's text is held to), and a JSON list of
+    // strings: every token masked, the text as long as unconstrained decoding's. The three
+    // batch-8 runs alternate, best of three each, so a busy moment on the machine does not
+    // land on one of them only.
+    let text_grammar = Grammar::lark("start: TEXT\nTEXT: /(?s:.*)/ & ~/(?s:.*)(\\[\\[|\\]\\]|##)(?s:.*)/");
+    let list_grammar = Grammar::lark(
+        r#"start: "[" (STR ("," STR)*)? "]" /(?s:.*)/
+STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
+    );
+    let (mut decode8, mut decode8_text, mut decode8_list) = (0f64, 0f64, 0f64);
+    for _ in 0..3 {
+        decode8 = decode8.max(decode(8)?);
+        decode8_text = decode8_text.max(decode_under(8, Some(&text_grammar))?);
+        decode8_list = decode8_list.max(decode_under(8, Some(&list_grammar))?);
+    }
+    let cost = |constrained: f64| 100.0 * (1.0 - constrained / decode8);
 
     // Choice scoring: prompts sharing a long prefix, four labels each.
     let shared = format!("{}\n", text_of(&model, args.shared_tokens, 3)?);
@@ -99,6 +118,8 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         "model": args.model, "threads": threads,
         "prefill_tokens": ids.len(), "prefill_tok_per_s": prefill,
         "decode_tok_per_s_batch1": decode1, "decode_tok_per_s_batch8": decode8,
+        "decode_tok_per_s_batch8_text_grammar": decode8_text, "decode_tok_per_s_batch8_json_list_grammar": decode8_list,
+        "grammar_slowdown_percent_text": cost(decode8_text), "grammar_slowdown_percent_json_list": cost(decode8_list),
         "choice_prompts": args.prompts, "choice_labels": labels.len(), "shared_prefix_tokens": args.shared_tokens,
         "choice_seconds_without_prefix_cache": score_uncached, "choice_seconds_with_prefix_cache": score_cached,
         "prefix_cache_speedup": score_uncached / score_cached, "ideal_speedup_total_over_suffix_tokens": ideal,
@@ -112,6 +133,11 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         println!("  prefill            {prefill:>8.0} tok/s   ({} tokens)", ids.len());
         println!("  decode, batch 1    {decode1:>8.1} tok/s");
         println!("  decode, batch 8    {decode8:>8.1} tok/s   (total)");
+        println!(
+            "    under a grammar: text {decode8_text:>8.1} tok/s (slowdown {:+.1}%), JSON list {decode8_list:>8.1} tok/s (slowdown {:+.1}%)",
+            cost(decode8_text),
+            cost(decode8_list)
+        );
         println!(
             "  choice, {} prompts x {} labels, {}-token shared prefix:\n    without prefix cache {score_uncached:>7.2} s\n    with prefix cache    {score_cached:>7.2} s   ({:.1}x; total/suffix tokens {ideal:.1}x; same best label {same_choice}/{})",
             args.prompts,

@@ -39,6 +39,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<Outcome> {
         max_tokens: args.max_tokens,
         sampling: Sampling { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed },
         stop: args.stop.clone(),
+        grammar: None,
     };
     let started = std::time::Instant::now();
     let out = model.generate(&[request], PrefixCaching::Off)?.into_iter().next().ok_or_else(|| anyhow::anyhow!("no output"))?;

@@ -20,6 +20,7 @@ mod bench_model;
 mod bench_review;
 mod bench_run;
 mod bench_serve;
+mod bench_structured;
 mod cache;
 mod check;
 mod compile;
@@ -113,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Run(a)) => bench_run::run(&a, color),
         Command::Bench(BenchCommand::Compile(a)) => bench_compile::run(&a, color),
         Command::Bench(BenchCommand::Accuracy(a)) => bench_accuracy::run(&a, color),
+        Command::Bench(BenchCommand::Structured(a)) => bench_structured::run(&a, color),
         Command::Bench(BenchCommand::Serve(a)) => bench_serve::run(&a, color),
         Command::Bench(BenchCommand::Review(a)) => bench_review::run(&a),
         Command::Serve(a) => serve::run(&a, color),

@@ -1,9 +1,11 @@
 //! `loopc prompt`: the exact prompt of a step, without calling a model.
 
+use loopc::graph::Type;
 use loopc::model::prompting::ModelText;
 use loopc::model::provision::{locate_model, Cache};
 use loopc::runtime::adapter::{Request, Template};
 use loopc::runtime::executor::{Executor, RunOptions, StepParams};
+use loopc::runtime::structure;
 use serde_json::Value;
 
 use super::args::PromptArgs;
@@ -27,12 +29,25 @@ pub fn run(args: &PromptArgs, color: bool) -> anyhow::Result<Outcome> {
         let template = Template::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown template `{name}` (chat, json, completion)"))?;
         params.insert(step, StepParams { template, ..StepParams::default() });
     }
+    let outputs = dag.step(step).outputs.to_vec();
     let executor = Executor::new(std::sync::Arc::new(dag), Vec::new(), params, RunOptions::default());
     executor.check_inputs(&inputs)?;
     let request = executor.preview(step, &inputs).ok_or_else(|| anyhow::anyhow!("step `{}` calls a tool; it has no prompt", args.step))?;
+    // One label or bool is scored as a choice after the prompt; anything else is decoded under
+    // the answer's grammar, which starts right after the constrained answer prefix.
+    let choice = matches!(outputs.as_slice(), [f] if matches!(f.ty, Type::Label(_) | Type::Bool));
+    let request = if choice { request } else { request.constrained(&outputs) };
     match &args.model {
         Some(model) => print!("{}", exact(&request, model)?),
         None => print!("{}", show(&request)),
+    }
+    if args.grammar {
+        if choice {
+            println!("\n[answer: one of the choices, scored; no grammar]");
+        } else {
+            let bound = executor.preview_inputs(step, &inputs);
+            println!("\n[answer grammar, llguidance Lark]\n{}", structure::grammar(request.template, &outputs, &bound).text());
+        }
     }
     Ok(Outcome::Success)
 }

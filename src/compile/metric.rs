@@ -140,7 +140,13 @@ impl Metric {
     /// The example fields the metric reads (each must be in every example).
     pub fn example_fields(&self) -> Vec<String> {
         let ops: Vec<&Operand> = match &self.spec.kind {
-            MetricKind::Exact(a, b) | MetricKind::NormalizedExact(a, b) | MetricKind::Contains(a, b) | MetricKind::TokenF1(a, b) => vec![a, b],
+            MetricKind::Exact(a, b)
+            | MetricKind::NormalizedExact(a, b)
+            | MetricKind::Contains(a, b)
+            | MetricKind::TokenF1(a, b)
+            | MetricKind::ItemsF1(a, b) => {
+                vec![a, b]
+            }
             MetricKind::Regex(a, _) => vec![a],
             MetricKind::Numeric { prediction, target, .. } => vec![prediction, target],
             MetricKind::Judge { bindings, .. } => bindings.iter().map(|(_, o)| o).collect(),
@@ -159,6 +165,7 @@ impl Metric {
             MetricKind::NormalizedExact(a, b) => bool_score(normalize(&text(&get(a))) == normalize(&text(&get(b)))),
             MetricKind::Contains(a, b) => bool_score(text(&get(a)).to_lowercase().contains(&text(&get(b)).to_lowercase())),
             MetricKind::TokenF1(a, b) => token_f1(&text(&get(a)), &text(&get(b))),
+            MetricKind::ItemsF1(a, b) => items_f1(&get(a), &get(b)),
             MetricKind::Regex(a, pattern) => {
                 let re = regex::Regex::new(pattern).map_err(|e| MetricError::Unavailable { metric: self.spec.name.clone(), reason: e.to_string() })?;
                 bool_score(re.is_match(&text(&get(a))))
@@ -201,6 +208,27 @@ fn text(v: &Value) -> String {
 fn normalize(s: &str) -> String {
     let lowered: String = s.to_lowercase().chars().map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' }).collect();
     lowered.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).collect::<Vec<_>>().join(" ")
+}
+
+/// Item-level F1 of two lists (a value that is not a list is a list of one; null is empty).
+fn items_f1(prediction: &Value, target: &Value) -> f64 {
+    let items = |v: &Value| -> std::collections::HashSet<String> {
+        let one = |v: &Value| text(v).to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ");
+        match v {
+            Value::Array(a) => a.iter().map(one).collect(),
+            Value::Null => Default::default(),
+            other => std::iter::once(one(other)).collect(),
+        }
+    };
+    let (p, t) = (items(prediction), items(target));
+    if p.is_empty() || t.is_empty() {
+        return if p.is_empty() && t.is_empty() { 1.0 } else { 0.0 };
+    }
+    let common = p.intersection(&t).count() as f64;
+    if common == 0.0 {
+        return 0.0;
+    }
+    2.0 * common / (p.len() + t.len()) as f64
 }
 
 fn token_f1(prediction: &str, target: &str) -> f64 {
@@ -294,6 +322,15 @@ mod tests {
 
     fn ex(v: Value) -> Example {
         Example { origin: "t:1".into(), fields: v.as_object().cloned().unwrap() }
+    }
+
+    #[test]
+    fn items_f1_counts_whole_items_ignoring_case_and_order() {
+        let f = |a: Value, b: Value| items_f1(&a, &b);
+        assert!((f(json!(["Ann@Example.com", "bo@x.io"]), json!(["bo@x.io", "ann@example.com", "cy@z.org"])) - 0.8).abs() < 1e-9);
+        assert_eq!(f(json!([]), json!([])), 1.0);
+        assert_eq!(f(json!(["x"]), json!([])), 0.0);
+        assert_eq!(f(json!(["ann lee"]), json!(["ann"])), 0.0, "a part of an item is not the item");
     }
 
     #[test]

@@ -43,7 +43,18 @@ impl Backend for Rules {
         self.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
         let text = " Pick the team named by the ticket's keyword.".to_string();
         Box::pin(async move {
-            Ok(calls.iter().map(|_| Completion { text: text.clone(), prompt_tokens: 50, cached_tokens: 0, completion_tokens: 9, from_cache: false }).collect())
+            Ok(calls
+                .iter()
+                .map(|_| Completion {
+                    text: text.clone(),
+                    prompt_tokens: 50,
+                    cached_tokens: 0,
+                    completion_tokens: 9,
+                    from_cache: false,
+                    shape: Default::default(),
+                    structure_note: None,
+                })
+                .collect())
         })
     }
 

@@ -156,6 +156,10 @@ impl Scope<'_> {
             (ValueKind::Path(p), Type::Label(labels)) => label(&p[0].name, labels, p[0].span)?,
             (ValueKind::Str(s), Type::Label(labels)) => label(s, labels, v.span)?,
             (ValueKind::Str(s), Type::Text | Type::Json) => Value::String(s.clone()),
+            (ValueKind::Str(s), Type::Constrained(rule)) => {
+                rule.check(s).map_err(|reason| Problem::Breaks { reason, span: v.span })?;
+                Value::String(s.clone())
+            }
             (ValueKind::Int(i), Type::Int | Type::Float | Type::Json) => Value::from(*i),
             (ValueKind::Float(f), Type::Float | Type::Json) => serde_json::json!(f),
             (ValueKind::Bool(b), Type::Bool | Type::Json) => Value::Bool(*b),
@@ -188,6 +192,13 @@ enum Problem {
         /// Where it is written.
         span: Span,
     },
+    /// Text that breaks its field's constraints (a format, a pattern, a length).
+    Breaks {
+        /// Which constraint it breaks, and how.
+        reason: String,
+        /// Where it is written.
+        span: Span,
+    },
 }
 
 impl Problem {
@@ -214,6 +225,8 @@ impl Problem {
                     .with_hint_opt(suggest.did_you_mean(&value, labels.iter().map(String::as_str)))
                     .with_hint(format!("the labels are: {}", name_list(labels.iter().map(String::as_str))))
             }
+            Problem::Breaks { reason, span } => Diagnostic::error("invalid-value", span, format!("`{}` of example `{example}`: {reason}", field.name))
+                .with_label(format!("expected `{}`", field.ty.brief())),
         }
     }
 }
@@ -222,6 +235,7 @@ impl Problem {
 fn sample(ty: &Type) -> String {
     match ty {
         Type::Text | Type::Json => "`\"some text\"`".into(),
+        Type::Constrained(rule) => format!("a `text({rule})` value"),
         Type::Int => "`3`".into(),
         Type::Float => "`0.5`".into(),
         Type::Bool => "`true`".into(),

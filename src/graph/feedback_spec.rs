@@ -234,6 +234,10 @@ fn kind(d: &FeedbackDecl, diags: &mut Vec<Diagnostic>) -> Option<FeedbackKind> {
             diags.push(unsupported("a list".into()));
             return None;
         }
+        TypeKind::Constrained { .. } => {
+            diags.push(unsupported("a constrained type".into()));
+            return None;
+        }
     };
     if let Some(r) = &d.range {
         if !matches!(kind, FeedbackKind::Int { .. } | FeedbackKind::Float { .. }) {

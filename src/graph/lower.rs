@@ -128,6 +128,8 @@ impl Cx {
         self.names(&decls);
         let inputs: Vec<Field> = decls.inputs.iter().map(|f| self.field(f)).collect();
         let outputs: Vec<Field> = decls.outputs.iter().map(|f| self.field(f)).collect();
+        super::constraint::forbid_sources(&inputs, "program inputs", &mut self.diags);
+        super::constraint::forbid_sources(&outputs, "program outputs (declare it on the signature's `out` field)", &mut self.diags);
         if outputs.is_empty() {
             self.diags.push(
                 Diagnostic::error("missing-output", file.header.span, "the program declares no `output`")
@@ -371,6 +373,7 @@ impl Cx {
                 Type::Json
             }),
             ast::TypeKind::List(inner) => Type::List(Box::new(self.ty(inner))),
+            ast::TypeKind::Constrained { name, constraints } => super::constraint::lower(name, constraints, t.span, &mut self.diags),
             ast::TypeKind::Label(labels) => {
                 let mut seen: HashSet<&str> = HashSet::new();
                 for l in labels {
@@ -397,6 +400,7 @@ impl Cx {
                 ast::Direction::Out => outputs.push(field),
             }
         }
+        super::constraint::check_sources(&inputs, &outputs, &mut self.diags);
         if outputs.is_empty() {
             self.diags.push(
                 Diagnostic::error("missing-output", s.name.span, format!("signature `{}` has no `out` field", s.name.name))

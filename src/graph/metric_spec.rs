@@ -30,6 +30,9 @@ pub enum MetricKind {
     Contains(Operand, Operand),
     /// Token-level F1 between the two texts.
     TokenF1(Operand, Operand),
+    /// Item-level F1 between two lists: an item counts when the other list has it too
+    /// (compared lowercased with whitespace collapsed); two empty lists score 1.
+    ItemsF1(Operand, Operand),
     /// 1 when the text matches the regular expression.
     Regex(Operand, String),
     /// 1 when the two numbers differ by at most `tolerance` (relative to the target's size).
@@ -67,11 +70,12 @@ pub enum Operand {
 }
 
 /// The metric functions, with a usage line each.
-pub const METRIC_FUNCTIONS: [(&str, &str); 8] = [
+pub const METRIC_FUNCTIONS: [(&str, &str); 9] = [
     ("exact", "exact(output.label, example.label)"),
     ("normalized_exact", "normalized_exact(output.answer, example.answer)"),
     ("contains", "contains(output.answer, example.answer)"),
     ("f1", "f1(output.answer, example.answer)"),
+    ("items_f1", "items_f1(output.addresses, example.addresses)"),
     ("regex", "regex(output.code, \"^[A-Z]{3}$\")"),
     ("numeric", "numeric(output.total, example.total, tolerance: 0.01)"),
     ("judge", "judge(Rubric, question: example.question, answer: output.answer)"),
@@ -125,7 +129,7 @@ pub(super) fn lower(decl: &MetricDecl, scope: &Scope<'_>, diags: &mut Vec<Diagno
         }
     };
     let kind = match f {
-        "exact" | "normalized_exact" | "contains" | "f1" | "numeric" => {
+        "exact" | "normalized_exact" | "contains" | "f1" | "items_f1" | "numeric" => {
             if positional.len() != 2 {
                 arity_error(diags);
                 return None;
@@ -138,6 +142,7 @@ pub(super) fn lower(decl: &MetricDecl, scope: &Scope<'_>, diags: &mut Vec<Diagno
                 "normalized_exact" => MetricKind::NormalizedExact(a, b),
                 "contains" => MetricKind::Contains(a, b),
                 "f1" => MetricKind::TokenF1(a, b),
+                "items_f1" => MetricKind::ItemsF1(a, b),
                 _ => {
                     for (arg, op) in positional.iter().zip([&a, &b]) {
                         if let Some(ty) = operand_type(op, scope) {

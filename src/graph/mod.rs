@@ -6,6 +6,7 @@
 
 mod check;
 mod config;
+mod constraint;
 mod dag;
 mod decl;
 mod example_spec;
@@ -22,13 +23,14 @@ mod types;
 mod tests;
 
 pub use self::check::check_text;
+pub use self::constraint::{Format, TextRule, FORMAT_NAMES};
 pub use self::dag::{Dag, Edge, Node};
 pub use self::decl::{Binding, Field, Fields, MetricId, ModelId, Signature, SignatureId, Source, Step, StepId, StepKind, Target, ToolId, REASONING, RESULT};
 pub use self::example_spec::ExampleSpec;
 pub use self::feedback_spec::{default_feedback, FeedbackKind, FeedbackSpec, CORRECTION, IMPLICIT_SIGNALS};
 pub use self::lower::{lower, Lowered};
 pub use self::metric_spec::{MetricKind, MetricSpec, Operand, METRIC_FUNCTIONS};
-pub use self::model_spec::{resolve as resolve_model, DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL};
+pub use self::model_spec::{resolve as resolve_model, DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL, STRUCTURED_OUTPUT_VALUES};
 pub use self::optimizer_spec::{OptimizerKind, OptimizerSettings, OptimizerSpec, TEMPLATE_NAMES};
 pub use self::suggest::did_you_mean;
 pub use self::tool_spec::{arg_rule, url_slots, ArgRule, Segment, ToolKind, ToolOptions, ToolSpec, ToolTemplate, UrlSlot, UrlTemplateError};

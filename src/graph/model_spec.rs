@@ -64,7 +64,13 @@ pub struct DecodeParams {
     pub retries: Option<u32>,
     /// The largest response body read from a remote model, in bytes.
     pub max_response_bytes: Option<u64>,
+    /// How a remote model is asked for structured output: `auto` (learnt per endpoint),
+    /// `json_schema`, `json_object`, `guided` or `off`.
+    pub structured_output: Option<String>,
 }
+
+/// The values of the `structured_output` setting.
+pub const STRUCTURED_OUTPUT_VALUES: [&str; 5] = ["auto", "json_schema", "json_object", "guided", "off"];
 
 impl Default for DecodeParams {
     fn default() -> Self {
@@ -79,6 +85,7 @@ impl Default for DecodeParams {
             concurrency: None,
             retries: None,
             max_response_bytes: None,
+            structured_output: None,
         }
     }
 }
@@ -152,6 +159,7 @@ pub(super) fn lower(decl: &ModelDecl, diags: &mut Vec<Diagnostic>) -> Option<Mod
     if matches!(provider, Provider::OpenAi { .. }) {
         schema.push(("api_key_env", Kind::Str));
         schema.push(("max_response_bytes", Kind::Count));
+        schema.push(("structured_output", Kind::Str));
     }
     let settings = config::read(&decl.config, &schema, &owner, diags);
     if let Provider::OpenAi { base_urls, api_key_env, .. } = &mut provider {
@@ -177,7 +185,17 @@ pub(super) fn lower(decl: &ModelDecl, diags: &mut Vec<Diagnostic>) -> Option<Mod
         concurrency: settings.count("concurrency").map(clamp_u32),
         retries: settings.count("retries").map(clamp_u32),
         max_response_bytes: settings.count("max_response_bytes"),
+        structured_output: settings.string("structured_output"),
     };
+    if let (Some(v), Some(value)) = (&params.structured_output, settings.get("structured_output")) {
+        if !STRUCTURED_OUTPUT_VALUES.contains(&v.as_str()) {
+            diags.push(
+                Diagnostic::error("invalid-value", value.span, format!("unknown `structured_output` value `{v}`"))
+                    .with_hint_opt(did_you_mean(v, STRUCTURED_OUTPUT_VALUES))
+                    .with_hint(format!("the values are {}", STRUCTURED_OUTPUT_VALUES.join(", "))),
+            );
+        }
+    }
     check_range(&settings, "temperature", params.temperature, 0.0..=10.0, diags);
     if let Some(p) = params.top_p {
         check_range(&settings, "top_p", p, 0.0..=1.0, diags);

@@ -331,3 +331,46 @@ fn many_unbound_inputs_make_one_diagnostic_per_step() {
     let few = with("step s = predict S {}\nreturn { a: s.y }");
     assert_eq!(check(&few), ["unbound-input 5:1 input `x` of `S` is not bound"]);
 }
+
+#[test]
+fn constraints_are_checked_where_they_are_written() {
+    let t = |ty: &str| {
+        check(&format!(
+            "program p\ninput q: text\noutput a: {ty}\nsignature S {{ in x: text out y: {ty} }}\nstep s = predict S {{ x: input.q }}\nreturn {{ a: s.y }}"
+        ))
+    };
+    assert_eq!(t("list<text(email)>"), Vec::<String>::new());
+    assert_eq!(t("text(/[A-Z]{3}/, max_length: 3)"), Vec::<String>::new());
+    assert_eq!(t("text(emial)")[0], "unknown-name 3:16 unknown text format `emial`");
+    assert_eq!(hints("program p\noutput a: text(emial)\nreturn { a: \"x\" }")[0], "did you mean `email`?");
+    assert_eq!(t("text(/[a-/)")[0].split(':').next(), Some("invalid-pattern 3"));
+    assert!(t("text(/(?=a)b/)")[0].starts_with("invalid-pattern 3:16 invalid pattern:"), "{:?}", t("text(/(?=a)b/)"));
+    assert_eq!(
+        t("text(date, /[a-z]+/)"),
+        ["unmatchable-pattern 3:22 no text satisfies `text(date, /[a-z]+/)`", "unmatchable-pattern 4:44 no text satisfies `text(date, /[a-z]+/)`"]
+    );
+    assert_eq!(t("text(min_length: 5, max_length: 2)")[0], "unmatchable-pattern 3:31 no text is at least 5 and at most 2 characters long");
+    assert_eq!(t("int(email)")[0], "invalid-constraint 3:11 `int` takes no constraints");
+    assert_eq!(t("text(max_len: 3)")[0], "unknown-name 3:16 unknown text constraint `max_len`");
+    assert_eq!(t("text(max_length: -1)")[0], "invalid-value 3:28 `max_length` takes a whole number from 0 to 100000");
+    assert_eq!(t("text(email, url)")[0], "duplicate-name 3:23 a text type takes one format");
+}
+
+#[test]
+fn constrained_text_fits_text_slots_and_text_does_not_fit_constrained_ones() {
+    let src = "program p\ninput q: text\noutput a: text(email)\nsignature S { in x: text out y: text(email) }\nstep s = predict S { x: input.q }\nstep t = predict S { x: s.y }\nreturn { a: s.y }";
+    assert!(check(src).iter().all(|d| d.starts_with("unused")), "{:?}", check(src));
+    let src = "program p\ninput q: text\noutput a: text(email)\nreturn { a: input.q }";
+    assert_eq!(check(src)[0].split(' ').next(), Some("type-mismatch"));
+}
+
+#[test]
+fn text_from_an_input_names_one_of_the_signatures_inputs() {
+    let ok = "program p\ninput q: text\noutput a: list<text(email)>\nsignature S { in mail: text out to: list<text(email, from: mail)> }\nstep s = predict S { mail: input.q }\nreturn { a: s.to }";
+    assert_eq!(check(ok), Vec::<String>::new(), "a quoted value fills a slot without `from`");
+    let typo = ok.replace("from: mail", "from: mial");
+    assert_eq!(check(&typo), ["unknown-name 4:60 `from: mial` names no input of this signature"]);
+    assert_eq!(hints(&typo)[0], "did you mean `mail`?");
+    let on_output = "program p\ninput q: text\noutput a: text(from: q)\nreturn { a: input.q }";
+    assert_eq!(check(on_output)[0], "invalid-constraint 3:22 `from` does not apply to program outputs (declare it on the signature's `out` field)");
+}

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::constraint::TextRule;
+
 /// The type of an input, output, signature field or tool parameter.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Type {
@@ -19,6 +21,9 @@ pub enum Type {
     Label(Vec<String>),
     /// A list of values of one type.
     List(Box<Type>),
+    /// Text that must satisfy constraints: `text(email)`, `text(/[0-9]{4}/)`,
+    /// `text(max_length: 80)`.
+    Constrained(TextRule),
 }
 
 /// The type names a user can write; `label(...)` and `list<...>` have their own syntax.
@@ -47,11 +52,19 @@ impl Type {
             (a, b) if a == b => true,
             (Type::Json, _) => true,
             (Type::Text, Type::Label(_)) => true,
+            // Constrained text is text; text is not constrained text until checked.
+            (Type::Text, Type::Constrained(_)) => true,
+            (Type::Constrained(slot), Type::Constrained(value)) => slot.admits(value),
             (Type::Float, Type::Int) => true,
             (Type::Label(wide), Type::Label(narrow)) => narrow.iter().all(|l| wide.contains(l)),
             (Type::List(to), Type::List(from)) => to.accepts(from),
             _ => false,
         }
+    }
+
+    /// Whether values of this type are strings written freely (`text`, constrained or not).
+    pub fn is_text(&self) -> bool {
+        matches!(self, Type::Text | Type::Constrained(_))
     }
 
     /// The allowed labels, for a label type.
@@ -73,6 +86,7 @@ impl fmt::Display for Type {
             Type::Json => f.write_str("json"),
             Type::Label(labels) => write!(f, "label({})", labels.join(", ")),
             Type::List(inner) => write!(f, "list<{inner}>"),
+            Type::Constrained(rule) => rule.fmt(f),
         }
     }
 }
@@ -135,5 +149,15 @@ mod tests {
         assert!(Type::Json.accepts(&Type::List(Box::new(Type::Bool))));
         assert!(Type::List(Box::new(Type::Float)).accepts(&Type::List(Box::new(Type::Int))));
         assert!(!Type::Text.accepts(&Type::Int));
+    }
+
+    #[test]
+    fn constrained_text_fits_text_but_text_does_not_fit_it() {
+        let email = Type::Constrained(TextRule::new(Some(super::super::constraint::Format::Email), None, None, None).expect("compiles"));
+        assert!(Type::Text.accepts(&email));
+        assert!(!email.accepts(&Type::Text));
+        assert!(email.accepts(&email.clone()));
+        assert!(Type::List(Box::new(Type::Text)).accepts(&Type::List(Box::new(email.clone()))));
+        assert_eq!(Type::List(Box::new(email)).to_string(), "list<text(email)>");
     }
 }

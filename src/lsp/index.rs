@@ -423,7 +423,7 @@ fn labels(ty: &ast::Type) -> Vec<String> {
     match &ty.kind {
         TypeKind::Label(labels) => labels.iter().map(|l| l.value.clone()).collect(),
         TypeKind::List(inner) => labels(inner),
-        TypeKind::Named(_) => Vec::new(),
+        TypeKind::Named(_) | TypeKind::Constrained { .. } => Vec::new(),
     }
 }
 

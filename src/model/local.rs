@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::chat::{ChatTemplate, Message};
 use super::error::{io, ModelError};
+use super::grammar::Constraint;
 use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE};
 use super::prompting::ModelText;
 use super::sampling::Sampling;
@@ -89,6 +90,8 @@ pub struct GenerateRequest {
     pub sampling: Sampling,
     /// Stop when the text contains one of these (the stop text is not returned).
     pub stop: Vec<String>,
+    /// A grammar every generated token must keep the text inside, if any.
+    pub grammar: Option<super::grammar::Grammar>,
 }
 
 /// Why generation ended.
@@ -166,6 +169,8 @@ pub(crate) struct Shared {
     pub options: LoadOptions,
     /// Whether the model takes a tree mask (label continuations scored in the prompt's pass).
     pub tree: bool,
+    /// Grammar-constrained decoding, prepared on first use.
+    pub constrainer: super::grammar::LazyConstrainer,
     counters: [AtomicU64; 7],
 }
 
@@ -319,7 +324,7 @@ impl LocalModel {
         let (kv, vocab, keeps_logits) = (decoder.kv, decoder.vocab, decoder.keeps_logits());
         let input_names = decoder.input_names().to_vec();
         let tree = decoder.takes_tree_mask() && options.tree_choices;
-        let shared = Arc::new(Shared { tokenizer, end_tokens, pad_token, options, tree, counters: Default::default() });
+        let shared = Arc::new(Shared { tokenizer, end_tokens, pad_token, options, tree, constrainer: Default::default(), counters: Default::default() });
         let (tx, rx) = mpsc::channel();
         let worker = Worker::new(decoder, shared.clone());
         let thread = std::thread::Builder::new()
@@ -456,7 +461,24 @@ impl LocalModel {
         let prompt = self.encode(&r.prompt, caching)?;
         // The answer may use what the context has left, no more.
         let max_tokens = r.max_tokens.min(self.context - prompt.ids.len());
-        self.submit(Job::Generate(GenJob { prompt, max_tokens, sampling: r.sampling.clone(), stop: r.stop.clone(), reply }))
+        // The grammar compiles here, on the caller's thread: a bad one fails before any model work.
+        let constraint = match &r.grammar {
+            Some(g) => Some(Box::new(Constraint::new(self.constrainer()?.start(g)?))),
+            None => None,
+        };
+        self.submit(Job::Generate(GenJob { prompt, max_tokens, sampling: r.sampling.clone(), stop: r.stop.clone(), constraint, reply }))
+    }
+
+    /// The model's constrainer (built on first use: the token trie and llguidance's factory).
+    fn constrainer(&self) -> Result<Arc<super::grammar::Constrainer>, ModelError> {
+        let shared = &self.shared;
+        shared.constrainer.get(|| super::grammar::Constrainer::new(&self.dir.join(TOKENIZER_FILE), &shared.tokenizer, self.vocab, &shared.end_tokens))
+    }
+
+    /// Checks that `grammar` compiles for this model, without generating (what a caller can do
+    /// before submitting work, e.g. to report a program's bad constraint early).
+    pub fn check_grammar(&self, grammar: &super::grammar::Grammar) -> Result<(), ModelError> {
+        self.constrainer()?.start(grammar).map(|_| ())
     }
 
     /// Submits one generation (tokenizing it here) and returns its answer to await: the

@@ -8,6 +8,7 @@ pub mod chat;
 mod error;
 mod fingerprint;
 pub mod gguf;
+mod grammar;
 pub mod import;
 mod local;
 pub mod onnx;
@@ -30,6 +31,7 @@ mod tests;
 
 pub use self::error::ModelError;
 pub use self::fingerprint::{fingerprint_of, model_sha256};
+pub use self::grammar::Grammar;
 pub use self::local::{ChoiceScores, Fingerprint, Finish, GenerateRequest, Generation, LoadOptions, LocalModel, Pending, PrefixCaching, Prompt, Stats};
 pub use self::session::{default_threads, init_runtime, KvShape};
 pub use self::text::{Piece, PromptText};

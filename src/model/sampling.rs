@@ -42,7 +42,45 @@ impl Sampler {
         if self.settings.temperature <= 0.0 {
             return argmax(logits);
         }
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        self.sample(cand)
+    }
+
+    /// Picks a token among those `allowed` (a bitset: bit `t % 32` of word `t / 32` says
+    /// whether token `t` may come next), as [`Sampler::pick`] would if the others had no
+    /// probability. With no allowed token, the likeliest token.
+    pub fn pick_masked(&mut self, logits: &[f32], allowed: &[u32]) -> u32 {
+        let is_allowed = |i: usize| allowed.get(i / 32).is_some_and(|w| w & (1 << (i % 32)) != 0);
+        let mut cand: Vec<(u32, f32)> = Vec::new();
+        // Walk the set bits only: a constrained step usually allows a few tokens of 50 000.
+        for (w, &word) in allowed.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let i = w * 32 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(&l) = logits.get(i) {
+                    cand.push((i as u32, l));
+                }
+            }
+        }
+        if cand.is_empty() {
+            return argmax(logits);
+        }
+        debug_assert!(cand.iter().all(|&(i, _)| is_allowed(i as usize)));
+        if self.settings.temperature <= 0.0 {
+            // The first of the largest, as `argmax` breaks ties.
+            let mut best = cand[0];
+            for &c in &cand[1..] {
+                if c.1 > best.1 {
+                    best = c;
+                }
+            }
+            return best.0;
+        }
+        self.sample(cand)
+    }
+
+    fn sample(&mut self, mut cand: Vec<(u32, f32)>) -> u32 {
         cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if let Some(k) = self.settings.top_k.filter(|k| *k > 0) {
             cand.truncate(k);
@@ -120,6 +158,23 @@ mod tests {
         let mut s = Sampler::new(Sampling { temperature: 5.0, top_k: Some(1), top_p: None, seed: 1 });
         for _ in 0..20 {
             assert_eq!(s.pick(&[0.0, 1.0, 0.5]), 1);
+        }
+    }
+
+    #[test]
+    fn masked_picks_stay_inside_the_mask() {
+        let logits: Vec<f32> = (0..70).map(|i| (i as f32 * 0.61).cos()).collect();
+        // Tokens 3, 40 and 65 allowed.
+        let mut allowed = vec![0u32; 3];
+        for t in [3usize, 40, 65] {
+            allowed[t / 32] |= 1 << (t % 32);
+        }
+        let mut greedy = Sampler::new(Sampling::default());
+        let best = [3usize, 40, 65].into_iter().max_by(|&a, &b| logits[a].total_cmp(&logits[b])).map(|t| t as u32);
+        assert_eq!(Some(greedy.pick_masked(&logits, &allowed)), best);
+        let mut s = Sampler::new(Sampling { temperature: 1.5, top_k: None, top_p: Some(0.95), seed: 9 });
+        for _ in 0..50 {
+            assert!([3, 40, 65].contains(&s.pick_masked(&logits, &allowed)));
         }
     }
 

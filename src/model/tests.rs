@@ -30,7 +30,7 @@ fn tiny(options: LoadOptions) -> LocalModel {
 }
 
 fn request(shared: &str, rest: &str, max_tokens: usize) -> GenerateRequest {
-    GenerateRequest { prompt: Prompt { shared: shared.into(), rest: rest.into() }, max_tokens, sampling: Sampling::default(), stop: Vec::new() }
+    GenerateRequest { prompt: Prompt { shared: shared.into(), rest: rest.into() }, max_tokens, sampling: Sampling::default(), stop: Vec::new(), grammar: None }
 }
 
 fn tokens(gens: &[Generation]) -> Vec<Vec<u32>> {
@@ -263,4 +263,38 @@ fn a_model_with_unexpected_inputs_is_explained() {
     let err = LocalModel::load(runtime(), dir.path(), "wrong", LoadOptions::default()).err().unwrap();
     let msg = err.to_string();
     assert!(msg.contains("no input `attention_mask`") && msg.contains("its inputs: input_ids"), "{msg}");
+}
+
+#[test]
+fn constrained_generations_are_in_their_grammars_language_whatever_the_weights() {
+    // The tiny model's weights are random: left alone it writes bytes at random. Under a
+    // grammar every sampled token is one the grammar allows, so the text is in its language,
+    // and once the grammar is done only an end token is.
+    let m = tiny(LoadOptions::default());
+    let grammars = [r"start: /[0-9]{3}-[a-c]{2}/", r#"start: "[" ("\"x\"" ("," "\"y\"")*)? "]""#, r#"start: /(yes|no)/ "!""#];
+    let patterns = [r"^[0-9]{3}-[a-c]{2}$", r#"^\[("x"(,"y")*)?\]$"#, r"^(yes|no)!$"];
+    let reqs: Vec<GenerateRequest> = grammars
+        .iter()
+        .enumerate()
+        .map(|(i, g)| GenerateRequest { grammar: Some(Grammar::lark(*g)), ..request("", &format!("prompt {i}"), 40) })
+        .chain(std::iter::once(request("", "free", 6)))
+        .collect();
+    let out = m.generate(&reqs, PrefixCaching::Off).unwrap();
+    for (g, p) in out.iter().zip(patterns) {
+        assert!(regex::Regex::new(p).unwrap().is_match(&g.text), "{:?} does not match {p}", g.text);
+        assert_eq!(g.finish, Finish::EndOfText, "{:?}", g.text);
+    }
+    // The unconstrained request in the same batch decodes as it does alone.
+    let alone = m.generate(&reqs[3..], PrefixCaching::Off).unwrap();
+    assert_eq!(out[3].tokens, alone[0].tokens);
+}
+
+#[test]
+fn a_grammar_that_does_not_compile_is_refused_before_any_model_work() {
+    let m = tiny(LoadOptions::default());
+    let before = m.stats().forward_passes;
+    let bad = GenerateRequest { grammar: Some(Grammar::lark("start: undefined_rule")), ..request("", "x", 4) };
+    let err = m.generate(&[bad], PrefixCaching::Off).unwrap_err();
+    assert!(err.to_string().contains("the answer's grammar does not compile"), "{err}");
+    assert_eq!(m.stats().forward_passes, before);
 }

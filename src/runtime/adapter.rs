@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use super::value::{coerce, render};
+use super::value::{read, render, Repair};
 use crate::graph::{Field, Type};
 use crate::model::chat::{ChatTemplate, Message, Role};
 use crate::model::{ModelError, Prompt, PromptText};
@@ -89,7 +89,8 @@ pub struct Request {
     pub demos_shared: bool,
 }
 
-const COMPLETED: &str = "[[ ## completed ## ]]";
+/// The marker that ends a chat answer.
+pub(crate) const COMPLETED: &str = "[[ ## completed ## ]]";
 
 /// How loopc opens a field's value in a chat answer. Writing the opening bracket (and quote)
 /// itself keeps small models from writing prose or markers where a list belongs; a `json`
@@ -104,12 +105,13 @@ fn opener(field: &Field) -> &'static str {
     }
 }
 
-fn marker(name: &str) -> String {
+/// A chat field marker: `[[ ## name ## ]]`.
+pub(crate) fn marker(name: &str) -> String {
     format!("[[ ## {name} ## ]]")
 }
 
 /// The label a completion-style prompt gives a field: `ticket_text` → `Ticket text`.
-fn title(name: &str) -> String {
+pub(crate) fn title(name: &str) -> String {
     let words = name.replace('_', " ");
     let mut chars = words.chars();
     match chars.next() {
@@ -121,6 +123,8 @@ fn title(name: &str) -> String {
 fn type_hint(ty: &Type) -> String {
     match ty {
         Type::Label(labels) => format!("one of: {}", labels.join(", ")),
+        Type::Constrained(rule) => rule.describe(),
+        Type::List(inner) if matches!(**inner, Type::Constrained(_)) => format!("a JSON list; each item {}", type_hint(inner)),
         Type::List(inner) => format!("a JSON list of {}", type_hint(inner)),
         Type::Json => "JSON".into(),
         other => other.to_string(),
@@ -231,6 +235,21 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
 }
 
 impl Request {
+    /// The request as sent to a backend that decodes the answer under its grammar
+    /// ([`super::structure::grammar`]): the answer prefix ends where the grammar starts. In
+    /// chat that is right after the first marker (loopc no longer opens a list or object
+    /// itself: the grammar allows only a value of the type, an empty list included); in JSON
+    /// the grammar writes the whole object.
+    pub fn constrained(mut self, outputs: &[Field]) -> Request {
+        let first = outputs.first().map_or("answer", |f| f.name.as_str());
+        match self.template {
+            Template::Chat => self.answer_prefix = format!("{}\n", marker(first)),
+            Template::Json => self.answer_prefix = String::new(),
+            Template::Completion => {}
+        }
+        self
+    }
+
     /// The chat messages for a remote chat API (the answer prefix cannot be forced there).
     pub fn messages(&self) -> Vec<Message> {
         self.turns().into_iter().map(|(role, content)| Message { role, content: content.to_plain() }).collect()
@@ -329,6 +348,12 @@ impl Request {
     /// asked to continue with exactly that field (small models often stop or ramble after
     /// reasoning instead of writing the next marker). `None` where the template cannot.
     pub fn continue_with(&self, outputs: &[Field], answer: &str, field: &str) -> Option<String> {
+        self.continue_from(outputs, answer, field, true)
+    }
+
+    /// [`Request::continue_with`], opening the field's value (`["`, `[`, `{`) only when `open`:
+    /// a continuation decoded under the rest of the answer's grammar starts at the value.
+    pub fn continue_from(&self, outputs: &[Field], answer: &str, field: &str, open: bool) -> Option<String> {
         // Drop trailing lines that open a bracket but are not a marker loopc knows.
         let mut kept: Vec<&str> = answer.trim_end().lines().collect();
         while kept.last().is_some_and(|l| l.trim_start().starts_with('[') && !l.contains("[[ ## ")) {
@@ -338,8 +363,8 @@ impl Request {
         let body = body.trim_end();
         match self.template {
             Template::Chat => {
-                let open = outputs.iter().find(|f| f.name == field).map_or("", opener);
-                Some(format!("{body}\n\n{}\n{open}", marker(field)))
+                let opening = if open { outputs.iter().find(|f| f.name == field).map_or("", opener) } else { "" };
+                Some(format!("{body}\n\n{}\n{opening}", marker(field)))
             }
             Template::Completion => Some(format!("{body}\n{}:", title(field))),
             Template::Json => None,
@@ -357,11 +382,25 @@ impl Request {
 
     /// Reads the answer (the text after the answer prefix) into the output fields.
     pub fn parse(&self, outputs: &[Field], answer: &str) -> Result<Map<String, Value>, ParseError> {
+        self.parse_repaired(outputs, answer).map(|(values, _)| values)
+    }
+
+    /// Reads the answer into the output fields, with every repair the reading took (see
+    /// [`Repair`]). A value that does not fit its type and constraints is an error; so is, in
+    /// a chat answer, a value holding marker syntax (`[[ ## x ## ]]`, `## x ##`): that is a
+    /// field the model wrote into the wrong place, never a value.
+    pub fn parse_repaired(&self, outputs: &[Field], answer: &str) -> Result<(Map<String, Value>, Vec<FieldRepair>), ParseError> {
         let full = format!("{}{answer}", self.answer_prefix);
+        let mut repairs = Vec::new();
         let raw = match self.template {
             Template::Chat => split_marked(outputs, &full),
             // A model may also repeat the opening brace and key: then the answer stands alone.
-            Template::Json => split_json(outputs, &full).or_else(|e| split_json(outputs, answer).map_err(|_| e))?,
+            Template::Json => {
+                let (fields, fixes) = split_json(outputs, &full).or_else(|e| split_json(outputs, answer).map_err(|_| e))?;
+                // Repairs of the object as a whole belong to no one field.
+                repairs.extend(fixes.into_iter().map(|repair| FieldRepair { field: String::new(), repair }));
+                fields
+            }
             Template::Completion => split_lines(outputs, &full),
         };
         let mut values = Map::new();
@@ -369,14 +408,56 @@ impl Request {
             let Some(r) = raw.iter().find(|(n, _)| n == &f.name).map(|(_, v)| v) else {
                 return Err(ParseError { field: f.name.clone(), problem: ParseProblem::Missing });
             };
-            let v = match r {
-                Value::String(s) => coerce(&f.ty, s),
-                other => super::value::check_type(&f.ty, other).map(|_| other.clone()).or_else(|e| coerce(&f.ty, &other.to_string()).map_err(|_| e)),
+            let invalid = |reason: String| ParseError { field: f.name.clone(), problem: ParseProblem::Invalid(reason) };
+            let (v, fixes) = match r {
+                Value::String(s) => read(&f.ty, s),
+                other => match super::value::check_type(&f.ty, other) {
+                    Ok(()) => Ok((other.clone(), Vec::new())),
+                    Err(e) => read(&f.ty, &other.to_string()).map_err(|_| e),
+                },
             }
-            .map_err(|reason| ParseError { field: f.name.clone(), problem: ParseProblem::Invalid(reason) })?;
+            .map_err(invalid)?;
+            if self.template == Template::Chat {
+                if let Some(m) = marker_in(&v) {
+                    return Err(invalid(format!("the value holds the field marker `{m}`")));
+                }
+            }
+            repairs.extend(fixes.into_iter().map(|repair| FieldRepair { field: f.name.clone(), repair }));
             values.insert(f.name.clone(), v);
         }
-        Ok(values)
+        Ok((values, repairs))
+    }
+}
+
+/// A repair made while reading one field of an answer (recorded in the step's trace).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldRepair {
+    /// The output field; empty for a repair of the answer as a whole (a JSON answer's object).
+    pub field: String,
+    /// What was fixed.
+    pub repair: Repair,
+}
+
+/// Marker syntax inside a value (a string anywhere in it), if any: `[[ ## x ## ]]` or a
+/// fragment such as `## people ##` or `## completed ## ]`.
+fn marker_in(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => {
+            let t = s.trim();
+            let fragment = t.contains("[[ ##") || t.contains("## ]]") || {
+                // `## name ##`: two `##` around a word.
+                let parts: Vec<&str> = t.split("##").collect();
+                parts.len() >= 3
+                    && parts[1..parts.len() - 1].iter().any(|p| {
+                        let w = p.trim();
+                        !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+            };
+            fragment.then(|| t.chars().take(40).collect())
+        }
+        Value::Array(items) => items.iter().find_map(marker_in),
+        Value::Object(o) => o.values().find_map(marker_in),
+        _ => None,
     }
 }
 
@@ -426,17 +507,15 @@ fn split_marked(outputs: &[Field], text: &str) -> Vec<(String, Value)> {
     found
 }
 
-fn split_json(outputs: &[Field], text: &str) -> Result<Vec<(String, Value)>, ParseError> {
-    let start = text.find('{');
-    let obj = start.and_then(|s| {
-        // The first complete JSON object: try each closing brace in turn.
-        text[s..].match_indices('}').find_map(|(i, _)| serde_json::from_str::<Map<String, Value>>(&text[s..s + i + 1]).ok())
-    });
-    let obj = obj.ok_or_else(|| ParseError {
+/// The fields of a JSON answer, by name, with the repairs reading it took.
+type JsonFields = (Vec<(String, Value)>, Vec<Repair>);
+
+fn split_json(outputs: &[Field], text: &str) -> Result<JsonFields, ParseError> {
+    let (obj, fixes) = super::value::read_object(text).map_err(|_| ParseError {
         field: outputs.first().map_or(String::new(), |f| f.name.clone()),
         problem: ParseProblem::NoJsonObject(text.chars().take(80).collect()),
     })?;
-    Ok(obj.into_iter().collect())
+    Ok((obj.into_iter().collect(), fixes))
 }
 
 fn split_lines(outputs: &[Field], text: &str) -> Vec<(String, Value)> {

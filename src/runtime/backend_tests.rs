@@ -65,6 +65,8 @@ fn call() -> Call {
         max_tokens: 16,
         sampling: Sampling::default(),
         stop: Vec::new(),
+        grammar: None,
+        structured: None,
     }
 }
 

@@ -158,6 +158,10 @@ impl CachedBackend {
             "max_tokens": call.max_tokens, "temperature": call.sampling.temperature,
             "top_k": call.sampling.top_k, "top_p": call.sampling.top_p, "seed": call.sampling.seed,
             "stop": call.stop, "template_stop": r.stop(), "labels": labels,
+            // What the answer was constrained to: two programs that differ only in a
+            // constraint must not share answers.
+            "grammar": call.grammar.as_ref().map(|g| g.text()),
+            "structured": call.structured.as_ref().map(|s| json!({"schema": s.schema, "choice": s.choice, "system": s.request.system, "demos": s.request.demos, "user": s.request.user})),
         });
         crate::fs::sha256_hex(material.to_string().as_bytes())
     }
@@ -206,15 +210,24 @@ impl Backend for CachedBackend {
                     cached_tokens: v["cached_tokens"].as_u64()?,
                     completion_tokens: v["completion_tokens"].as_u64()?,
                     from_cache: true,
+                    shape: serde_json::from_value(v["shape"].clone()).unwrap_or_default(),
+                    structure_note: v["structure_note"].as_str().map(str::to_string),
                 })
             };
-            let encode = |c: &Completion| json!({"text": c.text, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens, "completion_tokens": c.completion_tokens});
+            let encode = |c: &Completion| {
+                json!({"text": c.text, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens, "completion_tokens": c.completion_tokens,
+                       "shape": c.shape, "structure_note": c.structure_note})
+            };
             self.through("generate", &calls, &[], decode, encode, |missing| self.inner.generate(missing)).await
         })
     }
 
     fn supports_choice(&self) -> bool {
         self.inner.supports_choice()
+    }
+
+    fn enforcement(&self) -> super::backend::Enforcement {
+        self.inner.enforcement()
     }
 
     fn weights_sha256(&self) -> Option<String> {

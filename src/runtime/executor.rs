@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
 
-use super::adapter::{render_request, Demo, ParseProblem, Request, Task, Template};
-use super::backend::{Backend, BackendError, Call};
+use super::adapter::{render_request, Demo, FieldRepair, ParseError, ParseProblem, Request, Task, Template};
+use super::backend::{AnswerShape, Backend, BackendError, Call, Enforcement, Structured};
 use super::retrieve::Retriever;
 use super::scoring::LabelScoring;
+use super::structure;
 use super::tools::{self, ToolError};
 use super::trace::{LabelScore, StepTrace, Trace};
-use super::value::check_type;
+use super::value::{check_type, read};
 use crate::graph::{Dag, Field, ModelId, SignatureId, Source, StepId, StepKind, Target, Type};
 use crate::model::sampling::Sampling;
 use crate::model::{ModelError, TokenCount};
@@ -48,11 +49,15 @@ pub struct RunOptions {
     pub step_timeout: Duration,
     /// How long the whole run may take.
     pub deadline: Duration,
+    /// Whether answers are decoded under their types' structure where the backend can (a
+    /// grammar locally, a JSON Schema remotely). On by default; off, answers are only parsed
+    /// (what `loopc bench structured` compares against).
+    pub constrain: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { step_timeout: Duration::from_secs(120), deadline: Duration::from_secs(600) }
+        RunOptions { step_timeout: Duration::from_secs(120), deadline: Duration::from_secs(600), constrain: true }
     }
 }
 
@@ -128,6 +133,25 @@ pub enum RunError {
     },
 }
 
+/// The user turn with a note that the previous answer could not be read (the error quotes
+/// the model's text: it goes in as data).
+fn with_error_note(user: &crate::model::PromptText, error: &str) -> crate::model::PromptText {
+    let mut user = user.clone();
+    user.push_markup("\n\n(Your previous answer could not be read: ").push_data(error).push_markup(". Answer again, exactly in the required format.)");
+    user
+}
+
+/// Reads a bare label (an endpoint's answer to a choice) as the one output's value.
+fn read_choice(outputs: &[Field], text: &str) -> Result<(Map<String, Value>, Vec<FieldRepair>), ParseError> {
+    let Some(f) = outputs.first() else {
+        return Err(ParseError { field: String::new(), problem: ParseProblem::Missing });
+    };
+    let (v, fixes) = read(&f.ty, text).map_err(|reason| ParseError { field: f.name.clone(), problem: ParseProblem::Invalid(reason) })?;
+    let mut out = Map::new();
+    out.insert(f.name.clone(), v);
+    Ok((out, fixes.into_iter().map(|repair| FieldRepair { field: f.name.clone(), repair }).collect()))
+}
+
 /// Everything a run needs besides the input: the program, a backend per model, step
 /// parameters and an HTTP client for tools. Cheap to clone; safe to share across tasks.
 #[derive(Clone)]
@@ -189,9 +213,14 @@ impl Executor {
     /// The request a step would send for `inputs`, for showing prompts without running.
     /// Steps that read other steps' results get placeholders for them.
     pub fn preview(&self, step: StepId, inputs: &Map<String, Value>) -> Option<Request> {
+        let bound = self.preview_inputs(step, inputs);
+        self.request(step, &bound)
+    }
+
+    /// The values a step's slots would get for `inputs` (placeholders for other steps' results).
+    pub fn preview_inputs(&self, step: StepId, inputs: &Map<String, Value>) -> Map<String, Value> {
         let s = self.dag.step(step);
-        let bound: Map<String, Value> = s
-            .bindings
+        s.bindings
             .iter()
             .map(|b| {
                 let v = match &b.source {
@@ -201,25 +230,30 @@ impl Executor {
                 };
                 (b.slot.clone(), v)
             })
-            .collect();
-        self.request(step, &bound)
+            .collect()
     }
 
     fn request(&self, step: StepId, bound: &Map<String, Value>) -> Option<Request> {
+        self.request_as(step, bound, None)
+    }
+
+    /// The request of `step` for `bound`, in `template` instead of the step's own if given.
+    fn request_as(&self, step: StepId, bound: &Map<String, Value>, template: Option<Template>) -> Option<Request> {
         let s = self.dag.step(step);
         let sig = self.dag.step_signature(step)?;
         let params = self.params.get(&step).cloned().unwrap_or_default();
         let instruction = params.instruction.as_deref().unwrap_or(&sig.instruction);
         let task = Task { instruction, inputs: &sig.inputs, outputs: &s.outputs };
+        let template = template.unwrap_or(params.template);
         Some(match &params.retrieval {
             Some(r) => {
                 // Retrieval matches on the values the signature's inputs get.
                 let shown: Map<String, Value> = sig.inputs.iter().filter_map(|f| Some((f.name.clone(), bound.get(&f.name)?.clone()))).collect();
-                let mut request = render_request(params.template, &task, &r.select(&shown), bound);
+                let mut request = render_request(template, &task, &r.select(&shown), bound);
                 request.demos_shared = false;
                 request
             }
-            None => render_request(params.template, &task, &params.demos, bound),
+            None => render_request(template, &task, &params.demos, bound),
         })
     }
 
@@ -322,10 +356,10 @@ impl Executor {
                 Err(e) => (Err(RunError::Tool { step: s.name.clone(), source: e }), st),
             };
         }
-        let Some(request) = self.request(id, &bound) else {
+        let (Some(request), Some(json)) = (self.request(id, &bound), self.request_as(id, &bound, Some(Template::Json))) else {
             return (Err(RunError::Input { field: s.name.clone(), reason: "the step has no signature".into() }), st);
         };
-        self.run_model(&s.name, Some(id), s.model, &s.outputs, request, st).await
+        self.run_model(&s.name, Some(id), s.model, &s.outputs, (request, json), st).await
     }
 
     /// Runs signature `sig` once, as a predict step named `name` on the program's default
@@ -335,7 +369,8 @@ impl Executor {
         let st = StepTrace::new(name, StepKind::Predict, inputs.clone());
         let task = Task { instruction: &signature.instruction, inputs: &signature.inputs, outputs: &signature.outputs };
         let request = render_request(Template::Chat, &task, &[], &inputs);
-        let run = self.run_model(name, None, self.dag.default_model(), &signature.outputs, request, st);
+        let json = render_request(Template::Json, &task, &[], &inputs);
+        let run = self.run_model(name, None, self.dag.default_model(), &signature.outputs, (request, json), st);
         match tokio::time::timeout(self.options.step_timeout, run).await {
             Ok(r) => r,
             Err(_) => (
@@ -363,15 +398,17 @@ impl Executor {
         RunError::Model { step: name.to_string(), source: e }
     }
 
-    /// Asks model `model` for `outputs` with `request`: constrained choice for a single label
-    /// or bool output, else generation with one retry on a parse failure.
+    /// Asks model `model` for `outputs` with `request` (and the same task in the JSON
+    /// template, for endpoints that answer in structured JSON): constrained choice for a
+    /// single label or bool output, else generation under the answer's structure where the
+    /// backend can enforce it, with one retry on a parse failure.
     async fn run_model(
         &self,
         name: &str,
         step: Option<StepId>,
         model: ModelId,
         outputs: &[Field],
-        request: Request,
+        (request, json_request): (Request, Request),
         mut st: StepTrace,
     ) -> (Result<Map<String, Value>, RunError>, StepTrace) {
         let backend = self.backends[model.0].clone();
@@ -390,6 +427,8 @@ impl Executor {
             max_tokens: spec.params.max_tokens as usize,
             sampling,
             stop: spec.params.stop.clone(),
+            grammar: None,
+            structured: None,
         };
         // A single label or bool output is scored directly when the backend can: it cannot
         // fail to parse.
@@ -399,7 +438,7 @@ impl Executor {
                 return self.choose(ask, field, &request, call, choices, st).await;
             }
         }
-        self.generate(ask, outputs, &request, call, st).await
+        self.generate(ask, outputs, (request, &json_request), call, st).await
     }
 
     /// Constrained choice among `labels` (whose values are `values`) for the one output `field`.
@@ -446,17 +485,43 @@ impl Executor {
         }
     }
 
-    /// Generation of `outputs`, parsed; on a parse failure, one retry: a field never written
-    /// is asked for by continuing the answer from its marker, a field written wrongly by
-    /// showing the model the error.
+    /// Generation of `outputs` under the answer's structure where the backend can enforce it
+    /// (`json_request` is the same task in the JSON template, for endpoints that answer in
+    /// structured JSON), parsed; on a parse failure, one retry: a field never written is asked
+    /// for by continuing the answer from its marker, a field written wrongly by showing the
+    /// model the error.
     async fn generate(
         &self,
         Ask { name, step, backend }: Ask<'_>,
         outputs: &[Field],
-        request: &Request,
-        mut call: Call,
+        (request, json_request): (Request, &Request),
+        call: Call,
         mut st: StepTrace,
     ) -> (Result<Map<String, Value>, RunError>, StepTrace) {
+        // The answer's structure, enforced while decoding where the backend can.
+        let enforcement = if self.options.constrain { backend.enforcement() } else { Enforcement::None };
+        let mut call = call;
+        let request = match enforcement {
+            Enforcement::Grammar => {
+                let r = request.constrained(outputs);
+                call.grammar = Some(structure::grammar(r.template, outputs, &st.inputs));
+                st.structure = Some("grammar".into());
+                r
+            }
+            Enforcement::JsonSchema => {
+                let choice = match outputs {
+                    [f] => f.ty.labels().map(<[String]>::to_vec),
+                    _ => None,
+                };
+                call.structured = Some(Structured { schema: structure::schema(outputs), request: json_request.clone().constrained(outputs), choice });
+                request
+            }
+            Enforcement::None => {
+                st.structure = Some("parsed".into());
+                request
+            }
+        };
+        call.request = request.clone();
         let mut failure = None;
         for attempt in 0..2 {
             let completion = match backend.generate(vec![call.clone()]).await {
@@ -476,24 +541,53 @@ impl Executor {
             st.cached_tokens += completion.cached_tokens;
             st.completion_tokens += completion.completion_tokens;
             st.cache_hit = completion.from_cache && (attempt == 0 || st.cache_hit);
+            if let Some(note) = &completion.structure_note {
+                st.structure = Some(note.clone());
+            }
             st.raw.push(completion.text.clone());
-            let answer = format!("{}{}", call.answer_so_far, completion.text);
-            match request.parse(outputs, &answer) {
-                Ok(out) => return (Ok(out), st),
+            let (answer, parsed) = match completion.shape {
+                AnswerShape::Template => {
+                    let answer = format!("{}{}", call.answer_so_far, completion.text);
+                    let parsed = request.parse_repaired(outputs, &answer);
+                    (answer, parsed)
+                }
+                AnswerShape::JsonObject => {
+                    let json = json_request.clone().constrained(outputs);
+                    (completion.text.clone(), json.parse_repaired(outputs, &completion.text))
+                }
+                AnswerShape::Choice => (completion.text.clone(), read_choice(outputs, &completion.text)),
+            };
+            // What `from: FIELD` promises is checked whatever the backend did.
+            let parsed = parsed.and_then(|(out, repairs)| structure::check_sources(outputs, &out, &st.inputs).map(|()| (out, repairs)));
+            match parsed {
+                Ok((out, repairs)) => {
+                    st.repairs.extend(repairs);
+                    return (Ok(out), st);
+                }
                 Err(e) => {
                     if attempt == 0 {
                         let missing = e.problem == ParseProblem::Missing;
-                        match request.continue_with(outputs, &answer, &e.field).filter(|_| missing) {
-                            // A field never written: continue the answer from that field's marker.
-                            Some(so_far) => call.answer_so_far = so_far,
+                        let grammar = enforcement == Enforcement::Grammar;
+                        let continuation = (missing && completion.shape == AnswerShape::Template)
+                            .then(|| request.continue_from(outputs, &answer, &e.field, !grammar))
+                            .flatten();
+                        match continuation {
+                            // A field never written (under a grammar: the answer ran out of tokens,
+                            // e.g. in its reasoning): continue the answer from that field's marker,
+                            // decoding the rest under the grammar of the fields from there on.
+                            Some(so_far) => {
+                                call.answer_so_far = so_far;
+                                if grammar {
+                                    let from = outputs.iter().position(|f| f.name == e.field).unwrap_or(0);
+                                    call.grammar = Some(structure::grammar(request.template, &outputs[from..], &st.inputs));
+                                }
+                            }
                             // A field written wrongly: ask again, showing what went wrong.
                             None => {
-                                // The error quotes the model's text: it goes in as data.
-                                let mut user = request.user.clone();
-                                user.push_markup("\n\n(Your previous answer could not be read: ")
-                                    .push_data(&e.to_string())
-                                    .push_markup(". Answer again, exactly in the required format.)");
-                                call.request.user = user;
+                                call.request.user = with_error_note(&request.user, &e.to_string());
+                                if let Some(s) = call.structured.as_mut() {
+                                    s.request.user = with_error_note(&s.request.user, &e.to_string());
+                                }
                             }
                         }
                     }

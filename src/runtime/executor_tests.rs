@@ -42,7 +42,15 @@ impl Backend for Scripted {
             for c in calls {
                 self.seen.lock().unwrap().push(c.request.user.to_plain());
                 let text = self.replies.lock().unwrap().pop_front().unwrap_or_default();
-                out.push(Completion { text, prompt_tokens: 10, cached_tokens: 0, completion_tokens: 2, from_cache: false });
+                out.push(Completion {
+                    text,
+                    prompt_tokens: 10,
+                    cached_tokens: 0,
+                    completion_tokens: 2,
+                    from_cache: false,
+                    shape: Default::default(),
+                    structure_note: None,
+                });
             }
             Ok(out)
         })
@@ -161,11 +169,11 @@ async fn bad_inputs_are_rejected_by_field() {
 
 #[tokio::test]
 async fn slow_steps_time_out_and_runs_have_a_deadline() {
-    let slow = RunOptions { step_timeout: Duration::from_millis(100), deadline: Duration::from_secs(10) };
+    let slow = RunOptions { step_timeout: Duration::from_millis(100), deadline: Duration::from_secs(10), ..RunOptions::default() };
     let ex = executor(TWO_BRANCHES, Scripted::new(&[], 1000, None), slow);
     let (res, _) = ex.run(inputs(json!({"q": "x"}))).await;
     assert!(matches!(res.unwrap_err(), RunError::StepTimeout { ms: 100, .. }));
-    let short = RunOptions { step_timeout: Duration::from_secs(10), deadline: Duration::from_millis(100) };
+    let short = RunOptions { step_timeout: Duration::from_secs(10), deadline: Duration::from_millis(100), ..RunOptions::default() };
     let ex = executor(TWO_BRANCHES, Scripted::new(&[], 1000, None), short);
     let (res, _) = ex.run(inputs(json!({"q": "x"}))).await;
     assert_eq!(res.unwrap_err().to_string(), "the run passed its deadline of 100 ms");

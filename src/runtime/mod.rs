@@ -12,6 +12,7 @@ mod program;
 pub mod retrieve;
 pub mod scoring;
 pub mod source;
+pub mod structure;
 pub mod tools;
 pub mod trace;
 pub mod value;
@@ -21,6 +22,8 @@ pub use self::program::{checked_dag, LoadError, Program, ProgramOptions};
 
 #[cfg(test)]
 mod backend_tests;
+#[cfg(test)]
+mod dialect_tests;
 #[cfg(test)]
 mod executor_tests;
 #[cfg(test)]

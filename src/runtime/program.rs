@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::artifact::Artifact;
-use super::backend::{Backend, BackendError, LocalBackend, OpenAiBackend, PoolOptions};
+use super::backend::{Backend, BackendError, LocalBackend, OpenAiBackend, PoolOptions, StructuredOutput};
 use super::engine::Engine;
 use super::executor::{Executor, RunError, RunOptions, StepParams};
 use super::trace::Trace;
@@ -279,6 +279,8 @@ fn backend(engine: &Engine, spec: &ModelSpec) -> Result<Arc<dyn Backend>, LoadEr
                 concurrency: spec.params.concurrency.map_or(defaults.concurrency, |c| c as usize),
                 max_response_bytes: spec.params.max_response_bytes.map_or(defaults.max_response_bytes, |b| usize::try_from(b).unwrap_or(usize::MAX)),
                 api_key_env: api_key_env.clone(),
+                // The checker refused any other value.
+                structured_output: spec.params.structured_output.as_deref().and_then(StructuredOutput::from_name).unwrap_or_default(),
             };
             Arc::new(OpenAiBackend::new(base_urls, model, options)?)
         }

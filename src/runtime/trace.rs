@@ -113,6 +113,15 @@ pub struct StepTrace {
     pub started_ms: u64,
     /// The error, if it failed.
     pub error: Option<String>,
+    /// How the answer's structure was enforced while decoding: `grammar` (local), the JSON
+    /// Schema dialect an endpoint took, `parsed` when nothing enforced it. Absent for label
+    /// choices and tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<String>,
+    /// Every repair made while reading the answer (code fences, prose around JSON, ...): a
+    /// value read with help is never mistaken for one written right.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<super::adapter::FieldRepair>,
 }
 
 impl StepTrace {
@@ -134,6 +143,8 @@ impl StepTrace {
             latency_ms: 0,
             started_ms: 0,
             error: None,
+            structure: None,
+            repairs: Vec::new(),
         }
     }
 

@@ -50,14 +50,15 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which retrying may succeed (503).
     pub retry_after: Option<u32>,
-    /// More fields of the `error` object (e.g. the `run_id` of a failed run).
-    pub extra: Map<String, Value>,
+    /// More fields of the `error` object (e.g. the `run_id` of a failed run). Boxed: JSON
+    /// objects keep their order (an index map), and an error stays small to return.
+    pub extra: Box<Map<String, Value>>,
 }
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None, extra: Map::new() }
+        ApiError { status, code, message: message.into(), retry_after: None, extra: Box::default() }
     }
 
     /// 400 with `code`.
@@ -143,7 +144,7 @@ impl IntoResponse for ApiError {
         let mut error = Map::new();
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), self.message.into());
-        error.extend(self.extra);
+        error.extend(*self.extra);
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
         if let Some(s) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));

@@ -119,6 +119,39 @@ pub enum TypeKind {
     Label(Vec<Str>),
     /// `list<T>`.
     List(Box<Type>),
+    /// A named type with constraints: `text(email, max_length: 80)`, `text(/[0-9]{4}/)`,
+    /// `json(schema: "...")`.
+    Constrained {
+        /// The constrained type's name, e.g. `text`.
+        name: Ident,
+        /// The constraints, in source order.
+        constraints: Vec<Constraint>,
+    },
+}
+
+/// One constraint inside `TYPE(...)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Constraint {
+    /// Which constraint.
+    pub kind: ConstraintKind,
+    /// Where it is written.
+    pub span: Span,
+}
+
+/// The shape of a written constraint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstraintKind {
+    /// A bare name, such as a format: `email`, `url`, `date`.
+    Name(String),
+    /// `/pattern/`: the pattern as written between the slashes, with `\/` read as `/`.
+    Regex(String),
+    /// `key: value`, such as `max_length: 80` or `schema: "..."`.
+    Setting {
+        /// The setting's name.
+        key: Ident,
+        /// Its value.
+        value: Value,
+    },
 }
 
 /// `model NAME = PROVIDER("arg", ...) { key: value }`.

@@ -31,11 +31,27 @@ pub fn comments(source: &str) -> Vec<Comment> {
             let end = find(&bytes[i..], b"\n").map_or(bytes.len(), |e| i + e);
             out.push(Comment { text: source[i + 2..end].trim_end().to_string(), span: Span::new(i, end) });
             i = end;
+        } else if bytes[i] == b'/' {
+            i = skip_regex(bytes, i);
         } else {
             i += 1;
         }
     }
     out
+}
+
+/// The end of the `/.../` pattern literal that opens at `start` (a lone `/`: the grammar
+/// has no other use for one): after its closing slash, or at the end of its line.
+pub(crate) fn skip_regex(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() && bytes[i] != b'/' && bytes[i] != b'\n' {
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
+    }
+    if bytes.get(i) == Some(&b'/') {
+        i + 1
+    } else {
+        i.min(bytes.len())
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -51,5 +67,12 @@ mod tests {
         let src = "a // one\n\"x // no\" \"\"\"\n// no\n\"\"\" b //two\n\"esc \\\" // no\"";
         let found: Vec<String> = comments(src).into_iter().map(|c| c.text).collect();
         assert_eq!(found, vec![" one", "two"]);
+    }
+
+    #[test]
+    fn comments_skip_patterns_but_not_what_follows_them() {
+        let src = "x: text(/\"a\\/b[(]/) // one\ny: text(/c/) // two";
+        let found: Vec<String> = comments(src).into_iter().map(|c| c.text).collect();
+        assert_eq!(found, vec![" one", " two"]);
     }
 }

@@ -6,7 +6,7 @@
 
 use super::ast::*;
 use super::comments::Comment;
-use super::strings::{quote, quote_multiline};
+use super::strings::{quote, quote_multiline, quote_regex};
 
 /// Lines longer than this are broken one entry per line.
 const WIDTH: usize = 100;
@@ -263,6 +263,21 @@ pub fn ty(t: &Type) -> String {
         TypeKind::Label(labels) => {
             let parts: Vec<String> = labels.iter().map(|l| if is_ident(&l.value) { l.value.clone() } else { quote(&l.value) }).collect();
             format!("label({})", parts.join(", "))
+        }
+        TypeKind::Constrained { name, constraints } => {
+            let parts: Vec<String> = constraints
+                .iter()
+                .map(|c| match &c.kind {
+                    ConstraintKind::Name(n) => n.clone(),
+                    ConstraintKind::Regex(p) => quote_regex(p),
+                    ConstraintKind::Setting { key, value: v } => match &v.kind {
+                        // A schema spans lines: keep it readable as a long string.
+                        ValueKind::Str(text) => format!("{}: {}", key.name, quote_multiline(text, "")),
+                        _ => format!("{}: {}", key.name, value(v)),
+                    },
+                })
+                .collect();
+            format!("{}({})", name.name, parts.join(", "))
         }
     }
 }

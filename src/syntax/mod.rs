@@ -24,7 +24,7 @@ pub use self::format_example::label_literal;
 pub use self::nesting::MAX_NESTING;
 pub use self::parser::parse;
 pub use self::span::{LineCol, LineIndex, Span};
-pub use self::strings::quote;
+pub use self::strings::{quote, quote_regex};
 
 /// Parses `source` and writes it back in canonical layout, keeping comments.
 #[allow(clippy::result_large_err)] // one diagnostic, at most once per call

@@ -38,6 +38,11 @@ pub fn check_nesting(source: &str) -> Result<(), Diagnostic> {
                 i = find(&bytes[i..], b"\n").map_or(bytes.len(), |e| i + e);
                 continue;
             }
+            // A pattern's brackets are the pattern's own (`/[(]{3}/`).
+            b'/' => {
+                i = super::comments::skip_regex(bytes, i);
+                continue;
+            }
             b'[' | b'(' | b'{' | b'<' => {
                 depth += 1;
                 if depth > MAX_NESTING {
@@ -79,7 +84,8 @@ mod tests {
     #[test]
     fn brackets_in_strings_comments_and_arrows_do_not_count() {
         let deep = "[".repeat(MAX_NESTING + 5);
-        let src = format!("program p \"{deep}\"\n// {deep}\nsignature S \"\"\"\n{deep}\n\"\"\" {{}}\ntool t() -> text = command [\"x\"]\n");
+        let src =
+            format!("program p \"{deep}\"\n// {deep}\nsignature S \"\"\"\n{deep}\n\"\"\" {{}}\ntool t() -> text = command [\"x\"]\ninput x: text(/{deep}/)\n");
         assert!(check_nesting(&src).is_ok());
     }
 }

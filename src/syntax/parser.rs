@@ -9,7 +9,7 @@ use pest::iterators::Pair;
 use pest::Parser as _;
 
 use super::ast::*;
-use super::strings::{dedent_long, unescape};
+use super::strings::{dedent_long, unescape, unescape_regex};
 use super::{Diagnostic, Span};
 
 #[derive(pest_derive::Parser)]
@@ -237,6 +237,9 @@ fn describe(rule: Rule) -> &'static str {
         Rule::string_list => "a string",
         Rule::tool_impl => "`http` or `command`",
         Rule::ident_char => "a letter, digit or `_`",
+        Rule::constrained_ty => "a type",
+        Rule::constraint | Rule::named_constraint => "a constraint (`email`, `/pattern/`, `max_length: N`)",
+        Rule::regex | Rule::regex_body => "a pattern (`/.../`)",
     }
 }
 
@@ -342,6 +345,12 @@ impl Builder<'_> {
         let kind = match inner.as_rule() {
             Rule::type_name => TypeKind::Named(inner.as_str().to_string()),
             Rule::list_ty => TypeKind::List(Box::new(self.ty(next(&mut inner.into_inner(), span)?)?)),
+            Rule::constrained_ty => {
+                let mut parts = inner.into_inner();
+                let name = ident(next(&mut parts, span)?);
+                let constraints = parts.map(|c| self.constraint(c)).collect::<Result<Vec<_>>>()?;
+                TypeKind::Constrained { name, constraints }
+            }
             _ => {
                 let mut labels = Vec::new();
                 for lv in inner.into_inner() {
@@ -358,6 +367,21 @@ impl Builder<'_> {
             }
         };
         Ok(Type { kind, span })
+    }
+
+    fn constraint(&self, pair: Pair<Rule>) -> Result<Constraint> {
+        let span = self.span(&pair);
+        let inner = next(&mut pair.into_inner(), span)?;
+        let kind = match inner.as_rule() {
+            Rule::regex => ConstraintKind::Regex(unescape_regex(next(&mut inner.into_inner(), span)?.as_str())),
+            Rule::named_constraint => {
+                let mut it = inner.into_inner();
+                let key = ident(next(&mut it, span)?);
+                ConstraintKind::Setting { key, value: self.value(next(&mut it, span)?)? }
+            }
+            _ => ConstraintKind::Name(inner.as_str().to_string()),
+        };
+        Ok(Constraint { kind, span })
     }
 
     fn model(&self, pair: Pair<Rule>) -> Result<ModelDecl> {

@@ -31,6 +31,53 @@ pub fn unescape(body: &str) -> Option<String> {
     Some(out)
 }
 
+/// The pattern of a `/.../` literal's body: `\\/` stands for `/`; every other escape is the
+/// pattern's own and stays as written.
+pub fn unescape_regex(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('/') => out.push('/'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Writes a pattern as a `/.../` literal: the inverse of reading one (a `/` not
+/// already escaped gets a backslash; escape pairs are kept whole).
+pub fn quote_regex(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 2);
+    out.push('/');
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push('\\');
+                match chars.next() {
+                    // Reading turns `\/` into `/`; both mean a slash to the pattern.
+                    Some('/') => out.push('/'),
+                    Some(n) => out.push(n),
+                    None => out.push('\\'),
+                }
+            }
+            '/' => out.push_str("\\/"),
+            other => out.push(other),
+        }
+    }
+    out.push('/');
+    out
+}
+
 /// The value of a `"""..."""` body: the newline right after the opening quotes is dropped,
 /// so is a last line holding only whitespace, and the indentation common to all non-blank
 /// lines is removed. No escapes are processed.

@@ -271,3 +271,31 @@ fn an_unclosed_long_string_is_reported_where_it_opens() {
     // A closed one followed by a real error is not blamed.
     assert!(parse_err("program p \"\"\"x\"\"\"\n}").starts_with("2:1 expected"));
 }
+
+#[test]
+fn constrained_types_parse_with_their_constraints_in_order() {
+    let f = parse_ok("program p\noutput to: list<text(email, max_length: 80)>\noutput code: text(/[A-Z]{3}\\/[0-9]+/)\n");
+    let Item::Output(to) = &f.items[0] else { panic!() };
+    let TypeKind::List(inner) = &to.ty.kind else { panic!("{:?}", to.ty) };
+    let TypeKind::Constrained { name, constraints } = &inner.kind else { panic!("{inner:?}") };
+    assert_eq!(name.name, "text");
+    assert_eq!(constraints[0].kind, ConstraintKind::Name("email".into()));
+    assert!(matches!(&constraints[1].kind, ConstraintKind::Setting { key, value } if key.name == "max_length" && value.kind == ValueKind::Int(80)));
+    let Item::Output(code) = &f.items[1] else { panic!() };
+    let TypeKind::Constrained { constraints, .. } = &code.ty.kind else { panic!() };
+    assert_eq!(constraints[0].kind, ConstraintKind::Regex("[A-Z]{3}/[0-9]+".into()), "`\\/` is a slash");
+    assert_eq!(constraints[0].span.range(), 73..91);
+}
+
+#[test]
+fn constrained_types_format_back_to_what_was_written() {
+    let src = "program p\n\noutput to: list<text(email,max_length:80,)>\noutput code: text( /a\\/b[(]\"/ ) // a comment\n";
+    let want = "program p\n\noutput to: list<text(email, max_length: 80)>\noutput code: text(/a\\/b[(]\"/) // a comment\n";
+    assert_eq!(format_source(src).unwrap(), want);
+    assert_eq!(format_source(want).unwrap(), want);
+}
+
+#[test]
+fn a_pattern_left_open_is_a_syntax_error_at_its_end() {
+    assert_eq!(parse_err("program p\noutput c: text(/[a-z]+)\n"), "2:24 expected `/`, found the end of the line");
+}

@@ -131,7 +131,7 @@ pub async fn instructions(
             demos_shared: true,
         };
         let sampling = Sampling { temperature: 0.8, top_k: Some(40), top_p: Some(0.95), seed: rng.random() };
-        let call = Call { request, answer_so_far: String::new(), max_tokens: 80, sampling, stop: vec!["\n".into()] };
+        let call = Call { request, answer_so_far: String::new(), max_tokens: 80, sampling, stop: vec!["\n".into()], grammar: None, structured: None };
         let mut done = backend.generate(vec![call]).await?;
         let Some(c) = done.pop() else { continue };
         budget.record_call(&c);

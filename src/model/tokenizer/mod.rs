@@ -26,6 +26,7 @@ pub fn tokenizer_json(gguf: &Gguf) -> Result<serde_json::Value, ModelError> {
 }
 
 /// A loaded tokenizer with the ids generation needs.
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// The same tokenizer with special-token parsing off, for data (see [`PromptText`]).

@@ -147,14 +147,23 @@ impl DecodeBatch {
         }
         let past = self.past.take().unwrap_or(Past::Empty);
         let want: Vec<(usize, usize)> = (0..b).map(|r| (r, 0)).collect();
-        let fwd = dec.forward(b, ids, mask.clone(), positions, past, &want)?;
+        // Grammar masks for the tokens this step samples depend only on the tokens taken so
+        // far: compute them (every row at once) while ONNX Runtime runs the pass.
+        let (fwd, prepared) = prepare_during(&mut self.slots, || dec.forward(b, ids, mask.clone(), positions, past, &want));
+        let fwd = fwd?;
         shared.count_step(self.alive());
         self.mask = mask;
         self.len += 1;
         self.past = Some(Past::Device(fwd.present));
-        for (r, slot) in self.slots.iter_mut().enumerate() {
+        for ((r, slot), ready) in self.slots.iter_mut().enumerate().zip(prepared) {
             let Some(seq) = slot.seq.as_mut() else { continue };
-            let tok = seq.sampler.pick(&fwd.logits[r]);
+            if let Err(e) = ready {
+                if let Some(seq) = slot.seq.take() {
+                    seq.reply.send(Err(e));
+                }
+                continue;
+            }
+            let tok = seq.pick(&fwd.logits[r]);
             shared.count_generated(1);
             slot.next_pos += 1;
             slot.pending = tok;
@@ -208,6 +217,17 @@ impl DecodeBatch {
         self.past = Some(Past::Host { buffers, len });
         Ok(())
     }
+}
+
+/// Runs `pass` while the constrained sequences of `slots` compute their next masks on
+/// rayon (rows in parallel); returns the pass's result and each slot's preparation.
+fn prepare_during<T: Send>(slots: &mut [Slot], pass: impl FnOnce() -> T + Send) -> (T, Vec<Result<(), ModelError>>) {
+    use rayon::prelude::*;
+    let constrained = slots.iter().any(|s| s.seq.as_ref().is_some_and(|q| q.constraint.is_some()));
+    if !constrained {
+        return (pass(), slots.iter().map(|_| Ok(())).collect());
+    }
+    rayon::join(pass, || slots.par_iter_mut().map(|s| s.seq.as_mut().map_or(Ok(()), Sequence::prepare)).collect())
 }
 
 /// Copies row `r` of a `[_, heads, src_len, dim]` buffer, from column `from` on, into row `to`

@@ -31,6 +31,7 @@ use self::batch::{DecodeBatch, Joining};
 use self::pass::{Item, PrefixCache};
 pub(crate) use self::trie::Choices;
 use super::error::ModelError;
+use super::grammar::Constraint;
 use super::local::{ChoiceScores, Finish, Generation, Shared};
 use super::sampling::{Sampler, Sampling};
 use super::session::Decoder;
@@ -80,6 +81,9 @@ pub(crate) struct GenJob {
     pub max_tokens: usize,
     pub sampling: Sampling,
     pub stop: Vec<String>,
+    /// The grammar's state, for a constrained generation (boxed: a matcher is large, and
+    /// jobs wait in a queue).
+    pub constraint: Option<Box<Constraint>>,
     pub reply: Reply<Result<Generation, ModelError>>,
 }
 
@@ -128,6 +132,7 @@ impl Job {
 /// A generating sequence in the decode batch.
 pub(crate) struct Sequence {
     sampler: Sampler,
+    constraint: Option<Box<Constraint>>,
     tokens: Vec<u32>,
     text: String,
     max_tokens: usize,
@@ -138,8 +143,28 @@ pub(crate) struct Sequence {
 }
 
 impl Sequence {
+    /// Computes the grammar's mask for the next token, for a constrained sequence.
+    fn prepare(&mut self) -> Result<(), ModelError> {
+        match self.constraint.as_mut() {
+            Some(c) => c.compute(),
+            None => Ok(()),
+        }
+    }
+
+    /// Picks the next token from `logits`, inside the grammar's mask (computed by
+    /// [`Sequence::prepare`]) when constrained.
+    fn pick(&mut self, logits: &[f32]) -> u32 {
+        match &self.constraint {
+            Some(c) => self.sampler.pick_masked(logits, c.mask()),
+            None => self.sampler.pick(logits),
+        }
+    }
+
     /// Takes token `tok`; returns how the sequence ended, if it did.
     fn push(&mut self, tok: u32, shared: &Shared) -> Result<Option<Finish>, ModelError> {
+        if let Some(c) = self.constraint.as_mut() {
+            c.take(tok)?;
+        }
         self.tokens.push(tok);
         if shared.end_tokens.contains(&tok) {
             return Ok(Some(Finish::EndOfText));
@@ -336,6 +361,7 @@ impl Worker {
                 Job::Generate(j) => {
                     let mut seq = Sequence {
                         sampler: Sampler::new(j.sampling),
+                        constraint: j.constraint,
                         tokens: Vec::new(),
                         text: String::new(),
                         max_tokens: j.max_tokens.max(1),
@@ -344,7 +370,11 @@ impl Worker {
                         cached_tokens: skip,
                         reply: j.reply,
                     };
-                    let tok = seq.sampler.pick(&out.last);
+                    if let Err(e) = seq.prepare() {
+                        seq.reply.send(Err(e));
+                        continue;
+                    }
+                    let tok = seq.pick(&out.last);
                     shared.count_generated(1);
                     match seq.push(tok, &shared) {
                         Err(e) => seq.reply.send(Err(e)),

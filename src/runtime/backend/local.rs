@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::{Backend, BackendError, Call, Choice, Completion, Identity};
+use super::{AnswerShape, Backend, BackendError, Call, Choice, Completion, Enforcement, Identity};
 use crate::model::{GenerateRequest, LocalModel, PrefixCaching, TokenCount};
 
 /// Prompts longer than this are tokenized on the blocking pool rather than on an async worker.
@@ -53,12 +53,12 @@ impl Backend for LocalBackend {
             let runs = calls.into_iter().map(|c| {
                 let prompt = c.request.local_prompt(self.model.chat_template(), &c.answer_so_far);
                 let stop: Vec<String> = c.request.stop().into_iter().chain(c.stop.iter().cloned()).collect();
-                let (max_tokens, sampling) = (c.max_tokens, c.sampling.clone());
+                let (max_tokens, sampling, grammar) = (c.max_tokens, c.sampling.clone(), c.grammar.clone());
                 let (model, caching) = (self.model.clone(), self.caching);
                 async move {
                     let prompt = prompt?;
                     let bytes = prompt.shared.len() + prompt.rest.len();
-                    let request = GenerateRequest { prompt, max_tokens, sampling, stop };
+                    let request = GenerateRequest { prompt, max_tokens, sampling, stop, grammar };
                     let g = submit(bytes, move || model.start_generate(&request, caching)).await?;
                     Ok::<_, BackendError>(Completion {
                         text: g.text,
@@ -66,6 +66,8 @@ impl Backend for LocalBackend {
                         cached_tokens: g.cached_tokens as u64,
                         completion_tokens: g.tokens.len() as u64,
                         from_cache: false,
+                        shape: AnswerShape::Template,
+                        structure_note: None,
                     })
                 }
             });
@@ -75,6 +77,10 @@ impl Backend for LocalBackend {
 
     fn supports_choice(&self) -> bool {
         true
+    }
+
+    fn enforcement(&self) -> Enforcement {
+        Enforcement::Grammar
     }
 
     fn weights_sha256(&self) -> Option<String> {

@@ -12,7 +12,7 @@ use crate::model::sampling::Sampling;
 use crate::model::TokenCount;
 
 pub use self::local::LocalBackend;
-pub use self::openai::{OpenAiBackend, PoolOptions};
+pub use self::openai::{Dialect, OpenAiBackend, PoolOptions, StructuredOutput, DIALECTS};
 
 /// One generation call.
 #[derive(Clone, Debug)]
@@ -27,6 +27,22 @@ pub struct Call {
     pub sampling: Sampling,
     /// Extra stop sequences (the template's own are always used).
     pub stop: Vec<String>,
+    /// The grammar of the answer (after the answer prefix), for backends that decode under one.
+    pub grammar: Option<crate::model::Grammar>,
+    /// The answer as one JSON object, for endpoints that take a JSON Schema (structured output).
+    pub structured: Option<Structured>,
+}
+
+/// How to ask an endpoint for the answer as one JSON object.
+#[derive(Clone, Debug)]
+pub struct Structured {
+    /// The JSON Schema of the answer object (see [`crate::runtime::structure::schema`]).
+    pub schema: serde_json::Value,
+    /// The same task rendered in the JSON template, so the prompt asks for what the schema
+    /// enforces (demos as JSON objects).
+    pub request: Request,
+    /// The labels, when the answer is one label (for dialects that take a choice).
+    pub choice: Option<Vec<String>>,
 }
 
 /// A finished call.
@@ -42,6 +58,25 @@ pub struct Completion {
     pub completion_tokens: u64,
     /// Whether the response cache answered.
     pub from_cache: bool,
+    /// How the answer was asked for: as the template's text, or (structured output) as one
+    /// JSON object of the outputs, or one label alone.
+    pub shape: AnswerShape,
+    /// What the endpoint did about the structure asked for, when it was asked remotely (the
+    /// dialect it took, or that none was accepted), for the trace.
+    pub structure_note: Option<String>,
+}
+
+/// How a completion's text is laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerShape {
+    /// In the request's template, after its answer prefix.
+    #[default]
+    Template,
+    /// One JSON object of the outputs ([`Structured::request`]'s template).
+    JsonObject,
+    /// One of [`Structured::choice`], alone.
+    Choice,
 }
 
 /// The scores of a constrained choice after one call.
@@ -78,6 +113,18 @@ pub enum BackendError {
     Unsupported(String),
 }
 
+/// How a backend enforces an answer's structure; see [`Backend::enforcement`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enforcement {
+    /// It doesn't: answers are parsed (tolerantly) and checked.
+    None,
+    /// Every token is masked by the answer's grammar (the local model).
+    Grammar,
+    /// The endpoint is asked for one JSON object fitting a JSON Schema, in the dialect it
+    /// takes (OpenAI-compatible servers); answers are still checked.
+    JsonSchema,
+}
+
 /// What identifies a model for caching and provenance.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
@@ -98,6 +145,13 @@ pub trait Backend: Send + Sync {
     fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>>;
     /// Whether [`Backend::choose`] works here (otherwise the runtime generates and parses).
     fn supports_choice(&self) -> bool;
+
+    /// How this backend can keep an answer well-formed while decoding it: under the answer's
+    /// grammar ([`Call::grammar`]), by asking for a JSON object ([`Call::structured`]), or not
+    /// at all (the answer is then only parsed).
+    fn enforcement(&self) -> Enforcement {
+        Enforcement::None
+    }
     /// Scores `labels` (as written by [`Request::choice_text`]) after each call's prompt and
     /// answer so far: the log-probability of each label, per call.
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>>;

@@ -90,7 +90,7 @@ impl Submission {
         let raw = self.get(&name).unwrap_or("");
         let parsed = match &field.ty {
             Type::Label(_) if raw.is_empty() => return Err(format!("choose a label for `{}`", field.name)),
-            Type::Label(_) | Type::Text => Value::String(raw.to_string()),
+            Type::Label(_) | Type::Text | Type::Constrained(_) => Value::String(raw.to_string()),
             Type::Bool => Value::Bool(raw == "true"),
             Type::Int => raw.trim().parse::<i64>().map(Value::from).map_err(|_| format!("`{}` takes a whole number, not `{raw}`", field.name))?,
             Type::Float => {
@@ -187,7 +187,7 @@ fn output_widget(field: &Field, current: Option<&Value>, hotkeys: &mut bool) -> 
             c = if text == "true" { " checked" } else { "" },
             l = esc(&legend)
         ),
-        Type::Text => format!("<label class=\"block\" for=\"{id}\">{}</label><textarea id=\"{id}\" name=\"{}\" rows=\"4\">{}</textarea>", esc(&legend), esc(&name), esc(&text)),
+        Type::Text | Type::Constrained(_) => format!("<label class=\"block\" for=\"{id}\">{}</label><textarea id=\"{id}\" name=\"{}\" rows=\"4\">{}</textarea>", esc(&legend), esc(&name), esc(&text)),
         Type::Int | Type::Float => format!(
             "<label class=\"block\" for=\"{id}\">{}</label><input id=\"{id}\" name=\"{}\" type=\"number\" step=\"{}\" value=\"{}\">",
             esc(&legend),

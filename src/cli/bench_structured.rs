@@ -91,6 +91,14 @@ fn measure(args: &BenchStructuredArgs, dag: &Dag, data: &[Example], name: &str, 
     let (mut ok, mut retried, mut repaired, mut generated, mut markers, mut absent, mut values) = (0, 0, 0, 0u64, 0, 0, 0);
     let mut errors: Vec<String> = Vec::new();
     let mut scores = Map::new();
+    // How each step's structure was enforced (`grammar`, the dialect a server took, `parsed`):
+    // which dialect an endpoint ended up speaking is a figure too.
+    let mut structures = Map::new();
+    for step in results.iter().flat_map(|(_, trace)| &trace.steps) {
+        let name = step.structure.clone().unwrap_or_else(|| "label choice or none".into());
+        let n = structures.get(&name).and_then(Value::as_u64).unwrap_or(0);
+        structures.insert(name, json!(n + 1));
+    }
     for f in dag.outputs() {
         let list = matches!(f.ty, Type::List(_));
         let (mut tp, mut fp, mut fneg, mut right, mut seen) = (0usize, 0usize, 0usize, 0usize, 0usize);
@@ -150,7 +158,7 @@ fn measure(args: &BenchStructuredArgs, dag: &Dag, data: &[Example], name: &str, 
         "well_formed_rate": ok as f64 / data.len() as f64, "runs_with_a_retry": retried, "runs_with_repairs": repaired,
         "scores": scores, "values": values, "values_with_markers": markers, "list_values_not_in_input": absent,
         "generated_tokens": generated, "wall_seconds": wall, "generated_tokens_per_second": generated as f64 / wall,
-        "examples_per_second": data.len() as f64 / wall, "first_errors": errors,
+        "examples_per_second": data.len() as f64 / wall, "structures": structures, "first_errors": errors,
     }))
 }
 
@@ -304,6 +312,10 @@ pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
             r["examples_per_second"].as_f64().unwrap_or(0.0)
         ));
         println!("{line}");
+    }
+    for r in &rows {
+        let how: Vec<String> = r["structures"].as_object().map(|o| o.iter().map(|(k, v)| format!("{k} ({v} steps)")).collect()).unwrap_or_default();
+        println!("  {} — structure: {}", r["configuration"].as_str().unwrap_or(""), how.join(", "));
     }
     for r in &rows {
         if let Some(errs) = r["first_errors"].as_array().filter(|e| !e.is_empty()) {

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::progress::ConsoleProgress;
-use loopc::model::import::CONFIG_FILE;
+use loopc::model::import::{Precision, CONFIG_FILE};
 use loopc::model::provision::{self, Cache, KNOWN_MODELS};
 use loopc::model::LoadOptions;
 
@@ -17,25 +17,37 @@ pub fn run(cmd: &ModelCommand) -> anyhow::Result<Outcome> {
     let cache = Cache::from_env()?;
     match cmd {
         ModelCommand::List { json } => list(&cache, *json),
-        ModelCommand::Pull { name } => {
+        ModelCommand::Pull { name, precision } => {
             let progress = ConsoleProgress::new();
-            let known = KNOWN_MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
+            let (known, named) = provision::known_model(name).ok_or_else(|| {
                 let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
-                anyhow::anyhow!("`{name}` is not a model loopc can provision (known: {}); use `loopc model import` for a GGUF file", names.join(", "))
+                let precisions: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
+                anyhow::anyhow!(
+                    "`{name}` is not a model loopc can provision (known: {}, each also as NAME@PRECISION with PRECISION one of {}); use `loopc model import` for a GGUF file",
+                    names.join(", "),
+                    precisions.join(", ")
+                )
             })?;
+            let precision = match (precision.map(Precision::from), name.contains('@')) {
+                (Some(p), true) if p != named => anyhow::bail!("`{name}` names precision {named}, but --precision says {p}"),
+                (Some(p), _) => p,
+                (None, _) => named,
+            };
             provision::ort_library(&cache, &progress)?;
-            let dir = provision::ensure_known_model(&cache, known, &progress)?;
-            println!("{} is ready: {} ({:.0} MB)", name, dir.display(), dir_mb(&dir));
+            let dir = provision::ensure_known_model(&cache, known, precision, &progress)?;
+            let used_as = dir.file_name().and_then(|n| n.to_str()).unwrap_or(name);
+            println!("{used_as} is ready ({precision} precision): {} ({:.0} MB)", dir.display(), dir_mb(&dir));
             Ok(Outcome::Success)
         }
-        ModelCommand::Import { file, name } => {
+        ModelCommand::Import { file, name, precision } => {
             anyhow::ensure!(
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
                 "--name may use letters, digits, `-`, `_` and `.`"
             );
             let dir = cache.model_dir(name);
-            provision::convert(file, &dir, &ConsoleProgress::new())?;
-            println!("imported `{}` as {name}: {}", file.display(), dir.display());
+            let precision = Precision::from(*precision);
+            provision::convert(file, &dir, precision, &ConsoleProgress::new())?;
+            println!("imported `{}` as {name} ({precision} precision): {}", file.display(), dir.display());
             Ok(Outcome::Success)
         }
         ModelCommand::Info { name, json } => info(&cache, name, *json),
@@ -50,7 +62,7 @@ fn list(cache: &Cache, json: bool) -> anyhow::Result<Outcome> {
     let installed = cache.installed_models();
     let mut rows = Vec::new();
     for name in &installed {
-        let known = KNOWN_MODELS.iter().find(|m| m.name == name);
+        let known = provision::known_model(name).map(|(k, _)| k);
         rows.push(serde_json::json!({
             "name": name, "installed": true, "size_mb": dir_mb(&cache.model_dir(name)),
             "description": known.map_or("imported", |k| k.description),
@@ -91,6 +103,7 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         "layers": kv.layers, "kv_heads": kv.heads, "head_dim": kv.head_dim, "vocab": vocab,
         "hidden_size": config.get("hidden_size"), "attention_heads": config.get("num_attention_heads"),
         "chat_format": format!("{:?}", model.chat_format()), "inputs": inputs, "cache": cache.root(),
+        "precision": config.get("loopc_precision"),
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -98,6 +111,9 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         println!("{name}\n  directory   {}\n  size        {:.0} MB\n  sha256      {hash}", dir.display(), dir_mb(&dir));
         println!("  shape       {} layers, {} KV heads x {} dims, vocab {vocab}", kv.layers, kv.heads, kv.head_dim);
         println!("  chat        {:?}", model.chat_format());
+        if let Some(p) = config.get("loopc_precision").and_then(|p| p.as_str()) {
+            println!("  precision   {p}");
+        }
         println!("  inputs      {}", summarize_inputs(&inputs));
     }
     Ok(Outcome::Success)

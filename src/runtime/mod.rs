@@ -17,7 +17,7 @@ pub mod trace;
 pub mod value;
 
 pub use self::engine::{CacheSetting, Engine, EngineBuilder, EngineOptions, ProgramCounters, TraceSink};
-pub use self::program::{check, LoadError, Program, ProgramOptions};
+pub use self::program::{check, LoadError, LoadWarning, Program, ProgramOptions};
 
 #[cfg(test)]
 mod backend_tests;

@@ -10,11 +10,20 @@ resident memory of this process (the model, its KV cache and the Python interpre
 Needs llama-cpp-python (bench/llama-cpp-venv.sh builds a venv with it from PyPI).
 """
 import json
-import resource
 import sys
 import time
 
 import llama_cpp
+
+
+def peak_rss_mb():
+    # VmHWM, not getrusage: ru_maxrss survives exec, so a child of loopc would report
+    # loopc's own peak when that is higher.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
 
 
 def main():
@@ -55,7 +64,7 @@ def main():
         tok = llm.sample(temp=0.0)
     decode = (n - 1) / (time.perf_counter() - t)
 
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({
         "llama_cpp_version": llama_cpp.__version__,
         "prefill_tokens": len(ids),

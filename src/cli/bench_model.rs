@@ -60,6 +60,9 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
 
     // Warm-up: the first pass pays for ONNX Runtime's lazy initialisation.
     model.generate(&[greedy(Prompt::plain("warm up"), 2)], PrefixCaching::Off)?;
+    // Peak memory after each phase (the process's high-water mark so far), to tell what holds it.
+    let mut phase_peaks = serde_json::Map::new();
+    phase_peaks.insert("loaded".into(), serde_json::json!(peak_rss_mb()));
 
     // Prefill: one pass over a long prompt.
     let long = text_of(&model, args.prompt_tokens, 0)?;
@@ -72,6 +75,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         fastest = fastest.min(t.elapsed().as_secs_f64());
     }
     let prefill = ids.len() as f64 / fastest;
+    phase_peaks.insert("prefill".into(), serde_json::json!(peak_rss_mb()));
 
     // Decode at batch 1 and 8: time after the first token, which includes the prefill.
     let decode = |batch: usize| -> anyhow::Result<f64> {
@@ -90,6 +94,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     };
     let decode1 = decode(1)?;
     let decode8 = decode(8)?;
+    phase_peaks.insert("decode".into(), serde_json::json!(peak_rss_mb()));
 
     // Choice scoring: prompts sharing a long prefix, four labels each.
     let shared = format!("{}\n", text_of(&model, args.shared_tokens, 3)?);
@@ -121,7 +126,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         "choice_seconds_without_prefix_cache": score_uncached, "choice_seconds_with_prefix_cache": score_cached,
         "prefix_cache_speedup": score_uncached / score_cached, "ideal_speedup_total_over_suffix_tokens": ideal,
         "same_best_label_cached_vs_uncached": format!("{same_choice}/{}", prompts.len()),
-        "peak_rss_mb": peak_mb,
+        "peak_rss_mb": peak_mb, "peak_rss_mb_after": phase_peaks,
     });
     let llama = match &args.llama_cpp {
         Some(python) => {
@@ -161,7 +166,13 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
             prompts.len()
         );
         if let Some(mb) = peak_mb {
-            println!("  peak memory        {mb:>8.0} MB");
+            let after = |k: &str| figures["peak_rss_mb_after"][k].as_f64().map_or("?".to_string(), |m| format!("{m:.0}"));
+            println!(
+                "  peak memory        {mb:>8.0} MB   (after loading {}, prefill {}, decoding {}, choices {mb:.0})",
+                after("loaded"),
+                after("prefill"),
+                after("decode")
+            );
         }
         if let Some(l) = &llama {
             let f = |key: &str| l[key].as_f64().unwrap_or(f64::NAN);

@@ -62,10 +62,11 @@ impl Precision {
         Precision::ALL.into_iter().find(|p| p.name() == name)
     }
 
-    fn layout(self) -> Layout {
+    /// How the graph keeps and applies the weights at this precision.
+    pub fn layout(self) -> Layout {
         match self {
-            Precision::Fast => Layout::Blocks(Compute::Int8),
-            Precision::Exact => Layout::Blocks(Compute::F32),
+            Precision::Fast => Layout::Blocks { compute: Compute::Int8, eight_bit_as_f32: false },
+            Precision::Exact => Layout::Blocks { compute: Compute::F32, eight_bit_as_f32: true },
             Precision::F32 => Layout::F32,
         }
     }
@@ -209,6 +210,18 @@ impl WeightSource for GgufWeights<'_> {
 /// Imports the GGUF at `gguf_path` into `out_dir` at `precision`, calling `progress(done,
 /// total)` per tensor. An existing `out_dir` is replaced only once the new one is complete.
 pub fn import_gguf(gguf_path: &Path, out_dir: &Path, precision: Precision, progress: &dyn Fn(usize, usize)) -> Result<Imported, ModelError> {
+    import_with_layout(gguf_path, out_dir, precision, precision.layout(), progress)
+}
+
+/// [`import_gguf`] with the graph's layout chosen apart from the precision recorded (tests
+/// check layouts no precision uses).
+pub(crate) fn import_with_layout(
+    gguf_path: &Path,
+    out_dir: &Path,
+    precision: Precision,
+    layout: Layout,
+    progress: &dyn Fn(usize, usize),
+) -> Result<Imported, ModelError> {
     let bytes = super::gguf::read_regular(gguf_path)?;
     let source_sha256 = crate::fs::sha256_hex(&bytes);
     let gguf = Gguf::parse(gguf_path, bytes)?;
@@ -221,7 +234,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path, precision: Precision, progr
     let dir = staging.path();
 
     let mut g = GraphBuilder::external(&dir.join(DATA_FILE))?;
-    llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, precision.layout(), &mut g)?;
+    llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, layout, &mut g)?;
     let model = g.finish("llama")?;
     write(&dir.join(MODEL_FILE), &model)?;
     write(&dir.join(TOKENIZER_FILE), tokenizer.to_string().as_bytes())?;

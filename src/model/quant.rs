@@ -4,7 +4,7 @@
 
 use half::{bf16, f16};
 
-use super::onnx::weight::{BlockMatrix, ZeroPoint};
+use super::onnx::weight::BlockMatrix;
 
 /// A ggml storage type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,36 +246,41 @@ fn q6_k(b: &[u8], y: &mut [f32]) {
 }
 
 /// The blocks of a quantized ggml tensor of `rows` × `cols` (`cols` along the blocks) as
-/// `MatMulNBits` / `GatherBlockQuantized` read them, giving exactly the values [`dequantize`]
-/// gives (`None` for float types, which stay floats):
+/// `MatMulNBits` / `GatherBlockQuantized` read them (`None` for float types, which stay
+/// floats). Each value is `(code − zero point) · scale + minimum`, the zero point being the
+/// operators' default (the middle of the codes' range):
 ///
 /// | ggml | codes | block | zero point | scale | minimum |
 /// |---|---|---|---|---|---|
 /// | Q4_0 | 4-bit q | 32 | 8 | d | — |
-/// | Q4_1 | 4-bit q | 32 | 0 | d | m |
+/// | Q4_1 | 4-bit q | 32 | 8 | d | m + 8d |
 /// | Q5_0 | 8-bit q + 112 | 32 | 128 | d | — |
-/// | Q5_1 | 8-bit q + 128 | 32 | 128 | d | m |
+/// | Q5_1 | 8-bit q + 112 | 32 | 128 | d | m + 16d |
 /// | Q8_0 | 8-bit q + 128 | 32 | 128 | d | — |
-/// | Q4_K | 4-bit q | 32 | 0 | d · scale_j | −dmin · min_j |
-/// | Q5_K | 8-bit q + 128 | 32 | 128 | d · scale_j | −dmin · min_j |
+/// | Q4_K | 4-bit q | 32 | 8 | d · scale_j | 8 · d · scale_j − dmin · min_j |
+/// | Q5_K | 8-bit q + 112 | 32 | 128 | d · scale_j | 16 · d · scale_j − dmin · min_j |
 /// | Q6_K | 8-bit q + 96 | 16 | 128 | d · scale_j | — |
 ///
 /// 5- and 6-bit codes become 8-bit ones (the operators take 2, 4 or 8 bits), shifted so the
-/// operators' default zero point (128) gives the same value; the K-quants' 6- and 8-bit
-/// sub-block scales are multiplied out (exactly: an f16 times a small integer fits in f32).
+/// operators' default zero point gives the same value; the K-quants' 6- and 8-bit sub-block
+/// scales are multiplied out (exactly: an f16 times a small integer fits in f32). Formats with
+/// a minimum count their codes from the middle of their range too, the minimum taking the
+/// difference: the value is the same (up to the rounding of one f32 addition; formats
+/// without a minimum are bit-exact), and with int8 activations the rounding of the
+/// activations then meets weights centred on zero, as in llama.cpp, instead of all-positive
+/// ones, which doubled the error of the default model's logits.
 pub fn to_blocks(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<Option<BlockMatrix>, String> {
     let n = rows.checked_mul(cols).ok_or("the tensor is too large")?;
     if ty.byte_size(n as u64) != Some(bytes.len() as u64) || (ty.block().0 > 1 && cols % ty.block().0 != 0) {
         return Err(format!("{} bytes do not hold {rows} rows of {cols} {ty:?} values in whole blocks", bytes.len()));
     }
-    let (bits, block, zero_point, with_min) = match ty {
+    let (bits, block, with_min) = match ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 => return Ok(None),
-        GgmlType::Q4_0 => (4, 32, ZeroPoint::Middle, false),
-        GgmlType::Q4_1 => (4, 32, ZeroPoint::Uniform(0), true),
-        GgmlType::Q5_0 | GgmlType::Q8_0 => (8, 32, ZeroPoint::Middle, false),
-        GgmlType::Q5_1 | GgmlType::Q5K => (8, 32, ZeroPoint::Middle, true),
-        GgmlType::Q4K => (4, 32, ZeroPoint::Uniform(0), true),
-        GgmlType::Q6K => (8, 16, ZeroPoint::Middle, false),
+        GgmlType::Q4_0 => (4, 32, false),
+        GgmlType::Q4_1 | GgmlType::Q4K => (4, 32, true),
+        GgmlType::Q5_0 | GgmlType::Q8_0 => (8, 32, false),
+        GgmlType::Q5_1 | GgmlType::Q5K => (8, 32, true),
+        GgmlType::Q6K => (8, 16, false),
     };
     let (per, size) = ty.block();
     let n_blocks = n / block;
@@ -286,7 +291,6 @@ pub fn to_blocks(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result
         block,
         codes: Vec::with_capacity(n * bits as usize / 8),
         scales: Vec::with_capacity(n_blocks),
-        zero_point,
         mins: with_min.then(|| Vec::with_capacity(n_blocks)),
     };
     // Codes of one ggml block in value order, then packed.
@@ -305,20 +309,21 @@ pub fn to_blocks(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result
                     codes[j] = qs[j] & 0x0F;
                     codes[j + 16] = qs[j] >> 4;
                 }
-                put(f16_at(b, 0), if ty == GgmlType::Q4_1 { f16_at(b, 2) } else { 0.0 });
+                let d = f16_at(b, 0);
+                put(d, if ty == GgmlType::Q4_1 { f16_at(b, 2) + 8.0 * d } else { 0.0 });
             }
             GgmlType::Q5_0 | GgmlType::Q5_1 => {
                 let with_min = ty == GgmlType::Q5_1;
                 let qh_at = if with_min { 4 } else { 2 };
                 let qh = u32::from_le_bytes([b[qh_at], b[qh_at + 1], b[qh_at + 2], b[qh_at + 3]]);
                 let qs = &b[qh_at + 4..qh_at + 20];
-                let shift = if with_min { 128 } else { 112 };
                 for j in 0..16 {
                     codes[j] = (qs[j] & 0x0F) | (((qh >> j) & 1) << 4) as u8;
                     codes[j + 16] = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4) as u8;
                 }
-                codes.iter_mut().for_each(|c| *c += shift);
-                put(f16_at(b, 0), if with_min { f16_at(b, 2) } else { 0.0 });
+                codes.iter_mut().for_each(|c| *c += 112);
+                let d = f16_at(b, 0);
+                put(d, if with_min { f16_at(b, 2) + 16.0 * d } else { 0.0 });
             }
             GgmlType::Q8_0 => {
                 for (c, &q) in codes.iter_mut().zip(&b[2..34]) {
@@ -338,16 +343,17 @@ pub fn to_blocks(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result
                         if five {
                             lo += if qh[l] & (1 << (2 * i)) != 0 { 16 } else { 0 };
                             hi += if qh[l] & (2 << (2 * i)) != 0 { 16 } else { 0 };
-                            lo += 128;
-                            hi += 128;
+                            lo += 112;
+                            hi += 112;
                         }
                         codes[64 * i + l] = lo;
                         codes[64 * i + 32 + l] = hi;
                     }
                 }
+                let middle = if five { 16.0 } else { 8.0 };
                 for j in 0..8 {
                     let (sc, m) = scale_min_k4(j, scales);
-                    put(d * sc, -(dmin * m));
+                    put(d * sc, middle * (d * sc) - dmin * m);
                 }
             }
             GgmlType::Q6K => {
@@ -457,7 +463,14 @@ mod tests {
             let bytes = crate::model::testing::random_blocks(ty, rows * cols, &mut rng);
             let want = dequantize(ty, &bytes, rows * cols).unwrap();
             let blocks = to_blocks(ty, &bytes, rows, cols).unwrap().expect("quantized types become blocks");
-            assert_eq!(blocks.dequantize().data, want, "{ty:?}");
+            let got = blocks.dequantize().data;
+            if blocks.mins.is_none() {
+                assert_eq!(got, want, "{ty:?}: formats without a minimum are bit-exact");
+            }
+            // With a minimum, `(q − middle)·d + (m + middle·d)` rounds once where `q·d + m` does.
+            let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let worst = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 2.0 * f32::EPSILON * scale, "{ty:?}: values differ by {worst} (largest {scale})");
         }
         assert_eq!(to_blocks(GgmlType::F16, &[0u8; 8], 2, 2), Ok(None), "float types stay floats");
         assert!(to_blocks(GgmlType::Q8_0, &[0u8; 68], 2, 32).is_ok());

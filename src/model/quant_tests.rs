@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::import::{import_gguf, Precision};
+use super::import::{import_gguf, import_with_layout, Precision};
+use super::onnx::llama::Layout;
+use super::onnx::weight::Compute;
 use super::progress::SilentProgress;
 use super::provision::{ort_library, Cache};
 use super::quant::GgmlType;
@@ -22,12 +24,12 @@ fn runtime() -> &'static ort::environment::Environment {
     init_runtime(lib).expect("ONNX Runtime loads")
 }
 
-/// The GGUF at `gguf` imported at `precision` and loaded.
-fn load(gguf: &Path, precision: Precision) -> LocalModel {
-    let dir = gguf.with_extension(precision.name());
-    import_gguf(gguf, &dir, precision, &|_, _| {}).unwrap_or_else(|e| panic!("{} imports at {precision}: {e}", gguf.display()));
+/// The GGUF at `gguf` imported with `layout` and loaded.
+fn load(gguf: &Path, name: &str, layout: Layout) -> LocalModel {
+    let dir = gguf.with_extension(name);
+    import_with_layout(gguf, &dir, Precision::Exact, layout, &|_, _| {}).unwrap_or_else(|e| panic!("{} imports as {layout:?}: {e}", gguf.display()));
     let options = LoadOptions { threads: 1, ..LoadOptions::default() };
-    LocalModel::load(runtime(), &dir, precision.name(), options).unwrap_or_else(|e| panic!("{} loads at {precision}: {e}", gguf.display()))
+    LocalModel::load(runtime(), &dir, name, options).unwrap_or_else(|e| panic!("{} loads as {layout:?}: {e}", gguf.display()))
 }
 
 /// The largest difference between `got` and `want` over the largest magnitude in `want`.
@@ -36,13 +38,18 @@ fn relative_error(got: &[f32], want: &[f32]) -> f32 {
     got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale.max(f32::MIN_POSITIVE)
 }
 
-/// Imports a GGUF whose matrices have the types `type_of` gives at `exact` and at `f32`, and
-/// returns the worst per-row relative error between their logits, and the same for `fast`.
+/// Imports a GGUF whose matrices have the types `type_of` gives with every block kept at f32
+/// compute (8-bit ones too, which the `exact` precision turns into floats) and with every
+/// weight dequantized, and returns the worst per-row relative error between their logits,
+/// and the same for the blocks with int8 activations (the `fast` precision).
 fn compare(name: &str, type_of: &dyn Fn(&str) -> GgmlType) -> (f32, f32) {
     let dir = tempfile::tempdir().unwrap();
     let gguf = dir.path().join(format!("{name}.gguf"));
     write_gguf(&gguf, 5, &k_quant_shape(), type_of).unwrap();
-    let (exact, fast, float) = (load(&gguf, Precision::Exact), load(&gguf, Precision::Fast), load(&gguf, Precision::F32));
+    let blocks = |compute| Layout::Blocks { compute, eight_bit_as_f32: false };
+    let exact = load(&gguf, "blocks-f32", blocks(Compute::F32));
+    let fast = load(&gguf, "blocks-int8", blocks(Compute::Int8));
+    let float = load(&gguf, "f32", Layout::F32);
     let ids: Vec<u32> = "The quick brown fox jumps over the lazy dog".bytes().map(|b| u32::from(b) + 3).collect();
     let positions: Vec<usize> = (0..ids.len()).collect();
     let want = float.logits_at(&ids, &positions).unwrap();
@@ -91,4 +98,14 @@ fn block_graphs_declare_onnx_runtimes_quantized_operators() {
     }
     let size = |p: Precision| std::fs::metadata(dir.path().join(p.name()).join(import::DATA_FILE)).unwrap().len();
     assert!(size(Precision::Fast) * 3 < size(Precision::F32), "4-bit weights take well under a third of f32's bytes");
+
+    // 8-bit codes stay blocks with int8 activations, and become floats at f32 compute.
+    let q8 = dir.path().join("q8.gguf");
+    write_gguf(&q8, 1, &k_quant_shape(), &|_| GgmlType::Q8_0).unwrap();
+    for (precision, blocks) in [(Precision::Fast, true), (Precision::Exact, false)] {
+        let out = dir.path().join(format!("q8-{precision}"));
+        import_gguf(&q8, &out, precision, &|_, _| {}).unwrap();
+        let graph = std::fs::read(out.join(import::MODEL_FILE)).unwrap();
+        assert_eq!(graph.windows(11).any(|w| w == b"MatMulNBits"), blocks, "{precision}");
+    }
 }

@@ -69,7 +69,15 @@ pub enum Layout {
     F32,
     /// Block-quantized weights kept as they are (`MatMulNBits`, `GatherBlockQuantized`),
     /// computing as said; float weights stay float.
-    Blocks(Compute),
+    Blocks {
+        /// How products compute.
+        compute: Compute,
+        /// Whether 8-bit blocks (5-, 6- and 8-bit formats) become floats. ONNX Runtime
+        /// computes 8-bit codes with f32 activations by dequantizing the whole matrix on every
+        /// call (its packed f32-compute kernels take 4-bit codes only), slower than a float
+        /// matrix.
+        eight_bit_as_f32: bool,
+    },
 }
 
 /// The row order that undoes the permutation llama.cpp's converter applies to the rows of Q
@@ -185,13 +193,14 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
     // Weights as the layout keeps them.
     let compute = match layout {
         Layout::F32 => Compute::F32,
-        Layout::Blocks(c) => c,
+        Layout::Blocks { compute, .. } => compute,
     };
     let fetch = |w: &mut dyn WeightSource, name: &str| -> Result<Weight, ModelError> {
         let weight = w.weight(name)?;
         Ok(match layout {
             Layout::F32 => Weight::F32(weight.into_f32()),
-            Layout::Blocks(_) => weight,
+            Layout::Blocks { eight_bit_as_f32: true, .. } if matches!(&weight, Weight::Blocks(b) if b.bits == 8) => Weight::F32(weight.into_f32()),
+            Layout::Blocks { .. } => weight,
         })
     };
 

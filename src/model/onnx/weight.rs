@@ -4,10 +4,11 @@
 //!
 //! Block-quantized weights become ONNX Runtime's contrib operators (`com.microsoft`):
 //! `MatMulNBits` for products and `GatherBlockQuantized` for embedding lookups. Their codes
-//! count from a zero point, `w = (code − zero_point) · scale`; formats with a per-block
-//! minimum (`w = q · d + m`) keep that minimum as a float and add it exactly, as
+//! count from the operators' default zero point, `w = (code − middle) · scale`; formats with
+//! a per-block minimum (`w = q · d + m`) keep that minimum as a float and add it in f32, as
 //! `(Σ_block x) · m`, beside the operator: `MatMulNBits` does take float zero points, but then
-//! it dequantizes the whole matrix on every call instead of using its packed kernels.
+//! it dequantizes the whole matrix on every call instead of using its packed kernels (about
+//! 60 times slower for one row of a 576×1536 matrix, measured).
 
 use super::graph::{Attr, Elem, GraphBuilder};
 use crate::model::error::ModelError;
@@ -55,18 +56,10 @@ impl Matrix {
     }
 }
 
-/// Where a block's codes count from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ZeroPoint {
-    /// The operators' default, 2^(bits−1) (8 for 4-bit codes, 128 for 8-bit ones): no tensor.
-    Middle,
-    /// The same zero point for every block, written as a tensor.
-    Uniform(u8),
-}
-
 /// A matrix stored as blocks along its input features: each block of `block` consecutive
 /// values of a row has `bits`-bit codes, a scale and (for some formats) a minimum, and value
-/// `j` of a block is `(code_j − zero_point) · scale (+ min)`.
+/// `j` of a block is `(code_j − middle) · scale (+ min)`, where `middle` is 2^(bits−1) (8 or
+/// 128), the operators' default zero point, so no zero-point tensor is needed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockMatrix {
     /// Rows (output features).
@@ -82,8 +75,6 @@ pub struct BlockMatrix {
     pub codes: Vec<u8>,
     /// One scale per block, `rows * cols / block`, in code order.
     pub scales: Vec<f32>,
-    /// The codes' zero point.
-    pub zero_point: ZeroPoint,
     /// One minimum per block, added to every value of it, for formats that have one.
     pub mins: Option<Vec<f32>>,
 }
@@ -99,11 +90,9 @@ impl BlockMatrix {
         self.block * self.bits as usize / 8
     }
 
-    fn zero(&self) -> i32 {
-        match self.zero_point {
-            ZeroPoint::Middle => 1 << (self.bits - 1),
-            ZeroPoint::Uniform(z) => i32::from(z),
-        }
+    /// What codes count from: 8 for 4-bit codes, 128 for 8-bit ones.
+    pub fn middle(&self) -> i32 {
+        1 << (self.bits - 1)
     }
 
     /// Checks that the sizes agree with each other; every constructor's result passes.
@@ -114,8 +103,7 @@ impl BlockMatrix {
             && ok_block
             && self.codes.len() == n_blocks * self.block_bytes()
             && self.scales.len() == n_blocks
-            && self.mins.as_ref().is_none_or(|m| m.len() == n_blocks)
-            && (self.bits == 8 || matches!(self.zero_point, ZeroPoint::Middle) || self.zero() < 16);
+            && self.mins.as_ref().is_none_or(|m| m.len() == n_blocks);
         if ok {
             Ok(())
         } else {
@@ -123,9 +111,9 @@ impl BlockMatrix {
         }
     }
 
-    /// The values as f32, computed as `(code − zero_point) · scale + min`.
+    /// The values as f32, computed as `(code − middle) · scale + min`.
     pub fn dequantize(&self) -> Matrix {
-        let zero = self.zero();
+        let zero = self.middle();
         let mut data = Vec::with_capacity(self.rows * self.cols);
         for (b, block) in self.codes.chunks_exact(self.block_bytes()).enumerate() {
             let scale = self.scales[b];
@@ -162,11 +150,10 @@ impl BlockMatrix {
         }
     }
 
-    /// Whether `other` has the same storage (bits, block, zero point, minimums), so the two
-    /// can be stacked into one matrix.
+    /// Whether `other` has the same storage (bits, block, minimums), so the two can be
+    /// stacked into one matrix.
     fn stacks_with(&self, other: &BlockMatrix) -> bool {
-        (self.cols, self.bits, self.block, self.zero_point, self.mins.is_some())
-            == (other.cols, other.bits, other.block, other.zero_point, other.mins.is_some())
+        (self.cols, self.bits, self.block, self.mins.is_some()) == (other.cols, other.bits, other.block, other.mins.is_some())
     }
 }
 
@@ -286,13 +273,7 @@ fn product(g: &mut GraphBuilder, x: &str, w: &Weight, name: &str, compute: Compu
             let (n, nb) = (b.rows as i64, b.blocks_per_row() as i64);
             let codes = codes_tensor(g, b, name)?;
             let scales = g.weight(&format!("{name}.scales"), &[n * nb], &b.scales)?;
-            let mut inputs = vec![x.to_string(), codes, scales];
-            if let ZeroPoint::Uniform(z) = b.zero_point {
-                // 4-bit zero points are packed two to a byte, each row padded to whole bytes.
-                let (byte, len) = if b.bits == 4 { (z | (z << 4), n * ((nb + 1) / 2)) } else { (z, n * nb) };
-                inputs.push(g.tensor(&format!("{name}.qzeros"), Elem::U8, &[len], &vec![byte; len as usize])?);
-            }
-            let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let refs = [x, codes.as_str(), scales.as_str()];
             let attrs = [
                 ("K", Attr::Int(b.cols as i64)),
                 ("N", Attr::Int(n)),
@@ -373,12 +354,7 @@ impl Embedding {
         // before the last two axes are merged.
         let codes = codes_tensor(g, b, name)?;
         let scales = g.weight(&format!("{name}.gather_scales"), &[v, nb, 1], &b.scales)?;
-        let mut inputs = vec![codes, ids.to_string(), scales];
-        if let ZeroPoint::Uniform(z) = b.zero_point {
-            let byte = if b.bits == 4 { z | (z << 4) } else { z };
-            inputs.push(g.tensor(&format!("{name}.gather_zeros"), Elem::U8, &[v, nb, 1], &vec![byte; (v * nb) as usize])?);
-        }
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let refs = [codes.as_str(), ids, scales.as_str()];
         let attrs =
             [("bits", Attr::Int(i64::from(b.bits))), ("block_size", Attr::Int(b.block as i64)), ("gather_axis", Attr::Int(0)), ("quantize_axis", Attr::Int(2))];
         let mut rows = g.op_ms("GatherBlockQuantized", &refs, &attrs);
@@ -406,56 +382,53 @@ impl Embedding {
 mod tests {
     use super::*;
 
-    fn blocks(bits: u8, zero_point: ZeroPoint, mins: bool) -> BlockMatrix {
+    fn blocks(bits: u8, mins: bool) -> BlockMatrix {
         let (rows, cols, block) = (3, 32, 16);
         let n_blocks = rows * cols / block;
         let codes = (0..rows * cols * bits as usize / 8).map(|i| (i * 37 % 256) as u8).collect();
         let scales = (0..n_blocks).map(|i| 0.5 + i as f32).collect();
         let mins = mins.then(|| (0..n_blocks).map(|i| -(i as f32)).collect());
-        BlockMatrix { rows, cols, bits, block, codes, scales, zero_point, mins }
+        BlockMatrix { rows, cols, bits, block, codes, scales, mins }
     }
 
     #[test]
-    fn four_bit_codes_are_read_low_nibble_first_from_their_zero_point() {
-        let b = blocks(4, ZeroPoint::Middle, false);
+    fn four_bit_codes_are_read_low_nibble_first_from_the_middle() {
+        let b = blocks(4, false);
         let m = b.dequantize();
         // Byte 1 is 37 = 0x25: value 2 is (5 − 8) · 0.5, value 3 is (2 − 8) · 0.5.
         assert_eq!((m.data[2], m.data[3]), (-1.5, -3.0));
-        let b = blocks(4, ZeroPoint::Uniform(0), true);
+        let b = blocks(4, true);
         let m = b.dequantize();
         // Block 1 (values 16..32 of row 0) has scale 1.5 and minimum −1; byte 8 is 296 % 256 = 0x28.
-        assert_eq!((m.data[16], m.data[17]), (8.0 * 1.5 - 1.0, 2.0 * 1.5 - 1.0));
+        assert_eq!((m.data[16], m.data[17]), ((8.0 - 8.0) * 1.5 - 1.0, (2.0 - 8.0) * 1.5 - 1.0));
     }
 
     #[test]
     fn eight_bit_codes_count_from_128_by_default() {
-        let m = blocks(8, ZeroPoint::Middle, false).dequantize();
+        let m = blocks(8, false).dequantize();
         assert_eq!(m.data[4], (148 - 128) as f32 * 0.5);
     }
 
     #[test]
     fn rows_gathered_and_stacked_keep_their_blocks() {
-        let b = blocks(4, ZeroPoint::Uniform(0), true);
+        let b = blocks(4, true);
         let m = b.dequantize();
         let swapped = Weight::Blocks(b.clone()).gather_rows(&[2, 0]).into_f32();
         assert_eq!(swapped.data[..32], m.data[64..96]);
         assert_eq!(swapped.data[32..], m.data[..32]);
         let stacked = Weight::stacked(&[Weight::Blocks(b.clone()), Weight::Blocks(b.clone())]).unwrap().into_f32();
         assert_eq!((stacked.rows, &stacked.data[96..]), (6, &m.data[..]));
-        assert!(
-            Weight::stacked(&[Weight::Blocks(b.clone()), Weight::Blocks(blocks(8, ZeroPoint::Middle, false))]).is_none(),
-            "4- and 8-bit blocks are not stacked"
-        );
+        assert!(Weight::stacked(&[Weight::Blocks(b.clone()), Weight::Blocks(blocks(8, false))]).is_none(), "4- and 8-bit blocks are not stacked");
         assert!(Weight::stacked(&[Weight::Blocks(b), Weight::F32(m)]).is_none());
     }
 
     #[test]
     fn inconsistent_sizes_are_refused() {
-        let mut b = blocks(4, ZeroPoint::Middle, false);
+        let mut b = blocks(4, false);
         assert!(b.check().is_ok());
         b.scales.pop();
         assert!(b.check().is_err());
-        let mut b = blocks(4, ZeroPoint::Middle, false);
+        let mut b = blocks(4, false);
         b.block = 24;
         assert!(b.check().is_err());
     }

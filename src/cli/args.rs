@@ -1006,6 +1006,10 @@ pub struct BenchModelArgs {
     /// Length of the prefix those prompts share, in tokens.
     #[arg(long, default_value_t = 250)]
     pub shared_tokens: usize,
+    /// The most key/value positions a pass holds (default 4096): the bound on the memory
+    /// the choice measurement's batched passes take.
+    #[arg(long, value_name = "TOKENS")]
+    pub kv_budget: Option<usize>,
     /// Also measure llama.cpp on the same GGUF with this Python, which must have
     /// llama-cpp-python (`bench/llama-cpp-venv.sh` builds one), and print the ratios.
     #[arg(long, value_name = "PYTHON")]

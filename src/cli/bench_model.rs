@@ -54,6 +54,9 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     if let Some(t) = args.threads {
         options.threads = t;
     }
+    if let Some(k) = args.kv_budget {
+        options.kv_budget_tokens = k.max(1);
+    }
     let threads = options.threads;
     let model = open_model(&args.model, options, &ConsoleProgress::new())?;
     let greedy = |prompt: Prompt, n: usize| GenerateRequest { prompt, max_tokens: n, sampling: Sampling::default(), stop: Vec::new() };

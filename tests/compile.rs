@@ -98,7 +98,7 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("warning: model `smollm2-135m-instruct`: the artifact was compiled against weights 000000000000"), "{}", text(&o.stderr));
     let loaded = loopc::Engine::new().unwrap().load(&other_weights).unwrap();
-    assert!(matches!(&loaded.warnings()[..], [loopc::runtime::LoadWarning::WeightsDiffer { compiled, .. }] if *compiled == "0".repeat(64)));
+    assert!(matches!(loaded.warnings(), [loopc::runtime::LoadWarning::WeightsDiffer { compiled, .. }] if *compiled == "0".repeat(64)));
 
     // The library loads the artifact with no source present and scores the same.
     let moved = dir.path().join("elsewhere.json");

@@ -65,8 +65,8 @@ impl Precision {
     /// How the graph keeps and applies the weights at this precision.
     pub fn layout(self) -> Layout {
         match self {
-            Precision::Fast => Layout::Blocks { compute: Compute::Int8, eight_bit_as_f32: false },
-            Precision::Exact => Layout::Blocks { compute: Compute::F32, eight_bit_as_f32: true },
+            Precision::Fast => Layout::AsStored { compute: Compute::Int8, eight_bit_as_f32: false },
+            Precision::Exact => Layout::AsStored { compute: Compute::F32, eight_bit_as_f32: true },
             Precision::F32 => Layout::F32,
         }
     }

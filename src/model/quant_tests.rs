@@ -46,7 +46,7 @@ fn compare(name: &str, type_of: &dyn Fn(&str) -> GgmlType) -> (f32, f32) {
     let dir = tempfile::tempdir().unwrap();
     let gguf = dir.path().join(format!("{name}.gguf"));
     write_gguf(&gguf, 5, &k_quant_shape(), type_of).unwrap();
-    let blocks = |compute| Layout::Blocks { compute, eight_bit_as_f32: false };
+    let blocks = |compute| Layout::AsStored { compute, eight_bit_as_f32: false };
     let exact = load(&gguf, "blocks-f32", blocks(Compute::F32));
     let fast = load(&gguf, "blocks-int8", blocks(Compute::Int8));
     let float = load(&gguf, "f32", Layout::F32);

@@ -13,6 +13,7 @@ use super::error::{io, ModelError};
 use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
 use super::onnx::graph::GraphBuilder;
 use super::onnx::llama::{self, Layout, LlamaShape, WeightSource};
+use super::onnx::weight::Compute;
 use super::onnx::weight::{Matrix, Weight};
 use super::quant::GgmlType;
 
@@ -70,7 +71,9 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
     let shape = tiny_shape();
     let mut g = GraphBuilder::inline();
     let mut weights = RandomWeights { shape: shape.clone(), rng: ChaCha8Rng::seed_from_u64(seed), cache: HashMap::new() };
-    llama::build(&shape, &mut weights, Layout::F32, &mut g)?;
+    // The layout of the default model (float weights stay floats): runtime tests run the
+    // attention operators it runs.
+    llama::build(&shape, &mut weights, Layout::AsStored { compute: Compute::F32, eight_bit_as_f32: false }, &mut g)?;
     let bytes = g.finish("tiny")?;
     std::fs::write(dir.join(MODEL_FILE), bytes).map_err(io("write", dir))?;
 

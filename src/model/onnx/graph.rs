@@ -14,8 +14,10 @@ use crate::model::error::{io, ModelError};
 pub enum Elem {
     /// `float`.
     F32 = 1,
-    /// `uint8` (packed quantized weights and zero points).
+    /// `uint8` (packed quantized weights).
     U8 = 2,
+    /// `int32`.
+    I32 = 6,
     /// `int64`.
     I64 = 7,
     /// `bool`.
@@ -67,6 +69,8 @@ pub struct GraphBuilder {
     sink: WeightSink,
     /// Whether a node of [`MS_DOMAIN`] was added (the model then imports that opset too).
     uses_ms: bool,
+    /// The ONNX opset the graph is written for.
+    opset: i64,
     /// The names of the initializers added so far.
     names: HashSet<String>,
 }
@@ -82,6 +86,7 @@ impl GraphBuilder {
             counter: 0,
             sink: WeightSink::Inline,
             uses_ms: false,
+            opset: 17,
             names: HashSet::new(),
         }
     }
@@ -103,6 +108,17 @@ impl GraphBuilder {
     fn fresh(&mut self, prefix: &str) -> String {
         self.counter += 1;
         format!("{prefix}_{}", self.counter)
+    }
+
+    /// Writes the graph for ONNX opset `opset` (17 unless set; opset 23 brings `Attention` and
+    /// `RotaryEmbedding`, and takes reduction axes as inputs).
+    pub fn set_opset(&mut self, opset: i64) {
+        self.opset = opset;
+    }
+
+    /// The ONNX opset the graph is written for.
+    pub fn opset(&self) -> i64 {
+        self.opset
     }
 
     /// Declares a graph input.
@@ -142,6 +158,16 @@ impl GraphBuilder {
         self.uses_ms = true;
         self.node_in(MS_DOMAIN, op_type, inputs, &[&out], attrs);
         out
+    }
+
+    /// Adds a node whose outputs have chosen names.
+    pub fn op_outs(&mut self, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
+        self.node(op_type, inputs, outputs, attrs);
+    }
+
+    /// A fresh value name, for outputs of [`GraphBuilder::op_outs`].
+    pub fn fresh_name(&mut self, prefix: &str) -> String {
+        self.fresh(prefix)
     }
 
     fn node(&mut self, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
@@ -250,7 +276,7 @@ impl GraphBuilder {
         self.names.contains(name)
     }
 
-    /// Encodes the model (opset 17, plus [`MS_DOMAIN`] opset 1 when its operators are used)
+    /// Encodes the model (its opset, plus [`MS_DOMAIN`] opset 1 when its operators are used)
     /// and finishes the external data file.
     pub fn finish(self, graph_name: &str) -> Result<Vec<u8>, ModelError> {
         if let WeightSink::External { mut file, path, .. } = self.sink {
@@ -272,9 +298,11 @@ impl GraphBuilder {
             g.msg(12, o);
         }
         let mut opset = Msg::new();
-        opset.string(1, "").int(2, 17);
+        opset.string(1, "").int(2, self.opset);
         let mut m = Msg::new();
-        m.int(1, 8).string(2, "loopc").string(3, env!("CARGO_PKG_VERSION")).msg(7, &g).msg(8, &opset);
+        // IR 10 goes with opset 23 (what ONNX Runtime checks); IR 8 is enough for opset 17.
+        let ir = if self.opset >= 21 { 10 } else { 8 };
+        m.int(1, ir).string(2, "loopc").string(3, env!("CARGO_PKG_VERSION")).msg(7, &g).msg(8, &opset);
         if self.uses_ms {
             let mut ms = Msg::new();
             ms.string(1, MS_DOMAIN).int(2, 1);

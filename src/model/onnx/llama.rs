@@ -65,11 +65,13 @@ pub trait WeightSource {
 /// How the graph stores and applies its weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    /// Every weight dequantized to f32 and applied with `MatMul` / `Gemm`.
+    /// Every weight dequantized to f32 and applied with `MatMul` / `Gemm`, attention in
+    /// standard operators: the graph loopc wrote before it kept quantized weights.
     F32,
-    /// Block-quantized weights kept as they are (`MatMulNBits`, `GatherBlockQuantized`),
-    /// computing as said; float weights stay float.
-    Blocks {
+    /// Weights kept as the file stores them: block-quantized ones applied by ONNX Runtime's
+    /// quantized operators (`MatMulNBits`, `GatherBlockQuantized`), float ones by `MatMul`;
+    /// attention by its fused operators (`GroupQueryAttention`, `RotaryEmbedding`).
+    AsStored {
         /// How products compute.
         compute: Compute,
         /// Whether 8-bit blocks (5-, 6- and 8-bit formats) become floats. ONNX Runtime
@@ -102,6 +104,38 @@ pub fn unpermute_qk(w: &Weight, n_head: usize) -> Weight {
     w.gather_rows(&unpermuted_rows(w.rows(), n_head))
 }
 
+/// What the fused attention operators (ONNX `Attention` and `RotaryEmbedding`, opset 23) need,
+/// computed once per pass and shared by every layer.
+struct Fused {
+    /// `[B, 1, S, T]`: 0 where a query may attend a key, the lowest float elsewhere. Added to
+    /// the scores, so a fully masked row (left padding) stays finite, as with `Where`.
+    bias: String,
+    /// `cos`/`sin` of every position below T times each RoPE frequency, `[T, D/2]`.
+    cos: String,
+    sin: String,
+}
+
+impl Fused {
+    /// From the boolean mask `[B, 1, S, T]`, the lowest float, the RoPE frequencies and T as
+    /// a scalar int64.
+    fn new(g: &mut GraphBuilder, mask: &str, lowest: &str, inv_freq: &str, t_scalar: &str) -> Fused {
+        let zero = g.const_f32(0.0);
+        let bias = g.op("Where", &[mask, &zero, lowest], &[]);
+        // Positions are below T in every row (left padding holds the lowest ones), so a
+        // table of T rows covers them.
+        let (start, step) = (g.const_i64(&[0]), g.const_i64(&[1]));
+        let start_s = g.op("Squeeze", &[&start, &start], &[]);
+        let step_s = g.op("Squeeze", &[&step, &start], &[]);
+        let positions = g.op("Range", &[&start_s, t_scalar, &step_s], &[]);
+        let positions = g.op("Cast", &[&positions], &[("to", Attr::Int(Elem::F32 as i64))]);
+        let positions = g.op("Unsqueeze", &[&positions, &step], &[]);
+        let angles = g.op("Mul", &[&positions, inv_freq], &[]);
+        let cos = g.op("Cos", &[&angles], &[]);
+        let sin = g.op("Sin", &[&angles], &[]);
+        Fused { bias, cos, sin }
+    }
+}
+
 /// Adds the whole decoder to `g`, reading weights from `w`.
 pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &mut GraphBuilder) -> Result<(), ModelError> {
     let LlamaShape { n_layer, n_embd: e, n_head: h, n_head_kv: kvh, head_dim: d, vocab: v, .. } = *shape;
@@ -110,6 +144,9 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
     }
     let rep = (h / kvh) as i64;
     let (e, h, kvh, d, v) = (e as i64, h as i64, kvh as i64, d as i64, v as i64);
+    if let Layout::AsStored { .. } = layout {
+        g.set_opset(23);
+    }
 
     g.input("input_ids", Elem::I64, &[Dim::Named("batch_size"), Dim::Named("sequence_length")]);
     g.input("attention_mask", Elem::I64, &[Dim::Named("batch_size"), Dim::Named("total_sequence_length")]);
@@ -178,9 +215,14 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
     };
     let two = g.const_f32(2.0);
     let eps = g.const_f32(shape.rms_eps);
+    // Opset 18 moved reduction axes from an attribute to an input.
+    let reduce_axes = (g.opset() >= 18).then(|| g.const_i64(&[-1]));
     let rmsnorm = |g: &mut GraphBuilder, x: &str, weight: &str| {
         let sq = g.op("Pow", &[x, &two], &[]);
-        let ms = g.op("ReduceMean", &[&sq], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]);
+        let ms = match &reduce_axes {
+            Some(axes) => g.op("ReduceMean", &[&sq, axes], &[("keepdims", Attr::Int(1))]),
+            None => g.op("ReduceMean", &[&sq], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]),
+        };
         let add = g.op("Add", &[&ms, &eps], &[]);
         let root = g.op("Sqrt", &[&add], &[]);
         let div = g.op("Div", &[x, &root], &[]);
@@ -193,14 +235,14 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
     // Weights as the layout keeps them.
     let compute = match layout {
         Layout::F32 => Compute::F32,
-        Layout::Blocks { compute, .. } => compute,
+        Layout::AsStored { compute, .. } => compute,
     };
     let fetch = |w: &mut dyn WeightSource, name: &str| -> Result<Weight, ModelError> {
         let weight = w.weight(name)?;
         Ok(match layout {
             Layout::F32 => Weight::F32(weight.into_f32()),
-            Layout::Blocks { eight_bit_as_f32: true, .. } if matches!(&weight, Weight::Blocks(b) if b.bits == 8) => Weight::F32(weight.into_f32()),
-            Layout::Blocks { .. } => weight,
+            Layout::AsStored { eight_bit_as_f32: true, .. } if matches!(&weight, Weight::Blocks(b) if b.bits == 8) => Weight::F32(weight.into_f32()),
+            Layout::AsStored { .. } => weight,
         })
     };
 
@@ -226,6 +268,10 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
     let shp_bhsd = cat(g, &[&b, &h_c, &s, &d_c]);
     let scale = g.const_f32(1.0 / (d as f32).sqrt());
     let perm = |p: &[i64]| [("perm", Attr::Ints(p.to_vec()))];
+    let fused = match layout {
+        Layout::F32 => None,
+        Layout::AsStored { .. } => Some(Fused::new(g, &mask, &lowest, &inv, &t0)),
+    };
 
     for i in 0..n_layer {
         let blk = format!("blk.{i}.");
@@ -236,28 +282,45 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
         let k = unpermute_qk(&fetch(w, &format!("{blk}attn_k.weight"))?, kvh as usize);
         let vv = fetch(w, &format!("{blk}attn_v.weight"))?;
         let parts = linear(g, &hn, vec![q, k, vv], &format!("{layer}self_attn.qkv_proj"), compute)?;
-        let q = g.op("Reshape", &[&parts[0], &shp_bshd], &[]);
-        let q = g.op("Transpose", &[&q], &perm(&[0, 2, 1, 3]));
-        let k = g.op("Reshape", &[&parts[1], &shp_bskd], &[]);
-        let k = g.op("Transpose", &[&k], &perm(&[0, 2, 1, 3]));
-        let vh = g.op("Reshape", &[&parts[2], &shp_bskd], &[]);
-        let vh = g.op("Transpose", &[&vh], &perm(&[0, 2, 1, 3]));
-        let q = rope(g, &q);
-        let k = rope(g, &k);
-        let k_all = g.op_to("Concat", &[&format!("past_key_values.{i}.key"), &k], &format!("present.{i}.key"), &[("axis", Attr::Int(2))]);
-        let v_all = g.op_to("Concat", &[&format!("past_key_values.{i}.value"), &vh], &format!("present.{i}.value"), &[("axis", Attr::Int(2))]);
-        let qs = g.op("Mul", &[&q, &scale], &[]);
-        let qg = g.op("Reshape", &[&qs, &shp_grp_q], &[]);
-        let kt = g.op("Transpose", &[&k_all], &perm(&[0, 1, 3, 2]));
-        let scores = g.op("MatMul", &[&qg, &kt], &[]);
-        let scores = g.op("Reshape", &[&scores, &shp_grp_s5], &[]);
-        let scores = g.op("Where", &[&mask5, &scores, &lowest], &[]);
-        let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
-        let probs = g.op("Reshape", &[&probs, &shp_grp_s4], &[]);
-        let ctx = g.op("MatMul", &[&probs, &v_all], &[]);
-        let ctx = g.op("Reshape", &[&ctx, &shp_bhsd], &[]);
-        let ctx = g.op("Transpose", &[&ctx], &perm(&[0, 2, 1, 3]));
-        let ctx = g.op("Reshape", &[&ctx, &shp_bse], &[]);
+        let (past_k, past_v) = (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value"));
+        let (present_k, present_v) = (format!("present.{i}.key"), format!("present.{i}.value"));
+        let ctx = match &fused {
+            Some(f) => {
+                let rotary = |g: &mut GraphBuilder, x: &str, heads: i64| {
+                    g.op("RotaryEmbedding", &[x, &f.cos, &f.sin, "position_ids"], &[("num_heads", Attr::Int(heads))])
+                };
+                let q = rotary(g, &parts[0], h);
+                let k = rotary(g, &parts[1], kvh);
+                let out = g.fresh_name("Attention");
+                let inputs = [q.as_str(), &k, &parts[2], &f.bias, &past_k, &past_v];
+                g.op_outs("Attention", &inputs, &[&out, &present_k, &present_v], &[("q_num_heads", Attr::Int(h)), ("kv_num_heads", Attr::Int(kvh))]);
+                out
+            }
+            None => {
+                let q = g.op("Reshape", &[&parts[0], &shp_bshd], &[]);
+                let q = g.op("Transpose", &[&q], &perm(&[0, 2, 1, 3]));
+                let k = g.op("Reshape", &[&parts[1], &shp_bskd], &[]);
+                let k = g.op("Transpose", &[&k], &perm(&[0, 2, 1, 3]));
+                let vh = g.op("Reshape", &[&parts[2], &shp_bskd], &[]);
+                let vh = g.op("Transpose", &[&vh], &perm(&[0, 2, 1, 3]));
+                let q = rope(g, &q);
+                let k = rope(g, &k);
+                let k_all = g.op_to("Concat", &[&past_k, &k], &present_k, &[("axis", Attr::Int(2))]);
+                let v_all = g.op_to("Concat", &[&past_v, &vh], &present_v, &[("axis", Attr::Int(2))]);
+                let qs = g.op("Mul", &[&q, &scale], &[]);
+                let qg = g.op("Reshape", &[&qs, &shp_grp_q], &[]);
+                let kt = g.op("Transpose", &[&k_all], &perm(&[0, 1, 3, 2]));
+                let scores = g.op("MatMul", &[&qg, &kt], &[]);
+                let scores = g.op("Reshape", &[&scores, &shp_grp_s5], &[]);
+                let scores = g.op("Where", &[&mask5, &scores, &lowest], &[]);
+                let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+                let probs = g.op("Reshape", &[&probs, &shp_grp_s4], &[]);
+                let ctx = g.op("MatMul", &[&probs, &v_all], &[]);
+                let ctx = g.op("Reshape", &[&ctx, &shp_bhsd], &[]);
+                let ctx = g.op("Transpose", &[&ctx], &perm(&[0, 2, 1, 3]));
+                g.op("Reshape", &[&ctx, &shp_bse], &[])
+            }
+        };
         let wo = fetch(w, &format!("{blk}attn_output.weight"))?;
         let attn = linear(g, &ctx, vec![wo], &format!("{layer}self_attn.o_proj"), compute)?.remove(0);
         hidden = g.op("Add", &[&hidden, &attn], &[]);

@@ -297,13 +297,9 @@ fn product(g: &mut GraphBuilder, x: &str, w: &Weight, name: &str, compute: Compu
 }
 
 /// The codes of `b` as `[rows, blocks, bytes]`, the layout both quantized operators read,
-/// written under `{name}.qweight` once: a tied embedding's lookup and LM head share them.
+/// written under `{name}.qweight`.
 fn codes_tensor(g: &mut GraphBuilder, b: &BlockMatrix, name: &str) -> Result<String, ModelError> {
-    let codes = format!("{name}.qweight");
-    if g.has_initializer(&codes) {
-        return Ok(codes);
-    }
-    g.tensor(&codes, Elem::U8, &[b.rows as i64, b.blocks_per_row() as i64, b.block_bytes() as i64], &b.codes)
+    g.tensor(&format!("{name}.qweight"), Elem::U8, &[b.rows as i64, b.blocks_per_row() as i64, b.block_bytes() as i64], &b.codes)
 }
 
 /// The sums of `x`'s consecutive blocks of `block` features (`[.., cols]` → `[.., cols/block]`),
@@ -370,10 +366,15 @@ impl Embedding {
     }
 
     /// The tied LM head: `x · tableᵀ` for `x` of `[M, dim]`, giving `[M, vocab]`.
+    ///
+    /// A block-quantized head gets its own copy of the codes in the file (`{name}.head.*`):
+    /// ONNX Runtime repacks the head's codes on load and then lets go of them, while the
+    /// lookup reads only the rows it needs, so with one shared table every page of it would
+    /// stay resident (28 MB for the default model) and with two neither does.
     pub fn head(&self, g: &mut GraphBuilder, x: &str, name: &str, compute: Compute) -> Result<String, ModelError> {
         match self {
             Embedding::F32 { table } => Ok(g.op("Gemm", &[x, table], &[("transB", Attr::Int(1))])),
-            Embedding::Blocks(b) => product(g, x, &Weight::Blocks(b.clone()), name, compute),
+            Embedding::Blocks(b) => product(g, x, &Weight::Blocks(b.clone()), &format!("{name}.head"), compute),
         }
     }
 }

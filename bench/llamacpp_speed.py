@@ -3,7 +3,8 @@
 side-by-side comparison in `loopc bench model --llama-cpp PYTHON`. Never run in CI.
 
 Reads one JSON object on stdin:
-  {"gguf": PATH, "threads": N, "prefill_text": STR, "decode_prompt": STR, "decode_tokens": N}
+  {"gguf": PATH, "threads": N, "prefill_text": STR, "decode_prompt": STR, "decode_tokens": N,
+   "extra_buffer_types": BOOL (optional, default true)}
 and prints one JSON object: prefill and decode (batch 1) tokens per second, and the peak
 resident memory of this process (the model, its KV cache and the Python interpreter).
 
@@ -14,6 +15,21 @@ import sys
 import time
 
 import llama_cpp
+import llama_cpp.llama_cpp as llama_cpp_c
+
+
+def without_extra_buffer_types():
+    """Loads models without llama.cpp's extra buffer types (weight repacking). Some builds of
+    the wheel die with SIGILL in them on some CPUs (loopc then asks again without them);
+    llama-cpp-python's Llama takes no parameter for it, so its default is wrapped."""
+    default = llama_cpp_c.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    llama_cpp_c.llama_model_default_params = params
 
 
 def peak_rss_mb():
@@ -29,6 +45,9 @@ def peak_rss_mb():
 def main():
     req = json.load(sys.stdin)
     threads = int(req["threads"])
+    extra = bool(req.get("extra_buffer_types", True))
+    if not extra:
+        without_extra_buffer_types()
     llm = llama_cpp.Llama(
         model_path=req["gguf"],
         n_ctx=2048,
@@ -71,6 +90,7 @@ def main():
         "prefill_tok_per_s": prefill,
         "decode_tok_per_s_batch1": decode,
         "peak_rss_mb": peak_mb,
+        "extra_buffer_types": extra,
     }))
 
 

@@ -188,6 +188,9 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
             if let Some(mb) = peak_mb {
                 println!("  {:<28} {mb:>10.0} {lm:>10.0} {:>7.2}x", "peak memory (MB)", mb / lm);
             }
+            if l["extra_buffer_types"] == serde_json::json!(false) {
+                println!("  (llama.cpp without its extra buffer types: this build died with SIGILL in them on this CPU)");
+            }
         }
         if let Some(a) = &agreement {
             println!(
@@ -213,7 +216,9 @@ fn best(scores: &[f32]) -> usize {
 const LLAMA_CPP_SCRIPT: &str = include_str!("../../bench/llamacpp_speed.py");
 
 /// Runs the llama.cpp measurement with `python` on the GGUF of `args.model` (or `args.gguf`),
-/// on the same prefill text and decode prompt, and returns its figures.
+/// on the same prefill text and decode prompt, and returns its figures. llama.cpp runs as it
+/// loads by default; a build whose weight-repacking kernels die with SIGILL on this CPU is
+/// measured again without its extra buffer types (the figures say which).
 fn llama_cpp(python: &Path, args: &BenchModelArgs, threads: usize, prefill_text: &str, decode_prompt: &str) -> anyhow::Result<serde_json::Value> {
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
     let gguf: PathBuf = match (&args.gguf, provision::known_model(&args.model)) {
@@ -223,12 +228,33 @@ fn llama_cpp(python: &Path, args: &BenchModelArgs, threads: usize, prefill_text:
     };
     let script = scratch.path().join("llamacpp_speed.py");
     std::fs::write(&script, LLAMA_CPP_SCRIPT).with_context(|| format!("cannot write `{}`", script.display()))?;
-    let request = serde_json::json!({
-        "gguf": gguf, "threads": threads, "prefill_text": prefill_text,
-        "decode_prompt": decode_prompt, "decode_tokens": args.decode_tokens,
-    });
+    let request = |extra: bool| {
+        serde_json::json!({
+            "gguf": gguf, "threads": threads, "prefill_text": prefill_text,
+            "decode_prompt": decode_prompt, "decode_tokens": args.decode_tokens,
+            "extra_buffer_types": extra,
+        })
+    };
+    match run_llama_cpp(python, &script, &request(true))? {
+        Ok(figures) => Ok(figures),
+        Err(Killed::IllegalInstruction) => match run_llama_cpp(python, &script, &request(false))? {
+            Ok(figures) => Ok(figures),
+            Err(Killed::IllegalInstruction) => anyhow::bail!("the llama.cpp measurement died with SIGILL, with and without llama.cpp's extra buffer types"),
+        },
+    }
+}
+
+/// How a llama.cpp measurement ended that may be tried again another way.
+enum Killed {
+    /// SIGILL: the build uses an instruction this CPU lacks.
+    IllegalInstruction,
+}
+
+/// One run of the llama.cpp script with `request`.
+fn run_llama_cpp(python: &Path, script: &Path, request: &serde_json::Value) -> anyhow::Result<Result<serde_json::Value, Killed>> {
+    use std::os::unix::process::ExitStatusExt;
     let mut child = Command::new(python)
-        .arg(&script)
+        .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -238,13 +264,18 @@ fn llama_cpp(python: &Path, args: &BenchModelArgs, threads: usize, prefill_text:
         stdin.write_all(request.to_string().as_bytes()).context("cannot send the request to the llama.cpp measurement")?;
     }
     let out = child.wait_with_output().context("the llama.cpp measurement did not finish")?;
+    if out.status.signal() == Some(libc::SIGILL) {
+        return Ok(Err(Killed::IllegalInstruction));
+    }
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
         anyhow::bail!("the llama.cpp measurement failed ({}):\n  {}", out.status, tail.join("\n  "));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or_default()).with_context(|| format!("the llama.cpp measurement printed no figures: {text}"))
+    let figures =
+        serde_json::from_str(text.lines().last().unwrap_or_default()).with_context(|| format!("the llama.cpp measurement printed no figures: {text}"))?;
+    Ok(Ok(figures))
 }
 
 /// Questions whose greedy answers are compared between two models.

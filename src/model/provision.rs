@@ -143,7 +143,7 @@ fn find_or_provision_ort(cache: &Cache, progress: &dyn Progress) -> Result<(Path
 /// converted by an older loopc, or at another precision, is converted again.
 pub fn ensure_known_model(cache: &Cache, model: &KnownModel, precision: Precision, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
     let dir = cache.model_dir(&known_dir_name(model, precision));
-    if dir.join(MODEL_FILE).is_file() && export_version(&dir) >= super::import::EXPORT_VERSION && export_precision(&dir) == Some(precision) {
+    if is_current(&dir, precision) {
         return Ok(dir);
     }
     let staging = tempfile::tempdir().map_err(io("create a temporary directory in", &std::env::temp_dir()))?;
@@ -180,6 +180,13 @@ pub fn known_model(spec: &str) -> Option<(&'static KnownModel, Precision)> {
         None => (spec, Precision::default()),
     };
     KNOWN_MODELS.iter().find(|m| m.name == name).map(|m| (m, precision))
+}
+
+/// Whether `dir` holds a model converted by this loopc's conversion at `precision`. A cache
+/// filled before the default became 4-bit holds the f32 graph under the default name, with no
+/// precision recorded: it is converted again (and its fingerprint changes with it).
+fn is_current(dir: &Path, precision: Precision) -> bool {
+    dir.join(MODEL_FILE).is_file() && export_version(dir) >= super::import::EXPORT_VERSION && export_precision(dir) == Some(precision)
 }
 
 /// The `loopc_export` version in a model directory's `config.json` (0 when absent).
@@ -317,4 +324,32 @@ pub fn open_model(spec: &str, options: super::LoadOptions, progress: &dyn Progre
     let env = super::init_runtime(&library)?;
     let dir = locate_model(spec, &cache, progress)?;
     super::LocalModel::load(env, &dir, spec, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_dir(config: serde_json::Value) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MODEL_FILE), b"graph").unwrap();
+        std::fs::write(dir.path().join(super::super::import::CONFIG_FILE), config.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_cached_model_is_converted_again_unless_this_conversion_at_this_precision_made_it() {
+        let version = super::super::import::EXPORT_VERSION;
+        let current = model_dir(serde_json::json!({ "loopc_export": version, "loopc_precision": Precision::default().name() }));
+        assert!(is_current(current.path(), Precision::default()));
+        assert!(!is_current(current.path(), Precision::F32), "another precision is another graph");
+        // The f32 default of an older loopc: no precision recorded, an older export.
+        let old_default = model_dir(serde_json::json!({ "loopc_export": 2 }));
+        assert!(!is_current(old_default.path(), Precision::default()));
+        assert!(!is_current(old_default.path(), Precision::F32));
+        let older = model_dir(serde_json::json!({ "loopc_export": version - 1, "loopc_precision": "f32" }));
+        assert!(!is_current(older.path(), Precision::F32));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(!is_current(empty.path(), Precision::default()), "nothing converted yet");
+    }
 }

@@ -109,3 +109,33 @@ fn block_graphs_declare_onnx_runtimes_quantized_operators() {
         assert_eq!(graph.windows(11).any(|w| w == b"MatMulNBits"), blocks, "{precision}");
     }
 }
+
+#[test]
+fn each_precision_has_its_own_fingerprint_so_answers_and_artifacts_never_mix_weights() {
+    // The response cache keys on the full fingerprint and artifacts record the weights hash
+    // (a program compiled on the f32 graph loads on the 4-bit default and reports that its
+    // weights differ): both must change with the precision.
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("q.gguf");
+    write_gguf(&gguf, 2, &k_quant_shape(), &|_| GgmlType::Q4_1).unwrap();
+    let prints: Vec<Fingerprint> = Precision::ALL
+        .iter()
+        .map(|&precision| {
+            let out = dir.path().join(precision.name());
+            import_gguf(&gguf, &out, precision, &|_, _| {}).unwrap();
+            fingerprint_of(&out).unwrap()
+        })
+        .collect();
+    for (i, a) in prints.iter().enumerate() {
+        for (j, b) in prints.iter().enumerate().skip(i + 1) {
+            let (pa, pb) = (Precision::ALL[i], Precision::ALL[j]);
+            assert_ne!(a.weights, b.weights, "{pa} and {pb} share a weights hash");
+            assert_ne!(a.full, b.full, "{pa} and {pb} share a fingerprint");
+        }
+    }
+    // The same conversion again gives the same fingerprint (cached answers stay valid).
+    let again = dir.path().join("again");
+    import_gguf(&gguf, &again, Precision::default(), &|_, _| {}).unwrap();
+    let default_at = Precision::ALL.iter().position(|&p| p == Precision::default()).unwrap();
+    assert_eq!(fingerprint_of(&again).unwrap(), prints[default_at]);
+}

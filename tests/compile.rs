@@ -90,10 +90,23 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
     let err = text(&o.stderr);
     assert!(err.contains("at `steps.route.demos[0].outputs.team`: `marketing` is not one of the labels"), "{err}");
 
+    // An artifact compiled against other weights (another export or precision of the model)
+    // still runs, and says so: the library reports it as data, the CLI as a warning.
+    let mut other: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&artifacts[0]).unwrap()).unwrap();
+    other["models"][0]["weights_sha256"] = serde_json::json!("0".repeat(64));
+    let other_weights = dir.path().join("other_weights.json");
+    std::fs::write(&other_weights, serde_json::to_string_pretty(&other).unwrap()).unwrap();
+    let o = loopc(&["run", other_weights.to_str().unwrap(), "--input", r#"{"ticket": "My card was charged twice."}"#]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("warning: model `smollm2-135m-instruct`: the artifact was compiled against weights 000000000000"), "{}", text(&o.stderr));
+    let loaded = loopc::Engine::new().unwrap().load(&other_weights).unwrap();
+    assert!(matches!(loaded.warnings(), [loopc::runtime::LoadWarning::WeightsDiffer { compiled, .. }] if *compiled == "0".repeat(64)));
+
     // The library loads the artifact with no source present and scores the same.
     let moved = dir.path().join("elsewhere.json");
     std::fs::copy(&artifacts[0], &moved).unwrap();
     let program = loopc::Engine::new().unwrap().load(&moved).unwrap();
+    assert!(program.warnings().is_empty(), "the weights it was compiled against are installed");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lines = std::fs::read_to_string(&dev).unwrap();
     let mut right = 0;

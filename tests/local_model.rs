@@ -1,7 +1,14 @@
 //! End-to-end tests of the real default model (SmolLM2-135M-Instruct), provisioned once into
 //! the loopc cache and shared by every test here. The expected numbers in
 //! `fixtures/smollm2-reference.json` come from an independent Python conversion of the same
-//! GGUF (token ids, top-5 logits at the last position, greedy continuations).
+//! GGUF to f32 (token ids, top-5 logits at the last position, greedy continuations).
+//!
+//! The conversion is checked at the `exact` precision (the file's 4-bit weights, f32
+//! activations), which must give the reference's numbers; the default `fast` precision (int8
+//! activations) is checked against it with the tolerance int8 rounding needs. Runtime logic
+//! that must not change a single token (batching, the prefix cache) is checked at `exact`
+//! too: with int8 activations a last-bit difference from a batch neighbour can move an
+//! activation across a rounding step, so there equality is not the right test.
 
 use std::sync::OnceLock;
 
@@ -10,11 +17,21 @@ use loopc::model::provision::open_model;
 use loopc::model::sampling::{argmax, Sampling};
 use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt};
 
+/// The default model at its default (`fast`) precision.
 fn model() -> &'static LocalModel {
     static MODEL: OnceLock<LocalModel> = OnceLock::new();
     MODEL.get_or_init(|| {
         open_model("smollm2-135m-instruct", LoadOptions::default(), &SilentProgress)
             .unwrap_or_else(|e| panic!("the default model is needed for these tests: {e}"))
+    })
+}
+
+/// The default model at the `exact` precision: its 4-bit weights with f32 activations.
+fn exact() -> &'static LocalModel {
+    static MODEL: OnceLock<LocalModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        open_model("smollm2-135m-instruct@exact", LoadOptions::default(), &SilentProgress)
+            .unwrap_or_else(|e| panic!("the default model at exact precision is needed for these tests: {e}"))
     })
 }
 
@@ -56,7 +73,7 @@ fn tokenizer_ids_match_the_reference() {
 #[test]
 fn conversion_matches_the_reference_logits() {
     for r in references() {
-        let logits = model().last_logits(&r.input_ids).unwrap();
+        let logits = exact().last_logits(&r.input_ids).unwrap();
         let mut order: Vec<u32> = (0..logits.len() as u32).collect();
         order.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
         assert_eq!(&order[..5], &r.top5_ids[..], "{:?}", r.prompt);
@@ -71,8 +88,20 @@ fn conversion_matches_the_reference_logits() {
 #[test]
 fn greedy_generation_matches_the_reference() {
     for r in references() {
-        let g = model().generate(&[greedy(Prompt::plain(r.prompt.clone()), r.greedy_ids.len())], PrefixCaching::Off).unwrap();
+        let g = exact().generate(&[greedy(Prompt::plain(r.prompt.clone()), r.greedy_ids.len())], PrefixCaching::Off).unwrap();
         assert_eq!(g[0].tokens, r.greedy_ids, "{:?}", r.prompt);
+    }
+}
+
+#[test]
+fn int8_activations_keep_the_reference_top_token_and_logits_within_a_few_percent() {
+    for r in references() {
+        let (fast, exact) = (model().last_logits(&r.input_ids).unwrap(), exact().last_logits(&r.input_ids).unwrap());
+        assert_eq!(argmax(&fast), r.top5_ids[0], "{:?}", r.prompt);
+        let scale = exact.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let worst = fast.iter().zip(&exact).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        // llama.cpp's own int8 activations differ from f32 by 2.4–4.9% on these prompts.
+        assert!(worst <= 0.15 * scale, "{:?}: logits differ by {worst} (largest {scale})", r.prompt);
     }
 }
 
@@ -87,7 +116,7 @@ fn the_capital_of_france_is_paris() {
 
 #[test]
 fn batched_and_prefix_cached_generation_equal_one_by_one() {
-    let m = model();
+    let m = exact();
     let shared = "Answer with one word.\nQuestion: What colour is the sky?\nAnswer: Blue\n";
     let rests = ["Question: What is frozen water?\nAnswer:", "Question: What do bees make?\nAnswer:", "Question: What is 2 + 2?\nAnswer:"];
     let reqs: Vec<GenerateRequest> = rests.iter().map(|r| greedy(Prompt { shared: shared.into(), rest: (*r).into() }, 8)).collect();

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use loopc::model::progress::SilentProgress;
 use loopc::model::provision::{convert, ort_library, Cache};
-use loopc::model::{init_runtime, LoadOptions, LocalModel, PrefixCaching, Prompt, PromptText};
+use loopc::model::{init_runtime, LoadOptions, LocalModel, Precision, PrefixCaching, Prompt, PromptText};
 
 /// The largest difference allowed between loopc's and llama.cpp's logits.
 const LOGIT_TOLERANCE: f32 = 0.05;
@@ -32,7 +32,7 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 fn check(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let gguf = fixtures().join(format!("{name}.gguf"));
-    convert(&gguf, &dir.path().join("m"), &SilentProgress).unwrap();
+    convert(&gguf, &dir.path().join("m"), Precision::Exact, &SilentProgress).unwrap();
     let model = LocalModel::load(runtime(), &dir.path().join("m"), name, LoadOptions { threads: 1, ..LoadOptions::default() }).unwrap();
     let oracle: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join(format!("{name}.oracle.json"))).unwrap()).unwrap();
     let mut checked_tokens = 0;
@@ -82,6 +82,6 @@ fn tiny_mistral_matches_llama_cpp() {
 #[test]
 fn llama_3_rope_scaling_is_refused_until_loopc_applies_it() {
     let dir = tempfile::tempdir().unwrap();
-    let err = convert(&fixtures().join("tiny-llama3.gguf"), &dir.path().join("m"), &SilentProgress).unwrap_err().to_string();
+    let err = convert(&fixtures().join("tiny-llama3.gguf"), &dir.path().join("m"), Precision::Exact, &SilentProgress).unwrap_err().to_string();
     assert!(err.contains("rope_freqs"), "{err}");
 }

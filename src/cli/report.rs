@@ -434,6 +434,13 @@ pub fn use_color(choice: super::args::ColorChoice) -> bool {
     }
 }
 
+/// Prints what loading a program found worth telling (to stderr, one `warning:` line each).
+pub fn print_load_warnings(program: &loopc::runtime::Program) {
+    for w in program.warnings() {
+        eprintln!("warning: {w}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,7 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Outcome> {
     // Check first, so problems in the file show as diagnostics with carets.
     source::load(&args.file, color)?;
     let program = args.runtime.engine()?.load_with(&args.file, args.runtime.options()?)?;
+    super::report::print_load_warnings(&program);
     match (&args.input, &args.inputs) {
         (Some(arg), _) => {
             let text = input_text(arg)?;

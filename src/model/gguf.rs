@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::error::{io, ModelError};
+use super::onnx::weight::BlockMatrix;
 use super::quant::{self, GgmlType};
 
 /// A metadata value.
@@ -227,6 +228,17 @@ impl Gguf {
             })?;
         // Both ends are within the file, so they fit in usize.
         Ok(&self.bytes[range.start as usize..range.end as usize])
+    }
+
+    /// A quantized tensor's blocks as ONNX Runtime's quantized operators read them, rows
+    /// along its outer dimensions (`None` for float tensors).
+    pub fn blocks(&self, t: &TensorInfo) -> Result<Option<BlockMatrix>, ModelError> {
+        let bytes = self.tensor_bytes(t)?;
+        // Both sizes fit in usize: the bytes holding the elements are in memory.
+        let cols = usize::try_from(t.dims.first().copied().unwrap_or(1)).unwrap_or(usize::MAX);
+        let rows = usize::try_from(t.len()).unwrap_or(usize::MAX) / cols.max(1);
+        quant::to_blocks(t.ty, bytes, rows, cols)
+            .map_err(|reason| ModelError::Gguf { path: self.path.clone(), reason: format!("tensor `{}`: {reason}", t.name) })
     }
 
     /// The tensor's values as f32, in ggml order (innermost dimension fastest).

@@ -9,14 +9,16 @@ use serde_json::json;
 use super::error::{io, ModelError};
 use super::gguf::{Gguf, MetaValue};
 use super::onnx::graph::GraphBuilder;
-use super::onnx::llama::{self, LlamaShape, Matrix, WeightSource};
+use super::onnx::llama::{self, Layout, LlamaShape, WeightSource};
+use super::onnx::weight::{Compute, Matrix, Weight};
 use super::tokenizer;
 
 /// The file names of a model directory.
 pub const MODEL_FILE: &str = "model.onnx";
 /// The version of loopc's ONNX export, recorded in `config.json` as `loopc_export`; known
-/// models converted by an older loopc are converted again (2 added the `tree_mask` input).
-pub const EXPORT_VERSION: u64 = 2;
+/// models converted by an older loopc are converted again (2 added the `tree_mask` input, 3
+/// kept quantized weights quantized).
+pub const EXPORT_VERSION: u64 = 3;
 /// The GGUF architectures (`general.architecture`) the importer converts.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
 /// External weights of [`MODEL_FILE`].
@@ -27,6 +29,56 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const CONFIG_FILE: &str = "config.json";
 /// Chat template and special tokens.
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+
+/// How an import stores and applies the model's weights. F32, F16 and BF16 tensors stay
+/// float whatever the precision; it decides what happens to quantized ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// Quantized tensors stay as the file has them, and products quantize their activations
+    /// to int8 per block (ONNX Runtime's `accuracy_level` 4): the fastest, and the default.
+    #[default]
+    Fast,
+    /// Quantized tensors stay as the file has them, and products compute in f32
+    /// (`accuracy_level` 0): the numbers of the dequantized model, in a quarter of its memory.
+    Exact,
+    /// Every tensor dequantized to f32 at import, as loopc did before: the most memory and
+    /// the slowest decoding.
+    F32,
+}
+
+impl Precision {
+    /// Every precision, the default first.
+    pub const ALL: [Precision; 3] = [Precision::Fast, Precision::Exact, Precision::F32];
+
+    /// The name used on the command line, in model specs (`NAME@f32`) and in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fast => "fast",
+            Precision::Exact => "exact",
+            Precision::F32 => "f32",
+        }
+    }
+
+    /// The precision called `name`.
+    pub fn from_name(name: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// How the graph keeps and applies the weights at this precision.
+    pub fn layout(self) -> Layout {
+        match self {
+            Precision::Fast => Layout::AsStored { compute: Compute::Int8, eight_bit_as_f32: false },
+            Precision::Exact => Layout::AsStored { compute: Compute::F32, eight_bit_as_f32: true },
+            Precision::F32 => Layout::F32,
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What an import produced.
 #[derive(Debug)]
@@ -145,13 +197,19 @@ struct GgufWeights<'a> {
 }
 
 impl WeightSource for GgufWeights<'_> {
-    fn matrix(&mut self, name: &str) -> Result<Matrix, ModelError> {
+    fn weight(&mut self, name: &str) -> Result<Weight, ModelError> {
         let t = self.gguf.tensor(name).ok_or_else(|| ModelError::BadModel { model: "gguf import".into(), reason: format!("tensor `{name}` is missing") })?;
-        let data = self.gguf.dequantize(t)?;
-        let cols = t.dims.first().copied().unwrap_or(1) as usize;
+        let weight = match self.gguf.blocks(t)? {
+            Some(blocks) => Weight::Blocks(blocks),
+            None => {
+                let data = self.gguf.dequantize(t)?;
+                let cols = t.dims.first().copied().unwrap_or(1) as usize;
+                Weight::F32(Matrix { rows: data.len() / cols.max(1), cols, data })
+            }
+        };
         self.done += 1;
         (self.progress)(self.done, self.gguf.tensors.len());
-        Ok(Matrix { rows: data.len() / cols.max(1), cols, data })
+        Ok(weight)
     }
 
     fn has(&self, name: &str) -> bool {
@@ -159,9 +217,21 @@ impl WeightSource for GgufWeights<'_> {
     }
 }
 
-/// Imports the GGUF at `gguf_path` into `out_dir`, calling `progress(done, total)` per tensor.
-/// An existing `out_dir` is replaced only once the new one is complete.
-pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, usize)) -> Result<Imported, ModelError> {
+/// Imports the GGUF at `gguf_path` into `out_dir` at `precision`, calling `progress(done,
+/// total)` per tensor. An existing `out_dir` is replaced only once the new one is complete.
+pub fn import_gguf(gguf_path: &Path, out_dir: &Path, precision: Precision, progress: &dyn Fn(usize, usize)) -> Result<Imported, ModelError> {
+    import_with_layout(gguf_path, out_dir, precision, precision.layout(), progress)
+}
+
+/// [`import_gguf`] with the graph's layout chosen apart from the precision recorded (tests
+/// check layouts no precision uses).
+pub(crate) fn import_with_layout(
+    gguf_path: &Path,
+    out_dir: &Path,
+    precision: Precision,
+    layout: Layout,
+    progress: &dyn Fn(usize, usize),
+) -> Result<Imported, ModelError> {
     let bytes = super::gguf::read_regular(gguf_path)?;
     let source_sha256 = crate::fs::sha256_hex(&bytes);
     let gguf = Gguf::parse(gguf_path, bytes)?;
@@ -174,7 +244,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, us
     let dir = staging.path();
 
     let mut g = GraphBuilder::external(&dir.join(DATA_FILE))?;
-    llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, &mut g)?;
+    llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, layout, &mut g)?;
     let model = g.finish("llama")?;
     write(&dir.join(MODEL_FILE), &model)?;
     write(&dir.join(TOKENIZER_FILE), vocab.json.to_string().as_bytes())?;
@@ -186,6 +256,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path, progress: &dyn Fn(usize, us
         "model_type": "llama",
         "architectures": ["LlamaForCausalLM"],
         "loopc_export": EXPORT_VERSION,
+        "loopc_precision": precision.name(),
         "num_hidden_layers": shape.n_layer,
         "hidden_size": shape.n_embd,
         "num_attention_heads": shape.n_head,

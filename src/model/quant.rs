@@ -1,7 +1,10 @@
-//! ggml tensor storage types and their dequantization to f32, following the block layouts
-//! of llama.cpp's `ggml-quants.c`.
+//! ggml tensor storage types: their dequantization to f32, following the block layouts of
+//! llama.cpp's `ggml-quants.c`, and their translation into the blocks ONNX Runtime's
+//! quantized operators read ([`to_blocks`]), which give the same values.
 
 use half::{bf16, f16};
+
+use super::onnx::weight::BlockMatrix;
 
 /// A ggml storage type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +52,25 @@ impl GgmlType {
         })
     }
 
+    /// ggml's numeric id of the type.
+    pub fn id(self) -> u32 {
+        match self {
+            GgmlType::F32 => 0,
+            GgmlType::F16 => 1,
+            GgmlType::Q4_0 => 2,
+            GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
+            GgmlType::Q5_1 => 7,
+            GgmlType::Q8_0 => 8,
+            GgmlType::Q4K => 12,
+            GgmlType::Q5K => 13,
+            GgmlType::Q6K => 14,
+            GgmlType::Bf16 => 30,
+        }
+    }
+
     /// (elements per block, bytes per block).
-    fn block(self) -> (usize, usize) {
+    pub(crate) fn block(self) -> (usize, usize) {
         match self {
             GgmlType::F32 => (1, 4),
             GgmlType::F16 | GgmlType::Bf16 => (1, 2),
@@ -225,6 +245,147 @@ fn q6_k(b: &[u8], y: &mut [f32]) {
     }
 }
 
+/// The blocks of a quantized ggml tensor of `rows` × `cols` (`cols` along the blocks) as
+/// `MatMulNBits` / `GatherBlockQuantized` read them (`None` for float types, which stay
+/// floats). Each value is `(code − zero point) · scale + minimum`, the zero point being the
+/// operators' default (the middle of the codes' range):
+///
+/// | ggml | codes | block | zero point | scale | minimum |
+/// |---|---|---|---|---|---|
+/// | Q4_0 | 4-bit q | 32 | 8 | d | — |
+/// | Q4_1 | 4-bit q | 32 | 8 | d | m + 8d |
+/// | Q5_0 | 8-bit q + 112 | 32 | 128 | d | — |
+/// | Q5_1 | 8-bit q + 112 | 32 | 128 | d | m + 16d |
+/// | Q8_0 | 8-bit q + 128 | 32 | 128 | d | — |
+/// | Q4_K | 4-bit q | 32 | 8 | d · scale_j | 8 · d · scale_j − dmin · min_j |
+/// | Q5_K | 8-bit q + 112 | 32 | 128 | d · scale_j | 16 · d · scale_j − dmin · min_j |
+/// | Q6_K | 8-bit q + 96 | 16 | 128 | d · scale_j | — |
+///
+/// 5- and 6-bit codes become 8-bit ones (the operators take 2, 4 or 8 bits), shifted so the
+/// operators' default zero point gives the same value; the K-quants' 6- and 8-bit sub-block
+/// scales are multiplied out (exactly: an f16 times a small integer fits in f32). Formats with
+/// a minimum count their codes from the middle of their range too, the minimum taking the
+/// difference: the value is the same (up to the rounding of one f32 addition; formats
+/// without a minimum are bit-exact), and with int8 activations the rounding of the
+/// activations then meets weights centred on zero, as in llama.cpp, instead of all-positive
+/// ones, which doubled the error of the default model's logits.
+pub fn to_blocks(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<Option<BlockMatrix>, String> {
+    let n = rows.checked_mul(cols).ok_or("the tensor is too large")?;
+    if ty.byte_size(n as u64) != Some(bytes.len() as u64) || (ty.block().0 > 1 && cols % ty.block().0 != 0) {
+        return Err(format!("{} bytes do not hold {rows} rows of {cols} {ty:?} values in whole blocks", bytes.len()));
+    }
+    let (bits, block, with_min) = match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 => return Ok(None),
+        GgmlType::Q4_0 => (4, 32, false),
+        GgmlType::Q4_1 | GgmlType::Q4K => (4, 32, true),
+        GgmlType::Q5_0 | GgmlType::Q8_0 => (8, 32, false),
+        GgmlType::Q5_1 | GgmlType::Q5K => (8, 32, true),
+        GgmlType::Q6K => (8, 16, false),
+    };
+    let (per, size) = ty.block();
+    let n_blocks = n / block;
+    let mut out = BlockMatrix {
+        rows,
+        cols,
+        bits,
+        block,
+        codes: Vec::with_capacity(n * bits as usize / 8),
+        scales: Vec::with_capacity(n_blocks),
+        mins: with_min.then(|| Vec::with_capacity(n_blocks)),
+    };
+    // Codes of one ggml block in value order, then packed.
+    let mut codes = vec![0u8; per];
+    for b in bytes.chunks_exact(size) {
+        let mut put = |scale: f32, min: f32| {
+            out.scales.push(scale);
+            if let Some(m) = out.mins.as_mut() {
+                m.push(min);
+            }
+        };
+        match ty {
+            GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                let qs = if ty == GgmlType::Q4_0 { &b[2..18] } else { &b[4..20] };
+                for j in 0..16 {
+                    codes[j] = qs[j] & 0x0F;
+                    codes[j + 16] = qs[j] >> 4;
+                }
+                let d = f16_at(b, 0);
+                put(d, if ty == GgmlType::Q4_1 { f16_at(b, 2) + 8.0 * d } else { 0.0 });
+            }
+            GgmlType::Q5_0 | GgmlType::Q5_1 => {
+                let with_min = ty == GgmlType::Q5_1;
+                let qh_at = if with_min { 4 } else { 2 };
+                let qh = u32::from_le_bytes([b[qh_at], b[qh_at + 1], b[qh_at + 2], b[qh_at + 3]]);
+                let qs = &b[qh_at + 4..qh_at + 20];
+                for j in 0..16 {
+                    codes[j] = (qs[j] & 0x0F) | (((qh >> j) & 1) << 4) as u8;
+                    codes[j + 16] = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4) as u8;
+                }
+                codes.iter_mut().for_each(|c| *c += 112);
+                let d = f16_at(b, 0);
+                put(d, if with_min { f16_at(b, 2) + 16.0 * d } else { 0.0 });
+            }
+            GgmlType::Q8_0 => {
+                for (c, &q) in codes.iter_mut().zip(&b[2..34]) {
+                    *c = q ^ 0x80;
+                }
+                put(f16_at(b, 0), 0.0);
+            }
+            GgmlType::Q4K | GgmlType::Q5K => {
+                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                let scales = &b[4..16];
+                let five = ty == GgmlType::Q5K;
+                let (qh, qs) = if five { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
+                for i in 0..4 {
+                    let q = &qs[32 * i..32 * i + 32];
+                    for l in 0..32 {
+                        let (mut lo, mut hi) = (q[l] & 0x0F, q[l] >> 4);
+                        if five {
+                            lo += if qh[l] & (1 << (2 * i)) != 0 { 16 } else { 0 };
+                            hi += if qh[l] & (2 << (2 * i)) != 0 { 16 } else { 0 };
+                            lo += 112;
+                            hi += 112;
+                        }
+                        codes[64 * i + l] = lo;
+                        codes[64 * i + 32 + l] = hi;
+                    }
+                }
+                let middle = if five { 16.0 } else { 8.0 };
+                for j in 0..8 {
+                    let (sc, m) = scale_min_k4(j, scales);
+                    put(d * sc, middle * (d * sc) - dmin * m);
+                }
+            }
+            GgmlType::Q6K => {
+                let (ql_all, qh_all, sc_all) = (&b[0..128], &b[128..192], &b[192..208]);
+                let d = f16_at(b, 208);
+                for n in 0..2 {
+                    let (ql, qh) = (&ql_all[64 * n..], &qh_all[32 * n..]);
+                    for l in 0..32 {
+                        let base = 128 * n + l;
+                        codes[base] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
+                        codes[base + 32] = (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+                        codes[base + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                        codes[base + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                    }
+                }
+                codes.iter_mut().for_each(|c| *c += 96);
+                for &sc in sc_all {
+                    put(d * (sc as i8) as f32, 0.0);
+                }
+            }
+            GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 => return Ok(None),
+        }
+        if bits == 4 {
+            out.codes.extend(codes.chunks_exact(2).map(|p| p[0] | (p[1] << 4)));
+        } else {
+            out.codes.extend_from_slice(&codes);
+        }
+    }
+    out.check()?;
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +452,30 @@ mod tests {
         let y = dequantize(GgmlType::Q6K, &b, 256).unwrap();
         assert_eq!(y[0], 0.25 * 2.0 * (49 - 32) as f32);
         assert_eq!(y[64], 0.25 * 1.0 * (2 - 32) as f32);
+    }
+
+    #[test]
+    fn every_quant_type_becomes_blocks_with_the_same_values() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for ty in crate::model::testing::QUANT_TYPES {
+            let (rows, cols) = (3, 512);
+            let bytes = crate::model::testing::random_blocks(ty, rows * cols, &mut rng);
+            let want = dequantize(ty, &bytes, rows * cols).unwrap();
+            let blocks = to_blocks(ty, &bytes, rows, cols).unwrap().expect("quantized types become blocks");
+            let got = blocks.dequantize().data;
+            if blocks.mins.is_none() {
+                assert_eq!(got, want, "{ty:?}: formats without a minimum are bit-exact");
+            }
+            // With a minimum, `(q − middle)·d + (m + middle·d)` rounds once where `q·d + m` does.
+            let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let worst = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 2.0 * f32::EPSILON * scale, "{ty:?}: values differ by {worst} (largest {scale})");
+        }
+        assert_eq!(to_blocks(GgmlType::F16, &[0u8; 8], 2, 2), Ok(None), "float types stay floats");
+        assert!(to_blocks(GgmlType::Q8_0, &[0u8; 68], 2, 32).is_ok());
+        assert!(to_blocks(GgmlType::Q8_0, &[0u8; 68], 1, 64).is_ok());
+        assert!(to_blocks(GgmlType::Q8_0, &[0u8; 68], 4, 16).is_err(), "rows must hold whole blocks");
     }
 
     #[test]

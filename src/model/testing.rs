@@ -12,7 +12,10 @@ use serde_json::json;
 use super::error::{io, ModelError};
 use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
 use super::onnx::graph::GraphBuilder;
-use super::onnx::llama::{self, LlamaShape, Matrix, WeightSource};
+use super::onnx::llama::{self, Layout, LlamaShape, WeightSource};
+use super::onnx::weight::Compute;
+use super::onnx::weight::{Matrix, Weight};
+use super::quant::GgmlType;
 
 /// The special tokens of the tiny model, ids 0, 1 and 2.
 pub const SPECIAL: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
@@ -29,6 +32,16 @@ struct RandomWeights {
 }
 
 impl WeightSource for RandomWeights {
+    fn weight(&mut self, name: &str) -> Result<Weight, ModelError> {
+        self.matrix(name).map(Weight::F32)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        name != "output.weight"
+    }
+}
+
+impl RandomWeights {
     fn matrix(&mut self, name: &str) -> Result<Matrix, ModelError> {
         let s = &self.shape;
         let (qd, kd) = (s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
@@ -46,10 +59,6 @@ impl WeightSource for RandomWeights {
         let data = (0..rows * cols).map(|_| if norm { 1.0 + self.rng.random_range(-0.1..0.1) } else { self.rng.random_range(-0.5..0.5) }).collect();
         Ok(Matrix { rows, cols, data })
     }
-
-    fn has(&self, name: &str) -> bool {
-        name != "output.weight"
-    }
 }
 
 /// The tiny model's context length (one token per byte of ASCII text, so a 600-byte input
@@ -61,7 +70,10 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let shape = tiny_shape();
     let mut g = GraphBuilder::inline();
-    llama::build(&shape, &mut RandomWeights { shape: shape.clone(), rng: ChaCha8Rng::seed_from_u64(seed), cache: HashMap::new() }, &mut g)?;
+    let mut weights = RandomWeights { shape: shape.clone(), rng: ChaCha8Rng::seed_from_u64(seed), cache: HashMap::new() };
+    // The layout of the default model (float weights stay floats): runtime tests run the
+    // attention operators it runs.
+    llama::build(&shape, &mut weights, Layout::AsStored { compute: Compute::F32, eight_bit_as_f32: false }, &mut g)?;
     let bytes = g.finish("tiny")?;
     std::fs::write(dir.join(MODEL_FILE), bytes).map_err(io("write", dir))?;
 
@@ -115,7 +127,66 @@ pub fn chatml() -> super::chat::ChatTemplate {
 /// Writes the tiny model as a GGUF file (norms in F32, the embedding in F16, the other
 /// matrices in Q8_0), with a byte-level tokenizer in its metadata, to test `model import`.
 pub fn write_tiny_gguf(path: &Path, seed: u64) -> Result<(), ModelError> {
-    let shape = tiny_shape();
+    write_gguf(path, seed, &tiny_shape(), &|name| if name == "token_embd.weight" { GgmlType::F16 } else { GgmlType::Q8_0 })
+}
+
+/// The quantized ggml types loopc reads.
+pub const QUANT_TYPES: [GgmlType; 8] =
+    [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
+
+/// A small llama shape whose matrices hold whole k-quant super-blocks (256 values a row).
+pub fn k_quant_shape() -> LlamaShape {
+    LlamaShape { n_layer: 2, n_embd: 256, n_head: 4, n_head_kv: 2, head_dim: 64, n_ff: 512, vocab: SPECIAL.len() + 256, rope_theta: 10_000.0, rms_eps: 1e-5 }
+}
+
+/// `n` values of type `ty` as random ggml blocks: random codes, and scales (and minimums) of
+/// a size that keeps a random model's activations ordinary. Every bit pattern of a block's
+/// codes is valid, so this covers the layouts more fully than quantizing chosen values would.
+pub fn random_blocks(ty: GgmlType, n: usize, rng: &mut impl Rng) -> Vec<u8> {
+    let (per, size) = ty.block();
+    let mut out = vec![0u8; n / per * size];
+    rng.fill_bytes(&mut out);
+    let mut half = |b: &mut [u8], at: usize, lo: f32, hi: f32| {
+        let sign = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
+        let v = if lo < 0.0 { rng.random_range(lo..hi) } else { sign * rng.random_range(lo..hi) };
+        b[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+    };
+    // Scales give weights of about ±0.05 (as trained models of this width have), whatever
+    // the codes' range: random models with larger weights turn small rounding into noise.
+    for b in out.chunks_exact_mut(size) {
+        match ty {
+            GgmlType::Q4_0 => half(b, 0, 0.005, 0.015),
+            GgmlType::Q5_0 => half(b, 0, 0.003, 0.008),
+            GgmlType::Q8_0 => half(b, 0, 0.0004, 0.001),
+            GgmlType::Q4_1 => {
+                half(b, 0, 0.005, 0.015);
+                half(b, 2, -0.1, 0.0);
+            }
+            GgmlType::Q5_1 => {
+                half(b, 0, 0.003, 0.008);
+                half(b, 2, -0.15, 0.0);
+            }
+            GgmlType::Q4K => {
+                half(b, 0, 0.0002, 0.0004);
+                half(b, 2, 0.0005, 0.001);
+            }
+            GgmlType::Q5K => {
+                half(b, 0, 0.0001, 0.0002);
+                half(b, 2, 0.0005, 0.001);
+            }
+            GgmlType::Q6K => half(b, 208, 0.00002, 0.00005),
+            GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 => {}
+        }
+    }
+    out
+}
+
+/// Writes a model of `shape` as a GGUF file: norms in F32, each matrix (the embedding
+/// `token_embd.weight`, tied with the LM head, and `blk.N.*.weight`) in the type `type_of`
+/// gives its name, with a byte-level tokenizer in its metadata. Float matrices hold seeded
+/// random values; quantized ones random blocks ([`random_blocks`]).
+pub fn write_gguf(path: &Path, seed: u64, shape: &LlamaShape, type_of: &dyn Fn(&str) -> GgmlType) -> Result<(), ModelError> {
+    let shape = shape.clone();
     let mut weights = RandomWeights { shape: shape.clone(), rng: ChaCha8Rng::seed_from_u64(seed), cache: HashMap::new() };
     let mut names = vec!["token_embd.weight".to_string(), "output_norm.weight".to_string()];
     for i in 0..shape.n_layer {
@@ -126,15 +197,15 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> Result<(), ModelError> {
     let mut tensors = Vec::new();
     for name in &names {
         let m = weights.matrix(name)?;
-        let (ty, bytes) = if m.rows == 1 {
-            (0u32, m.data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
-        } else if name == "token_embd.weight" {
-            (1, m.data.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect())
-        } else {
-            (8, quantize_q8_0(&m.data))
+        let ty = if m.rows == 1 { GgmlType::F32 } else { type_of(name) };
+        let bytes = match ty {
+            GgmlType::F32 => m.data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+            GgmlType::F16 => m.data.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect(),
+            GgmlType::Bf16 => m.data.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect(),
+            _ => random_blocks(ty, m.data.len(), &mut weights.rng),
         };
         let dims: Vec<u64> = if m.rows == 1 { vec![m.cols as u64] } else { vec![m.cols as u64, m.rows as u64] };
-        tensors.push((name.clone(), dims, ty, bytes));
+        tensors.push((name.clone(), dims, ty.id(), bytes));
     }
     let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet().into_iter().collect();
     alphabet.sort_unstable();
@@ -229,17 +300,4 @@ enum Meta {
     F32(f32),
     Strs(Vec<String>),
     U32s(Vec<u32>),
-}
-
-/// Q8_0 blocks of 32: an f16 scale and 32 signed bytes.
-fn quantize_q8_0(data: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 32 * 34);
-    for block in data.chunks(32) {
-        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let d = amax / 127.0;
-        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-        out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
-        out.extend(block.iter().map(|x| (x * inv).round() as i8 as u8));
-    }
-    out
 }

@@ -18,7 +18,7 @@ pub mod trace;
 pub mod value;
 
 pub use self::engine::{CacheSetting, Engine, EngineBuilder, EngineOptions, ProgramCounters, TraceSink};
-pub use self::program::{checked_dag, LoadError, Program, ProgramOptions};
+pub use self::program::{checked_dag, LoadError, LoadWarning, Program, ProgramOptions};
 
 #[cfg(test)]
 mod backend_tests;

@@ -77,14 +77,6 @@ pub enum LoadError {
     /// Occurs when an artifact cannot be read.
     #[error(transparent)]
     Artifact(#[from] super::artifact::ArtifactError),
-    /// Occurs when an artifact does not fit its own program or this machine's model.
-    #[error("artifact `{path}`: {reason}")]
-    Mismatch {
-        /// The artifact.
-        path: String,
-        /// What does not fit.
-        reason: String,
-    },
     /// Occurs when a `--model` override is malformed.
     #[error("bad model override `{0}`: write a model name, a model directory, or openai:BASE_URL[,BASE_URL...]#MODEL")]
     Override(String),
@@ -113,11 +105,45 @@ pub struct ProgramOptions {
     pub tool_urls: HashMap<String, String>,
 }
 
+/// What a program's loading found worth telling that does not stop it from running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadWarning {
+    /// Occurs when an artifact was compiled against other weights of a local model than the
+    /// installed ones (another export, or another precision of the same model): it runs, but
+    /// the scores its choices were made on may not hold.
+    WeightsDiffer {
+        /// The model's name.
+        model: String,
+        /// The weights' SHA-256 recorded at compile time.
+        compiled: String,
+        /// The installed weights' SHA-256.
+        installed: String,
+    },
+}
+
+impl std::fmt::Display for LoadWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadWarning::WeightsDiffer { model, compiled, installed } => {
+                let short = |h: &str| h.chars().take(12).collect::<String>();
+                write!(
+                    f,
+                    "model `{model}`: the artifact was compiled against weights {}, but the installed weights are {} \
+                     (another export or precision); it runs, but recompile it to choose its prompts on these weights",
+                    short(compiled),
+                    short(installed)
+                )
+            }
+        }
+    }
+}
+
 /// A loaded, checked program with its models ready, bound to the engine that runs it.
 #[derive(Clone)]
 pub struct Program {
     executor: Executor,
     engine: Engine,
+    warnings: Arc<[LoadWarning]>,
 }
 
 impl Program {
@@ -137,7 +163,7 @@ impl Program {
             backends.push(engine.cached(backend(engine, &spec)?));
         }
         let params = step_ids(&dag, options.params)?;
-        Ok(Program { executor: Executor::new(Arc::new(dag), backends, params, options.run), engine: engine.clone() })
+        Ok(Program { executor: Executor::new(Arc::new(dag), backends, params, options.run), engine: engine.clone(), warnings: Arc::new([]) })
     }
 
     /// Readies a program from an artifact: its embedded program, validated against the
@@ -150,21 +176,17 @@ impl Program {
             options.params.entry(dag.step(id).name.clone()).or_insert(params);
         }
         let overridden = options.model_override.is_some();
-        let program = Program::from_source(engine, &source_name, &artifact.program.source, options)?;
+        let mut program = Program::from_source(engine, &source_name, &artifact.program.source, options)?;
+        let mut warnings = Vec::new();
         if !overridden {
             for (record, backend) in artifact.models.iter().zip(program.executor.backends()) {
                 let (Some(want), Some(have)) = (&record.weights_sha256, backend.weights_sha256()) else { continue };
                 if *want != have {
-                    return Err(LoadError::Mismatch {
-                        path: name.to_string(),
-                        reason: format!(
-                            "it was compiled against model `{}` with weights {want}, but the installed weights hash to {have}; recompile, or pass a model override to run anyway",
-                            record.model
-                        ),
-                    });
+                    warnings.push(LoadWarning::WeightsDiffer { model: record.model.clone(), compiled: want.clone(), installed: have });
                 }
             }
         }
+        program.warnings = warnings.into();
         Ok(program)
     }
 
@@ -178,13 +200,18 @@ impl Program {
                 backends.len()
             ))));
         }
-        Ok(Program { executor: Executor::new(Arc::new(dag), backends, HashMap::new(), run), engine: engine.clone() })
+        Ok(Program { executor: Executor::new(Arc::new(dag), backends, HashMap::new(), run), engine: engine.clone(), warnings: Arc::new([]) })
+    }
+
+    /// What loading found worth telling that did not stop it (for the caller to show).
+    pub fn warnings(&self) -> &[LoadWarning] {
+        &self.warnings
     }
 
     /// The same program and models with other step parameters (what the compiler searches).
     /// Cheap: models and caches are shared.
     pub fn with_params(&self, params: HashMap<StepId, StepParams>) -> Program {
-        Program { executor: self.executor.with_params(params), engine: self.engine.clone() }
+        Program { executor: self.executor.with_params(params), engine: self.engine.clone(), warnings: self.warnings.clone() }
     }
 
     /// The same program with every model step on declared model `model` (e.g. a teacher that
@@ -192,7 +219,7 @@ impl Program {
     pub fn on_model(&self, model: ModelId) -> Program {
         let Some(b) = self.executor.backends().get(model.0).cloned() else { return self.clone() };
         let all = vec![b; self.executor.backends().len()];
-        Program { executor: self.executor.with_backends(all), engine: self.engine.clone() }
+        Program { executor: self.executor.with_backends(all), engine: self.engine.clone(), warnings: self.warnings.clone() }
     }
 
     /// Runs the program on `inputs` (a JSON object with the program's inputs).

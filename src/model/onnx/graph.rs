@@ -2,6 +2,7 @@
 //! data file so the model itself stays small and is written without holding every weight
 //! in memory twice.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,10 @@ use crate::model::error::{io, ModelError};
 pub enum Elem {
     /// `float`.
     F32 = 1,
+    /// `uint8` (packed quantized weights).
+    U8 = 2,
+    /// `int32`.
+    I32 = 6,
     /// `int64`.
     I64 = 7,
     /// `bool`.
@@ -47,6 +52,13 @@ enum WeightSink {
     External { file: std::io::BufWriter<std::fs::File>, path: PathBuf, file_name: String, offset: u64 },
 }
 
+/// The domain of ONNX Runtime's contrib operators (`MatMulNBits`, `GatherBlockQuantized`).
+pub const MS_DOMAIN: &str = "com.microsoft";
+
+/// Where an external tensor's data starts is rounded up to this many bytes, so tensors of odd
+/// byte lengths (packed 4-bit codes) never leave the float tensors after them misaligned.
+const EXTERNAL_ALIGN: u64 = 64;
+
 /// An ONNX graph under construction.
 pub struct GraphBuilder {
     nodes: Vec<Msg>,
@@ -55,12 +67,28 @@ pub struct GraphBuilder {
     outputs: Vec<Msg>,
     counter: usize,
     sink: WeightSink,
+    /// Whether a node of [`MS_DOMAIN`] was added (the model then imports that opset too).
+    uses_ms: bool,
+    /// The ONNX opset the graph is written for.
+    opset: i64,
+    /// The names of the initializers added so far.
+    names: HashSet<String>,
 }
 
 impl GraphBuilder {
     /// A builder that keeps weights inside the model file.
     pub fn inline() -> GraphBuilder {
-        GraphBuilder { nodes: Vec::new(), initializers: Vec::new(), inputs: Vec::new(), outputs: Vec::new(), counter: 0, sink: WeightSink::Inline }
+        GraphBuilder {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            counter: 0,
+            sink: WeightSink::Inline,
+            uses_ms: false,
+            opset: 17,
+            names: HashSet::new(),
+        }
     }
 
     /// A builder that streams weights into `data_path` (which must sit beside the model file).
@@ -80,6 +108,17 @@ impl GraphBuilder {
     fn fresh(&mut self, prefix: &str) -> String {
         self.counter += 1;
         format!("{prefix}_{}", self.counter)
+    }
+
+    /// Writes the graph for ONNX opset `opset` (17 unless set; opset 23 brings `Attention` and
+    /// `RotaryEmbedding`, and takes reduction axes as inputs).
+    pub fn set_opset(&mut self, opset: i64) {
+        self.opset = opset;
+    }
+
+    /// The ONNX opset the graph is written for.
+    pub fn opset(&self) -> i64 {
+        self.opset
     }
 
     /// Declares a graph input.
@@ -113,7 +152,29 @@ impl GraphBuilder {
         outs
     }
 
+    /// Adds a node of ONNX Runtime's contrib domain ([`MS_DOMAIN`]) with one output.
+    pub fn op_ms(&mut self, op_type: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
+        let out = self.fresh(op_type);
+        self.uses_ms = true;
+        self.node_in(MS_DOMAIN, op_type, inputs, &[&out], attrs);
+        out
+    }
+
+    /// Adds a node whose outputs have chosen names.
+    pub fn op_outs(&mut self, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
+        self.node(op_type, inputs, outputs, attrs);
+    }
+
+    /// A fresh value name, for outputs of [`GraphBuilder::op_outs`].
+    pub fn fresh_name(&mut self, prefix: &str) -> String {
+        self.fresh(prefix)
+    }
+
     fn node(&mut self, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
+        self.node_in("", op_type, inputs, outputs, attrs)
+    }
+
+    fn node_in(&mut self, domain: &str, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
         let mut n = Msg::new();
         for i in inputs {
             n.string(1, i);
@@ -141,6 +202,9 @@ impl GraphBuilder {
                 }
             }
             n.msg(5, &a);
+        }
+        if !domain.is_empty() {
+            n.string(7, domain);
         }
         self.nodes.push(n);
     }
@@ -179,27 +243,41 @@ impl GraphBuilder {
 
     /// A float tensor of any size: inline or in the external data file, as the builder was made.
     pub fn weight(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Result<String, ModelError> {
-        let raw: &[u8] = bytemuck_f32(data);
+        self.tensor(name, Elem::F32, dims, bytemuck_f32(data))
+    }
+
+    /// A tensor of `elem` from its little-endian bytes: inline or in the external data file.
+    pub fn tensor(&mut self, name: &str, elem: Elem, dims: &[i64], raw: &[u8]) -> Result<String, ModelError> {
         let t = match &mut self.sink {
-            WeightSink::Inline => tensor_inline(name, Elem::F32, dims, raw),
+            WeightSink::Inline => tensor_inline(name, elem, dims, raw),
             WeightSink::External { file, path, file_name, offset } => {
+                let aligned = offset.div_ceil(EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+                file.write_all(&vec![0u8; (aligned - *offset) as usize]).map_err(io("write", path))?;
                 file.write_all(raw).map_err(io("write", path))?;
-                let mut t = tensor_header(name, Elem::F32, dims);
-                for (k, v) in [("location", file_name.clone()), ("offset", offset.to_string()), ("length", raw.len().to_string())] {
+                let mut t = tensor_header(name, elem, dims);
+                for (k, v) in [("location", file_name.clone()), ("offset", aligned.to_string()), ("length", raw.len().to_string())] {
                     let mut e = Msg::new();
                     e.string(1, k).string(2, &v);
                     t.msg(13, &e);
                 }
                 t.int(14, 1);
-                *offset += raw.len() as u64;
+                *offset = aligned + raw.len() as u64;
                 t
             }
         };
         self.initializers.push(t);
+        self.names.insert(name.to_string());
         Ok(name.to_string())
     }
 
-    /// Encodes the model (opset 17) and finishes the external data file.
+    /// Whether an initializer named `name` was added (by [`GraphBuilder::weight`] or
+    /// [`GraphBuilder::tensor`]).
+    pub fn has_initializer(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Encodes the model (its opset, plus [`MS_DOMAIN`] opset 1 when its operators are used)
+    /// and finishes the external data file.
     pub fn finish(self, graph_name: &str) -> Result<Vec<u8>, ModelError> {
         if let WeightSink::External { mut file, path, .. } = self.sink {
             file.flush().map_err(io("write", &path))?;
@@ -220,9 +298,16 @@ impl GraphBuilder {
             g.msg(12, o);
         }
         let mut opset = Msg::new();
-        opset.string(1, "").int(2, 17);
+        opset.string(1, "").int(2, self.opset);
         let mut m = Msg::new();
-        m.int(1, 8).string(2, "loopc").string(3, env!("CARGO_PKG_VERSION")).msg(7, &g).msg(8, &opset);
+        // IR 10 goes with opset 23 (what ONNX Runtime checks); IR 8 is enough for opset 17.
+        let ir = if self.opset >= 21 { 10 } else { 8 };
+        m.int(1, ir).string(2, "loopc").string(3, env!("CARGO_PKG_VERSION")).msg(7, &g).msg(8, &opset);
+        if self.uses_ms {
+            let mut ms = Msg::new();
+            ms.string(1, MS_DOMAIN).int(2, 1);
+            m.msg(8, &ms);
+        }
         Ok(m.into_bytes())
     }
 }

@@ -21,8 +21,12 @@
 //! query heads of each KV head into the sequence axis instead of repeating K/V; masking uses
 //! `Where(mask, scores, lowest)` so fully padded rows stay free of NaN; the LM head reuses
 //! the embedding matrix when the weights are tied.
+//!
+//! Weights are applied as [`super::weight`] says, whether a file stores them as floats or as
+//! quantized blocks; the builder itself only asks for products and lookups.
 
 use super::graph::{Attr, Dim, Elem, GraphBuilder};
+use super::weight::{linear, Compute, Embedding, Weight};
 use crate::model::error::ModelError;
 
 /// The shape of a llama-family model.
@@ -48,78 +52,101 @@ pub struct LlamaShape {
     pub rms_eps: f32,
 }
 
-/// A row-major matrix: `rows` output features by `cols` input features (a vector when rows is 1).
-pub struct Matrix {
-    /// Rows.
-    pub rows: usize,
-    /// Columns.
-    pub cols: usize,
-    /// `rows * cols` values.
-    pub data: Vec<f32>,
-}
-
-impl Matrix {
-    /// The transpose, `cols` by `rows`.
-    pub fn transposed(&self) -> Matrix {
-        let mut data = vec![0f32; self.data.len()];
-        // Blocked so both reads and writes stay in cache for large matrices.
-        const B: usize = 32;
-        for r0 in (0..self.rows).step_by(B) {
-            for c0 in (0..self.cols).step_by(B) {
-                for r in r0..(r0 + B).min(self.rows) {
-                    for c in c0..(c0 + B).min(self.cols) {
-                        data[c * self.rows + r] = self.data[r * self.cols + c];
-                    }
-                }
-            }
-        }
-        Matrix { rows: self.cols, cols: self.rows, data }
-    }
-
-    /// Stacks matrices with the same column count on top of each other.
-    pub fn stack(parts: &[Matrix]) -> Matrix {
-        let cols = parts.first().map_or(0, |p| p.cols);
-        let data: Vec<f32> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
-        Matrix { rows: data.len() / cols.max(1), cols, data }
-    }
-}
-
 /// Where the builder gets weights, by GGUF tensor name (`token_embd.weight`,
-/// `blk.{i}.attn_q.weight`, ...), each as a [`Matrix`] of (out, in).
+/// `blk.{i}.attn_q.weight`, ...), each as stored, with rows of output features (a vector is
+/// one row).
 pub trait WeightSource {
     /// The named tensor.
-    fn matrix(&mut self, name: &str) -> Result<Matrix, ModelError>;
+    fn weight(&mut self, name: &str) -> Result<Weight, ModelError>;
     /// Whether the named tensor exists (the LM head `output.weight` may not).
     fn has(&self, name: &str) -> bool;
 }
 
-/// Undoes the row permutation llama.cpp's converter applies to Q and K projections, so the
-/// graph can use Hugging Face's `rotate_half` RoPE: row `h*d + a*2 + b` moves to
-/// `h*d + b*(d/2) + a`.
-pub fn unpermute_qk(m: &Matrix, n_head: usize) -> Matrix {
-    let d = m.rows / n_head;
+/// How the graph stores and applies its weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Every weight dequantized to f32 and applied with `MatMul` / `Gemm`, attention in
+    /// standard operators: the graph loopc wrote before it kept quantized weights.
+    F32,
+    /// Weights kept as the file stores them: block-quantized ones applied by ONNX Runtime's
+    /// quantized operators (`MatMulNBits`, `GatherBlockQuantized`), float ones by `MatMul`;
+    /// attention by its fused operators (`GroupQueryAttention`, `RotaryEmbedding`).
+    AsStored {
+        /// How products compute.
+        compute: Compute,
+        /// Whether 8-bit blocks (5-, 6- and 8-bit formats) become floats. ONNX Runtime
+        /// computes 8-bit codes with f32 activations by dequantizing the whole matrix on every
+        /// call (its packed f32-compute kernels take 4-bit codes only), slower than a float
+        /// matrix.
+        eight_bit_as_f32: bool,
+    },
+}
+
+/// The row order that undoes the permutation llama.cpp's converter applies to the rows of Q
+/// and K projections, so the graph can use Hugging Face's `rotate_half` RoPE: row
+/// `h*d + b*(d/2) + a` comes from row `h*d + a*2 + b`.
+pub fn unpermuted_rows(rows: usize, n_head: usize) -> Vec<usize> {
+    let d = rows / n_head.max(1);
     let half = d / 2;
-    let mut data = vec![0f32; m.data.len()];
+    let mut from = vec![0; rows];
     for h in 0..n_head {
         for a in 0..half {
             for b in 0..2 {
-                let src = (h * d + a * 2 + b) * m.cols;
-                let dst = (h * d + b * half + a) * m.cols;
-                data[dst..dst + m.cols].copy_from_slice(&m.data[src..src + m.cols]);
+                from[h * d + b * half + a] = h * d + a * 2 + b;
             }
         }
     }
-    Matrix { rows: m.rows, cols: m.cols, data }
+    from
+}
+
+/// `w` with its rows in `rotate_half` order (see [`unpermuted_rows`]).
+pub fn unpermute_qk(w: &Weight, n_head: usize) -> Weight {
+    w.gather_rows(&unpermuted_rows(w.rows(), n_head))
+}
+
+/// What the fused attention operators (ONNX `Attention` and `RotaryEmbedding`, opset 23) need,
+/// computed once per pass and shared by every layer.
+struct Fused {
+    /// `[B, 1, S, T]`: 0 where a query may attend a key, the lowest float elsewhere. Added to
+    /// the scores, so a fully masked row (left padding) stays finite, as with `Where`.
+    bias: String,
+    /// `cos`/`sin` of every position below T times each RoPE frequency, `[T, D/2]`.
+    cos: String,
+    sin: String,
+}
+
+impl Fused {
+    /// From the boolean mask `[B, 1, S, T]`, the lowest float, the RoPE frequencies and T as
+    /// a scalar int64.
+    fn new(g: &mut GraphBuilder, mask: &str, lowest: &str, inv_freq: &str, t_scalar: &str) -> Fused {
+        let zero = g.const_f32(0.0);
+        let bias = g.op("Where", &[mask, &zero, lowest], &[]);
+        // Positions are below T in every row (left padding holds the lowest ones), so a
+        // table of T rows covers them.
+        let (start, step) = (g.const_i64(&[0]), g.const_i64(&[1]));
+        let start_s = g.op("Squeeze", &[&start, &start], &[]);
+        let step_s = g.op("Squeeze", &[&step, &start], &[]);
+        let positions = g.op("Range", &[&start_s, t_scalar, &step_s], &[]);
+        let positions = g.op("Cast", &[&positions], &[("to", Attr::Int(Elem::F32 as i64))]);
+        let positions = g.op("Unsqueeze", &[&positions, &step], &[]);
+        let angles = g.op("Mul", &[&positions, inv_freq], &[]);
+        let cos = g.op("Cos", &[&angles], &[]);
+        let sin = g.op("Sin", &[&angles], &[]);
+        Fused { bias, cos, sin }
+    }
 }
 
 /// Adds the whole decoder to `g`, reading weights from `w`.
-pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder) -> Result<(), ModelError> {
-    let LlamaShape { n_layer, n_embd: e, n_head: h, n_head_kv: kvh, head_dim: d, n_ff: ff, vocab: v, .. } = *shape;
+pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &mut GraphBuilder) -> Result<(), ModelError> {
+    let LlamaShape { n_layer, n_embd: e, n_head: h, n_head_kv: kvh, head_dim: d, vocab: v, .. } = *shape;
     if h % kvh != 0 || d % 2 != 0 {
         return Err(ModelError::Request(format!("unsupported head layout: {h} heads, {kvh} KV heads, head size {d}")));
     }
     let rep = (h / kvh) as i64;
-    let (e, h, kvh, d, ff, v) = (e as i64, h as i64, kvh as i64, d as i64, ff as i64, v as i64);
+    let (e, h, kvh, d, v) = (e as i64, h as i64, kvh as i64, d as i64, v as i64);
+    if let Layout::AsStored { .. } = layout {
+        g.set_opset(23);
+    }
 
     g.input("input_ids", Elem::I64, &[Dim::Named("batch_size"), Dim::Named("sequence_length")]);
     g.input("attention_mask", Elem::I64, &[Dim::Named("batch_size"), Dim::Named("total_sequence_length")]);
@@ -188,27 +215,44 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder)
     };
     let two = g.const_f32(2.0);
     let eps = g.const_f32(shape.rms_eps);
+    // Opset 18 moved reduction axes from an attribute to an input.
+    let reduce_axes = (g.opset() >= 18).then(|| g.const_i64(&[-1]));
     let rmsnorm = |g: &mut GraphBuilder, x: &str, weight: &str| {
         let sq = g.op("Pow", &[x, &two], &[]);
-        let ms = g.op("ReduceMean", &[&sq], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]);
+        let ms = match &reduce_axes {
+            Some(axes) => g.op("ReduceMean", &[&sq, axes], &[("keepdims", Attr::Int(1))]),
+            None => g.op("ReduceMean", &[&sq], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]),
+        };
         let add = g.op("Add", &[&ms, &eps], &[]);
         let root = g.op("Sqrt", &[&add], &[]);
         let div = g.op("Div", &[x, &root], &[]);
         g.op("Mul", &[weight, &div], &[])
     };
     let vector = |g: &mut GraphBuilder, w: &mut dyn WeightSource, src: &str, name: &str| -> Result<String, ModelError> {
-        let m = w.matrix(src)?;
+        let m = w.weight(src)?.into_f32();
         g.weight(name, &[m.data.len() as i64], &m.data)
+    };
+    // Weights as the layout keeps them.
+    let compute = match layout {
+        Layout::F32 => Compute::F32,
+        Layout::AsStored { compute, .. } => compute,
+    };
+    let fetch = |w: &mut dyn WeightSource, name: &str| -> Result<Weight, ModelError> {
+        let weight = w.weight(name)?;
+        Ok(match layout {
+            Layout::F32 => Weight::F32(weight.into_f32()),
+            Layout::AsStored { eight_bit_as_f32: true, .. } if matches!(&weight, Weight::Blocks(b) if b.bits == 8) => Weight::F32(weight.into_f32()),
+            Layout::AsStored { .. } => weight,
+        })
     };
 
     // Embeddings.
-    let tok = w.matrix("token_embd.weight")?;
-    if tok.rows as i64 != v || tok.cols as i64 != e {
-        return Err(ModelError::Request(format!("token_embd.weight is {}x{}, expected {v}x{e}", tok.rows, tok.cols)));
+    let tok = fetch(w, "token_embd.weight")?;
+    if tok.rows() as i64 != v || tok.cols() as i64 != e {
+        return Err(ModelError::Request(format!("token_embd.weight is {}x{}, expected {v}x{e}", tok.rows(), tok.cols())));
     }
-    let emb_w = g.weight("model.embed_tokens.weight", &[v, e], &tok.data)?;
-    drop(tok);
-    let mut hidden = g.op("Gather", &[&emb_w, "input_ids"], &[("axis", Attr::Int(0))]);
+    let embedding = Embedding::new(g, tok, "model.embed_tokens.weight")?;
+    let mut hidden = embedding.lookup(g, "input_ids", "model.embed_tokens")?;
 
     let cat = |g: &mut GraphBuilder, parts: &[&str]| g.op("Concat", parts, &[("axis", Attr::Int(0))]);
     let (hd, kd, hdv) = (g.const_i64(&[h, d]), g.const_i64(&[kvh, d]), g.const_i64(&[h * d]));
@@ -223,75 +267,84 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder)
     let shp_grp_s4 = cat(g, &[&b, &kvh_c, &rep_s, &t]);
     let shp_bhsd = cat(g, &[&b, &h_c, &s, &d_c]);
     let scale = g.const_f32(1.0 / (d as f32).sqrt());
-    let split_qkv = g.const_i64(&[h * d, kvh * d, kvh * d]);
-    let split_ff = g.const_i64(&[ff, ff]);
     let perm = |p: &[i64]| [("perm", Attr::Ints(p.to_vec()))];
+    let fused = match layout {
+        Layout::F32 => None,
+        Layout::AsStored { .. } => Some(Fused::new(g, &mask, &lowest, &inv, &t0)),
+    };
 
     for i in 0..n_layer {
         let blk = format!("blk.{i}.");
         let layer = format!("model.layers.{i}.");
         let norm_w = vector(g, w, &format!("{blk}attn_norm.weight"), &format!("{layer}input_layernorm.weight"))?;
         let hn = rmsnorm(g, &hidden, &norm_w);
-        let q = unpermute_qk(&w.matrix(&format!("{blk}attn_q.weight"))?, h as usize);
-        let k = unpermute_qk(&w.matrix(&format!("{blk}attn_k.weight"))?, kvh as usize);
-        let vv = w.matrix(&format!("{blk}attn_v.weight"))?;
-        let qkv_t = Matrix::stack(&[q, k, vv]).transposed();
-        let qkv_w = g.weight(&format!("{layer}self_attn.qkv_proj.weight_T"), &[e, (h + 2 * kvh) * d], &qkv_t.data)?;
-        drop(qkv_t);
-        let qkv = g.op("MatMul", &[&hn, &qkv_w], &[]);
-        let parts = g.op_n("Split", &[&qkv, &split_qkv], 3, &[("axis", Attr::Int(-1))]);
-        let q = g.op("Reshape", &[&parts[0], &shp_bshd], &[]);
-        let q = g.op("Transpose", &[&q], &perm(&[0, 2, 1, 3]));
-        let k = g.op("Reshape", &[&parts[1], &shp_bskd], &[]);
-        let k = g.op("Transpose", &[&k], &perm(&[0, 2, 1, 3]));
-        let vh = g.op("Reshape", &[&parts[2], &shp_bskd], &[]);
-        let vh = g.op("Transpose", &[&vh], &perm(&[0, 2, 1, 3]));
-        let q = rope(g, &q);
-        let k = rope(g, &k);
-        let k_all = g.op_to("Concat", &[&format!("past_key_values.{i}.key"), &k], &format!("present.{i}.key"), &[("axis", Attr::Int(2))]);
-        let v_all = g.op_to("Concat", &[&format!("past_key_values.{i}.value"), &vh], &format!("present.{i}.value"), &[("axis", Attr::Int(2))]);
-        let qs = g.op("Mul", &[&q, &scale], &[]);
-        let qg = g.op("Reshape", &[&qs, &shp_grp_q], &[]);
-        let kt = g.op("Transpose", &[&k_all], &perm(&[0, 1, 3, 2]));
-        let scores = g.op("MatMul", &[&qg, &kt], &[]);
-        let scores = g.op("Reshape", &[&scores, &shp_grp_s5], &[]);
-        let scores = g.op("Where", &[&mask5, &scores, &lowest], &[]);
-        let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
-        let probs = g.op("Reshape", &[&probs, &shp_grp_s4], &[]);
-        let ctx = g.op("MatMul", &[&probs, &v_all], &[]);
-        let ctx = g.op("Reshape", &[&ctx, &shp_bhsd], &[]);
-        let ctx = g.op("Transpose", &[&ctx], &perm(&[0, 2, 1, 3]));
-        let ctx = g.op("Reshape", &[&ctx, &shp_bse], &[]);
-        let wo = w.matrix(&format!("{blk}attn_output.weight"))?.transposed();
-        let wo = g.weight(&format!("{layer}self_attn.o_proj.weight_T"), &[h * d, e], &wo.data)?;
-        let attn = g.op("MatMul", &[&ctx, &wo], &[]);
+        let q = unpermute_qk(&fetch(w, &format!("{blk}attn_q.weight"))?, h as usize);
+        let k = unpermute_qk(&fetch(w, &format!("{blk}attn_k.weight"))?, kvh as usize);
+        let vv = fetch(w, &format!("{blk}attn_v.weight"))?;
+        let parts = linear(g, &hn, vec![q, k, vv], &format!("{layer}self_attn.qkv_proj"), compute)?;
+        let (past_k, past_v) = (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value"));
+        let (present_k, present_v) = (format!("present.{i}.key"), format!("present.{i}.value"));
+        let ctx = match &fused {
+            Some(f) => {
+                let rotary = |g: &mut GraphBuilder, x: &str, heads: i64| {
+                    g.op("RotaryEmbedding", &[x, &f.cos, &f.sin, "position_ids"], &[("num_heads", Attr::Int(heads))])
+                };
+                let q = rotary(g, &parts[0], h);
+                let k = rotary(g, &parts[1], kvh);
+                let out = g.fresh_name("Attention");
+                let inputs = [q.as_str(), &k, &parts[2], &f.bias, &past_k, &past_v];
+                g.op_outs("Attention", &inputs, &[&out, &present_k, &present_v], &[("q_num_heads", Attr::Int(h)), ("kv_num_heads", Attr::Int(kvh))]);
+                out
+            }
+            None => {
+                let q = g.op("Reshape", &[&parts[0], &shp_bshd], &[]);
+                let q = g.op("Transpose", &[&q], &perm(&[0, 2, 1, 3]));
+                let k = g.op("Reshape", &[&parts[1], &shp_bskd], &[]);
+                let k = g.op("Transpose", &[&k], &perm(&[0, 2, 1, 3]));
+                let vh = g.op("Reshape", &[&parts[2], &shp_bskd], &[]);
+                let vh = g.op("Transpose", &[&vh], &perm(&[0, 2, 1, 3]));
+                let q = rope(g, &q);
+                let k = rope(g, &k);
+                let k_all = g.op_to("Concat", &[&past_k, &k], &present_k, &[("axis", Attr::Int(2))]);
+                let v_all = g.op_to("Concat", &[&past_v, &vh], &present_v, &[("axis", Attr::Int(2))]);
+                let qs = g.op("Mul", &[&q, &scale], &[]);
+                let qg = g.op("Reshape", &[&qs, &shp_grp_q], &[]);
+                let kt = g.op("Transpose", &[&k_all], &perm(&[0, 1, 3, 2]));
+                let scores = g.op("MatMul", &[&qg, &kt], &[]);
+                let scores = g.op("Reshape", &[&scores, &shp_grp_s5], &[]);
+                let scores = g.op("Where", &[&mask5, &scores, &lowest], &[]);
+                let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+                let probs = g.op("Reshape", &[&probs, &shp_grp_s4], &[]);
+                let ctx = g.op("MatMul", &[&probs, &v_all], &[]);
+                let ctx = g.op("Reshape", &[&ctx, &shp_bhsd], &[]);
+                let ctx = g.op("Transpose", &[&ctx], &perm(&[0, 2, 1, 3]));
+                g.op("Reshape", &[&ctx, &shp_bse], &[])
+            }
+        };
+        let wo = fetch(w, &format!("{blk}attn_output.weight"))?;
+        let attn = linear(g, &ctx, vec![wo], &format!("{layer}self_attn.o_proj"), compute)?.remove(0);
         hidden = g.op("Add", &[&hidden, &attn], &[]);
 
         let norm_w = vector(g, w, &format!("{blk}ffn_norm.weight"), &format!("{layer}post_attention_layernorm.weight"))?;
         let hn = rmsnorm(g, &hidden, &norm_w);
-        let gate = w.matrix(&format!("{blk}ffn_gate.weight"))?;
-        let up = w.matrix(&format!("{blk}ffn_up.weight"))?;
-        let gu_t = Matrix::stack(&[gate, up]).transposed();
-        let gu_w = g.weight(&format!("{layer}mlp.gate_up_proj.weight_T"), &[e, 2 * ff], &gu_t.data)?;
-        drop(gu_t);
-        let gu = g.op("MatMul", &[&hn, &gu_w], &[]);
-        let gu_parts = g.op_n("Split", &[&gu, &split_ff], 2, &[("axis", Attr::Int(-1))]);
+        let gate = fetch(w, &format!("{blk}ffn_gate.weight"))?;
+        let up = fetch(w, &format!("{blk}ffn_up.weight"))?;
+        let gu_parts = linear(g, &hn, vec![gate, up], &format!("{layer}mlp.gate_up_proj"), compute)?;
         let sig = g.op("Sigmoid", &[&gu_parts[0]], &[]);
         let silu = g.op("Mul", &[&gu_parts[0], &sig], &[]);
         let act = g.op("Mul", &[&silu, &gu_parts[1]], &[]);
-        let down = w.matrix(&format!("{blk}ffn_down.weight"))?.transposed();
-        let down_w = g.weight(&format!("{layer}mlp.down_proj.weight_T"), &[ff, e], &down.data)?;
-        let down = g.op("MatMul", &[&act, &down_w], &[]);
+        let down = fetch(w, &format!("{blk}ffn_down.weight"))?;
+        let down = linear(g, &act, vec![down], &format!("{layer}mlp.down_proj"), compute)?.remove(0);
         hidden = g.op("Add", &[&hidden, &down], &[]);
     }
 
     let norm_w = vector(g, w, "output_norm.weight", "model.norm.weight")?;
     let hidden = rmsnorm(g, &hidden, &norm_w);
-    let head = if w.has("output.weight") {
-        let m = w.matrix("output.weight")?;
-        g.weight("lm_head.weight", &[v, e], &m.data)?
+    let (head, head_name) = if w.has("output.weight") {
+        let m = fetch(w, "output.weight")?;
+        (Embedding::new(g, m, "lm_head.weight")?, "lm_head")
     } else {
-        emb_w
+        (embedding, "model.embed_tokens")
     };
     // Keep the last N positions (N = 0 keeps all: Slice from -0 = 0).
     let keep = g.input_with_default_i64("num_logits_to_keep", 0);
@@ -303,7 +356,7 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder)
     let kept_s = g.op("Slice", &[&kept_shape, &c1, &c2], &[]);
     let flat_shape = g.const_i64(&[-1, e]);
     let flat = g.op("Reshape", &[&kept, &flat_shape], &[]);
-    let logits2 = g.op("Gemm", &[&flat, &head], &[("transB", Attr::Int(1))]);
+    let logits2 = head.head(g, &flat, head_name, compute)?;
     let v_c = g.const_i64(&[v]);
     let shp_logits = cat(g, &[&b, &kept_s, &v_c]);
     g.op_to("Reshape", &[&logits2, &shp_logits], "logits", &[]);
@@ -312,20 +365,13 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, g: &mut GraphBuilder)
 
 #[cfg(test)]
 mod tests {
+    use super::super::weight::Matrix;
     use super::*;
 
     #[test]
     fn unpermuting_inverts_the_converters_interleaving() {
         // One head of size 4, one column: the converter stores rows [0, 2, 1, 3].
-        let m = Matrix { rows: 4, cols: 1, data: vec![0.0, 2.0, 1.0, 3.0] };
-        assert_eq!(unpermute_qk(&m, 1).data, vec![0.0, 1.0, 2.0, 3.0]);
-    }
-
-    #[test]
-    fn transposing_twice_gives_the_original() {
-        let m = Matrix { rows: 3, cols: 70, data: (0..210).map(|x| x as f32).collect() };
-        let t = m.transposed();
-        assert_eq!((t.rows, t.cols, t.data[1]), (70, 3, 70.0));
-        assert_eq!(t.transposed().data, m.data);
+        let m = Weight::F32(Matrix { rows: 4, cols: 1, data: vec![0.0, 2.0, 1.0, 3.0] });
+        assert_eq!(unpermute_qk(&m, 1).into_f32().data, vec![0.0, 1.0, 2.0, 3.0]);
     }
 }

@@ -1,5 +1,7 @@
-//! Writing ONNX: a protobuf encoder, a graph builder, and the llama decoder graph.
+//! Writing ONNX: a protobuf encoder, a graph builder, weights however stored, and the llama
+//! decoder graph.
 
 pub mod graph;
 pub mod llama;
 mod proto;
+pub mod weight;

@@ -53,7 +53,7 @@ pub fn import(gguf: &GgufOrigin, cache: &Cache, progress: &dyn Progress) -> Resu
     }
     let name = format!("{}-{}", sanitize(&gguf.stem), &sha[..12]);
     let dir = cache.model_dir(&name);
-    super::super::provision::convert(gguf.path, &dir, progress)?;
+    super::super::provision::convert(gguf.path, &dir, super::super::Precision::default(), progress)?;
     let record = json!({
         "origin": gguf.origin, "path": gguf.path, "sha256": sha, "architecture": arch,
         "quantization": header.quantization(), "gguf_bytes": header.file_size,

@@ -108,7 +108,8 @@ fn int8_activations_keep_the_reference_top_token_and_logits_within_a_few_percent
 #[test]
 fn the_capital_of_france_is_paris() {
     let m = model();
-    let prompt = m.chat_prompt(&[loopc::model::chat::Message { role: loopc::model::chat::Role::User, content: "What is the capital of France?".into() }]);
+    let prompt =
+        m.chat_prompt(&[loopc::model::chat::Message { role: loopc::model::chat::Role::User, content: "What is the capital of France?".into() }]).unwrap();
     let g = m.generate(&[greedy(Prompt::plain(prompt), 32)], PrefixCaching::Off).unwrap();
     assert!(g[0].text.contains("Paris"), "{:?}", g[0].text);
 }

@@ -446,7 +446,7 @@ pub struct EvalArgs {
 /// How programs run: shared by `run`, `compile` and `eval`.
 #[derive(Args, Debug, Clone)]
 pub struct RuntimeArgs {
-    /// Replace every step's model: a name, a model directory, or openai:BASE_URL#MODEL.
+    /// Replace every step's model: a name, a model directory, a GGUF file, ollama:NAME[:TAG], hf:ORG/NAME[:FILE], or openai:BASE_URL#MODEL.
     #[arg(long)]
     pub model: Option<String>,
     /// Point an HTTP tool at another URL template, e.g. kb_search='http://127.0.0.1:9000/search?q={query}'.
@@ -512,6 +512,10 @@ pub struct PromptArgs {
     /// The template: chat, json or completion (default: an artifact's compiled choice, else chat).
     #[arg(long)]
     pub template: Option<String>,
+    /// Show the exact text this local model is sent (its chat template, BOS token and token
+    /// count) instead of the messages: a model name, directory, GGUF file, `ollama:` or `hf:` source.
+    #[arg(long, short)]
+    pub model: Option<String>,
 }
 
 /// `loopc generate`.
@@ -519,7 +523,7 @@ pub struct PromptArgs {
 pub struct GenerateArgs {
     /// The prompt.
     pub prompt: String,
-    /// A model name (from `loopc model list`) or a model directory.
+    /// A model: a name (from `loopc model list`), a model directory, a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]`.
     #[arg(long, short, default_value = "smollm2-135m-instruct")]
     pub model: String,
     /// Send the prompt as is, without the model's chat template.
@@ -557,15 +561,16 @@ pub struct GenerateArgs {
 /// `loopc model ...`.
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// List installed models and models provisioned on demand.
+    /// List models: installed, provisioned on demand, and GGUFs in the local Ollama store and Hugging Face cache.
     List {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Provision a known model (and ONNX Runtime) into the cache now.
+    /// Provision a known model (and ONNX Runtime) into the cache now, or import a GGUF source.
     Pull {
-        /// The model's name (`NAME@PRECISION` also sets the precision).
+        /// A known model's name (`NAME@PRECISION` also sets the precision), a GGUF file,
+        /// `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]`.
         name: String,
         /// How to keep its weights; other precisions than the default install as
         /// `NAME@PRECISION`, the name to use them by.
@@ -585,7 +590,7 @@ pub enum ModelCommand {
     },
     /// Show a model's shape, inputs, size and hash.
     Info {
-        /// A model name or directory.
+        /// A model: a name, a directory, a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]`.
         name: String,
         /// Print as JSON.
         #[arg(long)]
@@ -988,7 +993,7 @@ pub struct BenchRunArgs {
 /// `loopc bench model`.
 #[derive(Debug, Args)]
 pub struct BenchModelArgs {
-    /// A model name or directory.
+    /// A model: a name, a directory, a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]`.
     #[arg(long, short, default_value = "smollm2-135m-instruct")]
     pub model: String,
     /// Inference threads (default: the machine's cores).

@@ -269,15 +269,17 @@ const AGREEMENT_TOKENS: usize = 32;
 fn agreement(model: &LocalModel, other: &str, threads: usize) -> anyhow::Result<serde_json::Value> {
     let options = LoadOptions { threads, ..LoadOptions::default() };
     let other_model = open_model(other, options, &ConsoleProgress::new())?;
-    let requests: Vec<GenerateRequest> = QUESTIONS
+    let requests = QUESTIONS
         .iter()
-        .map(|q| GenerateRequest {
-            prompt: Prompt::plain(model.chat_prompt(&[Message { role: Role::User, content: q.to_string() }])),
-            max_tokens: AGREEMENT_TOKENS,
-            sampling: Sampling::default(),
-            stop: Vec::new(),
+        .map(|q| {
+            Ok(GenerateRequest {
+                prompt: Prompt::plain(model.chat_prompt(&[Message { role: Role::User, content: q.to_string() }])?),
+                max_tokens: AGREEMENT_TOKENS,
+                sampling: Sampling::default(),
+                stop: Vec::new(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, loopc::model::ModelError>>()?;
     let ours = model.generate(&requests, PrefixCaching::Off)?;
     let theirs = other_model.generate(&requests, PrefixCaching::Off)?;
     let mut identical = 0;

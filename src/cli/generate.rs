@@ -22,7 +22,6 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     let text = if args.raw {
         PromptText::markup(args.prompt.clone())
     } else {
-        let format = model.chat_format();
         let system = args.system.clone().map(PromptText::data);
         let user = PromptText::data(args.prompt.clone());
         let mut turns = Vec::new();
@@ -30,8 +29,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<Outcome> {
             turns.push((Role::System, s));
         }
         turns.push((Role::User, &user));
-        let mut t = PromptText::markup(format.begin());
-        t.append(&format.render_text(&turns, true));
+        let (shared, rest) = model.chat_template().render_text(&turns, 0)?;
+        let mut t = shared;
+        t.append(&rest);
         t
     };
     let request = GenerateRequest {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use super::progress::ConsoleProgress;
 use loopc::model::import::{Precision, CONFIG_FILE};
 use loopc::model::provision::{self, Cache, KNOWN_MODELS};
+use loopc::model::source::{self, Availability};
 use loopc::model::LoadOptions;
 
 use super::args::ModelCommand;
@@ -19,24 +20,36 @@ pub fn run(cmd: &ModelCommand) -> anyhow::Result<Outcome> {
         ModelCommand::List { json } => list(&cache, *json),
         ModelCommand::Pull { name, precision } => {
             let progress = ConsoleProgress::new();
-            let (known, named) = provision::known_model(name).ok_or_else(|| {
-                let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
-                let precisions: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
-                anyhow::anyhow!(
-                    "`{name}` is not a model loopc can provision (known: {}, each also as NAME@PRECISION with PRECISION one of {}); use `loopc model import` for a GGUF file",
-                    names.join(", "),
-                    precisions.join(", ")
-                )
-            })?;
-            let precision = match (precision.map(Precision::from), name.contains('@')) {
-                (Some(p), true) if p != named => anyhow::bail!("`{name}` names precision {named}, but --precision says {p}"),
-                (Some(p), _) => p,
-                (None, _) => named,
+            let dir = match provision::known_model(name) {
+                Some((known, named)) => {
+                    let precision = match (precision.map(Precision::from), name.contains('@')) {
+                        (Some(p), true) if p != named => anyhow::bail!("`{name}` names precision {named}, but --precision says {p}"),
+                        (Some(p), _) => p,
+                        (None, _) => named,
+                    };
+                    provision::ort_library(&cache, &progress)?;
+                    provision::ensure_known_model(&cache, known, precision, &progress)?
+                }
+                None => {
+                    anyhow::ensure!(precision.is_none(), "--precision applies to known models; `{name}` is imported at the default precision");
+                    provision::ort_library(&cache, &progress)?;
+                    match source::resolve(name, &cache, &progress)? {
+                        Some(dir) => dir,
+                        None => {
+                            let mut names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+                            names.extend(source::known::KNOWN_GGUFS.iter().map(|k| k.name));
+                            let precisions: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
+                            anyhow::bail!(
+                                "`{name}` is not a model loopc can provision (known: {}, each also as NAME@PRECISION with PRECISION one of {}); a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` is imported",
+                                names.join(", "),
+                                precisions.join(", ")
+                            )
+                        }
+                    }
+                }
             };
-            provision::ort_library(&cache, &progress)?;
-            let dir = provision::ensure_known_model(&cache, known, precision, &progress)?;
             let used_as = dir.file_name().and_then(|n| n.to_str()).unwrap_or(name);
-            println!("{used_as} is ready ({precision} precision): {} ({:.0} MB)", dir.display(), dir_mb(&dir));
+            println!("{used_as} is ready: {} ({:.0} MB)", dir.display(), dir_mb(&dir));
             Ok(Outcome::Success)
         }
         ModelCommand::Import { file, name, precision } => {
@@ -59,32 +72,39 @@ fn dir_mb(dir: &Path) -> f64 {
 }
 
 fn list(cache: &Cache, json: bool) -> anyhow::Result<Outcome> {
-    let installed = cache.installed_models();
-    let mut rows = Vec::new();
-    for name in &installed {
-        let known = provision::known_model(name).map(|(k, _)| k);
-        rows.push(serde_json::json!({
-            "name": name, "installed": true, "size_mb": dir_mb(&cache.model_dir(name)),
-            "description": known.map_or("imported", |k| k.description),
-        }));
-    }
-    for k in KNOWN_MODELS.iter().filter(|k| !installed.iter().any(|n| n == k.name)) {
-        rows.push(serde_json::json!({
-            "name": k.name, "installed": false, "download_mb": k.download_mb, "description": k.description,
-        }));
-    }
+    let entries = source::list(cache);
+    let state = |a: Availability| match a {
+        Availability::Installed => "installed",
+        Availability::Provisioned => "provisioned on first use",
+        Availability::Importable => "imported on first use",
+    };
     if json {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "name": e.name, "architecture": e.architecture, "quantization": e.quantization,
+                    "size_mb": e.bytes as f64 / 1e6, "origin": e.origin, "installed": e.availability == Availability::Installed,
+                    "state": state(e.availability), "description": e.description,
+                })
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "cache": cache.root(), "models": rows }))?);
-    } else {
-        println!("models in {}:", cache.models_dir().display());
-        for r in &rows {
-            let state = if r["installed"] == true {
-                format!("installed, {:.0} MB", r["size_mb"].as_f64().unwrap_or(0.0))
-            } else {
-                format!("provisioned on first use, {} MB download", r["download_mb"])
-            };
-            println!("  {:<28} {state}\n  {:<28} {}", r["name"].as_str().unwrap_or(""), "", r["description"].as_str().unwrap_or(""));
-        }
+        return Ok(Outcome::Success);
+    }
+    println!("models (cache: {}):", cache.models_dir().display());
+    println!("  {:<40} {:<10} {:<9} {:>8}  ORIGIN", "NAME", "ARCH", "QUANT", "SIZE");
+    for e in &entries {
+        let dash = || "-".to_string();
+        println!(
+            "  {:<40} {:<10} {:<9} {:>6.0}MB  {} ({})",
+            e.name,
+            e.architecture.clone().unwrap_or_else(dash),
+            e.quantization.clone().unwrap_or_else(dash),
+            e.bytes as f64 / 1e6,
+            e.origin,
+            state(e.availability)
+        );
     }
     Ok(Outcome::Success)
 }
@@ -102,7 +122,9 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
         "name": name, "dir": dir, "size_mb": dir_mb(&dir), "sha256": hash,
         "layers": kv.layers, "kv_heads": kv.heads, "head_dim": kv.head_dim, "vocab": vocab,
         "hidden_size": config.get("hidden_size"), "attention_heads": config.get("num_attention_heads"),
-        "chat_format": format!("{:?}", model.chat_format()), "inputs": inputs, "cache": cache.root(),
+        "chat_template": model.chat_template().family().name(),
+        "architecture": config.pointer("/loopc/architecture").or_else(|| config.get("model_type")),
+        "quantization": config.pointer("/loopc/quantization"), "origin": source::origin_of(&dir), "inputs": inputs, "cache": cache.root(),
         "precision": config.get("loopc_precision"),
     });
     if json {
@@ -110,13 +132,24 @@ fn info(cache: &Cache, name: &str, json: bool) -> anyhow::Result<Outcome> {
     } else {
         println!("{name}\n  directory   {}\n  size        {:.0} MB\n  sha256      {hash}", dir.display(), dir_mb(&dir));
         println!("  shape       {} layers, {} KV heads x {} dims, vocab {vocab}", kv.layers, kv.heads, kv.head_dim);
-        println!("  chat        {:?}", model.chat_format());
+        println!("  chat        {}", describe_chat(model.chat_template()));
         if let Some(p) = config.get("loopc_precision").and_then(|p| p.as_str()) {
             println!("  precision   {p}");
+        }
+        if let Some(origin) = source::origin_of(&dir) {
+            println!("  origin      {origin}");
         }
         println!("  inputs      {}", summarize_inputs(&inputs));
     }
     Ok(Outcome::Success)
+}
+
+fn describe_chat(chat: &loopc::model::chat::ChatTemplate) -> String {
+    if chat.is_plain() {
+        "no chat template: a plain System:/User:/Assistant: transcript".to_string()
+    } else {
+        format!("the model's Jinja template ({})", chat.family().name())
+    }
 }
 
 fn summarize_inputs(inputs: &[String]) -> String {

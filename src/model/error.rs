@@ -64,6 +64,9 @@ pub enum ModelError {
     /// Occurs when the tokenizer fails.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// Occurs when a model's chat template does not compile or fails to render.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
     /// Occurs when a request is invalid (empty prompt, no labels...).
     #[error("invalid request: {0}")]
     Request(String),
@@ -93,6 +96,7 @@ impl ModelError {
             ModelError::Ort(m) => ModelError::Ort(m.clone()),
             ModelError::Tokenizer(m) => ModelError::Tokenizer(m.clone()),
             ModelError::Request(m) => ModelError::Request(m.clone()),
+            ModelError::ChatTemplate(m) => ModelError::ChatTemplate(m.clone()),
             ModelError::ContextOverflow { tokens, limit } => ModelError::ContextOverflow { tokens: *tokens, limit: *limit },
         }
     }

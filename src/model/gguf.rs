@@ -349,6 +349,143 @@ fn min_size(ty: u32) -> Option<u64> {
     })
 }
 
+/// What a GGUF's header says (metadata and tensor descriptions), read without its tensor
+/// data: for describing multi-gigabyte files in listings and checking them before an import.
+#[derive(Debug)]
+pub struct GgufHeader {
+    /// Metadata by key.
+    pub metadata: HashMap<String, MetaValue>,
+    /// Tensors in file order (their data is not checked).
+    pub tensors: Vec<TensorInfo>,
+    /// The file's size in bytes.
+    pub file_size: u64,
+}
+
+/// The most header bytes [`GgufHeader::read`] reads (real headers are a few megabytes, most
+/// of it the vocabulary).
+const MAX_HEADER_BYTES: u64 = 256 << 20;
+
+impl GgufHeader {
+    /// Reads the header of the GGUF at `path`, reading more of the file only while the header
+    /// goes on.
+    pub fn read(path: &Path) -> Result<GgufHeader, ModelError> {
+        use std::io::Read;
+        let meta = std::fs::metadata(path).map_err(io("read", path))?;
+        if !meta.is_file() {
+            return Err(ModelError::Gguf { path: path.to_path_buf(), reason: "it is not a regular file".into() });
+        }
+        let file_size = meta.len();
+        let mut want = file_size.min(1 << 20);
+        loop {
+            let mut bytes = Vec::new();
+            let file = std::fs::File::open(path).map_err(io("read", path))?;
+            file.take(want).read_to_end(&mut bytes).map_err(io("read", path))?;
+            match GgufHeader::parse(&bytes) {
+                Ok((metadata, tensors)) => return Ok(GgufHeader { metadata, tensors, file_size }),
+                Err(_) if want < file_size.min(MAX_HEADER_BYTES) => want = (want * 4).min(file_size).min(MAX_HEADER_BYTES),
+                Err(reason) => return Err(ModelError::Gguf { path: path.to_path_buf(), reason }),
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn parse(bytes: &[u8]) -> Result<(HashMap<String, MetaValue>, Vec<TensorInfo>), String> {
+        let mut r = Reader { bytes, pos: 0 };
+        if r.take(4)? != b"GGUF" {
+            return Err("it does not start with the GGUF magic bytes".into());
+        }
+        let version = r.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(format!("GGUF version {version} is not supported (2 and 3 are)"));
+        }
+        let n_tensors = r.u64()?;
+        let n_meta = r.u64()?;
+        let mut metadata = HashMap::new();
+        for _ in 0..n_meta {
+            let key = r.string()?;
+            let ty = r.u32()?;
+            let value = r.value(ty, 0).map_err(|e| format!("metadata `{key}`: {e}"))?;
+            metadata.insert(key, value);
+        }
+        let mut tensors = Vec::new();
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let n_dims = r.u32()?;
+            if n_dims > 4 {
+                return Err(format!("tensor `{name}` has {n_dims} dimensions, more than 4"));
+            }
+            let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+            let raw_ty = r.u32()?;
+            let ty = GgmlType::from_id(raw_ty).ok_or_else(|| format!("tensor `{name}` has the ggml type {raw_ty}, which loopc cannot read"))?;
+            tensors.push(TensorInfo { name, dims, ty, offset: r.u64()? });
+        }
+        Ok((metadata, tensors))
+    }
+
+    /// The metadata value of `key`.
+    pub fn meta(&self, key: &str) -> Option<&MetaValue> {
+        self.metadata.get(key)
+    }
+
+    /// How the weights are quantized: see [`quantization_name`].
+    pub fn quantization(&self) -> String {
+        quantization_name(&self.metadata, &self.tensors)
+    }
+}
+
+/// How a GGUF's weights are quantized, as llama.cpp names its file types (`Q4_K_M`, `Q8_0`,
+/// ...): from `general.file_type`, else the type most of the matrices have.
+pub fn quantization_name(metadata: &HashMap<String, MetaValue>, tensors: &[TensorInfo]) -> String {
+    const FILE_TYPES: &[(u64, &str)] = &[
+        (0, "F32"),
+        (1, "F16"),
+        (2, "Q4_0"),
+        (3, "Q4_1"),
+        (7, "Q8_0"),
+        (8, "Q5_0"),
+        (9, "Q5_1"),
+        (10, "Q2_K"),
+        (11, "Q3_K_S"),
+        (12, "Q3_K_M"),
+        (13, "Q3_K_L"),
+        (14, "Q4_K_S"),
+        (15, "Q4_K_M"),
+        (16, "Q5_K_S"),
+        (17, "Q5_K_M"),
+        (18, "Q6_K"),
+        (19, "IQ2_XXS"),
+        (20, "IQ2_XS"),
+        (21, "Q2_K_S"),
+        (22, "IQ3_XS"),
+        (23, "IQ3_XXS"),
+        (24, "IQ1_S"),
+        (25, "IQ4_NL"),
+        (26, "IQ3_S"),
+        (27, "IQ3_M"),
+        (28, "IQ2_S"),
+        (29, "IQ2_M"),
+        (30, "IQ4_XS"),
+        (31, "IQ1_M"),
+        (32, "BF16"),
+        (36, "TQ1_0"),
+        (37, "TQ2_0"),
+        (38, "MXFP4_MOE"),
+    ];
+    if let Some(ft) = metadata.get("general.file_type").and_then(MetaValue::as_u64) {
+        if let Some((_, name)) = FILE_TYPES.iter().find(|(id, _)| *id == ft) {
+            return (*name).to_string();
+        }
+    }
+    let mut counts: Vec<(GgmlType, usize)> = Vec::new();
+    for t in tensors.iter().filter(|t| t.dims.len() >= 2) {
+        match counts.iter_mut().find(|(ty, _)| *ty == t.ty) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((t.ty, 1)),
+        }
+    }
+    counts.iter().max_by_key(|(_, n)| *n).map_or_else(|| "unknown".to_string(), |(ty, _)| format!("{ty:?}").to_uppercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

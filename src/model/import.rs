@@ -1,4 +1,4 @@
-//! Converts a llama-family GGUF into a loopc model directory: `model.onnx` (+ external
+//! Converts a GGUF decoder (llama, qwen2, qwen3, gemma3, ...) into a loopc model directory: `model.onnx` (+ external
 //! weights), `tokenizer.json`, and Hugging Face style `config.json` and
 //! `tokenizer_config.json`. The directory appears whole or not at all.
 
@@ -8,10 +8,11 @@ use serde_json::json;
 
 use super::error::{io, ModelError};
 use super::gguf::{Gguf, MetaValue};
+use super::onnx::arch::{Arch, Sliding};
 use super::onnx::graph::GraphBuilder;
 use super::onnx::llama::{self, Layout, LlamaShape, WeightSource};
 use super::onnx::weight::{Compute, Matrix, Weight};
-use super::tokenizer::tokenizer_json;
+use super::tokenizer;
 
 /// The file names of a model directory.
 pub const MODEL_FILE: &str = "model.onnx";
@@ -19,6 +20,8 @@ pub const MODEL_FILE: &str = "model.onnx";
 /// models converted by an older loopc are converted again (2 added the `tree_mask` input, 3
 /// kept quantized weights quantized).
 pub const EXPORT_VERSION: u64 = 3;
+/// The GGUF architectures (`general.architecture`) the importer converts.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 /// External weights of [`MODEL_FILE`].
 pub const DATA_FILE: &str = "model.onnx.data";
 /// The tokenizer.
@@ -89,43 +92,81 @@ pub struct Imported {
     pub source_sha256: String,
 }
 
-/// Reads the llama hyper-parameters of a GGUF, and checks them against its tensors: every
-/// tensor the decoder needs is present with the dimensions the shape implies. A GGUF that
-/// passes builds a consistent graph; one that does not gets an error naming the tensor, before
-/// anything is sized by the stated numbers.
+/// Reads the decoder's hyper-parameters from a GGUF's metadata (under its architecture's
+/// prefix: `llama.`, `qwen2.`, ...), and checks them against its tensors: every tensor the
+/// decoder needs is present with the dimensions the shape implies. A GGUF that passes builds a
+/// consistent graph; one that does not gets an error naming the tensor, before anything is
+/// sized by the stated numbers.
 pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
     let bad = |reason: String| ModelError::BadModel { model: "gguf import".into(), reason };
-    let arch = g.meta_str("general.architecture")?;
-    if arch != "llama" {
-        return Err(bad(format!("architecture `{arch}` is not supported (llama-family models are)")));
-    }
+    let name = g.meta_str("general.architecture")?;
+    let arch = match Arch::named(name) {
+        Some(a) if SUPPORTED_ARCHITECTURES.contains(&a.name) => a,
+        _ => return Err(bad(format!("architecture `{name}` is not supported yet; loopc imports {}", SUPPORTED_ARCHITECTURES.join(", ")))),
+    };
+    let key = |k: &str| format!("{}.{k}", arch.name);
     // Sizes are read as u32: no real model comes near, and products of two stay within u64.
     let size = |key: &str, v: u64| u32::try_from(v).map(|v| v as usize).map_err(|_| bad(format!("metadata `{key}` is {v}, too large")));
-    let get = |key: &str| size(key, g.meta_u64(key)?);
-    let get_or = |key: &str, default: usize| g.meta(key).and_then(MetaValue::as_u64).map_or(Ok(default), |v| size(key, v));
-    let n_embd = get("llama.embedding_length")?;
-    let n_head = get("llama.attention.head_count")?;
-    let head_dim = get_or("llama.attention.key_length", n_embd / n_head.max(1))?;
-    if let Some(rope_dim) = g.meta("llama.rope.dimension_count").and_then(MetaValue::as_u64) {
+    let get = |k: &str| size(&key(k), g.meta_u64(&key(k))?);
+    let get_or = |k: &str, default: usize| g.meta(&key(k)).and_then(MetaValue::as_u64).map_or(Ok(default), |v| size(&key(k), v));
+    let float = |k: &str| g.meta(&key(k)).and_then(MetaValue::as_f64);
+    let n_embd = get("embedding_length")?;
+    let n_head = get("attention.head_count")?;
+    let n_layer = get("block_count")?;
+    let head_dim = get_or("attention.key_length", n_embd / n_head.max(1))?;
+    if let Some(rope_dim) = g.meta(&key("rope.dimension_count")).and_then(MetaValue::as_u64) {
         if rope_dim != head_dim as u64 {
             return Err(bad(format!("partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported")));
         }
     }
-    let vocab = match g.meta("llama.vocab_size").and_then(MetaValue::as_u64) {
-        Some(v) => size("llama.vocab_size", v)?,
+    // Rope scaling: Llama 3.x divides frequencies by a `rope_freqs` tensor; a linear scaling
+    // type divides positions. Other types (yarn, ...) would give wrong logits if ignored.
+    let mut rope_scale = 1.0;
+    match g.meta(&key("rope.scaling.type")).and_then(MetaValue::as_str) {
+        None | Some("none") => {}
+        Some("linear") => rope_scale = float("rope.scaling.factor").filter(|f| *f > 0.0).unwrap_or(1.0) as f32,
+        Some(kind) => return Err(bad(format!("rope scaling `{kind}` is not supported yet (loopc applies linear scaling and Llama 3.x `rope_freqs`)"))),
+    }
+    let rope_factors = match g.tensor("rope_freqs.weight") {
+        Some(t) if t.dims != [head_dim as u64 / 2] => {
+            return Err(bad(format!("tensor `rope_freqs.weight` has dimensions {:?}, but the head size implies [{}]", t.dims, head_dim / 2)))
+        }
+        Some(t) => Some(g.dequantize(t)?),
+        None => None,
+    };
+    let vocab = match g.meta(&key("vocab_size")).and_then(MetaValue::as_u64) {
+        Some(v) => size(&key("vocab_size"), v)?,
         None => g.meta_strings("tokenizer.ggml.tokens")?.len(),
     };
-    let float = |key: &str, default: f64| g.meta(key).and_then(MetaValue::as_f64).unwrap_or(default);
+    // Gemma 3 alternates sliding-window layers (their own rope base, 10 000, as llama.cpp
+    // sets it) with a global one every sixth layer; llama-architecture models that state a
+    // window (Mistral v0.1) slide in every layer. Phi-3's stated window is ignored, as
+    // llama.cpp does (its conversion does not record which layers slide).
+    let window = g.meta(&key("attention.sliding_window")).and_then(MetaValue::as_u64).filter(|w| *w > 0);
+    let sliding = match (arch.name, window) {
+        ("gemma3", Some(w)) => Some(Sliding { window: size("sliding_window", w)?, pattern: 6, rope_theta: Some(10_000.0) }),
+        ("llama", Some(w)) => Some(Sliding { window: size("sliding_window", w)?, pattern: 1, rope_theta: None }),
+        _ => None,
+    };
+    // Gemma 3 27B scales attention scores by the hidden size per head, not the head size.
+    let attn_scale = (arch == Arch::GEMMA3 && n_layer == 62).then(|| 1.0 / ((n_embd / n_head.max(1)) as f32).sqrt());
     let shape = LlamaShape {
-        n_layer: get("llama.block_count")?,
+        n_layer,
         n_embd,
         n_head,
-        n_head_kv: get_or("llama.attention.head_count_kv", n_head)?,
+        n_head_kv: get_or("attention.head_count_kv", n_head)?,
         head_dim,
-        n_ff: get("llama.feed_forward_length")?,
+        n_ff: get("feed_forward_length")?,
         vocab,
-        rope_theta: float("llama.rope.freq_base", 10_000.0) as f32,
-        rms_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5) as f32,
+        rope_theta: float("rope.freq_base").unwrap_or(10_000.0) as f32,
+        rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f32,
+        arch,
+        rope_factors,
+        rope_scale,
+        rope_mscale: 1.0,
+        sliding,
+        attn_scale,
+        logit_softcap: float("final_logit_softcapping").filter(|c| *c > 0.0).map(|c| c as f32),
     };
     check_shape(g, &shape).map_err(bad)?;
     Ok(shape)
@@ -144,12 +185,13 @@ fn check_shape(g: &Gguf, s: &LlamaShape) -> Result<(), String> {
     if s.n_head % s.n_head_kv != 0 || s.head_dim % 2 != 0 {
         return Err(format!("unsupported head layout: {} heads, {} KV heads, head size {}", s.n_head, s.n_head_kv, s.head_dim));
     }
-    let usable = s.rope_theta.is_finite() && s.rope_theta > 0.0 && s.rms_eps.is_finite() && s.rms_eps >= 0.0;
+    let factors_ok = s.rope_factors.iter().flatten().all(|f| f.is_finite() && *f > 0.0);
+    let usable = s.rope_theta.is_finite() && s.rope_theta > 0.0 && s.rms_eps.is_finite() && s.rms_eps >= 0.0 && factors_ok && s.rope_scale.is_finite();
     if !usable {
-        return Err(format!("the RoPE base {} or the RMSNorm epsilon {} is not a usable number", s.rope_theta, s.rms_eps));
+        return Err(format!("the RoPE base {} or factors, or the RMSNorm epsilon {} is not a usable number", s.rope_theta, s.rms_eps));
     }
     let (e, q, kv) = (s.n_embd as u64, (s.n_head * s.head_dim) as u64, (s.n_head_kv * s.head_dim) as u64);
-    let (ff, v) = (s.n_ff as u64, s.vocab as u64);
+    let (ff, v, d) = (s.n_ff as u64, s.vocab as u64, s.head_dim as u64);
     let expect = |name: &str, dims: &[u64], required: bool| -> Result<(), String> {
         match g.tensor(name) {
             Some(t) if t.dims == dims => Ok(()),
@@ -161,20 +203,32 @@ fn check_shape(g: &Gguf, s: &LlamaShape) -> Result<(), String> {
     expect("token_embd.weight", &[e, v], true)?;
     expect("output_norm.weight", &[e], true)?;
     expect("output.weight", &[e, v], false)?;
+    let a = s.arch;
     // Layer by layer, so a huge stated block count stops at the first missing layer.
     for i in 0..s.n_layer {
-        for (t, dims) in [
-            ("attn_norm", &[e][..]),
-            ("attn_q", &[e, q]),
-            ("attn_k", &[e, kv]),
-            ("attn_v", &[e, kv]),
-            ("attn_output", &[q, e]),
-            ("ffn_norm", &[e]),
-            ("ffn_gate", &[e, ff]),
-            ("ffn_up", &[e, ff]),
-            ("ffn_down", &[ff, e]),
-        ] {
-            expect(&format!("blk.{i}.{t}.weight"), dims, true)?;
+        let mut tensors: Vec<(&str, Vec<u64>)> = vec![("attn_norm.weight", vec![e]), ("attn_output.weight", vec![q, e]), ("ffn_norm.weight", vec![e])];
+        if a.fused_qkv {
+            tensors.push(("attn_qkv.weight", vec![e, q + 2 * kv]));
+        } else {
+            tensors.extend([("attn_q.weight", vec![e, q]), ("attn_k.weight", vec![e, kv]), ("attn_v.weight", vec![e, kv])]);
+        }
+        if a.qkv_bias {
+            tensors.extend([("attn_q.bias", vec![q]), ("attn_k.bias", vec![kv]), ("attn_v.bias", vec![kv])]);
+        }
+        if a.qk_norm {
+            tensors.extend([("attn_q_norm.weight", vec![d]), ("attn_k_norm.weight", vec![d])]);
+        }
+        if a.fused_gate_up {
+            tensors.push(("ffn_up.weight", vec![e, 2 * ff]));
+        } else {
+            tensors.extend([("ffn_gate.weight", vec![e, ff]), ("ffn_up.weight", vec![e, ff])]);
+        }
+        tensors.push(("ffn_down.weight", vec![ff, e]));
+        if a.post_norms {
+            tensors.extend([("post_attention_norm.weight", vec![e]), ("post_ffw_norm.weight", vec![e])]);
+        }
+        for (t, dims) in tensors {
+            expect(&format!("blk.{i}.{t}"), &dims, true)?;
         }
     }
     Ok(())
@@ -226,7 +280,7 @@ pub(crate) fn import_with_layout(
     let source_sha256 = crate::fs::sha256_hex(&bytes);
     let gguf = Gguf::parse(gguf_path, bytes)?;
     let shape = llama_shape(&gguf)?;
-    let tokenizer = tokenizer_json(&gguf)?;
+    let vocab = tokenizer::from_gguf(&gguf)?;
 
     let parent = out_dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io("create", parent))?;
@@ -235,16 +289,15 @@ pub(crate) fn import_with_layout(
 
     let mut g = GraphBuilder::external(&dir.join(DATA_FILE))?;
     llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, layout, &mut g)?;
-    let model = g.finish("llama")?;
+    let model = g.finish(shape.arch.name)?;
     write(&dir.join(MODEL_FILE), &model)?;
-    write(&dir.join(TOKENIZER_FILE), tokenizer.to_string().as_bytes())?;
+    write(&dir.join(TOKENIZER_FILE), vocab.json.to_string().as_bytes())?;
 
     let tokens = gguf.meta_strings("tokenizer.ggml.tokens")?;
     let id = |key: &str| gguf.meta(key).and_then(MetaValue::as_u64);
     let token = |key: &str| id(key).and_then(|i| tokens.get(i as usize)).map(|t| t.to_string());
     let config = json!({
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
+        "model_type": shape.arch.name,
         "loopc_export": EXPORT_VERSION,
         "loopc_precision": precision.name(),
         "num_hidden_layers": shape.n_layer,
@@ -256,22 +309,23 @@ pub(crate) fn import_with_layout(
         "vocab_size": shape.vocab,
         "rope_theta": shape.rope_theta,
         "rms_norm_eps": shape.rms_eps,
-        "max_position_embeddings": id("llama.context_length"),
+        "max_position_embeddings": id(&format!("{}.context_length", shape.arch.name)),
         "bos_token_id": id("tokenizer.ggml.bos_token_id"),
-        "eos_token_id": id("tokenizer.ggml.eos_token_id"),
+        "eos_token_id": vocab.facts.end_of_generation,
         "pad_token_id": id("tokenizer.ggml.padding_token_id"),
         "tie_word_embeddings": gguf.tensor("output.weight").is_none(),
         "loopc": {"source": gguf_path.file_name().and_then(|n| n.to_str()), "source_sha256": source_sha256,
-                  "importer": env!("CARGO_PKG_VERSION")},
+                  "importer": env!("CARGO_PKG_VERSION"), "architecture": gguf.meta_str("general.architecture")?,
+                  "quantization": super::gguf::quantization_name(&gguf.metadata, &gguf.tensors)},
     });
     write(&dir.join(CONFIG_FILE), serde_json::to_string_pretty(&config).unwrap_or_default().as_bytes())?;
     let tok_config = json!({
         "bos_token": token("tokenizer.ggml.bos_token_id"),
         "eos_token": token("tokenizer.ggml.eos_token_id"),
         "pad_token": token("tokenizer.ggml.padding_token_id"),
-        "add_bos_token": gguf.meta("tokenizer.ggml.add_bos_token").map(|v| *v == MetaValue::Bool(true)).unwrap_or(false),
+        "add_bos_token": vocab.facts.add_bos,
         "chat_template": gguf.meta("tokenizer.chat_template").and_then(MetaValue::as_str),
-        "model_max_length": id("llama.context_length"),
+        "model_max_length": id(&format!("{}.context_length", shape.arch.name)),
     });
     write(&dir.join(TOKENIZER_CONFIG_FILE), serde_json::to_string_pretty(&tok_config).unwrap_or_default().as_bytes())?;
 

@@ -8,9 +8,10 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::chat::{ChatFormat, Message};
+use super::chat::{ChatTemplate, Message};
 use super::error::{io, ModelError};
-use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
+use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE};
+use super::prompting::ModelText;
 use super::sampling::Sampling;
 use super::session::{self, Decoder};
 use super::text::PromptText;
@@ -211,7 +212,7 @@ pub struct LocalModel {
     name: String,
     dir: PathBuf,
     shared: Arc<Shared>,
-    chat: ChatFormat,
+    chat: ChatTemplate,
     context: usize,
     fingerprint: Fingerprint,
     kv: session::KvShape,
@@ -243,6 +244,22 @@ impl<T> std::future::Future for Pending<T> {
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or_else(|_| Err(ModelError::Ort("the model's scheduler stopped".into()))))
     }
+}
+
+/// The tokens generation stops at: `eos_token_id` (one or a list), the tokenizer config's
+/// `eos_token`, and the end-of-turn tokens llama.cpp recognises by their text.
+fn end_tokens(config: &serde_json::Value, text: &ModelText) -> Vec<u32> {
+    let tokenizer = &text.tokenizer;
+    let mut end = Vec::new();
+    match config.get("eos_token_id") {
+        Some(serde_json::Value::Array(ids)) => end.extend(ids.iter().filter_map(|v| v.as_u64()).map(|v| v as u32)),
+        Some(v) => end.extend(v.as_u64().map(|v| v as u32)),
+        None => {}
+    }
+    end.extend(text.config_token("eos_token").into_iter().chain(super::tokenizer::END_OF_TURN_TEXTS.iter().copied()).filter_map(|t| tokenizer.token_id(t)));
+    end.sort_unstable();
+    end.dedup();
+    end
 }
 
 /// The largest `config.json` or `tokenizer_config.json` loopc reads.
@@ -280,29 +297,18 @@ impl LocalModel {
             }
         };
         let config = json(CONFIG_FILE, &read(CONFIG_FILE)?)?;
-        let tok_config = json(TOKENIZER_CONFIG_FILE, &read(TOKENIZER_CONFIG_FILE)?)?;
-        let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
+        let text = ModelText::load(dir, name)?;
         let decoder = Decoder::open(env, &dir.join(MODEL_FILE), options.threads, name)?;
         if let Some(layers) = config.get("num_hidden_layers").and_then(|v| v.as_u64()) {
             if layers as usize != decoder.kv.layers {
                 return Err(bad(format!("config.json says {layers} layers but the model has {} past_key_values inputs", decoder.kv.layers)));
             }
         }
-        if tokenizer.vocab_size() > decoder.vocab {
-            return Err(bad(format!("the tokenizer has {} tokens but the model's logits cover {}", tokenizer.vocab_size(), decoder.vocab)));
+        if text.tokenizer.vocab_size() > decoder.vocab {
+            return Err(bad(format!("the tokenizer has {} tokens but the model's logits cover {}", text.tokenizer.vocab_size(), decoder.vocab)));
         }
-        let template = tok_config.get("chat_template").and_then(|v| v.as_str());
-        let chat = ChatFormat::detect(template);
-        let mut end_tokens = Vec::new();
-        match config.get("eos_token_id") {
-            Some(serde_json::Value::Array(ids)) => end_tokens.extend(ids.iter().filter_map(|v| v.as_u64()).map(|v| v as u32)),
-            Some(v) => end_tokens.extend(v.as_u64().map(|v| v as u32)),
-            None => {}
-        }
-        let named = [tok_config.get("eos_token").and_then(|v| v.as_str()), chat.end_of_turn()];
-        end_tokens.extend(named.into_iter().flatten().filter_map(|t| tokenizer.token_id(t)));
-        end_tokens.sort_unstable();
-        end_tokens.dedup();
+        let end_tokens = end_tokens(&config, &text);
+        let ModelText { tokenizer, chat, .. } = text;
         let pad_token = config.get("pad_token_id").and_then(|v| v.as_u64()).map(|v| v as u32).or_else(|| end_tokens.first().copied()).unwrap_or(0);
         let context = ["max_position_embeddings", "n_positions", "max_sequence_length"]
             .iter()
@@ -346,14 +352,14 @@ impl LocalModel {
         &self.dir
     }
 
-    /// The model's chat format.
-    pub fn chat_format(&self) -> ChatFormat {
-        self.chat
+    /// The model's chat template.
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.chat
     }
 
-    /// Renders messages in the model's chat format, opening the assistant's turn.
-    pub fn chat_prompt(&self, messages: &[Message]) -> String {
-        self.chat.render(messages)
+    /// Renders messages with the model's chat template, opening the assistant's turn.
+    pub fn chat_prompt(&self, messages: &[Message]) -> Result<String, ModelError> {
+        self.chat.render(messages, true)
     }
 
     /// The tokenizer.
@@ -419,11 +425,10 @@ impl LocalModel {
         if least >= self.context {
             return Err(ModelError::ContextOverflow { tokens: TokenCount::AtLeast(least), limit: self.context });
         }
-        let shared = if p.shared.is_empty() { Vec::new() } else { tok.encode_text(&p.shared)? };
-        let rest = tok.encode_text(&p.rest)?;
-        let n = shared.len();
-        let mut ids = shared;
-        ids.extend(rest);
+        if p.shared.is_empty() && p.rest.is_empty() {
+            return Err(ModelError::Request("the prompt is empty".into()));
+        }
+        let (ids, n) = tok.encode_prompt(&p.shared, &p.rest)?;
         if ids.is_empty() {
             return Err(ModelError::Request("the prompt is empty".into()));
         }

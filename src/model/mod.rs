@@ -12,10 +12,12 @@ pub mod import;
 mod local;
 pub mod onnx;
 pub mod progress;
+pub mod prompting;
 pub mod provision;
 pub mod quant;
 pub mod sampling;
 mod session;
+pub mod source;
 #[doc(hidden)]
 pub mod testing;
 pub mod text;

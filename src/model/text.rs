@@ -96,6 +96,38 @@ impl PromptText {
         self
     }
 
+    /// The text with whitespace removed from its start (`left`) and its end (`right`),
+    /// across pieces; each piece keeps its kind.
+    pub fn trimmed(&self, left: bool, right: bool) -> PromptText {
+        let mut pieces = self.pieces.clone();
+        fn text(p: &mut Piece) -> &mut String {
+            match p {
+                Piece::Markup(t) | Piece::Data(t) => t,
+            }
+        }
+        if left {
+            while let Some(first) = pieces.first_mut() {
+                let t = text(first);
+                *t = t.trim_start().to_string();
+                if !t.is_empty() {
+                    break;
+                }
+                pieces.remove(0);
+            }
+        }
+        if right {
+            while let Some(last) = pieces.last_mut() {
+                let t = text(last);
+                t.truncate(t.trim_end().len());
+                if !t.is_empty() {
+                    break;
+                }
+                pieces.pop();
+            }
+        }
+        PromptText { pieces }
+    }
+
     /// The pieces, in order.
     pub fn pieces(&self) -> &[Piece] {
         &self.pieces
@@ -159,6 +191,14 @@ mod tests {
         let mut only_space = PromptText::markup(" ");
         only_space.push_data("x");
         assert_eq!(only_space.pieces(), [Piece::Data(" x".into())]);
+    }
+
+    #[test]
+    fn trimming_crosses_pieces_and_keeps_their_kinds() {
+        let mut t = PromptText::markup(" \n");
+        t.push_data("  hi ").push_markup(" ");
+        assert_eq!(t.trimmed(true, true).pieces(), [Piece::Data("hi".into())]);
+        assert_eq!(t.trimmed(false, true).pieces(), [Piece::Markup(" \n".into()), Piece::Data("  hi".into())]);
     }
 
     #[test]

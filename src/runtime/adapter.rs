@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::value::{coerce, render};
 use crate::graph::{Field, Type};
-use crate::model::chat::{ChatFormat, Message, Role};
-use crate::model::{Prompt, PromptText};
+use crate::model::chat::{ChatTemplate, Message, Role};
+use crate::model::{ModelError, Prompt, PromptText};
 
 /// A prompt template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -291,10 +291,11 @@ impl Request {
         t
     }
 
-    /// The prompt for a local model in `format`, split so everything before this example
-    /// (instruction and demos) is the shared, cacheable part. `answer` is assistant text
-    /// already written after the answer prefix (empty to start the answer); it is data.
-    pub fn local_prompt(&self, format: ChatFormat, answer: &str) -> Prompt {
+    /// The prompt for a local model with chat template `chat`, split so everything before this
+    /// example (instruction and demos) is the shared, cacheable part. `answer` is assistant
+    /// text already written after the answer prefix (empty to start the answer); it is data.
+    /// Fails when the model's template refuses the conversation.
+    pub fn local_prompt(&self, chat: &ChatTemplate, answer: &str) -> Result<Prompt, ModelError> {
         let (shared, mut rest) = match self.template {
             Template::Completion => (self.completion_shared(), self.completion_tail()),
             _ => {
@@ -305,17 +306,14 @@ impl Request {
                 }
                 // Retrieved demos differ per input: only the system turn is shared then.
                 let split = if self.demos_shared { turns.len() } else { 1 };
-                let mut shared = PromptText::markup(format.begin());
-                shared.append(&format.render_text(&turns[..split], false));
-                let mut tail = turns.split_off(split);
-                tail.push((Role::User, &self.user));
-                let mut rest = format.render_text(&tail, true);
+                turns.push((Role::User, &self.user));
+                let (shared, mut rest) = chat.render_text(&turns, split)?;
                 rest.push_markup(&self.answer_prefix);
                 (shared, rest)
             }
         };
         rest.push_data(answer);
-        Prompt { shared, rest }
+        Ok(Prompt { shared, rest })
     }
 
     /// Stop sequences that end the answer.

@@ -4,7 +4,6 @@ use serde_json::{json, Map, Value};
 
 use super::adapter::{render_request, Demo, Task, Template};
 use crate::graph::{Field, Type};
-use crate::model::chat::ChatFormat;
 
 fn fields() -> (Vec<Field>, Vec<Field>) {
     let inputs = vec![Field { name: "review".into(), ty: Type::Text, description: Some("a product review".into()) }];
@@ -28,7 +27,7 @@ fn render(template: Template) -> super::adapter::Request {
 
 #[test]
 fn the_chat_template_uses_field_markers() {
-    let p = render(Template::Chat).local_prompt(ChatFormat::ChatMl, "");
+    let p = render(Template::Chat).local_prompt(&crate::model::testing::chatml(), "").unwrap();
     insta::assert_snapshot!(format!("{}{}", p.shared, p.rest), @r"
     <|im_start|>system
     Judge the review.
@@ -62,12 +61,12 @@ fn the_chat_template_uses_field_markers() {
 
 #[test]
 fn the_json_and_completion_templates_render_examples_as_data() {
-    let p = render(Template::Json).local_prompt(ChatFormat::ChatMl, "");
+    let p = render(Template::Json).local_prompt(&crate::model::testing::chatml(), "").unwrap();
     let (shared, rest) = (p.shared.to_plain(), p.rest.to_plain());
     assert!(shared.contains("<|im_start|>user\n{\"review\":\"Love it\"}<|im_end|>"));
     assert!(shared.contains("<|im_start|>assistant\n{\"sentiment\":\"positive\",\"stars\":5}<|im_end|>"));
     assert!(rest.ends_with("<|im_start|>assistant\n{\"sentiment\": "));
-    let p = render(Template::Completion).local_prompt(ChatFormat::ChatMl, "");
+    let p = render(Template::Completion).local_prompt(&crate::model::testing::chatml(), "").unwrap();
     insta::assert_snapshot!(format!("{}{}", p.shared, p.rest), @r"
     Judge the review.
 
@@ -85,8 +84,8 @@ fn the_shared_part_is_the_same_for_every_example() {
     let (inputs, outputs) = fields();
     let task = Task { instruction: "Judge.", inputs: &inputs, outputs: &outputs };
     for t in [Template::Chat, Template::Json, Template::Completion] {
-        let a = render_request(t, &task, &[], &obj(json!({"review": "a"}))).local_prompt(ChatFormat::ChatMl, "");
-        let b = render_request(t, &task, &[], &obj(json!({"review": "bbb"}))).local_prompt(ChatFormat::ChatMl, "");
+        let a = render_request(t, &task, &[], &obj(json!({"review": "a"}))).local_prompt(&crate::model::testing::chatml(), "").unwrap();
+        let b = render_request(t, &task, &[], &obj(json!({"review": "bbb"}))).local_prompt(&crate::model::testing::chatml(), "").unwrap();
         assert_eq!(a.shared, b.shared, "{t:?}");
         assert_ne!(a.rest, b.rest);
     }

@@ -50,14 +50,15 @@ impl Backend for LocalBackend {
 
     fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
         Box::pin(async move {
-            let format = self.model.chat_format();
             let runs = calls.into_iter().map(|c| {
-                let prompt = c.request.local_prompt(format, &c.answer_so_far);
-                let bytes = prompt.shared.len() + prompt.rest.len();
-                let stop = c.request.stop().into_iter().chain(c.stop.iter().cloned()).collect();
-                let request = GenerateRequest { prompt, max_tokens: c.max_tokens, sampling: c.sampling.clone(), stop };
+                let prompt = c.request.local_prompt(self.model.chat_template(), &c.answer_so_far);
+                let stop: Vec<String> = c.request.stop().into_iter().chain(c.stop.iter().cloned()).collect();
+                let (max_tokens, sampling) = (c.max_tokens, c.sampling.clone());
                 let (model, caching) = (self.model.clone(), self.caching);
                 async move {
+                    let prompt = prompt?;
+                    let bytes = prompt.shared.len() + prompt.rest.len();
+                    let request = GenerateRequest { prompt, max_tokens, sampling, stop };
                     let g = submit(bytes, move || model.start_generate(&request, caching)).await?;
                     Ok::<_, BackendError>(Completion {
                         text: g.text,
@@ -86,13 +87,13 @@ impl Backend for LocalBackend {
 
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
         Box::pin(async move {
-            let format = self.model.chat_format();
             let labels = Arc::new(labels);
             let runs = calls.into_iter().map(|c| {
-                let prompt = c.request.local_prompt(format, &c.answer_so_far);
-                let bytes = prompt.shared.len() + prompt.rest.len();
+                let prompt = c.request.local_prompt(self.model.chat_template(), &c.answer_so_far);
                 let (model, caching, labels) = (self.model.clone(), self.caching, labels.clone());
                 async move {
+                    let prompt = prompt?;
+                    let bytes = prompt.shared.len() + prompt.rest.len();
                     let s = submit(bytes, move || model.start_choose(&prompt, &labels, caching)).await?;
                     Ok::<_, BackendError>(Choice {
                         scores: s.scores,

@@ -21,7 +21,7 @@ pub const MODEL_FILE: &str = "model.onnx";
 /// kept quantized weights quantized).
 pub const EXPORT_VERSION: u64 = 3;
 /// The GGUF architectures (`general.architecture`) the importer converts.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "phi3"];
 /// External weights of [`MODEL_FILE`].
 pub const DATA_FILE: &str = "model.onnx.data";
 /// The tokenizer.
@@ -127,24 +127,36 @@ pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
         Some("linear") => rope_scale = float("rope.scaling.factor").filter(|f| *f > 0.0).unwrap_or(1.0) as f32,
         Some(kind) => return Err(bad(format!("rope scaling `{kind}` is not supported yet (loopc applies linear scaling and Llama 3.x `rope_freqs`)"))),
     }
-    let rope_factors = match g.tensor("rope_freqs.weight") {
-        Some(t) if t.dims != [head_dim as u64 / 2] => {
-            return Err(bad(format!("tensor `rope_freqs.weight` has dimensions {:?}, but the head size implies [{}]", t.dims, head_dim / 2)))
+    // Phi-3's LongRoPE keeps two sets of factors: llama.cpp takes the long ones when it runs
+    // with a context beyond the original one, and loopc's context is not fixed in advance, so
+    // a model trained beyond its original context (the 128k ones) gets the long ones.
+    let original = get_or("rope.scaling.original_context_length", 0)?;
+    let extended = original > 0 && get_or("context_length", 0)? > original;
+    let factors_tensor = ["rope_freqs.weight", if extended { "rope_factors_long.weight" } else { "rope_factors_short.weight" }]
+        .into_iter()
+        .find(|name| g.tensor(name).is_some());
+    let rope_factors = match factors_tensor.and_then(|name| g.tensor(name).map(|t| (name, t))) {
+        Some((name, t)) if t.dims != [head_dim as u64 / 2] => {
+            return Err(bad(format!("tensor `{name}` has dimensions {:?}, but the head size implies [{}]", t.dims, head_dim / 2)))
         }
-        Some(t) => Some(g.dequantize(t)?),
+        Some((_, t)) => Some(g.dequantize(t)?),
         None => None,
     };
     let vocab = match g.meta(&key("vocab_size")).and_then(MetaValue::as_u64) {
         Some(v) => size(&key("vocab_size"), v)?,
         None => g.meta_strings("tokenizer.ggml.tokens")?.len(),
     };
-    // Gemma 3 alternates sliding-window layers (their own rope base, 10 000, as llama.cpp
-    // sets it) with a global one every sixth layer; llama-architecture models that state a
+    // Gemma 3 alternates sliding-window layers (with their own rope base, 10 000 unless the
+    // file says) with a global one every sixth layer (unless the file says); llama-architecture models that state a
     // window (Mistral v0.1) slide in every layer. Phi-3's stated window is ignored, as
     // llama.cpp does (its conversion does not record which layers slide).
     let window = g.meta(&key("attention.sliding_window")).and_then(MetaValue::as_u64).filter(|w| *w > 0);
     let sliding = match (arch.name, window) {
-        ("gemma3", Some(w)) => Some(Sliding { window: size("sliding_window", w)?, pattern: 6, rope_theta: Some(10_000.0) }),
+        ("gemma3", Some(w)) => Some(Sliding {
+            window: size("sliding_window", w)?,
+            pattern: get_or("attention.sliding_window_pattern", 6)?,
+            rope_theta: Some(float("rope.freq_base_swa").unwrap_or(10_000.0) as f32),
+        }),
         ("llama", Some(w)) => Some(Sliding { window: size("sliding_window", w)?, pattern: 1, rope_theta: None }),
         _ => None,
     };
@@ -163,7 +175,8 @@ pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
         arch,
         rope_factors,
         rope_scale,
-        rope_mscale: 1.0,
+        // LongRoPE's attention factor multiplies RoPE's cos and sin (llama.cpp's `attn_factor`).
+        rope_mscale: float("rope.scaling.attn_factor").filter(|f| *f > 0.0).unwrap_or(1.0) as f32,
         sliding,
         attn_scale,
         logit_softcap: float("final_logit_softcapping").filter(|c| *c > 0.0).map(|c| c as f32),

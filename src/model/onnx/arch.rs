@@ -58,21 +58,14 @@ impl Arch {
     pub const QWEN3: Arch = Arch { name: "qwen3", permuted_qk: false, qk_norm: true, ..Arch::LLAMA };
     /// Gemma 3: QK-norm, pre and post norms, GELU-tanh MLP, scaled embeddings; its sliding
     /// window layers and their rope base are in the shape.
-    pub const GEMMA3: Arch = Arch {
-        name: "gemma3",
-        permuted_qk: false,
-        qk_norm: true,
-        post_norms: true,
-        activation: Activation::GeluTanh,
-        scale_embeddings: true,
-        ..Arch::LLAMA
-    };
+    pub const GEMMA3: Arch =
+        Arch { name: "gemma3", permuted_qk: false, qk_norm: true, post_norms: true, activation: Activation::GeluTanh, scale_embeddings: true, ..Arch::LLAMA };
     /// Phi-3 (and Phi-4 mini): fused QKV and gate/up, rope in neox order (LongRoPE factors
     /// in the shape).
     pub const PHI3: Arch = Arch { name: "phi3", permuted_qk: false, fused_qkv: true, fused_gate_up: true, ..Arch::LLAMA };
 
     /// Every architecture loopc builds.
-    pub const ALL: [Arch; 4] = [Arch::LLAMA, Arch::QWEN2, Arch::QWEN3, Arch::GEMMA3];
+    pub const ALL: [Arch; 5] = [Arch::LLAMA, Arch::QWEN2, Arch::QWEN3, Arch::GEMMA3, Arch::PHI3];
 
     /// The architecture called `name` in GGUF metadata, if loopc builds it.
     pub fn named(name: &str) -> Option<Arch> {

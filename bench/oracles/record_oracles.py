@@ -49,7 +49,13 @@ CORPUS = [
     "a",
 ]
 
-PROMPTS = ["The quick brown fox", "def add(a, b):\n    return", "日本の首都は"]
+# The last prompt is long (about 400 tokens of the cut vocabularies), so rope scaling factors
+# that only touch the slowest frequencies (Llama 3.x's `rope_freqs`) move the logits.
+LONG_PROMPT = " ".join(
+    f"Chapter {i}: the river ran past the mill, the miller counted {i * 7} sacks of grain, and the town's bell rang at noon."
+    for i in range(1, 8)
+)
+PROMPTS = ["The quick brown fox", "def add(a, b):\n    return", "日本の首都は", LONG_PROMPT]
 GREEDY = 12
 
 # Chat templates: the real ones the GGUFs carry, and representative templates of other families

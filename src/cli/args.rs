@@ -710,7 +710,7 @@ pub enum ModelCommand {
         #[arg(long, value_enum)]
         precision: Option<PrecisionArg>,
     },
-    /// Convert a llama-family GGUF file into a local model.
+    /// Convert a GGUF file (llama, qwen2, qwen3, gemma3, phi3) into a local model.
     Import {
         /// The GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K tensors).
         file: PathBuf,

@@ -320,7 +320,7 @@ const AGREEMENT_TOKENS: usize = 32;
 fn agreement(model: &LocalModel, other: &str, threads: usize) -> anyhow::Result<serde_json::Value> {
     let options = LoadOptions { threads, ..LoadOptions::default() };
     let other_model = open_model(other, options, &ConsoleProgress::new())?;
-    let requests: Vec<GenerateRequest> = QUESTIONS
+    let requests = QUESTIONS
         .iter()
         .map(|q| {
             Ok(GenerateRequest {
@@ -331,7 +331,7 @@ fn agreement(model: &LocalModel, other: &str, threads: usize) -> anyhow::Result<
                 grammar: None,
             })
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let ours = model.generate(&requests, PrefixCaching::Off)?;
     let theirs = other_model.generate(&requests, PrefixCaching::Off)?;
     let mut identical = 0;

@@ -20,7 +20,6 @@ pub fn run(cmd: &ModelCommand) -> anyhow::Result<Outcome> {
         ModelCommand::List { json } => list(&cache, *json),
         ModelCommand::Pull { name, precision } => {
             let progress = ConsoleProgress::new();
-            provision::ort_library(&cache, &progress)?;
             let dir = match provision::known_model(name) {
                 Some((known, named)) => {
                     let precision = match (precision.map(Precision::from), name.contains('@')) {
@@ -28,24 +27,26 @@ pub fn run(cmd: &ModelCommand) -> anyhow::Result<Outcome> {
                         (Some(p), _) => p,
                         (None, _) => named,
                     };
+                    provision::ort_library(&cache, &progress)?;
                     provision::ensure_known_model(&cache, known, precision, &progress)?
                 }
-                None if precision.is_some() => {
-                    anyhow::bail!("--precision applies to known models; import `{name}` with `loopc model import FILE.gguf --name NAME --precision P`")
-                }
-                None => match source::resolve(name, &cache, &progress)? {
-                    Some(dir) => dir,
-                    None => {
-                        let mut names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
-                        names.extend(source::known::KNOWN_GGUFS.iter().map(|k| k.name));
-                        let precisions: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
-                        anyhow::bail!(
-                            "`{name}` is not a model loopc can provision (known: {}, each also as NAME@PRECISION with PRECISION one of {}); a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` is imported",
-                            names.join(", "),
-                            precisions.join(", ")
-                        )
+                None => {
+                    anyhow::ensure!(precision.is_none(), "--precision applies to known models; `{name}` is imported at the default precision");
+                    provision::ort_library(&cache, &progress)?;
+                    match source::resolve(name, &cache, &progress)? {
+                        Some(dir) => dir,
+                        None => {
+                            let mut names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+                            names.extend(source::known::KNOWN_GGUFS.iter().map(|k| k.name));
+                            let precisions: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
+                            anyhow::bail!(
+                                "`{name}` is not a model loopc can provision (known: {}, each also as NAME@PRECISION with PRECISION one of {}); a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` is imported",
+                                names.join(", "),
+                                precisions.join(", ")
+                            )
+                        }
                     }
-                },
+                }
             };
             let used_as = dir.file_name().and_then(|n| n.to_str()).unwrap_or(name);
             println!("{used_as} is ready: {} ({:.0} MB)", dir.display(), dir_mb(&dir));

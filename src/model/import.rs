@@ -1,4 +1,4 @@
-//! Converts a llama-family GGUF into a loopc model directory: `model.onnx` (+ external
+//! Converts a GGUF decoder (llama, qwen2, qwen3, gemma3, ...) into a loopc model directory: `model.onnx` (+ external
 //! weights), `tokenizer.json`, and Hugging Face style `config.json` and
 //! `tokenizer_config.json`. The directory appears whole or not at all.
 
@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::error::{io, ModelError};
 use super::gguf::{Gguf, MetaValue};
+use super::onnx::arch::{Arch, Sliding};
 use super::onnx::graph::GraphBuilder;
 use super::onnx::llama::{self, Layout, LlamaShape, WeightSource};
 use super::onnx::weight::{Compute, Matrix, Weight};
@@ -20,7 +21,7 @@ pub const MODEL_FILE: &str = "model.onnx";
 /// kept quantized weights quantized).
 pub const EXPORT_VERSION: u64 = 3;
 /// The GGUF architectures (`general.architecture`) the importer converts.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "phi3"];
 /// External weights of [`MODEL_FILE`].
 pub const DATA_FILE: &str = "model.onnx.data";
 /// The tokenizer.
@@ -91,51 +92,94 @@ pub struct Imported {
     pub source_sha256: String,
 }
 
-/// Reads the llama hyper-parameters of a GGUF, and checks them against its tensors: every
-/// tensor the decoder needs is present with the dimensions the shape implies. A GGUF that
-/// passes builds a consistent graph; one that does not gets an error naming the tensor, before
-/// anything is sized by the stated numbers.
+/// Reads the decoder's hyper-parameters from a GGUF's metadata (under its architecture's
+/// prefix: `llama.`, `qwen2.`, ...), and checks them against its tensors: every tensor the
+/// decoder needs is present with the dimensions the shape implies. A GGUF that passes builds a
+/// consistent graph; one that does not gets an error naming the tensor, before anything is
+/// sized by the stated numbers.
 pub fn llama_shape(g: &Gguf) -> Result<LlamaShape, ModelError> {
     let bad = |reason: String| ModelError::BadModel { model: "gguf import".into(), reason };
-    let arch = g.meta_str("general.architecture")?;
-    if arch != "llama" {
-        return Err(bad(format!("architecture `{arch}` is not supported yet; loopc imports {}", SUPPORTED_ARCHITECTURES.join(", "))));
-    }
+    let name = g.meta_str("general.architecture")?;
+    let arch = match Arch::named(name) {
+        Some(a) if SUPPORTED_ARCHITECTURES.contains(&a.name) => a,
+        _ => return Err(bad(format!("architecture `{name}` is not supported yet; loopc imports {}", SUPPORTED_ARCHITECTURES.join(", ")))),
+    };
+    let key = |k: &str| format!("{}.{k}", arch.name);
     // Sizes are read as u32: no real model comes near, and products of two stay within u64.
     let size = |key: &str, v: u64| u32::try_from(v).map(|v| v as usize).map_err(|_| bad(format!("metadata `{key}` is {v}, too large")));
-    let get = |key: &str| size(key, g.meta_u64(key)?);
-    let get_or = |key: &str, default: usize| g.meta(key).and_then(MetaValue::as_u64).map_or(Ok(default), |v| size(key, v));
-    let n_embd = get("llama.embedding_length")?;
-    let n_head = get("llama.attention.head_count")?;
-    let head_dim = get_or("llama.attention.key_length", n_embd / n_head.max(1))?;
-    // Llama 3.x scales rope frequencies by a `rope_freqs` tensor, other models by a scaling
-    // type; the graph applies neither yet, and running without them gives wrong logits.
-    if g.tensor("rope_freqs.weight").is_some() {
-        return Err(bad("Llama 3.x rope scaling (the `rope_freqs` tensor) is not supported yet".into()));
-    }
-    if let Some(kind) = g.meta("llama.rope.scaling.type").and_then(MetaValue::as_str).filter(|k| *k != "none") {
-        return Err(bad(format!("rope scaling `{kind}` is not supported yet")));
-    }
-    if let Some(rope_dim) = g.meta("llama.rope.dimension_count").and_then(MetaValue::as_u64) {
+    let get = |k: &str| size(&key(k), g.meta_u64(&key(k))?);
+    let get_or = |k: &str, default: usize| g.meta(&key(k)).and_then(MetaValue::as_u64).map_or(Ok(default), |v| size(&key(k), v));
+    let float = |k: &str| g.meta(&key(k)).and_then(MetaValue::as_f64);
+    let n_embd = get("embedding_length")?;
+    let n_head = get("attention.head_count")?;
+    let n_layer = get("block_count")?;
+    let head_dim = get_or("attention.key_length", n_embd / n_head.max(1))?;
+    if let Some(rope_dim) = g.meta(&key("rope.dimension_count")).and_then(MetaValue::as_u64) {
         if rope_dim != head_dim as u64 {
             return Err(bad(format!("partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported")));
         }
     }
-    let vocab = match g.meta("llama.vocab_size").and_then(MetaValue::as_u64) {
-        Some(v) => size("llama.vocab_size", v)?,
+    // Rope scaling: Llama 3.x divides frequencies by a `rope_freqs` tensor; a linear scaling
+    // type divides positions. Other types (yarn, ...) would give wrong logits if ignored.
+    let mut rope_scale = 1.0;
+    match g.meta(&key("rope.scaling.type")).and_then(MetaValue::as_str) {
+        None | Some("none") => {}
+        Some("linear") => rope_scale = float("rope.scaling.factor").filter(|f| *f > 0.0).unwrap_or(1.0) as f32,
+        Some(kind) => return Err(bad(format!("rope scaling `{kind}` is not supported yet (loopc applies linear scaling and Llama 3.x `rope_freqs`)"))),
+    }
+    // Phi-3's LongRoPE keeps two sets of factors: llama.cpp takes the long ones when it runs
+    // with a context beyond the original one, and loopc's context is not fixed in advance, so
+    // a model trained beyond its original context (the 128k ones) gets the long ones.
+    let original = get_or("rope.scaling.original_context_length", 0)?;
+    let extended = original > 0 && get_or("context_length", 0)? > original;
+    let factors_tensor = ["rope_freqs.weight", if extended { "rope_factors_long.weight" } else { "rope_factors_short.weight" }]
+        .into_iter()
+        .find(|name| g.tensor(name).is_some());
+    let rope_factors = match factors_tensor.and_then(|name| g.tensor(name).map(|t| (name, t))) {
+        Some((name, t)) if t.dims != [head_dim as u64 / 2] => {
+            return Err(bad(format!("tensor `{name}` has dimensions {:?}, but the head size implies [{}]", t.dims, head_dim / 2)))
+        }
+        Some((_, t)) => Some(g.dequantize(t)?),
+        None => None,
+    };
+    let vocab = match g.meta(&key("vocab_size")).and_then(MetaValue::as_u64) {
+        Some(v) => size(&key("vocab_size"), v)?,
         None => g.meta_strings("tokenizer.ggml.tokens")?.len(),
     };
-    let float = |key: &str, default: f64| g.meta(key).and_then(MetaValue::as_f64).unwrap_or(default);
+    // Gemma 3 alternates sliding-window layers (with their own rope base, 10 000 unless the
+    // file says) with a global one every sixth layer (unless the file says); llama-architecture models that state a
+    // window (Mistral v0.1) slide in every layer. Phi-3's stated window is ignored, as
+    // llama.cpp does (its conversion does not record which layers slide).
+    let window = g.meta(&key("attention.sliding_window")).and_then(MetaValue::as_u64).filter(|w| *w > 0);
+    let sliding = match (arch.name, window) {
+        ("gemma3", Some(w)) => Some(Sliding {
+            window: size("sliding_window", w)?,
+            pattern: get_or("attention.sliding_window_pattern", 6)?,
+            rope_theta: Some(float("rope.freq_base_swa").unwrap_or(10_000.0) as f32),
+        }),
+        ("llama", Some(w)) => Some(Sliding { window: size("sliding_window", w)?, pattern: 1, rope_theta: None }),
+        _ => None,
+    };
+    // Gemma 3 27B scales attention scores by the hidden size per head, not the head size.
+    let attn_scale = (arch == Arch::GEMMA3 && n_layer == 62).then(|| 1.0 / ((n_embd / n_head.max(1)) as f32).sqrt());
     let shape = LlamaShape {
-        n_layer: get("llama.block_count")?,
+        n_layer,
         n_embd,
         n_head,
-        n_head_kv: get_or("llama.attention.head_count_kv", n_head)?,
+        n_head_kv: get_or("attention.head_count_kv", n_head)?,
         head_dim,
-        n_ff: get("llama.feed_forward_length")?,
+        n_ff: get("feed_forward_length")?,
         vocab,
-        rope_theta: float("llama.rope.freq_base", 10_000.0) as f32,
-        rms_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5) as f32,
+        rope_theta: float("rope.freq_base").unwrap_or(10_000.0) as f32,
+        rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f32,
+        arch,
+        rope_factors,
+        rope_scale,
+        // LongRoPE's attention factor multiplies RoPE's cos and sin (llama.cpp's `attn_factor`).
+        rope_mscale: float("rope.scaling.attn_factor").filter(|f| *f > 0.0).unwrap_or(1.0) as f32,
+        sliding,
+        attn_scale,
+        logit_softcap: float("final_logit_softcapping").filter(|c| *c > 0.0).map(|c| c as f32),
     };
     check_shape(g, &shape).map_err(bad)?;
     Ok(shape)
@@ -154,12 +198,13 @@ fn check_shape(g: &Gguf, s: &LlamaShape) -> Result<(), String> {
     if s.n_head % s.n_head_kv != 0 || s.head_dim % 2 != 0 {
         return Err(format!("unsupported head layout: {} heads, {} KV heads, head size {}", s.n_head, s.n_head_kv, s.head_dim));
     }
-    let usable = s.rope_theta.is_finite() && s.rope_theta > 0.0 && s.rms_eps.is_finite() && s.rms_eps >= 0.0;
+    let factors_ok = s.rope_factors.iter().flatten().all(|f| f.is_finite() && *f > 0.0);
+    let usable = s.rope_theta.is_finite() && s.rope_theta > 0.0 && s.rms_eps.is_finite() && s.rms_eps >= 0.0 && factors_ok && s.rope_scale.is_finite();
     if !usable {
-        return Err(format!("the RoPE base {} or the RMSNorm epsilon {} is not a usable number", s.rope_theta, s.rms_eps));
+        return Err(format!("the RoPE base {} or factors, or the RMSNorm epsilon {} is not a usable number", s.rope_theta, s.rms_eps));
     }
     let (e, q, kv) = (s.n_embd as u64, (s.n_head * s.head_dim) as u64, (s.n_head_kv * s.head_dim) as u64);
-    let (ff, v) = (s.n_ff as u64, s.vocab as u64);
+    let (ff, v, d) = (s.n_ff as u64, s.vocab as u64, s.head_dim as u64);
     let expect = |name: &str, dims: &[u64], required: bool| -> Result<(), String> {
         match g.tensor(name) {
             Some(t) if t.dims == dims => Ok(()),
@@ -171,20 +216,32 @@ fn check_shape(g: &Gguf, s: &LlamaShape) -> Result<(), String> {
     expect("token_embd.weight", &[e, v], true)?;
     expect("output_norm.weight", &[e], true)?;
     expect("output.weight", &[e, v], false)?;
+    let a = s.arch;
     // Layer by layer, so a huge stated block count stops at the first missing layer.
     for i in 0..s.n_layer {
-        for (t, dims) in [
-            ("attn_norm", &[e][..]),
-            ("attn_q", &[e, q]),
-            ("attn_k", &[e, kv]),
-            ("attn_v", &[e, kv]),
-            ("attn_output", &[q, e]),
-            ("ffn_norm", &[e]),
-            ("ffn_gate", &[e, ff]),
-            ("ffn_up", &[e, ff]),
-            ("ffn_down", &[ff, e]),
-        ] {
-            expect(&format!("blk.{i}.{t}.weight"), dims, true)?;
+        let mut tensors: Vec<(&str, Vec<u64>)> = vec![("attn_norm.weight", vec![e]), ("attn_output.weight", vec![q, e]), ("ffn_norm.weight", vec![e])];
+        if a.fused_qkv {
+            tensors.push(("attn_qkv.weight", vec![e, q + 2 * kv]));
+        } else {
+            tensors.extend([("attn_q.weight", vec![e, q]), ("attn_k.weight", vec![e, kv]), ("attn_v.weight", vec![e, kv])]);
+        }
+        if a.qkv_bias {
+            tensors.extend([("attn_q.bias", vec![q]), ("attn_k.bias", vec![kv]), ("attn_v.bias", vec![kv])]);
+        }
+        if a.qk_norm {
+            tensors.extend([("attn_q_norm.weight", vec![d]), ("attn_k_norm.weight", vec![d])]);
+        }
+        if a.fused_gate_up {
+            tensors.push(("ffn_up.weight", vec![e, 2 * ff]));
+        } else {
+            tensors.extend([("ffn_gate.weight", vec![e, ff]), ("ffn_up.weight", vec![e, ff])]);
+        }
+        tensors.push(("ffn_down.weight", vec![ff, e]));
+        if a.post_norms {
+            tensors.extend([("post_attention_norm.weight", vec![e]), ("post_ffw_norm.weight", vec![e])]);
+        }
+        for (t, dims) in tensors {
+            expect(&format!("blk.{i}.{t}"), &dims, true)?;
         }
     }
     Ok(())
@@ -245,7 +302,7 @@ pub(crate) fn import_with_layout(
 
     let mut g = GraphBuilder::external(&dir.join(DATA_FILE))?;
     llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, layout, &mut g)?;
-    let model = g.finish("llama")?;
+    let model = g.finish(shape.arch.name)?;
     write(&dir.join(MODEL_FILE), &model)?;
     write(&dir.join(TOKENIZER_FILE), vocab.json.to_string().as_bytes())?;
 
@@ -253,8 +310,7 @@ pub(crate) fn import_with_layout(
     let id = |key: &str| gguf.meta(key).and_then(MetaValue::as_u64);
     let token = |key: &str| id(key).and_then(|i| tokens.get(i as usize)).map(|t| t.to_string());
     let config = json!({
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
+        "model_type": shape.arch.name,
         "loopc_export": EXPORT_VERSION,
         "loopc_precision": precision.name(),
         "num_hidden_layers": shape.n_layer,
@@ -266,7 +322,7 @@ pub(crate) fn import_with_layout(
         "vocab_size": shape.vocab,
         "rope_theta": shape.rope_theta,
         "rms_norm_eps": shape.rms_eps,
-        "max_position_embeddings": id("llama.context_length"),
+        "max_position_embeddings": id(&format!("{}.context_length", shape.arch.name)),
         "bos_token_id": id("tokenizer.ggml.bos_token_id"),
         "eos_token_id": vocab.facts.end_of_generation,
         "pad_token_id": id("tokenizer.ggml.padding_token_id"),
@@ -282,7 +338,7 @@ pub(crate) fn import_with_layout(
         "pad_token": token("tokenizer.ggml.padding_token_id"),
         "add_bos_token": vocab.facts.add_bos,
         "chat_template": gguf.meta("tokenizer.chat_template").and_then(MetaValue::as_str),
-        "model_max_length": id("llama.context_length"),
+        "model_max_length": id(&format!("{}.context_length", shape.arch.name)),
     });
     write(&dir.join(TOKENIZER_CONFIG_FILE), serde_json::to_string_pretty(&tok_config).unwrap_or_default().as_bytes())?;
 

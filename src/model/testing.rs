@@ -22,7 +22,18 @@ pub const SPECIAL: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 
 /// The tiny model's shape: 2 layers, grouped-query attention, a byte-level vocabulary.
 pub fn tiny_shape() -> LlamaShape {
-    LlamaShape { n_layer: 2, n_embd: 32, n_head: 4, n_head_kv: 2, head_dim: 8, n_ff: 64, vocab: SPECIAL.len() + 256, rope_theta: 10_000.0, rms_eps: 1e-5 }
+    LlamaShape {
+        n_layer: 2,
+        n_embd: 32,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 8,
+        n_ff: 64,
+        vocab: SPECIAL.len() + 256,
+        rope_theta: 10_000.0,
+        rms_eps: 1e-5,
+        ..LlamaShape::default()
+    }
 }
 
 struct RandomWeights {
@@ -136,7 +147,18 @@ pub const QUANT_TYPES: [GgmlType; 8] =
 
 /// A small llama shape whose matrices hold whole k-quant super-blocks (256 values a row).
 pub fn k_quant_shape() -> LlamaShape {
-    LlamaShape { n_layer: 2, n_embd: 256, n_head: 4, n_head_kv: 2, head_dim: 64, n_ff: 512, vocab: SPECIAL.len() + 256, rope_theta: 10_000.0, rms_eps: 1e-5 }
+    LlamaShape {
+        n_layer: 2,
+        n_embd: 256,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ff: 512,
+        vocab: SPECIAL.len() + 256,
+        rope_theta: 10_000.0,
+        rms_eps: 1e-5,
+        ..LlamaShape::default()
+    }
 }
 
 /// `n` values of type `ty` as random ggml blocks: random codes, and scales (and minimums) of

@@ -94,7 +94,8 @@ fn an_unsupported_architecture_is_refused_naming_it_and_what_is_supported() {
     renamed[at..at + 5].copy_from_slice(b"gemma");
     std::fs::write(&path, renamed).unwrap();
     let err = resolve(path.to_str().unwrap(), &cache, &crate::model::progress::SilentProgress).unwrap_err().to_string();
-    assert!(err.contains("architecture `gemma` is not supported yet; loopc imports llama"), "{err}");
+    let supported = crate::model::import::SUPPORTED_ARCHITECTURES.join(", ");
+    assert!(err.contains(&format!("architecture `gemma` is not supported yet; loopc imports {supported}")), "{err}");
 }
 
 #[test]

@@ -111,25 +111,23 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     let file_data = args.train.as_ref().map(|p| load_data(p, &dag, &metric)).transpose()?;
     let (train, dev) = match (&args.dev, file_data) {
         (Some(d), data) => (compile::examples::join_training(data, examples, &dag, &required)?, load_data(d, &dag, &metric)?),
-        (None, data) => {
-            match data {
-                Some(data) => {
-                    let shown = args.train.as_ref().map_or_else(String::new, |p| p.display().to_string());
-                    anyhow::ensure!(data.examples.len() >= 2, "`{shown}` has one example; a dev split needs at least two (or pass --dev)");
-                    let (train, dev) = compile::dataset::split(&data, args.dev_fraction, seed);
-                    (compile::examples::join_training(Some(train), examples, &dag, &required)?, dev)
-                }
-                None => {
-                    anyhow::ensure!(
-                        !examples.is_empty(),
-                        "give --train, or add `example` blocks to the program (`example NAME {{ input {{ ... }} output {{ ... }} }}`)"
-                    );
-                    let all = compile::examples::join_training(None, examples, &dag, &required)?;
-                    anyhow::ensure!(all.examples.len() >= 2, "the program has one example to train on; a dev split needs at least two (or pass --dev)");
-                    compile::dataset::split(&all, args.dev_fraction, seed)
-                }
+        (None, data) => match data {
+            Some(data) => {
+                let shown = args.train.as_ref().map_or_else(String::new, |p| p.display().to_string());
+                anyhow::ensure!(data.examples.len() >= 2, "`{shown}` has one example; a dev split needs at least two (or pass --dev)");
+                let (train, dev) = compile::dataset::split(&data, args.dev_fraction, seed);
+                (compile::examples::join_training(Some(train), examples, &dag, &required)?, dev)
             }
-        }
+            None => {
+                anyhow::ensure!(
+                    !examples.is_empty(),
+                    "give --train, or add `example` blocks to the program (`example NAME {{ input {{ ... }} output {{ ... }} }}`)"
+                );
+                let all = compile::examples::join_training(None, examples, &dag, &required)?;
+                anyhow::ensure!(all.examples.len() >= 2, "the program has one example to train on; a dev split needs at least two (or pass --dev)");
+                compile::dataset::split(&all, args.dev_fraction, seed)
+            }
+        },
     };
     let budget = plan.budget();
     let engine = args.runtime.reproducible_engine()?;

@@ -148,7 +148,7 @@ struct Vote {
 
 /// The program outputs in `v`, checked against the declared output types; `None` when they
 /// do not fit (a correction that is not a value of the program's outputs).
-fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
+pub(crate) fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
     let obj = v.as_object()?;
     let mut out = Map::new();
     for f in dag.outputs() {

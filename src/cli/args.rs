@@ -211,6 +211,10 @@ pub struct ServeArgs {
     /// The most stored rows one round compiles on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.max_rows)]
     pub max_rows: usize,
+    /// Serve the compiled demos only: do not recall demos from the store's feedback for the
+    /// steps the program declares a `memory` for (online memory is on by default).
+    #[arg(long)]
+    pub no_memory: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

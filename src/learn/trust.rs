@@ -17,6 +17,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde_json::Value;
+
+use super::export::outputs_of;
+use super::opinion::{of_feedback, Said};
+use crate::compile::Example;
+use crate::graph::{Dag, Type};
+use crate::store::{FeedbackSource, StoredRun};
+
 /// Who gave an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rater {
@@ -49,6 +57,10 @@ pub const REVIEWER_PRIOR: f64 = 0.9;
 pub const PRIOR_WEIGHT: f64 = 3.0;
 /// How far the holdout's labels are trusted.
 pub const REFERENCE_TRUST: f64 = 0.99;
+/// The least trust a user needs for their feedback to count in the export and the
+/// `human(..)` metric (the default of a `memory` declaration's `min_trust` too): below it, a
+/// user's answers agree with others' less often than not.
+pub const DEFAULT_MIN_TRUST: f64 = 0.5;
 /// Rounds of the estimate (each re-scores every answer against the others' current trust).
 const ROUNDS: usize = 8;
 
@@ -196,6 +208,93 @@ impl TrustTable {
     }
 }
 
+/// A user whose feedback a use left out for low trust, as decisions record it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LeftOut {
+    /// SHA-256 of the user's id (what `forget` looks for; the dashboard shows ids and trust).
+    pub user_sha256: String,
+    /// Their estimated trust.
+    pub trust: f64,
+    /// Why, in a sentence: the trust and what it rests on.
+    pub reason: String,
+    /// Pieces of their feedback left out.
+    pub feedback: usize,
+}
+
+impl LeftOut {
+    /// The entry of `rater` (as `table` knows them), who gave `feedback` pieces.
+    pub fn of(rater: &str, table: &TrustTable, feedback: usize) -> LeftOut {
+        let t = table.get(rater).cloned().unwrap_or_default();
+        LeftOut { user_sha256: crate::fs::sha256_hex(rater.as_bytes()), trust: t.trust, reason: t.evidence(), feedback }
+    }
+}
+
+/// Who gave a piece of feedback on `run`: its user, else the run's user, else nobody in
+/// particular (each such piece its own anonymous rater).
+pub fn rater_of(f: &crate::store::StoredFeedback, run: &StoredRun) -> String {
+    f.user_id.clone().or_else(|| run.user_id.clone()).unwrap_or_else(|| format!("anonymous:{}", f.id))
+}
+
+/// How many answers an input of `dag` can have, for the one-coin model: the labels of a single
+/// label output, 2 for a single bool, else 10 (open answers rarely coincide by chance).
+pub fn classes_of(dag: &Dag) -> usize {
+    match dag.outputs() {
+        [one] => match &one.ty {
+            Type::Label(labels) => labels.len(),
+            Type::Bool => 2,
+            _ => 10,
+        },
+        _ => 10,
+    }
+}
+
+/// A canonical key of the named fields of `values`.
+fn key_of<'a>(names: impl Iterator<Item = &'a String>, values: &serde_json::Map<String, Value>) -> Option<String> {
+    let picked: Option<BTreeMap<&str, &Value>> = names.map(|n| values.get(n).map(|v| (n.as_str(), v))).collect();
+    serde_json::to_string(&picked?).ok()
+}
+
+/// Every user's trust from the feedback on `runs` of `dag`: each person's answer for an input
+/// (a correction's outputs, or the run's answer they approved), read by the one rule of
+/// `opinion`, with `reference` (human-labelled examples) as the holdout's answers.
+pub fn of_runs(runs: &[StoredRun], dag: &Dag, reference: &[Example]) -> TrustTable {
+    let inputs: Vec<String> = dag.inputs().iter().map(|f| f.name.clone()).collect();
+    let outputs: Vec<String> = dag.outputs().iter().map(|f| f.name.clone()).collect();
+    let mut given: Vec<(i64, Judgement)> = Vec::new();
+    for run in runs {
+        let Some(item) = run.inputs.as_object().and_then(|i| key_of(inputs.iter(), i)) else { continue };
+        for f in &run.feedback {
+            let Some(o) = of_feedback(f, run, dag) else { continue };
+            if o.voice != super::opinion::Voice::Person {
+                continue;
+            }
+            let answer = match o.said {
+                Said::Labelled { outputs: corrected, .. } => outputs_of(dag, &Value::Object(corrected)),
+                _ if o.approves() == Some(true) => run.outputs.as_ref().and_then(|v| outputs_of(dag, v)),
+                _ => None,
+            };
+            let Some(answer) = answer.and_then(|a| key_of(outputs.iter(), &a)) else { continue };
+            let kind = if f.source == FeedbackSource::Annotation { Rater::Reviewer } else { Rater::User };
+            given.push((f.created.millis(), Judgement { item: item.clone(), rater: rater_of(f, run), kind, answer }));
+        }
+    }
+    given.sort_by_key(|(t, _)| *t);
+    let mut judgements: Vec<Judgement> = reference
+        .iter()
+        .filter_map(|e| {
+            Some(Judgement {
+                item: key_of(inputs.iter(), &e.fields)?,
+                rater: "holdout".into(),
+                kind: Rater::Reference,
+                answer: key_of(outputs.iter(), &e.fields)?,
+            })
+        })
+        .collect();
+    judgements.extend(given.into_iter().map(|(_, j)| j));
+    TrustTable::estimate(&judgements, classes_of(dag))
+}
+
 /// The log-odds weight of an answer by a rater of trust `t` among `classes` answers.
 pub fn weight(t: f64, classes: usize) -> f64 {
     let t = t.clamp(1e-3, 1.0 - 1e-3);
@@ -303,6 +402,11 @@ mod tests {
         assert_eq!((t.get("solo").unwrap().answers, t.get("solo").unwrap().compared), (2, 0));
         assert_eq!(t.trust("never-seen"), USER_PRIOR);
         assert!(t.get("solo").unwrap().evidence().contains("the prior"));
+    }
+
+    #[test]
+    fn memory_learning_and_the_human_metric_share_one_default_minimum_trust() {
+        assert_eq!(DEFAULT_MIN_TRUST, crate::graph::MemorySpec::DEFAULT_MIN_TRUST);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use self::state::State;
 use self::votes::{key_of, vote, StepMemory};
 use super::trust::TrustTable;
 use crate::compile::Example;
-use crate::graph::{Dag, Type};
+use crate::graph::Dag;
 use crate::runtime::memory::{DemoMemory, Recall, Recalled};
 use crate::store::{AuditKind, FeedbackStamp, Store, StoreError, Timestamp, FOLLOW_OVERLAP_MS, FOLLOW_PAGE};
 
@@ -86,14 +86,7 @@ impl Memory {
         if steps.is_empty() {
             return None;
         }
-        let classes = match dag.outputs() {
-            [one] => match &one.ty {
-                Type::Label(labels) => labels.len(),
-                Type::Bool => 2,
-                _ => 10,
-            },
-            _ => 10,
-        };
+        let classes = super::trust::classes_of(dag);
         let inputs: Vec<&str> = dag.inputs().iter().map(|f| f.name.as_str()).collect();
         let outputs: Vec<&str> = dag.outputs().iter().map(|f| f.name.as_str()).collect();
         let pick = |names: &[&str], e: &Example| -> Option<serde_json::Map<String, Value>> {

@@ -159,3 +159,17 @@ async fn a_program_without_memory_has_none_and_other_programs_are_not_followed()
     let m = Memory::new(&dag("memory s"), &[]).unwrap();
     assert_eq!(m.sync(&store).await.unwrap().feedback, 0);
 }
+
+#[tokio::test]
+async fn memory_holds_only_what_the_store_holds_redacted_inputs_and_consented_runs() {
+    let store = store().await;
+    let m = Memory::new(&dag("memory s"), &[]).unwrap();
+    let r = run(&store, "mail jane.doe@example.com about the broken heater", "happy", "u1").await;
+    correct(&store, &r, "sad", "u1", FeedbackSource::User, 0).await;
+    let mut private = NewRun::new("mood", json!({ "text": "a private heater complaint" }));
+    private.outputs = Some(json!({ "mood": "happy" }));
+    private.consent = crate::store::Consent::Denied;
+    assert!(store.record_run(private).await.unwrap().run_id().is_none(), "a run without consent is only counted");
+    m.sync(&store).await.unwrap();
+    assert_eq!(recall(&m, "heater"), [("mail [email] about the broken heater".to_string(), "sad".to_string())]);
+}

@@ -136,7 +136,7 @@ pub(super) fn vote(f: &StoredFeedback, run: &StoredRun, dag: &Dag, steps: &[Step
         _ if approves => (outputs_of(dag, run.outputs.as_ref()?)?, true, false),
         _ => return None,
     };
-    let rater = f.user_id.clone().or_else(|| run.user_id.clone()).unwrap_or_else(|| format!("anonymous:{}", f.id));
+    let rater = super::super::trust::rater_of(f, run);
     let demos = steps
         .iter()
         .map(|s| {

@@ -908,8 +908,30 @@ pub enum BenchCommand {
     Serve(BenchServeArgs),
     /// Fill a store with many runs and time the review page's queue, run page and dashboard.
     Review(BenchReviewArgs),
+    /// Fill a store with many corrections and time what online memory costs each request.
+    Memory(BenchMemoryArgs),
     /// Zero-shot, compiled and majority-label accuracy on public classification tasks.
     Accuracy(BenchAccuracyArgs),
+}
+
+/// `loopc bench memory`.
+#[derive(Debug, Args)]
+pub struct BenchMemoryArgs {
+    /// Corrected runs to store before timing.
+    #[arg(long, default_value_t = 100_000)]
+    pub corrections: usize,
+    /// The users who correct them.
+    #[arg(long, default_value_t = 1_000)]
+    pub users: usize,
+    /// Requests to time.
+    #[arg(long, default_value_t = 2_000)]
+    pub requests: usize,
+    /// The store to fill (default: a fresh SQLite file in a temporary directory).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loopc bench review`.

@@ -39,14 +39,18 @@ impl Store {
     /// Feedback on runs of `program` given at or after `since`, oldest first (by time, then id),
     /// at most [`FOLLOW_PAGE`], continuing after `after` when given: ids and times only.
     pub async fn feedback_since(&self, program: &str, since: Timestamp, after: Option<&FeedbackStamp>) -> Result<Vec<FeedbackStamp>, StoreError> {
-        let mut sql = Sql::new("SELECT f.id, f.created FROM feedback f JOIN runs r ON r.id = f.run_id WHERE r.program = ");
+        // `CROSS JOIN` makes SQLite walk the feedback in its `(created, id)` order and look each
+        // run up by id (with a plain join it may start from every run of the program and sort);
+        // PostgreSQL plans it like any inner join.
+        let mut sql = Sql::new("SELECT f.id, f.created FROM feedback f CROSS JOIN runs r WHERE r.id = f.run_id AND r.program = ");
         sql.bind(Arg::Text(program.to_string()));
         sql.push(" AND f.created >= ").bind(Arg::Int(since.millis()));
         if let Some(a) = after {
-            sql.push(" AND (f.created > ").bind(Arg::Int(a.created.millis()));
-            sql.push(" OR (f.created = ").bind(Arg::Int(a.created.millis()));
-            sql.push(" AND f.id > ").bind(Arg::Text(a.id.to_string()));
-            sql.push("))");
+            // A row value, so both databases seek the `(created, id)` index to the position
+            // instead of scanning from `since` again for every page.
+            sql.push(" AND (f.created, f.id) > (").bind(Arg::Int(a.created.millis()));
+            sql.push(", ").bind(Arg::Text(a.id.to_string()));
+            sql.push(")");
         }
         sql.push(" ORDER BY f.created, f.id LIMIT ").bind(Arg::Int(FOLLOW_PAGE as i64));
         let rows = sql.query().fetch_all(self.reader()).await?;

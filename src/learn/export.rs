@@ -4,7 +4,7 @@
 //! become negatives. A model's feedback is never a label. Feedback on the same input is
 //! resolved by agreement: explicit human labels beat implicit ones (edits), each user counts
 //! once, and a label needs at least `min_agreement` users and a strict plurality. Users whose
-//! [trust](super::trust) is below `min_trust` are left out, and the export says who and why. Every row keeps its provenance (runs,
+//! [trust] is below `min_trust` are left out, and the export says who and why. Every row keeps its provenance (runs,
 //! feedback, users). Rounds accumulate: the export reads every stored run, so nothing
 //! learned earlier is replaced by newer data.
 

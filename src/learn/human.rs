@@ -6,7 +6,7 @@
 //! to that same answer for that same input; a correction rates the corrected answer 1 and the
 //! answer it replaced 0. Only people's opinions count ([`Voice::Person`]): an implicit signal
 //! is not a rating of the criterion, and a model's feedback is nobody's opinion. People whose
-//! [trust](super::trust) is below [`DEFAULT_MIN_TRUST`] are not heard, and each rating counts
+//! [trust] is below [`DEFAULT_MIN_TRUST`] are not heard, and each rating counts
 //! by its rater's trust weight (log-odds), so a reliable rater outweighs a doubtful one.
 
 use std::collections::{BTreeMap, HashMap};

@@ -192,12 +192,12 @@ mod tests {
         // The scores scratch is clean between queries: asking twice gives the same scores.
         let again: Vec<f32> = {
             let mut h = i.search("common word2999");
-            h.sort_by(|a, b| a.0.cmp(&b.0));
+            h.sort_by_key(|a| a.0);
             h.into_iter().map(|(_, s)| s).collect()
         };
         let twice: Vec<f32> = {
             let mut h = i.search("common word2999");
-            h.sort_by(|a, b| a.0.cmp(&b.0));
+            h.sort_by_key(|a| a.0);
             h.into_iter().map(|(_, s)| s).collect()
         };
         assert_eq!(again, twice);

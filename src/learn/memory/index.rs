@@ -111,7 +111,8 @@ impl Index {
         self.live as usize
     }
 
-    /// Every living document sharing a term with `text`, with its BM25 score (unordered).
+    /// Every living document sharing a term with `text`, with its BM25 score (unordered); when
+    /// `text` has words outside more than half the documents, only those count.
     pub(super) fn search(&mut self, text: &str) -> Vec<(DocId, f32)> {
         let n = self.live as f32;
         if n == 0.0 {
@@ -121,6 +122,13 @@ impl Index {
         let mut query: Vec<u32> = tokens(text).into_iter().filter_map(|t| self.vocab.get(&t).copied()).collect();
         query.sort_unstable();
         query.dedup();
+        // Words in more than half the documents ("the", "my") weigh little (idf below ln 2)
+        // and cost the most (their postings are the longest): when the query has rarer
+        // words, it is matched by those alone, as a stop list would, but learned from the data.
+        let common = |t: &u32| self.df[*t as usize] as f32 > n / 2.0;
+        if query.iter().any(|t| !common(t)) {
+            query.retain(|t| !common(t));
+        }
         if self.scratch.len() < self.docs.len() {
             self.scratch.resize(self.docs.len(), 0.0);
         }
@@ -185,7 +193,7 @@ mod tests {
         }
         i.remove(docs[0]);
         assert_eq!(i.len(), 500);
-        let hits = i.search("common word2999 word10");
+        let hits = i.search("common");
         assert_eq!(hits.len(), 500, "only the living match the common word");
         assert!(hits.iter().all(|(d, _)| *d >= 2500));
         assert_eq!(best(&mut i, "word2999")[0], docs[2999]);
@@ -201,5 +209,13 @@ mod tests {
             h.into_iter().map(|(_, s)| s).collect()
         };
         assert_eq!(again, twice);
+    }
+
+    #[test]
+    fn words_in_most_documents_are_ignored_when_the_query_has_rarer_ones() {
+        let mut i = Index::default();
+        let docs: Vec<DocId> = (0..10).map(|k| i.add(&format!("the ticket number{k}"))).collect();
+        assert_eq!(best(&mut i, "the number3"), [docs[3]], "only the rare word matches");
+        assert_eq!(i.search("the ticket").len(), 10, "a query of common words alone still matches");
     }
 }

@@ -29,6 +29,19 @@ struct StepIndex {
     keys: HashMap<DocId, String>,
     /// Documents by their input's newest vote, for "newest first among equals".
     recency: BTreeSet<(i64, DocId)>,
+    /// Each document's input's newest vote, by document id (read for every hit of a query,
+    /// so a vector, not a map).
+    newest: Vec<i64>,
+}
+
+impl StepIndex {
+    fn set_newest(&mut self, d: DocId, t: i64) {
+        let i = d as usize;
+        if self.newest.len() <= i {
+            self.newest.resize(i + 1, i64::MIN);
+        }
+        self.newest[i] = t;
+    }
 }
 
 /// The state behind a memory's lock.
@@ -108,6 +121,7 @@ impl State {
             if let Some(d) = d {
                 self.per_step[s].recency.remove(&(old_newest, d));
                 self.per_step[s].recency.insert((newest, d));
+                self.per_step[s].set_newest(d, newest);
             }
         }
     }
@@ -214,7 +228,7 @@ impl State {
         let Some(s) = self.steps.iter().position(|m| m.name == ask.step) else { return Vec::new() };
         let mut pick = Pick { want: self.steps[s].spec.demos, budget: self.steps[s].spec.tokens, used: 0, taken: Vec::new(), tried: HashSet::new() };
         let hits = self.per_step[s].index.search(&text_of(ask.inputs));
-        let newest = |d: DocId| self.per_step[s].keys.get(&d).and_then(|k| self.items.get(k)).map_or(i64::MIN, |i| i.newest);
+        let newest = |d: DocId| self.per_step[s].newest.get(d as usize).copied().unwrap_or(i64::MIN);
         // Most similar first, newest first among equals; only the head is sorted unless the
         // head does not give enough demos.
         let order = |a: &(DocId, f32, i64), b: &(DocId, f32, i64)| b.1.total_cmp(&a.1).then(b.2.cmp(&a.2));

@@ -497,6 +497,8 @@ async fn the_dashboard_draws_versions_volume_agreement_and_confusion_as_svg(w: &
     assert_eq!(marks, json!([2, 1]), "a dot per version, by decision");
     // Two corrections were stored above, so the confusion map counts them.
     assert!(text.contains("2 corrections"), "{text}");
+    // Who corrected them, with their trust.
+    assert!(text.contains("Trust per user") && text.contains("trust 0."), "{text}");
     // WebDriver shoots the viewport only: a tall window takes the whole dashboard.
     w.client.set_window_size(1280, 2000).await.unwrap();
     w.screenshot("review-dashboard.png").await;

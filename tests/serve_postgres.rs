@@ -52,3 +52,11 @@ fn two_replicas_on_postgresql_learn_while_serving_one_at_a_time_and_no_request_f
     let fixture = Fixture::new();
     two_replicas_learn_while_serving_and_no_request_fails(&fixture, &cluster.url("learn"));
 }
+
+#[test]
+fn a_correction_reaches_the_next_similar_request_on_every_replica_on_postgresql_and_leaves_with_a_forget() {
+    let cluster = Cluster::start();
+    cluster.create_db("memory");
+    let fixture = Fixture::new();
+    two_replicas_recall_a_correction_at_once_and_forget_it_everywhere(&fixture, &cluster.url("memory"));
+}

@@ -384,3 +384,10 @@ fn bad_learning_flags_are_refused_before_serving() {
         assert!(err.contains(says) && !err.contains("listening"), "{flags:?}: {err}");
     }
 }
+
+#[test]
+fn a_correction_reaches_the_next_similar_request_on_every_replica_at_once_and_leaves_with_a_forget() {
+    let fixture = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    two_replicas_recall_a_correction_at_once_and_forget_it_everywhere(&fixture, &sqlite_url(dir.path()));
+}

@@ -27,7 +27,7 @@ end
 -- Keywords, types, strings and comments, for Neovim versions without semantic tokens.
 local function syntax()
   vim.cmd([[
-    syntax keyword loopKeyword program input output model tool signature step return metric optimize feedback example
+    syntax keyword loopKeyword program input output model tool signature step return metric optimize feedback example memory
     syntax keyword loopKeyword in out predict chain_of_thought call using http command held_out
     syntax keyword loopType text int float bool json label list
     syntax keyword loopBoolean true false

@@ -211,6 +211,10 @@ pub struct ServeArgs {
     /// The most stored rows one round compiles on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.max_rows)]
     pub max_rows: usize,
+    /// Serve the compiled demos only: do not recall demos from the store's feedback for the
+    /// steps the program declares a `memory` for (online memory is on by default).
+    #[arg(long)]
+    pub no_memory: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -936,6 +940,8 @@ pub enum BenchCommand {
     Serve(BenchServeArgs),
     /// Fill a store with many runs and time the review page's queue, run page and dashboard.
     Review(BenchReviewArgs),
+    /// Fill a store with many corrections and time what online memory costs each request.
+    Memory(BenchMemoryArgs),
     /// Zero-shot, compiled and majority-label accuracy on public classification tasks.
     Accuracy(BenchAccuracyArgs),
     /// Typed outputs with and without constrained decoding (locally, and through a real
@@ -974,6 +980,26 @@ pub struct BenchStructuredArgs {
     /// The model name sent to the server.
     #[arg(long, default_value = "default")]
     pub server_model: String,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `loopc bench memory`.
+#[derive(Debug, Args)]
+pub struct BenchMemoryArgs {
+    /// Corrected runs to store before timing.
+    #[arg(long, default_value_t = 100_000)]
+    pub corrections: usize,
+    /// The users who correct them.
+    #[arg(long, default_value_t = 1_000)]
+    pub users: usize,
+    /// Requests to time.
+    #[arg(long, default_value_t = 2_000)]
+    pub requests: usize,
+    /// The store to fill (default: a fresh SQLite file in a temporary directory).
+    #[arg(long)]
+    pub store: Option<String>,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,

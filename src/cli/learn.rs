@@ -95,11 +95,13 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
                 "feedback": outcome.export.feedback_ids.len(),
                 "judge_agreement": outcome.judge.as_ref().map(|c| c.agreement),
                 "judge_items": outcome.judge.as_ref().map(|c| c.items),
+                "left_out": outcome.export.left_out,
                 "written": written,
             })
         );
         return;
     }
+    print_left_out(&outcome.export.left_out);
     if let Some(c) = &outcome.judge {
         println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
     }
@@ -121,12 +123,19 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
     }
 }
 
+/// Says whose feedback was left out for low trust (on stderr, beside the summary).
+fn print_left_out(left: &[learn::trust::LeftOut]) {
+    for l in left {
+        eprintln!("left out {} piece(s) of feedback by user sha256:{}: {}", l.feedback, &l.user_sha256[..12.min(l.user_sha256.len())], l.reason);
+    }
+}
+
 /// Runs `loopc dataset`.
 pub fn dataset(cmd: &DatasetCommand, color: bool) -> anyhow::Result<Outcome> {
     let DatasetCommand::Export { store, program, since, min_agreement, holdout_share, out } = cmd;
     let dag = source::load_dag(program, color)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let options = ExportOptions { since: *since, min_agreement: *min_agreement, holdout_share: *holdout_share };
+    let options = ExportOptions { since: *since, min_agreement: *min_agreement, holdout_share: *holdout_share, ..ExportOptions::default() };
     let export = rt.block_on(async {
         let store = Store::open(store).await?;
         learn::export(&store, dag.name(), &dag, &options).await
@@ -145,6 +154,7 @@ pub fn dataset(cmd: &DatasetCommand, color: bool) -> anyhow::Result<Outcome> {
         export.invalid_corrections,
         &export.sha256[..12]
     );
+    print_left_out(&export.left_out);
     Ok(Outcome::Success)
 }
 
@@ -175,7 +185,8 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                 vs.iter().map(move |v| {
                     let r = &v.record;
                     json!({"program": p, "hash": v.hash, "parent": v.parent, "created_ms": v.created_ms, "decision": r.decision, "reason": r.reason,
-                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate, "feedback": r.feedback_count, "tainted": v.tainted})
+                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate, "feedback": r.feedback_count, "tainted": v.tainted,
+                           "left_out": r.left_out})
                 })
             })
             .collect();
@@ -199,6 +210,9 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                 v.parent.as_deref().map_or("-", |p| &p[..12.min(p.len())]),
                 r.reason
             );
+            for l in &r.left_out {
+                println!("      left out {} piece(s) of feedback by user sha256:{}: {}", l.feedback, &l.user_sha256[..12.min(l.user_sha256.len())], l.reason);
+            }
         }
     }
     Ok(Outcome::Success)

@@ -16,6 +16,7 @@ mod bench_accuracy;
 mod bench_compile;
 mod bench_loop;
 mod bench_lsp;
+mod bench_memory;
 mod bench_model;
 mod bench_review;
 mod bench_run;
@@ -117,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Structured(a)) => bench_structured::run(&a, color),
         Command::Bench(BenchCommand::Serve(a)) => bench_serve::run(&a, color),
         Command::Bench(BenchCommand::Review(a)) => bench_review::run(&a),
+        Command::Bench(BenchCommand::Memory(a)) => bench_memory::run(&a),
         Command::Serve(a) => serve::run(&a, color),
         Command::Runs(RunsCommand::List(a)) => store::runs_list(&a),
         Command::Runs(RunsCommand::Show(a)) => store::runs_show(&a),

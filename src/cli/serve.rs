@@ -2,11 +2,13 @@
 //! then drain (requests in flight are answered) and exit 0.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use loopc::compile::Dataset;
 use loopc::learn::CanaryRules;
-use loopc::serve::{self, AllowedOrigins, ApiKey, LearnLoop, Reporter, Reviewers, ServeOptions, Service};
+use loopc::serve::{self, AllowedOrigins, ApiKey, LearnLoop, MemoryOptions, Reporter, Reviewers, ServeOptions, Service};
 use loopc::store::{mask_password, Store};
 
 use super::args::ServeArgs;
@@ -14,16 +16,8 @@ use super::{source, Outcome};
 
 /// The background learner of `--learn-every`, if asked for: the round's and the canary's
 /// defaults are the library's, and each flag overrides its own.
-fn learn_loop(args: &ServeArgs, color: bool) -> anyhow::Result<Option<LearnLoop>> {
-    let Some(trigger) = args.learn_every else { return Ok(None) };
-    let holdout = match &args.holdout {
-        Some(p) => {
-            let dag = source::load(&args.file, color)?.dag;
-            let metric = super::compile::pick_metric(&dag, None, None)?;
-            Some(super::compile::load_data(p, &dag, &metric)?)
-        }
-        None => None,
-    };
+fn learn_loop(args: &ServeArgs, holdout: Option<Dataset>) -> Option<LearnLoop> {
+    let trigger = args.learn_every?;
     let mut l = LearnLoop::new(trigger);
     l.holdout = holdout;
     l.round.holdout_share = args.holdout_share;
@@ -36,7 +30,16 @@ fn learn_loop(args: &ServeArgs, color: bool) -> anyhow::Result<Option<LearnLoop>
         Ok(turn) => eprintln!("loopc serve: learner: {turn}"),
         Err(e) => eprintln!("loopc serve: learner failed: {e}"),
     });
-    Ok(Some(l))
+    Some(l)
+}
+
+/// The human-labelled holdout of `--holdout`, if given: the learner's gate judges on it, and
+/// online memory judges users' trust by it.
+fn holdout(args: &ServeArgs, color: bool) -> anyhow::Result<Option<Dataset>> {
+    let Some(p) = &args.holdout else { return Ok(None) };
+    let dag = source::load(&args.file, color)?.dag;
+    let metric = super::compile::pick_metric(&dag, None, None)?;
+    Ok(Some(super::compile::load_data(p, &dag, &metric)?))
 }
 
 /// The API key from `--api-key-file` or `LOOPC_API_KEY`, if any.
@@ -84,6 +87,8 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
     // `serve::serve` refuses it too; checking first saves loading the model.
     serve::check_address(addr, key.as_ref())
         .map_err(|e| anyhow::anyhow!("--addr {e}.\nGive --api-key-file FILE (or set LOOPC_API_KEY), or listen on 127.0.0.1"))?;
+    let holdout = holdout(args, color)?;
+    let memory = MemoryOptions { enabled: !args.no_memory, reference: Arc::new(holdout.as_ref().map(|h| h.examples.clone()).unwrap_or_default()) };
     let options = ServeOptions {
         api_key: key,
         max_body: args.max_body,
@@ -92,7 +97,7 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
         retain: args.retain_days.map(|d| Duration::from_secs(u64::from(d) * 86_400)),
         retention_every: Duration::from_secs(args.retention_interval.max(1)),
         drain_limit: Duration::from_secs(args.drain_seconds),
-        learn: learn_loop(args, color)?,
+        learn: learn_loop(args, holdout.clone()),
         reviewers: reviewers(args)?,
         allow_origins: AllowedOrigins::new(&args.allow_origins).map_err(|e| anyhow::anyhow!("--allow-origin: {e}"))?,
     };
@@ -106,7 +111,7 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
     rt.block_on(async {
         let store = Store::open(&args.store.store).await?;
         let tokens = serve::token_key(&store, secret.as_deref()).await?;
-        let service = Service::new(loaded, store).await?;
+        let service = Service::with_memory(loaded, store, memory).await?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let program = service.program().dag().name().to_string();
@@ -115,6 +120,9 @@ pub fn run(args: &ServeArgs, color: bool) -> anyhow::Result<Outcome> {
             None => eprintln!("loopc serve: program `{program}`"),
         }
         eprintln!("loopc serve: store {}", mask_password(&args.store.store));
+        if let Some(m) = service.memory() {
+            eprintln!("loopc serve: online memory on ({} inputs people corrected or approved; --no-memory to switch it off)", m.len());
+        }
         if options.api_key.is_none() {
             eprintln!("loopc serve: no API key set (--api-key-file or LOOPC_API_KEY): listening on loopback only, every local caller is trusted");
         }

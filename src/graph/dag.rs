@@ -33,6 +33,7 @@ pub struct Dag {
     pub(super) optimizer: Option<OptimizerSpec>,
     pub(super) feedback: Vec<FeedbackSpec>,
     pub(super) examples: Vec<ExampleSpec>,
+    pub(super) memory: Vec<super::memory_spec::MemorySpec>,
     pub(super) wiring: Wiring,
 }
 
@@ -290,6 +291,11 @@ impl Dag {
     /// `thumbs` when it declares none. (The implicit signals are taken by every program.)
     pub fn feedback(&self) -> &[FeedbackSpec] {
         &self.feedback
+    }
+
+    /// The `memory` declarations: the steps that recall demos per request, and how.
+    pub fn memory(&self) -> &[super::memory_spec::MemorySpec] {
+        &self.memory
     }
 
     /// The feedback named `key`, if the program takes it.

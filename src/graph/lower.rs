@@ -98,6 +98,7 @@ struct Decls<'f> {
     optimizes: Vec<&'f ast::OptimizeDecl>,
     feedback: Vec<&'f ast::FeedbackDecl>,
     examples: Vec<&'f ast::ExampleDecl>,
+    memories: Vec<&'f ast::MemoryDecl>,
 }
 
 impl<'f> Decls<'f> {
@@ -116,6 +117,7 @@ impl<'f> Decls<'f> {
                 Item::Optimize(o) => d.optimizes.push(o),
                 Item::Feedback(f) => d.feedback.push(f),
                 Item::Example(e) => d.examples.push(e),
+                Item::Memory(m) => d.memories.push(m),
             }
         }
         d
@@ -196,6 +198,7 @@ impl Cx {
         let optimizer: Option<OptimizerSpec> = decls.optimizes.first().and_then(|o| optimizer_spec::lower(o, &metric_names, &model_names, &mut self.diags));
         let feedback = feedback_spec::lower(&decls.feedback, &mut self.diags);
         let examples = example_spec::lower(&decls.examples, &inputs, &outputs, &self.suggest, &mut self.diags);
+        let memory = super::memory_spec::lower(&decls.memories, &steps, &mut self.diags);
 
         // Wiring needs every step; with any step unresolved, stop before graph checks.
         if steps.len() != decls.steps.len() {
@@ -217,6 +220,7 @@ impl Cx {
             optimizer,
             feedback,
             examples,
+            memory,
             wiring,
         })
     }

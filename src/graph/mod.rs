@@ -12,6 +12,7 @@ mod decl;
 mod example_spec;
 mod feedback_spec;
 mod lower;
+mod memory_spec;
 mod metric_spec;
 mod model_spec;
 mod optimizer_spec;
@@ -29,6 +30,7 @@ pub use self::decl::{Binding, Field, Fields, MetricId, ModelId, Signature, Signa
 pub use self::example_spec::ExampleSpec;
 pub use self::feedback_spec::{default_feedback, FeedbackKind, FeedbackSpec, CORRECTION, IMPLICIT_SIGNALS};
 pub use self::lower::{lower, Lowered};
+pub use self::memory_spec::MemorySpec;
 pub use self::metric_spec::{MetricKind, MetricSpec, Operand, METRIC_FUNCTIONS};
 pub use self::model_spec::{resolve as resolve_model, DecodeParams, ModelSpec, Provider, DEFAULT_LOCAL_MODEL, STRUCTURED_OUTPUT_VALUES};
 pub use self::optimizer_spec::{OptimizerKind, OptimizerSettings, OptimizerSpec, TEMPLATE_NAMES};

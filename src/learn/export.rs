@@ -3,7 +3,8 @@
 //! rating, an `accepted`) becomes a weaker, model-labelled row, and outputs they rejected
 //! become negatives. A model's feedback is never a label. Feedback on the same input is
 //! resolved by agreement: explicit human labels beat implicit ones (edits), each user counts
-//! once, and a label needs at least `min_agreement` users and a strict plurality. Every row keeps its provenance (runs,
+//! once, and a label needs at least `min_agreement` users and a strict plurality. Users whose
+//! [trust] is below `min_trust` are left out, and the export says who and why. Every row keeps its provenance (runs,
 //! feedback, users). Rounds accumulate: the export reads every stored run, so nothing
 //! learned earlier is replaced by newer data.
 
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::opinion::{of_feedback, Said, Voice};
+use super::trust::{self, rater_of, LeftOut, DEFAULT_MIN_TRUST};
 use super::LearnError;
 use crate::compile::Example;
 use crate::graph::Dag;
@@ -85,11 +87,13 @@ pub struct ExportOptions {
     /// The share of gold inputs (by a hash of the input, so the same input always falls the
     /// same way) reserved as holdout and never trained on.
     pub holdout_share: f64,
+    /// Users whose estimated trust is lower are left out (0: nobody is).
+    pub min_trust: f64,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions { since: None, min_agreement: 1, holdout_share: 0.0 }
+        ExportOptions { since: None, min_agreement: 1, holdout_share: 0.0, min_trust: DEFAULT_MIN_TRUST }
     }
 }
 
@@ -108,6 +112,8 @@ pub struct Export {
     pub runs_read: usize,
     /// Corrections skipped because they do not fit the program's outputs.
     pub invalid_corrections: usize,
+    /// Users left out for low trust, lowest first, with their feedback counts.
+    pub left_out: Vec<LeftOut>,
     /// SHA-256 over the rows (train, holdout, negatives) as JSON lines: the dataset snapshot.
     pub sha256: String,
 }
@@ -148,7 +154,7 @@ struct Vote {
 
 /// The program outputs in `v`, checked against the declared output types; `None` when they
 /// do not fit (a correction that is not a value of the program's outputs).
-fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
+pub(crate) fn outputs_of(dag: &Dag, v: &Value) -> Option<Map<String, Value>> {
     let obj = v.as_object()?;
     let mut out = Map::new();
     for f in dag.outputs() {
@@ -191,6 +197,9 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
         groups.entry(key).or_insert_with(|| (inputs.clone(), Vec::new())).1.push(r);
     }
     let mut export = Export { runs_read: runs.len(), ..Export::default() };
+    let trust = trust::of_runs(runs, dag, &[]);
+    let below: BTreeMap<String, usize> = trust.below(options.min_trust).into_iter().map(|(u, _)| (u.to_string(), 0)).collect();
+    let mut below = below;
     for (key, (inputs, runs)) in groups {
         let mut explicit = Vec::new();
         let mut implicit = Vec::new();
@@ -200,7 +209,11 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
             for f in &run.feedback {
                 // What each piece says is decided by `opinion`; how they combine, here.
                 let Some(said) = of_feedback(f, run, dag) else { continue };
-                let user = f.user_id.clone().or_else(|| run.user_id.clone()).unwrap_or_else(|| format!("anonymous:{}", f.id));
+                let user = rater_of(f, run);
+                if let Some(n) = below.get_mut(&user) {
+                    *n += 1;
+                    continue;
+                }
                 let vote = |outputs: Map<String, Value>| Vote {
                     outputs,
                     user: user.clone(),
@@ -266,6 +279,9 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
             });
         }
     }
+    let mut left_out: Vec<LeftOut> = below.into_iter().filter(|(_, n)| *n > 0).map(|(u, n)| LeftOut::of(&u, &trust, n)).collect();
+    left_out.sort_by(|a, b| a.trust.total_cmp(&b.trust).then_with(|| a.user_sha256.cmp(&b.user_sha256)));
+    export.left_out = left_out;
     export.sha256 = crate::fs::sha256_hex(export.jsonl().as_bytes());
     export
 }

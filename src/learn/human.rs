@@ -5,13 +5,16 @@
 //! read through [`mod@super::opinion`]. An answer is scored by the mean of the human ratings given
 //! to that same answer for that same input; a correction rates the corrected answer 1 and the
 //! answer it replaced 0. Only people's opinions count ([`Voice::Person`]): an implicit signal
-//! is not a rating of the criterion, and a model's feedback is nobody's opinion.
+//! is not a rating of the criterion, and a model's feedback is nobody's opinion. People whose
+//! [trust] is below [`DEFAULT_MIN_TRUST`] are not heard, and each rating counts
+//! by its rater's trust weight (log-odds), so a reliable rater outweighs a doubtful one.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
 use super::opinion::{of_feedback, scale, Opinion, Said, Voice};
+use super::trust::{self, rater_of, DEFAULT_MIN_TRUST};
 use super::LearnError;
 use crate::compile::{Example, Metric, MetricError, Rater};
 use crate::graph::Dag;
@@ -37,8 +40,8 @@ fn key_of<'a>(names: impl Iterator<Item = &'a String>, values: &Map<String, Valu
 pub struct StoredRatings {
     inputs: Vec<String>,
     outputs: Vec<String>,
-    /// (input key, answer key) → (sum of normalised scores, count).
-    ratings: HashMap<(String, String), (f64, usize)>,
+    /// (input key, answer key) → (trust-weighted sum of normalised scores, sum of weights).
+    ratings: HashMap<(String, String), (f64, f64)>,
 }
 
 impl StoredRatings {
@@ -54,24 +57,32 @@ impl StoredRatings {
         }
         let inputs: Vec<String> = dag.inputs().iter().map(|f| f.name.clone()).collect();
         let outputs: Vec<String> = dag.outputs().iter().map(|f| f.name.clone()).collect();
-        let mut ratings: HashMap<(String, String), (f64, usize)> = HashMap::new();
-        let mut add = |input: &str, answer: String, score: f64| {
-            let e = ratings.entry((input.to_string(), answer)).or_insert((0.0, 0));
-            e.0 += score;
-            e.1 += 1;
+        let table = trust::of_runs(runs, dag, &[]);
+        let mut ratings: HashMap<(String, String), (f64, f64)> = HashMap::new();
+        let mut add = |input: &str, answer: String, score: f64, weight: f64| {
+            let e = ratings.entry((input.to_string(), answer)).or_insert((0.0, 0.0));
+            e.0 += score * weight;
+            e.1 += weight;
         };
         for run in runs {
             let (Some(run_inputs), Some(Value::Object(answer))) = (run.inputs.as_object(), run.outputs.as_ref()) else { continue };
             let input = key_of(inputs.iter(), run_inputs);
             let answer_key = key_of(outputs.iter(), answer);
-            for o in people(run, dag) {
+            for f in &run.feedback {
+                let Some(o) = of_feedback(f, run, dag).filter(|o| o.voice == Voice::Person) else { continue };
+                let rater = rater_of(f, run);
+                if table.trust(&rater) < DEFAULT_MIN_TRUST {
+                    continue;
+                }
+                // A tiny floor, so raters of equal trust count as equals (as heads).
+                let w = table.weight(&rater) + 1e-6;
                 match o.said {
-                    Said::Rated { key, score } if key == criterion => add(&input, answer_key.clone(), score),
+                    Said::Rated { key, score } if key == criterion => add(&input, answer_key.clone(), score, w),
                     Said::Labelled { outputs: corrected, kept } => {
                         if !kept {
-                            add(&input, answer_key.clone(), 0.0);
+                            add(&input, answer_key.clone(), 0.0, w);
                         }
-                        add(&input, key_of(outputs.iter(), &corrected), 1.0);
+                        add(&input, key_of(outputs.iter(), &corrected), 1.0, w);
                     }
                     _ => {}
                 }
@@ -89,7 +100,7 @@ impl StoredRatings {
 impl Rater for StoredRatings {
     fn rate(&self, _criterion: &str, example: &Example, outputs: &Map<String, Value>) -> Result<f64, MetricError> {
         let key = (key_of(self.inputs.iter(), &example.fields), key_of(self.outputs.iter(), outputs));
-        Ok(self.ratings.get(&key).map_or(UNRATED, |(sum, n)| sum / *n as f64))
+        Ok(self.ratings.get(&key).map_or(UNRATED, |(sum, w)| sum / w))
     }
 }
 
@@ -214,5 +225,28 @@ mod tests {
         assert_eq!(human_score(&good, &d), Some(1.0));
         assert_eq!(human_score(&wrong, &d), Some(0.0));
         assert_eq!(human_score(&silent, &d), None);
+    }
+
+    #[test]
+    fn a_user_who_contradicts_reviewers_and_other_users_is_not_heard() {
+        let by = |id: &str, mood: &str, source: FeedbackSource, user: &str| {
+            stored_feedback(id, "correction", FeedbackPayload::Correction(json!({ "mood": mood })), source, Some(user), 1)
+        };
+        let mut runs: Vec<StoredRun> = (0..5)
+            .map(|i| {
+                let t = format!("shared {i}");
+                let fb = vec![
+                    by(&format!("a{i}"), "b", FeedbackSource::Annotation, "ann"),
+                    by(&format!("h{i}"), "b", FeedbackSource::User, "honest"),
+                    by(&format!("l{i}"), "a", FeedbackSource::User, "liar"),
+                ];
+                stored_run(&format!("r{i}"), "p", &t, "a", fb)
+            })
+            .collect();
+        runs.push(stored_run("z", "p", "z", "b", vec![by("lz", "a", FeedbackSource::User, "liar")]));
+        let r = StoredRatings::from_runs(&runs, &dag(), "stars").unwrap();
+        assert_eq!(r.rate("stars", &ex("z"), &answer("a")).unwrap(), UNRATED, "the liar's correction alone rates nothing");
+        assert_eq!(r.rate("stars", &ex("shared 0"), &answer("b")).unwrap(), 1.0, "the trusted agree");
+        assert_eq!(r.rate("stars", &ex("shared 0"), &answer("a")).unwrap(), 0.0);
     }
 }

@@ -15,21 +15,25 @@ mod canary;
 pub mod export;
 pub mod gate;
 pub mod human;
+pub mod memory;
 pub mod opinion;
 mod record;
 mod round;
 mod schedule;
 #[cfg(test)]
 mod test_runs;
+pub mod trust;
 
 pub use self::audit::{conclude_canary, current, forget, history, why, Version, Why, WhyDemo, WhyLearned};
 pub use self::canary::{judge_canary, CanaryJudgement, CanaryRules, Tally};
 pub use self::export::{export, Export, ExportOptions, Row, RowKind, RowProvenance};
 pub use self::gate::{decide, Decision};
+pub use self::memory::{Memory, SyncReport};
 pub use self::opinion::{opinion, Opinion, Said, Voice};
 pub use self::record::{Verdict, VersionRecord};
 pub use self::round::{learn, Current, Outcome, Round, RoundSettings, MIN_GOLD_ROWS};
 pub use self::schedule::{due, learning_turn, Trigger, Turn, LEASE};
+pub use self::trust::{RaterTrust, TrustTable};
 
 /// Why learning could not go on.
 #[derive(Debug, thiserror::Error)]

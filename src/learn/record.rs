@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::export::Export;
 use super::gate::Decision;
 use super::human::Calibration;
+use super::trust::LeftOut;
 use crate::store::ArtifactVersion;
 
 /// What happened to a version.
@@ -88,6 +89,9 @@ pub struct VersionRecord {
     pub judge_agreement: Option<f64>,
     /// Rated runs the judge was calibrated on.
     pub judge_items: Option<usize>,
+    /// Users whose feedback the dataset left out for low trust, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
 }
 
 impl VersionRecord {
@@ -111,6 +115,7 @@ impl VersionRecord {
             users_sha256: data.users_sha256(),
             judge_agreement: judge.map(|c| c.agreement),
             judge_items: judge.map(|c| c.items),
+            left_out: data.left_out.clone(),
         }
     }
 

@@ -130,7 +130,12 @@ impl<'a> Round<'a> {
     }
 
     fn export_options(&self) -> ExportOptions {
-        ExportOptions { since: self.since, min_agreement: self.settings.min_agreement.max(1), holdout_share: self.settings.holdout_share }
+        ExportOptions {
+            since: self.since,
+            min_agreement: self.settings.min_agreement.max(1),
+            holdout_share: self.settings.holdout_share,
+            ..ExportOptions::default()
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 pub type Entry = (&'static str, &'static str);
 
 /// The keywords that start an item, and what each declares.
-pub const ITEMS: [Entry; 12] = [
+pub const ITEMS: [Entry; 13] = [
     ("program", "`program NAME \"what it does\"`: the header every file starts with."),
     ("input", "`input NAME: TYPE \"description\"`: a value the caller passes."),
     ("output", "`output NAME: TYPE \"description\"`: a value the program returns; bind it in `return`."),
@@ -20,6 +20,7 @@ pub const ITEMS: [Entry; 12] = [
     ("optimize", "`optimize OPTIMIZER { metric: NAME, ... }`: what `loopc compile` searches."),
     ("feedback", "`feedback NAME: TYPE \"what it asks\"`: feedback `loopc serve` takes."),
     ("example", "`example NAME { input { ... } output { ... } }`: a test `loopc test` runs, and training data for `loopc compile` unless `held_out`."),
+    ("memory", "`memory STEP { demos: 4, tokens: 400, min_trust: 0.5 }`: the step recalls demos per request from trusted corrections and approved runs (`serve --memory`)."),
 ];
 
 /// The other keywords.
@@ -100,6 +101,16 @@ pub const OPTIMIZER_SETTINGS: [Entry; 13] = [
     ("retrieval", "Whether a classification program's search also tries demos retrieved per input."),
 ];
 
+/// The settings of `memory`.
+pub const MEMORY_SETTINGS: [Entry; 6] = [
+    ("demos", "The most demos recalled per request (default 4): the most similar stored inputs, newest first among equals."),
+    ("tokens", "The most prompt tokens the recalled demos may take (default 400)."),
+    ("min_trust", "The least trust (0 to 1, default 0.5) a user needs for their feedback to be remembered."),
+    ("max_age_days", "Only feedback from the last this many days (default: any age)."),
+    ("keep", "The most inputs remembered, the newest kept (default 100000)."),
+    ("approved", "Whether answers people approved are remembered too, not only corrections (default `true`)."),
+];
+
 /// The prompt templates.
 pub const TEMPLATES: [&str; 3] = ["chat", "json", "completion"];
 
@@ -156,12 +167,13 @@ mod tests {
 
     #[test]
     fn every_setting_listed_is_one_the_checker_takes() {
-        let cases: [(&[Entry], &str); 5] = [
+        let cases: [(&[Entry], &str); 6] = [
             (&MODEL_SETTINGS, "model default = onnx(\"x\") { KEY: 1 }"),
             (&OPENAI_SETTINGS, "model default = openai(\"http://h/v1\", \"m\") { KEY: 1 }"),
             (&HTTP_SETTINGS, "tool t(q: text) -> text = http GET \"http://h/{q}\" { KEY: 1 }"),
             (&COMMAND_SETTINGS, "tool t(q: text) -> text = command [\"echo\", \"{q}\"] { KEY: 1 }"),
             (&OPTIMIZER_SETTINGS, "optimize bootstrap_few_shot { KEY: 1 }"),
+            (&MEMORY_SETTINGS, "signature S { in t: text out o: text }\nstep s = predict S { t: input.t }\nmemory s { KEY: 1 }"),
         ];
         for (settings, template) in cases {
             for (key, _) in settings {

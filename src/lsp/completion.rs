@@ -182,6 +182,7 @@ impl<'a> Context<'a> {
             "tool" if last_word == "http" => catalog::METHODS.iter().map(|m| Completion::new(*m, Kind::Keyword)).collect(),
             "metric" if self.last_is('=') => entries(&catalog::METRIC_FUNCTIONS, Kind::Function),
             "optimize" if after_head == 1 => entries(&catalog::OPTIMIZERS, Kind::Function),
+            "memory" if after_head == 1 => symbols(names, SymbolKind::Step, Kind::Step),
             "example" if (2..=3).contains(&after_head) && last_word != "held_out" => {
                 vec![Completion::new("held_out", Kind::Keyword).doc(catalog::KEYWORDS[8].1)]
             }
@@ -240,6 +241,8 @@ impl<'a> Context<'a> {
                 Some("retrieval") => booleans(),
                 _ => Vec::new(),
             },
+            ("memory", '{') if key_position => unset(entries(&catalog::MEMORY_SETTINGS, Kind::Setting), &given),
+            ("memory", '{') if value_of == Some("approved") => booleans(),
             ("optimize", '[') if self.open.len() == 2 => catalog::TEMPLATES.iter().map(|t| Completion::new(*t, Kind::Value)).collect(),
             ("metric", '(') => {
                 let first_arg = entry_start == at + 1;
@@ -442,6 +445,14 @@ mod tests {
         assert!(at("model m = onnx(\"x\") { |").contains(&"temperature".to_string()));
         assert!(at("metric m2 = |").contains(&"exact".to_string()));
         assert_eq!(at("metric m2 = exact(output.|"), ["category"]);
+    }
+
+    #[test]
+    fn memory_blocks_complete_steps_and_their_settings() {
+        assert_eq!(at("memory |"), ["classify"]);
+        let got = at("memory classify { demos: 4, |");
+        assert!(got.contains(&"min_trust".to_string()) && !got.contains(&"demos".to_string()), "{got:?}");
+        assert_eq!(at("memory classify { approved: |"), ["true", "false"]);
     }
 
     #[test]

@@ -276,7 +276,7 @@ impl Index {
             Item::Example(e) => {
                 self.declare_name(SymbolKind::Example, &e.name, e.span, i, None);
             }
-            Item::Return(_) | Item::Optimize(_) => {}
+            Item::Return(_) | Item::Optimize(_) | Item::Memory(_) => {}
         }
     }
 
@@ -374,6 +374,10 @@ impl Index {
                     let output = self.find(SymbolKind::Output, None, &b.name.name);
                     self.refer(output, b.name.span);
                 }
+            }
+            Item::Memory(m) => {
+                let step = self.find(SymbolKind::Step, None, &m.step.name);
+                self.refer(step, m.step.span);
             }
             Item::Input(_) | Item::Output(_) | Item::Model(_) | Item::Signature(_) | Item::Feedback(_) => {}
         }

@@ -123,8 +123,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The keywords that start an item.
-pub const ITEM_KEYWORDS: [&str; 12] =
-    ["program", "input", "output", "model", "tool", "signature", "step", "return", "metric", "optimize", "feedback", "example"];
+pub const ITEM_KEYWORDS: [&str; 13] =
+    ["program", "input", "output", "model", "tool", "signature", "step", "return", "metric", "optimize", "feedback", "example", "memory"];
 
 /// Every other keyword.
 pub const OTHER_KEYWORDS: [&str; 10] = ["in", "out", "predict", "chain_of_thought", "call", "using", "http", "command", "held_out", "true"];

@@ -66,6 +66,7 @@ pub fn outline(a: &Analysis, positions: &Positions<'_>) -> Vec<DocumentSymbol> {
             }
             Item::Metric(m) => symbol(m.name.name.clone(), Some(format!("metric = {}", m.function.name)), LspKind::FUNCTION, m.span, m.name.span, Vec::new()),
             Item::Optimize(o) => symbol(format!("optimize {}", o.optimizer.name), None, LspKind::OPERATOR, o.span, o.optimizer.span, Vec::new()),
+            Item::Memory(m) => symbol(format!("memory {}", m.step.name), None, LspKind::PROPERTY, m.span, m.step.span, Vec::new()),
             Item::Feedback(f) => {
                 symbol(format!("feedback {}", f.name.name), f.ty.as_ref().map(format_type), LspKind::ENUM_MEMBER, f.span, f.name.span, Vec::new())
             }

@@ -87,6 +87,10 @@ pub struct Request {
     /// were chosen for this input (retrieved demos differ per input, so only the instruction
     /// is shared).
     pub demos_shared: bool,
+    /// The trailing demos recalled from memory for this input (see [`super::memory`]): each
+    /// one's reference and outputs. They are never shared, and a trace shows them by
+    /// reference, without their inputs.
+    pub recalled: Vec<(String, Map<String, Value>)>,
 }
 
 /// The marker that ends a chat answer.
@@ -208,6 +212,7 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
                 user: marked(task.inputs, inputs),
                 answer_prefix: format!("{}\n{}", marker(first), task.outputs.first().map_or("", opener)),
                 demos_shared: true,
+                recalled: Vec::new(),
             }
         }
         Template::Json => Request {
@@ -222,6 +227,7 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
             user: json_object(task.inputs, inputs),
             answer_prefix: format!("{{\"{first}\": "),
             demos_shared: true,
+            recalled: Vec::new(),
         },
         Template::Completion => Request {
             template,
@@ -230,6 +236,7 @@ pub fn render_request(template: Template, task: &Task<'_>, demos: &[Demo], input
             user: lines(task.inputs, inputs),
             answer_prefix: format!("{}:", title(first)),
             demos_shared: true,
+            recalled: Vec::new(),
         },
     }
 }
@@ -272,8 +279,25 @@ impl Request {
     }
 
     /// The whole prompt as the text a person would read (chat turns labelled by role).
+    /// Demos recalled from memory show as their reference instead of their inputs (another
+    /// user's words stay out of this run's trace).
     pub fn display(&self) -> String {
-        self.messages().iter().map(|m| format!("[{:?}]\n{}", m.role, m.content)).collect::<Vec<_>>().join("\n\n")
+        let mut shown = self.clone();
+        let first = shown.demos.len() - shown.recalled.len().min(shown.demos.len());
+        for ((user, _), (reference, _)) in shown.demos[first..].iter_mut().zip(&self.recalled) {
+            *user = PromptText::markup(format!("(recalled from memory: {reference})"));
+        }
+        shown.messages().iter().map(|m| format!("[{:?}]\n{}", m.role, m.content)).collect::<Vec<_>>().join("\n\n")
+    }
+
+    /// How many leading demos belong to the shared (cacheable) part of the prompt: all of them
+    /// but those recalled for this input, or none when the demos were retrieved per input.
+    fn shared_demos(&self) -> usize {
+        if self.demos_shared {
+            self.demos.len() - self.recalled.len().min(self.demos.len())
+        } else {
+            0
+        }
     }
 
     /// The completion template's prompt: heading, demos, then this example, blank-line separated.
@@ -286,15 +310,13 @@ impl Request {
     fn completion_shared(&self) -> PromptText {
         let mut t = self.system.clone();
         t.push_markup("\n\n");
-        if self.demos_shared {
-            t.append(&self.completion_demos());
-        }
+        t.append(&self.completion_demos(&self.demos[..self.shared_demos()]));
         t
     }
 
-    fn completion_demos(&self) -> PromptText {
+    fn completion_demos(&self, demos: &[(PromptText, PromptText)]) -> PromptText {
         let mut t = PromptText::new();
-        for (u, a) in &self.demos {
+        for (u, a) in demos {
             t.append(u);
             t.push_markup(&format!("\n{}", self.answer_prefix));
             t.append(a);
@@ -304,7 +326,7 @@ impl Request {
     }
 
     fn completion_tail(&self) -> PromptText {
-        let mut t = if self.demos_shared { PromptText::new() } else { self.completion_demos() };
+        let mut t = self.completion_demos(&self.demos[self.shared_demos()..]);
         t.append(&self.user);
         t.push_markup(&format!("\n{}", self.answer_prefix));
         t
@@ -323,8 +345,8 @@ impl Request {
                     turns.push((Role::User, u));
                     turns.push((Role::Assistant, a));
                 }
-                // Retrieved demos differ per input: only the system turn is shared then.
-                let split = if self.demos_shared { turns.len() } else { 1 };
+                // Retrieved and recalled demos differ per input: they are not shared.
+                let split = 1 + 2 * self.shared_demos();
                 turns.push((Role::User, &self.user));
                 let (shared, mut rest) = chat.render_text(&turns, split)?;
                 rest.push_markup(&self.answer_prefix);

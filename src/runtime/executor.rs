@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::adapter::{render_request, Demo, FieldRepair, ParseError, ParseProblem, Request, Task, Template};
 use super::backend::{AnswerShape, Backend, BackendError, Call, Enforcement, Structured};
+use super::memory::DemoMemory;
 use super::retrieve::Retriever;
 use super::scoring::LabelScoring;
 use super::structure;
@@ -161,12 +162,25 @@ pub struct Executor {
     params: Arc<HashMap<StepId, StepParams>>,
     http: tools::ToolClient,
     options: RunOptions,
+    /// Demos recalled per request beyond the compiled ones, if memory is on.
+    memory: Option<Arc<dyn DemoMemory>>,
 }
 
 impl Executor {
     /// An executor for `dag` with one backend per declared model (by `ModelId` index).
     pub fn new(dag: Arc<Dag>, backends: Vec<Arc<dyn Backend>>, params: HashMap<StepId, StepParams>, options: RunOptions) -> Executor {
-        Executor { dag, backends: Arc::new(backends), params: Arc::new(params), http: tools::ToolClient::new(), options }
+        Executor { dag, backends: Arc::new(backends), params: Arc::new(params), http: tools::ToolClient::new(), options, memory: None }
+    }
+
+    /// The same program asking `memory` for demos on every request, after each step's compiled
+    /// demos (see [`super::memory`]).
+    pub fn with_memory(&self, memory: Arc<dyn DemoMemory>) -> Executor {
+        Executor { memory: Some(memory), ..self.clone() }
+    }
+
+    /// The same program without a memory.
+    pub fn without_memory(&self) -> Executor {
+        Executor { memory: None, ..self.clone() }
     }
 
     /// The same program and models with other step parameters (what the compiler searches).
@@ -245,16 +259,21 @@ impl Executor {
         let instruction = params.instruction.as_deref().unwrap_or(&sig.instruction);
         let task = Task { instruction, inputs: &sig.inputs, outputs: &s.outputs };
         let template = template.unwrap_or(params.template);
-        Some(match &params.retrieval {
+        // Retrieval and memory match on the values the signature's inputs get.
+        let shown: Map<String, Value> = sig.inputs.iter().filter_map(|f| Some((f.name.clone(), bound.get(&f.name)?.clone()))).collect();
+        let mut request = match &params.retrieval {
             Some(r) => {
-                // Retrieval matches on the values the signature's inputs get.
-                let shown: Map<String, Value> = sig.inputs.iter().filter_map(|f| Some((f.name.clone(), bound.get(&f.name)?.clone()))).collect();
                 let mut request = render_request(template, &task, &r.select(&shown), bound);
                 request.demos_shared = false;
                 request
             }
             None => render_request(template, &task, &params.demos, bound),
-        })
+        };
+        // The one hook of online memory: recalled demos follow the compiled ones.
+        if let Some(memory) = &self.memory {
+            super::memory::extend(&mut request, memory.as_ref(), &s.name, (template, &task), &shown, self.backends[s.model.0].as_ref());
+        }
+        Some(request)
     }
 
     /// Runs the program on `inputs`. The trace is returned whether or not the run succeeded.

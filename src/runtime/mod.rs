@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cache;
 mod engine;
 pub mod executor;
+pub mod memory;
 mod program;
 pub mod retrieve;
 pub mod scoring;

@@ -214,6 +214,17 @@ impl Program {
         Program { executor: self.executor.with_params(params), engine: self.engine.clone(), warnings: self.warnings.clone() }
     }
 
+    /// The same program asking `memory` for demos on every request, after the compiled ones
+    /// (online memory; see [`super::memory`]). Cheap: models and caches are shared.
+    pub fn with_memory(&self, memory: Arc<dyn super::memory::DemoMemory>) -> Program {
+        Program { executor: self.executor.with_memory(memory), engine: self.engine.clone(), warnings: self.warnings.clone() }
+    }
+
+    /// The same program without a memory (what a learning round scores: the artifact alone).
+    pub fn without_memory(&self) -> Program {
+        Program { executor: self.executor.without_memory(), engine: self.engine.clone(), warnings: self.warnings.clone() }
+    }
+
     /// The same program with every model step on declared model `model` (e.g. a teacher that
     /// produces demos for a smaller model). Unknown ids leave the program as it is.
     pub fn on_model(&self, model: ModelId) -> Program {

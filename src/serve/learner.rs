@@ -224,7 +224,7 @@ async fn turn(service: &Service, engine: &Engine, options: &LearnLoop) -> Result
         .map_err(|e| LearnerError::Stopped(e.to_string()))??;
     match options.explore {
         Some(share) => {
-            service.start_canary(loaded, share);
+            service.start_canary(loaded, share).await?;
             Ok(LearnerTurn::CanaryStarted { hash })
         }
         None => {

@@ -32,7 +32,7 @@ pub use self::learner::{LearnLoop, LearnerError, LearnerTurn, Reporter};
 pub use self::metrics::Metrics;
 pub use self::review::{AllowedOrigins, BadOrigin, Reviewers, ReviewersError};
 pub use self::server::{app, check_address, serve, token_key, ServeOptions, TokenKeyError};
-pub use self::service::{load, load_version, Loaded, RunFor, ServedRun, Service};
+pub use self::service::{load, load_version, Loaded, MemoryOptions, RunFor, ServedRun, Service};
 pub use self::token::{ShortKey, TokenError, TokenKey};
 pub use self::view::{feedback_json, run_json};
 pub use crate::learn::Trigger;

@@ -6,6 +6,12 @@
 //! The served version can change while requests run (a promoted artifact, a canary taking a
 //! share of traffic): each request takes the version in force when it starts and finishes
 //! on it, so a swap never drops or fails a request.
+//!
+//! Online memory: when the program declares `memory` for a step (and it is not switched off,
+//! [`MemoryOptions`]), each version keeps a [`Memory`] of the store's feedback and brings it
+//! up to date before every run (an indexed read of what changed since its last look), so a
+//! correction stored through any replica is recalled by the next similar request on every
+//! replica, and a forgotten user's corrections are gone before it.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -15,7 +21,8 @@ use serde_json::{Map, Value};
 
 use super::error::ServeError;
 use super::feedback::{check_feedback, FeedbackInput};
-use crate::learn::{Current, VersionRecord};
+use crate::compile::Example;
+use crate::learn::{Current, Memory, VersionRecord};
 use crate::runtime::artifact::Artifact;
 use crate::runtime::executor::RunError;
 use crate::runtime::source::ProgramFile;
@@ -94,17 +101,48 @@ pub struct ServedRun {
     pub artifact: Option<String>,
 }
 
+/// Whether a service recalls demos from its store's feedback (online memory), for the steps
+/// its program declares a `memory` for.
+#[derive(Clone, Debug)]
+pub struct MemoryOptions {
+    /// Recall (the default); `false` serves the compiled demos only (`serve --no-memory`).
+    pub enabled: bool,
+    /// Human-labelled examples (the learner's holdout) that help judge users' trust; never
+    /// recalled.
+    pub reference: Arc<Vec<Example>>,
+}
+
+impl Default for MemoryOptions {
+    fn default() -> Self {
+        MemoryOptions { enabled: true, reference: Arc::new(Vec::new()) }
+    }
+}
+
 /// One version being served.
 struct Version {
     program: Program,
+    memory: Option<Arc<Memory>>,
     artifact_hash: Option<String>,
     current: Current,
     options: ProgramOptions,
 }
 
 impl Version {
-    fn of(loaded: Loaded) -> Arc<Version> {
-        Arc::new(Version { program: loaded.program, artifact_hash: loaded.artifact.map(|(h, _)| h), current: loaded.current, options: loaded.options })
+    /// The version of `loaded`, with a memory (caught up with `store`) when its program
+    /// declares one and `memory` is on.
+    async fn of(loaded: Loaded, memory: &MemoryOptions, store: &Store) -> Result<Arc<Version>, ServeError> {
+        let recall = match memory.enabled {
+            true => Memory::new(loaded.program.dag(), &memory.reference).map(Arc::new),
+            false => None,
+        };
+        let program = match &recall {
+            Some(m) => {
+                m.sync(store).await?;
+                loaded.program.with_memory(m.clone())
+            }
+            None => loaded.program,
+        };
+        Ok(Arc::new(Version { program, memory: recall, artifact_hash: loaded.artifact.map(|(h, _)| h), current: loaded.current, options: loaded.options }))
     }
 }
 
@@ -121,14 +159,23 @@ pub struct Service {
     served: Arc<RwLock<Arc<Version>>>,
     canary: Arc<RwLock<Option<Canary>>>,
     store: Store,
+    memory: MemoryOptions,
 }
 
 impl Service {
-    /// A service for `loaded` recording into `store`. When the program came from an artifact,
-    /// the artifact is recorded as a version of the program (once per hash).
+    /// A service for `loaded` recording into `store`, with online memory where the program
+    /// declares it. When the program came from an artifact, the artifact is recorded as a
+    /// version of the program (once per hash).
     pub async fn new(loaded: Loaded, store: Store) -> Result<Service, ServeError> {
+        Service::with_memory(loaded, store, MemoryOptions::default()).await
+    }
+
+    /// [`Service::new`] with online memory as `memory` says. The memory reads the store's
+    /// feedback before this returns.
+    pub async fn with_memory(loaded: Loaded, store: Store, memory: MemoryOptions) -> Result<Service, ServeError> {
         record_version(&store, &loaded).await?;
-        Ok(Service { served: Arc::new(RwLock::new(Version::of(loaded))), canary: Arc::new(RwLock::new(None)), store })
+        let version = Version::of(loaded, &memory, &store).await?;
+        Ok(Service { served: Arc::new(RwLock::new(version)), canary: Arc::new(RwLock::new(None)), store, memory })
     }
 
     fn version(&self) -> Arc<Version> {
@@ -138,6 +185,11 @@ impl Service {
     /// The program served (to every request outside a canary's share).
     pub fn program(&self) -> Program {
         self.version().program.clone()
+    }
+
+    /// The served version's online memory, when it has one.
+    pub fn memory(&self) -> Option<Arc<Memory>> {
+        self.version().memory.clone()
     }
 
     /// The store.
@@ -164,15 +216,18 @@ impl Service {
     /// started with) and ends any canary.
     pub async fn swap(&self, loaded: Loaded) -> Result<(), ServeError> {
         record_version(&self.store, &loaded).await?;
-        *self.served.write().unwrap_or_else(|e| e.into_inner()) = Version::of(loaded);
+        let version = Version::of(loaded, &self.memory, &self.store).await?;
+        *self.served.write().unwrap_or_else(|e| e.into_inner()) = version;
         *self.canary.write().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
     }
 
     /// Sends a `share` (0 to 1) of runs to `loaded` until [`Service::end_canary`].
-    pub fn start_canary(&self, loaded: Loaded, share: f64) {
-        let canary = Canary { version: Version::of(loaded), share: share.clamp(0.0, 1.0), since: Timestamp::now() };
+    pub async fn start_canary(&self, loaded: Loaded, share: f64) -> Result<(), ServeError> {
+        let version = Version::of(loaded, &self.memory, &self.store).await?;
+        let canary = Canary { version, share: share.clamp(0.0, 1.0), since: Timestamp::now() };
         *self.canary.write().unwrap_or_else(|e| e.into_inner()) = Some(canary);
+        Ok(())
     }
 
     /// The canary's artifact hash and since when it runs, if there is one.
@@ -202,12 +257,17 @@ impl Service {
 
     /// Runs the program on `inputs` and records the run, returning after the store's commit.
     /// Inputs that do not fit the program are refused before anything runs or is stored; a run
-    /// that fails (model, tool, timeout) is stored with its error and returned as such.
+    /// that fails (model, tool, timeout) is stored with its error and returned as such. With
+    /// online memory, the memory first takes in what the store gained or lost since its last
+    /// look (part of the run's latency).
     pub async fn run(&self, inputs: Map<String, Value>, who: RunFor) -> Result<ServedRun, ServeError> {
         let version = self.pick();
         let program = &version.program;
         program.executor().check_inputs(&inputs).map_err(ServeError::Input)?;
         let started = Instant::now();
+        if let Some(m) = &version.memory {
+            m.sync(&self.store).await?;
+        }
         let (outputs, mut trace) = program.run_traced(inputs.clone()).await;
         let id = RunId::generate();
         trace.run_id = id.to_string();

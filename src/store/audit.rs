@@ -80,7 +80,7 @@ pub struct AuditEvent {
     pub created: Timestamp,
 }
 
-fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
+pub(super) fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     let id: String = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
     Ok(AuditEvent {

@@ -247,9 +247,9 @@ const INSERT_VALUE: &str = "INSERT INTO feedback (id, client_id, run_id, key, va
 const INSERT_CORRECTION: &str = "INSERT INTO feedback (id, client_id, run_id, key, correction, comment, source, user_id, created) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (client_id) DO NOTHING RETURNING id";
 
-const FEEDBACK_COLUMNS: &str = "f.id, f.client_id, f.run_id, f.key, f.score, f.value, f.correction, f.comment, f.source, f.user_id, f.created";
+pub(super) const FEEDBACK_COLUMNS: &str = "f.id, f.client_id, f.run_id, f.key, f.score, f.value, f.correction, f.comment, f.source, f.user_id, f.created";
 
-fn feedback_from_row(row: &AnyRow) -> Result<StoredFeedback, StoreError> {
+pub(super) fn feedback_from_row(row: &AnyRow) -> Result<StoredFeedback, StoreError> {
     let id: String = row.try_get("id")?;
     let what = format!("feedback `{id}`");
     let score: Option<f64> = row.try_get("score")?;

@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Layout: `db.rs` (opening URLs, connections), `migrate.rs` + `migrations/`
-//! (schema), `runs.rs`, `feedback.rs`, `artifacts.rs`, `audit.rs`, `retention.rs` (forget,
+//! (schema), `runs.rs`, `feedback.rs`, `artifacts.rs`, `audit.rs`, `feed.rs` (following feedback and deletions as they happen), `retention.rs` (forget,
 //! expire), `review.rs` (the review queue and the dashboard's figures), `secrets.rs` (secrets
 //! shared by every process on a store), `leases.rs`, `stats.rs`, `redact.rs`, `ids.rs`,
 //! `time.rs`, `sql.rs` (query helpers), `writer.rs` (the write transaction), `bench.rs`.
@@ -31,6 +31,7 @@ mod audit;
 mod bench;
 mod db;
 mod error;
+mod feed;
 mod feedback;
 mod ids;
 mod leases;
@@ -50,6 +51,7 @@ pub use audit::{AuditEvent, AuditKind};
 pub use bench::{bench_feedback_writes, WriteThroughput};
 pub use db::{Backend, Store};
 pub use error::{mask_password, StoreError};
+pub use feed::{FeedbackStamp, FOLLOW_OVERLAP_MS, FOLLOW_PAGE};
 pub use feedback::{FeedbackFilter, FeedbackPayload, FeedbackSource, FeedbackWrite, ImplicitSignal, NewFeedback, StoredFeedback};
 pub use ids::{FeedbackId, RunId};
 pub use migrate::schema_version;

@@ -24,7 +24,7 @@ use super::error::StoreError;
 use super::feedback::FeedbackSource;
 use super::ids::{check_id, RunId};
 use super::runs::{run_from_row, StoredRun};
-use super::sql::{count_column, opt_json_column, Arg, Sql};
+use super::sql::{count_column, json_column, opt_json_column, Arg, Sql};
 use super::time::Timestamp;
 
 /// Why a run is in the review queue; the queue serves the tiers in this order.
@@ -235,6 +235,10 @@ pub struct CorrectionRow {
     pub correction: Value,
     /// What the run answered, if it answered.
     pub outputs: Option<Value>,
+    /// The run's inputs.
+    pub inputs: Value,
+    /// Who gave it: the feedback's user, else the run's.
+    pub user_id: Option<String>,
 }
 
 /// The columns of a queue item: a run without its trace (pages never need it), its margin and
@@ -435,7 +439,7 @@ impl Store {
         // look each run up by id; with a plain join it starts from every run of the program.
         // PostgreSQL plans it like any inner join.
         let mut sql = Sql::new(
-            "SELECT f.run_id, f.created, f.key, f.source, f.correction, r.outputs FROM feedback f CROSS JOIN runs r \
+            "SELECT f.run_id, f.created, f.key, f.source, f.correction, r.outputs, r.inputs, COALESCE(f.user_id, r.user_id) AS who FROM feedback f CROSS JOIN runs r \
              WHERE r.id = f.run_id AND f.correction IS NOT NULL AND f.created >= ",
         );
         sql.bind(Arg::Int(since.millis())).push(" AND f.created < ").bind(Arg::Int(until.millis()));
@@ -452,6 +456,8 @@ impl Store {
                 source: source.parse()?,
                 correction: opt_json_column(&row, "correction", &what)?.unwrap_or(Value::Null),
                 outputs: opt_json_column(&row, "outputs", &what)?,
+                inputs: json_column(&row, "inputs", &what)?,
+                user_id: row.try_get("who")?,
                 run_id: RunId::from_stored(run_id),
             });
         }

@@ -50,6 +50,8 @@ pub enum Item {
     Feedback(FeedbackDecl),
     /// `example NAME "description" held_out { input { ... } output { ... } }`.
     Example(ExampleDecl),
+    /// `memory STEP { key: value }`.
+    Memory(MemoryDecl),
 }
 
 impl Item {
@@ -66,6 +68,7 @@ impl Item {
             Item::Optimize(d) => d.span,
             Item::Feedback(d) => d.span,
             Item::Example(d) => d.span,
+            Item::Memory(d) => d.span,
         }
     }
 }
@@ -322,6 +325,18 @@ pub struct Arg {
     pub name: Option<Ident>,
     /// The argument's value.
     pub value: Value,
+}
+
+/// `memory STEP { key: value }`: the step draws demos for each request from stored
+/// corrections and approved runs (online memory), with these settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryDecl {
+    /// The step, e.g. `classify`.
+    pub step: Ident,
+    /// Its settings.
+    pub config: Config,
+    /// The whole declaration.
+    pub span: Span,
 }
 
 /// `optimize OPTIMIZER { key: value }`.

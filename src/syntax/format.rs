@@ -60,6 +60,7 @@ fn group(item: &Item) -> u8 {
         Item::Metric(_) | Item::Optimize(_) => 6,
         Item::Feedback(_) => 7,
         Item::Example(_) => 8,
+        Item::Memory(_) => 9,
     }
 }
 
@@ -171,6 +172,11 @@ impl Printer<'_> {
             }
             Item::Feedback(f) => self.out.push_str(&feedback(f)),
             Item::Example(e) => self.out.push_str(&super::format_example::example(e)),
+            Item::Memory(m) => {
+                self.out.push_str("memory ");
+                self.out.push_str(&m.step.name);
+                self.config(&m.config.entries);
+            }
         }
     }
 

@@ -211,6 +211,7 @@ fn describe(rule: Rule) -> &'static str {
         Rule::feedback_ty | Rule::range_ty => "a type",
         Rule::example_decl | Rule::kw_example => "`example`",
         Rule::kw_held_out => "`held_out`",
+        Rule::memory_decl | Rule::kw_memory => "`memory`",
         Rule::example_input => "`input`",
         Rule::example_output => "`output`",
         Rule::http_impl | Rule::kw_http => "`http`",
@@ -318,6 +319,13 @@ impl Builder<'_> {
             Rule::optimize_decl => Item::Optimize(self.optimize(pair)?),
             Rule::feedback_decl => Item::Feedback(self.feedback(pair)?),
             Rule::example_decl => Item::Example(self.example(pair)?),
+            Rule::memory_decl => {
+                let span = self.span(&pair);
+                let mut it = pair.into_inner().skip(1);
+                let step = ident(next(&mut it, span)?);
+                let config = it.next().map(|p| self.config(p)).transpose()?.unwrap_or_default();
+                Item::Memory(MemoryDecl { step, config, span })
+            }
             other => return Err(Diagnostic::error("syntax", self.span(&pair), format!("internal: unexpected {other:?}"))),
         })
     }

@@ -92,8 +92,13 @@ impl Fixture {
 
     /// `loopc serve` on the fixture's program and model, with the API key, and `extra` flags.
     pub fn command(&self, store: &str, extra: &[&str]) -> Command {
+        self.command_for(&self.program(), store, extra)
+    }
+
+    /// [`Fixture::command`] serving the program file `program`.
+    pub fn command_for(&self, program: &Path, store: &str, extra: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_loopc"));
-        c.arg("serve").arg(self.program()).args(["--store", store, "--addr", "127.0.0.1:0", "--no-cache", "--max-body", "65536"]);
+        c.arg("serve").arg(program).args(["--store", store, "--addr", "127.0.0.1:0", "--no-cache", "--max-body", "65536"]);
         c.arg("--api-key-file").arg(self.key_file()).arg("--model").arg(self.model()).args(extra);
         c
     }
@@ -655,4 +660,45 @@ pub fn two_replicas_learn_while_serving_and_no_request_fails(fixture: &Fixture, 
         promoted.body.as_ref().unwrap()["provenance"]["learned"]["feedback_ids"].as_array().is_some_and(|f| !f.is_empty()),
         "it says which feedback made it"
     );
+}
+
+/// Two replicas on `url` serving the program with `memory route`: a correction stored through
+/// one is recalled by the very next similar request on the other (no learning round), shown in
+/// its trace by reference only; a replica with `--no-memory` does not recall it; after `loopc
+/// forget` of the user, neither replica recalls it any more.
+pub fn two_replicas_recall_a_correction_at_once_and_forget_it_everywhere(fixture: &Fixture, url: &str) {
+    let program = fixture.dir.path().join("triage_memory.loop");
+    std::fs::write(&program, format!("{PROGRAM}memory route {{ demos: 2, tokens: 300 }}\n")).unwrap();
+    let a = Server::start(fixture.command_for(&program, url, &[]), url);
+    let b = Server::start(fixture.command_for(&program, url, &[]), url);
+    let off = Server::start(fixture.command_for(&program, url, &["--no-memory"]), url);
+    assert!(a.log().contains("online memory on"), "{}", a.log());
+    assert!(!off.log().contains("online memory on"), "{}", off.log());
+
+    let secret = "refund for the duplicate subscription charge";
+    let first = a.post("/v1/run", &json!({"inputs": {"ticket": secret}, "user_id": "mem-user"}));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let f = a.post("/v1/feedback", &json!({"run_id": first.json["run_id"], "key": "correction", "correction": {"team": "billing"}, "user_id": "mem-user"}));
+    assert_eq!(f.status, 201, "{}", f.body);
+    let feedback_id = f.json["id"].as_str().unwrap().to_string();
+
+    // The trace of a run read back from the store: what its prompt recalled.
+    let trace_of = |s: &Server, ticket: &str| -> String {
+        let r = s.post("/v1/run", &json!({"inputs": {"ticket": ticket}, "user_id": "someone-else"}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        s.get(&format!("/v1/runs/{}", r.json["run_id"].as_str().unwrap())).json["trace"].to_string()
+    };
+    let similar = "a duplicate charge on my subscription, refund please";
+    let on_b = trace_of(&b, similar);
+    assert!(on_b.contains(&feedback_id), "replica b recalls replica a's correction at once: {on_b}");
+    assert!(!on_b.contains(secret), "a trace names a recalled demo by reference, not by another user's words: {on_b}");
+    assert!(trace_of(&a, similar).contains(&feedback_id), "and so does replica a");
+    assert!(!trace_of(&off, similar).contains(&feedback_id), "--no-memory serves the compiled demos only");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_loopc")).args(["forget", "--user", "mem-user", "--store", url, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (name, s) in [("a", &a), ("b", &b)] {
+        let after = trace_of(s, similar);
+        assert!(!after.contains(&feedback_id), "replica {name} recalls a forgotten user's correction no more: {after}");
+    }
 }

@@ -129,6 +129,7 @@ pub async fn instructions(
             user: PromptText::data(summary.clone()).push_markup(&format!("\nTip: {tip}")).clone(),
             answer_prefix: "Better instruction:".into(),
             demos_shared: true,
+            recalled: Vec::new(),
         };
         let sampling = Sampling { temperature: 0.8, top_k: Some(40), top_p: Some(0.95), seed: rng.random() };
         let call = Call { request, answer_so_far: String::new(), max_tokens: 80, sampling, stop: vec!["\n".into()], grammar: None, structured: None };

@@ -148,3 +148,39 @@ fn ratings_approve_or_reject_on_their_declared_scale_and_a_judges_thumbs_say_not
     assert_eq!(labels(&e.negatives), [("lost keys".to_string(), "happy".to_string(), RowKind::Negative)]);
     assert_eq!(e.feedback_ids.len(), 2, "the middle rating and the judge decided nothing");
 }
+
+/// Six inputs a reviewer, an honest user and a contrarian all corrected, and one input only
+/// the contrarian corrected.
+fn with_a_contrarian() -> Vec<StoredRun> {
+    let mut runs: Vec<StoredRun> = (0..6)
+        .map(|i| {
+            let (right, wrong) = if i % 2 == 0 { ("sad", "happy") } else { ("happy", "sad") };
+            run(
+                &format!("r{i}"),
+                &format!("shared {i}"),
+                wrong,
+                vec![
+                    correction(&format!("a{i}"), right, FeedbackSource::Annotation, "ann", 2),
+                    correction(&format!("h{i}"), right, FeedbackSource::User, "honest", 3),
+                    correction(&format!("c{i}"), wrong, FeedbackSource::User, "contrarian", 4),
+                ],
+            )
+        })
+        .collect();
+    runs.push(run("own", "only the contrarian saw this", "sad", vec![correction("c-own", "happy", FeedbackSource::User, "contrarian", 5)]));
+    runs
+}
+
+#[test]
+fn a_user_who_contradicts_reviewers_and_users_is_left_out_and_the_export_says_who_and_why() {
+    let e = from_runs(&with_a_contrarian(), &dag(), &ExportOptions::default());
+    assert!(!labels(&e.train).iter().any(|(t, _, _)| t == "only the contrarian saw this"), "their own correction is left out");
+    assert!(e.train.iter().all(|r| !r.provenance.users.contains(&"contrarian".to_string())));
+    assert_eq!(e.left_out.len(), 1, "{:?}", e.left_out);
+    let l = &e.left_out[0];
+    assert_eq!((l.user_sha256.as_str(), l.feedback), (crate::fs::sha256_hex(b"contrarian").as_str(), 7));
+    assert!(l.trust < 0.5 && l.reason.contains("agreed with reviewers on 0 of 6"), "{l:?}");
+    // With no minimum trust, everyone counts (their own input becomes a row).
+    let all = from_runs(&with_a_contrarian(), &dag(), &ExportOptions { min_trust: 0.0, ..ExportOptions::default() });
+    assert!(all.left_out.is_empty() && labels(&all.train).iter().any(|(t, _, _)| t == "only the contrarian saw this"));
+}

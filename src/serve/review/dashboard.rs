@@ -2,7 +2,8 @@
 //! decision (what learning recorded, as `loopc history` shows it), feedback volume per day by
 //! source, agreement over time (the share of thumbs, ratings and implicit signals that approve
 //! of the answer, read by the loop's one rule, `learn::opinion`, and how often reviewers left the
-//! answer as it was), and the label confusion that corrections reveal. Every figure comes from a bounded
+//! answer as it was), the label confusion that corrections reveal, and each user's trust (from
+//! online memory when the program has one, else from the corrections read here). Every figure comes from a bounded
 //! store query: the last [`DAYS`] days, at most [`MAX_CORRECTIONS`] corrections.
 
 use std::collections::BTreeMap;
@@ -18,7 +19,9 @@ use super::auth::Reviewer;
 use super::charts::{self, VersionPoint};
 use super::pages::{self, esc, when, Page, Section};
 use crate::graph::{Dag, Type};
-use crate::learn::{opinion, Verdict};
+use crate::learn::opinion::{Said, Voice};
+use crate::learn::trust::{self, Judgement, Rater, DEFAULT_MIN_TRUST};
+use crate::learn::{opinion, RaterTrust, TrustTable, Verdict};
 use crate::serve::app::Shared;
 use crate::store::{CorrectionRow, FeedbackDay, FeedbackPayload, FeedbackSource, ReviewFilter, Timestamp};
 
@@ -61,6 +64,11 @@ pub(super) async fn show(State(app): State<Shared>, Extension(reviewer): Extensi
     body.push_str(&volume_section(&days, today, &day_labels));
     body.push_str(&agreement_section(dag, &days, &corrections, today, &day_labels));
     body.push_str(&confusion_section(dag, &corrections));
+    let trust = match app.service.memory() {
+        Some(m) => (m.trust(), "online memory's estimate from every correction and approval it holds"),
+        None => (trust_of_corrections(dag, &corrections), "estimated from the corrections above"),
+    };
+    body.push_str(&trust_section(&trust.0, trust.1));
     body.push_str("</main>");
     Page::new("Dashboard").signed_in(&reviewer, Section::Dashboard).body(body).render()
 }
@@ -110,6 +118,63 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
         );
     }
     html.push_str("</table></div></section>");
+    html
+}
+
+/// Users' trust from `corrections` alone (each person's corrected outputs per input).
+fn trust_of_corrections(dag: &Dag, corrections: &[CorrectionRow]) -> TrustTable {
+    let mut rows: Vec<&CorrectionRow> = corrections.iter().collect();
+    rows.sort_by_key(|c| c.created.millis());
+    let judgements: Vec<Judgement> = rows
+        .into_iter()
+        .filter_map(|c| {
+            let o = opinion(&c.key, &FeedbackPayload::Correction(c.correction.clone()), c.source, c.outputs.as_ref(), dag)?;
+            let (Voice::Person, Said::Labelled { outputs, .. }) = (o.voice, o.said) else { return None };
+            Some(Judgement {
+                item: c.inputs.to_string(),
+                rater: c.user_id.clone().unwrap_or_else(|| format!("anonymous:{}", c.run_id)),
+                kind: if c.source == FeedbackSource::Annotation { Rater::Reviewer } else { Rater::User },
+                answer: Value::Object(outputs).to_string(),
+            })
+        })
+        .collect();
+    TrustTable::estimate(&judgements, trust::classes_of(dag))
+}
+
+/// The most users the trust table lists (the least trusted first).
+const MAX_TRUST_ROWS: usize = 50;
+
+fn trust_section(table: &TrustTable, from: &str) -> String {
+    let mut raters: Vec<(&str, &RaterTrust)> = table.raters().collect();
+    let mut html = format!(
+        "<section><h2>Trust per user</h2><p class=\"hint\">How often each person's labels agree with reviewers, the holdout and other users on the same inputs ({}); feedback of users below {:.2} is left out of memory, learning and the human metric.</p>",
+        esc(from),
+        DEFAULT_MIN_TRUST
+    );
+    if raters.is_empty() {
+        html.push_str("<p class=\"empty\">No corrections yet.</p></section>");
+        return html;
+    }
+    raters.sort_by(|a, b| a.1.trust.total_cmp(&b.1.trust).then(a.0.cmp(b.0)));
+    let _ = write!(html, "<div class=\"scroll\"><table><tr><th>user</th><th>trust</th><th>answers</th><th>compared</th><th>evidence</th></tr>");
+    for (user, t) in raters.iter().take(MAX_TRUST_ROWS) {
+        let low = if t.trust < DEFAULT_MIN_TRUST { " <span class=\"tier tier-flagged\">left out</span>" } else { "" };
+        let _ = write!(
+            html,
+            "<tr><td><code>{}</code>{}{low}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(user),
+            if t.reviewer { " (reviewer)" } else { "" },
+            t.trust,
+            t.answers,
+            t.compared,
+            esc(&t.evidence())
+        );
+    }
+    html.push_str("</table></div>");
+    if raters.len() > MAX_TRUST_ROWS {
+        let _ = write!(html, "<p class=\"hint\">{} more users, all trusted more.</p>", raters.len() - MAX_TRUST_ROWS);
+    }
+    html.push_str("</section>");
     html
 }
 
@@ -231,6 +296,8 @@ mod tests {
             source: FeedbackSource::Annotation,
             correction,
             outputs: Some(outputs),
+            inputs: json!({"text": "x"}),
+            user_id: Some("ann".into()),
         }
     }
 
@@ -278,5 +345,44 @@ mod tests {
         assert_eq!(slot(today - DAYS, today), None);
         assert_eq!(slot(today + 1, today), None);
         assert_eq!(day_label(0), "01-01");
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+    use crate::store::RunId;
+    use serde_json::json;
+
+    #[test]
+    fn the_trust_table_lists_the_least_trusted_first_and_marks_who_is_left_out() {
+        let dag = crate::graph::check_text(
+            "program p\ninput text: text\noutput team: label(a, b, c)\nsignature S { in t: text out team: label(a, b, c) }\n\
+             step s = predict S { t: input.text }\nreturn { team: s.team }\n",
+        )
+        .dag
+        .unwrap();
+        let mut rows = Vec::new();
+        for i in 0..5 {
+            for (user, team, source) in [("ann", "a", FeedbackSource::Annotation), ("honest", "a", FeedbackSource::User), ("<liar>", "b", FeedbackSource::User)]
+            {
+                rows.push(CorrectionRow {
+                    run_id: RunId::generate(),
+                    created: Timestamp::from_millis(i),
+                    key: "correction".into(),
+                    source,
+                    correction: json!({"team": team}),
+                    outputs: Some(json!({"team": "c"})),
+                    inputs: json!({"text": format!("ticket {i}")}),
+                    user_id: Some(user.into()),
+                });
+            }
+        }
+        let table = trust_of_corrections(&dag, &rows);
+        let html = trust_section(&table, "test");
+        let liar = html.find("&lt;liar&gt;").expect("names are escaped");
+        assert!(liar < html.find("honest").unwrap(), "the least trusted first: {html}");
+        assert!(html.contains("left out") && html.contains("agreed with reviewers on 0 of 5"), "{html}");
+        assert_eq!(html.matches("left out</span>").count(), 1, "only the liar: {html}");
     }
 }

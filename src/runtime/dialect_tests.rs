@@ -109,6 +109,8 @@ async fn a_server_that_refuses_json_schema_is_asked_in_its_own_dialect_from_then
         let (out, trace) = ex.run(inputs(json!({"tweet": "what a day!"}))).await;
         assert_eq!(out.expect("runs").get("emotion"), Some(&json!("joy")));
         assert_eq!(trace.steps[0].structure.as_deref(), Some("json_object"));
+        // The trace shows the messages the endpoint was sent, in the JSON template.
+        assert!(trace.steps[0].prompt.contains("Answer with one JSON object"), "{}", trace.steps[0].prompt);
     }
     let bodies = seen.lock().expect("log").clone();
     // One refusal, then every request in the dialect it takes.

@@ -532,7 +532,10 @@ impl Executor {
                     [f] => f.ty.labels().map(<[String]>::to_vec),
                     _ => None,
                 };
-                call.structured = Some(Structured { schema: structure::schema(outputs), request: json_request.clone().constrained(outputs), choice });
+                let sent = json_request.clone().constrained(outputs);
+                // The trace shows what the endpoint is sent: the JSON template's messages.
+                st.prompt = sent.display();
+                call.structured = Some(Structured { schema: structure::schema(outputs), request: sent, choice });
                 request
             }
             Enforcement::None => {

@@ -128,7 +128,8 @@ async fn old_feedback_approvals_and_expired_runs_follow_the_declaration_and_rete
     }
     assert!(recall(&recent, "grey").is_empty(), "a month-old correction and an approval are not this memory's");
     assert_eq!(recall(&all, "grey").len(), 2);
-    store.expire(Timestamp::now()).await.unwrap();
+    // Runs made within this millisecond are not older than `now`: expire a second ahead.
+    store.expire(Timestamp::now().plus(std::time::Duration::from_secs(1))).await.unwrap();
     all.sync(&store).await.unwrap();
     assert!(recall(&all, "grey").is_empty(), "expired runs leave memory");
 }

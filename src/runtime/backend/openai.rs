@@ -229,25 +229,8 @@ impl OpenAiBackend {
     fn body(&self, call: &Call, dialect: Option<Dialect>) -> Value {
         let plain_json = self.options.structured_output == StructuredOutput::Auto;
         let Some(structured) = call.structured.as_ref().filter(|_| dialect.is_some() || plain_json) else { return self.template_body(call) };
-        let role = |r: Role| match r {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
-        let messages = structured.request.messages();
-        let mut body = json!({
-            "model": self.model,
-            "messages": messages.iter().map(|m| json!({"role": role(m.role), "content": m.content})).collect::<Vec<_>>(),
-            "max_tokens": call.max_tokens,
-            "temperature": call.sampling.temperature,
-            "seed": call.sampling.seed,
-        });
-        if let Some(p) = call.sampling.top_p {
-            body["top_p"] = json!(p);
-        }
-        if !call.stop.is_empty() {
-            body["stop"] = json!(call.stop.iter().take(4).collect::<Vec<_>>());
-        }
+        // The JSON prompt has no field markers: only the model's own stop strings apply.
+        let mut body = self.chat_body(call, &structured.request.messages(), call.stop.iter().take(4).cloned().collect());
         let schema = &structured.schema;
         let Some(dialect) = dialect else { return body };
         match dialect {
@@ -268,12 +251,18 @@ impl OpenAiBackend {
         if !call.answer_so_far.is_empty() {
             messages.push(Message { role: Role::Assistant, content: format!("{}{}", call.request.answer_prefix, call.answer_so_far) });
         }
+        let stop: Vec<String> = call.request.stop().into_iter().chain(call.stop.iter().cloned()).take(4).collect();
+        self.chat_body(call, &messages, stop)
+    }
+
+    /// A chat-completions body of `messages` with the call's decoding settings and `stop`
+    /// (at most four strings, as OpenAI takes).
+    fn chat_body(&self, call: &Call, messages: &[Message], stop: Vec<String>) -> Value {
         let role = |r: Role| match r {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
         };
-        let stop: Vec<String> = call.request.stop().into_iter().chain(call.stop.iter().cloned()).take(4).collect();
         let mut body = json!({
             "model": self.model,
             "messages": messages.iter().map(|m| json!({"role": role(m.role), "content": m.content})).collect::<Vec<_>>(),

@@ -11,19 +11,8 @@ import time
 
 import numpy as np
 import llama_cpp
-import llama_cpp.llama
 
-# As in record_oracles.py: this machine kind's AMX/repacked kernels die with SIGILL.
-_default_params = llama_cpp.llama_model_default_params
-
-
-def _plain_cpu_params():
-    params = _default_params()
-    params.use_extra_bufts = False
-    return params
-
-
-llama_cpp.llama.llama_cpp.llama_model_default_params = _plain_cpu_params
+import plain_cpu  # noqa: F401  (llama.cpp's plain CPU kernels: see plain_cpu.py)
 
 
 def main():

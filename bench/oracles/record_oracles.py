@@ -17,21 +17,9 @@ import sys
 
 import numpy as np
 import llama_cpp
-import llama_cpp.llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-# On this machine kind, llama.cpp's extra CPU buffer types (AMX tiles, repacked weights) die
-# with SIGILL on quantized matrices: use its plain CPU kernels (the results are the same maths).
-_default_params = llama_cpp.llama_model_default_params
-
-
-def _plain_cpu_params():
-    params = _default_params()
-    params.use_extra_bufts = False
-    return params
-
-
-llama_cpp.llama.llama_cpp.llama_model_default_params = _plain_cpu_params
+import plain_cpu  # noqa: F401  (llama.cpp's plain CPU kernels: see plain_cpu.py)
 
 CORPUS = [
     "Hello world! How are you today?",

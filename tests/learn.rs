@@ -382,6 +382,49 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
 }
 
 #[test]
+fn loopc_why_names_a_user_the_holdout_showed_to_be_wrong_and_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        corrected(&store, 20, false).await;
+        // A user who corrects the holdout's own inputs to the other mood, and one input nobody
+        // else saw: only the holdout can show they are wrong.
+        for (i, e) in holdout_examples().iter().enumerate().map(|(i, e)| (i, e.clone())).chain([(99, holdout_examples()[0].clone())]) {
+            let text = if i == 99 { "a day only the liar saw".to_string() } else { e.fields["text"].as_str().unwrap().to_string() };
+            let wrong = if e.fields["mood"] == "happy" { "sad" } else { "happy" };
+            let mut run = NewRun::new("mood", json!({ "text": text }));
+            run.outputs = Some(json!({ "mood": "happy" }));
+            run.user_id = Some("liar".into());
+            let id = store.record_run(run).await.unwrap().run_id().cloned().unwrap();
+            let mut fb = NewFeedback::new(id, "correction", FeedbackPayload::Correction(json!({ "mood": wrong })));
+            fb.user_id = Some("liar".into());
+            store.add_feedback(fb).await.unwrap();
+        }
+    });
+    let src = dir.path().join("mood.loop");
+    std::fs::write(&src, scripted_program(&scripted_model())).unwrap();
+    let holdout = dir.path().join("holdout.jsonl");
+    std::fs::write(&holdout, holdout_examples().iter().map(|e| format!("{}\n", Value::Object(e.fields.clone()))).collect::<String>()).unwrap();
+    let loopc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("NO_COLOR", "1").output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let out = dir.path().join("learned.json");
+    let o = loopc(&["learn", src.to_str().unwrap(), "--store", &url, "--holdout", holdout.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let liar = loopc::fs::sha256_hex(b"liar");
+    let o = loopc(&["why", out.to_str().unwrap(), "--json"]);
+    let w: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let left = w["learned_from"]["left_out"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{w}");
+    assert_eq!((left[0]["user_sha256"].as_str(), left[0]["feedback"].as_u64()), (Some(liar.as_str()), Some(9)), "{w}");
+    assert!(left[0]["trust"].as_f64().unwrap() < 0.5 && left[0]["reason"].as_str().unwrap().contains("agreed with the holdout on 0 of 8"), "{w}");
+    let o = loopc(&["why", out.to_str().unwrap()]);
+    let shown = text(&o.stdout);
+    assert!(shown.contains(&format!("left out 9 piece(s) of feedback by user sha256:{}", &liar[..12])) && shown.contains("the holdout on 0 of 8"), "{shown}");
+}
+
+#[test]
 fn bench_loop_serves_rounds_through_the_store_and_the_loop_beats_the_static_program() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("mood.loop");

@@ -237,6 +237,9 @@ pub fn why(args: &WhyArgs) -> anyhow::Result<Outcome> {
             &l.dataset_sha256[..12.min(l.dataset_sha256.len())]
         ),
     }
+    for l in why.learned_from.iter().flat_map(|l| &l.left_out) {
+        println!("left out {} piece(s) of feedback by user sha256:{}: {}", l.feedback, &l.user_sha256[..12.min(l.user_sha256.len())], l.reason);
+    }
     let list = |ids: &Option<Vec<String>>| ids.as_ref().map_or_else(|| "-".to_string(), |ids| ids.join(", "));
     for (step, demos) in &why.steps {
         println!("\nstep `{step}`:");

@@ -15,8 +15,8 @@
 //! the holdout as the trust reference, as `serve --holdout` gives it. Each round also counts
 //! the items that recalled at least one demo.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -93,17 +93,25 @@ async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, a
     Ok(loop_out.as_ref().and_then(|o| o.get(field)) == Some(&gold))
 }
 
-/// The loop's online memory, counting the requests it recalled demos for.
+/// The loop's online memory, noting the inputs it recalled demos for (the executor may ask
+/// more than once per request, so inputs are counted, not calls).
 struct Counted {
     memory: Memory,
-    hits: AtomicUsize,
+    hits: Mutex<HashSet<String>>,
+}
+
+impl Counted {
+    /// Inputs recalled for since the last call, which starts the count again.
+    fn take_hits(&self) -> usize {
+        std::mem::take(&mut *self.hits.lock().unwrap_or_else(|e| e.into_inner())).len()
+    }
 }
 
 impl DemoMemory for Counted {
     fn recall(&self, ask: &Recall<'_>) -> Vec<Recalled> {
         let recalled = self.memory.recall(ask);
         if !recalled.is_empty() {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.hits.lock().unwrap_or_else(|e| e.into_inner()).insert(Value::Object(ask.inputs.clone()).to_string());
         }
         recalled
     }
@@ -219,7 +227,7 @@ impl Loop<'_> {
         let (args, field) = (self.args, task.field.as_str());
         let hash = self.current.artifact_hash();
         if let Some(m) = &self.memory {
-            m.hits.store(0, Ordering::Relaxed);
+            m.take_hits();
         }
         let t = Instant::now();
         let served: Vec<bool> = self
@@ -234,7 +242,7 @@ impl Loop<'_> {
             .collect::<anyhow::Result<_>>()?;
         let share = |right: &[bool]| right.iter().filter(|r| **r).count() as f64 / right.len().max(1) as f64;
         let loop_accuracy = share(&served);
-        let memory_hits = self.memory.as_ref().map(|m| m.hits.load(Ordering::Relaxed));
+        let memory_hits = self.memory.as_ref().map(|m| m.take_hits());
         if !args.json {
             let hits = memory_hits.map_or(String::new(), |h| format!(", {h} recalled from memory"));
             eprintln!("round {r}: served {} items (loop {loop_accuracy:.3}{hits}); learning …", served.len());
@@ -303,7 +311,7 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
         true => {
             let m = Memory::new(stat.dag(), &task.holdout.examples)
                 .with_context(|| format!("--memory recalls for the steps a program declares `memory STEP` for; `{}` declares none", args.program.display()))?;
-            Some(Arc::new(Counted { memory: m, hits: AtomicUsize::new(0) }))
+            Some(Arc::new(Counted { memory: m, hits: Mutex::new(HashSet::new()) }))
         }
     };
     let mut the_loop = Loop { args, engine: &engine, store: &store, rt: &rt, name, current, looped: stat.clone(), stat, memory };

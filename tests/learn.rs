@@ -469,3 +469,49 @@ fn bench_loop_serves_rounds_through_the_store_and_the_loop_beats_the_static_prog
     }
     assert!(v["loop"].as_f64().unwrap() > v["static"].as_f64().unwrap() + 0.4, "{v}");
 }
+
+#[test]
+fn bench_loop_with_memory_recalls_corrections_within_the_round_and_refuses_a_program_without_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = scripted_program(&scripted_model());
+    let (plain, remembering) = (dir.path().join("mood.loop"), dir.path().join("remembering.loop"));
+    std::fs::write(&plain, &written).unwrap();
+    std::fs::write(&remembering, written.replace("return {", "memory s { demos: 1 }\nreturn {")).unwrap();
+    // Four tweets of each of six places; the first two places are happy ones.
+    let places = ["beach", "park", "office", "dentist", "traffic", "airport"];
+    let rows: String = (0..24)
+        .map(|i| {
+            let mood = if i % 6 < 2 { "happy" } else { "sad" };
+            format!("{{\"text\": \"day {i} at the {}\", \"mood\": \"{mood}\"}}\n", places[i % 6])
+        })
+        .collect();
+    let (stream, holdout) = (dir.path().join("stream.jsonl"), dir.path().join("holdout.jsonl"));
+    std::fs::write(&stream, &rows).unwrap();
+    std::fs::write(&holdout, rows.replace("day", "held")).unwrap();
+    let bench = |program: &Path, memory: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_loopc"));
+        c.args(["bench", "loop", program.to_str().unwrap(), "--stream", stream.to_str().unwrap(), "--holdout", holdout.to_str().unwrap()])
+            .args(["--rounds", "1", "--per-round", "24", "--concurrency", "1", "--json"])
+            .env("NO_COLOR", "1");
+        if memory {
+            c.arg("--memory");
+        }
+        c.output().unwrap()
+    };
+    let o = bench(&remembering, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["rounds"][0];
+    // Items served one at a time: once a place was corrected, the next tweet about it recalls
+    // that correction, and the scripted model answers with its label (without demos: `happy`).
+    let hits = r["memory_hits"].as_u64().unwrap();
+    assert!((18..=23).contains(&hits), "{v}");
+    assert!(r["loop"].as_f64().unwrap() >= 0.8 && r["static"].as_f64().unwrap() < 0.4, "{v}");
+    // Without --memory the figures are what they were: no recall, the loop is the static program.
+    let o = bench(&remembering, false);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["rounds"][0].get("memory_hits").is_none() && v["rounds"][0]["loop"] == v["rounds"][0]["static"], "{v}");
+    let o = bench(&plain, true);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("declares none"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -371,6 +371,11 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
     let h: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(h.as_array().unwrap().len(), 1);
     assert_eq!((h[0]["hash"].clone(), h[0]["decision"].clone()), (v["candidate"].clone(), json!("promoted")));
+    // The gate's power on the holdout is kept with the version and shown.
+    let power = h[0]["detectable"].as_f64().unwrap();
+    assert!(power > 0.0 && v["detectable"].as_f64() == Some(power), "{h}");
+    let o = loopc(&["history", "--store", &url, "--program", "mood"]);
+    assert!(text(&o.stdout).contains(&format!("power: a true improvement of {power:+.3} is promoted with 80% probability")), "{}", text(&o.stdout));
     let o = loopc(&["why", out.to_str().unwrap(), "--json"]);
     let w: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(w["learned_from"]["gold_rows"], v["gold_rows"]);

@@ -272,13 +272,18 @@ impl Loop<'_> {
         // items.
         let control: Vec<bool> =
             self.rt.block_on(stream::iter(items).map(|item| control(item, &self.stat, field)).buffered(args.concurrency.max(1)).collect::<Vec<_>>());
+        let static_accuracy = share(&control);
         if !args.json {
-            eprintln!("round {r}: {} ({reason}) in {seconds:.1} s", if promoted { "promoted" } else { "kept the current program" });
+            // The round's figures as they come, so a long run says what it measured so far.
+            eprintln!(
+                "round {r}: {} ({reason}) in {seconds:.1} s; static {static_accuracy:.3}, loop {loop_accuracy:.3}",
+                if promoted { "promoted" } else { "kept the current program" }
+            );
         }
         Ok(RoundFigures {
             round: r,
             n: served.len(),
-            static_accuracy: share(&control),
+            static_accuracy,
             loop_accuracy,
             memory_hits,
             promoted,

@@ -371,6 +371,11 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
     let h: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(h.as_array().unwrap().len(), 1);
     assert_eq!((h[0]["hash"].clone(), h[0]["decision"].clone()), (v["candidate"].clone(), json!("promoted")));
+    // The gate's power on the holdout is kept with the version and shown.
+    let power = h[0]["detectable"].as_f64().unwrap();
+    assert!(power > 0.0 && v["detectable"].as_f64() == Some(power), "{h}");
+    let o = loopc(&["history", "--store", &url, "--program", "mood"]);
+    assert!(text(&o.stdout).contains(&format!("power: a true improvement of {power:+.3} is promoted with 80% probability")), "{}", text(&o.stdout));
     let o = loopc(&["why", out.to_str().unwrap(), "--json"]);
     let w: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(w["learned_from"]["gold_rows"], v["gold_rows"]);
@@ -379,6 +384,49 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
     // The written artifact is the recorded version: its hash is the one in the store.
     let written = loopc::runtime::artifact::Artifact::read(&out).unwrap();
     assert_eq!(json!(written.content_hash()), v["candidate"]);
+}
+
+#[test]
+fn loopc_why_names_a_user_the_holdout_showed_to_be_wrong_and_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        corrected(&store, 20, false).await;
+        // A user who corrects the holdout's own inputs to the other mood, and one input nobody
+        // else saw: only the holdout can show they are wrong.
+        for (i, e) in holdout_examples().iter().enumerate().map(|(i, e)| (i, e.clone())).chain([(99, holdout_examples()[0].clone())]) {
+            let text = if i == 99 { "a day only the liar saw".to_string() } else { e.fields["text"].as_str().unwrap().to_string() };
+            let wrong = if e.fields["mood"] == "happy" { "sad" } else { "happy" };
+            let mut run = NewRun::new("mood", json!({ "text": text }));
+            run.outputs = Some(json!({ "mood": "happy" }));
+            run.user_id = Some("liar".into());
+            let id = store.record_run(run).await.unwrap().run_id().cloned().unwrap();
+            let mut fb = NewFeedback::new(id, "correction", FeedbackPayload::Correction(json!({ "mood": wrong })));
+            fb.user_id = Some("liar".into());
+            store.add_feedback(fb).await.unwrap();
+        }
+    });
+    let src = dir.path().join("mood.loop");
+    std::fs::write(&src, scripted_program(&scripted_model())).unwrap();
+    let holdout = dir.path().join("holdout.jsonl");
+    std::fs::write(&holdout, holdout_examples().iter().map(|e| format!("{}\n", Value::Object(e.fields.clone()))).collect::<String>()).unwrap();
+    let loopc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("NO_COLOR", "1").output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let out = dir.path().join("learned.json");
+    let o = loopc(&["learn", src.to_str().unwrap(), "--store", &url, "--holdout", holdout.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let liar = loopc::fs::sha256_hex(b"liar");
+    let o = loopc(&["why", out.to_str().unwrap(), "--json"]);
+    let w: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let left = w["learned_from"]["left_out"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{w}");
+    assert_eq!((left[0]["user_sha256"].as_str(), left[0]["feedback"].as_u64()), (Some(liar.as_str()), Some(9)), "{w}");
+    assert!(left[0]["trust"].as_f64().unwrap() < 0.5 && left[0]["reason"].as_str().unwrap().contains("agreed with the holdout on 0 of 8"), "{w}");
+    let o = loopc(&["why", out.to_str().unwrap()]);
+    let shown = text(&o.stdout);
+    assert!(shown.contains(&format!("left out 9 piece(s) of feedback by user sha256:{}", &liar[..12])) && shown.contains("the holdout on 0 of 8"), "{shown}");
 }
 
 #[test]
@@ -425,4 +473,50 @@ fn bench_loop_serves_rounds_through_the_store_and_the_loop_beats_the_static_prog
         assert_eq!(r["loop"], 1.0, "{v}");
     }
     assert!(v["loop"].as_f64().unwrap() > v["static"].as_f64().unwrap() + 0.4, "{v}");
+}
+
+#[test]
+fn bench_loop_with_memory_recalls_corrections_within_the_round_and_refuses_a_program_without_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = scripted_program(&scripted_model());
+    let (plain, remembering) = (dir.path().join("mood.loop"), dir.path().join("remembering.loop"));
+    std::fs::write(&plain, &written).unwrap();
+    std::fs::write(&remembering, written.replace("return {", "memory s { demos: 1 }\nreturn {")).unwrap();
+    // Four tweets of each of six places; the first two places are happy ones.
+    let places = ["beach", "park", "office", "dentist", "traffic", "airport"];
+    let rows: String = (0..24)
+        .map(|i| {
+            let mood = if i % 6 < 2 { "happy" } else { "sad" };
+            format!("{{\"text\": \"day {i} at the {}\", \"mood\": \"{mood}\"}}\n", places[i % 6])
+        })
+        .collect();
+    let (stream, holdout) = (dir.path().join("stream.jsonl"), dir.path().join("holdout.jsonl"));
+    std::fs::write(&stream, &rows).unwrap();
+    std::fs::write(&holdout, rows.replace("day", "held")).unwrap();
+    let bench = |program: &Path, memory: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_loopc"));
+        c.args(["bench", "loop", program.to_str().unwrap(), "--stream", stream.to_str().unwrap(), "--holdout", holdout.to_str().unwrap()])
+            .args(["--rounds", "1", "--per-round", "24", "--concurrency", "1", "--json"])
+            .env("NO_COLOR", "1");
+        if memory {
+            c.arg("--memory");
+        }
+        c.output().unwrap()
+    };
+    let o = bench(&remembering, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["rounds"][0];
+    // Items served one at a time: once a place was corrected, the next tweet about it recalls
+    // that correction, and the scripted model answers with its label (without demos: `happy`).
+    let hits = r["memory_hits"].as_u64().unwrap();
+    assert!((18..=23).contains(&hits), "{v}");
+    assert!(r["loop"].as_f64().unwrap() >= 0.8 && r["static"].as_f64().unwrap() < 0.4, "{v}");
+    // Without --memory the figures are what they were: no recall, the loop is the static program.
+    let o = bench(&remembering, false);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["rounds"][0].get("memory_hits").is_none() && v["rounds"][0]["loop"] == v["rounds"][0]["static"], "{v}");
+    let o = bench(&plain, true);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("declares none"), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -1094,6 +1094,10 @@ pub struct BenchLoopArgs {
     /// Items served at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Serve with online memory, as `serve` does: each correction is recalled for later similar
+    /// items at once, besides the rounds (the program must declare `memory STEP`).
+    #[arg(long)]
+    pub memory: bool,
     /// Print the figures as JSON: `{"rounds": [...], "static", "loop"}`.
     #[arg(long)]
     pub json: bool,

@@ -8,14 +8,23 @@
 //! with the loop's program (runs and feedback stored) plus learning. The static program, the
 //! control, answers the same items after the round, outside its time. Figures only, no
 //! thresholds.
+//!
+//! With `--memory` the loop's program is served with online memory, as `serve` serves it: the
+//! program's `memory` declarations, a [`Memory`] brought up to date with the store before each
+//! item (so a correction stored earlier in the round is recalled for later similar items), and
+//! the holdout as the trust reference, as `serve --holdout` gives it. Each round also counts
+//! the items that recalled at least one demo.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 use loopc::compile::{Dataset, Example};
 use loopc::graph::{OptimizerSettings, Type};
-use loopc::learn::{self, Current, Round, RoundSettings};
+use loopc::learn::{self, Current, Memory, Round, RoundSettings};
+use loopc::runtime::memory::{DemoMemory, Recall, Recalled};
 use loopc::runtime::{CacheSetting, EngineOptions, Program, ProgramOptions};
 use loopc::store::{FeedbackPayload, FeedbackSource, NewFeedback, NewRun, Store};
 use loopc::Engine;
@@ -59,7 +68,11 @@ async fn control(item: &Item, stat: &Program, field: &str) -> bool {
 
 /// Serves `item` with the loop's program, stores the run and the simulated user's correction,
 /// and says whether the answer was right.
-async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, artifact: Option<&str>) -> anyhow::Result<bool> {
+async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, artifact: Option<&str>, memory: Option<&Counted>) -> anyhow::Result<bool> {
+    if let Some(m) = memory {
+        // As `serve` does before each request: what any earlier item's user said is in.
+        m.memory.sync(store).await?;
+    }
     let inputs: Map<String, Value> = item.example.inputs(looped.dag());
     let gold = item.example.fields.get(field).cloned().unwrap_or(Value::Null);
     let (loop_out, trace) = looped.run_traced(inputs.clone()).await;
@@ -80,6 +93,30 @@ async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, a
     Ok(loop_out.as_ref().and_then(|o| o.get(field)) == Some(&gold))
 }
 
+/// The loop's online memory, noting the inputs it recalled demos for (the executor may ask
+/// more than once per request, so inputs are counted, not calls).
+struct Counted {
+    memory: Memory,
+    hits: Mutex<HashSet<String>>,
+}
+
+impl Counted {
+    /// Inputs recalled for since the last call, which starts the count again.
+    fn take_hits(&self) -> usize {
+        std::mem::take(&mut *self.hits.lock().unwrap_or_else(|e| e.into_inner())).len()
+    }
+}
+
+impl DemoMemory for Counted {
+    fn recall(&self, ask: &Recall<'_>) -> Vec<Recalled> {
+        let recalled = self.memory.recall(ask);
+        if !recalled.is_empty() {
+            self.hits.lock().unwrap_or_else(|e| e.into_inner()).insert(Value::Object(ask.inputs.clone()).to_string());
+        }
+        recalled
+    }
+}
+
 /// What one round measured.
 #[derive(Debug, serde::Serialize)]
 struct RoundFigures {
@@ -91,6 +128,9 @@ struct RoundFigures {
     /// The loop's accuracy on them, before learning from them.
     #[serde(rename = "loop")]
     loop_accuracy: f64,
+    /// Items that recalled at least one demo from online memory (with `--memory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_hits: Option<usize>,
     promoted: bool,
     holdout_current: Option<f64>,
     holdout_candidate: Option<f64>,
@@ -168,20 +208,33 @@ struct Loop<'a> {
     current: Current,
     looped: Program,
     stat: Program,
+    /// Online memory, with `--memory`.
+    memory: Option<Arc<Counted>>,
 }
 
 impl Loop<'_> {
+    /// `program`, recalling from the loop's memory when it has one.
+    fn with_memory(&self, program: Program) -> Program {
+        match &self.memory {
+            Some(m) => program.with_memory(m.clone()),
+            None => program,
+        }
+    }
+
     /// Round `r` on `items`: serve them with the loop's program (runs and corrections stored),
     /// learn, then answer them with the static program outside the round's time.
     fn round(&mut self, r: usize, items: &[Item], task: &Task) -> anyhow::Result<RoundFigures> {
         let (args, field) = (self.args, task.field.as_str());
         let hash = self.current.artifact_hash();
+        if let Some(m) = &self.memory {
+            m.take_hits();
+        }
         let t = Instant::now();
         let served: Vec<bool> = self
             .rt
             .block_on(
                 stream::iter(items)
-                    .map(|item| serve_item(item, &self.looped, self.store, field, hash.as_deref()))
+                    .map(|item| serve_item(item, &self.looped, self.store, field, hash.as_deref(), self.memory.as_deref()))
                     .buffered(args.concurrency.max(1))
                     .collect::<Vec<_>>(),
             )
@@ -189,8 +242,10 @@ impl Loop<'_> {
             .collect::<anyhow::Result<_>>()?;
         let share = |right: &[bool]| right.iter().filter(|r| **r).count() as f64 / right.len().max(1) as f64;
         let loop_accuracy = share(&served);
+        let memory_hits = self.memory.as_ref().map(|m| m.take_hits());
         if !args.json {
-            eprintln!("round {r}: served {} items (loop {loop_accuracy:.3}); learning …", served.len());
+            let hits = memory_hits.map_or(String::new(), |h| format!(", {h} recalled from memory"));
+            eprintln!("round {r}: served {} items (loop {loop_accuracy:.3}{hits}); learning …", served.len());
         }
         // The shared round defaults, but for the holdout: the bench's frozen file alone, so
         // every stored correction may be learned from.
@@ -204,7 +259,7 @@ impl Loop<'_> {
             Ok(o) => {
                 let d = o.decision;
                 if d.promote {
-                    self.looped = self.engine.load_artifact(&self.name, &o.candidate, ProgramOptions::default())?;
+                    self.looped = self.with_memory(self.engine.load_artifact(&self.name, &o.candidate, ProgramOptions::default())?);
                     self.current.artifact = Some(o.candidate);
                 }
                 (d.promote, Some(d.current), Some(d.candidate), d.reason)
@@ -217,14 +272,20 @@ impl Loop<'_> {
         // items.
         let control: Vec<bool> =
             self.rt.block_on(stream::iter(items).map(|item| control(item, &self.stat, field)).buffered(args.concurrency.max(1)).collect::<Vec<_>>());
+        let static_accuracy = share(&control);
         if !args.json {
-            eprintln!("round {r}: {} ({reason}) in {seconds:.1} s", if promoted { "promoted" } else { "kept the current program" });
+            // The round's figures as they come, so a long run says what it measured so far.
+            eprintln!(
+                "round {r}: {} ({reason}) in {seconds:.1} s; static {static_accuracy:.3}, loop {loop_accuracy:.3}",
+                if promoted { "promoted" } else { "kept the current program" }
+            );
         }
         Ok(RoundFigures {
             round: r,
             n: served.len(),
-            static_accuracy: share(&control),
+            static_accuracy,
             loop_accuracy,
+            memory_hits,
             promoted,
             holdout_current,
             holdout_candidate,
@@ -250,7 +311,16 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
     let name = args.program.display().to_string();
     let stat = engine.load_source(&name, &source_text, ProgramOptions::default())?;
     let current = Current { name: name.clone(), source_file: name.clone(), source: source_text, artifact: None };
-    let mut the_loop = Loop { args, engine: &engine, store: &store, rt: &rt, name, current, looped: stat.clone(), stat };
+    let memory = match args.memory {
+        false => None,
+        true => {
+            let m = Memory::new(stat.dag(), &task.holdout.examples)
+                .with_context(|| format!("--memory recalls for the steps a program declares `memory STEP` for; `{}` declares none", args.program.display()))?;
+            Some(Arc::new(Counted { memory: m, hits: Mutex::new(HashSet::new()) }))
+        }
+    };
+    let mut the_loop = Loop { args, engine: &engine, store: &store, rt: &rt, name, current, looped: stat.clone(), stat, memory };
+    the_loop.looped = the_loop.with_memory(the_loop.stat.clone());
     let users = Users {
         names: (0..args.users).map(|i| format!("user-{i}")).collect(),
         poisoned: ((args.users as f64) * args.poison).round() as usize,
@@ -274,23 +344,25 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
     println!(
-        "closed loop on {} ({} per round, noise {}, poison {}{}; holdout {} items)",
+        "closed loop on {} ({} per round, noise {}, poison {}{}{}; holdout {} items)",
         args.program.display(),
         args.per_round,
         args.noise,
         args.poison,
         if args.drift { ", drift halfway" } else { "" },
+        if args.memory { ", online memory" } else { "" },
         task.holdout.examples.len()
     );
-    println!("  round      n   static     loop   promoted   holdout current → candidate   seconds");
+    println!("  round      n   static     loop   memory hits   promoted   holdout current → candidate   seconds");
     let score = |v: Option<f64>| v.map_or("   -  ".to_string(), |x| format!("{x:.3}"));
     for r in &rounds {
         println!(
-            "  {:>5}  {:>5}   {:.3}    {:.3}   {:>8}   {} → {}           {:>7.1}",
+            "  {:>5}  {:>5}   {:.3}    {:.3}   {:>11}   {:>8}   {} → {}           {:>7.1}",
             r.round,
             r.n,
             r.static_accuracy,
             r.loop_accuracy,
+            r.memory_hits.map_or("-".to_string(), |h| h.to_string()),
             if r.promoted { "yes" } else { "no" },
             score(r.holdout_current),
             score(r.holdout_candidate),

@@ -88,7 +88,7 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
             json!({
                 "promoted": d.promote, "reason": d.reason, "candidate": outcome.hash,
                 "holdout_current": d.current, "holdout_candidate": d.candidate, "difference": d.difference,
-                "interval": [d.interval.0, d.interval.1], "holdout_items": d.items,
+                "interval": [d.interval.0, d.interval.1], "holdout_items": d.items, "detectable": d.detectable,
                 "dev_score": outcome.candidate.provenance.final_score,
                 "verdict": outcome.verdict, "gold_rows": outcome.export.gold_rows(), "model_labelled_rows": outcome.export.model_labelled_rows(),
                 "holdout_rows_from_store": outcome.export.holdout.len(),
@@ -106,14 +106,15 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
         println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
     }
     println!(
-        "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3})",
+        "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3}{})",
         if d.promote { "promoted" } else { "not promoted" },
         d.reason,
         d.current,
         d.candidate,
         d.items,
         d.interval.0,
-        d.interval.1
+        d.interval.1,
+        power(d.detectable, d.items)
     );
     let short = &outcome.hash[..12.min(outcome.hash.len())];
     match written {
@@ -121,6 +122,11 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
         None if d.promote => println!("version {short} recorded in the store; pass -o to write it"),
         None => println!("version {short} recorded in the store as {}", outcome.verdict),
     }
+}
+
+/// The gate's power, as a clause: the smallest improvement it detects on `items`.
+fn power(detectable: Option<f64>, items: usize) -> String {
+    detectable.map_or(String::new(), |p| format!("; power: a true improvement of {p:+.3} is promoted with 80% probability on {items} items"))
 }
 
 /// Says whose feedback was left out for low trust (on stderr, beside the summary).
@@ -185,7 +191,8 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                 vs.iter().map(move |v| {
                     let r = &v.record;
                     json!({"program": p, "hash": v.hash, "parent": v.parent, "created_ms": v.created_ms, "decision": r.decision, "reason": r.reason,
-                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate, "feedback": r.feedback_count, "tainted": v.tainted,
+                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate, "difference": r.difference,
+                           "interval": r.interval, "holdout_items": r.holdout_items, "detectable": r.detectable, "feedback": r.feedback_count, "tainted": v.tainted,
                            "left_out": r.left_out})
                 })
             })
@@ -210,6 +217,9 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                 v.parent.as_deref().map_or("-", |p| &p[..12.min(p.len())]),
                 r.reason
             );
+            if let Some(p) = r.detectable {
+                println!("      power: a true improvement of {p:+.3} is promoted with 80% probability on {} holdout items", r.holdout_items);
+            }
             for l in &r.left_out {
                 println!("      left out {} piece(s) of feedback by user sha256:{}: {}", l.feedback, &l.user_sha256[..12.min(l.user_sha256.len())], l.reason);
             }
@@ -236,6 +246,9 @@ pub fn why(args: &WhyArgs) -> anyhow::Result<Outcome> {
             l.feedback,
             &l.dataset_sha256[..12.min(l.dataset_sha256.len())]
         ),
+    }
+    for l in why.learned_from.iter().flat_map(|l| &l.left_out) {
+        println!("left out {} piece(s) of feedback by user sha256:{}: {}", l.feedback, &l.user_sha256[..12.min(l.user_sha256.len())], l.reason);
     }
     let list = |ids: &Option<Vec<String>>| ids.as_ref().map_or_else(|| "-".to_string(), |ids| ids.join(", "));
     for (step, demos) in &why.steps {

@@ -4,7 +4,8 @@
 //! become negatives. A model's feedback is never a label. Feedback on the same input is
 //! resolved by agreement: explicit human labels beat implicit ones (edits), each user counts
 //! once, and a label needs at least `min_agreement` users and a strict plurality. Users whose
-//! [trust] is below `min_trust` are left out, and the export says who and why. Every row keeps its provenance (runs,
+//! [trust] (judged against reviewers, other users and the `reference` holdout) is below
+//! `min_trust` are left out, and the export says who and why. Every row keeps its provenance (runs,
 //! feedback, users). Rounds accumulate: the export reads every stored run, so nothing
 //! learned earlier is replaced by newer data.
 
@@ -89,11 +90,14 @@ pub struct ExportOptions {
     pub holdout_share: f64,
     /// Users whose estimated trust is lower are left out (0: nobody is).
     pub min_trust: f64,
+    /// Human-labelled examples (a round's holdout file) that help judge users' trust: a user
+    /// who corrected one of these inputs to another answer loses trust. Never exported.
+    pub reference: Vec<Example>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions { since: None, min_agreement: 1, holdout_share: 0.0, min_trust: DEFAULT_MIN_TRUST }
+        ExportOptions { since: None, min_agreement: 1, holdout_share: 0.0, min_trust: DEFAULT_MIN_TRUST, reference: Vec::new() }
     }
 }
 
@@ -197,7 +201,7 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
         groups.entry(key).or_insert_with(|| (inputs.clone(), Vec::new())).1.push(r);
     }
     let mut export = Export { runs_read: runs.len(), ..Export::default() };
-    let trust = trust::of_runs(runs, dag, &[]);
+    let trust = trust::of_runs(runs, dag, &options.reference);
     let below: BTreeMap<String, usize> = trust.below(options.min_trust).into_iter().map(|(u, _)| (u.to_string(), 0)).collect();
     let mut below = below;
     for (key, (inputs, runs)) in groups {

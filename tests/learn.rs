@@ -336,6 +336,22 @@ async fn a_round_scores_by_stored_human_ratings_and_uses_a_judge_only_when_it_ag
     assert_eq!(versions.last().unwrap().meta["judge_items"], serde_json::json!(c.items), "the version records the calibration");
 }
 
+/// Writes the holdout examples as a JSONL file in `dir`, for `loopc learn --holdout`.
+fn holdout_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("holdout.jsonl");
+    std::fs::write(&path, holdout_examples().iter().map(|e| format!("{}\n", Value::Object(e.fields.clone()))).collect::<String>()).unwrap();
+    path
+}
+
+/// Runs the `loopc` binary without colour.
+fn loopc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("NO_COLOR", "1").output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 #[test]
 fn the_cli_exports_learns_and_shows_history_and_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,10 +360,7 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
     rt.block_on(async { corrected(&Store::open(&url).await.unwrap(), 20, false).await });
     let src = dir.path().join("mood.loop");
     std::fs::write(&src, scripted_program(&scripted_model())).unwrap();
-    let holdout = dir.path().join("holdout.jsonl");
-    std::fs::write(&holdout, holdout_examples().iter().map(|e| format!("{}\n", Value::Object(e.fields.clone()))).collect::<String>()).unwrap();
-    let loopc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("NO_COLOR", "1").output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let holdout = holdout_file(dir.path());
 
     let rows = dir.path().join("rows.jsonl");
     let o = loopc(&["dataset", "export", "--store", &url, "--program", src.to_str().unwrap(), "-o", rows.to_str().unwrap()]);
@@ -410,10 +423,7 @@ fn loopc_why_names_a_user_the_holdout_showed_to_be_wrong_and_left_out() {
     });
     let src = dir.path().join("mood.loop");
     std::fs::write(&src, scripted_program(&scripted_model())).unwrap();
-    let holdout = dir.path().join("holdout.jsonl");
-    std::fs::write(&holdout, holdout_examples().iter().map(|e| format!("{}\n", Value::Object(e.fields.clone()))).collect::<String>()).unwrap();
-    let loopc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("NO_COLOR", "1").output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let holdout = holdout_file(dir.path());
     let out = dir.path().join("learned.json");
     let o = loopc(&["learn", src.to_str().unwrap(), "--store", &url, "--holdout", holdout.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));

@@ -10,7 +10,6 @@
 //! A closed standard output or error (`loopc check --json . | head -1`) means the reader has
 //! stopped: like ripgrep, loopc then stops quietly and exits 0, printing nothing more.
 
-mod allocator;
 mod args;
 mod bench;
 mod bench_accuracy;
@@ -90,7 +89,6 @@ impl Cli {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    allocator::tune();
     quiet_on_closed_output();
     let cli = Cli::parse();
     let color = report::use_color(cli.color);

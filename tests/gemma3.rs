@@ -55,6 +55,9 @@ fn the_assembled_gguf_is_the_published_file() {
     let sha = loopc::model::source::hash_file(gguf_path(), &SilentProgress).unwrap();
     assert_eq!(sha, published.sha256);
     assert_eq!(oracle()["gguf_sha256"], published.sha256, "the oracle was recorded on the same file");
+    let header = loopc::model::gguf::GgufHeader::read(gguf_path()).unwrap();
+    let architecture = header.meta("general.architecture").and_then(|v| v.as_str()).map(str::to_string);
+    assert_eq!((architecture.as_deref(), header.quantization().as_str()), (Some(k.architecture), k.quantization), "the registry describes the file");
 }
 
 #[test]

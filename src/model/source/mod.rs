@@ -187,6 +187,7 @@ fn gguf_file_in(spec: &str, cache: &Cache, stores: &Stores, scratch: &Path, prog
         _ => Some(cache.model_dir(spec)).filter(|d| d.join(MODEL_FILE).is_file()),
     };
     let why = match &dir {
+        Some(dir) if !dir.join(MODEL_FILE).is_file() => format!("`{}` is a directory with neither a model nor a `.gguf` file", dir.display()),
         Some(dir) => match imported::recorded_gguf(dir) {
             Ok(path) => return Ok(path),
             Err(why) => why,

@@ -67,7 +67,6 @@ pub fn split_name(spec: &str) -> (String, String) {
     }
 }
 
-
 /// Finds `NAME[:TAG]` in the store at `store`.
 pub fn find_in(store: &Path, spec: &str) -> Result<OllamaModel, ModelError> {
     let (name, tag) = split_name(spec);

@@ -206,6 +206,10 @@ fn a_spec_with_no_gguf_behind_it_is_an_error_that_says_what_is_accepted() {
     }
     assert!(gguf_of("./missing.gguf", &cache, &stores).unwrap_err().to_string().contains("no such GGUF file"));
 
+    let empty = tempfile::tempdir().unwrap();
+    let err = gguf_of(empty.path().to_str().unwrap(), &cache, &stores).unwrap_err().to_string();
+    assert!(err.contains("is a directory with neither a model nor a `.gguf` file"), "{err}");
+
     // A converted directory that records no GGUF, and an import whose GGUF has gone.
     let converted = tempfile::tempdir().unwrap();
     std::fs::write(converted.path().join(MODEL_FILE), b"graph").unwrap();

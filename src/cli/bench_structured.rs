@@ -2,7 +2,8 @@
 //! labelled dataset — how many runs give well-formed outputs, item F1 of each list output,
 //! accuracy of each label or bool output, values holding marker syntax or found nowhere in
 //! the input, and decode speed. Optionally the same through a real OpenAI-compatible server
-//! (llama-cpp-python's, started here on the default model's GGUF). Figures only.
+//! (llama-cpp-python's, started here on the GGUF behind `--model`, by default the default
+//! model's). Figures only.
 
 use std::collections::HashSet;
 use std::path::Path;

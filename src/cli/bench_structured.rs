@@ -2,7 +2,8 @@
 //! labelled dataset — how many runs give well-formed outputs, item F1 of each list output,
 //! accuracy of each label or bool output, values holding marker syntax or found nowhere in
 //! the input, and decode speed. Optionally the same through a real OpenAI-compatible server
-//! (llama-cpp-python's, started here on the default model's GGUF). Figures only.
+//! (llama-cpp-python's, started here on the GGUF behind `--model`, by default the default
+//! model's). Figures only.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -11,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
-use loopc::graph::{Dag, Type};
+use loopc::graph::{Dag, Type, DEFAULT_LOCAL_MODEL};
 use loopc::model::progress::SilentProgress;
-use loopc::model::provision;
+use loopc::model::provision::Cache;
+use loopc::model::source::gguf_file;
 use loopc::runtime::executor::RunOptions;
 use loopc::runtime::{CacheSetting, Engine, EngineOptions, ProgramOptions};
 use serde_json::{json, Map, Value};
@@ -237,8 +239,16 @@ pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
         (None, Some(python)) => {
             let gguf = match &args.gguf {
                 Some(g) => g.clone(),
-                None if args.json => provision::default_gguf(scratch.path(), &SilentProgress)?,
-                None => provision::default_gguf(scratch.path(), &ConsoleProgress::new())?,
+                None => {
+                    // The model the local configurations run, so both sides answer with the same weights.
+                    let spec = args.model.as_deref().unwrap_or(DEFAULT_LOCAL_MODEL);
+                    let cache = Cache::from_env()?;
+                    let found = match args.json {
+                        true => gguf_file(spec, &cache, scratch.path(), &SilentProgress),
+                        false => gguf_file(spec, &cache, scratch.path(), &ConsoleProgress::new()),
+                    };
+                    found.with_context(|| format!("cannot find the GGUF file the server should load for `{spec}` (--gguf FILE names one)"))?
+                }
             };
             if !args.json {
                 eprintln!("starting llama-cpp-python's server on {} ...", gguf.display());

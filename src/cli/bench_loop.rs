@@ -296,6 +296,11 @@ impl Loop<'_> {
             )
             .into_iter()
             .collect::<anyhow::Result<_>>()?;
+        if let Some(m) = &self.memory {
+            // What a server reads before its next request: the round's last feedback too, so
+            // the trust figures below count every reviewed item of the round.
+            self.rt.block_on(m.memory.sync(self.store))?;
+        }
         let share = |right: &[bool]| right.iter().filter(|r| **r).count() as f64 / right.len().max(1) as f64;
         let loop_accuracy = share(&served);
         let memory_hits = self.memory.as_ref().map(|m| m.take_hits());

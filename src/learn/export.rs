@@ -330,7 +330,7 @@ fn grown_row(inputs: &Map<String, Value>, runs: &[&StoredRun], dag: &Dag, share:
     if share <= 0.0 {
         return None;
     }
-    let mut newest: Option<(i64, Map<String, Value>, &StoredRun, String, String)> = None;
+    let mut newest: Option<(i64, Row)> = None;
     for run in runs.iter().filter(|r| in_holdout(r.id.as_str(), share)) {
         for f in run.feedback.iter().filter(|f| f.source == FeedbackSource::Annotation) {
             let rater = rater_of(f, run);
@@ -343,24 +343,20 @@ fn grown_row(inputs: &Map<String, Value>, runs: &[&StoredRun], dag: &Dag, share:
                 _ if said.approves() == Some(true) => run.outputs.as_ref().and_then(|v| outputs_of(dag, v)),
                 _ => None,
             };
-            let Some(answer) = answer else { continue };
-            if newest.as_ref().is_none_or(|(t, ..)| f.created.millis() >= *t) {
-                newest = Some((f.created.millis(), answer, run, f.id.to_string(), rater));
+            let Some(outputs) = answer else { continue };
+            if newest.as_ref().is_some_and(|(t, _)| f.created.millis() < *t) {
+                continue;
             }
+            let provenance = RowProvenance {
+                run_ids: vec![run.id.to_string()],
+                feedback_ids: vec![f.id.to_string()],
+                users: vec![rater],
+                source: FeedbackSource::Annotation.as_str().to_string(),
+            };
+            newest = Some((f.created.millis(), Row { inputs: inputs.clone(), outputs, kind: RowKind::Gold, provenance }));
         }
     }
-    let (_, outputs, run, feedback_id, reviewer) = newest?;
-    Some(Row {
-        inputs: inputs.clone(),
-        outputs,
-        kind: RowKind::Gold,
-        provenance: RowProvenance {
-            run_ids: vec![run.id.to_string()],
-            feedback_ids: vec![feedback_id],
-            users: vec![reviewer],
-            source: FeedbackSource::Annotation.as_str().to_string(),
-        },
-    })
+    newest.map(|(_, row)| row)
 }
 
 fn distinct_users<'a>(votes: impl Iterator<Item = &'a Vote>) -> usize {

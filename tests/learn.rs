@@ -203,6 +203,64 @@ async fn right_corrections_make_a_candidate_the_gate_promotes_and_wrong_ones_one
     }
 }
 
+/// `text` labelled `mood`, as a holdout example.
+fn held(text: &str, mood: &str) -> Example {
+    Example { origin: format!("holdout:{text}"), fields: json!({ "text": text, "mood": mood }).as_object().cloned().unwrap() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_win_the_frozen_holdout_is_too_small_to_show_is_promoted_once_reviewed_runs_grow_it() {
+    let url = scripted_model();
+    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: scripted_program(&url), artifact: None };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    corrected(&store, 24, false).await;
+    // Three frozen items, one of them labelled against its words: the current program (always
+    // `happy`) and the candidate (its nearest demo) are each right on two, so the frozen holdout
+    // alone cannot tell the candidate is better, though it is right wherever the words say the
+    // mood.
+    let frozen = vec![held("held a was sad", "happy"), held("held b was sad", "sad"), held("held c was happy", "happy")];
+    let holdout = Dataset { source: "holdout".into(), sha256: "0".repeat(64), examples: frozen };
+    // Every reviewed run grows the holdout here (the default is one in two, by the run's id), so
+    // the fixture does not depend on the ids the store draws.
+    let settings = RoundSettings { holdout_share: 0.0, review_holdout_share: 1.0, concurrency: 2, ..RoundSettings::DEFAULT };
+    let round = || Round { holdout: Some(holdout.clone()), settings: settings.clone(), ..Round::new(&engine, &store, current.clone()) };
+
+    let before = learn::learn(round()).await.unwrap();
+    let d = &before.decision;
+    assert_eq!((d.current, d.candidate, d.items, d.frozen, d.grown), (2.0 / 3.0, 2.0 / 3.0, 3, 3, 0), "{d:?}");
+    assert!(!d.promote && d.interval.0 < -d.margin, "{d:?}");
+
+    // A reviewer labels twelve served runs (answered `happy`, half of them wrongly).
+    for i in 0..12 {
+        let mood = if i % 2 == 0 { "happy" } else { "sad" };
+        let mut run = NewRun::new("mood", json!({ "text": format!("seen k{i} was {mood}") }));
+        run.outputs = Some(json!({ "mood": "happy" }));
+        let id = store.record_run(run).await.unwrap().run_id().cloned().unwrap();
+        let mut fb = NewFeedback::new(id, "correction", FeedbackPayload::Correction(json!({ "mood": mood })));
+        fb.source = FeedbackSource::Annotation;
+        fb.user_id = Some("reviewer".into());
+        store.add_feedback(fb).await.unwrap();
+    }
+    let after = learn::learn(round()).await.unwrap();
+    let d = &after.decision;
+    assert_eq!((d.items, d.frozen, d.grown), (15, 3, 12), "{d:?}");
+    // The same training data (the reviewed runs are held out, not learned from), so the same
+    // candidate; now judged on 15 items it is right on 14 of them, the current program on 8.
+    assert_eq!(after.export.train, before.export.train, "the reviewed runs changed what the candidate learned from");
+    assert_eq!(after.candidate.steps["s"].demos, before.candidate.steps["s"].demos);
+    assert_eq!(after.export.grown.len(), 12);
+    assert_eq!((d.current, d.candidate), (8.0 / 15.0, 14.0 / 15.0), "{d:?}");
+    assert!(d.promote && after.verdict == Verdict::Promoted && d.interval.0 > 0.0, "{d:?}");
+    assert!(d.detectable.unwrap() < before.decision.detectable.unwrap(), "more items, more power");
+    // The record, `loopc history`'s source, says how many items were frozen and how many grown.
+    let versions = learn::history(&store, "mood").await.unwrap();
+    let record = &versions.iter().find(|v| v.hash == after.hash).unwrap().record;
+    assert_eq!(record.decision, Verdict::Promoted);
+    assert_eq!((record.holdout_items, record.holdout_frozen, record.holdout_grown), (15, Some(3), Some(12)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_marks_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -529,4 +587,46 @@ fn bench_loop_with_memory_recalls_corrections_within_the_round_and_refuses_a_pro
     let o = bench(&plain, true);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("declares none"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn bench_loop_with_a_reviewer_separates_poisoning_users_and_grows_the_holdout_from_reviewed_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let remembering = dir.path().join("remembering.loop");
+    std::fs::write(&remembering, scripted_program(&scripted_model()).replace("return {", "memory s { demos: 1 }\nreturn {")).unwrap();
+    let rows: String = (0..40)
+        .map(|i| {
+            let mood = if i % 3 == 0 { "happy" } else { "sad" };
+            format!("{{\"text\": \"day k{i} was {mood}\", \"mood\": \"{mood}\"}}\n")
+        })
+        .collect();
+    let (stream, holdout) = (dir.path().join("stream.jsonl"), dir.path().join("holdout.jsonl"));
+    std::fs::write(&stream, &rows).unwrap();
+    std::fs::write(&holdout, rows.replace("day", "held")).unwrap();
+    let bench = |review: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_loopc"))
+            .args(["bench", "loop", remembering.to_str().unwrap(), "--stream", stream.to_str().unwrap(), "--holdout", holdout.to_str().unwrap()])
+            .args(["--rounds", "2", "--per-round", "20", "--users", "4", "--poison", "0.5", "--memory", "--review", review, "--json"])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    // Nobody reviews: each item has one user's word, so nobody's trust can be told apart.
+    let alone = bench("0");
+    for r in alone["rounds"].as_array().unwrap() {
+        assert_eq!((r["reviewed"].as_u64(), r["low_trust"]["poisoners"].as_u64(), r["holdout_grown"].as_u64()), (Some(0), Some(0), Some(0)), "{alone}");
+    }
+    // A reviewer on every item: the two poisoning users contradict them and fall below the
+    // minimum trust, the honest ones do not, and about half the reviewed runs grow the holdout.
+    let reviewed = bench("1");
+    let rounds = reviewed["rounds"].as_array().unwrap();
+    for r in rounds {
+        assert_eq!(r["reviewed"].as_u64(), Some(20), "{reviewed}");
+        assert_eq!((r["low_trust"]["poisoners"].as_u64(), r["low_trust"]["others"].as_u64()), (Some(2), Some(0)), "{reviewed}");
+    }
+    let grown = |r: &Value| r["holdout_grown"].as_u64().unwrap();
+    assert!((3..=17).contains(&grown(&rounds[0])) && grown(&rounds[1]) > grown(&rounds[0]), "{reviewed}");
+    assert_eq!(rounds[0]["holdout_items"].as_u64().unwrap(), 40 + grown(&rounds[0]), "{reviewed}");
 }

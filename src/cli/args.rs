@@ -192,6 +192,11 @@ pub struct ServeArgs {
     /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub holdout_share: f64,
+    /// Grow the holdout by this share of the reviewed runs (a reviewer's correction or
+    /// approval; 0 to 1, chosen by a hash of the run id), labelled by the reviewer and never
+    /// trained on.
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.review_holdout_share, value_name = "SHARE", value_parser = parse_share)]
+    pub review_holdout_share: f64,
     /// How much lower a candidate's holdout score may be, at its interval's lower end.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.margin, value_parser = parse_margin)]
     pub margin: f64,
@@ -770,6 +775,11 @@ pub struct LearnArgs {
     /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub holdout_share: f64,
+    /// Grow the holdout by this share of the reviewed runs (a reviewer's correction or
+    /// approval; 0 to 1, chosen by a hash of the run id), labelled by the reviewer and never
+    /// trained on.
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.review_holdout_share, value_name = "SHARE", value_parser = parse_share)]
+    pub review_holdout_share: f64,
     /// Users who must agree on a label before it is one.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.min_agreement, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub min_agreement: usize,
@@ -821,6 +831,10 @@ pub enum DatasetCommand {
         /// Mark this share of the human corrections as holdout (0 to 1).
         #[arg(long, default_value_t = 0.0, value_name = "SHARE", value_parser = parse_share)]
         holdout_share: f64,
+        /// Mark this share of the reviewed runs' inputs as grown holdout, with the reviewer's
+        /// label (0 to 1, by a hash of the run id, as `learn` chooses them).
+        #[arg(long, default_value_t = 0.0, value_name = "SHARE", value_parser = parse_share)]
+        review_holdout_share: f64,
         /// Where to write the rows.
         #[arg(short, long)]
         out: PathBuf,
@@ -1100,6 +1114,11 @@ pub struct BenchLoopArgs {
     /// items at once, besides the rounds (the program must declare `memory STEP`).
     #[arg(long)]
     pub memory: bool,
+    /// The share of served items (0 to 1) a trusted reviewer also judges, with the gold label,
+    /// stored as `annotation` feedback on the same run: the evidence users' trust is estimated
+    /// from, and reviewed runs that grow the holdout. 0: nobody reviews.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE", value_parser = parse_share)]
+    pub review: f64,
     /// Print the figures as JSON: `{"rounds": [...], "static", "loop"}`.
     #[arg(long)]
     pub json: bool,
@@ -1298,10 +1317,10 @@ mod tests {
         };
         let d = RoundSettings::DEFAULT;
         assert_eq!(
-            (l.margin, l.concurrency, l.max_rows, l.judge_min_agreement, l.holdout_share),
-            (d.margin, d.concurrency, d.max_rows, d.judge_min_agreement, d.holdout_share)
+            (l.margin, l.concurrency, l.max_rows, l.judge_min_agreement, l.holdout_share, l.review_holdout_share),
+            (d.margin, d.concurrency, d.max_rows, d.judge_min_agreement, d.holdout_share, d.review_holdout_share)
         );
-        assert_eq!((s.margin, s.max_rows, s.holdout_share), (d.margin, d.max_rows, d.holdout_share));
+        assert_eq!((s.margin, s.max_rows, s.holdout_share, s.review_holdout_share), (d.margin, d.max_rows, d.holdout_share, d.review_holdout_share));
         assert_eq!((s.canary_runs, s.canary_margin), (CanaryRules::DEFAULT.runs, CanaryRules::DEFAULT.margin));
         assert_eq!((b.margin, b.max_rows), (d.margin, d.max_rows));
     }

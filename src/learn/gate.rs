@@ -6,7 +6,10 @@
 //! negative (so no promotion ever lowers the holdout score). Small holdouts give wide
 //! intervals; the interval is reported with every decision, and so is the gate's power: the
 //! smallest true improvement it promotes with 80% power on this many items, given how often
-//! current and candidate disagreed ([`Decision::detectable`]).
+//! current and candidate disagreed ([`Decision::detectable`]). The holdout may be frozen (a
+//! file) and grown (reviewed runs held out by `export`, never trained on); the gate sees one
+//! set of paired items and its power is that of their total, and a decision says how many came
+//! from each.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +31,14 @@ pub struct Decision {
     pub margin: f64,
     /// Holdout items compared.
     pub items: usize,
+    /// Of them, the frozen holdout's (the file given); all of them unless the caller says
+    /// otherwise ([`Decision::with_frozen`]).
+    #[serde(default)]
+    pub frozen: usize,
+    /// Of them, the items the store grew the holdout by (held-out corrections and reviewed
+    /// runs, never trained on).
+    #[serde(default)]
+    pub grown: usize,
     /// The gate's power: the smallest true mean improvement it would promote with 80%
     /// probability on this many items, given the spread of the paired differences it saw
     /// (see [`detectable`]); `None` on fewer than two items.
@@ -80,6 +91,8 @@ pub fn decide(current: &[f64], candidate: &[f64], margin: f64, seed: u64) -> Dec
             interval: (0.0, 0.0),
             margin,
             items: 0,
+            frozen: 0,
+            grown: 0,
             detectable: None,
             reason: "the holdout is empty: nothing shows the candidate is not worse".into(),
         };
@@ -99,7 +112,16 @@ pub fn decide(current: &[f64], candidate: &[f64], margin: f64, seed: u64) -> Dec
         (true, format!("the candidate is not worse: {cand:.3} vs {cur:.3}, difference {diff:+.3} (90% interval {lo:+.3} to {hi:+.3})"))
     };
     let detectable = detectable(&diffs, margin);
-    Decision { promote, current: cur, candidate: cand, difference: diff, interval: (lo, hi), margin, items: n, detectable, reason }
+    Decision { promote, current: cur, candidate: cand, difference: diff, interval: (lo, hi), margin, items: n, frozen: n, grown: 0, detectable, reason }
+}
+
+impl Decision {
+    /// The decision, saying that its first `frozen` items were the frozen holdout's and the
+    /// rest grown from the store.
+    pub fn with_frozen(self, frozen: usize) -> Decision {
+        let frozen = frozen.min(self.items);
+        Decision { frozen, grown: self.items - frozen, ..self }
+    }
 }
 
 #[cfg(test)]

@@ -165,12 +165,13 @@ impl TrustTable {
                     }
                     let p = if *kind == Rater::Reviewer {
                         // A reviewer is judged by their peers: other reviewers and the holdout.
-                        let peers: Vec<(&str, Rater, &str)> =
-                            answers.iter().enumerate().filter(|(j, (_, k, _))| *j == i || *k != Rater::User).map(|(_, x)| *x).collect();
+                        let is_peer = |(_, k, _): &&(&str, Rater, &str)| *k != Rater::User;
+                        let peers: Vec<(&str, Rater, &str)> = answers.iter().filter(is_peer).copied().collect();
                         if peers.len() < 2 {
                             continue;
                         }
-                        let me = peers.iter().position(|(p, _, _)| p == r).unwrap_or(0);
+                        // This reviewer's place among the peers: the peers answering before them.
+                        let me = answers[..i].iter().filter(is_peer).count();
                         leave_one_out(&peers, me, a, classes, &trust)
                     } else {
                         leave_one_out(answers, i, a, classes, &trust)

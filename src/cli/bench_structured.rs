@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 use loopc::graph::{Dag, Type, DEFAULT_LOCAL_MODEL};
-use loopc::model::progress::SilentProgress;
+use loopc::model::progress::{Progress, SilentProgress};
 use loopc::model::provision::Cache;
 use loopc::model::source::gguf_file;
 use loopc::runtime::executor::RunOptions;
@@ -243,11 +243,10 @@ pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
                     // The model the local configurations run, so both sides answer with the same weights.
                     let spec = args.model.as_deref().unwrap_or(DEFAULT_LOCAL_MODEL);
                     let cache = Cache::from_env()?;
-                    let found = match args.json {
-                        true => gguf_file(spec, &cache, scratch.path(), &SilentProgress),
-                        false => gguf_file(spec, &cache, scratch.path(), &ConsoleProgress::new()),
-                    };
-                    found.with_context(|| format!("cannot find the GGUF file the server should load for `{spec}` (--gguf FILE names one)"))?
+                    let console = ConsoleProgress::new();
+                    let progress: &dyn Progress = if args.json { &SilentProgress } else { &console };
+                    gguf_file(spec, &cache, scratch.path(), progress)
+                        .with_context(|| format!("cannot find the GGUF file the server should load for `{spec}` (--gguf FILE names one)"))?
                 }
             };
             if !args.json {

@@ -551,6 +551,11 @@ pub struct BatchArgs {
     /// `compile` and `eval`, whose scores are then bit-for-bit reproducible).
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub batch_across: Option<bool>,
+    /// Run passes of 32 rows or more (prompts, label trees) on the model's prefill graph,
+    /// which computes 4-bit products in f32 (default on; off saves about 100 MB and makes
+    /// prompts slower; only `fast`-precision models have one).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub prefill_graph: Option<bool>,
 }
 
 /// A finite number of 0 or more (`nan`, `inf` and negatives are refused).
@@ -1218,6 +1223,9 @@ pub struct BenchModelArgs {
     /// the choice measurement's batched passes take.
     #[arg(long, value_name = "TOKENS")]
     pub kv_budget: Option<usize>,
+    /// Run passes of 32 rows or more on the model's prefill graph (default on; see `run`).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub prefill_graph: Option<bool>,
     /// Also measure llama.cpp on the same GGUF with this Python, which must have
     /// llama-cpp-python (`bench/llama-cpp-venv.sh` builds one), and print the ratios.
     #[arg(long, value_name = "PYTHON")]

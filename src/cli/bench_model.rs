@@ -52,6 +52,9 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
     if let Some(k) = args.kv_budget {
         options.kv_budget_tokens = k.max(1);
     }
+    if let Some(on) = args.prefill_graph {
+        options.prefill_graph = on;
+    }
     let threads = options.threads;
     // The GGUF llama.cpp runs is found first, so a spec with none fails before the measurements.
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;

@@ -135,6 +135,9 @@ fn run_level_process(file: &Path, args: &BenchRunArgs, concurrency: usize) -> an
     if let Some(on) = args.batching.batch_across {
         cmd.args(["--batch-across", if on { "on" } else { "off" }]);
     }
+    if let Some(on) = args.batching.prefill_graph {
+        cmd.args(["--prefill-graph", if on { "on" } else { "off" }]);
+    }
     let out = cmd.output().context("cannot run a benchmark level")?;
     anyhow::ensure!(out.status.success(), "the level at concurrency {concurrency} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).context("a benchmark level printed no figures")

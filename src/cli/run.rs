@@ -25,6 +25,7 @@ impl BatchArgs {
             max_batch: self.max_batch.unwrap_or(defaults.max_batch).max(1),
             kv_budget_tokens: self.kv_budget.unwrap_or(defaults.kv_budget_tokens),
             cross_request: self.batch_across.unwrap_or(across),
+            prefill_graph: self.prefill_graph.unwrap_or(defaults.prefill_graph),
             ..defaults
         }
     }

@@ -12,21 +12,25 @@ use std::time::UNIX_EPOCH;
 use sha2::Digest;
 
 use super::error::{io, ModelError};
-use super::import::{hex, CONFIG_FILE, DATA_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
+use super::import::{hex, CONFIG_FILE, DATA_FILE, MODEL_FILE, PREFILL_MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
 use super::local::Fingerprint;
 
 const SIDECAR: &str = "fingerprint.json";
 
+/// The files whose bytes are the model: the graph, its external data and the prefill graph
+/// (the last two optional).
+const HASHED: [&str; 3] = [MODEL_FILE, DATA_FILE, PREFILL_MODEL_FILE];
+
 /// Size and modification time of each file, which decide whether the sidecar is current.
 fn stamp(dir: &Path) -> std::io::Result<Vec<(u64, u128)>> {
     let mut out = Vec::new();
-    for file in [MODEL_FILE, DATA_FILE] {
+    for file in HASHED {
         match std::fs::metadata(dir.join(file)) {
             Ok(m) => {
                 let mtime = m.modified()?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
                 out.push((m.len(), mtime));
             }
-            Err(e) if file == DATA_FILE && e.kind() == std::io::ErrorKind::NotFound => out.push((0, 0)),
+            Err(e) if file != MODEL_FILE && e.kind() == std::io::ErrorKind::NotFound => out.push((0, 0)),
             Err(e) => return Err(e),
         }
     }
@@ -46,12 +50,12 @@ pub fn model_sha256(dir: &Path) -> std::io::Result<String> {
         }
     }
     let mut hasher = sha2::Sha256::new();
-    for file in [MODEL_FILE, DATA_FILE] {
+    for file in HASHED {
         match std::fs::File::open(dir.join(file)) {
             Ok(mut f) => {
                 std::io::copy(&mut f, &mut hasher)?;
             }
-            Err(e) if file == DATA_FILE && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if file != MODEL_FILE && e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }

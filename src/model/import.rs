@@ -18,10 +18,15 @@ use super::tokenizer;
 pub const MODEL_FILE: &str = "model.onnx";
 /// The version of loopc's ONNX export, recorded in `config.json` as `loopc_export`; known
 /// models converted by an older loopc are converted again (2 added the `tree_mask` input, 3
-/// kept quantized weights quantized).
-pub const EXPORT_VERSION: u64 = 3;
+/// kept quantized weights quantized, 4 added the prefill graph).
+pub const EXPORT_VERSION: u64 = 4;
 /// The GGUF architectures (`general.architecture`) the importer converts.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "phi3"];
+/// The prefill graph, written beside [`MODEL_FILE`] when the precision computes some products
+/// differently for passes of many rows (`fast`: 4-bit products in f32 instead of int8). Same
+/// inputs, outputs and weights ([`DATA_FILE`]); see `session::PREFILL_ROWS`.
+pub const PREFILL_MODEL_FILE: &str = "model.prefill.onnx";
+
 /// External weights of [`MODEL_FILE`].
 pub const DATA_FILE: &str = "model.onnx.data";
 /// The tokenizer.
@@ -302,8 +307,11 @@ pub(crate) fn import_with_layout(
 
     let mut g = GraphBuilder::external(&dir.join(DATA_FILE))?;
     llama::build(&shape, &mut GgufWeights { gguf: &gguf, done: 0, progress }, layout, &mut g)?;
-    let model = g.finish(shape.arch.name)?;
+    let (model, prefill) = g.finish_pair(shape.arch.name)?;
     write(&dir.join(MODEL_FILE), &model)?;
+    if let Some(prefill) = prefill {
+        write(&dir.join(PREFILL_MODEL_FILE), &prefill)?;
+    }
     write(&dir.join(TOKENIZER_FILE), vocab.json.to_string().as_bytes())?;
 
     let tokens = gguf.meta_strings("tokenizer.ggml.tokens")?;

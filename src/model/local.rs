@@ -11,13 +11,14 @@ use std::time::Duration;
 use super::chat::{ChatTemplate, Message};
 use super::error::{io, ModelError};
 use super::grammar::Constraint;
-use super::import::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE};
+use super::import::{hex, CONFIG_FILE, MODEL_FILE, PREFILL_MODEL_FILE, TOKENIZER_FILE};
 use super::prompting::ModelText;
 use super::sampling::Sampling;
 use super::session::{self, Decoder};
 use super::text::PromptText;
 use super::tokenizer::{TokenCount, Tokenizer};
 use super::worker::{self, ChoiceJob, Choices, Encoded, GenJob, Job, LogitsJob, Reply, Worker};
+use sha2::Digest;
 
 /// Options for loading a model.
 #[derive(Clone, Debug)]
@@ -50,6 +51,10 @@ pub struct LoadOptions {
     /// a request's scores can differ in the last bits with its batch neighbours (padding
     /// changes how sums are grouped), which can flip a near-tie.
     pub cross_request: bool,
+    /// Run passes of many rows on the model's prefill graph when it has one (`fast`
+    /// precision: 4-bit products computed in f32 there, see `session::PREFILL_ROWS`). Off,
+    /// every pass runs on the main graph: about 100 MB less memory, slower prompts.
+    pub prefill_graph: bool,
 }
 
 impl Default for LoadOptions {
@@ -64,6 +69,7 @@ impl Default for LoadOptions {
             batch_window: worker::DEFAULT_WINDOW,
             tree_choices: true,
             cross_request: true,
+            prefill_graph: true,
         }
     }
 }
@@ -310,7 +316,8 @@ impl LocalModel {
         };
         let config = json(CONFIG_FILE, &read(CONFIG_FILE)?)?;
         let text = ModelText::load(dir, name)?;
-        let decoder = Decoder::open(env, &dir.join(MODEL_FILE), options.threads, name)?;
+        let prefill = Some(dir.join(PREFILL_MODEL_FILE)).filter(|p| options.prefill_graph && p.is_file());
+        let decoder = Decoder::open(env, &dir.join(MODEL_FILE), prefill.as_deref(), options.threads, name)?;
         if let Some(layers) = config.get("num_hidden_layers").and_then(|v| v.as_u64()) {
             if layers as usize != decoder.kv.layers {
                 return Err(bad(format!("config.json says {layers} layers but the model has {} past_key_values inputs", decoder.kv.layers)));
@@ -327,7 +334,11 @@ impl LocalModel {
             .find_map(|k| config.get(*k).and_then(|v| v.as_u64()))
             .map_or(FALLBACK_CONTEXT, |n| n as usize)
             .max(2);
-        let fingerprint = super::fingerprint::fingerprint_of(dir)?;
+        let mut fingerprint = super::fingerprint::fingerprint_of(dir)?;
+        if prefill.is_none() && dir.join(PREFILL_MODEL_FILE).is_file() {
+            // The same files computing differently: cached answers must not mix.
+            fingerprint.full = hex(&sha2::Sha256::digest(format!("{} without the prefill graph", fingerprint.full)));
+        }
         let (kv, vocab, keeps_logits) = (decoder.kv, decoder.vocab, decoder.keeps_logits());
         let input_names = decoder.input_names().to_vec();
         let tree = decoder.takes_tree_mask() && options.tree_choices;

@@ -24,11 +24,18 @@ fn runtime() -> &'static ort::environment::Environment {
     init_runtime(lib).expect("ONNX Runtime loads")
 }
 
-/// The GGUF at `gguf` imported with `layout` and loaded.
+/// The GGUF at `gguf` imported with `layout` and loaded, every pass on the main graph.
 fn load(gguf: &Path, name: &str, layout: Layout) -> LocalModel {
+    load_with(gguf, name, layout, false)
+}
+
+/// [`load`], with passes of many rows on the prefill graph when `prefill_graph`.
+fn load_with(gguf: &Path, name: &str, layout: Layout, prefill_graph: bool) -> LocalModel {
     let dir = gguf.with_extension(name);
-    import_with_layout(gguf, &dir, Precision::Exact, layout, &|_, _| {}).unwrap_or_else(|e| panic!("{} imports as {layout:?}: {e}", gguf.display()));
-    let options = LoadOptions { threads: 1, ..LoadOptions::default() };
+    if !dir.exists() {
+        import_with_layout(gguf, &dir, Precision::Exact, layout, &|_, _| {}).unwrap_or_else(|e| panic!("{} imports as {layout:?}: {e}", gguf.display()));
+    }
+    let options = LoadOptions { threads: 1, prefill_graph, ..LoadOptions::default() };
     LocalModel::load(runtime(), &dir, name, options).unwrap_or_else(|e| panic!("{} loads as {layout:?}: {e}", gguf.display()))
 }
 
@@ -67,6 +74,32 @@ fn every_quant_type_kept_as_blocks_gives_the_logits_of_the_dequantized_graph() {
 }
 
 #[test]
+fn label_scoring_passes_of_many_rows_run_on_the_prefill_graph_and_shorter_ones_on_the_int8_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("q.gguf");
+    write_gguf(&gguf, 7, &k_quant_shape(), &|_| GgmlType::Q4_1).unwrap();
+    let fast = |compute| Layout::AsStored { compute, eight_bit_as_f32: false };
+    let hybrid = load_with(&gguf, "int8", fast(Compute::Int8), true);
+    let int8_only = load_with(&gguf, "int8", fast(Compute::Int8), false);
+    let f32_compute = load(&gguf, "blocks-f32", fast(Compute::F32));
+    assert!(gguf.with_extension("int8").join(import::PREFILL_MODEL_FILE).is_file(), "int8 compute writes a prefill graph");
+    assert!(!gguf.with_extension("blocks-f32").join(import::PREFILL_MODEL_FILE).exists(), "f32 compute has nothing to compute otherwise");
+    assert_ne!(hybrid.fingerprint(), int8_only.fingerprint(), "the same files computing differently never share cached answers");
+    let worst = |a: &[Vec<f32>], b: &[Vec<f32>]| a.iter().zip(b).map(|(g, w)| relative_error(g, w)).fold(0f32, f32::max);
+    let logits = |m: &LocalModel, n: usize| {
+        let ids: Vec<u32> = (0..n as u32).map(|i| 3 + (i * 37) % 250).collect();
+        m.logits_at(&ids, &(0..n).collect::<Vec<_>>()).unwrap()
+    };
+    // A prompt of session::PREFILL_ROWS rows or more: f32 compute, the numbers of the exact graph.
+    let long = session::PREFILL_ROWS + 8;
+    assert!(worst(&logits(&hybrid, long), &logits(&f32_compute, long)) <= 1e-5, "a long pass computes 4-bit products in f32");
+    assert!(worst(&logits(&int8_only, long), &logits(&f32_compute, long)) > 1e-4, "int8 activations are visible in the logits");
+    // Fewer rows (a decoding step, a short suffix): the int8 graph.
+    let short = session::PREFILL_ROWS - 1;
+    assert_eq!(logits(&hybrid, short), logits(&int8_only, short), "a short pass runs on the int8 graph");
+}
+
+#[test]
 fn matrices_of_mixed_types_in_one_layer_are_applied_each_as_stored() {
     // As in a Q4_K_M file: V and the down projection in Q6_K, the rest in Q4_K, the embedding in Q8_0.
     let mixed = |name: &str| match name {
@@ -88,6 +121,15 @@ fn block_graphs_declare_onnx_runtimes_quantized_operators() {
         let out = dir.path().join(precision.name());
         import_gguf(&gguf, &out, precision, &|_, _| {}).unwrap();
         let graph = std::fs::read(out.join(import::MODEL_FILE)).unwrap();
+        // Only int8 compute has a prefill graph: the same graph with 4-bit products in f32
+        // (one attribute's value differs, encoded in as many bytes).
+        match std::fs::read(out.join(import::PREFILL_MODEL_FILE)) {
+            Ok(prefill) => {
+                assert_eq!(precision, Precision::Fast, "{precision} has a prefill graph");
+                assert!(prefill.len() == graph.len() && prefill != graph, "the prefill graph differs from the main one in attributes only");
+            }
+            Err(_) => assert_ne!(precision, Precision::Fast, "fast precision has a prefill graph"),
+        }
         let has = |s: &str| graph.windows(s.len()).any(|w| w == s.as_bytes());
         let quantized = precision != Precision::F32;
         assert_eq!(has("MatMulNBits"), quantized, "{precision}");

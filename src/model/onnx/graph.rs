@@ -73,6 +73,9 @@ pub struct GraphBuilder {
     opset: i64,
     /// The names of the initializers added so far.
     names: HashSet<String>,
+    /// Nodes the prefill graph has in place of the main graph's, by index into `nodes`
+    /// (see [`GraphBuilder::op_ms_prefill`]).
+    prefill_nodes: Vec<(usize, Msg)>,
 }
 
 impl GraphBuilder {
@@ -88,6 +91,7 @@ impl GraphBuilder {
             uses_ms: false,
             opset: 17,
             names: HashSet::new(),
+            prefill_nodes: Vec::new(),
         }
     }
 
@@ -160,6 +164,20 @@ impl GraphBuilder {
         out
     }
 
+    /// [`GraphBuilder::op_ms`] for a node the prefill graph (see [`GraphBuilder::finish_pair`])
+    /// runs with other attributes: `prefill_attrs` in place of `attrs`, the same inputs and
+    /// output.
+    pub fn op_ms_prefill(&mut self, op_type: &str, inputs: &[&str], attrs: &[(&str, Attr)], prefill_attrs: &[(&str, Attr)]) -> String {
+        let out = self.fresh(op_type);
+        self.uses_ms = true;
+        let name = self.fresh(&format!("n_{op_type}"));
+        let main = encode_node(MS_DOMAIN, op_type, &name, inputs, &[&out], attrs);
+        let prefill = encode_node(MS_DOMAIN, op_type, &name, inputs, &[&out], prefill_attrs);
+        self.prefill_nodes.push((self.nodes.len(), prefill));
+        self.nodes.push(main);
+        out
+    }
+
     /// Adds a node whose outputs have chosen names.
     pub fn op_outs(&mut self, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
         self.node(op_type, inputs, outputs, attrs);
@@ -175,38 +193,8 @@ impl GraphBuilder {
     }
 
     fn node_in(&mut self, domain: &str, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
-        let mut n = Msg::new();
-        for i in inputs {
-            n.string(1, i);
-        }
-        for o in outputs {
-            n.string(2, o);
-        }
         let name = self.fresh(&format!("n_{op_type}"));
-        n.string(3, &name).string(4, op_type);
-        for (key, value) in attrs {
-            let mut a = Msg::new();
-            a.string(1, key);
-            match value {
-                Attr::Float(f) => {
-                    a.float(2, *f).int(20, 1);
-                }
-                Attr::Int(i) => {
-                    a.int(3, *i).int(20, 2);
-                }
-                Attr::Ints(is) => {
-                    for i in is {
-                        a.int(8, *i);
-                    }
-                    a.int(20, 7);
-                }
-            }
-            n.msg(5, &a);
-        }
-        if !domain.is_empty() {
-            n.string(7, domain);
-        }
-        self.nodes.push(n);
+        self.nodes.push(encode_node(domain, op_type, &name, inputs, outputs, attrs));
     }
 
     /// A small int64 constant.
@@ -279,12 +267,31 @@ impl GraphBuilder {
     /// Encodes the model (its opset, plus [`MS_DOMAIN`] opset 1 when its operators are used)
     /// and finishes the external data file.
     pub fn finish(self, graph_name: &str) -> Result<Vec<u8>, ModelError> {
-        if let WeightSink::External { mut file, path, .. } = self.sink {
-            file.flush().map_err(io("write", &path))?;
-            file.get_ref().sync_all().map_err(io("write", &path))?;
+        Ok(self.finish_pair(graph_name)?.0)
+    }
+
+    /// [`GraphBuilder::finish`], and the prefill graph when a node was added with
+    /// [`GraphBuilder::op_ms_prefill`]: the same graph over the same initializers (and external
+    /// data file), with those nodes' prefill attributes.
+    pub fn finish_pair(mut self, graph_name: &str) -> Result<(Vec<u8>, Option<Vec<u8>>), ModelError> {
+        if let WeightSink::External { file, path, .. } = &mut self.sink {
+            file.flush().map_err(io("write", path))?;
+            file.get_ref().sync_all().map_err(io("write", path))?;
         }
+        let main = self.encode(graph_name, &self.nodes);
+        let prefill = (!self.prefill_nodes.is_empty()).then(|| {
+            let mut nodes = self.nodes.clone();
+            for (at, node) in &self.prefill_nodes {
+                nodes[*at] = node.clone();
+            }
+            self.encode(graph_name, &nodes)
+        });
+        Ok((main, prefill))
+    }
+
+    fn encode(&self, graph_name: &str, nodes: &[Msg]) -> Vec<u8> {
         let mut g = Msg::new();
-        for n in &self.nodes {
+        for n in nodes {
             g.msg(1, n);
         }
         g.string(2, graph_name);
@@ -308,8 +315,43 @@ impl GraphBuilder {
             ms.string(1, MS_DOMAIN).int(2, 1);
             m.msg(8, &ms);
         }
-        Ok(m.into_bytes())
+        m.into_bytes()
     }
+}
+
+/// One `NodeProto`.
+fn encode_node(domain: &str, op_type: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) -> Msg {
+    let mut n = Msg::new();
+    for i in inputs {
+        n.string(1, i);
+    }
+    for o in outputs {
+        n.string(2, o);
+    }
+    n.string(3, name).string(4, op_type);
+    for (key, value) in attrs {
+        let mut a = Msg::new();
+        a.string(1, key);
+        match value {
+            Attr::Float(f) => {
+                a.float(2, *f).int(20, 1);
+            }
+            Attr::Int(i) => {
+                a.int(3, *i).int(20, 2);
+            }
+            Attr::Ints(is) => {
+                for i in is {
+                    a.int(8, *i);
+                }
+                a.int(20, 7);
+            }
+        }
+        n.msg(5, &a);
+    }
+    if !domain.is_empty() {
+        n.string(7, domain);
+    }
+    n
 }
 
 #[cfg(target_endian = "big")]

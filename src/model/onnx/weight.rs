@@ -274,14 +274,25 @@ fn product(g: &mut GraphBuilder, x: &str, w: &Weight, name: &str, compute: Compu
             let codes = codes_tensor(g, b, name)?;
             let scales = g.weight(&format!("{name}.scales"), &[n * nb], &b.scales)?;
             let refs = [x, codes.as_str(), scales.as_str()];
-            let attrs = [
-                ("K", Attr::Int(b.cols as i64)),
-                ("N", Attr::Int(n)),
-                ("bits", Attr::Int(i64::from(b.bits))),
-                ("block_size", Attr::Int(b.block as i64)),
-                ("accuracy_level", Attr::Int(compute.accuracy_level())),
-            ];
-            let y = g.op_ms("MatMulNBits", &refs, &attrs);
+            let attrs = |compute: Compute| {
+                [
+                    ("K", Attr::Int(b.cols as i64)),
+                    ("N", Attr::Int(n)),
+                    ("bits", Attr::Int(i64::from(b.bits))),
+                    ("block_size", Attr::Int(b.block as i64)),
+                    ("accuracy_level", Attr::Int(compute.accuracy_level())),
+                ]
+            };
+            // Int8 activations pay off for few rows and lose on many: ONNX Runtime 1.32's
+            // int8 kernels took 1.3–1.9× as long as its f32-compute ones for 40–300 rows of
+            // the default model's matrices (and half as long for one row), so the prefill
+            // graph computes 4-bit products in f32 (its f32-compute kernels take 4-bit codes
+            // only). See `session::PREFILL_ROWS`.
+            let y = if compute == Compute::Int8 && b.bits == 4 {
+                g.op_ms_prefill("MatMulNBits", &refs, &attrs(compute), &attrs(Compute::F32))
+            } else {
+                g.op_ms("MatMulNBits", &refs, &attrs(compute))
+            };
             match &b.mins {
                 None => Ok(y),
                 Some(mins) => {

@@ -258,11 +258,12 @@ impl Decoder {
             Keep::Cache => None,
             Keep::LogitsOnly => Some(RunOptions::new()?.with_outputs(OutputSelector::no_default().with("logits"))),
         };
-        if keep == Keep::LogitsOnly && batch * seq >= PREFILL_ROWS {
+        let on_prefill = keep == Keep::LogitsOnly && batch * seq >= PREFILL_ROWS;
+        if on_prefill {
             self.open_prefill()?;
         }
         let session = match &mut self.prefill {
-            Prefill::Open(prefill) if keep == Keep::LogitsOnly && batch * seq >= PREFILL_ROWS => prefill,
+            Prefill::Open(prefill) if on_prefill => prefill,
             _ => &mut self.session,
         };
         let mut outputs = match &only_logits {

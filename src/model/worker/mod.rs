@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use self::batch::{DecodeBatch, Joining};
 use self::pass::{Item, PrefixCache};
 pub(crate) use self::trie::Choices;
+use super::bounds::ChoiceBounds;
 use super::error::ModelError;
 use super::grammar::Constraint;
 use super::local::{ChoiceScores, Finish, Generation, Shared};
@@ -91,6 +92,8 @@ pub(crate) struct GenJob {
 pub(crate) struct ChoiceJob {
     pub prompt: Encoded,
     pub choices: Arc<Choices>,
+    /// When only the decision is wanted: the ways it may be decided (see `bounds.rs`).
+    pub bounds: Option<Arc<ChoiceBounds>>,
     pub reply: Reply<Result<ChoiceScores, ModelError>>,
 }
 
@@ -274,8 +277,10 @@ impl Worker {
         let opts = &self.shared.options;
         // Without cross-request batching, a pass (and the decode batch) serves one request.
         let max_rows = if opts.cross_request { opts.max_batch.max(1) } else { 1 };
-        // Choices pack several prompts into a row when the model takes a tree mask.
-        let packing = !generating && self.shared.tree && opts.cross_request;
+        // Choices pack several prompts into a row when the model takes a tree mask (bounded
+        // ones, whose trees are fed on top of their own row, keep a row each).
+        let bounded = |j: &Job| matches!(j, Job::Choose(c) if c.bounds.is_some());
+        let packing = !generating && self.shared.tree && opts.cross_request && !self.waiting.iter().any(bounded);
         let mut free_slots = max_rows.saturating_sub(self.batch.alive());
         let mut taken: Vec<Job> = Vec::new();
         let (mut new_tokens, mut longest, mut answer) = (0usize, 0usize, 0usize);
@@ -319,10 +324,11 @@ impl Worker {
         }
     }
 
-    /// The label tree a job's prompt carries in its pass, if any.
+    /// The label tree a job's prompt carries in its pass, if any (a bounded choice feeds its
+    /// tree afterwards, as far as its bounds need it).
     fn tree_of(&self, job: &Job) -> Option<Arc<Choices>> {
         match job {
-            Job::Choose(c) if self.shared.tree && !c.choices.nodes.is_empty() => Some(c.choices.clone()),
+            Job::Choose(c) if self.shared.tree && !c.choices.nodes.is_empty() && c.bounds.is_none() => Some(c.choices.clone()),
             _ => None,
         }
     }

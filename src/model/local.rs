@@ -532,16 +532,28 @@ impl LocalModel {
     /// [`LocalModel::start_choose`] when only the decision is wanted: the best choice under
     /// each of `bounds`' ways of deciding is scored exactly, and a choice is dropped (its
     /// remaining tokens never fed) once its partial score cannot win under any of them. On a
-    /// model without a tree mask every choice is scored in full.
-    pub fn start_choose_bounded(&self, prompt: &Prompt, choices: &[String], caching: PrefixCaching, bounds: Arc<ChoiceBounds>) -> Result<Pending<ChoiceScores>, ModelError> {
+    /// model without a tree mask, and for small label trees (under 16
+    /// nodes, which ride along the prompt's own pass almost for free), every choice is scored
+    /// in full.
+    pub fn start_choose_bounded(
+        &self,
+        prompt: &Prompt,
+        choices: &[String],
+        caching: PrefixCaching,
+        bounds: Arc<ChoiceBounds>,
+    ) -> Result<Pending<ChoiceScores>, ModelError> {
         self.start_choose_with(prompt, choices, caching, Some(bounds))
     }
 
-    fn start_choose_with(&self, prompt: &Prompt, choices: &[String], caching: PrefixCaching, bounds: Option<Arc<ChoiceBounds>>) -> Result<Pending<ChoiceScores>, ModelError> {
+    fn start_choose_with(
+        &self,
+        prompt: &Prompt,
+        choices: &[String],
+        caching: PrefixCaching,
+        bounds: Option<Arc<ChoiceBounds>>,
+    ) -> Result<Pending<ChoiceScores>, ModelError> {
         let choices = self.encode_choices(choices)?;
-        if let Some(b) = &bounds {
-            b.check(choices.ids.len()).map_err(ModelError::Request)?;
-        }
+        let bounds = worth_bounding(&choices, bounds)?;
         let prompt = self.encode(prompt, caching)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(Job::Choose(ChoiceJob { prompt, choices, bounds, reply: Reply::Async(tx) }))?;
@@ -566,15 +578,25 @@ impl LocalModel {
 
     /// [`LocalModel::score_choices_counted`] when only the decisions are wanted (see
     /// [`LocalModel::start_choose_bounded`]).
-    pub fn score_choices_bounded(&self, prompts: &[Prompt], choices: &[String], caching: PrefixCaching, bounds: Arc<ChoiceBounds>) -> Result<Vec<ChoiceScores>, ModelError> {
+    pub fn score_choices_bounded(
+        &self,
+        prompts: &[Prompt],
+        choices: &[String],
+        caching: PrefixCaching,
+        bounds: Arc<ChoiceBounds>,
+    ) -> Result<Vec<ChoiceScores>, ModelError> {
         self.score_choices_with(prompts, choices, caching, Some(bounds))
     }
 
-    fn score_choices_with(&self, prompts: &[Prompt], choices: &[String], caching: PrefixCaching, bounds: Option<Arc<ChoiceBounds>>) -> Result<Vec<ChoiceScores>, ModelError> {
+    fn score_choices_with(
+        &self,
+        prompts: &[Prompt],
+        choices: &[String],
+        caching: PrefixCaching,
+        bounds: Option<Arc<ChoiceBounds>>,
+    ) -> Result<Vec<ChoiceScores>, ModelError> {
         let choices = self.encode_choices(choices)?;
-        if let Some(b) = &bounds {
-            b.check(choices.ids.len()).map_err(ModelError::Request)?;
-        }
+        let bounds = worth_bounding(&choices, bounds)?;
         let mut waits = Vec::with_capacity(prompts.len());
         let mut jobs = Vec::with_capacity(prompts.len());
         for p in prompts {
@@ -598,5 +620,21 @@ impl LocalModel {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(Job::Logits(LogitsJob { tokens: tokens.to_vec(), positions: positions.to_vec(), reply: Reply::Sync(tx) }))?;
         rx.recv().map_err(|_| ModelError::Ort("the model's scheduler stopped".into()))?
+    }
+}
+
+/// Label trees with fewer nodes than this are scored in full even when only the decision is
+/// wanted: they cost a few positions in the prompt's own pass, while a bounded choice feeds
+/// its tree in extra passes of its own (and keeps its prompt out of packed rows).
+pub(crate) const BOUNDED_MIN_NODES: usize = 16;
+
+/// Checks `bounds` against `choices`, and drops them where bounding would not pay.
+fn worth_bounding(choices: &Choices, bounds: Option<Arc<ChoiceBounds>>) -> Result<Option<Arc<ChoiceBounds>>, ModelError> {
+    match bounds {
+        Some(b) => {
+            b.check(choices.ids.len()).map_err(ModelError::Request)?;
+            Ok((choices.nodes.len() >= BOUNDED_MIN_NODES).then_some(b))
+        }
+        None => Ok(None),
     }
 }

@@ -23,13 +23,16 @@ pub(crate) fn score(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, jobs: Vec
     // Bounded choices feed their own trees now, job by job; the others are scored together.
     let (bounded_jobs, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(_, j)| j.bounds.is_some() && shared.tree);
     for (r, job) in bounded_jobs {
-        let answer = job.bounds.as_deref().map_or(Err(ModelError::Request("no bounds".into())), |b| bounded(dec, shared, fwd, r, &job, b)).map(|(scores, pruned)| ChoiceScores {
-            scores,
-            prompt_tokens: job.prompt.ids.len(),
-            cached_tokens: cached,
-            choice_tokens: job.choices.ids.iter().map(Vec::len).collect(),
-            pruned,
-        });
+        let answer =
+            job.bounds.as_deref().map_or(Err(ModelError::Request("no bounds".into())), |b| bounded(dec, shared, fwd, r, &job, b)).map(|(scores, pruned)| {
+                ChoiceScores {
+                    scores,
+                    prompt_tokens: job.prompt.ids.len(),
+                    cached_tokens: cached,
+                    choice_tokens: job.choices.ids.iter().map(Vec::len).collect(),
+                    pruned,
+                }
+            });
         job.reply.send(answer);
     }
     if jobs.is_empty() {

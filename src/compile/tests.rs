@@ -79,7 +79,7 @@ impl Backend for Rules {
                     0
                 };
                 let scores = (0..labels.len()).map(|i| if i == pick { -0.1 } else { -3.0 }).collect();
-                Choice { scores, label_tokens: vec![1; labels.len()], prompt_tokens: 40, cached_tokens: 0, from_cache: false }
+                Choice { scores, label_tokens: vec![1; labels.len()], prompt_tokens: 40, cached_tokens: 0, from_cache: false, pruned: Vec::new() }
             })
             .collect();
         Box::pin(async move { Ok(out) })
@@ -151,6 +151,7 @@ fn plan(optimizer: OptimizerKind, seed: u64) -> Plan {
         max_time: None,
         concurrency: 3,
         retrieval: false,
+        prune_labels: true,
     }
 }
 
@@ -287,7 +288,7 @@ impl Backend for Scoring {
             .iter()
             .map(|c| {
                 let scores = (self.scores)(&c.request.user.to_plain(), &bare);
-                Choice { label_tokens: vec![1; scores.len()], scores, prompt_tokens: 30, cached_tokens: 0, from_cache: false }
+                Choice { label_tokens: vec![1; scores.len()], scores, prompt_tokens: 30, cached_tokens: 0, from_cache: false, pruned: Vec::new() }
             })
             .collect();
         Box::pin(async move { Ok(out) })

@@ -117,6 +117,9 @@ struct Finalist {
     rows: Vec<Row>,
     /// Raw scores for the content-free inputs.
     content_free: Vec<Vec<f32>>,
+    /// Whether its dev rows came from a search run that dropped labels (so it is run on dev
+    /// again, every label in full).
+    pruned: bool,
 }
 
 impl Finalist {
@@ -212,28 +215,40 @@ fn finalists(search: &Search<'_, '_>, scorer: &Scorer<'_>, step: &LabelStep, bas
         .whole
         .iter()
         .enumerate()
-        .filter(|(_, (_, p, _))| p != baseline)
-        .map(|(i, (_, _, e))| (dev_estimate(scorer, step, &rows_of(&e.traces, &step.name), &dev_fold), i))
+        .filter(|(_, (_, p, _, _))| p != baseline)
+        .map(|(i, (_, _, e, cf))| (dev_estimate(scorer, step, &rows_of(&e.traces, &step.name), cf, &dev_fold), i))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let baseline_dev = search.whole.iter().find(|(_, p, _)| p == baseline).map(|(_, _, e)| e.clone()).unwrap_or_default();
+    let (baseline_dev, baseline_cf) = search.whole.iter().find(|(_, p, _, _)| p == baseline).map(|(_, _, e, cf)| (e.clone(), cf.clone())).unwrap_or_default();
     let mut finalists = vec![Finalist {
         description: "the program as written".into(),
         params: baseline.clone(),
         rows: rows_of(&baseline_dev.traces, &step.name),
-        content_free: Vec::new(),
+        content_free: baseline_cf,
+        pruned: pruned(&baseline_dev.traces, &step.name),
     }];
     for &(_, i) in &ranked {
         if finalists.len() > FINALISTS {
             break;
         }
-        let (description, params, e) = &search.whole[i];
+        let (description, params, e, cf) = &search.whole[i];
         if finalists.iter().any(|f| f.params == *params) {
             continue;
         }
-        finalists.push(Finalist { description: description.clone(), params: params.clone(), rows: rows_of(&e.traces, &step.name), content_free: Vec::new() });
+        finalists.push(Finalist {
+            description: description.clone(),
+            params: params.clone(),
+            rows: rows_of(&e.traces, &step.name),
+            content_free: cf.clone(),
+            pruned: pruned(&e.traces, &step.name),
+        });
     }
     finalists
+}
+
+/// Whether any run dropped labels of `step` (its raw scores are then partly upper bounds).
+fn pruned(traces: &[Trace], step: &str) -> bool {
+    traces.iter().flat_map(|t| &t.steps).filter(|s| s.step == step).any(|s| s.choice_scores.as_ref().is_some_and(|cs| cs.iter().any(|c| c.pruned)))
 }
 
 /// 2. Every finalist on the whole evaluation set (`examples`: dev, then train when `pooled`),
@@ -253,6 +268,13 @@ async fn score_finalists(
     for (k, f) in finalists.iter_mut().enumerate() {
         if job.budget.exhausted().is_some() {
             break;
+        }
+        if f.pruned && f.params.get(&step.name).is_none_or(|p| p.retrieval.is_none()) {
+            // The learned bias is fitted to every label's raw score: the search's pruned runs
+            // on dev do not have them.
+            let e = run(search, &f.params, dev, &format!("finalist {k}: {} on the dev set, every label scored", f.description)).await?;
+            f.rows = rows_of(&e.traces, &step.name);
+            f.pruned = false;
         }
         if let Some(r) = f.params.get(&step.name).and_then(|p| p.retrieval.clone()) {
             // Retrieval draws from every example of the evaluation set (never an example's own).
@@ -284,7 +306,9 @@ async fn score_finalists(
             }
         }
         f.rows.resize(examples.len(), Row::Skipped);
-        f.content_free = content_free(search, dag, step, &f.params).await;
+        if f.content_free.is_empty() {
+            f.content_free = content_free(search, dag, step, &f.params).await;
+        }
     }
     Ok(())
 }
@@ -420,7 +444,7 @@ async fn run(search: &Search<'_, '_>, params: &Params, examples: &[Example], pha
 
 /// The raw scores of `params` for content-free inputs: every text input of the program
 /// replaced by each of [`CONTENT_FREE`]. Runs that fail are left out.
-async fn content_free(search: &Search<'_, '_>, dag: &Dag, step: &LabelStep, params: &Params) -> Vec<Vec<f32>> {
+pub(super) async fn content_free(search: &Search<'_, '_>, dag: &Dag, step: &LabelStep, params: &Params) -> Vec<Vec<f32>> {
     let job = search.job;
     let program = job.program.with_params(by_id(dag, params));
     let mut rows = Vec::new();
@@ -522,9 +546,6 @@ impl Scorer<'_> {
     }
 }
 
-/// How well a search candidate could do on dev under its best mode: the most of the sum, the
-/// per-token mean and a cross-validated learned bias (the content-free calls are saved for
-/// the finalists).
 /// A seeded assignment of `n` examples to [`FOLDS`] folds of (nearly) equal size.
 fn folds(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -536,11 +557,16 @@ fn folds(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     fold
 }
 
-fn dev_estimate(scorer: &Scorer<'_>, step: &LabelStep, rows: &[Row], fold: &[usize]) -> f64 {
+/// How well a search candidate could do on dev under its best mode: the most of the sum, the
+/// per-token mean and the calibrated sum (with its own content-free scores). These are the
+/// modes whose decisions a pruned choice gets exactly; a learned bias would need every label's
+/// raw score, so it is fitted for the finalists only.
+fn dev_estimate(scorer: &Scorer<'_>, step: &LabelStep, rows: &[Row], content_free: &[Vec<f32>], fold: &[usize]) -> f64 {
     let truths: Vec<Option<usize>> = (0..rows.len()).map(|i| scorer.examples.get(i).and_then(|e| step.truth(e))).collect();
     let fold: Vec<usize> = (0..rows.len()).map(|i| fold.get(i).copied().unwrap_or(i % FOLDS)).collect();
-    let f = Finalist { description: String::new(), params: Params::new(), rows: rows.to_vec(), content_free: Vec::new() };
-    [Mode::Sum, Mode::LengthNormalized, Mode::LearnedBias]
+    let f = Finalist { description: String::new(), params: Params::new(), rows: rows.to_vec(), content_free: content_free.to_vec(), pruned: false };
+    let modes: &[Mode] = if content_free.is_empty() { &[Mode::Sum, Mode::LengthNormalized] } else { &[Mode::Sum, Mode::LengthNormalized, Mode::Calibrated] };
+    modes
         .iter()
         .map(|&m| {
             let s: Vec<f64> = scorer.cross_validated(&f, m, &truths, &fold).into_iter().flatten().collect();

@@ -440,3 +440,109 @@ async fn the_final_choice_of_the_program_as_written_does_not_depend_on_how_many_
     }
     assert_eq!(as_written[0], as_written[1], "the same folds and resamples whatever the search drew before");
 }
+
+/// [`Scoring`] that answers bounded choices as the local model does: the winner under each
+/// way of deciding exactly, every other label with an upper bound (half its log-probability)
+/// where that bound still loses under every way, marked pruned.
+struct Pruning {
+    inner: Arc<Scoring>,
+    pruned: AtomicU64,
+}
+
+impl Backend for Pruning {
+    fn identity(&self) -> Identity {
+        self.inner.identity()
+    }
+
+    fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
+        self.inner.generate(calls)
+    }
+
+    fn supports_choice(&self) -> bool {
+        true
+    }
+
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        self.inner.choose(calls, labels)
+    }
+
+    fn choose_bounded(
+        &self,
+        calls: Vec<Call>,
+        labels: Vec<String>,
+        bounds: Arc<crate::model::ChoiceBounds>,
+    ) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        Box::pin(async move {
+            let mut out = self.inner.choose(calls, labels).await?;
+            let adjusted = |m: &[crate::model::Adjust], c: usize, s: f32, n: u32| {
+                let a = m[c];
+                ((f64::from(s) * a.scale / if a.per_token { f64::from(n.max(1)) } else { 1.0 }) + a.offset) as f32
+            };
+            for choice in &mut out {
+                let n = choice.scores.len();
+                let winners: Vec<usize> = bounds
+                    .modes
+                    .iter()
+                    .map(|m| (0..n).fold(0, |b, c| if adjusted(m, c, choice.scores[c], 1) > adjusted(m, b, choice.scores[b], 1) { c } else { b }))
+                    .collect();
+                choice.pruned = vec![false; n];
+                for c in (0..n).filter(|c| !winners.contains(c)) {
+                    let bound = choice.scores[c] / 2.0;
+                    let loses = bounds.modes.iter().zip(&winners).all(|(m, &w)| adjusted(m, c, bound, 1) < adjusted(m, w, choice.scores[w], 1));
+                    if loses {
+                        choice.scores[c] = bound;
+                        choice.pruned[c] = true;
+                        self.pruned.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[tokio::test]
+async fn pruning_the_search_candidates_labels_ships_the_same_artifact_as_scoring_them_all() {
+    // A model biased toward `billing` and wrong on a quarter of the tickets: every mode has
+    // something to weigh.
+    let biased = |user: &str, labels: &[String]| -> Vec<f32> {
+        let odd = user.bytes().map(u32::from).sum::<u32>() % 4 == 0;
+        labels
+            .iter()
+            .map(|l| {
+                if user.contains(&format!("kw-{l}")) != odd {
+                    -1.0
+                } else if l == "billing" {
+                    -0.6
+                } else {
+                    -2.5 - l.len() as f32 / 10.0
+                }
+            })
+            .collect()
+    };
+    let mut artifacts = Vec::new();
+    for prune in [false, true] {
+        let backend = Arc::new(Pruning { inner: Arc::new(Scoring { calls: AtomicU64::new(0), scores: biased }), pruned: AtomicU64::new(0) });
+        let program = Program::with_backends(&engine(), dag(), vec![backend.clone() as Arc<dyn Backend>], RunOptions::default()).unwrap();
+        let mut job = job(program, SRC, 0, 0, plan(OptimizerKind::BootstrapRandomSearch, 4));
+        job.train = tickets("train", 40, thirds);
+        job.dev = tickets("dev", 30, thirds);
+        job.plan.candidates = 3;
+        job.plan.prune_labels = prune;
+        let a = compile(job).await.unwrap();
+        assert_eq!(backend.pruned.load(Ordering::Relaxed) > 0, prune, "labels were dropped only when pruning");
+        assert_eq!(a.provenance.model_calls, backend.inner.calls.load(Ordering::Relaxed));
+        artifacts.push(a);
+    }
+    let (full, pruned) = (&artifacts[0], &artifacts[1]);
+    // The learned bias is fitted (cross-validated) for both finalists: a pruned score reaching
+    // a fit would move its entrants' means.
+    let fitted = full.provenance.selection.as_ref().map_or(0, |s| s.entrants.iter().filter(|e| e.scoring == "learned_bias").count());
+    assert_eq!(fitted, 2, "{:?}", full.provenance.selection);
+    assert_eq!(pruned.steps, full.steps, "the same demos, template and fitted numbers");
+    assert_eq!(pruned.provenance.selection, full.provenance.selection);
+    assert_eq!(pruned.provenance.candidates, full.provenance.candidates);
+    assert_eq!((pruned.provenance.baseline_score, pruned.provenance.final_score), (full.provenance.baseline_score, full.provenance.final_score));
+    // The search's finalist is run on dev again, every label scored: 30 calls more.
+    assert_eq!(pruned.provenance.model_calls, full.provenance.model_calls + 30);
+}

@@ -90,6 +90,15 @@ impl Display {
 
 /// Compiles as `args` say and returns the artifact, not yet written (`None`: interrupted).
 pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Option<Artifact>> {
+    Ok(compile_measured(args, color)?.map(|(a, _)| a))
+}
+
+/// What each local model did during a compile, by model name (passes, positions fed,
+/// positions from the prefix cache).
+pub type ModelWork = Vec<(String, loopc::model::Stats)>;
+
+/// [`compile_artifact`], with what each local model did during the compile.
+pub fn compile_measured(args: &CompileArgs, color: bool) -> anyhow::Result<Option<(Artifact, ModelWork)>> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut interrupt = Interrupt::register(&rt)?;
     // An artifact compiles its embedded program afresh.
@@ -152,7 +161,7 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
         }
     });
     display.finish();
-    artifact
+    Ok(artifact?.map(|a| (a, engine.model_stats())))
 }
 
 /// Runs `loopc compile`.

@@ -167,7 +167,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         dev_fraction: 0.3,
         out: artifact_path.clone(),
         report: None,
-        search: SearchArgs::default(),
+        search: SearchArgs { full_label_scores: args.full_label_scores, ..SearchArgs::default() },
         concurrency: 4,
         interactive: false,
         json: true,

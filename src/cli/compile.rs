@@ -111,7 +111,8 @@ pub fn compile_measured(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     let rater: Option<Arc<dyn Rater>> =
         args.interactive.then(|| Arc::new(TerminalRater::new(std::io::BufReader::new(std::io::stdin()), std::io::stderr())) as Arc<dyn Rater>);
     let metric = pick_metric(&dag, args.search.metric.as_deref(), rater)?;
-    let plan = Plan::new(&dag, args.search.optimizer, &args.search.settings(), args.concurrency);
+    let mut plan = Plan::new(&dag, args.search.optimizer, &args.search.settings(), args.concurrency);
+    plan.prune_labels = !args.search.full_label_scores;
     let (optimizer, seed) = (plan.optimizer, plan.seed);
     // The program's own examples (all but the held-out ones) join the training data; they
     // are the data when no --train is given.
@@ -166,7 +167,7 @@ pub fn compile_measured(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
 
 /// Runs `loopc compile`.
 pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
-    let Some(artifact) = compile_artifact(args, color)? else {
+    let Some((artifact, work)) = compile_measured(args, color)? else {
         eprintln!("interrupted: the compile stopped and no artifact was written");
         return Ok(Outcome::Interrupted);
     };
@@ -184,6 +185,10 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
                 "candidates": p.candidates.len(), "model_calls": p.model_calls, "cache_hits": p.timing.cache_hits,
                 "tokens_prefilled": p.timing.tokens_prefilled, "tokens_generated": p.timing.tokens_generated,
                 "wall_seconds": p.timing.wall_seconds, "stopped_early": p.stopped_early,
+                "model": work.iter().map(|(name, s)| json!({
+                    "name": name, "prefill_passes": s.forward_passes - s.decode_steps, "prefill_rows": s.prefill_rows,
+                    "positions_fed": s.prefilled_tokens, "positions_cached": s.cached_tokens,
+                })).collect::<Vec<_>>(),
             })
         );
     } else {

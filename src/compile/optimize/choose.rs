@@ -449,10 +449,11 @@ pub(super) async fn content_free(search: &Search<'_, '_>, dag: &Dag, step: &Labe
     let program = job.program.with_params(by_id(dag, params));
     let mut rows = Vec::new();
     let Some(template) = job.dev.examples.first() else { return rows };
-    for value in CONTENT_FREE {
-        if job.budget.exhausted().is_some() {
-            break;
-        }
+    if job.budget.exhausted().is_some() {
+        return rows;
+    }
+    // All at once: the model scores them in one pass.
+    let runs = CONTENT_FREE.iter().map(|value| {
         let inputs: Map<String, Value> = dag
             .inputs()
             .iter()
@@ -461,7 +462,9 @@ pub(super) async fn content_free(search: &Search<'_, '_>, dag: &Dag, step: &Labe
                 Some((f.name.clone(), v))
             })
             .collect();
-        let (_, trace) = program.run_traced(inputs).await;
+        program.run_traced(inputs)
+    });
+    for (_, trace) in futures_util::future::join_all(runs).await {
         job.budget.record(&trace);
         if let Row::Raw(raw, _) = row_of(&trace, &step.name) {
             rows.push(raw);

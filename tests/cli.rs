@@ -161,6 +161,16 @@ fn an_unknown_model_names_what_exists() {
 }
 
 #[test]
+fn bench_model_beside_llama_cpp_refuses_a_model_with_no_gguf_before_measuring() {
+    // The Python is never started: the GGUF is looked up first.
+    let out = loopc(&["bench", "model", "--model", "no-such-model", "--llama-cpp", "/nonexistent/python"], root());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot find the GGUF file llama.cpp should run for `no-such-model` (--gguf FILE names one)"), "{stderr}");
+    assert!(stderr.contains("smollm2-135m-instruct, gemma3-270m") && stderr.contains("`ollama:NAME[:TAG]`"), "{stderr}");
+}
+
+#[test]
 fn generate_answers_with_the_default_model() {
     let out = loopc(&["generate", "--json", "What is the capital of France?"], root());
     assert!(out.status.success(), "{}", text(&out.stderr));

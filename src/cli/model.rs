@@ -6,7 +6,8 @@ use anyhow::Context;
 
 use super::progress::ConsoleProgress;
 use loopc::model::import::{Precision, CONFIG_FILE};
-use loopc::model::provision::{self, Cache, KNOWN_MODELS};
+use loopc::model::provision::{self, Cache};
+use loopc::model::source::known::{self, KNOWN_MODELS};
 use loopc::model::source::{self, Availability};
 use loopc::model::LoadOptions;
 
@@ -20,7 +21,7 @@ pub fn run(cmd: &ModelCommand) -> anyhow::Result<Outcome> {
         ModelCommand::List { json } => list(&cache, *json),
         ModelCommand::Pull { name, precision } => {
             let progress = ConsoleProgress::new();
-            let dir = match provision::known_model(name) {
+            let dir = match known::find(name) {
                 Some((known, named)) => {
                     let precision = match (precision.map(Precision::from), name.contains('@')) {
                         (Some(p), true) if p != named => anyhow::bail!("`{name}` names precision {named}, but --precision says {p}"),
@@ -28,7 +29,7 @@ pub fn run(cmd: &ModelCommand) -> anyhow::Result<Outcome> {
                         (None, _) => named,
                     };
                     provision::ort_library(&cache, &progress)?;
-                    provision::ensure_known_model(&cache, known, precision, &progress)?
+                    known.ensure(&cache, precision, &progress)?
                 }
                 None => {
                     anyhow::ensure!(precision.is_none(), "--precision applies to known models; `{name}` is imported at the default precision");
@@ -36,12 +37,12 @@ pub fn run(cmd: &ModelCommand) -> anyhow::Result<Outcome> {
                     match source::resolve(name, &cache, &progress)? {
                         Some(dir) => dir,
                         None => {
-                            let mut names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
-                            names.extend(source::known::KNOWN_GGUFS.iter().map(|k| k.name));
+                            let any: Vec<&str> = KNOWN_MODELS.iter().filter(|k| k.any_precision()).map(|k| k.name).collect();
                             let precisions: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
                             anyhow::bail!(
-                                "`{name}` is not a model loopc can provision (known: {}, each also as NAME@PRECISION with PRECISION one of {}); a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` is imported",
-                                names.join(", "),
+                                "`{name}` is not a model loopc can provision (known: {}; {} also as NAME@PRECISION with PRECISION one of {}); a GGUF file, `ollama:NAME[:TAG]` or `hf:ORG/NAME[:FILE]` is imported",
+                                known::names().join(", "),
+                                any.join(", "),
                                 precisions.join(", ")
                             )
                         }

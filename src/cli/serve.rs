@@ -21,6 +21,7 @@ fn learn_loop(args: &ServeArgs, holdout: Option<Dataset>) -> Option<LearnLoop> {
     let mut l = LearnLoop::new(trigger);
     l.holdout = holdout;
     l.round.holdout_share = args.holdout_share;
+    l.round.review_holdout_share = args.review_holdout_share;
     l.round.margin = args.margin;
     l.round.max_rows = args.max_rows.max(1);
     l.explore = args.explore;

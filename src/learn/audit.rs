@@ -98,6 +98,8 @@ pub struct WhyLearned {
     pub model_labelled_rows: usize,
     /// Pieces of feedback behind the data.
     pub feedback: usize,
+    /// Users whose feedback the round left out for low trust, and why.
+    pub left_out: Vec<super::trust::LeftOut>,
 }
 
 /// One demo and where it came from.
@@ -152,6 +154,7 @@ pub fn why(artifact: &Artifact) -> Why {
             gold_rows: l.gold_rows,
             model_labelled_rows: l.model_labelled_rows,
             feedback: l.feedback_ids.len(),
+            left_out: l.left_out.clone(),
         }),
         steps,
     }

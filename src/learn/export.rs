@@ -4,9 +4,16 @@
 //! become negatives. A model's feedback is never a label. Feedback on the same input is
 //! resolved by agreement: explicit human labels beat implicit ones (edits), each user counts
 //! once, and a label needs at least `min_agreement` users and a strict plurality. Users whose
-//! [trust] is below `min_trust` are left out, and the export says who and why. Every row keeps its provenance (runs,
+//! [trust] (judged against reviewers, other users and the `reference` holdout) is below
+//! `min_trust` are left out, and the export says who and why. Every row keeps its provenance (runs,
 //! feedback, users). Rounds accumulate: the export reads every stored run, so nothing
 //! learned earlier is replaced by newer data.
+//!
+//! Reviewed runs grow the holdout: a share of the runs a reviewer corrected or approved
+//! (chosen by a hash of the run's id, so the same runs in every round) makes their inputs
+//! holdout items with the reviewer's label ([`Export::grown`]), and nothing said of those
+//! inputs is exported to learn from, so a gate that judges on them judges on data no
+//! candidate was trained on.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,13 +94,21 @@ pub struct ExportOptions {
     /// The share of gold inputs (by a hash of the input, so the same input always falls the
     /// same way) reserved as holdout and never trained on.
     pub holdout_share: f64,
+    /// The share of reviewed runs (a reviewer's correction or approval: feedback with source
+    /// `annotation`), chosen by a hash of the run's id so a run falls the same way in every
+    /// round, whose inputs grow the holdout with the reviewer's label ([`Export::grown`]).
+    /// Nothing on such an input is exported to learn from.
+    pub review_holdout_share: f64,
     /// Users whose estimated trust is lower are left out (0: nobody is).
     pub min_trust: f64,
+    /// Human-labelled examples (a round's holdout file) that help judge users' trust: a user
+    /// who corrected one of these inputs to another answer loses trust. Never exported.
+    pub reference: Vec<Example>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions { since: None, min_agreement: 1, holdout_share: 0.0, min_trust: DEFAULT_MIN_TRUST }
+        ExportOptions { since: None, min_agreement: 1, holdout_share: 0.0, review_holdout_share: 0.0, min_trust: DEFAULT_MIN_TRUST, reference: Vec::new() }
     }
 }
 
@@ -104,6 +119,10 @@ pub struct Export {
     pub train: Vec<Row>,
     /// Gold rows reserved as holdout (human labels only).
     pub holdout: Vec<Row>,
+    /// Reviewed inputs that grow the holdout (`review_holdout_share`), labelled by their
+    /// reviewer; neither they nor anything else said of their inputs is in `train` or
+    /// `negatives`.
+    pub grown: Vec<Row>,
     /// Rejected outputs.
     pub negatives: Vec<Row>,
     /// Every feedback id that decided a row.
@@ -132,14 +151,26 @@ impl Export {
     /// SHA-256 of each distinct user behind the rows learned from or held out, sorted (the ids
     /// themselves stay in the store).
     pub fn users_sha256(&self) -> Vec<String> {
-        let users: BTreeSet<String> =
-            self.train.iter().chain(&self.holdout).flat_map(|r| r.provenance.users.iter()).map(|u| crate::fs::sha256_hex(u.as_bytes())).collect();
+        let users: BTreeSet<String> = self
+            .train
+            .iter()
+            .chain(&self.holdout)
+            .chain(&self.grown)
+            .flat_map(|r| r.provenance.users.iter())
+            .map(|u| crate::fs::sha256_hex(u.as_bytes()))
+            .collect();
         users.into_iter().collect()
     }
 
-    /// Every row, train then holdout then negatives, as JSON lines.
+    /// Every row, train then holdout then grown then negatives, as JSON lines.
     pub fn jsonl(&self) -> String {
-        self.train.iter().chain(&self.holdout).chain(&self.negatives).map(|r| format!("{}\n", serde_json::to_string(r).unwrap_or_default())).collect()
+        self.train
+            .iter()
+            .chain(&self.holdout)
+            .chain(&self.grown)
+            .chain(&self.negatives)
+            .map(|r| format!("{}\n", serde_json::to_string(r).unwrap_or_default()))
+            .collect()
     }
 }
 
@@ -197,10 +228,16 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
         groups.entry(key).or_insert_with(|| (inputs.clone(), Vec::new())).1.push(r);
     }
     let mut export = Export { runs_read: runs.len(), ..Export::default() };
-    let trust = trust::of_runs(runs, dag, &[]);
+    let trust = trust::of_runs(runs, dag, &options.reference);
     let below: BTreeMap<String, usize> = trust.below(options.min_trust).into_iter().map(|(u, _)| (u.to_string(), 0)).collect();
     let mut below = below;
     for (key, (inputs, runs)) in groups {
+        // A reviewed run held out makes its input a holdout item: nothing said of it trains.
+        if let Some(row) = grown_row(&inputs, &runs, dag, options.review_holdout_share, &below) {
+            export.feedback_ids.extend(row.provenance.feedback_ids.iter().cloned());
+            export.grown.push(row);
+            continue;
+        }
         let mut explicit = Vec::new();
         let mut implicit = Vec::new();
         let mut accepted = Vec::new();
@@ -284,6 +321,42 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
     export.left_out = left_out;
     export.sha256 = crate::fs::sha256_hex(export.jsonl().as_bytes());
     export
+}
+
+/// The holdout row of an input whose runs include a reviewed run held out by
+/// `review_holdout_share` (by a hash of the run's id): the newest answer a reviewer (not left
+/// out) gave on such a run, a correction's outputs or the run's answer they approved.
+fn grown_row(inputs: &Map<String, Value>, runs: &[&StoredRun], dag: &Dag, share: f64, below: &BTreeMap<String, usize>) -> Option<Row> {
+    if share <= 0.0 {
+        return None;
+    }
+    let mut newest: Option<(i64, Row)> = None;
+    for run in runs.iter().filter(|r| in_holdout(r.id.as_str(), share)) {
+        for f in run.feedback.iter().filter(|f| f.source == FeedbackSource::Annotation) {
+            let rater = rater_of(f, run);
+            if below.contains_key(&rater) {
+                continue;
+            }
+            let Some(said) = of_feedback(f, run, dag) else { continue };
+            let answer = match said.said {
+                Said::Labelled { outputs, .. } => outputs_of(dag, &Value::Object(outputs)),
+                _ if said.approves() == Some(true) => run.outputs.as_ref().and_then(|v| outputs_of(dag, v)),
+                _ => None,
+            };
+            let Some(outputs) = answer else { continue };
+            if newest.as_ref().is_some_and(|(t, _)| f.created.millis() < *t) {
+                continue;
+            }
+            let provenance = RowProvenance {
+                run_ids: vec![run.id.to_string()],
+                feedback_ids: vec![f.id.to_string()],
+                users: vec![rater],
+                source: FeedbackSource::Annotation.as_str().to_string(),
+            };
+            newest = Some((f.created.millis(), Row { inputs: inputs.clone(), outputs, kind: RowKind::Gold, provenance }));
+        }
+    }
+    newest.map(|(_, row)| row)
 }
 
 fn distinct_users<'a>(votes: impl Iterator<Item = &'a Vote>) -> usize {

@@ -4,7 +4,12 @@
 //! "Not worse" is one-sided: the lower end of the 95% one-sided bootstrap interval of the
 //! mean difference must be above `-margin`, and the measured difference itself may not be
 //! negative (so no promotion ever lowers the holdout score). Small holdouts give wide
-//! intervals; the interval is reported with every decision.
+//! intervals; the interval is reported with every decision, and so is the gate's power: the
+//! smallest true improvement it promotes with 80% power on this many items, given how often
+//! current and candidate disagreed ([`Decision::detectable`]). The holdout may be frozen (a
+//! file) and grown (reviewed runs held out by `export`, never trained on); the gate sees one
+//! set of paired items and its power is that of their total, and a decision says how many came
+//! from each.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -26,8 +31,46 @@ pub struct Decision {
     pub margin: f64,
     /// Holdout items compared.
     pub items: usize,
+    /// Of them, the frozen holdout's (the file given); all of them unless the caller says
+    /// otherwise ([`Decision::with_frozen`]).
+    #[serde(default)]
+    pub frozen: usize,
+    /// Of them, the items the store grew the holdout by (held-out corrections and reviewed
+    /// runs, never trained on).
+    #[serde(default)]
+    pub grown: usize,
+    /// The gate's power: the smallest true mean improvement it would promote with 80%
+    /// probability on this many items, given the spread of the paired differences it saw
+    /// (see [`detectable`]); `None` on fewer than two items.
+    pub detectable: Option<f64>,
     /// Why, in a sentence.
     pub reason: String,
+}
+
+/// The normal quantile of the gate's one-sided 5% level (its interval's lower end).
+const Z_LEVEL: f64 = 1.644_854;
+/// The normal quantile of 80% power.
+const Z_POWER: f64 = 0.841_621;
+
+/// The smallest true mean improvement that `decide` promotes with 80% probability, for paired
+/// differences spread like `diffs` (on as many items) and the gate's `margin`.
+///
+/// The gate promotes when the difference's lower bound, about `mean − 1.645·se`, is above
+/// `−margin` and the mean is not negative. For a true improvement `δ` the first holds with 80%
+/// probability once `δ ≥ (1.645 + 0.842)·se − margin`, the second once `δ ≥ 0.842·se`; the
+/// larger is the answer. `se` is the standard error of the mean difference, from the sample
+/// standard deviation, but never below that of a single disagreeing item (`1/n`): no
+/// disagreement on a holdout does not mean any difference would be seen.
+pub fn detectable(diffs: &[f64], margin: f64) -> Option<f64> {
+    let n = diffs.len();
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let mean = diffs.iter().sum::<f64>() / nf;
+    let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (nf - 1.0);
+    let se = (var / nf).sqrt().max(1.0 / nf);
+    Some(((Z_LEVEL + Z_POWER) * se - margin).max(Z_POWER * se))
 }
 
 /// Resamples for the bootstrap.
@@ -48,6 +91,9 @@ pub fn decide(current: &[f64], candidate: &[f64], margin: f64, seed: u64) -> Dec
             interval: (0.0, 0.0),
             margin,
             items: 0,
+            frozen: 0,
+            grown: 0,
+            detectable: None,
             reason: "the holdout is empty: nothing shows the candidate is not worse".into(),
         };
     }
@@ -65,7 +111,17 @@ pub fn decide(current: &[f64], candidate: &[f64], margin: f64, seed: u64) -> Dec
     } else {
         (true, format!("the candidate is not worse: {cand:.3} vs {cur:.3}, difference {diff:+.3} (90% interval {lo:+.3} to {hi:+.3})"))
     };
-    Decision { promote, current: cur, candidate: cand, difference: diff, interval: (lo, hi), margin, items: n, reason }
+    let detectable = detectable(&diffs, margin);
+    Decision { promote, current: cur, candidate: cand, difference: diff, interval: (lo, hi), margin, items: n, frozen: n, grown: 0, detectable, reason }
+}
+
+impl Decision {
+    /// The decision, saying that its first `frozen` items were the frozen holdout's and the
+    /// rest grown from the store.
+    pub fn with_frozen(self, frozen: usize) -> Decision {
+        let frozen = frozen.min(self.items);
+        Decision { frozen, grown: self.items - frozen, ..self }
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +155,79 @@ mod tests {
         let d = decide(&current, &candidate, 0.02, 3);
         assert!(d.difference > 0.0 && d.interval.0 < -0.02, "{d:?}");
         assert!(!d.promote, "{d:?}");
+    }
+
+    /// Paired 0/1 scores on `n` items: the candidate alone right with probability `win`, the
+    /// current alone right with probability `lose`, both right on half of the rest.
+    fn paired(n: usize, win: f64, lose: f64, rng: &mut ChaCha8Rng) -> (Vec<f64>, Vec<f64>) {
+        (0..n)
+            .map(|_| {
+                let u: f64 = rng.random();
+                if u < win {
+                    (0.0, 1.0)
+                } else if u < win + lose {
+                    (1.0, 0.0)
+                } else {
+                    let both = f64::from(rng.random_bool(0.5));
+                    (both, both)
+                }
+            })
+            .unzip()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_candidate_that_scores_lower_on_the_holdout_is_never_promoted(
+            scores in proptest::collection::vec((0u8..=2, 0u8..=2), 1..80),
+            margin in 0.0f64..0.5,
+            seed in 0u64..1000,
+        ) {
+            let current: Vec<f64> = scores.iter().map(|(c, _)| f64::from(*c) / 2.0).collect();
+            let candidate: Vec<f64> = scores.iter().map(|(_, c)| f64::from(*c) / 2.0).collect();
+            let d = decide(&current, &candidate, margin, seed);
+            if d.candidate < d.current {
+                proptest::prop_assert!(!d.promote, "{:?}", d);
+            }
+            if d.promote {
+                proptest::prop_assert!(d.difference >= 0.0 && d.interval.0 >= -margin, "{:?}", d);
+            }
+        }
+    }
+
+    #[test]
+    fn the_reported_power_shrinks_with_the_holdout_and_grows_with_disagreement() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let power = |n: usize, disagree: f64, rng: &mut ChaCha8Rng| {
+            let (c, k) = paired(n, disagree / 2.0, disagree / 2.0, rng);
+            decide(&c, &k, 0.02, 1).detectable.unwrap()
+        };
+        let (small, large) = (power(100, 0.3, &mut rng), power(400, 0.3, &mut rng));
+        assert!(large < small * 0.6, "four times the items, about half the detectable difference: {small} vs {large}");
+        assert!(power(400, 0.1, &mut rng) < large, "fewer disagreements, smaller detectable differences");
+        // 200 items disagreeing on 30%: se ≈ √0.3/√200 ≈ 0.039, so about 2.49·0.039 − 0.02 ≈ 0.076.
+        let mid = power(200, 0.3, &mut rng);
+        assert!((0.06..0.095).contains(&mid), "{mid}");
+        // No disagreement at all still claims no more than one disagreeing item would show.
+        assert!(decide(&[1.0; 50], &[1.0; 50], 0.02, 1).detectable.unwrap() >= 0.841 / 50.0);
+        assert_eq!(decide(&[1.0], &[1.0], 0.02, 1).detectable, None);
+    }
+
+    #[test]
+    fn a_true_improvement_of_the_reported_size_is_promoted_about_four_times_in_five() {
+        // The power the gate reports is checked by simulation: holdouts drawn with a true
+        // improvement equal to it are promoted in about 80% of draws.
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let (c, k) = paired(200, 0.15, 0.15, &mut rng);
+        let delta = decide(&c, &k, 0.02, 1).detectable.unwrap();
+        let trials = 120;
+        let promoted = (0..trials)
+            .filter(|t| {
+                let (c, k) = paired(200, 0.15 + delta / 2.0, 0.15 - delta / 2.0, &mut rng);
+                decide(&c, &k, 0.02, *t).promote
+            })
+            .count();
+        let rate = promoted as f64 / trials as f64;
+        assert!((0.68..0.92).contains(&rate), "promoted {promoted} of {trials} at a true improvement of {delta:.3}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! to that same answer for that same input; a correction rates the corrected answer 1 and the
 //! answer it replaced 0. Only people's opinions count ([`Voice::Person`]): an implicit signal
 //! is not a rating of the criterion, and a model's feedback is nobody's opinion. People whose
-//! [trust] is below [`DEFAULT_MIN_TRUST`] are not heard, and each rating counts
+//! [trust] (judged against reviewers, other users and the round's holdout) is below
+//! [`DEFAULT_MIN_TRUST`] are not heard, and each rating counts
 //! by its rater's trust weight (log-odds), so a reliable rater outweighs a doubtful one.
 
 use std::collections::{BTreeMap, HashMap};
@@ -46,8 +47,9 @@ pub struct StoredRatings {
 
 impl StoredRatings {
     /// The ratings under `criterion` (a declared `bool` or bounded score feedback of `dag`)
-    /// and every correction, read from `runs`.
-    pub fn from_runs(runs: &[StoredRun], dag: &Dag, criterion: &str) -> Result<StoredRatings, LearnError> {
+    /// and every correction, read from `runs`; `reference` (human-labelled holdout examples)
+    /// helps judge the raters' trust.
+    pub fn from_runs(runs: &[StoredRun], dag: &Dag, criterion: &str, reference: &[Example]) -> Result<StoredRatings, LearnError> {
         let Some(spec) = dag.feedback().iter().find(|f| f.name == criterion) else {
             let declared: Vec<&str> = dag.feedback().iter().map(|f| f.name.as_str()).collect();
             return Err(LearnError::UnknownCriterion { criterion: criterion.to_string(), declared: declared.join(", ") });
@@ -57,7 +59,7 @@ impl StoredRatings {
         }
         let inputs: Vec<String> = dag.inputs().iter().map(|f| f.name.clone()).collect();
         let outputs: Vec<String> = dag.outputs().iter().map(|f| f.name.clone()).collect();
-        let table = trust::of_runs(runs, dag, &[]);
+        let table = trust::of_runs(runs, dag, reference);
         let mut ratings: HashMap<(String, String), (f64, f64)> = HashMap::new();
         let mut add = |input: &str, answer: String, score: f64, weight: f64| {
             let e = ratings.entry((input.to_string(), answer)).or_insert((0.0, 0.0));
@@ -191,7 +193,7 @@ mod tests {
                 vec![("stars", FeedbackPayload::Score(5.0), FeedbackSource::Model), ("stars", FeedbackPayload::Score(5.0), FeedbackSource::Implicit)],
             ),
         ];
-        let r = StoredRatings::from_runs(&runs, &dag(), "stars").unwrap();
+        let r = StoredRatings::from_runs(&runs, &dag(), "stars", &[]).unwrap();
         let rate = |t: &str, m: &str| r.rate("stars", &ex(t), &answer(m)).unwrap();
         assert!((rate("x", "a") - (1.0 + 0.25) / 2.0).abs() < 1e-12);
         assert_eq!(rate("x", "b"), 0.0);
@@ -202,7 +204,7 @@ mod tests {
     #[test]
     fn a_correction_rates_the_corrected_answer_one_and_the_replaced_answer_zero() {
         let runs = [run("x", "a", vec![("correction", FeedbackPayload::Correction(json!({ "mood": "b" })), FeedbackSource::User)])];
-        let r = StoredRatings::from_runs(&runs, &dag(), "stars").unwrap();
+        let r = StoredRatings::from_runs(&runs, &dag(), "stars", &[]).unwrap();
         assert_eq!(r.rate("stars", &ex("x"), &answer("b")).unwrap(), 1.0);
         assert_eq!(r.rate("stars", &ex("x"), &answer("a")).unwrap(), 0.0);
         assert_eq!(r.rated(), 2);
@@ -210,9 +212,9 @@ mod tests {
 
     #[test]
     fn an_undeclared_or_unbounded_criterion_is_refused_by_name() {
-        let e = StoredRatings::from_runs(&[], &dag(), "helpfulness").unwrap_err().to_string();
+        let e = StoredRatings::from_runs(&[], &dag(), "helpfulness", &[]).unwrap_err().to_string();
         assert!(e.contains("`helpfulness`") && e.contains("stars"), "{e}");
-        let e = StoredRatings::from_runs(&[], &dag(), "open").unwrap_err().to_string();
+        let e = StoredRatings::from_runs(&[], &dag(), "open", &[]).unwrap_err().to_string();
         assert!(e.contains("`open`") && e.contains("no range"), "{e}");
     }
 
@@ -244,7 +246,7 @@ mod tests {
             })
             .collect();
         runs.push(stored_run("z", "p", "z", "b", vec![by("lz", "a", FeedbackSource::User, "liar")]));
-        let r = StoredRatings::from_runs(&runs, &dag(), "stars").unwrap();
+        let r = StoredRatings::from_runs(&runs, &dag(), "stars", &[]).unwrap();
         assert_eq!(r.rate("stars", &ex("z"), &answer("a")).unwrap(), UNRATED, "the liar's correction alone rates nothing");
         assert_eq!(r.rate("stars", &ex("shared 0"), &answer("b")).unwrap(), 1.0, "the trusted agree");
         assert_eq!(r.rate("stars", &ex("shared 0"), &answer("a")).unwrap(), 0.0);

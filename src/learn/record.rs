@@ -71,6 +71,17 @@ pub struct VersionRecord {
     pub margin: Option<f64>,
     /// Holdout items compared.
     pub holdout_items: usize,
+    /// Of them, the frozen holdout file's and the ones the store grew it by (held-out
+    /// corrections and reviewed runs); absent in records of earlier loopc versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout_frozen: Option<usize>,
+    /// See [`VersionRecord::holdout_frozen`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout_grown: Option<usize>,
+    /// The gate's power on them: the smallest true improvement it promotes with 80%
+    /// probability ([`super::gate::detectable`]); absent in records of earlier loopc versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detectable: Option<f64>,
     /// The candidate's score on its dev rows.
     pub dev_score: Option<f64>,
     /// SHA-256 of the dataset snapshot it learned from.
@@ -106,6 +117,9 @@ impl VersionRecord {
             interval: Some(decision.interval),
             margin: Some(decision.margin),
             holdout_items: decision.items,
+            holdout_frozen: Some(decision.frozen),
+            holdout_grown: Some(decision.grown),
+            detectable: decision.detectable,
             dev_score: Some(dev_score),
             dataset_sha256: Some(data.sha256.clone()),
             gold_rows: data.gold_rows(),

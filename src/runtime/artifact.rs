@@ -210,6 +210,27 @@ pub struct LearnedFrom {
     pub feedback_ids: Vec<String>,
     /// For each step, where each of its demos came from, in demo order.
     pub demo_sources: BTreeMap<String, Vec<DemoSource>>,
+    /// Users whose feedback the round left out for low trust, and why (absent in artifacts
+    /// learned before trust was estimated, and when nobody was left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A user whose feedback a use of the store (a learning round's data, memory, the `human(..)`
+/// metric) left out for low trust, as decisions and artifacts record it. Learning estimates it
+/// (`learn::trust`); the artifact only carries it, so `loopc why` can say whose feedback a
+/// version did not learn from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LeftOut {
+    /// SHA-256 of the user's id (what `forget` looks for; the dashboard shows ids and trust).
+    pub user_sha256: String,
+    /// Their estimated trust.
+    pub trust: f64,
+    /// Why, in a sentence: the trust and what it rests on.
+    pub reason: String,
+    /// Pieces of their feedback left out.
+    pub feedback: usize,
 }
 
 /// What kind of stored row a demo came from.

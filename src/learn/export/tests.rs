@@ -184,3 +184,77 @@ fn a_user_who_contradicts_reviewers_and_users_is_left_out_and_the_export_says_wh
     let all = from_runs(&with_a_contrarian(), &dag(), &ExportOptions { min_trust: 0.0, ..ExportOptions::default() });
     assert!(all.left_out.is_empty() && labels(&all.train).iter().any(|(t, _, _)| t == "only the contrarian saw this"));
 }
+
+#[test]
+fn the_holdout_judges_trust_in_the_export_and_a_user_who_contradicts_it_is_left_out() {
+    // Nobody else answered these inputs: only the holdout's labels can show the user is wrong.
+    let runs: Vec<StoredRun> = (0..5)
+        .map(|i| run(&format!("r{i}"), &format!("held {i}"), "happy", vec![correction(&format!("f{i}"), "happy", FeedbackSource::User, "liar", 2)]))
+        .chain([run("own", "the liar's own input", "sad", vec![correction("f-own", "happy", FeedbackSource::User, "liar", 3)])])
+        .collect();
+    let reference: Vec<Example> = (0..5)
+        .map(|i| Example { origin: format!("holdout:{i}"), fields: json!({ "text": format!("held {i}"), "mood": "sad" }).as_object().cloned().unwrap() })
+        .collect();
+    let without = from_runs(&runs, &dag(), &ExportOptions::default());
+    assert!(without.left_out.is_empty() && without.train.len() == 6, "with nothing to compare, the prior keeps them: {:?}", without.left_out);
+    let with = from_runs(&runs, &dag(), &ExportOptions { reference, ..ExportOptions::default() });
+    assert!(with.train.is_empty(), "{:?}", labels(&with.train));
+    assert_eq!(with.left_out.len(), 1);
+    let l = &with.left_out[0];
+    assert_eq!((l.user_sha256.as_str(), l.feedback), (crate::fs::sha256_hex(b"liar").as_str(), 6));
+    assert!(l.trust < 0.5 && l.reason.contains("the holdout on 0 of 5"), "{l:?}");
+}
+
+/// Forty runs, each corrected by a user; every other one also reviewed (a reviewer's correction
+/// to `sad`, or a reviewer's thumbs-up of the run's answer); and for each reviewed input a later
+/// run on the same input that only a user corrected.
+fn reviewed_runs() -> Vec<StoredRun> {
+    let mut runs = Vec::new();
+    for i in 0..40 {
+        let text = format!("text {i}");
+        let mut feedback = vec![correction(&format!("u{i}"), "happy", FeedbackSource::User, "u", 2)];
+        if i % 2 == 0 {
+            feedback.push(match i % 4 {
+                0 => correction(&format!("a{i}"), "sad", FeedbackSource::Annotation, "ann", 3),
+                _ => fb(&format!("a{i}"), "thumbs", FeedbackPayload::Score(1.0), FeedbackSource::Annotation, "ann", 3),
+            });
+            runs.push(run(&format!("again{i}"), &text, "happy", vec![correction(&format!("v{i}"), "happy", FeedbackSource::User, "v", 4)]));
+        }
+        runs.push(run(&format!("r{i}"), &text, "sad", feedback));
+    }
+    runs
+}
+
+#[test]
+fn a_grown_holdout_item_is_never_in_the_exported_training_data() {
+    let runs = reviewed_runs();
+    // Everyone counts here (the users contradict the reviewer on purpose).
+    let options = ExportOptions { review_holdout_share: 0.5, min_trust: 0.0, ..ExportOptions::default() };
+    let e = from_runs(&runs, &dag(), &options);
+    // About half the 20 reviewed runs are held out (by their id), the rest stay training data.
+    assert!((4..=16).contains(&e.grown.len()), "{}", e.grown.len());
+    let grown: Vec<&Value> = e.grown.iter().map(|r| &r.inputs["text"]).collect();
+    for row in e.train.iter().chain(&e.negatives) {
+        assert!(!grown.contains(&&row.inputs["text"]), "{:?} is held out and exported to learn from", row.inputs);
+    }
+    // Each grown item carries its reviewer's answer (a correction, or the answer approved) and
+    // only the reviewer's feedback; a user's answer on the same input does not count.
+    for row in &e.grown {
+        let i: usize = row.inputs["text"].as_str().unwrap()[5..].parse().unwrap();
+        assert_eq!(row.outputs["mood"], "sad", "{row:?}");
+        assert!(in_holdout(&row.provenance.run_ids[0], 0.5) && row.provenance.run_ids[0] == format!("r{i}"));
+        assert_eq!((row.provenance.users.clone(), row.provenance.source.as_str()), (vec!["ann".to_string()], "annotation"));
+        assert_eq!(row.provenance.feedback_ids, [format!("a{i}")]);
+    }
+    // Every reviewed input not held out is still learned from; unreviewed ones are untouched.
+    assert_eq!(e.train.len() + e.grown.len(), 40);
+    // The assignment is by the run's id: the same runs fall the same way in every later export.
+    let mut later = runs.clone();
+    later.push(run("new", "text new", "sad", vec![correction("a-new", "happy", FeedbackSource::Annotation, "ann", 9)]));
+    let again = from_runs(&later, &dag(), &options);
+    let kept: Vec<&Value> = again.grown.iter().map(|r| &r.inputs["text"]).filter(|t| **t != "text new").collect();
+    assert_eq!(kept, grown);
+    // Without the share, nothing is held out and every input is learned from.
+    let none = from_runs(&runs, &dag(), &ExportOptions { min_trust: 0.0, ..ExportOptions::default() });
+    assert!(none.grown.is_empty() && none.train.len() == 40);
+}

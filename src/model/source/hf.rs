@@ -65,15 +65,6 @@ pub fn ggufs_in(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Finds `ORG/NAME[:FILE]` in the hub cache.
-pub fn find(spec: &str) -> Result<HubGguf, ModelError> {
-    let cache = cache_dir().ok_or_else(|| ModelError::UnknownModel {
-        name: format!("hf:{spec}"),
-        hint: "no Hugging Face cache directory is known here; set HF_HUB_CACHE".into(),
-    })?;
-    find_in(&cache, spec)
-}
-
 /// Finds `ORG/NAME[:FILE]` in the hub cache at `cache`.
 pub fn find_in(cache: &Path, spec: &str) -> Result<HubGguf, ModelError> {
     let unknown = |hint: String| ModelError::UnknownModel { name: format!("hf:{spec}"), hint };

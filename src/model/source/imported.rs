@@ -147,6 +147,22 @@ pub fn origin_of(dir: &Path) -> Option<String> {
     v.get("origin").and_then(|o| o.as_str()).map(str::to_string)
 }
 
+/// The GGUF file an imported model directory was converted from, when it is still there with
+/// the size it had; otherwise why not (a sentence fragment naming the directory).
+pub fn recorded_gguf(dir: &Path) -> Result<PathBuf, String> {
+    let record: Option<serde_json::Value> = std::fs::read(dir.join(SOURCE_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(record) = record else {
+        return Err(format!("`{}` is a converted model directory that records no GGUF it came from", dir.display()));
+    };
+    let path = record.get("path").and_then(|p| p.as_str()).map(PathBuf::from);
+    let bytes = record.get("gguf_bytes").and_then(|b| b.as_u64());
+    match (path, bytes) {
+        (Some(path), Some(bytes)) if std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == bytes) => Ok(path),
+        (Some(path), Some(_)) => Err(format!("the GGUF `{}` that `{}` was imported from is gone or has changed", path.display(), dir.display())),
+        _ => Err(format!("`{}` records no GGUF path it came from", dir.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,15 +67,6 @@ pub fn split_name(spec: &str) -> (String, String) {
     }
 }
 
-/// Finds `NAME[:TAG]` in the store.
-pub fn find(spec: &str) -> Result<OllamaModel, ModelError> {
-    let store = store().ok_or_else(|| ModelError::UnknownModel {
-        name: format!("ollama:{spec}"),
-        hint: "no Ollama store was found: set OLLAMA_MODELS to its models directory (where `manifests/` and `blobs/` are)".into(),
-    })?;
-    find_in(&store, spec)
-}
-
 /// Finds `NAME[:TAG]` in the store at `store`.
 pub fn find_in(store: &Path, spec: &str) -> Result<OllamaModel, ModelError> {
     let (name, tag) = split_name(spec);

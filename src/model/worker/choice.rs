@@ -16,7 +16,7 @@ use crate::model::bounds::{ChoiceBounds, Search};
 use crate::model::error::ModelError;
 use crate::model::local::{ChoiceScores, Shared};
 use crate::model::sampling::log_prob;
-use crate::model::session::{self, Decoder, Past};
+use crate::model::session::{self, Decoder, Keep, Past};
 
 /// Scores every job (each at its item of `fwd`) and answers it.
 pub(crate) fn score(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, jobs: Vec<(usize, ChoiceJob)>, cached: usize) {
@@ -183,7 +183,7 @@ fn bounded(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, r: usize, job: &Ch
             tree.extend(nodes.iter().map(|&o| choices.sees(n, o)));
         }
         let want: Vec<(usize, usize)> = (0..s).map(|i| (0, i)).collect();
-        let out = dec.forward_tree(1, ids, mask, positions, past, &want, Some(tree))?;
+        let out = dec.forward_tree(1, ids, mask, positions, past, &want, Some(tree), Keep::Cache)?;
         shared.count_pass(1, s, 0);
         for (&n, logits) in nodes.iter().zip(&out.logits) {
             search.feed(n, logits);

@@ -35,7 +35,7 @@ use super::error::ModelError;
 use super::grammar::Constraint;
 use super::local::{ChoiceScores, Finish, Generation, Shared};
 use super::sampling::{Sampler, Sampling};
-use super::session::Decoder;
+use super::session::{Decoder, Keep};
 
 /// Where a job's answer goes: an async task's oneshot, or a blocked thread's channel.
 pub(crate) enum Reply<T> {
@@ -281,6 +281,9 @@ impl Worker {
         // ones, whose trees are fed on top of their own row, keep a row each).
         let bounded = |j: &Job| matches!(j, Job::Choose(c) if c.bounds.is_some());
         let packing = !generating && self.shared.tree && opts.cross_request && !self.waiting.iter().any(bounded);
+        // A pass of choices scored in one go keeps no keys and values (see `prefill`): only its
+        // rows' prefix copies stay for the whole pass, under a budget of their own.
+        let budget = if generating || !self.shared.tree { opts.kv_budget_tokens } else { opts.choice_kv_budget_tokens };
         let mut free_slots = max_rows.saturating_sub(self.batch.alive());
         let mut taken: Vec<Job> = Vec::new();
         let (mut new_tokens, mut longest, mut answer) = (0usize, 0usize, 0usize);
@@ -307,7 +310,7 @@ impl Worker {
             let row_len = if packing { PACK_LEN.max(l) } else { l };
             let pass_kv = rows * (group.len() + row_len);
             let batch_kv = if generating { self.batch.kv_after_join(taken.len() + 1, group.len() + l + a) } else { 0 };
-            let fits = new_tokens + len <= opts.max_batch_tokens && rows <= max_rows && pass_kv.max(batch_kv) <= opts.kv_budget_tokens;
+            let fits = new_tokens + len <= opts.max_batch_tokens && rows <= max_rows && pass_kv.max(batch_kv) <= budget;
             // The first job always goes, even alone over the budget: it has to run sometime.
             if !taken.is_empty() && (!fits || !opts.cross_request) {
                 break;
@@ -348,7 +351,14 @@ impl Worker {
         let skip = prefix.as_ref().map_or(0, |p| p.len);
         let items: Vec<Item<'_>> = jobs.iter().filter_map(|j| j.prompt().map(|p| Item { suffix: &p.ids[skip..], tree: self.tree_of(j) })).collect();
         let (order, rows) = if packing { pack(items) } else { ((0..items.len()).collect(), items.into_iter().map(|it| vec![it]).collect()) };
-        let fwd = match pass::first_pass(&mut self.decoder, &shared, &rows, prefix.as_deref()) {
+        // The pass's keys and values are needed afterwards only by generations (which join
+        // the decode batch) and by choices scored in a second pass (models without a tree
+        // mask) or fed their trees afterwards (bounded ones); a pass of choices scored in one go
+        // does without, which bounds its memory by one layer's keys and values instead of every
+        // layer's.
+        let continued = jobs.iter().any(|j| matches!(j, Job::Generate(_)) || matches!(j, Job::Choose(c) if c.bounds.is_some()));
+        let keep = if continued || !shared.tree { Keep::Cache } else { Keep::LogitsOnly };
+        let fwd = match pass::first_pass(&mut self.decoder, &shared, &rows, prefix.as_deref(), keep) {
             Ok(f) => f,
             Err(e) => return fail_all(jobs, &e),
         };

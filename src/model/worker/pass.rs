@@ -8,7 +8,7 @@ use ort::value::DynValue;
 use super::trie::Choices;
 use crate::model::error::ModelError;
 use crate::model::local::Shared;
-use crate::model::session::{self, Decoder, Past};
+use crate::model::session::{self, Decoder, Keep, Past};
 
 /// A computed prefix: its keys and values (a batch of one, `2 * layers` buffers) and length.
 pub(crate) struct PrefixEntry {
@@ -80,7 +80,8 @@ pub(crate) struct ItemOut {
 pub(crate) struct Prefill {
     /// Per item, in row order.
     pub items: Vec<ItemOut>,
-    /// `present.*` of the pass: `[rows, heads, total, head_dim]` per layer, keys then values.
+    /// `present.*` of the pass: `[rows, heads, total, head_dim]` per layer, keys then values
+    /// (empty for a pass that nothing continues, see [`Keep`]).
     pub present: Vec<DynValue>,
     /// The attention mask, `[rows, total]`.
     pub mask: Vec<i64>,
@@ -96,8 +97,8 @@ pub(crate) struct Prefill {
 /// after left padding, so the LM head runs on that tail only. Items share a row's prefix
 /// copy; the tree mask keeps each item to the prefix and its own tokens (and a node to its
 /// ancestors), and position ids are each item's own, so packing changes nothing an item
-/// computes. Padding is masked out.
-pub(crate) fn first_pass(dec: &mut Decoder, shared: &Shared, rows: &[Vec<Item<'_>>], prefix: Option<&PrefixEntry>) -> Result<Prefill, ModelError> {
+/// computes. Padding is masked out. The keys and values come back only when `keep` asks.
+pub(crate) fn first_pass(dec: &mut Decoder, shared: &Shared, rows: &[Vec<Item<'_>>], prefix: Option<&PrefixEntry>, keep: Keep) -> Result<Prefill, ModelError> {
     let b = rows.len();
     let used = |row: &[Item<'_>]| row.iter().map(Item::len).sum::<usize>();
     let s = rows.iter().map(|r| used(r)).max().unwrap_or(0);
@@ -152,7 +153,7 @@ pub(crate) fn first_pass(dec: &mut Decoder, shared: &Shared, rows: &[Vec<Item<'_
         None => Past::Empty,
         Some(e) => Past::Host { buffers: e.kv.iter().map(|layer| layer.repeat(b)).collect(), len: e.len },
     };
-    let fwd = dec.forward_tree(b, ids, mask.clone(), positions, past, &want, tree_mask)?;
+    let fwd = dec.forward_tree(b, ids, mask.clone(), positions, past, &want, tree_mask, keep)?;
     let new_tokens = rows.iter().map(|r| used(r)).sum();
     shared.count_pass(b, new_tokens, p * b);
     let mut out = fwd.logits.into_iter();
@@ -215,7 +216,7 @@ pub(crate) fn logits_at(dec: &mut Decoder, shared: &Shared, tokens: &[u32], posi
     }
     let ids = tokens.iter().map(|&t| i64::from(t)).collect();
     let want: Vec<(usize, usize)> = positions.iter().map(|&p| (0, p)).collect();
-    let fwd = dec.forward(1, ids, vec![1; n], (0..n as i64).collect(), Past::Empty, &want)?;
+    let fwd = dec.forward_tree(1, ids, vec![1; n], (0..n as i64).collect(), Past::Empty, &want, None, Keep::LogitsOnly)?;
     shared.count_pass(1, n, 0);
     Ok(fwd.logits)
 }

@@ -447,6 +447,8 @@ async fn the_final_choice_of_the_program_as_written_does_not_depend_on_how_many_
 struct Pruning {
     inner: Arc<Scoring>,
     pruned: AtomicU64,
+    /// Calls that came bounded (whether or not a label could be dropped).
+    bounded: AtomicU64,
 }
 
 impl Backend for Pruning {
@@ -473,6 +475,7 @@ impl Backend for Pruning {
         bounds: Arc<crate::model::ChoiceBounds>,
     ) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
         Box::pin(async move {
+            self.bounded.fetch_add(calls.len() as u64, Ordering::Relaxed);
             let mut out = self.inner.choose(calls, labels).await?;
             let adjusted = |m: &[crate::model::Adjust], c: usize, s: f32, n: u32| {
                 let a = m[c];
@@ -501,48 +504,90 @@ impl Backend for Pruning {
     }
 }
 
-#[tokio::test]
-async fn pruning_the_search_candidates_labels_ships_the_same_artifact_as_scoring_them_all() {
-    // A model biased toward `billing` and wrong on a quarter of the tickets: every mode has
-    // something to weigh.
-    let biased = |user: &str, labels: &[String]| -> Vec<f32> {
-        let odd = user.bytes().map(u32::from).sum::<u32>() % 4 == 0;
-        labels
-            .iter()
-            .map(|l| {
-                if user.contains(&format!("kw-{l}")) != odd {
-                    -1.0
-                } else if l == "billing" {
-                    -0.6
-                } else {
-                    -2.5 - l.len() as f32 / 10.0
-                }
-            })
-            .collect()
-    };
+/// A model biased toward `billing` and wrong on a quarter of the tickets: every mode has
+/// something to weigh.
+fn biased_a_quarter(user: &str, labels: &[String]) -> Vec<f32> {
+    let odd = user.bytes().map(u32::from).sum::<u32>() % 4 == 0;
+    labels
+        .iter()
+        .map(|l| {
+            if user.contains(&format!("kw-{l}")) != odd {
+                -1.0
+            } else if l == "billing" {
+                -0.6
+            } else {
+                -2.5 - l.len() as f32 / 10.0
+            }
+        })
+        .collect()
+}
+
+/// Compiles the tickets program on `train` and `dev` examples with every label scored and
+/// with pruning; returns both artifacts and how many of the pruning compile's calls came
+/// bounded.
+async fn compiled_full_and_pruned(train: usize, dev: usize) -> (crate::runtime::artifact::Artifact, crate::runtime::artifact::Artifact, u64) {
     let mut artifacts = Vec::new();
+    let mut bounded = 0;
     for prune in [false, true] {
-        let backend = Arc::new(Pruning { inner: Arc::new(Scoring { calls: AtomicU64::new(0), scores: biased }), pruned: AtomicU64::new(0) });
+        let backend = Arc::new(Pruning {
+            inner: Arc::new(Scoring { calls: AtomicU64::new(0), scores: biased_a_quarter }),
+            pruned: AtomicU64::new(0),
+            bounded: AtomicU64::new(0),
+        });
         let program = Program::with_backends(&engine(), dag(), vec![backend.clone() as Arc<dyn Backend>], RunOptions::default()).unwrap();
         let mut job = job(program, SRC, 0, 0, plan(OptimizerKind::BootstrapRandomSearch, 4));
-        job.train = tickets("train", 40, thirds);
-        job.dev = tickets("dev", 30, thirds);
+        job.train = tickets("train", train, thirds);
+        job.dev = tickets("dev", dev, thirds);
         job.plan.candidates = 3;
         job.plan.prune_labels = prune;
         let a = compile(job).await.unwrap();
-        assert_eq!(backend.pruned.load(Ordering::Relaxed) > 0, prune, "labels were dropped only when pruning");
+        if prune {
+            bounded = backend.bounded.load(Ordering::Relaxed);
+            assert_eq!(backend.pruned.load(Ordering::Relaxed) > 0, bounded > 0, "bounded calls dropped labels");
+        } else {
+            assert_eq!(backend.bounded.load(Ordering::Relaxed), 0, "no call bounded without pruning");
+        }
         assert_eq!(a.provenance.model_calls, backend.inner.calls.load(Ordering::Relaxed));
         artifacts.push(a);
     }
-    let (full, pruned) = (&artifacts[0], &artifacts[1]);
-    // The learned bias is fitted (cross-validated) for both finalists: a pruned score reaching
-    // a fit would move its entrants' means.
-    let fitted = full.provenance.selection.as_ref().map_or(0, |s| s.entrants.iter().filter(|e| e.scoring == "learned_bias").count());
-    assert_eq!(fitted, 2, "{:?}", full.provenance.selection);
+    let pruned = artifacts.pop().unwrap();
+    (artifacts.pop().unwrap(), pruned, bounded)
+}
+
+fn assert_same_artifact(full: &crate::runtime::artifact::Artifact, pruned: &crate::runtime::artifact::Artifact) {
     assert_eq!(pruned.steps, full.steps, "the same demos, template and fitted numbers");
     assert_eq!(pruned.provenance.selection, full.provenance.selection);
     assert_eq!(pruned.provenance.candidates, full.provenance.candidates);
     assert_eq!((pruned.provenance.baseline_score, pruned.provenance.final_score), (full.provenance.baseline_score, full.provenance.final_score));
-    // The search's finalist is run on dev again, every label scored: 30 calls more.
-    assert_eq!(pruned.provenance.model_calls, full.provenance.model_calls + 30);
+    // Pruning changes how much of each call's labels is scored, never which calls are made.
+    assert_eq!(pruned.provenance.model_calls, full.provenance.model_calls);
+}
+
+fn learned_bias_entrants(a: &crate::runtime::artifact::Artifact) -> usize {
+    a.provenance.selection.as_ref().map_or(0, |s| s.entrants.iter().filter(|e| e.scoring == "learned_bias").count())
+}
+
+#[tokio::test]
+async fn with_enough_examples_per_label_the_learned_bias_is_fitted_on_full_scores_and_pruning_changes_nothing() {
+    // 70 examples over 3 labels: the learned bias is a mode; the runs it may be fitted to
+    // score every label, so only the search's minibatch trials (none here) are pruned.
+    let (full, pruned, bounded) = compiled_full_and_pruned(40, 30).await;
+    assert_eq!(bounded, 0);
+    // Fitted (cross-validated) for both finalists: a pruned score reaching a fit would move
+    // its entrants' means.
+    assert_eq!(learned_bias_entrants(&full), 2, "{:?}", full.provenance.selection);
+    assert_same_artifact(&full, &pruned);
+}
+
+#[tokio::test]
+async fn with_few_examples_per_label_every_run_but_the_content_free_ones_is_pruned_and_ships_the_same_artifact() {
+    // 21 examples over 3 labels (7 each): no learned bias, so the program as written, the
+    // bootstrap, the search and the finalists all drop labels, and what ships is the same.
+    let (full, pruned, bounded) = compiled_full_and_pruned(12, 9).await;
+    assert_eq!(learned_bias_entrants(&full), 0, "{:?}", full.provenance.selection);
+    assert!(full.provenance.selection.as_ref().is_some_and(|s| s.entrants.iter().any(|e| e.scoring == "calibrated")));
+    // Every call but the three content-free inputs of each whole-dev candidate came bounded.
+    let whole_dev = pruned.provenance.candidates.len() as u64;
+    assert_eq!(bounded, pruned.provenance.model_calls - 3 * whole_dev, "{:?}", pruned.provenance.candidates);
+    assert_same_artifact(&full, &pruned);
 }

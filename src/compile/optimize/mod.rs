@@ -235,8 +235,10 @@ struct Search<'j, 'a> {
     /// A classification program's label step (see [`choose`]), whose scores the final
     /// choice rescores.
     label: Option<choose::LabelStep>,
-    /// The program as written: a finalist whatever happens, so it is always scored in full.
-    baseline: Params,
+    /// Whether the learned bias is a scoring mode of the final choice (enough examples per
+    /// label, see [`choose::learned_bias_fits`]): fitted to every label's raw score, it keeps
+    /// the runs it may be fitted to from pruning labels.
+    learned_bias: bool,
 }
 
 impl Search<'_, '_> {
@@ -288,32 +290,49 @@ impl Search<'_, '_> {
 
 impl Search<'_, '_> {
     /// How a candidate's labels are scored, and (for a whole-dev candidate of a
-    /// classification program) its raw scores for the content-free inputs, scored first so
-    /// that the calibrated sum is among the modes its pruned choices decide exactly.
+    /// classification program whose final choice has no learned bias) its raw scores for the
+    /// content-free inputs, scored first so that the calibrated sum is among the modes its
+    /// pruned choices decide exactly.
     ///
-    /// Every label's raw score is needed only where a mode is fitted to them (the learned
-    /// bias of the final choice, cross-validated): the program as written, which is always a
-    /// finalist, is scored in full; the finalist from the search is scored again in full (see
-    /// [`choose`]). A search candidate is ranked by the sum, the per-token mean and the
-    /// calibrated sum, whose decisions a pruned choice gets exactly; a minibatch trial by its
-    /// metric under its own scoring.
+    /// When the learned bias is a mode, it is fitted to every label's raw score, and any
+    /// whole-dev candidate may be a finalist: those score every label (and take their
+    /// content-free scores only if they become finalists). Otherwise no mode needs more than
+    /// the winners of the sum, the per-token mean and the calibrated sum, and every run is
+    /// pruned, the program as written included. A minibatch trial is judged by its metric
+    /// under its own scoring: pruned either way.
     async fn pruning(&self, params: &Params, minibatch: bool) -> (LabelPruning, Vec<Vec<f32>>) {
         let job = self.job;
-        let Some(step) = self.label.as_ref() else { return (LabelPruning::default(), Vec::new()) };
-        let prune = job.plan.prune_labels && *params != self.baseline;
+        if self.label.is_none() {
+            return (LabelPruning::default(), Vec::new());
+        }
         if minibatch {
-            let p = if prune { LabelPruning::default() } else { LabelPruning::Off };
+            let p = if job.plan.prune_labels { LabelPruning::default() } else { LabelPruning::Off };
             return (p, Vec::new());
         }
-        let rows = choose::content_free(self, job.program.dag(), step, params).await;
-        if !prune {
-            return (LabelPruning::Off, rows);
+        if self.learned_bias {
+            return (LabelPruning::Off, Vec::new());
+        }
+        let rows = match &self.label {
+            Some(step) => choose::content_free(self, job.program.dag(), step, params).await,
+            None => Vec::new(),
+        };
+        (self.label_pruning(&rows), rows)
+    }
+
+    /// How a run of the final choice (or the bootstrap) of a configuration whose content-free
+    /// scores are `content_free` scores labels: pruned, the winners under the sum, the
+    /// per-token mean and the calibrated sum exact, unless the learned bias is a mode or the
+    /// plan asks for every label.
+    fn label_pruning(&self, content_free: &[Vec<f32>]) -> LabelPruning {
+        let Some(step) = self.label.as_ref() else { return LabelPruning::default() };
+        if self.learned_bias || !self.job.plan.prune_labels {
+            return LabelPruning::Off;
         }
         let mut also = vec![LabelScoring::Sum, LabelScoring::LengthNormalized];
-        if let Some(content_free) = crate::runtime::scoring::content_free(&step.labels, &rows) {
+        if let Some(content_free) = crate::runtime::scoring::content_free(&step.labels, content_free) {
             also.push(LabelScoring::Calibrated { content_free });
         }
-        (LabelPruning::Decision { also }, rows)
+        LabelPruning::Decision { also }
     }
 }
 
@@ -334,8 +353,8 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
     let scores_labels = |s: &choose::LabelStep| job.program.executor().backends().get(dag.step(s.id).model.0).is_some_and(|b| b.supports_choice());
     let label_step = choose::LabelStep::of(&dag).filter(|s| !job.metric.needs_model() && scores_labels(s));
     if label_step.is_some() {
-        // Its runs keep every label's raw score, but for the search candidates (see
-        // `Search::pruning`).
+        // Its runs keep every label's raw score unless told otherwise (see
+        // `Search::pruning` and `Search::label_pruning`).
         job.program = job.program.with_label_pruning(LabelPruning::Off);
     }
     let job = job;
@@ -350,7 +369,7 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
         best: None,
         whole: Vec::new(),
         label: label_step.clone(),
-        baseline: baseline_params.clone(),
+        learned_bias: label_step.as_ref().is_some_and(|s| s.learned_bias_fits(&job.dev.examples, &job.train.examples)),
     };
     let baseline = search.score(baseline_params.clone(), "the program as written", None).await?;
     if baseline.cut_short {
@@ -362,7 +381,11 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
         params.extend(warm.iter().filter(|(s, _)| steps.contains(s)).map(|(s, p)| (s.clone(), p.clone())));
         search.score(params, "warm start: the current artifact", None).await?;
     }
-    let (pools, baseline_train) = demo_pools(&job, &dag, &steps, &baseline_params, &mut rng).await?;
+    // The bootstrap's runs of the program as written are its training rows in the final
+    // choice: pruned as its dev runs are.
+    let baseline_cf = search.whole.iter().find(|(_, p, _, _)| *p == baseline_params).map(|(_, _, _, cf)| cf.clone()).unwrap_or_default();
+    let boot_pruning = if label_step.is_some() { search.label_pruning(&baseline_cf) } else { LabelPruning::default() };
+    let (pools, baseline_train) = demo_pools(&job, &dag, &steps, &baseline_params, boot_pruning, &mut rng).await?;
     let proposed = search_candidates(&mut search, &pools, &baseline_params, &mut rng).await?;
 
     if let Some(step) = &label_step {
@@ -403,8 +426,16 @@ fn compiled_steps(job: &Job<'_>, dag: &Dag) -> Result<Vec<String>, CompileError>
 
 /// The demo pools: labelled demos from every training example, in a seeded order, and
 /// bootstrapped ones from the passing training runs of the teacher (or the program as
-/// written), with those runs when they are the program's own.
-async fn demo_pools(job: &Job<'_>, dag: &Dag, steps: &[String], baseline: &Params, rng: &mut ChaCha8Rng) -> Result<(Pools, BaselineTrain), CompileError> {
+/// written), with those runs when they are the program's own (their labels scored as
+/// `pruning` says).
+async fn demo_pools(
+    job: &Job<'_>,
+    dag: &Dag,
+    steps: &[String],
+    baseline: &Params,
+    pruning: LabelPruning,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Pools, BaselineTrain), CompileError> {
     let plan = &job.plan;
     let mut train_order: Vec<&Example> = job.train.examples.iter().collect();
     train_order.shuffle(rng);
@@ -421,7 +452,8 @@ async fn demo_pools(job: &Job<'_>, dag: &Dag, steps: &[String], baseline: &Param
     let teacher = match plan.teacher {
         Some(m) => job.program.on_model(m).with_params(by_id(dag, baseline)),
         None => job.program.with_params(by_id(dag, baseline)),
-    };
+    }
+    .with_label_pruning(pruning);
     let tick = || (job.progress)(Event::Run);
     let e = evaluate(&teacher, &owned, &job.metric, plan.concurrency, &job.budget, &tick).await?;
     for (i, score) in e.scores.iter().enumerate() {

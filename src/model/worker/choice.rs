@@ -8,7 +8,8 @@
 //!
 //! A bounded choice (only the decision wanted) carries no tree in the prompt's pass: its tree
 //! is fed afterwards, best first and a few nodes per pass, as far as its bounds need (see
-//! `bounds.rs`).
+//! `bounds.rs`). The bounded choices of one prompt pass are expanded together: each pass
+//! carries the next nodes of every prompt still unsettled, one row per prompt.
 
 use super::pass::Prefill;
 use super::ChoiceJob;
@@ -20,20 +21,29 @@ use crate::model::session::{self, Decoder, Keep, Past};
 
 /// Scores every job (each at its item of `fwd`) and answers it.
 pub(crate) fn score(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, jobs: Vec<(usize, ChoiceJob)>, cached: usize) {
-    // Bounded choices feed their own trees now, job by job; the others are scored together.
+    // Bounded choices feed their trees now, together; the others are scored together.
     let (bounded_jobs, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(_, j)| j.bounds.is_some() && shared.tree);
-    for (r, job) in bounded_jobs {
-        let answer =
-            job.bounds.as_deref().map_or(Err(ModelError::Request("no bounds".into())), |b| bounded(dec, shared, fwd, r, &job, b)).map(|(scores, pruned)| {
-                ChoiceScores {
-                    scores,
-                    prompt_tokens: job.prompt.ids.len(),
-                    cached_tokens: cached,
-                    choice_tokens: job.choices.ids.iter().map(Vec::len).collect(),
-                    pruned,
-                }
+    if !bounded_jobs.is_empty() {
+        let result = {
+            let with_bounds: Vec<(usize, &ChoiceJob, &ChoiceBounds)> =
+                bounded_jobs.iter().filter_map(|(r, j)| j.bounds.as_deref().map(|b| (*r, j, b))).collect();
+            bounded(dec, shared, fwd, &with_bounds)
+        };
+        let mut answers = match result {
+            Ok(a) => a.into_iter().map(Ok).collect(),
+            Err(e) => bounded_jobs.iter().map(|_| Err(e.duplicate())).collect::<Vec<_>>(),
+        };
+        answers.resize_with(bounded_jobs.len(), || Err(ModelError::Request("no bounds".into())));
+        for ((_, job), answer) in bounded_jobs.into_iter().zip(answers) {
+            let answer = answer.map(|(scores, pruned)| ChoiceScores {
+                scores,
+                prompt_tokens: job.prompt.ids.len(),
+                cached_tokens: cached,
+                choice_tokens: job.choices.ids.iter().map(Vec::len).collect(),
+                pruned,
             });
-        job.reply.send(answer);
+            job.reply.send(answer);
+        }
     }
     if jobs.is_empty() {
         return;
@@ -149,49 +159,87 @@ fn body(jobs: &[(usize, ChoiceJob)], (k, c): (usize, usize)) -> &[u32] {
     &ids[..ids.len() - 1]
 }
 
-/// Scores a job whose caller wants only the decision ([`ChoiceBounds`]): its prompt's pass
-/// carried no tree; the tree is fed now, best first, a few nodes per pass on top of the
-/// prompt's keys and values (row `row` of `fwd`), until the bounds have settled every choice.
-fn bounded(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, r: usize, job: &ChoiceJob, bounds: &ChoiceBounds) -> Result<(Vec<f32>, Vec<bool>), ModelError> {
-    let item = &fwd.items[r];
-    let choices = &job.choices;
-    let mut search = Search::new(choices, bounds, &item.last);
+/// A bounded choice's answer: each choice's score (an upper bound where dropped) and whether
+/// it was dropped.
+type Settled = (Vec<f32>, Vec<bool>);
+
+/// Scores jobs whose callers want only the decision ([`ChoiceBounds`]), each at its item of
+/// `fwd`: their prompts' pass carried no tree; the trees are fed now, best first, on top of
+/// each prompt's keys and values, until the bounds have settled every choice. Each pass
+/// carries the next few nodes of every prompt still unsettled (one row per prompt, padding
+/// where a prompt has fewer or none left), so the prompts of one pass share their expansion
+/// passes instead of taking turns.
+fn bounded(dec: &mut Decoder, shared: &Shared, fwd: &Prefill, jobs: &[(usize, &ChoiceJob, &ChoiceBounds)]) -> Result<Vec<Settled>, ModelError> {
+    let b = jobs.len();
     let total0 = fwd.total;
-    let row_mask = &fwd.mask[item.row * total0..(item.row + 1) * total0];
-    // Nodes fed so far, in the order their keys and values follow the prompt's.
-    let mut fed: Vec<usize> = Vec::new();
+    let pad = i64::from(shared.pad_token);
+    let mut searches: Vec<Search<'_>> = jobs.iter().map(|&(r, job, bounds)| Search::new(&job.choices, bounds, &fwd.items[r].last)).collect();
+    // Per row, what each position after the prompt's holds: a node, or padding.
+    let mut fed: Vec<Vec<Option<usize>>> = vec![Vec::new(); b];
     let mut past = {
         let host = session::layer_slices(&fwd.present)?;
         let per_row = host.first().map_or(0, |l| l.len() / fwd.rows.max(1));
-        Past::Host { buffers: host.iter().map(|l| l[item.row * per_row..(item.row + 1) * per_row].to_vec()).collect(), len: total0 }
+        let rows: Vec<usize> = jobs.iter().map(|&(r, _, _)| fwd.items[r].row).collect();
+        Past::Host {
+            buffers: host.iter().map(|l| rows.iter().flat_map(|&row| l[row * per_row..(row + 1) * per_row].iter().copied()).collect()).collect(),
+            len: total0,
+        }
     };
     loop {
-        let nodes = search.frontier(EXPAND_PER_PASS);
-        if nodes.is_empty() {
+        let nodes: Vec<Vec<usize>> = searches.iter_mut().map(|s| s.frontier(EXPAND_PER_PASS)).collect();
+        let s = nodes.iter().map(Vec::len).max().unwrap_or(0);
+        if s == 0 {
             break;
         }
-        let s = nodes.len();
-        let t = total0 + fed.len() + s;
-        let ids: Vec<i64> = nodes.iter().map(|&n| i64::from(choices.nodes[n].token)).collect();
-        let positions: Vec<i64> = nodes.iter().map(|&n| item.next_pos + choices.nodes[n].depth as i64 - 1).collect();
-        let mut mask = row_mask.to_vec();
-        mask.resize(t, 1);
-        let mut tree = Vec::with_capacity(s * t);
-        for &n in &nodes {
-            tree.extend(row_mask.iter().map(|&m| m != 0));
-            tree.extend(fed.iter().map(|&f| choices.sees(n, f)));
-            tree.extend(nodes.iter().map(|&o| choices.sees(n, o)));
+        let t = total0 + fed.first().map_or(0, Vec::len) + s;
+        let (mut ids, mut positions, mut mask, mut tree, mut want) =
+            (Vec::with_capacity(b * s), Vec::with_capacity(b * s), Vec::with_capacity(b * t), Vec::with_capacity(b * s * t), Vec::new());
+        for (i, (&(r, job, _), row_nodes)) in jobs.iter().zip(&nodes).enumerate() {
+            let item = &fwd.items[r];
+            let choices = &job.choices;
+            let row_mask = &fwd.mask[item.row * total0..(item.row + 1) * total0];
+            mask.extend_from_slice(row_mask);
+            mask.extend(fed[i].iter().map(|f| i64::from(f.is_some())));
+            for q in 0..s {
+                match row_nodes.get(q) {
+                    Some(&n) => {
+                        ids.push(i64::from(choices.nodes[n].token));
+                        positions.push(item.next_pos + choices.nodes[n].depth as i64 - 1);
+                        mask.push(1);
+                        want.push((i, q));
+                    }
+                    None => {
+                        ids.push(pad);
+                        positions.push(item.next_pos);
+                        mask.push(0);
+                    }
+                }
+            }
+            for q in 0..s {
+                match row_nodes.get(q) {
+                    Some(&n) => {
+                        tree.extend(row_mask.iter().map(|&m| m != 0));
+                        tree.extend(fed[i].iter().map(|f| f.is_some_and(|f| choices.sees(n, f))));
+                        tree.extend((0..s).map(|o| row_nodes.get(o).is_some_and(|&o| choices.sees(n, o))));
+                    }
+                    // A padding line is left open: its key is masked out, its output unread.
+                    None => tree.extend(std::iter::repeat_n(true, t)),
+                }
+            }
         }
-        let want: Vec<(usize, usize)> = (0..s).map(|i| (0, i)).collect();
-        let out = dec.forward_tree(1, ids, mask, positions, past, &want, Some(tree), Keep::Cache)?;
-        shared.count_pass(1, s, 0);
-        for (&n, logits) in nodes.iter().zip(&out.logits) {
-            search.feed(n, logits);
+        let out = dec.forward_tree(b, ids, mask, positions, past, &want, Some(tree), Keep::Cache)?;
+        shared.count_pass(b, want.len(), 0);
+        let mut logits = out.logits.into_iter();
+        for &(i, q) in &want {
+            let l = logits.next().ok_or_else(|| ModelError::Ort("fewer logits than asked".into()))?;
+            searches[i].feed(nodes[i][q], &l);
         }
-        fed.extend(&nodes);
+        for (row, row_nodes) in fed.iter_mut().zip(&nodes) {
+            row.extend((0..s).map(|q| row_nodes.get(q).copied()));
+        }
         past = Past::Device(out.present);
     }
-    Ok(search.finish())
+    Ok(searches.into_iter().map(Search::finish).collect())
 }
 
 /// Tree nodes fed per pass of a bounded choice: enough that the likeliest labels finish in a

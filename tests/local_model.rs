@@ -222,10 +222,8 @@ fn a_bounded_choice_picks_the_same_label_as_full_scoring_and_feeds_fewer_tokens(
     let before = m.stats();
     let full = m.score_choices_counted(&prompts, &labels, PrefixCaching::On).unwrap();
     let mid = m.stats();
-    let t0 = std::time::Instant::now();
     let bounded = m.score_choices_bounded(&prompts, &labels, PrefixCaching::On, std::sync::Arc::new(bounds.clone())).unwrap();
     let after = m.stats();
-    eprintln!("TIMING bounded {:?} passes {} rows {}", t0.elapsed(), after.forward_passes - mid.forward_passes, after.prefill_rows - mid.prefill_rows);
     let (mut compared, mut pruned) = (0, 0);
     for (i, (f, b)) in full.iter().zip(&bounded).enumerate() {
         assert_eq!(f.choice_tokens, b.choice_tokens);

@@ -54,7 +54,8 @@ fn quoted_labels_survive_check_fmt_compile_run_trace_and_eval() {
     let model = d.join("model");
     loopc::model::testing::write_tiny_model(&model, 41).unwrap();
     std::fs::write(d.join("intents.loop"), program(&model)).unwrap();
-    std::fs::write(d.join("train.jsonl"), rows(16, 0)).unwrap();
+    // 40 examples over 4 labels: enough for the learned bias to be a mode (10 per label).
+    std::fs::write(d.join("train.jsonl"), rows(28, 0)).unwrap();
     std::fs::write(d.join("dev.jsonl"), rows(12, 100)).unwrap();
     let labels: BTreeSet<String> = LABELS.iter().map(|l| l.to_string()).collect();
 

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use loopc::model::progress::SilentProgress;
 use loopc::model::provision::open_model;
 use loopc::model::sampling::{argmax, Sampling};
-use loopc::model::{GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt};
+use loopc::model::{Adjust, ChoiceBounds, GenerateRequest, LoadOptions, LocalModel, PrefixCaching, Prompt};
 
 /// The default model at its default (`fast`) precision.
 fn model() -> &'static LocalModel {
@@ -144,4 +144,110 @@ fn constrained_choice_ranks_the_right_label() {
         let best = if s[0] >= s[1] { 0 } else { 1 };
         assert_eq!(best, *want, "{text}: scores {s:?}");
     }
+}
+
+/// The winner of `scores` under `adjust` (the first of equals), and the margin to the runner-up.
+fn winner(scores: &[f32], tokens: &[usize], adjust: &[Adjust]) -> (usize, f32) {
+    let v: Vec<f32> = scores
+        .iter()
+        .zip(tokens)
+        .zip(adjust)
+        .map(|((&s, &n), a)| {
+            let x = f64::from(s) * a.scale / if a.per_token { n.max(1) as f64 } else { 1.0 };
+            (x + a.offset) as f32
+        })
+        .collect();
+    let best = (0..v.len()).fold(0, |b, c| if v[c] > v[b] { c } else { b });
+    let second = (0..v.len()).filter(|&c| c != best).map(|c| v[c]).fold(f32::NEG_INFINITY, f32::max);
+    (best, v[best] - second)
+}
+
+#[test]
+fn a_bounded_choice_picks_the_same_label_as_full_scoring_and_feeds_fewer_tokens() {
+    // At f32 activations (int8 ones may move a last bit between passes of different shapes).
+    let m = exact();
+    let labels: Vec<String> = [
+        "card_arrival",
+        "card_linking",
+        "card_payment_fee_charged",
+        "card_payment_wrong_exchange_rate",
+        "cash_withdrawal_charge",
+        "cash_withdrawal_not_recognised",
+        "change_pin",
+        "compromised_card",
+        "contactless_not_working",
+        "declined_card_payment",
+        "declined_transfer",
+        "exchange_rate",
+        "lost_or_stolen_card",
+        "pending_top_up",
+        "refund_not_showing_up",
+        "top_up_failed",
+        "transfer_not_received_by_recipient",
+        "verify_my_identity",
+        "wrong_amount_of_cash_received",
+        "apple_pay_or_google_pay",
+    ]
+    .iter()
+    .map(|l| format!(" {l}"))
+    .collect();
+    let texts = [
+        "My card still hasn't arrived after two weeks.",
+        "How do I link my new card to the app?",
+        "I was charged a fee for paying by card.",
+        "The exchange rate on my payment was wrong.",
+        "Why was I charged for taking out cash?",
+        "There's a cash withdrawal I don't recognise.",
+        "I want to change my PIN.",
+        "I think someone has my card details.",
+        "Tapping my card at the shop doesn't work.",
+        "My card payment was declined.",
+        "My transfer was declined, why?",
+        "What exchange rate do you use?",
+        "I lost my card yesterday.",
+        "My top up is still pending.",
+        "The refund from the shop isn't in my account.",
+        "Top up failed again.",
+        "My friend says the money I sent never arrived.",
+        "How do I verify my identity?",
+        "The ATM gave me less cash than I asked for.",
+        "Can I use Google Pay?",
+    ];
+    let shared = "Classify the banking query into its intent.\n\n";
+    let prompts: Vec<Prompt> = texts.iter().map(|t| Prompt { shared: shared.into(), rest: format!("Query: {t}\nIntent:").into() }).collect();
+    let n = labels.len();
+    let per_token = vec![Adjust { scale: 1.0, per_token: true, offset: 0.0 }; n];
+    let offsets: Vec<Adjust> = (0..n).map(|c| Adjust { scale: 1.0, per_token: false, offset: ((c * 7) % 5) as f64 * 0.4 }).collect();
+    let bounds = ChoiceBounds { modes: vec![vec![Adjust::SUM; n], per_token, offsets] };
+    let before = m.stats();
+    let full = m.score_choices_counted(&prompts, &labels, PrefixCaching::On).unwrap();
+    let mid = m.stats();
+    let bounded = m.score_choices_bounded(&prompts, &labels, PrefixCaching::On, std::sync::Arc::new(bounds.clone())).unwrap();
+    let after = m.stats();
+    let (mut compared, mut pruned) = (0, 0);
+    for (i, (f, b)) in full.iter().zip(&bounded).enumerate() {
+        assert_eq!(f.choice_tokens, b.choice_tokens);
+        pruned += b.pruned.iter().filter(|&&p| p).count();
+        for adjust in &bounds.modes {
+            let (want, margin) = winner(&f.scores, &f.choice_tokens, adjust);
+            // A near-tie may flip on a last-bit difference between passes of different shapes.
+            if margin < 1e-3 {
+                continue;
+            }
+            compared += 1;
+            let (got, _) = winner(&b.scores, &b.choice_tokens, adjust);
+            assert_eq!(got, want, "{}: full {:?}, bounded {:?}", texts[i], f.scores, b.scores);
+            assert!((b.scores[want] - f.scores[want]).abs() < 1e-3, "the winner's score is exact");
+            assert!(!b.pruned[want]);
+        }
+    }
+    assert!(compared >= 3 * texts.len() - 3, "only {compared} decisions compared");
+    assert!(pruned > texts.len() * n / 4, "labels were dropped ({pruned} of {})", texts.len() * n);
+    let fed = |a: &loopc::model::Stats, b: &loopc::model::Stats| b.prefilled_tokens - a.prefilled_tokens;
+    assert!(fed(&mid, &after) < fed(&before, &mid), "bounded fed {} tokens, full {}", fed(&mid, &after), fed(&before, &mid));
+    // The prompts of a pass expand their trees together: an expansion pass carries a row per
+    // prompt still unsettled (one at a time, rows would barely outnumber passes).
+    let passes = after.forward_passes - mid.forward_passes;
+    let rows = after.prefill_rows - mid.prefill_rows;
+    assert!(rows >= 2 * passes, "{passes} passes carried {rows} rows");
 }

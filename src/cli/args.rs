@@ -444,6 +444,11 @@ pub struct SearchArgs {
     /// Also try demos retrieved per input (classification programs; the `retrieval` setting).
     #[arg(long)]
     pub retrieval: bool,
+    /// Score every label of every search candidate in full (classification programs): the
+    /// same artifact, more model work. By default a candidate's labels are scored only as far
+    /// as its decisions need.
+    #[arg(long)]
+    pub full_label_scores: bool,
 }
 
 impl SearchArgs {
@@ -1147,6 +1152,10 @@ pub struct BenchAccuracyArgs {
     /// Replace the programs' model (default: the programs' own, the 135M default model).
     #[arg(long)]
     pub model: Option<String>,
+    /// Compile with every label of every search candidate scored in full (to measure what
+    /// pruning saves; the artifact is the same).
+    #[arg(long)]
+    pub full_label_scores: bool,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,

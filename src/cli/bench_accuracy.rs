@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 
 use super::args::{BenchAccuracyArgs, CompileArgs, RuntimeArgs, SearchArgs};
-use super::compile::{compile_artifact, load_data, pick_metric};
+use super::compile::{compile_measured, load_data, pick_metric};
 use super::Outcome;
 
 /// Training examples per task.
@@ -118,6 +118,9 @@ struct Row {
     dev_cv: Option<(f64, f64, f64)>,
     shipped: String,
     peak_mb: Option<f64>,
+    /// What the model did during the compile: prefill passes, their rows, positions fed and
+    /// positions taken from the prefix cache.
+    work: (u64, u64, u64, u64),
 }
 
 /// The answers of `program` (a `.loop` file or an artifact) on `data`, read from output `field`.
@@ -164,7 +167,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         dev_fraction: 0.3,
         out: artifact_path.clone(),
         report: None,
-        search: SearchArgs::default(),
+        search: SearchArgs { full_label_scores: args.full_label_scores, ..SearchArgs::default() },
         concurrency: 4,
         interactive: false,
         json: true,
@@ -174,7 +177,7 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         eprintln!("{}: compiling {} on {TRAIN} train / {DEV} dev examples …", t.name, t.program);
     }
     let started = Instant::now();
-    let Some(artifact): Option<Artifact> = compile_artifact(&compile, color)? else { return Ok(None) };
+    let Some((artifact, stats)): Option<(Artifact, _)> = compile_measured(&compile, color)? else { return Ok(None) };
     let compile_wall = started.elapsed().as_secs_f64();
     artifact.write(&artifact_path)?;
     let field = "label";
@@ -209,6 +212,9 @@ fn task(t: &Task, args: &BenchAccuracyArgs, dir: &Path, color: bool) -> anyhow::
         dev_cv: selection.and_then(|s| s.entrants.get(s.chosen)).map(|e| (e.mean, e.low, e.high)),
         shipped: selection.map_or_else(|| "the search's best candidate".to_string(), |s| s.shipped.clone()),
         peak_mb: super::measure::peak_rss_mb(),
+        work: stats
+            .iter()
+            .fold((0, 0, 0, 0), |a, (_, s)| (a.0 + s.forward_passes - s.decode_steps, a.1 + s.prefill_rows, a.2 + s.prefilled_tokens, a.3 + s.cached_tokens)),
     }))
 }
 
@@ -245,6 +251,7 @@ pub fn run(args: &BenchAccuracyArgs, color: bool) -> anyhow::Result<Outcome> {
                     "compile_wall_seconds": r.compile_wall, "compile_model_calls": r.model_calls,
                     "selection_estimate": r.dev_cv.map(|(m, l, h)| json!({"mean": m, "low": l, "high": h})),
                     "shipped": r.shipped, "peak_rss_mb": r.peak_mb,
+                    "compile_model": {"prefill_passes": r.work.0, "prefill_rows": r.work.1, "positions_fed": r.work.2, "positions_cached": r.work.3},
                 })
             })
             .collect();
@@ -277,6 +284,13 @@ pub fn run(args: &BenchAccuracyArgs, color: bool) -> anyhow::Result<Outcome> {
         for r in &rows {
             let est = r.dev_cv.map_or(String::new(), |(m, l, h)| format!(" (selection estimate {m:.3} [{l:.3}, {h:.3}])"));
             println!("  {}: shipped {}{est}; majority label `{}`", r.task, r.shipped, r.majority_label);
+            let (passes, rows, fed, cached) = r.work;
+            println!(
+                "  {}: the compile ran {passes} prefill passes ({:.1} rows, {:.0} positions each), fed {fed} positions and took {cached} from the prefix cache",
+                r.task,
+                rows as f64 / passes.max(1) as f64,
+                fed as f64 / passes.max(1) as f64
+            );
         }
     }
     Ok(Outcome::Success)

@@ -90,6 +90,15 @@ impl Display {
 
 /// Compiles as `args` say and returns the artifact, not yet written (`None`: interrupted).
 pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Option<Artifact>> {
+    Ok(compile_measured(args, color)?.map(|(a, _)| a))
+}
+
+/// What each local model did during a compile, by model name (passes, positions fed,
+/// positions from the prefix cache).
+pub type ModelWork = Vec<(String, loopc::model::Stats)>;
+
+/// [`compile_artifact`], with what each local model did during the compile.
+pub fn compile_measured(args: &CompileArgs, color: bool) -> anyhow::Result<Option<(Artifact, ModelWork)>> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut interrupt = Interrupt::register(&rt)?;
     // An artifact compiles its embedded program afresh.
@@ -102,7 +111,8 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
     let rater: Option<Arc<dyn Rater>> =
         args.interactive.then(|| Arc::new(TerminalRater::new(std::io::BufReader::new(std::io::stdin()), std::io::stderr())) as Arc<dyn Rater>);
     let metric = pick_metric(&dag, args.search.metric.as_deref(), rater)?;
-    let plan = Plan::new(&dag, args.search.optimizer, &args.search.settings(), args.concurrency);
+    let mut plan = Plan::new(&dag, args.search.optimizer, &args.search.settings(), args.concurrency);
+    plan.prune_labels = !args.search.full_label_scores;
     let (optimizer, seed) = (plan.optimizer, plan.seed);
     // The program's own examples (all but the held-out ones) join the training data; they
     // are the data when no --train is given.
@@ -152,12 +162,12 @@ pub fn compile_artifact(args: &CompileArgs, color: bool) -> anyhow::Result<Optio
         }
     });
     display.finish();
-    artifact
+    Ok(artifact?.map(|a| (a, engine.model_stats())))
 }
 
 /// Runs `loopc compile`.
 pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
-    let Some(artifact) = compile_artifact(args, color)? else {
+    let Some((artifact, work)) = compile_measured(args, color)? else {
         eprintln!("interrupted: the compile stopped and no artifact was written");
         return Ok(Outcome::Interrupted);
     };
@@ -175,6 +185,10 @@ pub fn compile(args: &CompileArgs, color: bool) -> anyhow::Result<Outcome> {
                 "candidates": p.candidates.len(), "model_calls": p.model_calls, "cache_hits": p.timing.cache_hits,
                 "tokens_prefilled": p.timing.tokens_prefilled, "tokens_generated": p.timing.tokens_generated,
                 "wall_seconds": p.timing.wall_seconds, "stopped_early": p.stopped_early,
+                "model": work.iter().map(|(name, s)| json!({
+                    "name": name, "prefill_passes": s.forward_passes - s.decode_steps, "prefill_rows": s.prefill_rows,
+                    "positions_fed": s.prefilled_tokens, "positions_cached": s.cached_tokens,
+                })).collect::<Vec<_>>(),
             })
         );
     } else {

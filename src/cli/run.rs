@@ -281,7 +281,10 @@ fn report_trace(args: &RunArgs, trace: &Trace) -> anyhow::Result<()> {
                 eprintln!("   raw: {r:?}");
             }
             if let Some(scores) = &s.choice_scores {
-                eprintln!("   label scores: {}", scores.iter().map(|s| format!("{} {:.3}", s.label, s.logprob)).collect::<Vec<_>>().join(", "));
+                eprintln!(
+                    "   label scores: {}",
+                    scores.iter().map(|s| format!("{} {}{:.3}", s.label, if s.pruned { "≤ " } else { "" }, s.logprob)).collect::<Vec<_>>().join(", ")
+                );
             }
             if let Some(o) = &s.outputs {
                 eprintln!("   outputs: {}", Value::Object(o.clone()));

@@ -79,7 +79,7 @@ impl Backend for Rules {
                     0
                 };
                 let scores = (0..labels.len()).map(|i| if i == pick { -0.1 } else { -3.0 }).collect();
-                Choice { scores, label_tokens: vec![1; labels.len()], prompt_tokens: 40, cached_tokens: 0, from_cache: false }
+                Choice { scores, label_tokens: vec![1; labels.len()], prompt_tokens: 40, cached_tokens: 0, from_cache: false, pruned: Vec::new() }
             })
             .collect();
         Box::pin(async move { Ok(out) })
@@ -151,6 +151,7 @@ fn plan(optimizer: OptimizerKind, seed: u64) -> Plan {
         max_time: None,
         concurrency: 3,
         retrieval: false,
+        prune_labels: true,
     }
 }
 
@@ -287,7 +288,7 @@ impl Backend for Scoring {
             .iter()
             .map(|c| {
                 let scores = (self.scores)(&c.request.user.to_plain(), &bare);
-                Choice { label_tokens: vec![1; scores.len()], scores, prompt_tokens: 30, cached_tokens: 0, from_cache: false }
+                Choice { label_tokens: vec![1; scores.len()], scores, prompt_tokens: 30, cached_tokens: 0, from_cache: false, pruned: Vec::new() }
             })
             .collect();
         Box::pin(async move { Ok(out) })
@@ -438,4 +439,155 @@ async fn the_final_choice_of_the_program_as_written_does_not_depend_on_how_many_
         as_written.push(entrants);
     }
     assert_eq!(as_written[0], as_written[1], "the same folds and resamples whatever the search drew before");
+}
+
+/// [`Scoring`] that answers bounded choices as the local model does: the winner under each
+/// way of deciding exactly, every other label with an upper bound (half its log-probability)
+/// where that bound still loses under every way, marked pruned.
+struct Pruning {
+    inner: Arc<Scoring>,
+    pruned: AtomicU64,
+    /// Calls that came bounded (whether or not a label could be dropped).
+    bounded: AtomicU64,
+}
+
+impl Backend for Pruning {
+    fn identity(&self) -> Identity {
+        self.inner.identity()
+    }
+
+    fn generate(&self, calls: Vec<Call>) -> BoxFuture<'_, Result<Vec<Completion>, BackendError>> {
+        self.inner.generate(calls)
+    }
+
+    fn supports_choice(&self) -> bool {
+        true
+    }
+
+    fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        self.inner.choose(calls, labels)
+    }
+
+    fn choose_bounded(
+        &self,
+        calls: Vec<Call>,
+        labels: Vec<String>,
+        bounds: Arc<crate::model::ChoiceBounds>,
+    ) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        Box::pin(async move {
+            self.bounded.fetch_add(calls.len() as u64, Ordering::Relaxed);
+            let mut out = self.inner.choose(calls, labels).await?;
+            let adjusted = |m: &[crate::model::Adjust], c: usize, s: f32, n: u32| {
+                let a = m[c];
+                ((f64::from(s) * a.scale / if a.per_token { f64::from(n.max(1)) } else { 1.0 }) + a.offset) as f32
+            };
+            for choice in &mut out {
+                let n = choice.scores.len();
+                let winners: Vec<usize> = bounds
+                    .modes
+                    .iter()
+                    .map(|m| (0..n).fold(0, |b, c| if adjusted(m, c, choice.scores[c], 1) > adjusted(m, b, choice.scores[b], 1) { c } else { b }))
+                    .collect();
+                choice.pruned = vec![false; n];
+                for c in (0..n).filter(|c| !winners.contains(c)) {
+                    let bound = choice.scores[c] / 2.0;
+                    let loses = bounds.modes.iter().zip(&winners).all(|(m, &w)| adjusted(m, c, bound, 1) < adjusted(m, w, choice.scores[w], 1));
+                    if loses {
+                        choice.scores[c] = bound;
+                        choice.pruned[c] = true;
+                        self.pruned.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// A model biased toward `billing` and wrong on a quarter of the tickets: every mode has
+/// something to weigh.
+fn biased_a_quarter(user: &str, labels: &[String]) -> Vec<f32> {
+    let odd = user.bytes().map(u32::from).sum::<u32>() % 4 == 0;
+    labels
+        .iter()
+        .map(|l| {
+            if user.contains(&format!("kw-{l}")) != odd {
+                -1.0
+            } else if l == "billing" {
+                -0.6
+            } else {
+                -2.5 - l.len() as f32 / 10.0
+            }
+        })
+        .collect()
+}
+
+/// Compiles the tickets program on `train` and `dev` examples with every label scored and
+/// with pruning; returns both artifacts and how many of the pruning compile's calls came
+/// bounded.
+async fn compiled_full_and_pruned(train: usize, dev: usize) -> (crate::runtime::artifact::Artifact, crate::runtime::artifact::Artifact, u64) {
+    let mut artifacts = Vec::new();
+    let mut bounded = 0;
+    for prune in [false, true] {
+        let backend = Arc::new(Pruning {
+            inner: Arc::new(Scoring { calls: AtomicU64::new(0), scores: biased_a_quarter }),
+            pruned: AtomicU64::new(0),
+            bounded: AtomicU64::new(0),
+        });
+        let program = Program::with_backends(&engine(), dag(), vec![backend.clone() as Arc<dyn Backend>], RunOptions::default()).unwrap();
+        let mut job = job(program, SRC, 0, 0, plan(OptimizerKind::BootstrapRandomSearch, 4));
+        job.train = tickets("train", train, thirds);
+        job.dev = tickets("dev", dev, thirds);
+        job.plan.candidates = 3;
+        job.plan.prune_labels = prune;
+        let a = compile(job).await.unwrap();
+        if prune {
+            bounded = backend.bounded.load(Ordering::Relaxed);
+            assert_eq!(backend.pruned.load(Ordering::Relaxed) > 0, bounded > 0, "bounded calls dropped labels");
+        } else {
+            assert_eq!(backend.bounded.load(Ordering::Relaxed), 0, "no call bounded without pruning");
+        }
+        assert_eq!(a.provenance.model_calls, backend.inner.calls.load(Ordering::Relaxed));
+        artifacts.push(a);
+    }
+    let pruned = artifacts.pop().unwrap();
+    (artifacts.pop().unwrap(), pruned, bounded)
+}
+
+fn assert_same_artifact(full: &crate::runtime::artifact::Artifact, pruned: &crate::runtime::artifact::Artifact) {
+    assert_eq!(pruned.steps, full.steps, "the same demos, template and fitted numbers");
+    assert_eq!(pruned.provenance.selection, full.provenance.selection);
+    assert_eq!(pruned.provenance.candidates, full.provenance.candidates);
+    assert_eq!((pruned.provenance.baseline_score, pruned.provenance.final_score), (full.provenance.baseline_score, full.provenance.final_score));
+    // Pruning changes how much of each call's labels is scored, never which calls are made.
+    assert_eq!(pruned.provenance.model_calls, full.provenance.model_calls);
+}
+
+fn learned_bias_entrants(a: &crate::runtime::artifact::Artifact) -> usize {
+    a.provenance.selection.as_ref().map_or(0, |s| s.entrants.iter().filter(|e| e.scoring == "learned_bias").count())
+}
+
+#[tokio::test]
+async fn with_enough_examples_per_label_the_learned_bias_is_fitted_on_full_scores_and_pruning_changes_nothing() {
+    // 70 examples over 3 labels: the learned bias is a mode; the runs it may be fitted to
+    // score every label, so only the search's minibatch trials (none here) are pruned.
+    let (full, pruned, bounded) = compiled_full_and_pruned(40, 30).await;
+    assert_eq!(bounded, 0);
+    // Fitted (cross-validated) for both finalists: a pruned score reaching a fit would move
+    // its entrants' means.
+    assert_eq!(learned_bias_entrants(&full), 2, "{:?}", full.provenance.selection);
+    assert_same_artifact(&full, &pruned);
+}
+
+#[tokio::test]
+async fn with_few_examples_per_label_every_run_but_the_content_free_ones_is_pruned_and_ships_the_same_artifact() {
+    // 21 examples over 3 labels (7 each): no learned bias, so the program as written, the
+    // bootstrap, the search and the finalists all drop labels, and what ships is the same.
+    let (full, pruned, bounded) = compiled_full_and_pruned(12, 9).await;
+    assert_eq!(learned_bias_entrants(&full), 0, "{:?}", full.provenance.selection);
+    assert!(full.provenance.selection.as_ref().is_some_and(|s| s.entrants.iter().any(|e| e.scoring == "calibrated")));
+    // Every call but the three content-free inputs of each whole-dev candidate came bounded.
+    let whole_dev = pruned.provenance.candidates.len() as u64;
+    assert_eq!(bounded, pruned.provenance.model_calls - 3 * whole_dev, "{:?}", pruned.provenance.candidates);
+    assert_same_artifact(&full, &pruned);
 }

@@ -8,6 +8,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::bounds::ChoiceBounds;
 use super::chat::{ChatTemplate, Message};
 use super::error::{io, ModelError};
 use super::grammar::Constraint;
@@ -172,6 +173,10 @@ pub struct ChoiceScores {
     pub cached_tokens: usize,
     /// Each choice's length in tokens (what a per-token mean divides by).
     pub choice_tokens: Vec<usize>,
+    /// For a bounded choice ([`LocalModel::start_choose_bounded`]), the choices dropped once
+    /// they could not win: their score is an upper bound (the sum over the tokens scored
+    /// before). Empty for a choice scored in full.
+    pub pruned: Vec<bool>,
 }
 
 /// What the scheduler thread and callers share: read-only model facts and the counters.
@@ -539,10 +544,37 @@ impl LocalModel {
     /// Choices are tokenized on their own (as data) and appended to the prompt's tokens, so
     /// write them as they would follow the prompt (usually with a leading space).
     pub fn start_choose(&self, prompt: &Prompt, choices: &[String], caching: PrefixCaching) -> Result<Pending<ChoiceScores>, ModelError> {
+        self.start_choose_with(prompt, choices, caching, None)
+    }
+
+    /// [`LocalModel::start_choose`] when only the decision is wanted: the best choice under
+    /// each of `bounds`' ways of deciding is scored exactly, and a choice is dropped (its
+    /// remaining tokens never fed) once its partial score cannot win under any of them. On a
+    /// model without a tree mask, and for small label trees (under 16
+    /// nodes, which ride along the prompt's own pass almost for free), every choice is scored
+    /// in full.
+    pub fn start_choose_bounded(
+        &self,
+        prompt: &Prompt,
+        choices: &[String],
+        caching: PrefixCaching,
+        bounds: Arc<ChoiceBounds>,
+    ) -> Result<Pending<ChoiceScores>, ModelError> {
+        self.start_choose_with(prompt, choices, caching, Some(bounds))
+    }
+
+    fn start_choose_with(
+        &self,
+        prompt: &Prompt,
+        choices: &[String],
+        caching: PrefixCaching,
+        bounds: Option<Arc<ChoiceBounds>>,
+    ) -> Result<Pending<ChoiceScores>, ModelError> {
         let choices = self.encode_choices(choices)?;
+        let bounds = worth_bounding(&choices, bounds)?;
         let prompt = self.encode(prompt, caching)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(Job::Choose(ChoiceJob { prompt, choices, reply: Reply::Async(tx) }))?;
+        self.submit(Job::Choose(ChoiceJob { prompt, choices, bounds, reply: Reply::Async(tx) }))?;
         Ok(Pending(rx))
     }
 
@@ -559,13 +591,36 @@ impl LocalModel {
 
     /// [`LocalModel::score_choices`], with each prompt's token counts.
     pub fn score_choices_counted(&self, prompts: &[Prompt], choices: &[String], caching: PrefixCaching) -> Result<Vec<ChoiceScores>, ModelError> {
+        self.score_choices_with(prompts, choices, caching, None)
+    }
+
+    /// [`LocalModel::score_choices_counted`] when only the decisions are wanted (see
+    /// [`LocalModel::start_choose_bounded`]).
+    pub fn score_choices_bounded(
+        &self,
+        prompts: &[Prompt],
+        choices: &[String],
+        caching: PrefixCaching,
+        bounds: Arc<ChoiceBounds>,
+    ) -> Result<Vec<ChoiceScores>, ModelError> {
+        self.score_choices_with(prompts, choices, caching, Some(bounds))
+    }
+
+    fn score_choices_with(
+        &self,
+        prompts: &[Prompt],
+        choices: &[String],
+        caching: PrefixCaching,
+        bounds: Option<Arc<ChoiceBounds>>,
+    ) -> Result<Vec<ChoiceScores>, ModelError> {
         let choices = self.encode_choices(choices)?;
+        let bounds = worth_bounding(&choices, bounds)?;
         let mut waits = Vec::with_capacity(prompts.len());
         let mut jobs = Vec::with_capacity(prompts.len());
         for p in prompts {
             let prompt = self.encode(p, caching)?;
             let (tx, rx) = mpsc::sync_channel(1);
-            jobs.push(Job::Choose(ChoiceJob { prompt, choices: choices.clone(), reply: Reply::Sync(tx) }));
+            jobs.push(Job::Choose(ChoiceJob { prompt, choices: choices.clone(), bounds: bounds.clone(), reply: Reply::Sync(tx) }));
             waits.push(rx);
         }
         self.submit_all(jobs)?;
@@ -583,5 +638,21 @@ impl LocalModel {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(Job::Logits(LogitsJob { tokens: tokens.to_vec(), positions: positions.to_vec(), reply: Reply::Sync(tx) }))?;
         rx.recv().map_err(|_| ModelError::Ort("the model's scheduler stopped".into()))?
+    }
+}
+
+/// Label trees with fewer nodes than this are scored in full even when only the decision is
+/// wanted: they cost a few positions in the prompt's own pass, while a bounded choice feeds
+/// its tree in extra passes of its own (and keeps its prompt out of packed rows).
+pub(crate) const BOUNDED_MIN_NODES: usize = 16;
+
+/// Checks `bounds` against `choices`, and drops them where bounding would not pay.
+fn worth_bounding(choices: &Choices, bounds: Option<Arc<ChoiceBounds>>) -> Result<Option<Arc<ChoiceBounds>>, ModelError> {
+    match bounds {
+        Some(b) => {
+            b.check(choices.ids.len()).map_err(ModelError::Request)?;
+            Ok((choices.nodes.len() >= BOUNDED_MIN_NODES).then_some(b))
+        }
+        None => Ok(None),
     }
 }

@@ -4,6 +4,7 @@
 //! This stage knows nothing of `.loop` programs; it takes prompts and returns text and
 //! scores.
 
+mod bounds;
 pub mod chat;
 mod error;
 mod fingerprint;
@@ -31,6 +32,7 @@ mod quant_tests;
 #[cfg(test)]
 mod tests;
 
+pub use self::bounds::{Adjust, ChoiceBounds};
 pub use self::error::ModelError;
 pub use self::fingerprint::{fingerprint_of, model_sha256};
 pub use self::grammar::Grammar;

@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
 use super::backend::{Backend, BackendError, Call, Choice, Completion, Identity};
-use crate::model::TokenCount;
+use crate::model::{ChoiceBounds, TokenCount};
 
 /// The default size limit: 1 GiB.
 pub const DEFAULT_LIMIT_BYTES: u64 = 1 << 30;
@@ -239,7 +239,24 @@ impl Backend for CachedBackend {
     }
 
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        Box::pin(self.choose_with(calls, labels, None))
+    }
+
+    fn choose_bounded(&self, calls: Vec<Call>, labels: Vec<String>, bounds: Arc<ChoiceBounds>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        Box::pin(self.choose_with(calls, labels, Some(bounds)))
+    }
+}
+
+impl CachedBackend {
+    /// Choices through the cache. A bounded choice is kept under its own key, which names its
+    /// bounds: its dropped labels carry only upper bounds, so it must never answer a full
+    /// choice (nor one decided another way).
+    fn choose_with(&self, calls: Vec<Call>, labels: Vec<String>, bounds: Option<Arc<ChoiceBounds>>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
         Box::pin(async move {
+            let kind = match &bounds {
+                None => "choose".to_string(),
+                Some(b) => format!("choose_bounded {:?}", b.modes),
+            };
             let decode = |v: &Value| {
                 let scores: Vec<f32> = v["scores"].as_array()?.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect();
                 // Entries written before label lengths were kept are misses (answered afresh).
@@ -250,11 +267,15 @@ impl Backend for CachedBackend {
                     prompt_tokens: v["prompt_tokens"].as_u64()?,
                     cached_tokens: v["cached_tokens"].as_u64()?,
                     from_cache: true,
+                    pruned: v["pruned"].as_array().map(|a| a.iter().map(|x| x.as_bool().unwrap_or(false)).collect()).unwrap_or_default(),
                 })
             };
-            let encode =
-                |c: &Choice| json!({"scores": c.scores, "label_tokens": c.label_tokens, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens});
-            self.through("choose", &calls, &labels, decode, encode, |missing| self.inner.choose(missing, labels.clone())).await
+            let encode = |c: &Choice| json!({"scores": c.scores, "label_tokens": c.label_tokens, "prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens, "pruned": c.pruned});
+            self.through(&kind, &calls, &labels, decode, encode, |missing| match bounds {
+                Some(b) => self.inner.choose_bounded(missing, labels.clone(), b),
+                None => self.inner.choose(missing, labels.clone()),
+            })
+            .await
         })
     }
 }

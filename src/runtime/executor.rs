@@ -13,7 +13,7 @@ use super::adapter::{render_request, Demo, FieldRepair, ParseError, ParseProblem
 use super::backend::{AnswerShape, Backend, BackendError, Call, Enforcement, Structured};
 use super::memory::DemoMemory;
 use super::retrieve::Retriever;
-use super::scoring::LabelScoring;
+use super::scoring::{LabelPruning, LabelScoring};
 use super::structure;
 use super::tools::{self, ToolError};
 use super::trace::{LabelScore, StepTrace, Trace};
@@ -164,18 +164,34 @@ pub struct Executor {
     options: RunOptions,
     /// Demos recalled per request beyond the compiled ones, if memory is on.
     memory: Option<Arc<dyn DemoMemory>>,
+    /// How far constrained choices score their labels.
+    pruning: LabelPruning,
 }
 
 impl Executor {
     /// An executor for `dag` with one backend per declared model (by `ModelId` index).
     pub fn new(dag: Arc<Dag>, backends: Vec<Arc<dyn Backend>>, params: HashMap<StepId, StepParams>, options: RunOptions) -> Executor {
-        Executor { dag, backends: Arc::new(backends), params: Arc::new(params), http: tools::ToolClient::new(), options, memory: None }
+        Executor {
+            dag,
+            backends: Arc::new(backends),
+            params: Arc::new(params),
+            http: tools::ToolClient::new(),
+            options,
+            memory: None,
+            pruning: LabelPruning::default(),
+        }
     }
 
     /// The same program asking `memory` for demos on every request, after each step's compiled
     /// demos (see [`super::memory`]).
     pub fn with_memory(&self, memory: Arc<dyn DemoMemory>) -> Executor {
         Executor { memory: Some(memory), ..self.clone() }
+    }
+
+    /// The same program scoring labels as far as `pruning` says (by default only as far as
+    /// each decision needs).
+    pub fn with_label_pruning(&self, pruning: LabelPruning) -> Executor {
+        Executor { pruning, ..self.clone() }
     }
 
     /// The same program without a memory.
@@ -471,7 +487,12 @@ impl Executor {
         mut st: StepTrace,
     ) -> (Result<Map<String, Value>, RunError>, StepTrace) {
         let written: Vec<String> = labels.iter().map(|l| request.choice_text(l)).collect();
-        match backend.choose(vec![call], written).await {
+        let scoring = step.map(|id| self.params(id).scoring).unwrap_or_default();
+        let asked = match self.pruning.bounds(&scoring, &labels) {
+            Some(bounds) => backend.choose_bounded(vec![call], written, Arc::new(bounds)).await,
+            None => backend.choose(vec![call], written).await,
+        };
+        match asked {
             Ok(choices) => {
                 let Some(choice) = choices.into_iter().next() else {
                     return (Err(RunError::Model { step: name.to_string(), source: BackendError::Unsupported("the backend scored no choice".into()) }), st);
@@ -479,7 +500,6 @@ impl Executor {
                 st.prompt_tokens = choice.prompt_tokens;
                 st.cached_tokens = choice.cached_tokens;
                 st.cache_hit = choice.from_cache;
-                let scoring = step.map(|id| self.params(id).scoring).unwrap_or_default();
                 let adjusted = scoring.apply(&labels, &choice.scores, &choice.label_tokens);
                 let best = super::scoring::best(&adjusted);
                 let keep = !scoring.is_sum();
@@ -489,7 +509,14 @@ impl Executor {
                         .zip(choice.scores)
                         .zip(adjusted)
                         .zip(choice.label_tokens.iter().copied().chain(std::iter::repeat(0)))
-                        .map(|(((l, s), a), n)| LabelScore { label: l.clone(), logprob: s, adjusted: keep.then_some(a), tokens: n })
+                        .enumerate()
+                        .map(|(i, (((l, s), a), n))| LabelScore {
+                            label: l.clone(),
+                            logprob: s,
+                            adjusted: keep.then_some(a),
+                            tokens: n,
+                            pruned: choice.pruned.get(i).copied().unwrap_or(false),
+                        })
                         .collect(),
                 );
                 st.raw.push(labels[best].clone());

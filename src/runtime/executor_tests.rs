@@ -66,7 +66,14 @@ impl Backend for Scripted {
             assert_eq!(scores.len(), labels.len());
             Ok(calls
                 .iter()
-                .map(|_| Choice { scores: scores.clone(), label_tokens: vec![1; scores.len()], prompt_tokens: 10, cached_tokens: 0, from_cache: false })
+                .map(|_| Choice {
+                    scores: scores.clone(),
+                    label_tokens: vec![1; scores.len()],
+                    prompt_tokens: 10,
+                    cached_tokens: 0,
+                    from_cache: false,
+                    pruned: Vec::new(),
+                })
                 .collect())
         })
     }

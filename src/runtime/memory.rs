@@ -100,7 +100,7 @@ mod tests {
                 for c in calls {
                     let last = c.request.demos.last().map(|(_, a)| a.to_plain()).unwrap_or_default();
                     let scores = labels.iter().map(|l| if last.contains(l.as_str()) { 0.0 } else { -5.0 }).collect();
-                    out.push(Choice { scores, label_tokens: vec![1; labels.len()], prompt_tokens: 1, cached_tokens: 0, from_cache: false });
+                    out.push(Choice { scores, label_tokens: vec![1; labels.len()], prompt_tokens: 1, cached_tokens: 0, from_cache: false, pruned: Vec::new() });
                     self.0.lock().unwrap().push(c.request);
                 }
                 Ok(out)

@@ -220,6 +220,12 @@ impl Program {
         Program { executor: self.executor.with_memory(memory), engine: self.engine.clone(), warnings: self.warnings.clone() }
     }
 
+    /// The same program scoring labels as far as `pruning` says (see
+    /// [`super::scoring::LabelPruning`]). Cheap: models and caches are shared.
+    pub fn with_label_pruning(&self, pruning: super::scoring::LabelPruning) -> Program {
+        Program { executor: self.executor.with_label_pruning(pruning), engine: self.engine.clone(), warnings: self.warnings.clone() }
+    }
+
     /// The same program without a memory (what a learning round scores: the artifact alone).
     pub fn without_memory(&self) -> Program {
         Program { executor: self.executor.without_memory(), engine: self.engine.clone(), warnings: self.warnings.clone() }

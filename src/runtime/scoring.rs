@@ -16,6 +16,51 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Adjust, ChoiceBounds};
+
+/// How far a constrained choice scores its labels. Only the winner decides the answer, so by
+/// default a label is dropped as soon as its partial log-probability shows it cannot win
+/// (exact: see [`crate::model::ChoiceBounds`]); its trace entry then holds an upper bound,
+/// marked `pruned`. The compiler, which rescores runs under modes fitted afterwards, asks for
+/// every label in full where it needs them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LabelPruning {
+    /// Every label scored in full: traces keep every label's log-probability.
+    Off,
+    /// Labels dropped once they cannot win under the step's own scoring nor any of `also`
+    /// (whose winners come back exact too, so traces can be rescored under them).
+    Decision {
+        /// Further modes whose winners must be exact.
+        also: Vec<LabelScoring>,
+    },
+}
+
+impl Default for LabelPruning {
+    fn default() -> Self {
+        LabelPruning::Decision { also: Vec::new() }
+    }
+}
+
+impl LabelPruning {
+    /// The bounds of a choice among `labels` decided by `own`, or `None` when every label is
+    /// to be scored in full.
+    pub fn bounds(&self, own: &LabelScoring, labels: &[String]) -> Option<ChoiceBounds> {
+        match self {
+            LabelPruning::Off => None,
+            LabelPruning::Decision { also } => {
+                let mut modes = vec![own.adjustments(labels)];
+                for m in also {
+                    let a = m.adjustments(labels);
+                    if !modes.contains(&a) {
+                        modes.push(a);
+                    }
+                }
+                Some(ChoiceBounds { modes })
+            }
+        }
+    }
+}
+
 /// How a step turns label log-probabilities into a decision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
@@ -84,6 +129,21 @@ impl LabelScoring {
                     LabelScoring::LearnedBias { scale, bias } => scale * s + bias.get(label).copied().unwrap_or(0.0),
                 };
                 adjusted as f32
+            })
+            .collect()
+    }
+
+    /// The mode as the model's bounded choice takes it: one adjustment per label, giving the
+    /// same number [`LabelScoring::apply`] does (`scale × sum / tokens + offset`, in f64,
+    /// rounded to f32), so a choice pruned under these bounds picks the label this mode would.
+    pub fn adjustments(&self, labels: &[String]) -> Vec<Adjust> {
+        labels
+            .iter()
+            .map(|label| match self {
+                LabelScoring::Sum => Adjust::SUM,
+                LabelScoring::LengthNormalized => Adjust { scale: 1.0, per_token: true, offset: 0.0 },
+                LabelScoring::Calibrated { content_free } => Adjust { scale: 1.0, per_token: false, offset: -content_free.get(label).copied().unwrap_or(0.0) },
+                LabelScoring::LearnedBias { scale, bias } => Adjust { scale: *scale, per_token: false, offset: bias.get(label).copied().unwrap_or(0.0) },
             })
             .collect()
     }

@@ -71,6 +71,10 @@ pub struct LabelScore {
     /// Its length in tokens (0 when the backend does not say).
     #[serde(default)]
     pub tokens: u32,
+    /// Whether the label was dropped once it could not win: `logprob` (and `adjusted`) is then
+    /// an upper bound, the sum over the tokens scored before it was dropped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pruned: bool,
 }
 
 impl LabelScore {
@@ -169,8 +173,8 @@ mod tests {
     fn a_trace_round_trips_through_json_with_its_schema() {
         let mut st = StepTrace::new("classify", StepKind::Predict, Map::new());
         st.choice_scores = Some(vec![
-            LabelScore { label: "a".into(), logprob: -0.5, adjusted: None, tokens: 1 },
-            LabelScore { label: "b".into(), logprob: -2.0, adjusted: None, tokens: 2 },
+            LabelScore { label: "a".into(), logprob: -0.5, adjusted: None, tokens: 1, pruned: false },
+            LabelScore { label: "b".into(), logprob: -2.0, adjusted: None, tokens: 2, pruned: false },
         ]);
         let t = Trace { run_id: "r1".into(), program: "p".into(), steps: vec![st], ..Trace::default() };
         let v = serde_json::to_value(&t).unwrap();

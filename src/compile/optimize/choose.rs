@@ -2,7 +2,9 @@
 //! or bool that the program returns as it is): label scoring modes and the honest final choice.
 //!
 //! 1. **Finalists.** The program as written, and the search's best whole-dev candidates, ranked
-//!    by the best score any scoring mode gets them on dev (a learned bias cross-validated).
+//!    by the best score any scoring mode gets them on dev (a learned bias cross-validated,
+//!    when it is a mode at all: see [`learned_bias_fits`]; otherwise the modes a pruned
+//!    choice decides exactly, the calibrated sum included).
 //! 2. **Scores on more data.** When dev is small (under [`SMALL_DEV`] examples), each finalist
 //!    is also run on the training examples that are not its own fixed demos, so candidates are
 //!    compared on train + dev; a retrieving finalist draws from the pool of train + dev, an
@@ -14,6 +16,11 @@
 //!    the best, never below the best constant answer or the program as written.
 //!
 //! The shipped numbers (content-free scores, learned bias) are then fitted on every example.
+//!
+//! The learned bias is a mode only when the examples can determine it ([`learned_bias_fits`]).
+//! When it is not, no mode needs every label's raw score, and every run of the compile but
+//! the content-free inputs scores its labels pruned (the winner under the sum, the per-token
+//! mean and the calibrated sum exact; see [`crate::runtime::scoring::LabelPruning`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +39,7 @@ use crate::graph::{Dag, Source, StepId, Type};
 use crate::runtime::adapter::Demo;
 use crate::runtime::artifact::{EntrantRecord, SelectionRecord};
 use crate::runtime::retrieve::{RetrievalSpec, Retriever};
-use crate::runtime::scoring::LabelScoring;
+use crate::runtime::scoring::{LabelPruning, LabelScoring};
 use crate::runtime::trace::Trace;
 
 /// Dev sets smaller than this are pooled with the training set for the final choice.
@@ -43,6 +50,25 @@ pub const FOLDS: usize = 5;
 /// costs a run over the training set (on tweet emotion a second one cost 100 of 841 calls and
 /// lost to the first under every scoring mode).
 pub const FINALISTS: usize = 1;
+/// Examples per label, on average, below which the learned bias is not a scoring mode.
+///
+/// The bias has one free number per label (and a shared scale), and a label's number is
+/// pinned down only by the examples whose scores it moves, mostly its own. The usual rule for
+/// a logistic fit is about ten events per parameter (Peduzzi et al. 1996, J Clin Epidemiol
+/// 49:1373): with fewer, its coefficients come out biased and its error rates understated;
+/// and the cross-validation that judges the mode fits it on four fifths of the examples, so
+/// at ten per label each fold's fit sees about eight. Below that the mode would mostly fit
+/// noise (77 banking labels from 160 examples: about two each), and keeping it would cost
+/// every label's score on every run of the compile. The number comes from that rule, not from
+/// any task's answers.
+pub const MIN_EXAMPLES_PER_LABEL: usize = 10;
+
+/// Whether a learned per-label bias over `labels` labels is a scoring mode when the final
+/// choice has `examples` labelled examples: at least [`MIN_EXAMPLES_PER_LABEL`] per label on
+/// average.
+pub fn learned_bias_fits(examples: usize, labels: usize) -> bool {
+    labels > 0 && examples >= MIN_EXAMPLES_PER_LABEL * labels
+}
 
 /// The step a classification program answers with.
 #[derive(Clone, Debug)]
@@ -84,6 +110,15 @@ impl LabelStep {
         self.values.iter().position(|x| x == v)
     }
 
+    /// Whether the learned bias is a scoring mode of a compile on `dev` and `train`: the
+    /// labelled examples its final choice is made on (dev, with train when dev has fewer than
+    /// [`SMALL_DEV`]) number at least [`MIN_EXAMPLES_PER_LABEL`] per label.
+    pub fn learned_bias_fits(&self, dev: &[Example], train: &[Example]) -> bool {
+        let pooled: &[Example] = if dev.len() < SMALL_DEV { train } else { &[] };
+        let labelled = dev.iter().chain(pooled).filter(|ex| self.truth(ex).is_some()).count();
+        learned_bias_fits(labelled, self.labels.len())
+    }
+
     /// The label field of the step's demos (for retrieval balance).
     fn label_field(&self) -> Option<String> {
         Some(self.field.clone())
@@ -117,6 +152,9 @@ struct Finalist {
     rows: Vec<Row>,
     /// Raw scores for the content-free inputs.
     content_free: Vec<Vec<f32>>,
+    /// Whether its dev rows came from a search run that dropped labels (so it is run on dev
+    /// again, every label in full).
+    pruned: bool,
 }
 
 impl Finalist {
@@ -180,9 +218,10 @@ pub(super) async fn decide(cx: Context<'_, '_, '_>, rng: &mut ChaCha8Rng) -> Res
     let truths: Vec<Option<usize>> = examples.iter().map(|e| step.truth(e)).collect();
     let scorer = Scorer { job_metric: &job.metric, step: &step, examples: &examples };
 
-    let mut finalists = finalists(search, &scorer, &step, &baseline, rng);
+    let learned = search.learned_bias;
+    let mut finalists = finalists(search, &scorer, &step, &baseline, learned, rng);
     score_finalists(search, &step, &mut finalists, &examples, pooled, &baseline_train).await?;
-    let field = Field::of(&scorer, &finalists, &truths, rng);
+    let field = Field::of(&scorer, &finalists, &truths, learned, rng);
     let verdict = select(&field.entrants, rng);
     let (params, scoring, description) = field.shipped(verdict.chosen, &scorer, &finalists, &truths, &step, &baseline);
     let mut params = params;
@@ -205,35 +244,48 @@ pub(super) async fn decide(cx: Context<'_, '_, '_>, rng: &mut ChaCha8Rng) -> Res
 }
 
 /// 1. The finalists: the program as written first, then the best distinct search candidates,
-///    every one ranked on the same folds of dev (a paired comparison).
-fn finalists(search: &Search<'_, '_>, scorer: &Scorer<'_>, step: &LabelStep, baseline: &Params, rng: &mut ChaCha8Rng) -> Vec<Finalist> {
+///    every one ranked on the same folds of dev (a paired comparison), under the learned bias
+///    too when it is a mode (`learned`).
+fn finalists(search: &Search<'_, '_>, scorer: &Scorer<'_>, step: &LabelStep, baseline: &Params, learned: bool, rng: &mut ChaCha8Rng) -> Vec<Finalist> {
     let dev_fold = folds(search.job.dev.examples.len(), rng);
     let mut ranked: Vec<(f64, usize)> = search
         .whole
         .iter()
         .enumerate()
-        .filter(|(_, (_, p, _))| p != baseline)
-        .map(|(i, (_, _, e))| (dev_estimate(scorer, step, &rows_of(&e.traces, &step.name), &dev_fold), i))
+        .filter(|(_, (_, p, _, _))| p != baseline)
+        .map(|(i, (_, _, e, cf))| (dev_estimate(scorer, step, &rows_of(&e.traces, &step.name), cf, learned, &dev_fold), i))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let baseline_dev = search.whole.iter().find(|(_, p, _)| p == baseline).map(|(_, _, e)| e.clone()).unwrap_or_default();
+    let (baseline_dev, baseline_cf) = search.whole.iter().find(|(_, p, _, _)| p == baseline).map(|(_, _, e, cf)| (e.clone(), cf.clone())).unwrap_or_default();
     let mut finalists = vec![Finalist {
         description: "the program as written".into(),
         params: baseline.clone(),
         rows: rows_of(&baseline_dev.traces, &step.name),
-        content_free: Vec::new(),
+        content_free: baseline_cf,
+        pruned: pruned(&baseline_dev.traces, &step.name),
     }];
     for &(_, i) in &ranked {
         if finalists.len() > FINALISTS {
             break;
         }
-        let (description, params, e) = &search.whole[i];
+        let (description, params, e, cf) = &search.whole[i];
         if finalists.iter().any(|f| f.params == *params) {
             continue;
         }
-        finalists.push(Finalist { description: description.clone(), params: params.clone(), rows: rows_of(&e.traces, &step.name), content_free: Vec::new() });
+        finalists.push(Finalist {
+            description: description.clone(),
+            params: params.clone(),
+            rows: rows_of(&e.traces, &step.name),
+            content_free: cf.clone(),
+            pruned: pruned(&e.traces, &step.name),
+        });
     }
     finalists
+}
+
+/// Whether any run dropped labels of `step` (its raw scores are then partly upper bounds).
+fn pruned(traces: &[Trace], step: &str) -> bool {
+    traces.iter().flat_map(|t| &t.steps).filter(|s| s.step == step).any(|s| s.choice_scores.as_ref().is_some_and(|cs| cs.iter().any(|c| c.pruned)))
 }
 
 /// 2. Every finalist on the whole evaluation set (`examples`: dev, then train when `pooled`),
@@ -254,13 +306,27 @@ async fn score_finalists(
         if job.budget.exhausted().is_some() {
             break;
         }
+        // First: a pruned run keeps the calibrated sum's winner exact only when it knows the
+        // content-free scores.
+        if f.content_free.is_empty() {
+            f.content_free = content_free(search, dag, step, &f.params).await;
+        }
+        let pruning = search.label_pruning(&f.content_free);
+        if f.pruned && search.learned_bias && f.params.get(&step.name).is_none_or(|p| p.retrieval.is_none()) {
+            // The learned bias is fitted to every label's raw score: pruned runs on dev do not
+            // have them. (The search scores its whole-dev candidates in full when the learned
+            // bias is a mode, so this is for a caller that pruned them anyway.)
+            let e = run(search, &f.params, dev, LabelPruning::Off, &format!("finalist {k}: {} on the dev set, every label scored", f.description)).await?;
+            f.rows = rows_of(&e.traces, &step.name);
+            f.pruned = false;
+        }
         if let Some(r) = f.params.get(&step.name).and_then(|p| p.retrieval.clone()) {
             // Retrieval draws from every example of the evaluation set (never an example's own).
             let spec = RetrievalSpec { pool: pool.clone(), ..r.spec().clone() };
             if let Some(p) = f.params.get_mut(&step.name) {
                 p.retrieval = Some(Arc::new(Retriever::new(spec, step.label_field())));
             }
-            let e = run(search, &f.params, examples, &format!("finalist {k}: {} on {} examples", f.description, examples.len())).await?;
+            let e = run(search, &f.params, examples, pruning.clone(), &format!("finalist {k}: {} on {} examples", f.description, examples.len())).await?;
             f.rows = rows_of(&e.traces, &step.name);
             f.rows.resize(examples.len(), Row::Skipped);
         } else if pooled {
@@ -270,7 +336,7 @@ async fn score_finalists(
             let (ran, e) = match baseline_train {
                 Some((ran, e)) if k == 0 => (ran.clone(), e.clone()),
                 _ => {
-                    let e = run(search, &f.params, &train, &format!("finalist {k}: {} on the training set", f.description)).await?;
+                    let e = run(search, &f.params, &train, pruning.clone(), &format!("finalist {k}: {} on the training set", f.description)).await?;
                     (train, e)
                 }
             };
@@ -284,7 +350,6 @@ async fn score_finalists(
             }
         }
         f.rows.resize(examples.len(), Row::Skipped);
-        f.content_free = content_free(search, dag, step, &f.params).await;
     }
     Ok(())
 }
@@ -302,14 +367,15 @@ struct Field {
 }
 
 impl Field {
-    fn of(scorer: &Scorer<'_>, finalists: &[Finalist], truths: &[Option<usize>], rng: &mut ChaCha8Rng) -> Field {
+    /// Every (finalist, mode), the learned bias only when `learned` (see [`learned_bias_fits`]).
+    fn of(scorer: &Scorer<'_>, finalists: &[Finalist], truths: &[Option<usize>], learned: bool, rng: &mut ChaCha8Rng) -> Field {
         let step = scorer.step;
         let fold = folds(truths.len(), rng);
         let mut entrants = Vec::new();
         let mut described: Vec<(usize, Mode, String)> = Vec::new();
         for (k, f) in finalists.iter().enumerate() {
             for mode in MODES {
-                if mode == Mode::Calibrated && f.content_free.is_empty() {
+                if (mode == Mode::Calibrated && f.content_free.is_empty()) || (mode == Mode::LearnedBias && !learned) {
                     continue;
                 }
                 let scores = scorer.cross_validated(f, mode, truths, &fold);
@@ -409,26 +475,28 @@ impl Field {
     }
 }
 
-/// Runs `params` on `examples` for the final choice (counted against the budget).
-async fn run(search: &Search<'_, '_>, params: &Params, examples: &[Example], phase: &str) -> Result<Evaluation, CompileError> {
+/// Runs `params` on `examples` for the final choice (counted against the budget), its labels
+/// scored as `pruning` says.
+async fn run(search: &Search<'_, '_>, params: &Params, examples: &[Example], pruning: LabelPruning, phase: &str) -> Result<Evaluation, CompileError> {
     let job = search.job;
     (job.progress)(Event::Phase(phase, examples.len()));
-    let program = job.program.with_params(by_id(job.program.dag(), params));
+    let program = job.program.with_params(by_id(job.program.dag(), params)).with_label_pruning(pruning);
     let tick = || (job.progress)(Event::Run);
     Ok(evaluate(&program, examples, &job.metric, job.plan.concurrency, &job.budget, &tick).await?)
 }
 
 /// The raw scores of `params` for content-free inputs: every text input of the program
 /// replaced by each of [`CONTENT_FREE`]. Runs that fail are left out.
-async fn content_free(search: &Search<'_, '_>, dag: &Dag, step: &LabelStep, params: &Params) -> Vec<Vec<f32>> {
+pub(super) async fn content_free(search: &Search<'_, '_>, dag: &Dag, step: &LabelStep, params: &Params) -> Vec<Vec<f32>> {
     let job = search.job;
     let program = job.program.with_params(by_id(dag, params));
     let mut rows = Vec::new();
     let Some(template) = job.dev.examples.first() else { return rows };
-    for value in CONTENT_FREE {
-        if job.budget.exhausted().is_some() {
-            break;
-        }
+    if job.budget.exhausted().is_some() {
+        return rows;
+    }
+    // All at once: the model scores them in one pass.
+    let runs = CONTENT_FREE.iter().map(|value| {
         let inputs: Map<String, Value> = dag
             .inputs()
             .iter()
@@ -437,7 +505,9 @@ async fn content_free(search: &Search<'_, '_>, dag: &Dag, step: &LabelStep, para
                 Some((f.name.clone(), v))
             })
             .collect();
-        let (_, trace) = program.run_traced(inputs).await;
+        program.run_traced(inputs)
+    });
+    for (_, trace) in futures_util::future::join_all(runs).await {
         job.budget.record(&trace);
         if let Row::Raw(raw, _) = row_of(&trace, &step.name) {
             rows.push(raw);
@@ -522,9 +592,6 @@ impl Scorer<'_> {
     }
 }
 
-/// How well a search candidate could do on dev under its best mode: the most of the sum, the
-/// per-token mean and a cross-validated learned bias (the content-free calls are saved for
-/// the finalists).
 /// A seeded assignment of `n` examples to [`FOLDS`] folds of (nearly) equal size.
 fn folds(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -536,12 +603,20 @@ fn folds(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     fold
 }
 
-fn dev_estimate(scorer: &Scorer<'_>, step: &LabelStep, rows: &[Row], fold: &[usize]) -> f64 {
+/// How well a search candidate could do on dev under its best mode: the most of the sum, the
+/// per-token mean, the calibrated sum (when its content-free scores were taken: the search
+/// takes them when it prunes, see `Search::pruning`) and, when `learned`, the learned bias
+/// cross-validated (its runs then scored every label in full).
+fn dev_estimate(scorer: &Scorer<'_>, step: &LabelStep, rows: &[Row], content_free: &[Vec<f32>], learned: bool, fold: &[usize]) -> f64 {
     let truths: Vec<Option<usize>> = (0..rows.len()).map(|i| scorer.examples.get(i).and_then(|e| step.truth(e))).collect();
     let fold: Vec<usize> = (0..rows.len()).map(|i| fold.get(i).copied().unwrap_or(i % FOLDS)).collect();
-    let f = Finalist { description: String::new(), params: Params::new(), rows: rows.to_vec(), content_free: Vec::new() };
-    [Mode::Sum, Mode::LengthNormalized, Mode::LearnedBias]
-        .iter()
+    let f = Finalist { description: String::new(), params: Params::new(), rows: rows.to_vec(), content_free: content_free.to_vec(), pruned: false };
+    let modes = MODES.iter().filter(|&&m| match m {
+        Mode::Calibrated => !content_free.is_empty(),
+        Mode::LearnedBias => learned,
+        Mode::Sum | Mode::LengthNormalized => true,
+    });
+    modes
         .map(|&m| {
             let s: Vec<f64> = scorer.cross_validated(&f, m, &truths, &fold).into_iter().flatten().collect();
             if s.is_empty() {
@@ -563,5 +638,16 @@ mod tests {
         assert_eq!(majority(&[Some(1), Some(0)], |_| true), Some(0));
         assert_eq!(majority(&[Some(1), Some(0), Some(1)], |i| i < 2), Some(0));
         assert_eq!(majority(&[None], |_| true), None);
+    }
+
+    #[test]
+    fn the_learned_bias_is_a_mode_only_with_ten_examples_per_label_on_average() {
+        // TweetEval emotion's compile: 160 examples, 4 labels (40 each).
+        assert!(learned_bias_fits(160, 4));
+        // banking77's: 160 examples, 77 labels (about 2 each).
+        assert!(!learned_bias_fits(160, 77));
+        assert!(learned_bias_fits(770, 77));
+        assert!(!learned_bias_fits(769, 77));
+        assert!(!learned_bias_fits(0, 0));
     }
 }

@@ -28,6 +28,7 @@ use crate::runtime::artifact::*;
 use crate::runtime::backend::BackendError;
 use crate::runtime::executor::StepParams;
 use crate::runtime::retrieve::{RetrievalSpec, Retriever, Similarity};
+use crate::runtime::scoring::{LabelPruning, LabelScoring};
 use crate::Program;
 
 /// A trace passes (and may become a demo) when its score is at least this.
@@ -93,6 +94,12 @@ pub struct Plan {
     /// about four times a fixed-demo candidate (on tweet emotion, 16–19 s of a 55–70 s learning
     /// round), and on the four public tasks it never won the final choice.
     pub retrieval: bool,
+    /// Whether a classification program's search candidates score labels only as far as
+    /// their decisions under the sum, the per-token mean and the calibrated sum need (exact
+    /// pruning, see [`crate::runtime::scoring::LabelPruning`]); the program as written, the
+    /// finalists and the content-free inputs are always scored in full. On by default: the
+    /// artifact is the same either way, only the model's work differs.
+    pub prune_labels: bool,
 }
 
 /// Mixed into the seed of the final choice's random stream ("choice" in ASCII).
@@ -133,6 +140,7 @@ impl Plan {
             max_tokens: overrides.max_tokens.or(program.max_tokens),
             max_time: overrides.max_seconds.or(program.max_seconds).map(std::time::Duration::from_secs),
             retrieval: overrides.retrieval.or(program.retrieval).unwrap_or(false),
+            prune_labels: true,
         }
     }
 
@@ -220,9 +228,17 @@ struct Search<'j, 'a> {
     steps: Vec<String>,
     candidates: Vec<CandidateRecord>,
     best: Option<(f64, Params)>,
-    /// Every candidate scored on the whole dev set, with its evaluation (the final choice of a
-    /// classification program rescores their traces).
-    whole: Vec<(String, Params, Evaluation)>,
+    /// Every candidate scored on the whole dev set, with its evaluation and, for a
+    /// classification program, its raw label scores for the content-free inputs (the final
+    /// choice of a classification program rescores their traces).
+    whole: Vec<(String, Params, Evaluation, Vec<Vec<f32>>)>,
+    /// A classification program's label step (see [`choose`]), whose scores the final
+    /// choice rescores.
+    label: Option<choose::LabelStep>,
+    /// Whether the learned bias is a scoring mode of the final choice (enough examples per
+    /// label, see [`choose::learned_bias_fits`]): fitted to every label's raw score, it keeps
+    /// the runs it may be fitted to from pruning labels.
+    learned_bias: bool,
 }
 
 impl Search<'_, '_> {
@@ -251,9 +267,10 @@ impl Search<'_, '_> {
         let job = self.job;
         let examples = minibatch.unwrap_or(&job.dev.examples);
         let description = self.describe(&params, origin);
+        let (pruning, content_free) = self.pruning(&params, minibatch.is_some()).await;
         (job.progress)(Event::Phase(&format!("candidate {}: {description}", self.candidates.len()), examples.len()));
         let tick = || (job.progress)(Event::Run);
-        let candidate = job.program.with_params(by_id(job.program.dag(), &params));
+        let candidate = job.program.with_params(by_id(job.program.dag(), &params)).with_label_pruning(pruning);
         let e = evaluate(&candidate, examples, &job.metric, job.plan.concurrency, &job.budget, &tick).await?;
         if !e.cut_short {
             let record =
@@ -262,12 +279,60 @@ impl Search<'_, '_> {
                 if self.best.as_ref().is_none_or(|(b, _)| record.score > *b) {
                     self.best = Some((record.score, params.clone()));
                 }
-                self.whole.push((record.description.clone(), params, e.clone()));
+                self.whole.push((record.description.clone(), params, e.clone(), content_free));
             }
             (job.progress)(Event::Candidate(&record, self.best.as_ref().map_or(0.0, |b| b.0), job.budget.calls()));
             self.candidates.push(record);
         }
         Ok(e)
+    }
+}
+
+impl Search<'_, '_> {
+    /// How a candidate's labels are scored, and (for a whole-dev candidate of a
+    /// classification program whose final choice has no learned bias) its raw scores for the
+    /// content-free inputs, scored first so that the calibrated sum is among the modes its
+    /// pruned choices decide exactly.
+    ///
+    /// When the learned bias is a mode, it is fitted to every label's raw score, and any
+    /// whole-dev candidate may be a finalist: those score every label (and take their
+    /// content-free scores only if they become finalists). Otherwise no mode needs more than
+    /// the winners of the sum, the per-token mean and the calibrated sum, and every run is
+    /// pruned, the program as written included. A minibatch trial is judged by its metric
+    /// under its own scoring: pruned either way.
+    async fn pruning(&self, params: &Params, minibatch: bool) -> (LabelPruning, Vec<Vec<f32>>) {
+        let job = self.job;
+        if self.label.is_none() {
+            return (LabelPruning::default(), Vec::new());
+        }
+        if minibatch {
+            let p = if job.plan.prune_labels { LabelPruning::default() } else { LabelPruning::Off };
+            return (p, Vec::new());
+        }
+        if self.learned_bias {
+            return (LabelPruning::Off, Vec::new());
+        }
+        let rows = match &self.label {
+            Some(step) => choose::content_free(self, job.program.dag(), step, params).await,
+            None => Vec::new(),
+        };
+        (self.label_pruning(&rows), rows)
+    }
+
+    /// How a run of the final choice (or the bootstrap) of a configuration whose content-free
+    /// scores are `content_free` scores labels: pruned, the winners under the sum, the
+    /// per-token mean and the calibrated sum exact, unless the learned bias is a mode or the
+    /// plan asks for every label.
+    fn label_pruning(&self, content_free: &[Vec<f32>]) -> LabelPruning {
+        let Some(step) = self.label.as_ref() else { return LabelPruning::default() };
+        if self.learned_bias || !self.job.plan.prune_labels {
+            return LabelPruning::Off;
+        }
+        let mut also = vec![LabelScoring::Sum, LabelScoring::LengthNormalized];
+        if let Some(content_free) = crate::runtime::scoring::content_free(&step.labels, content_free) {
+            also.push(LabelScoring::Calibrated { content_free });
+        }
+        LabelPruning::Decision { also }
     }
 }
 
@@ -278,13 +343,34 @@ type BaselineTrain = Option<(Vec<Example>, Evaluation)>;
 /// Runs the compile and returns the artifact: the program as written (and a warm start), the
 /// demo pools, the optimizer's candidates, the final choice, the artifact.
 pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
+    let mut job = job;
     let dag = job.program.dag().clone();
     let steps = compiled_steps(&job, &dag)?;
+    // A classification program (one step answering one label) also gets scoring modes,
+    // retrieved demos and the honest final choice. They rescore answers offline from the label
+    // scores a run keeps, so they need a backend that scores labels (constrained choice): an
+    // LM judge cannot be rescored, and an endpoint that only generates text keeps no scores.
+    let scores_labels = |s: &choose::LabelStep| job.program.executor().backends().get(dag.step(s.id).model.0).is_some_and(|b| b.supports_choice());
+    let label_step = choose::LabelStep::of(&dag).filter(|s| !job.metric.needs_model() && scores_labels(s));
+    if label_step.is_some() {
+        // Its runs keep every label's raw score unless told otherwise (see
+        // `Search::pruning` and `Search::label_pruning`).
+        job.program = job.program.with_label_pruning(LabelPruning::Off);
+    }
+    let job = job;
     let plan = &job.plan;
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-    let mut search = Search { job: &job, steps: steps.clone(), candidates: Vec::new(), best: None, whole: Vec::new() };
     let baseline_params: Params =
         steps.iter().map(|s| Ok((s.clone(), job.program.executor().params(step_id(&dag, s)?)))).collect::<Result<_, CompileError>>()?;
+    let mut search = Search {
+        job: &job,
+        steps: steps.clone(),
+        candidates: Vec::new(),
+        best: None,
+        whole: Vec::new(),
+        label: label_step.clone(),
+        learned_bias: label_step.as_ref().is_some_and(|s| s.learned_bias_fits(&job.dev.examples, &job.train.examples)),
+    };
     let baseline = search.score(baseline_params.clone(), "the program as written", None).await?;
     if baseline.cut_short {
         return Err(CompileError::Budget(job.budget.exhausted().unwrap_or_default()));
@@ -295,15 +381,13 @@ pub async fn compile(job: Job<'_>) -> Result<Artifact, CompileError> {
         params.extend(warm.iter().filter(|(s, _)| steps.contains(s)).map(|(s, p)| (s.clone(), p.clone())));
         search.score(params, "warm start: the current artifact", None).await?;
     }
-    let (pools, baseline_train) = demo_pools(&job, &dag, &steps, &baseline_params, &mut rng).await?;
+    // The bootstrap's runs of the program as written are its training rows in the final
+    // choice: pruned as its dev runs are.
+    let baseline_cf = search.whole.iter().find(|(_, p, _, _)| *p == baseline_params).map(|(_, _, _, cf)| cf.clone()).unwrap_or_default();
+    let boot_pruning = if label_step.is_some() { search.label_pruning(&baseline_cf) } else { LabelPruning::default() };
+    let (pools, baseline_train) = demo_pools(&job, &dag, &steps, &baseline_params, boot_pruning, &mut rng).await?;
     let proposed = search_candidates(&mut search, &pools, &baseline_params, &mut rng).await?;
 
-    // A classification program (one step answering one label) also gets scoring modes,
-    // retrieved demos and the honest final choice. They rescore answers offline from the label
-    // scores a run keeps, so they need a backend that scores labels (constrained choice): an
-    // LM judge cannot be rescored, and an endpoint that only generates text keeps no scores.
-    let scores_labels = |s: &choose::LabelStep| job.program.executor().backends().get(dag.step(s.id).model.0).is_some_and(|b| b.supports_choice());
-    let label_step = choose::LabelStep::of(&dag).filter(|s| !job.metric.needs_model() && scores_labels(s));
     if let Some(step) = &label_step {
         if plan.retrieval && plan.optimizer != OptimizerKind::LabeledFewShot && plan.optimizer != OptimizerKind::BootstrapFewShot {
             retrieval_candidates(&mut search, &pools, step, &baseline_params).await?;
@@ -342,8 +426,16 @@ fn compiled_steps(job: &Job<'_>, dag: &Dag) -> Result<Vec<String>, CompileError>
 
 /// The demo pools: labelled demos from every training example, in a seeded order, and
 /// bootstrapped ones from the passing training runs of the teacher (or the program as
-/// written), with those runs when they are the program's own.
-async fn demo_pools(job: &Job<'_>, dag: &Dag, steps: &[String], baseline: &Params, rng: &mut ChaCha8Rng) -> Result<(Pools, BaselineTrain), CompileError> {
+/// written), with those runs when they are the program's own (their labels scored as
+/// `pruning` says).
+async fn demo_pools(
+    job: &Job<'_>,
+    dag: &Dag,
+    steps: &[String],
+    baseline: &Params,
+    pruning: LabelPruning,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Pools, BaselineTrain), CompileError> {
     let plan = &job.plan;
     let mut train_order: Vec<&Example> = job.train.examples.iter().collect();
     train_order.shuffle(rng);
@@ -360,7 +452,8 @@ async fn demo_pools(job: &Job<'_>, dag: &Dag, steps: &[String], baseline: &Param
     let teacher = match plan.teacher {
         Some(m) => job.program.on_model(m).with_params(by_id(dag, baseline)),
         None => job.program.with_params(by_id(dag, baseline)),
-    };
+    }
+    .with_label_pruning(pruning);
     let tick = || (job.progress)(Event::Run);
     let e = evaluate(&teacher, &owned, &job.metric, plan.concurrency, &job.budget, &tick).await?;
     for (i, score) in e.scores.iter().enumerate() {

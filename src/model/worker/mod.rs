@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use self::batch::{DecodeBatch, Joining};
 use self::pass::{Item, PrefixCache};
 pub(crate) use self::trie::Choices;
+use super::bounds::ChoiceBounds;
 use super::error::ModelError;
 use super::grammar::Constraint;
 use super::local::{ChoiceScores, Finish, Generation, Shared};
@@ -91,6 +92,8 @@ pub(crate) struct GenJob {
 pub(crate) struct ChoiceJob {
     pub prompt: Encoded,
     pub choices: Arc<Choices>,
+    /// When only the decision is wanted: the ways it may be decided (see `bounds.rs`).
+    pub bounds: Option<Arc<ChoiceBounds>>,
     pub reply: Reply<Result<ChoiceScores, ModelError>>,
 }
 
@@ -274,8 +277,10 @@ impl Worker {
         let opts = &self.shared.options;
         // Without cross-request batching, a pass (and the decode batch) serves one request.
         let max_rows = if opts.cross_request { opts.max_batch.max(1) } else { 1 };
-        // Choices pack several prompts into a row when the model takes a tree mask.
-        let packing = !generating && self.shared.tree && opts.cross_request;
+        // Choices pack several prompts into a row when the model takes a tree mask (bounded
+        // ones, whose trees are fed on top of their own row, keep a row each).
+        let bounded = |j: &Job| matches!(j, Job::Choose(c) if c.bounds.is_some());
+        let packing = !generating && self.shared.tree && opts.cross_request && !self.waiting.iter().any(bounded);
         // A pass of choices scored in one go keeps no keys and values (see `prefill`): only its
         // rows' prefix copies stay for the whole pass, under a budget of their own.
         let budget = if generating || !self.shared.tree { opts.kv_budget_tokens } else { opts.choice_kv_budget_tokens };
@@ -322,10 +327,11 @@ impl Worker {
         }
     }
 
-    /// The label tree a job's prompt carries in its pass, if any.
+    /// The label tree a job's prompt carries in its pass, if any (a bounded choice feeds its
+    /// tree afterwards, as far as its bounds need it).
     fn tree_of(&self, job: &Job) -> Option<Arc<Choices>> {
         match job {
-            Job::Choose(c) if self.shared.tree && !c.choices.nodes.is_empty() => Some(c.choices.clone()),
+            Job::Choose(c) if self.shared.tree && !c.choices.nodes.is_empty() && c.bounds.is_none() => Some(c.choices.clone()),
             _ => None,
         }
     }
@@ -347,10 +353,11 @@ impl Worker {
         let (order, rows) = if packing { pack(items) } else { ((0..items.len()).collect(), items.into_iter().map(|it| vec![it]).collect()) };
         // The pass's keys and values are needed afterwards only by generations (which join
         // the decode batch) and by choices scored in a second pass (models without a tree
-        // mask); a pass of choices scored in one go does without, which bounds its memory by
-        // one layer's keys and values instead of every layer's.
-        let generating = jobs.iter().any(|j| matches!(j, Job::Generate(_)));
-        let keep = if generating || !shared.tree { Keep::Cache } else { Keep::LogitsOnly };
+        // mask) or fed their trees afterwards (bounded ones); a pass of choices scored in one go
+        // does without, which bounds its memory by one layer's keys and values instead of every
+        // layer's.
+        let continued = jobs.iter().any(|j| matches!(j, Job::Generate(_)) || matches!(j, Job::Choose(c) if c.bounds.is_some()));
+        let keep = if continued || !shared.tree { Keep::Cache } else { Keep::LogitsOnly };
         let fwd = match pass::first_pass(&mut self.decoder, &shared, &rows, prefix.as_deref(), keep) {
             Ok(f) => f,
             Err(e) => return fail_all(jobs, &e),

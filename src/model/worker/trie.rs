@@ -62,6 +62,11 @@ impl Choices {
         Choices { ids, nodes, paths, sees }
     }
 
+    /// The node after which token `k` (at least 1) of choice `c` is predicted.
+    pub(crate) fn node_before(&self, c: usize, k: usize) -> usize {
+        self.paths[c][k - 1]
+    }
+
     /// Whether node `i` attends to node `j`.
     pub(crate) fn sees(&self, i: usize, j: usize) -> bool {
         self.sees[i][j]
@@ -74,8 +79,8 @@ impl Choices {
             .iter()
             .zip(&self.paths)
             .map(|(ids, path)| {
-                let first = log_prob(last, ids[0]);
-                first + path.iter().zip(&ids[1..]).map(|(&n, &t)| at_node.get(n).map_or(f32::NEG_INFINITY, |l| log_prob(l, t))).sum::<f32>()
+                // Token by token, as a bounded choice adds them (see `bounds.rs`).
+                path.iter().zip(&ids[1..]).fold(log_prob(last, ids[0]), |s, (&n, &t)| s + at_node.get(n).map_or(f32::NEG_INFINITY, |l| log_prob(l, t)))
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::{AnswerShape, Backend, BackendError, Call, Choice, Completion, Enforcement, Identity};
-use crate::model::{GenerateRequest, LocalModel, PrefixCaching, TokenCount};
+use crate::model::{ChoiceBounds, GenerateRequest, LocalModel, PrefixCaching, TokenCount};
 
 /// Prompts longer than this are tokenized on the blocking pool rather than on an async worker.
 const INLINE_BYTES: usize = 16 * 1024;
@@ -92,25 +92,40 @@ impl Backend for LocalBackend {
     }
 
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
-        Box::pin(async move {
-            let labels = Arc::new(labels);
-            let runs = calls.into_iter().map(|c| {
-                let prompt = c.request.local_prompt(self.model.chat_template(), &c.answer_so_far);
-                let (model, caching, labels) = (self.model.clone(), self.caching, labels.clone());
-                async move {
-                    let prompt = prompt?;
-                    let bytes = prompt.shared.len() + prompt.rest.len();
-                    let s = submit(bytes, move || model.start_choose(&prompt, &labels, caching)).await?;
-                    Ok::<_, BackendError>(Choice {
-                        scores: s.scores,
-                        label_tokens: s.choice_tokens.iter().map(|&n| u32::try_from(n).unwrap_or(u32::MAX)).collect(),
-                        prompt_tokens: s.prompt_tokens as u64,
-                        cached_tokens: s.cached_tokens as u64,
-                        from_cache: false,
-                    })
-                }
-            });
-            futures_util::future::try_join_all(runs).await
-        })
+        Box::pin(self.choose_with(calls, labels, None))
+    }
+
+    fn choose_bounded(&self, calls: Vec<Call>, labels: Vec<String>, bounds: Arc<ChoiceBounds>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        Box::pin(self.choose_with(calls, labels, Some(bounds)))
+    }
+}
+
+impl LocalBackend {
+    /// Scores `labels` after each call's prompt, in full or (with `bounds`) as far as the
+    /// decision needs.
+    async fn choose_with(&self, calls: Vec<Call>, labels: Vec<String>, bounds: Option<Arc<ChoiceBounds>>) -> Result<Vec<Choice>, BackendError> {
+        let labels = Arc::new(labels);
+        let runs = calls.into_iter().map(|c| {
+            let prompt = c.request.local_prompt(self.model.chat_template(), &c.answer_so_far);
+            let (model, caching, labels, bounds) = (self.model.clone(), self.caching, labels.clone(), bounds.clone());
+            async move {
+                let prompt = prompt?;
+                let bytes = prompt.shared.len() + prompt.rest.len();
+                let s = submit(bytes, move || match bounds {
+                    Some(b) => model.start_choose_bounded(&prompt, &labels, caching, b),
+                    None => model.start_choose(&prompt, &labels, caching),
+                })
+                .await?;
+                Ok::<_, BackendError>(Choice {
+                    scores: s.scores,
+                    label_tokens: s.choice_tokens.iter().map(|&n| u32::try_from(n).unwrap_or(u32::MAX)).collect(),
+                    prompt_tokens: s.prompt_tokens as u64,
+                    cached_tokens: s.cached_tokens as u64,
+                    from_cache: false,
+                    pruned: s.pruned,
+                })
+            }
+        });
+        futures_util::future::try_join_all(runs).await
     }
 }

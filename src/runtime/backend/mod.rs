@@ -5,11 +5,13 @@
 mod local;
 mod openai;
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 
 use super::adapter::Request;
 use crate::model::sampling::Sampling;
-use crate::model::TokenCount;
+use crate::model::{ChoiceBounds, TokenCount};
 
 pub use self::local::LocalBackend;
 pub use self::openai::{Dialect, OpenAiBackend, PoolOptions, StructuredOutput, DIALECTS};
@@ -92,6 +94,10 @@ pub struct Choice {
     pub cached_tokens: u64,
     /// Whether the response cache answered.
     pub from_cache: bool,
+    /// For a bounded choice ([`Backend::choose_bounded`]), the labels dropped once they could
+    /// not win: their score is only an upper bound of their log-probability. Empty when every
+    /// label was scored in full.
+    pub pruned: Vec<bool>,
 }
 
 /// Why a model call failed.
@@ -155,6 +161,15 @@ pub trait Backend: Send + Sync {
     /// Scores `labels` (as written by [`Request::choice_text`]) after each call's prompt and
     /// answer so far: the log-probability of each label, per call.
     fn choose(&self, calls: Vec<Call>, labels: Vec<String>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>>;
+
+    /// [`Backend::choose`] when only the decision is wanted: the best label under each of
+    /// `bounds`' ways of deciding must come back with its exact score; a label that cannot win
+    /// under any of them may come back with an upper bound only (marked in
+    /// [`Choice::pruned`]). Scoring every label in full (the default) answers it too.
+    fn choose_bounded(&self, calls: Vec<Call>, labels: Vec<String>, bounds: Arc<ChoiceBounds>) -> BoxFuture<'_, Result<Vec<Choice>, BackendError>> {
+        let _ = bounds;
+        self.choose(calls, labels)
+    }
 
     /// The SHA-256 of the model's weights, where the backend can know it (local models).
     fn weights_sha256(&self) -> Option<String> {

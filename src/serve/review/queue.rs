@@ -356,7 +356,14 @@ fn trace_section(trace: &Value) -> String {
         if let Some(scores) = s["choice_scores"].as_array() {
             html.push_str("<h3>Label scores</h3><table class=\"scores\"><tr><th>label</th><th>log-probability</th></tr>");
             for sc in scores {
-                let _ = write!(html, "<tr><td>{}</td><td>{:.3}</td></tr>", esc(sc["label"].as_str().unwrap_or("")), sc["logprob"].as_f64().unwrap_or(f64::NAN));
+                // A label dropped once it could not win has only an upper bound.
+                let bound = if sc["pruned"].as_bool().unwrap_or(false) { "≤ " } else { "" };
+                let _ = write!(
+                    html,
+                    "<tr><td>{}</td><td>{bound}{:.3}</td></tr>",
+                    esc(sc["label"].as_str().unwrap_or("")),
+                    sc["logprob"].as_f64().unwrap_or(f64::NAN)
+                );
             }
             html.push_str("</table>");
         }

@@ -287,6 +287,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_transaction_dropped_without_commit_releases_the_write_lock_for_other_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let (server, other) = (Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap());
+        let mut tx = server.begin_write().await.unwrap();
+        sqlx::query("INSERT INTO counters (program, unconsented_runs) VALUES ('dropped', 1)").execute(&mut *tx).await.unwrap();
+        // A request that fails after its transaction began, and then nothing more from the
+        // server: another process (a second store on the file) must still be able to write.
+        drop(tx);
+        let mut tx = other.begin_write().await.expect("the dropped transaction's write lock was released");
+        sqlx::query("INSERT INTO counters (program, unconsented_runs) VALUES ('kept', 1)").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let rows = sqlx::query("SELECT program FROM counters").fetch_all(server.reader()).await.unwrap();
+        let programs: Vec<String> = rows.iter().map(|r| sqlx::Row::try_get(r, 0).unwrap()).collect();
+        assert_eq!(programs, ["kept"]);
+    }
+
+    #[tokio::test]
     async fn a_write_transaction_dropped_without_commit_leaves_nothing_and_the_next_one_works() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();

@@ -75,7 +75,7 @@ impl Writer {
                 *rollback_first = true;
                 sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
                 *rollback_first = false;
-                Ok(WriteTx::Sqlite(SqliteTx { guard, open: true }))
+                Ok(WriteTx::Sqlite(SqliteTx { guard: Some(guard), open: true }))
             }
         }
     }
@@ -102,9 +102,10 @@ pub(super) enum WriteTx {
     Sqlite(SqliteTx),
 }
 
-/// A transaction on the SQLite writer; marks the writer for a rollback if dropped while open.
+/// A transaction on the SQLite writer; rolls back if dropped while open.
 pub(super) struct SqliteTx {
-    guard: OwnedMutexGuard<SqliteWriter>,
+    /// `Some` until dropped.
+    guard: Option<OwnedMutexGuard<SqliteWriter>>,
     open: bool,
 }
 
@@ -112,14 +113,26 @@ impl SqliteTx {
     fn conn(&mut self) -> &mut AnyConnection {
         // `begin` checked the connection is there, and holding the guard keeps `close` from
         // taking it: this cannot fail.
-        self.guard.conn.as_mut().expect("a write transaction holds an open connection")
+        self.guard.as_mut().and_then(|g| g.conn.as_mut()).expect("a write transaction holds an open connection")
     }
 }
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        if self.open {
-            self.guard.rollback_first = true;
+        let Some(mut guard) = self.guard.take().filter(|_| self.open) else { return };
+        // If nothing else works, the next writer rolls back first.
+        guard.rollback_first = true;
+        // But until then the database's write lock (taken by BEGIN IMMEDIATE) would stay held,
+        // and writers in other processes (`loopc learn`, the CLI, other replicas) would time
+        // out on it: roll back now, holding the writer until it is done.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Some(conn) = guard.conn.as_mut() {
+                    if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_ok() {
+                        guard.rollback_first = false;
+                    }
+                }
+            });
         }
     }
 }
@@ -144,7 +157,7 @@ impl Deref for WriteTx {
     fn deref(&self) -> &AnyConnection {
         match self {
             WriteTx::Pool(tx) => tx,
-            WriteTx::Sqlite(tx) => tx.guard.conn.as_ref().expect("a write transaction holds an open connection"),
+            WriteTx::Sqlite(tx) => tx.guard.as_ref().and_then(|g| g.conn.as_ref()).expect("a write transaction holds an open connection"),
         }
     }
 }

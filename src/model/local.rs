@@ -321,7 +321,9 @@ impl LocalModel {
         };
         let config = json(CONFIG_FILE, &read(CONFIG_FILE)?)?;
         let text = ModelText::load(dir, name)?;
-        let prefill = Some(dir.join(PREFILL_MODEL_FILE)).filter(|p| options.prefill_graph && p.is_file());
+        let prefill_file = dir.join(PREFILL_MODEL_FILE);
+        let has_prefill = prefill_file.is_file();
+        let prefill = (has_prefill && options.prefill_graph).then_some(prefill_file);
         let decoder = Decoder::open(env, &dir.join(MODEL_FILE), prefill.as_deref(), options.threads, name)?;
         if let Some(layers) = config.get("num_hidden_layers").and_then(|v| v.as_u64()) {
             if layers as usize != decoder.kv.layers {
@@ -340,7 +342,7 @@ impl LocalModel {
             .map_or(FALLBACK_CONTEXT, |n| n as usize)
             .max(2);
         let mut fingerprint = super::fingerprint::fingerprint_of(dir)?;
-        if prefill.is_none() && dir.join(PREFILL_MODEL_FILE).is_file() {
+        if has_prefill && !options.prefill_graph {
             // The same files computing differently: cached answers must not mix.
             fingerprint.full = hex(&sha2::Sha256::digest(format!("{} without the prefill graph", fingerprint.full)));
         }

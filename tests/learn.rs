@@ -526,6 +526,11 @@ fn bench_loop_serves_rounds_through_the_store_and_the_loop_beats_the_static_prog
     assert_eq!(rounds.iter().map(|r| r["n"].as_u64().unwrap()).collect::<Vec<_>>(), [12, 12, 6], "{v}");
     for r in rounds {
         assert!(r["seconds"].as_f64().unwrap() > 0.0, "{r}");
+        // The round's time split by phase: serving, the compile, the gate's holdout scoring.
+        let phase = |p: &str| r["phases"][p].as_f64().unwrap_or(-1.0);
+        assert!(["serve", "compile", "holdout"].iter().all(|p| phase(p) > 0.0), "every phase took time: {r}");
+        let sum = phase("serve") + phase("compile") + phase("holdout");
+        assert!((sum - r["seconds"].as_f64().unwrap()).abs() < 1e-6, "the phases add up to the round: {r}");
         // Without demos the program says `happy`, right only on the happy third of the items.
         assert!(r["static"].as_f64().unwrap() < 0.75, "{r}");
     }

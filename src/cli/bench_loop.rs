@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
-use loopc::compile::{Dataset, Example};
+use loopc::compile::{Dataset, Event, Example};
 use loopc::graph::{OptimizerSettings, Type};
 use loopc::learn::trust::DEFAULT_MIN_TRUST;
 use loopc::learn::{self, Current, Memory, Round, RoundSettings, TrustTable};
@@ -167,8 +167,20 @@ struct RoundFigures {
     promoted: bool,
     holdout_current: Option<f64>,
     holdout_candidate: Option<f64>,
+    /// The round's time: serving its items, then learning.
     seconds: f64,
+    /// Where it went: serving the items (runs and feedback stored), the compile (the export
+    /// included), and scoring current and candidate on the holdout (the record included).
+    phases: Phases,
     reason: String,
+}
+
+/// A round's seconds by phase.
+#[derive(Debug, serde::Serialize, Default, Clone, Copy)]
+struct Phases {
+    serve: f64,
+    compile: f64,
+    holdout: f64,
 }
 
 /// The labelled task: the one label output, its labels, the stream (shuffled) and the holdout.
@@ -301,6 +313,7 @@ impl Loop<'_> {
             // the trust figures below count every reviewed item of the round.
             self.rt.block_on(m.memory.sync(self.store))?;
         }
+        let served_at = t.elapsed().as_secs_f64();
         let share = |right: &[bool]| right.iter().filter(|r| **r).count() as f64 / right.len().max(1) as f64;
         let loop_accuracy = share(&served);
         let memory_hits = self.memory.as_ref().map(|m| m.take_hits());
@@ -308,12 +321,22 @@ impl Loop<'_> {
             let hits = memory_hits.map_or(String::new(), |h| format!(", {h} recalled from memory"));
             eprintln!("round {r}: served {} items (loop {loop_accuracy:.3}{hits}); learning …", served.len());
         }
+        // When the round's holdout scoring begins, to split its time between compile and gate.
+        let holdout_from: Mutex<Option<f64>> = Mutex::new(None);
+        let mark = |e: Event<'_>| {
+            if matches!(e, Event::Phase(p, _) if p == learn::HOLDOUT_PHASE) {
+                if let Ok(mut at) = holdout_from.lock() {
+                    *at = Some(t.elapsed().as_secs_f64());
+                }
+            }
+        };
         // The shared round defaults, but for the holdout: the bench's frozen file alone, so
         // every stored correction may be learned from.
         let round = Round {
             holdout: Some(task.holdout.clone()),
             search: OptimizerSettings { seed: Some(args.seed + r as u64), candidates: args.candidates, ..OptimizerSettings::default() },
             settings: RoundSettings { margin: args.margin, max_rows: args.max_rows, holdout_share: 0.0, ..RoundSettings::DEFAULT },
+            progress: &mark,
             ..Round::new(self.engine, self.store, self.current.clone())
         };
         let (decision, reason) = match self.rt.block_on(learn::learn(round)) {
@@ -331,6 +354,8 @@ impl Loop<'_> {
         };
         let promoted = decision.as_ref().is_some_and(|d| d.promote);
         let seconds = t.elapsed().as_secs_f64();
+        let holdout_at = holdout_from.lock().ok().and_then(|at| *at).unwrap_or(seconds);
+        let phases = Phases { serve: served_at, compile: holdout_at - served_at, holdout: seconds - holdout_at };
         // The control, after the round and outside its time: the static program on the same
         // items.
         let control: Vec<bool> =
@@ -344,8 +369,11 @@ impl Loop<'_> {
                 .as_ref()
                 .map_or(String::new(), |l| format!("; below trust {DEFAULT_MIN_TRUST}: {} poisoning and {} other users", l.poisoners, l.others));
             eprintln!(
-                "round {r}: {} ({reason}){holdout} in {seconds:.1} s; static {static_accuracy:.3}, loop {loop_accuracy:.3}{trust}",
-                if promoted { "promoted" } else { "kept the current program" }
+                "round {r}: {} ({reason}){holdout} in {seconds:.1} s (serving {:.1}, compile {:.1}, holdout {:.1}); static {static_accuracy:.3}, loop {loop_accuracy:.3}{trust}",
+                if promoted { "promoted" } else { "kept the current program" },
+                phases.serve,
+                phases.compile,
+                phases.holdout
             );
         }
         Ok(RoundFigures {
@@ -362,6 +390,7 @@ impl Loop<'_> {
             holdout_items: decision.as_ref().map(|d| d.items),
             holdout_grown: decision.as_ref().map(|d| d.grown),
             seconds,
+            phases,
             reason,
         })
     }
@@ -429,12 +458,12 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
         task.holdout.examples.len()
     );
     println!(
-        "  round      n   static     loop   memory hits   reviewed   low trust (poisoners, others)   promoted   holdout current → candidate   holdout items (grown)   seconds"
+        "  round      n   static     loop   memory hits   reviewed   low trust (poisoners, others)   promoted   holdout current → candidate   holdout items (grown)   seconds (serve + compile + holdout)"
     );
     let score = |v: Option<f64>| v.map_or("   -  ".to_string(), |x| format!("{x:.3}"));
     for r in &rounds {
         println!(
-            "  {:>5}  {:>5}   {:.3}    {:.3}   {:>11}   {:>8}   {:>29}   {:>8}   {} → {}           {:>21}   {:>7.1}",
+            "  {:>5}  {:>5}   {:.3}    {:.3}   {:>11}   {:>8}   {:>29}   {:>8}   {} → {}           {:>21}   {:>7.1} ({:.1} + {:.1} + {:.1})",
             r.round,
             r.n,
             r.static_accuracy,
@@ -452,7 +481,10 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
             score(r.holdout_current),
             score(r.holdout_candidate),
             r.holdout_items.map_or("-".to_string(), |n| format!("{n} ({})", r.holdout_grown.unwrap_or(0))),
-            r.seconds
+            r.seconds,
+            r.phases.serve,
+            r.phases.compile,
+            r.phases.holdout
         );
     }
     println!("  mean          {static_mean:.3}    {loop_mean:.3}");

@@ -31,7 +31,7 @@ pub use self::gate::{decide, Decision};
 pub use self::memory::{Memory, SyncReport};
 pub use self::opinion::{opinion, Opinion, Said, Voice};
 pub use self::record::{Verdict, VersionRecord};
-pub use self::round::{learn, Current, Outcome, Round, RoundSettings, MIN_GOLD_ROWS};
+pub use self::round::{learn, Current, Outcome, Round, RoundSettings, HOLDOUT_PHASE, MIN_GOLD_ROWS};
 pub use self::schedule::{due, learning_turn, Trigger, Turn, LEASE};
 pub use self::trust::{RaterTrust, TrustTable};
 

@@ -179,6 +179,9 @@ pub struct Outcome {
     pub judge: Option<Calibration>,
 }
 
+/// The phase a round reports when the compile is done and the gate's holdout scoring begins.
+pub const HOLDOUT_PHASE: &str = "scoring the current program and the candidate on the holdout";
+
 /// The fewest human-labelled rows a round learns from (some go to dev, the rest to train).
 pub const MIN_GOLD_ROWS: usize = 4;
 
@@ -314,7 +317,7 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
     });
     let hash = candidate.content_hash();
 
-    (round.progress)(Event::Phase("scoring the current program and the candidate on the holdout", 0));
+    (round.progress)(Event::Phase(HOLDOUT_PHASE, 0));
     let candidate_program = program_of(round.engine, &round.current, Some(&candidate), &round.options)?;
     let now = holdout_scores(&current_program, &holdout, &metric, round.settings.concurrency).await?;
     let next = holdout_scores(&candidate_program, &holdout, &metric, round.settings.concurrency).await?;

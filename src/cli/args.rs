@@ -192,8 +192,8 @@ pub struct ServeArgs {
     /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub holdout_share: f64,
-    /// Grow the holdout by this share of the reviewed runs (a reviewer's correction or
-    /// approval; 0 to 1, chosen by a hash of the run id), labelled by the reviewer and never
+    /// Grow the holdout by this share of the reviewed inputs (a reviewer's correction or
+    /// approval; 0 to 1, chosen by a hash of the input), labelled by the reviewer and never
     /// trained on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.review_holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub review_holdout_share: f64,
@@ -785,8 +785,8 @@ pub struct LearnArgs {
     /// Also hold out this share of the stored human corrections (0 to 1), never trained on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub holdout_share: f64,
-    /// Grow the holdout by this share of the reviewed runs (a reviewer's correction or
-    /// approval; 0 to 1, chosen by a hash of the run id), labelled by the reviewer and never
+    /// Grow the holdout by this share of the reviewed inputs (a reviewer's correction or
+    /// approval; 0 to 1, chosen by a hash of the input), labelled by the reviewer and never
     /// trained on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.review_holdout_share, value_name = "SHARE", value_parser = parse_share)]
     pub review_holdout_share: f64,

@@ -78,11 +78,7 @@ async fn control(item: &Item, stat: &Program, field: &str) -> bool {
 
 /// Serves `item` with the loop's program, stores the run and the simulated user's correction,
 /// and says whether the answer was right.
-async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, artifact: Option<&str>, memory: Option<&Counted>) -> anyhow::Result<bool> {
-    if let Some(m) = memory {
-        // As `serve` does before each request: what any earlier item's user said is in.
-        m.memory.sync(store).await?;
-    }
+async fn serve_item(item: &Item, looped: &Program, store: &Store, field: &str, artifact: Option<&str>) -> anyhow::Result<bool> {
     let inputs: Map<String, Value> = item.example.inputs(looped.dag());
     let gold = item.example.fields.get(field).cloned().unwrap_or(Value::Null);
     let (loop_out, trace) = looped.run_traced(inputs.clone()).await;
@@ -298,16 +294,20 @@ impl Loop<'_> {
             m.take_hits();
         }
         let t = Instant::now();
-        let served: Vec<bool> = self
-            .rt
-            .block_on(
-                stream::iter(items)
-                    .map(|item| serve_item(item, &self.looped, self.store, field, hash.as_deref(), self.memory.as_deref()))
-                    .buffered(args.concurrency.max(1))
-                    .collect::<Vec<_>>(),
-            )
-            .into_iter()
-            .collect::<anyhow::Result<_>>()?;
+        // In waves of `--concurrency` items served at once, memory brought up to date with the
+        // store before each wave (as `serve` does before each request): every item of a wave
+        // recalls what the users of all earlier waves said, whatever order its neighbours
+        // finish in, so a run is the same every time.
+        let mut served: Vec<bool> = Vec::with_capacity(items.len());
+        for wave in items.chunks(args.concurrency.max(1)) {
+            if let Some(m) = &self.memory {
+                self.rt.block_on(m.memory.sync(self.store))?;
+            }
+            let answers = self.rt.block_on(
+                stream::iter(wave).map(|item| serve_item(item, &self.looped, self.store, field, hash.as_deref())).buffered(wave.len()).collect::<Vec<_>>(),
+            );
+            served.extend(answers.into_iter().collect::<anyhow::Result<Vec<bool>>>()?);
+        }
         if let Some(m) = &self.memory {
             // What a server reads before its next request: the round's last feedback too, so
             // the trust figures below count every reviewed item of the round.

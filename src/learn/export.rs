@@ -9,9 +9,9 @@
 //! feedback, users). Rounds accumulate: the export reads every stored run, so nothing
 //! learned earlier is replaced by newer data.
 //!
-//! Reviewed runs grow the holdout: a share of the runs a reviewer corrected or approved
-//! (chosen by a hash of the run's id, so the same runs in every round) makes their inputs
-//! holdout items with the reviewer's label ([`Export::grown`]), and nothing said of those
+//! Reviewed runs grow the holdout: a share of the inputs a reviewer corrected or approved
+//! (chosen by a hash of the input, so the same inputs in every round and in every run of the
+//! same data) become holdout items with the reviewer's label ([`Export::grown`]), and nothing said of those
 //! inputs is exported to learn from, so a gate that judges on them judges on data no
 //! candidate was trained on.
 
@@ -94,9 +94,9 @@ pub struct ExportOptions {
     /// The share of gold inputs (by a hash of the input, so the same input always falls the
     /// same way) reserved as holdout and never trained on.
     pub holdout_share: f64,
-    /// The share of reviewed runs (a reviewer's correction or approval: feedback with source
-    /// `annotation`), chosen by a hash of the run's id so a run falls the same way in every
-    /// round, whose inputs grow the holdout with the reviewer's label ([`Export::grown`]).
+    /// The share of reviewed inputs (a reviewer's correction or approval: feedback with
+    /// source `annotation`), chosen by a hash of the input so an input falls the same way in
+    /// every round, that grow the holdout with the reviewer's label ([`Export::grown`]).
     /// Nothing on such an input is exported to learn from.
     pub review_holdout_share: f64,
     /// Users whose estimated trust is lower are left out (0: nobody is).
@@ -233,7 +233,7 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
     let mut below = below;
     for (key, (inputs, runs)) in groups {
         // A reviewed run held out makes its input a holdout item: nothing said of it trains.
-        if let Some(row) = grown_row(&inputs, &runs, dag, options.review_holdout_share, &below) {
+        if let Some(row) = grown_row(&key, &inputs, &runs, dag, options.review_holdout_share, &below) {
             export.feedback_ids.extend(row.provenance.feedback_ids.iter().cloned());
             export.grown.push(row);
             continue;
@@ -323,15 +323,16 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
     export
 }
 
-/// The holdout row of an input whose runs include a reviewed run held out by
-/// `review_holdout_share` (by a hash of the run's id): the newest answer a reviewer (not left
-/// out) gave on such a run, a correction's outputs or the run's answer they approved.
-fn grown_row(inputs: &Map<String, Value>, runs: &[&StoredRun], dag: &Dag, share: f64, below: &BTreeMap<String, usize>) -> Option<Row> {
-    if share <= 0.0 {
+/// The holdout row of a reviewed input (its serialized form `key`) that `review_holdout_share`
+/// holds out: the newest answer a reviewer (not left out) gave on one of its runs, a
+/// correction's outputs or the run's answer they approved. The hash is of the input with a
+/// prefix of its own, so the gold inputs `holdout_share` reserves are not the same ones.
+fn grown_row(key: &str, inputs: &Map<String, Value>, runs: &[&StoredRun], dag: &Dag, share: f64, below: &BTreeMap<String, usize>) -> Option<Row> {
+    if !in_holdout(&format!("reviewed {key}"), share) {
         return None;
     }
     let mut newest: Option<(i64, Row)> = None;
-    for run in runs.iter().filter(|r| in_holdout(r.id.as_str(), share)) {
+    for run in runs {
         for f in run.feedback.iter().filter(|f| f.source == FeedbackSource::Annotation) {
             let rater = rater_of(f, run);
             if below.contains_key(&rater) {

@@ -64,9 +64,10 @@ pub struct RoundSettings {
     pub holdout_share: f64,
     /// Users who must agree on a label before it is one.
     pub min_agreement: usize,
-    /// The share of reviewed runs (a reviewer's correction or approval) whose inputs grow the
-    /// holdout with the reviewer's label, chosen by a hash of the run's id (the same runs in
-    /// every round) and never trained on; the rest are learned from.
+    /// The share of reviewed inputs (a reviewer's correction or approval) that grow the
+    /// holdout with the reviewer's label, chosen by a hash of the input (the same inputs in
+    /// every round, whatever ids the store gave their runs) and never trained on; the rest are
+    /// learned from.
     pub review_holdout_share: f64,
 }
 

@@ -231,7 +231,8 @@ fn a_grown_holdout_item_is_never_in_the_exported_training_data() {
     // Everyone counts here (the users contradict the reviewer on purpose).
     let options = ExportOptions { review_holdout_share: 0.5, min_trust: 0.0, ..ExportOptions::default() };
     let e = from_runs(&runs, &dag(), &options);
-    // About half the 20 reviewed runs are held out (by their id), the rest stay training data.
+    // About half the 20 reviewed inputs are held out (by a hash of the input), the rest stay
+    // training data.
     assert!((4..=16).contains(&e.grown.len()), "{}", e.grown.len());
     let grown: Vec<&Value> = e.grown.iter().map(|r| &r.inputs["text"]).collect();
     for row in e.train.iter().chain(&e.negatives) {
@@ -242,18 +243,30 @@ fn a_grown_holdout_item_is_never_in_the_exported_training_data() {
     for row in &e.grown {
         let i: usize = row.inputs["text"].as_str().unwrap()[5..].parse().unwrap();
         assert_eq!(row.outputs["mood"], "sad", "{row:?}");
-        assert!(in_holdout(&row.provenance.run_ids[0], 0.5) && row.provenance.run_ids[0] == format!("r{i}"));
+        let key = Value::Object(row.inputs.clone()).to_string();
+        assert!(in_holdout(&format!("reviewed {key}"), 0.5) && row.provenance.run_ids[0] == format!("r{i}"));
         assert_eq!((row.provenance.users.clone(), row.provenance.source.as_str()), (vec!["ann".to_string()], "annotation"));
         assert_eq!(row.provenance.feedback_ids, [format!("a{i}")]);
     }
     // Every reviewed input not held out is still learned from; unreviewed ones are untouched.
     assert_eq!(e.train.len() + e.grown.len(), 40);
-    // The assignment is by the run's id: the same runs fall the same way in every later export.
+    // The assignment is by the input: the same inputs fall the same way in every later export,
+    // and whatever ids their runs got (a store gives random ones).
     let mut later = runs.clone();
     later.push(run("new", "text new", "sad", vec![correction("a-new", "happy", FeedbackSource::Annotation, "ann", 9)]));
     let again = from_runs(&later, &dag(), &options);
     let kept: Vec<&Value> = again.grown.iter().map(|r| &r.inputs["text"]).filter(|t| **t != "text new").collect();
     assert_eq!(kept, grown);
+    let renamed: Vec<StoredRun> = runs
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.id = crate::store::RunId::from_stored(format!("other-{}", r.id));
+            r
+        })
+        .collect();
+    let by_input: Vec<Value> = from_runs(&renamed, &dag(), &options).grown.iter().map(|r| r.inputs["text"].clone()).collect();
+    assert_eq!(by_input.iter().collect::<Vec<_>>(), grown, "run ids do not choose the held-out inputs");
     // Without the share, nothing is held out and every input is learned from.
     let none = from_runs(&runs, &dag(), &ExportOptions { min_trust: 0.0, ..ExportOptions::default() });
     assert!(none.grown.is_empty() && none.train.len() == 40);

@@ -1117,7 +1117,8 @@ pub struct BenchLoopArgs {
     /// The most stored rows a round compiles on.
     #[arg(long, default_value_t = RoundSettings::DEFAULT.max_rows)]
     pub max_rows: usize,
-    /// Items served at once.
+    /// Items served at once, in waves: with `--memory`, memory is brought up to date before
+    /// each wave, so a run is the same for the same seed.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Serve with online memory, as `serve` does: each correction is recalled for later similar

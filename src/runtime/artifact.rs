@@ -492,3 +492,33 @@ impl Artifact {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_artifact_read_back_has_the_hash_of_the_file_it_was_read_from() {
+        // 12.982978658570765 is one of the floats (about one in eleven) that serde_json's
+        // default parser reads one bit off; a store would then name the served artifact by
+        // another hash than the one it was recorded under.
+        let src = "program p\ninput t: text\noutput m: label(a, b)\nsignature S { in t: text out m: label(a, b) }\nstep s = predict S { t: input.t }\nreturn { m: s.m }\n";
+        let artifact: Artifact = serde_json::from_value(serde_json::json!({
+            "format": "loopc-artifact", "version": 1,
+            "program": {"name": "p", "source_file": "p.loop", "source": src, "source_sha256": crate::fs::sha256_hex(src.as_bytes()), "graph": null},
+            "steps": {"s": {"signature": "S", "template": "chat", "instruction": "x", "demos": []}},
+            "models": [], "provenance": {"loopc_version": "0", "optimizer": "o", "settings": {}, "seed": 0, "metric": "m",
+                "train": {"source": "t", "sha256": "0", "examples": 0}, "dev": {"source": "d", "sha256": "0", "examples": 0},
+                "baseline_score": 0.1, "final_score": 0.7, "candidates": [], "model_calls": 0, "stopped_early": null,
+                "timing": {"created_unix": 0, "wall_seconds": 12.982_978_658_570_765, "cache_hits": 0, "tokens_prefilled": 0, "tokens_generated": 0}}
+        }))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        artifact.write(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let read = Artifact::read(&path).unwrap();
+        assert_eq!(read.content_hash(), crate::fs::sha256_hex(&bytes), "the hash of the file's bytes");
+        assert_eq!(read.content_hash(), artifact.content_hash(), "the hash it was written with");
+    }
+}

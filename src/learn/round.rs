@@ -415,16 +415,8 @@ mod tests {
             },
         };
         let data = Export { train: vec![row("one", RowKind::Gold, "r1"), row("two", RowKind::ModelLabelled, "r2")], ..Export::default() };
-        let json_artifact = json!({
-            "format": "loopc-artifact", "version": 1,
-            "program": {"name": "p", "source_file": "p.loop", "source": src, "source_sha256": crate::fs::sha256_hex(src.as_bytes()), "graph": null},
-            "steps": {"s": {"signature": "S", "template": "chat", "instruction": "x", "demos": [
-                {"inputs": {"t": "two"}, "outputs": {"mood": "a"}}, {"inputs": {"t": "one"}, "outputs": {"mood": "a"}}, {"inputs": {"t": "zzz"}, "outputs": {"mood": "b"}}]}},
-            "models": [], "provenance": {"loopc_version": "0", "optimizer": "o", "settings": {}, "seed": 0, "metric": "m",
-                "train": {"source": "t", "sha256": "0", "examples": 0}, "dev": {"source": "d", "sha256": "0", "examples": 0},
-                "baseline_score": 0.0, "final_score": 0.0, "candidates": [], "model_calls": 0, "stopped_early": null,
-                "timing": {"created_unix": 0, "wall_seconds": 0.0, "cache_hits": 0, "tokens_prefilled": 0, "tokens_generated": 0}}
-        });
+        let demos = json!([{"inputs": {"t": "two"}, "outputs": {"mood": "a"}}, {"inputs": {"t": "one"}, "outputs": {"mood": "a"}}, {"inputs": {"t": "zzz"}, "outputs": {"mood": "b"}}]);
+        let json_artifact = crate::runtime::artifact::test_artifact_json(src, demos);
         let artifact: Artifact = serde_json::from_value(json_artifact).unwrap();
         let sources = demo_sources(&dag, &artifact, &data);
         let kinds: Vec<&str> = sources["s"].iter().map(|s| s.kind.as_str()).collect();

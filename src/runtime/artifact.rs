@@ -493,6 +493,21 @@ impl Artifact {
     }
 }
 
+/// The JSON of a small artifact of the one-step program `src` (step `s`, signature `S`) with
+/// `demos` as the step's demos, for tests that need an artifact without a compile.
+#[cfg(test)]
+pub(crate) fn test_artifact_json(src: &str, demos: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "format": "loopc-artifact", "version": 1,
+        "program": {"name": "p", "source_file": "p.loop", "source": src, "source_sha256": crate::fs::sha256_hex(src.as_bytes()), "graph": null},
+        "steps": {"s": {"signature": "S", "template": "chat", "instruction": "x", "demos": demos}},
+        "models": [], "provenance": {"loopc_version": "0", "optimizer": "o", "settings": {}, "seed": 0, "metric": "m",
+            "train": {"source": "t", "sha256": "0", "examples": 0}, "dev": {"source": "d", "sha256": "0", "examples": 0},
+            "baseline_score": 0.0, "final_score": 0.0, "candidates": [], "model_calls": 0, "stopped_early": null,
+            "timing": {"created_unix": 0, "wall_seconds": 0.0, "cache_hits": 0, "tokens_prefilled": 0, "tokens_generated": 0}}
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,16 +518,9 @@ mod tests {
         // default parser reads one bit off; a store would then name the served artifact by
         // another hash than the one it was recorded under.
         let src = "program p\ninput t: text\noutput m: label(a, b)\nsignature S { in t: text out m: label(a, b) }\nstep s = predict S { t: input.t }\nreturn { m: s.m }\n";
-        let artifact: Artifact = serde_json::from_value(serde_json::json!({
-            "format": "loopc-artifact", "version": 1,
-            "program": {"name": "p", "source_file": "p.loop", "source": src, "source_sha256": crate::fs::sha256_hex(src.as_bytes()), "graph": null},
-            "steps": {"s": {"signature": "S", "template": "chat", "instruction": "x", "demos": []}},
-            "models": [], "provenance": {"loopc_version": "0", "optimizer": "o", "settings": {}, "seed": 0, "metric": "m",
-                "train": {"source": "t", "sha256": "0", "examples": 0}, "dev": {"source": "d", "sha256": "0", "examples": 0},
-                "baseline_score": 0.1, "final_score": 0.7, "candidates": [], "model_calls": 0, "stopped_early": null,
-                "timing": {"created_unix": 0, "wall_seconds": 12.982_978_658_570_765, "cache_hits": 0, "tokens_prefilled": 0, "tokens_generated": 0}}
-        }))
-        .unwrap();
+        let mut json = test_artifact_json(src, serde_json::json!([]));
+        json["provenance"]["timing"]["wall_seconds"] = serde_json::json!(12.982_978_658_570_765);
+        let artifact: Artifact = serde_json::from_value(json).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.json");
         artifact.write(&path).unwrap();

@@ -426,7 +426,7 @@ pub struct SearchArgs {
     /// The search seed (default: the program's, else 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Candidates for the search optimizers (default 8; for instruction_search, minibatch trials, default 16).
+    /// Candidates for the search optimizers (default: the program's, else 8; for instruction_search, minibatch trials, default 16; a learning round that continues from an artifact scores at most 2 unless this is given).
     #[arg(long)]
     pub candidates: Option<u32>,
     /// The most demos per step (default 4).
@@ -1108,7 +1108,7 @@ pub struct BenchLoopArgs {
     /// The seed of the stream order, the users and the learning rounds.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Candidates per learning round (default: the program's setting).
+    /// Candidates per learning round (default: the program's setting for the first round, at most 2 for a round that continues from an artifact).
     #[arg(long)]
     pub candidates: Option<u32>,
     /// The gate's margin.

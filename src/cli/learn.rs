@@ -47,6 +47,7 @@ pub fn learn(args: &LearnArgs, color: bool) -> anyhow::Result<Outcome> {
         holdout_share: args.holdout_share,
         min_agreement: args.min_agreement,
         review_holdout_share: args.review_holdout_share,
+        ..RoundSettings::DEFAULT
     };
     let round = Round {
         holdout,

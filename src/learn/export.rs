@@ -324,11 +324,10 @@ pub fn from_runs(runs: &[StoredRun], dag: &Dag, options: &ExportOptions) -> Expo
 }
 
 /// The holdout row of a reviewed input (its serialized form `key`) that `review_holdout_share`
-/// holds out: the newest answer a reviewer (not left out) gave on one of its runs, a
-/// correction's outputs or the run's answer they approved. The hash is of the input with a
-/// prefix of its own, so the gold inputs `holdout_share` reserves are not the same ones.
+/// holds out ([`review_held_out`]): the newest answer a reviewer (not left out) gave on one of
+/// its runs, a correction's outputs or the run's answer they approved.
 fn grown_row(key: &str, inputs: &Map<String, Value>, runs: &[&StoredRun], dag: &Dag, share: f64, below: &BTreeMap<String, usize>) -> Option<Row> {
-    if !in_holdout(&format!("reviewed {key}"), share) {
+    if !review_held_out(key, share) {
         return None;
     }
     let mut newest: Option<(i64, Row)> = None;
@@ -392,6 +391,13 @@ fn agree(votes: &[Vote], min_agreement: usize) -> Option<Winner> {
     }
     let source = winners.iter().max_by_key(|v| v.created).map_or(FeedbackSource::User, |v| v.source);
     Some(((*outputs).clone(), winners.iter().map(|v| v.feedback_id.clone()).collect(), winners.iter().map(|v| v.user.clone()).collect(), source))
+}
+
+/// Whether the reviewed input with key `key` grows the holdout for a share `share` in [0, 1]:
+/// [`in_holdout`] of the key with a prefix of its own, so these are not the inputs that
+/// `holdout_share` reserves.
+pub(crate) fn review_held_out(key: &str, share: f64) -> bool {
+    in_holdout(&format!("reviewed {key}"), share)
 }
 
 /// Whether the input with key `key` is reserved as holdout for a share `share` in [0, 1].

@@ -82,8 +82,8 @@ pub struct RoundSettings {
 
 impl RoundSettings {
     /// The defaults: margin 0.02, 4 runs at once, 150 rows, judges from 0.7 agreement, a
-    /// fifth of the stored labels held out, one user makes a label, one in two reviewed runs
-    /// grows the holdout, 2 new candidates a round that continues from an artifact.
+    /// fifth of the stored labels held out, one user makes a label, one in two reviewed inputs
+    /// grows the holdout, at most 2 new candidates in a round that continues from an artifact.
     pub const DEFAULT: RoundSettings = RoundSettings {
         margin: 0.02,
         concurrency: 4,

@@ -243,8 +243,7 @@ fn a_grown_holdout_item_is_never_in_the_exported_training_data() {
     for row in &e.grown {
         let i: usize = row.inputs["text"].as_str().unwrap()[5..].parse().unwrap();
         assert_eq!(row.outputs["mood"], "sad", "{row:?}");
-        let key = Value::Object(row.inputs.clone()).to_string();
-        assert!(in_holdout(&format!("reviewed {key}"), 0.5) && row.provenance.run_ids[0] == format!("r{i}"));
+        assert!(review_held_out(&row.input_key(), 0.5) && row.provenance.run_ids[0] == format!("r{i}"));
         assert_eq!((row.provenance.users.clone(), row.provenance.source.as_str()), (vec!["ann".to_string()], "annotation"));
         assert_eq!(row.provenance.feedback_ids, [format!("a{i}")]);
     }

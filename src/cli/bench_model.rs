@@ -154,7 +154,7 @@ STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
         "choice_seconds_without_prefix_cache": score_uncached, "choice_seconds_with_prefix_cache": score_cached,
         "prefix_cache_speedup": score_uncached / score_cached, "ideal_speedup_total_over_suffix_tokens": ideal,
         "same_best_label_cached_vs_uncached": format!("{same_choice}/{}", prompts.len()),
-        "peak_rss_mb": peak_mb, "peak_rss_mb_after": phase_peaks,
+        "peak_rss_mb": peak_mb, "peak_rss_mb_after": phase_peaks, "malloc_arenas": super::malloc::arenas(),
     });
     let llama = match llama {
         Some((python, gguf)) => {
@@ -201,10 +201,11 @@ STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
         if let Some(mb) = peak_mb {
             let after = |k: &str| figures["peak_rss_mb_after"][k].as_f64().map_or("?".to_string(), |m| format!("{m:.0}"));
             println!(
-                "  peak memory        {mb:>8.0} MB   (after loading {}, prefill {}, decoding {}, choices {mb:.0})",
+                "  peak memory        {mb:>8.0} MB   (after loading {}, prefill {}, decoding {}, choices {mb:.0}; malloc arenas: {})",
                 after("loaded"),
                 after("prefill"),
-                after("decode")
+                after("decode"),
+                super::malloc::arenas()
             );
         }
         if let Some(l) = &llama {

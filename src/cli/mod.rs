@@ -34,6 +34,7 @@ mod inspect;
 mod interrupt;
 mod learn;
 mod lsp;
+mod malloc;
 mod measure;
 mod model;
 mod progress;
@@ -89,6 +90,7 @@ impl Cli {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    malloc::one_arena();
     quiet_on_closed_output();
     let cli = Cli::parse();
     let color = report::use_color(cli.color);

@@ -8,13 +8,10 @@
 //! goes"). This is process-wide state, so it lives here at the edge, not in the library; a
 //! library user sets `MALLOC_ARENA_MAX=1` (or calls `mallopt`) themselves.
 
-/// The environment variables through which glibc's arena limit is set by hand.
-const USER_SETTINGS: [&str; 2] = ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"];
-
 /// Whether the environment already sets malloc's arena limit (`MALLOC_ARENA_MAX`, or
 /// `glibc.malloc.arena_max` among `GLIBC_TUNABLES`), in which case loopc leaves it alone.
 fn set_by_user(var: impl Fn(&str) -> Option<String>) -> bool {
-    var(USER_SETTINGS[0]).is_some() || var(USER_SETTINGS[1]).is_some_and(|t| t.split(':').any(|kv| kv.starts_with("glibc.malloc.arena_max=")))
+    var("MALLOC_ARENA_MAX").is_some() || var("GLIBC_TUNABLES").is_some_and(|t| t.split(':').any(|kv| kv.starts_with("glibc.malloc.arena_max=")))
 }
 
 /// Limits malloc to one arena, unless the environment sets the limit. Call before any thread

@@ -1282,9 +1282,26 @@ pub struct BenchParseArgs {
     pub json: bool,
 }
 
+impl Command {
+    /// Whether the command is an HTTP server (`serve`, `bench serve`): many threads allocating
+    /// small buffers at once, which keep glibc's arena per thread (see `malloc`).
+    pub fn serves_http(&self) -> bool {
+        matches!(self, Command::Serve(_) | Command::Bench(BenchCommand::Serve(_)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_http_servers_keep_an_arena_per_thread() {
+        let serves = |args: &[&str]| Cli::try_parse_from(args).unwrap().command.serves_http();
+        assert!(serves(&["loopc", "serve", "p.loop"]));
+        assert!(serves(&["loopc", "bench", "serve"]));
+        assert!(!serves(&["loopc", "compile", "p.loop", "--train", "t.jsonl"]));
+        assert!(!serves(&["loopc", "bench", "model"]));
+    }
 
     #[test]
     fn durations_read_with_their_units() {

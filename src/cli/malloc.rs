@@ -1,12 +1,16 @@
-//! The process's allocator: one glibc malloc arena unless the environment chooses.
+//! The process's allocator: one glibc malloc arena for the model's work, unless the
+//! environment chooses.
 //!
 //! glibc gives every thread that allocates an arena of its own (up to 8 per core) and keeps
 //! most of what a thread frees in that thread's arena. loopc's threads that allocate large
 //! buffers (ONNX Runtime's pool, the scheduler, rayon's for grammar masks) each kept their own
 //! high-water mark: `loopc bench model` peaked 120–170 MB higher with glibc's defaults than
-//! with one arena, at the same speed within the machine's noise (see README, "Where the memory
-//! goes"). This is process-wide state, so it lives here at the edge, not in the library; a
-//! library user sets `MALLOC_ARENA_MAX=1` (or calls `mallopt`) themselves.
+//! with one arena, at the same speed within the machine's noise. An HTTP server is the other
+//! case: many threads allocating small buffers at once contend for one arena's lock, and
+//! `bench serve` wrote 12–46% fewer feedback items per second with it, with the same peak. So
+//! `serve` keeps glibc's defaults and every other command takes one arena (see README, "Where
+//! the memory goes"). This is process-wide state, so it lives here at the edge, not in the
+//! library; a library user sets `MALLOC_ARENA_MAX=1` (or calls `mallopt`) themselves.
 
 /// Whether the environment already sets malloc's arena limit (`MALLOC_ARENA_MAX`, or
 /// `glibc.malloc.arena_max` among `GLIBC_TUNABLES`), in which case loopc leaves it alone.
@@ -27,7 +31,8 @@ pub fn one_arena() {
     }
 }
 
-/// The arena limit in effect, for benchmarks to print beside their memory figures.
+/// The arena limit in effect for a command that took [`one_arena`], for benchmarks to print
+/// beside their memory figures.
 pub fn arenas() -> &'static str {
     if set_by_user(|name| std::env::var(name).ok()) {
         "as the environment sets"

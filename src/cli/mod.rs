@@ -90,9 +90,13 @@ impl Cli {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    malloc::one_arena();
     quiet_on_closed_output();
     let cli = Cli::parse();
+    // Before any thread starts (parsing starts none). An HTTP server keeps glibc's arena per
+    // thread: one arena cost its concurrent small allocations throughput (see `malloc`).
+    if !cli.command.serves_http() {
+        malloc::one_arena();
+    }
     let color = report::use_color(cli.color);
     let verbosity = cli.verbosity();
     let result = match cli.command {

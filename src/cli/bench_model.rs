@@ -144,6 +144,7 @@ STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
 
     // Peak memory now, before anything else is loaded into this process.
     let peak_mb = peak_rss_mb();
+    let arenas = super::malloc::arenas();
     let mut figures = serde_json::json!({
         "model": args.model, "threads": threads,
         "prefill_tokens": ids.len(), "prefill_tok_per_s": prefill,
@@ -154,7 +155,7 @@ STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
         "choice_seconds_without_prefix_cache": score_uncached, "choice_seconds_with_prefix_cache": score_cached,
         "prefix_cache_speedup": score_uncached / score_cached, "ideal_speedup_total_over_suffix_tokens": ideal,
         "same_best_label_cached_vs_uncached": format!("{same_choice}/{}", prompts.len()),
-        "peak_rss_mb": peak_mb, "peak_rss_mb_after": phase_peaks, "malloc_arenas": super::malloc::arenas(),
+        "peak_rss_mb": peak_mb, "peak_rss_mb_after": phase_peaks, "malloc_arenas": arenas,
     });
     let llama = match llama {
         Some((python, gguf)) => {
@@ -205,7 +206,7 @@ STR: /"(\\(["\\\/bfnrt]|u[a-fA-F0-9]{4})|[^"\\\x00-\x1F\x7F])*"/"#,
                 after("loaded"),
                 after("prefill"),
                 after("decode"),
-                super::malloc::arenas()
+                arenas
             );
         }
         if let Some(l) = &llama {

@@ -185,15 +185,19 @@ async fn right_corrections_make_a_candidate_the_gate_promotes_and_wrong_ones_one
         assert_eq!(versions.len(), 1);
         let record = &versions[0].record;
         assert_eq!((record.holdout_current, record.holdout_candidate, record.gold_rows), (Some(d.current), Some(d.candidate), 24));
+        assert_eq!(record.holdout_stopped_after, d.stopped_after);
         let current_version = learn::current(&store, "mood").await.unwrap().map(|(hash, _)| hash);
         if wrong {
             // Demos that name the wrong mood make every answer wrong; the gate keeps the program.
-            assert_eq!(d.candidate, 0.0, "{d:?}");
+            // Wrong on the first five of eight items it can no longer reach the current
+            // program's four right answers, so its scoring stops there and its score is the
+            // most it could have had: right on the last three.
+            assert_eq!((d.stopped_after, d.candidate), (Some(5), 3.0 / 8.0), "{d:?}");
             assert!(!d.promote && outcome.verdict == Verdict::Rejected && record.decision == Verdict::Rejected, "{d:?}");
             assert_eq!(current_version, None, "a rejected candidate never becomes current");
         } else {
             // Right demos make every answer right; the gate must promote it.
-            assert_eq!(d.candidate, 1.0, "{d:?}");
+            assert_eq!((d.stopped_after, d.candidate), (None, 1.0), "{d:?}");
             assert!(d.promote && outcome.verdict == Verdict::Promoted && record.decision == Verdict::Promoted, "{d:?}");
             assert_eq!(current_version.as_deref(), Some(outcome.hash.as_str()));
             let learned = engine.load_artifact("mood", &outcome.candidate, Default::default()).unwrap();

@@ -163,6 +163,11 @@ struct RoundFigures {
     promoted: bool,
     holdout_current: Option<f64>,
     holdout_candidate: Option<f64>,
+    /// Holdout items the candidate was scored on, when its scoring stopped early because it
+    /// could no longer reach the current program's score (`holdout_candidate` is then the
+    /// most it could have scored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holdout_stopped_after: Option<usize>,
     /// The round's time: serving its items, then learning.
     seconds: f64,
     /// Where it went: serving the items (runs and feedback stored), the compile (the export
@@ -387,6 +392,7 @@ impl Loop<'_> {
             promoted,
             holdout_current: decision.as_ref().map(|d| d.current),
             holdout_candidate: decision.as_ref().map(|d| d.candidate),
+            holdout_stopped_after: decision.as_ref().and_then(|d| d.stopped_after),
             holdout_items: decision.as_ref().map(|d| d.items),
             holdout_grown: decision.as_ref().map(|d| d.grown),
             seconds,
@@ -463,7 +469,7 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
     let score = |v: Option<f64>| v.map_or("   -  ".to_string(), |x| format!("{x:.3}"));
     for r in &rounds {
         println!(
-            "  {:>5}  {:>5}   {:.3}    {:.3}   {:>11}   {:>8}   {:>29}   {:>8}   {} → {}           {:>21}   {:>7.1} ({:.1} + {:.1} + {:.1})",
+            "  {:>5}  {:>5}   {:.3}    {:.3}   {:>11}   {:>8}   {:>29}   {:>8}   {} → {:>7}         {:>21}   {:>7.1} ({:.1} + {:.1} + {:.1})",
             r.round,
             r.n,
             r.static_accuracy,
@@ -479,7 +485,7 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
             )),
             if r.promoted { "yes" } else { "no" },
             score(r.holdout_current),
-            score(r.holdout_candidate),
+            format!("{}{}", super::learn::at_most(r.holdout_stopped_after), score(r.holdout_candidate)),
             r.holdout_items.map_or("-".to_string(), |n| format!("{n} ({})", r.holdout_grown.unwrap_or(0))),
             r.seconds,
             r.phases.serve,

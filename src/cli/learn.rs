@@ -89,7 +89,7 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
             "{}",
             json!({
                 "promoted": d.promote, "reason": d.reason, "candidate": outcome.hash,
-                "holdout_current": d.current, "holdout_candidate": d.candidate, "difference": d.difference,
+                "holdout_current": d.current, "holdout_candidate": d.candidate, "holdout_stopped_after": d.stopped_after, "difference": d.difference,
                 "interval": [d.interval.0, d.interval.1], "holdout_items": d.items, "holdout_frozen": d.frozen, "holdout_grown": d.grown,
                 "detectable": d.detectable,
                 "dev_score": outcome.candidate.provenance.final_score,
@@ -109,10 +109,11 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
         println!("the judge agrees with people on {:.2} of {} rated runs", c.agreement, c.items);
     }
     println!(
-        "{}: {} (holdout {:.3} → {:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3}{})",
+        "{}: {} (holdout {:.3} → {}{:.3} on {} items, 90% interval of the difference {:+.3} to {:+.3}{})",
         if d.promote { "promoted" } else { "not promoted" },
         d.reason,
         d.current,
+        at_most(d.stopped_after),
         d.candidate,
         d.items,
         d.interval.0,
@@ -203,7 +204,8 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                 vs.iter().map(move |v| {
                     let r = &v.record;
                     json!({"program": p, "hash": v.hash, "parent": v.parent, "created_ms": v.created_ms, "decision": r.decision, "reason": r.reason,
-                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate, "difference": r.difference,
+                           "holdout_current": r.holdout_current, "holdout_candidate": r.holdout_candidate,
+                           "holdout_stopped_after": r.holdout_stopped_after, "difference": r.difference,
                            "interval": r.interval, "holdout_items": r.holdout_items, "holdout_frozen": r.holdout_frozen, "holdout_grown": r.holdout_grown,
                            "detectable": r.detectable, "feedback": r.feedback_count, "tainted": v.tainted,
                            "left_out": r.left_out})
@@ -221,10 +223,11 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
             let when = Timestamp::from_millis(v.created_ms);
             let taint = if v.tainted { "  [trained on a forgotten user's data: learn again]" } else { "" };
             println!(
-                "  {}  {when}  {:<9} holdout {} → {}  {} feedback  parent {}{taint}\n      {}",
+                "  {}  {when}  {:<9} holdout {} → {}{}  {} feedback  parent {}{taint}\n      {}",
                 &v.hash[..12.min(v.hash.len())],
                 r.decision,
                 score(r.holdout_current),
+                at_most(r.holdout_stopped_after),
                 score(r.holdout_candidate),
                 r.feedback_count,
                 v.parent.as_deref().map_or("-", |p| &p[..12.min(p.len())]),
@@ -273,4 +276,14 @@ pub fn why(args: &WhyArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// "≤ " before a candidate's holdout score when its scoring stopped early, where the score
+/// shown is the most it could have reached.
+pub(crate) fn at_most(stopped_after: Option<usize>) -> &'static str {
+    if stopped_after.is_some() {
+        "≤ "
+    } else {
+        ""
+    }
 }

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::dataset::Example;
@@ -124,6 +123,9 @@ pub struct Evaluation {
     pub model_calls: u64,
     /// Whether the budget ran out before every example ran (the scores are then partial).
     pub cut_short: bool,
+    /// Whether the caller's stop rule ended it early ([`evaluate_until`]; the scores are then
+    /// the first examples').
+    pub stopped: bool,
 }
 
 impl Evaluation {
@@ -152,8 +154,25 @@ pub async fn evaluate(
     budget: &Budget,
     on_done: &(dyn Fn() + Sync),
 ) -> Result<Evaluation, MetricError> {
+    evaluate_until(program, examples, metric, concurrency, budget, on_done, &|_| false).await
+}
+
+/// [`evaluate`], ending early once `stop` holds for the scores so far (the first examples',
+/// in example order): runs still going are dropped and no more start, and the evaluation says
+/// it `stopped`. Which runs had finished when it stopped does not change what it returns: the
+/// scores are those of the shortest run of examples for which `stop` held.
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_until(
+    program: &Program,
+    examples: &[Example],
+    metric: &Metric,
+    concurrency: usize,
+    budget: &Budget,
+    on_done: &(dyn Fn() + Sync),
+    stop: &(dyn Fn(&[f64]) -> bool + Sync),
+) -> Result<Evaluation, MetricError> {
     let dag = program.dag();
-    let runs: Vec<Option<(Trace, Option<f64>, u64)>> = stream::iter(examples.iter().map(|ex| {
+    let mut runs = stream::iter(examples.iter().enumerate().map(|(i, ex)| {
         let inputs = ex.inputs(dag);
         async move {
             if budget.exhausted().is_some() {
@@ -170,29 +189,28 @@ pub async fn evaluate(
             };
             let calls = budget.record(&trace);
             on_done();
-            Ok(Some((trace, judged, calls)))
+            Ok::<_, MetricError>(Some((i, trace, judged, calls)))
         }
     }))
-    .buffered(concurrency.max(1))
-    .collect::<Vec<Result<_, MetricError>>>()
-    .await
-    .into_iter()
-    .collect::<Result<_, _>>()?;
-    let cut_short = runs.iter().any(Option::is_none);
-    let mut traces = Vec::new();
-    let mut judged = Vec::new();
-    let mut model_calls = 0;
-    for (trace, score, calls) in runs.into_iter().flatten() {
-        traces.push(trace);
-        judged.push(score);
-        model_calls += calls;
+    .buffered(concurrency.max(1));
+    let mut out = Evaluation::default();
+    // `buffered` yields in example order, so the scores so far are always a prefix.
+    while let Some(run) = runs.next().await {
+        let Some((i, trace, judged, calls)) = run? else {
+            out.cut_short = true;
+            continue;
+        };
+        let score = match judged {
+            Some(score) => score,
+            None => metric.score(trace.outputs.as_ref(), &examples[i])?,
+        };
+        out.traces.push(trace);
+        out.scores.push(score);
+        out.model_calls += calls;
+        if stop(&out.scores) {
+            out.stopped = true;
+            break;
+        }
     }
-    // Scoring is CPU work (token F1, regexes) and independent per example.
-    let scores = traces
-        .par_iter()
-        .zip(examples.par_iter())
-        .zip(judged.par_iter())
-        .map(|((t, ex), j)| j.map_or_else(|| metric.score(t.outputs.as_ref(), ex), Ok))
-        .collect::<Result<Vec<f64>, MetricError>>()?;
-    Ok(Evaluation { scores, traces, model_calls, cut_short })
+    Ok(out)
 }

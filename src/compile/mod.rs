@@ -9,7 +9,7 @@ pub mod metric;
 pub mod optimize;
 
 pub use self::dataset::{Dataset, DatasetError, Example};
-pub use self::evaluate::{evaluate, Budget, Evaluation};
+pub use self::evaluate::{evaluate, evaluate_until, Budget, Evaluation};
 pub use self::examples::{run_examples, ExampleRun};
 pub use self::metric::{Metric, MetricError, Rater, TerminalRater};
 pub use self::optimize::{compile, CompileError, Event, Job, Plan};

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
 use super::dataset::{Dataset, Example};
-use super::evaluate::{evaluate, Budget};
+use super::evaluate::{evaluate, evaluate_until, Budget};
 use super::metric::Metric;
 use super::optimize::{compile, Job, Plan};
 use crate::graph::{Dag, OptimizerKind};
@@ -212,6 +212,25 @@ async fn a_judge_runs_its_rubric_per_example_and_its_calls_count() {
     assert_eq!(e.scores, [1.0, 0.0, 1.0, 0.0], "polite tickets (every other one) pass the rubric");
     assert_eq!(e.model_calls, 8, "one program call and one judge call per example");
     assert!(e.traces[0].steps.iter().any(|s| s.step == "judge `politeness`"));
+}
+
+#[tokio::test]
+async fn an_evaluation_stops_where_its_rule_says_with_the_first_examples_scores() {
+    let backend = Rules::new(false);
+    let program = program(&backend);
+    let examples = data("d", 10).examples;
+    let accuracy = metric("accuracy", &program);
+    let whole = evaluate(&program, &examples, &accuracy, 4, &Budget::new(None, None, None), &|| {}).await.unwrap();
+    assert!(!whole.stopped && whole.scores.len() == 10);
+    // Stop once three answers were wrong: however the four runs at once finish, the scores
+    // are the first examples', up to the third wrong one.
+    let wrong = |s: &[f64]| s.iter().filter(|&&x| x == 0.0).count() >= 3;
+    let e = evaluate_until(&program, &examples, &accuracy, 4, &Budget::new(None, None, None), &|| {}, &wrong).await.unwrap();
+    let third_wrong = (1..=10).find(|&k| wrong(&whole.scores[..k])).unwrap();
+    assert!(third_wrong < 10, "the fixture needs three wrong answers: {:?}", whole.scores);
+    assert!(e.stopped && !e.cut_short);
+    assert_eq!(e.scores, whole.scores[..third_wrong], "{:?}", whole.scores);
+    assert_eq!(e.traces.len(), third_wrong);
 }
 
 #[tokio::test]

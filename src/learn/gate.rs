@@ -45,6 +45,12 @@ pub struct Decision {
     pub detectable: Option<f64>,
     /// Why, in a sentence.
     pub reason: String,
+    /// Set when the candidate's holdout scoring stopped early, after this many items, because
+    /// no score on the rest could reach the current program's ([`out_of_reach`]). `candidate`
+    /// and `difference` are then the most the candidate could have scored (upper bounds), and
+    /// `interval` and `detectable` are those of the items scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_after: Option<usize>,
 }
 
 /// The normal quantile of the gate's one-sided 5% level (its interval's lower end).
@@ -95,13 +101,10 @@ pub fn decide(current: &[f64], candidate: &[f64], margin: f64, seed: u64) -> Dec
             grown: 0,
             detectable: None,
             reason: "the holdout is empty: nothing shows the candidate is not worse".into(),
+            stopped_after: None,
         };
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut means: Vec<f64> = (0..RESAMPLES).map(|_| (0..n).map(|_| diffs[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
-    means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((RESAMPLES as f64 - 1.0) * q).round() as usize];
-    let (lo, hi) = (at(0.05), at(0.95));
+    let (lo, hi) = interval(&diffs, seed);
     let (promote, reason) = if diff < 0.0 {
         (false, format!("the candidate scores lower on the holdout ({cand:.3} vs {cur:.3})"))
     } else if lo < -margin {
@@ -112,7 +115,73 @@ pub fn decide(current: &[f64], candidate: &[f64], margin: f64, seed: u64) -> Dec
         (true, format!("the candidate is not worse: {cand:.3} vs {cur:.3}, difference {diff:+.3} (90% interval {lo:+.3} to {hi:+.3})"))
     };
     let detectable = detectable(&diffs, margin);
-    Decision { promote, current: cur, candidate: cand, difference: diff, interval: (lo, hi), margin, items: n, frozen: n, grown: 0, detectable, reason }
+    Decision {
+        promote,
+        current: cur,
+        candidate: cand,
+        difference: diff,
+        interval: (lo, hi),
+        margin,
+        items: n,
+        frozen: n,
+        grown: 0,
+        detectable,
+        reason,
+        stopped_after: None,
+    }
+}
+
+/// The 90% bootstrap interval of the mean of `diffs` (not empty).
+fn interval(diffs: &[f64], seed: u64) -> (f64, f64) {
+    let n = diffs.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..RESAMPLES).map(|_| (0..n).map(|_| diffs[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((RESAMPLES as f64 - 1.0) * q).round() as usize];
+    (at(0.05), at(0.95))
+}
+
+/// How far below the current program's total a candidate's best possible total must be before
+/// [`out_of_reach`] says so: far below any difference scores in [0, 1] make, far above the
+/// rounding of summing a few thousand of them.
+const REACH_SLACK: f64 = 1e-6;
+
+/// Whether a candidate whose first holdout items scored `scored` can no longer reach the
+/// current program's total on all its items (`current`), even scoring the most a metric gives,
+/// 1, on every item left. [`decide`] would then reject it whatever the rest scored (its mean
+/// difference would be negative), so its scoring can stop there and [`decide_out_of_reach`]
+/// decides on what was scored. Exact: it never stops a candidate the whole holdout would have
+/// promoted.
+pub fn out_of_reach(current: &[f64], scored: &[f64]) -> bool {
+    let left = current.len().saturating_sub(scored.len()) as f64;
+    scored.iter().sum::<f64>() + left < current.iter().sum::<f64>() - REACH_SLACK
+}
+
+/// The rejection of a candidate whose scoring stopped once it was [`out_of_reach`]: `scored`
+/// are its first items' scores (`current[..scored.len()]` their pairs). The candidate's score
+/// is the most it could have reached; the interval and the power are those of the items scored.
+pub fn decide_out_of_reach(current: &[f64], scored: &[f64], margin: f64, seed: u64) -> Decision {
+    let (n, k) = (current.len(), scored.len().min(current.len()));
+    let cur = if n == 0 { 0.0 } else { current.iter().sum::<f64>() / n as f64 };
+    let best = if n == 0 { 0.0 } else { (scored[..k].iter().sum::<f64>() + (n - k) as f64) / n as f64 };
+    let diffs: Vec<f64> = (0..k).map(|i| scored[i] - current[i]).collect();
+    let (lo, hi) = if diffs.is_empty() { (0.0, 0.0) } else { interval(&diffs, seed) };
+    Decision {
+        promote: false,
+        current: cur,
+        candidate: best,
+        difference: best - cur,
+        interval: (lo, hi),
+        margin,
+        items: n,
+        frozen: n,
+        grown: 0,
+        detectable: detectable(&diffs, margin),
+        reason: format!(
+            "the candidate cannot reach the current program's holdout score: after {k} of {n} items, scoring 1 on all the rest would give it at most {best:.3} against {cur:.3}"
+        ),
+        stopped_after: Some(k),
+    }
 }
 
 impl Decision {
@@ -192,6 +261,42 @@ mod tests {
                 proptest::prop_assert!(d.difference >= 0.0 && d.interval.0 >= -margin, "{:?}", d);
             }
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scoring_stops_early_only_where_the_whole_holdout_would_reject(
+            scores in proptest::collection::vec((0u8..=2, 0u8..=2), 1..80),
+            seed in 0u64..1000,
+        ) {
+            let current: Vec<f64> = scores.iter().map(|(c, _)| f64::from(*c) / 2.0).collect();
+            let candidate: Vec<f64> = scores.iter().map(|(_, c)| f64::from(*c) / 2.0).collect();
+            let whole = decide(&current, &candidate, 0.05, seed);
+            if let Some(k) = (0..=candidate.len()).find(|&k| out_of_reach(&current, &candidate[..k])) {
+                proptest::prop_assert!(!whole.promote, "stopped after {} items, but the whole holdout promotes: {:?}", k, whole);
+                let early = decide_out_of_reach(&current, &candidate[..k], 0.05, seed);
+                proptest::prop_assert!(!early.promote && early.stopped_after == Some(k));
+                proptest::prop_assert!(early.candidate >= whole.candidate && early.candidate < early.current, "{:?} {:?}", early, whole);
+            } else {
+                // Never out of reach: the candidate's total reaches the current program's.
+                proptest::prop_assert!(whole.candidate >= whole.current - 1e-9, "{:?}", whole);
+            }
+        }
+    }
+
+    #[test]
+    fn a_candidate_is_out_of_reach_once_a_perfect_rest_cannot_catch_up() {
+        let current = [1.0, 1.0, 0.0, 0.0];
+        assert!(!out_of_reach(&current, &[]));
+        assert!(!out_of_reach(&current, &[0.0]), "right on the other three it would score 3 against 2");
+        assert!(!out_of_reach(&current, &[0.0, 0.0]), "right on the other two it would tie");
+        assert!(out_of_reach(&current, &[0.0, 0.0, 0.0]));
+        assert!(!out_of_reach(&current, &[1.0, 1.0, 0.0, 0.0]), "a tie is never out of reach");
+        let d = decide_out_of_reach(&current, &[0.0, 0.0, 0.0], 0.05, 1);
+        assert!(!d.promote, "{d:?}");
+        assert_eq!((d.current, d.candidate, d.items, d.stopped_after), (0.5, 0.25, 4, Some(3)));
+        assert!(d.reason.contains("after 3 of 4 items") && d.reason.contains("at most 0.250"), "{}", d.reason);
+        assert_eq!(decide(&current, &[1.0, 1.0, 0.0, 0.0], 0.05, 1).stopped_after, None);
     }
 
     #[test]

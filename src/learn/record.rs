@@ -78,6 +78,11 @@ pub struct VersionRecord {
     /// See [`VersionRecord::holdout_frozen`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holdout_grown: Option<usize>,
+    /// Set when the candidate's holdout scoring stopped after this many items, once it could
+    /// no longer reach the current program's score; `holdout_candidate` is then the most it
+    /// could have scored ([`super::gate::Decision::stopped_after`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout_stopped_after: Option<usize>,
     /// The gate's power on them: the smallest true improvement it promotes with 80%
     /// probability ([`super::gate::detectable`]); absent in records of earlier loopc versions.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +124,7 @@ impl VersionRecord {
             holdout_items: decision.items,
             holdout_frozen: Some(decision.frozen),
             holdout_grown: Some(decision.grown),
+            holdout_stopped_after: decision.stopped_after,
             detectable: decision.detectable,
             dev_score: Some(dev_score),
             dataset_sha256: Some(data.sha256.clone()),

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 
 use super::export::{from_runs, read_runs, Export, ExportOptions, Row, RowKind};
-use super::gate::{decide, Decision};
+use super::gate::{decide, decide_out_of_reach, out_of_reach, Decision};
 use super::human::{calibrate, Calibration, StoredRatings, MIN_CALIBRATION_ITEMS};
 use super::record::{Verdict, VersionRecord};
 use super::LearnError;
@@ -211,10 +211,17 @@ fn dataset(source: &str, rows: &[&Row]) -> Dataset {
     Dataset { source: source.to_string(), sha256: crate::fs::sha256_hex(body.as_bytes()), examples }
 }
 
-/// Scores `program` on `examples`, example by example (failed runs score 0).
-async fn holdout_scores(program: &Program, examples: &[Example], metric: &Metric, concurrency: usize) -> Result<Vec<f64>, LearnError> {
+/// Scores `program` on `examples`, example by example (failed runs score 0), stopping early
+/// once `stop` holds for the scores so far (then only the first examples' are returned).
+async fn holdout_scores(
+    program: &Program,
+    examples: &[Example],
+    metric: &Metric,
+    concurrency: usize,
+    stop: &(dyn Fn(&[f64]) -> bool + Sync),
+) -> Result<Vec<f64>, LearnError> {
     let budget = Budget::new(None, None, None);
-    Ok(compile::evaluate(program, examples, metric, concurrency, &budget, &|| {}).await?.scores)
+    Ok(compile::evaluate_until(program, examples, metric, concurrency, &budget, &|| {}, stop).await?.scores)
 }
 
 /// The data of a round: the holdout, and train and dev drawn from the stored rows.
@@ -341,9 +348,16 @@ pub async fn learn(round: Round<'_>) -> Result<Outcome, LearnError> {
 
     (round.progress)(Event::Phase(HOLDOUT_PHASE, 0));
     let candidate_program = program_of(round.engine, &round.current, Some(&candidate), &round.options)?;
-    let now = holdout_scores(&current_program, &holdout, &metric, round.settings.concurrency).await?;
-    let next = holdout_scores(&candidate_program, &holdout, &metric, round.settings.concurrency).await?;
-    let decision = decide(&now, &next, round.settings.margin, plan.seed).with_frozen(frozen);
+    let now = holdout_scores(&current_program, &holdout, &metric, round.settings.concurrency, &|_| false).await?;
+    // The candidate's scoring stops once it cannot reach the current program's score: the
+    // gate would reject it whatever the rest scored, and a rejected round then ends sooner.
+    let next = holdout_scores(&candidate_program, &holdout, &metric, round.settings.concurrency, &|s| out_of_reach(&now, s)).await?;
+    let decision = if next.len() < now.len() {
+        decide_out_of_reach(&now, &next, round.settings.margin, plan.seed)
+    } else {
+        decide(&now, &next, round.settings.margin, plan.seed)
+    }
+    .with_frozen(frozen);
 
     let verdict = match (decision.promote, round.canary) {
         (true, false) => Verdict::Promoted,

@@ -96,7 +96,7 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
         .collect();
     html.push_str(&charts::versions("holdout score per version", &points));
     html.push_str(
-        "<p class=\"hint\">Dots: a candidate's holdout score, filled when promoted, hollow when rejected; bars: the version it was compared with.</p>",
+        "<p class=\"hint\">Dots: a candidate's holdout score, filled when promoted, hollow when rejected (for a candidate whose scoring stopped once it could not reach the version it was compared with, the most it could have scored); bars: the version it was compared with.</p>",
     );
     html.push_str("<div class=\"scroll\"><table><tr><th>version</th><th>recorded</th><th>decision</th><th>holdout (was → candidate)</th><th>feedback</th><th>reason</th></tr>");
     for v in history.iter().rev() {
@@ -104,7 +104,7 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
         let r = &v.record;
         let _ = write!(
             html,
-            "<tr><td><code title=\"{}\">{}</code>{}</td><td>{}</td><td class=\"decision-{}\">{}</td><td>{} → {}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code title=\"{}\">{}</code>{}</td><td>{}</td><td class=\"decision-{}\">{}</td><td>{} → {}{}</td><td>{}</td><td>{}</td></tr>",
             esc(&v.hash),
             esc(&v.hash.chars().take(12).collect::<String>()),
             if v.tainted { " <span class=\"tier tier-flagged\" title=\"a forgotten user's data trained it\">tainted</span>" } else { "" },
@@ -112,6 +112,7 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
             r.decision,
             r.decision,
             score(r.holdout_current),
+            if r.holdout_stopped_after.is_some() { "≤ " } else { "" },
             score(r.holdout_candidate),
             r.feedback_count,
             esc(&r.reason),

@@ -485,7 +485,7 @@ pub fn run(args: &BenchLoopArgs, color: bool) -> anyhow::Result<Outcome> {
             )),
             if r.promoted { "yes" } else { "no" },
             score(r.holdout_current),
-            format!("{}{}", super::learn::at_most(r.holdout_stopped_after), score(r.holdout_candidate)),
+            format!("{}{}", loopc::learn::gate::at_most(r.holdout_stopped_after), score(r.holdout_candidate)),
             r.holdout_items.map_or("-".to_string(), |n| format!("{n} ({})", r.holdout_grown.unwrap_or(0))),
             r.seconds,
             r.phases.serve,

@@ -113,7 +113,7 @@ fn print_outcome(args: &LearnArgs, outcome: &learn::Outcome) {
         if d.promote { "promoted" } else { "not promoted" },
         d.reason,
         d.current,
-        at_most(d.stopped_after),
+        learn::gate::at_most(d.stopped_after),
         d.candidate,
         d.items,
         d.interval.0,
@@ -227,7 +227,7 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                 &v.hash[..12.min(v.hash.len())],
                 r.decision,
                 score(r.holdout_current),
-                at_most(r.holdout_stopped_after),
+                learn::gate::at_most(r.holdout_stopped_after),
                 score(r.holdout_candidate),
                 r.feedback_count,
                 v.parent.as_deref().map_or("-", |p| &p[..12.min(p.len())]),
@@ -276,14 +276,4 @@ pub fn why(args: &WhyArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
-}
-
-/// "≤ " before a candidate's holdout score when its scoring stopped early, where the score
-/// shown is the most it could have reached.
-pub(crate) fn at_most(stopped_after: Option<usize>) -> &'static str {
-    if stopped_after.is_some() {
-        "≤ "
-    } else {
-        ""
-    }
 }

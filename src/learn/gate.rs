@@ -157,6 +157,16 @@ pub fn out_of_reach(current: &[f64], scored: &[f64]) -> bool {
     scored.iter().sum::<f64>() + left < current.iter().sum::<f64>() - REACH_SLACK
 }
 
+/// "≤ " before a candidate's holdout score when its scoring stopped early
+/// ([`Decision::stopped_after`]), where the score shown is the most it could have reached.
+pub fn at_most(stopped_after: Option<usize>) -> &'static str {
+    if stopped_after.is_some() {
+        "≤ "
+    } else {
+        ""
+    }
+}
+
 /// The rejection of a candidate whose scoring stopped once it was [`out_of_reach`]: `scored`
 /// are its first items' scores (`current[..scored.len()]` their pairs). The candidate's score
 /// is the most it could have reached; the interval and the power are those of the items scored.
@@ -297,6 +307,7 @@ mod tests {
         assert_eq!((d.current, d.candidate, d.items, d.stopped_after), (0.5, 0.25, 4, Some(3)));
         assert!(d.reason.contains("after 3 of 4 items") && d.reason.contains("at most 0.250"), "{}", d.reason);
         assert_eq!(decide(&current, &[1.0, 1.0, 0.0, 0.0], 0.05, 1).stopped_after, None);
+        assert_eq!((at_most(d.stopped_after), at_most(None)), ("≤ ", ""), "a bound is marked, a score is not");
     }
 
     #[test]

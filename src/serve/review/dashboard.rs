@@ -112,7 +112,7 @@ fn versions_section(history: &[crate::learn::Version]) -> String {
             r.decision,
             r.decision,
             score(r.holdout_current),
-            if r.holdout_stopped_after.is_some() { "≤ " } else { "" },
+            crate::learn::gate::at_most(r.holdout_stopped_after),
             score(r.holdout_candidate),
             r.feedback_count,
             esc(&r.reason),

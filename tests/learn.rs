@@ -30,6 +30,26 @@ fn program(model: &Path) -> String {
     )
 }
 
+/// An engine that answers every call afresh (no response cache), so each round runs its model.
+fn uncached_engine() -> Engine {
+    Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap()
+}
+
+/// A fresh SQLite store in `dir`.
+async fn sqlite_store(dir: &Path) -> Store {
+    Store::open(&format!("sqlite://{}", dir.join("store.db").display())).await.unwrap()
+}
+
+/// The program as written, as a round's current program (`mood.loop`, no artifact).
+fn written(source: String) -> Current {
+    Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source, artifact: None }
+}
+
+/// The eight held-out examples as the frozen holdout file.
+fn holdout_set() -> Dataset {
+    Dataset { source: "holdout".into(), sha256: "0".repeat(64), examples: holdout_examples() }
+}
+
 /// Stores `n` runs with a correction each, from users `u0`, `u1`, ...
 async fn fill(store: &Store, n: usize) {
     for i in 0..n {
@@ -167,12 +187,12 @@ fn holdout_examples() -> Vec<Example> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_corrections_make_a_candidate_the_gate_promotes_and_wrong_ones_one_it_rejects() {
     let url = scripted_model();
-    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
-    let holdout = Dataset { source: "holdout".into(), sha256: "0".repeat(64), examples: holdout_examples() };
-    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: scripted_program(&url), artifact: None };
+    let engine = uncached_engine();
+    let holdout = holdout_set();
+    let current = written(scripted_program(&url));
     for wrong in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+        let store = sqlite_store(dir.path()).await;
         corrected(&store, 24, wrong).await;
         // The frozen holdout is the file alone: every stored correction may be learned from.
         let round = Round {
@@ -217,13 +237,13 @@ async fn a_round_draws_the_same_data_whatever_order_the_store_lists_its_runs_in(
     // Runs served at once are stored in whatever order they finish; the round's sample, split
     // and gate must not follow that order, or a seed would not give the same round twice.
     let url = scripted_model();
-    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
-    let holdout = Dataset { source: "holdout".into(), sha256: "0".repeat(64), examples: holdout_examples() };
-    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: scripted_program(&url), artifact: None };
+    let engine = uncached_engine();
+    let holdout = holdout_set();
+    let current = written(scripted_program(&url));
     let mut outcomes = Vec::new();
     for reversed in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+        let store = sqlite_store(dir.path()).await;
         let order: Vec<usize> = if reversed { (0..30).rev().collect() } else { (0..30).collect() };
         corrected_in(&store, order.into_iter(), false).await;
         // Fewer rows than stored, so the round samples; a share held out, so the store grows the holdout.
@@ -245,10 +265,10 @@ fn held(text: &str, mood: &str) -> Example {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clear_win_the_frozen_holdout_is_too_small_to_show_is_promoted_once_reviewed_runs_grow_it() {
     let url = scripted_model();
-    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
-    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: scripted_program(&url), artifact: None };
+    let engine = uncached_engine();
+    let current = written(scripted_program(&url));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    let store = sqlite_store(dir.path()).await;
     corrected(&store, 24, false).await;
     // Three frozen items, one of them labelled against its words: the current program (always
     // `happy`) and the candidate (its nearest demo) are each right on two, so the frozen holdout
@@ -300,13 +320,13 @@ async fn a_round_records_the_candidate_its_lineage_and_the_decision_and_forget_m
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     loopc::model::testing::write_tiny_model(&model, 21).unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    let store = sqlite_store(dir.path()).await;
     fill(&store, 24).await;
-    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let engine = uncached_engine();
     let source = program(&model);
     let progress = |_: Event<'_>| {};
     let round = |current: Current| base(&engine, &store, current, &progress);
-    let first = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: source.clone(), artifact: None };
+    let first = written(source.clone());
     let outcome = learn::learn(round(first.clone())).await.unwrap();
     let d = &outcome.decision;
     assert!(d.items > 0 && !outcome.export.holdout.is_empty(), "the store reserved a holdout");
@@ -355,10 +375,10 @@ async fn no_holdout_or_too_few_human_labels_stop_the_round_with_a_clear_error() 
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     loopc::model::testing::write_tiny_model(&model, 22).unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
-    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let engine = uncached_engine();
     let progress = |_: Event<'_>| {};
-    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: program(&model), artifact: None };
+    let current = written(program(&model));
     let no_share = || RoundSettings { holdout_share: 0.0, ..base(&engine, &store, current.clone(), &progress).settings };
     // No holdout file and no share of the store held out.
     let round = Round { settings: no_share(), ..base(&engine, &store, current.clone(), &progress) };
@@ -367,7 +387,7 @@ async fn no_holdout_or_too_few_human_labels_stop_the_round_with_a_clear_error() 
     assert!(err.to_string().contains("--holdout"), "the error names the fix: {err}");
     // A holdout, but three human labels where a round needs four.
     fill(&store, 3).await;
-    let holdout = Dataset { source: "holdout".into(), sha256: "0".repeat(64), examples: holdout_examples() };
+    let holdout = holdout_set();
     let round = Round { holdout: Some(holdout), settings: no_share(), ..base(&engine, &store, current.clone(), &progress) };
     let err = learn::learn(round).await.err().unwrap();
     assert!(matches!(err, learn::LearnError::NotEnoughData { gold: 3, needed: learn::MIN_GOLD_ROWS }), "{err}");
@@ -390,11 +410,11 @@ async fn a_round_scores_by_stored_human_ratings_and_uses_a_judge_only_when_it_ag
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     loopc::model::testing::write_tiny_model(&model, 23).unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
+    let store = sqlite_store(dir.path()).await;
     fill(&store, 24).await;
-    let engine = Engine::builder().options(EngineOptions { responses: CacheSetting::Off, ..EngineOptions::default() }).build().unwrap();
+    let engine = uncached_engine();
     let progress = |_: Event<'_>| {};
-    let current = Current { name: "mood.loop".into(), source_file: "mood.loop".into(), source: rated_program(&model), artifact: None };
+    let current = written(rated_program(&model));
     let round = |metric: &str, judge_min_agreement: f64| {
         let base = base(&engine, &store, current.clone(), &progress);
         Round { metric: Some(metric.into()), settings: RoundSettings { judge_min_agreement, ..base.settings.clone() }, ..base }
